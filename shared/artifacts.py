@@ -1,0 +1,243 @@
+"""The artifact contract: ``outputs/<experiment>/<stage>/`` folders, written atomically, each with a manifest.
+
+A stage writes into a hidden temporary folder beside its final one (``.<stage>.tmp-<pid>``) and renames it into
+place only when everything, ``manifest.json`` last, is written. A killed stage therefore leaves no manifest
+behind, the previous complete result (if any) stays untouched, and the next run redoes the work.
+
+``manifest.json`` records: stage, experiment, the config the stage read, hashes of its inputs (files and
+upstream manifests), package versions, git commit, device, wall time, the files written (size and sha256), and
+a fingerprint of everything that determines the result. A stage whose fingerprint matches its manifest is up to
+date and is skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .config import Experiment
+from .errors import UserError
+
+MANIFEST = "manifest.json"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = (
+    "oncoxai", "numpy", "scipy", "pandas", "scikit-learn", "anndata", "scanpy", "umap-learn", "torch",
+    "torchvision", "captum", "tensorflow", "keras", "tf-keras-vis", "monai", "torchio", "nibabel", "pydantic",
+)
+
+
+def outputs_root() -> Path:
+    return Path(os.environ.get("ONCOXAI_OUTPUTS", "outputs"))
+
+
+def experiment_dir(name: str, root: Path | None = None) -> Path:
+    return (root or outputs_root()) / name
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``: readers never see half a file."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_if_changed(path: str | Path, text: str) -> bool:
+    """Atomically write ``text`` unless the file already holds it (keeps mtimes stable for make)."""
+    path = Path(path)
+    if path.is_file() and path.read_text() == text:
+        return False
+    write_text_atomic(path, text)
+    return True
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit() -> str:
+    """The commit of the code that ran (``ONCOXAI_GIT_COMMIT`` when set by a container runner)."""
+    if env := os.environ.get("ONCOXAI_GIT_COMMIT"):
+        return env
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def code_hash(stage: str) -> str:
+    """Hash of the sources that produce a stage's result: the stage package and shared/."""
+    digest = hashlib.sha256()
+    for folder in (REPO_ROOT / "stages" / stage, REPO_ROOT / "shared"):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix in {".py", ".html", ".css", ".j2"} and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class StageRun:
+    """One run of one stage: fingerprint, temporary output folder, manifest, atomic publish.
+
+    Use as a context manager; write outputs under ``run.out``::
+
+        run = StageRun(exp, "explain")
+        if not run.is_current():
+            with run:
+                np.save(run.out / "x.npy", x)
+    """
+
+    def __init__(self, exp: Experiment, stage: str, root: Path | None = None):
+        self.exp = exp
+        self.stage = stage
+        self.exp_dir = experiment_dir(exp.name, root)
+        self.final = self.exp_dir / stage
+        self.out = self.exp_dir / f".{stage}.tmp-{os.getpid()}"
+        self.extra: dict[str, Any] = {}
+        self.device = "cpu"
+        self._started = 0.0
+        self._inputs: list[dict[str, Any]] | None = None
+
+    # -- upstream ------------------------------------------------------------------------------------------
+    def upstream(self, stage: str) -> Path:
+        """The finished folder of an upstream stage; a clear error when it has not run."""
+        folder = self.exp_dir / stage
+        if read_manifest(folder) is None:
+            raise UserError(f"{folder}: no finished '{stage}' output (run: make stage-{stage.replace('_', '-')})")
+        return folder
+
+    def inputs(self) -> list[dict[str, Any]]:
+        """Input files and upstream manifests with their hashes."""
+        if self._inputs is None:
+            items = []
+            for path in self.exp.input_files(self.stage):
+                p = Path(path)
+                if not p.is_file():
+                    raise UserError(f"input file not found: {path}")
+                items.append({"path": path, "size": p.stat().st_size, "sha256": sha256_file(p)})
+            for need in self.exp.specs[self.stage].needs:
+                manifest = read_manifest(self.upstream(need))
+                items.append({"path": str(self.exp_dir / need / MANIFEST), "fingerprint": manifest["fingerprint"],
+                              "files_sha256": sha256_json(manifest["files"])})
+            self._inputs = items
+        return self._inputs
+
+    def fingerprint(self) -> str:
+        return sha256_json({
+            "stage": self.stage,
+            "config": self.exp.stage_sections(self.stage),
+            "inputs": self.inputs(),
+            "code": code_hash(self.stage),
+        })
+
+    def is_current(self) -> bool:
+        """True when a finished result exists with the same fingerprint; its manifest is touched for make."""
+        manifest = read_manifest(self.final)
+        if manifest is None or manifest.get("fingerprint") != self.fingerprint():
+            return False
+        os.utime(self.final / MANIFEST)
+        return True
+
+    # -- running -------------------------------------------------------------------------------------------
+    def record(self, **values: Any) -> None:
+        """Extra facts for the manifest (model shape, parameter count, ...)."""
+        self.extra.update(values)
+
+    def __enter__(self) -> "StageRun":
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.exp_dir.glob(f".{self.stage}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        for stale in self.exp_dir.glob(f".{self.stage}.old-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        self.out.mkdir(parents=True)
+        self._fingerprint = self.fingerprint()
+        self._started = time.time()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            shutil.rmtree(self.out, ignore_errors=True)
+            return False
+        self._publish()
+        return False
+
+    def _publish(self) -> None:
+        files = []
+        for path in sorted(self.out.rglob("*")):
+            if path.is_file():
+                files.append({"path": str(path.relative_to(self.out)), "size": path.stat().st_size,
+                              "sha256": sha256_file(path)})
+        manifest = {
+            "stage": self.stage,
+            "experiment": self.exp.name,
+            "fingerprint": self._fingerprint,
+            "config": self.exp.stage_sections(self.stage),
+            "inputs": self.inputs(),
+            "packages": package_versions(),
+            "git_commit": git_commit(),
+            "device": self.device,
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._started)),
+            "wall_time_s": round(time.time() - self._started, 3),
+            **self.extra,
+            "files": files,
+        }
+        write_json_atomic(self.out / MANIFEST, manifest)
+        old = self.exp_dir / f".{self.stage}.old-{os.getpid()}"
+        if self.final.exists():
+            os.replace(self.final, old)
+        os.replace(self.out, self.final)
+        shutil.rmtree(old, ignore_errors=True)

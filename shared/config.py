@@ -1,0 +1,270 @@
+"""Experiment configuration: one YAML file per experiment, validated before any work starts.
+
+Layout of a config file::
+
+    name: demo                 # experiment name -> outputs/<name>/
+    seed: 0
+    device: auto               # auto (CUDA when present) | cpu | cuda | cuda:1 ...
+    stages: [preprocess, train_torch, explain, report]
+    expression: {...}          # sections declared by the stages (stages/<stage>/params.py)
+    preprocess: {...}
+
+Each stage package declares the sections it reads in ``stages/<stage>/params.py`` as a ``STAGE = StageSpec(...)``.
+They are discovered here, so a new stage plugs in without changing this module. Every section forbids
+unknown keys and checks types strictly; the first problem is raised as a one-line ``UserError`` naming the key.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from .errors import UserError
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys and wrong types are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _InputFileMarker:
+    """Marks a string field as an input file: it must exist, and its hash enters the stage fingerprint."""
+
+
+INPUT_FILE = _InputFileMarker()
+InputFile = Annotated[str, INPUT_FILE]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stage declares about itself: its upstream stages and the config sections it reads."""
+
+    name: str
+    needs: tuple[str, ...] = ()
+    sections: dict[str, type[Section]] = field(default_factory=dict)
+    #: Extra make prerequisites that trigger a re-check (the stage's own sources are always included).
+    description: str = ""
+
+
+def discover_stages() -> dict[str, StageSpec]:
+    """Import ``stages.<name>.params`` for every stage package and collect their ``STAGE`` specs."""
+    import stages
+
+    specs: dict[str, StageSpec] = {}
+    for mod in sorted(pkgutil.iter_modules(stages.__path__), key=lambda m: m.name):
+        if not mod.ispkg:
+            continue
+        try:
+            params = importlib.import_module(f"stages.{mod.name}.params")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"stages.{mod.name}.params":
+                continue
+            raise
+        spec: StageSpec = params.STAGE
+        assert spec.name == mod.name, f"stages/{mod.name}/params.py declares STAGE name {spec.name!r}"
+        specs[spec.name] = spec
+    return specs
+
+
+def _section_models(specs: dict[str, StageSpec]) -> dict[str, type[Section]]:
+    models: dict[str, type[Section]] = {}
+    for spec in specs.values():
+        for key, model in spec.sections.items():
+            if key in models and models[key] is not model:
+                raise AssertionError(f"config section {key!r} is declared by two stages with different models")
+            models[key] = model
+    return models
+
+
+def _has_required_fields(model: type[BaseModel]) -> bool:
+    return any(f.is_required() for f in model.model_fields.values())
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment config."""
+
+    name: str
+    seed: int
+    device: str
+    stages: tuple[str, ...]
+    sections: dict[str, Section]
+    specs: dict[str, StageSpec]
+    source: str
+
+    def section(self, key: str) -> Section:
+        try:
+            return self.sections[key]
+        except KeyError:
+            raise UserError(f"{self.source}: missing section '{key}'") from None
+
+    def stage_sections(self, stage: str) -> dict[str, Any]:
+        """The config values a stage depends on (its sections plus the seed), for manifests and fingerprints."""
+        spec = self.specs[stage]
+        out: dict[str, Any] = {"seed": self.seed}
+        for key in spec.sections:
+            out[key] = self.sections[key].model_dump(mode="json")
+        return out
+
+    def input_files(self, stage: str) -> list[str]:
+        """Paths of the input files named by the stage's sections (fields typed ``InputFile``)."""
+        files: list[str] = []
+        for key in self.specs[stage].sections:
+            files.extend(_input_files(self.sections[key]))
+        return files
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "seed": self.seed, "device": self.device, "stages": list(self.stages)}
+        for key, sec in self.sections.items():
+            out[key] = sec.model_dump(mode="json")
+        return out
+
+
+def _input_files(section: BaseModel) -> list[str]:
+    files = []
+    for name, info in type(section).model_fields.items():
+        value = getattr(section, name)
+        if value is None:
+            continue
+        if any(m is INPUT_FILE for m in info.metadata):
+            files.append(value)
+        elif isinstance(value, BaseModel):
+            files.extend(_input_files(value))
+    return files
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'train_torch.epochs=2'`` -> (['train_torch', 'epochs'], 2). Values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train_torch.epochs=2")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise UserError(f"--set {text!r}: empty key component")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = copy.deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {text!r}: '{'.'.join(parts[: i + 1])}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
+    if first["type"] == "extra_forbidden":
+        return f"config error in {source}: unknown key '{loc}' (check the spelling; see README 'Config')"
+    if first["type"] == "missing":
+        return f"config error in {source}: missing key '{loc}'"
+    got = first.get("input")
+    got_s = f" (got {got!r})" if not isinstance(got, dict) else ""
+    return f"config error in {source}: {loc}: {first['msg']}{got_s}"
+
+
+def _top_model(specs: dict[str, StageSpec]) -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        "name": (str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")),
+        "seed": (int, 0),
+        "device": (str, "auto"),
+        "stages": (list[str], ...),
+    }
+    for key, model in _section_models(specs).items():
+        default = None if _has_required_fields(model) else Field(default_factory=model)
+        fields[key] = (model | None, default)
+    return create_model("ExperimentConfig", __config__=ConfigDict(extra="forbid", strict=True), **fields)
+
+
+def validate(raw: Any, source: str = "<config>", check_files: bool = True) -> Experiment:
+    """Validate a raw config mapping. Raises ``UserError`` with a one-line message naming the key."""
+    if not isinstance(raw, dict):
+        raise UserError(f"config error in {source}: expected a mapping of keys at the top level")
+    specs = discover_stages()
+    try:
+        model = _top_model(specs).model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_error(source, err)) from None
+
+    enabled = list(model.stages)
+    for stage in enabled:
+        if stage not in specs:
+            raise UserError(f"config error in {source}: stages: unknown stage '{stage}' (known: {', '.join(specs)})")
+        for need in specs[stage].needs:
+            if need not in enabled:
+                raise UserError(f"config error in {source}: stages: '{stage}' needs '{need}'; add it to stages")
+    sections: dict[str, Section] = {}
+    for stage in enabled:
+        for key in specs[stage].sections:
+            value = getattr(model, key)
+            if value is None:
+                raise UserError(f"config error in {source}: missing section '{key}' (needed by stage {stage})")
+            sections[key] = value
+    exp = Experiment(
+        name=model.name, seed=model.seed, device=model.device, stages=tuple(_ordered(enabled, specs)),
+        sections=sections, specs=specs, source=source,
+    )
+    if check_files:
+        for stage in exp.stages:
+            for path in exp.input_files(stage):
+                if not Path(path).is_file():
+                    raise UserError(f"config error in {source}: input file not found: {path} (fix the path or create it)")
+    return exp
+
+
+def _ordered(enabled: list[str], specs: dict[str, StageSpec]) -> list[str]:
+    """Enabled stages in dependency order (stable with respect to the config's order)."""
+    done: list[str] = []
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in trail:
+            raise AssertionError(f"stage dependency cycle: {' -> '.join(trail + (name,))}")
+        for need in specs[name].needs:
+            visit(need, trail + (name,))
+        done.append(name)
+
+    for name in enabled:
+        visit(name, ())
+    return done
+
+
+def load(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> Experiment:
+    """Read, override and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path} (pass CONFIG=configs/<experiment>.yaml)") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"config error in {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if raw is None:
+        raise UserError(f"config error in {path}: the file is empty")
+    if isinstance(raw, dict):
+        raw = apply_overrides(raw, overrides or [])
+    return validate(raw, source=str(path), check_files=check_files)
