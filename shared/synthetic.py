@@ -16,23 +16,35 @@ from pathlib import Path
 import numpy as np
 
 STATES = ("AC-like", "MES-like", "NPC-like", "OPC-like", "Cycling", "Hybrid")
+REFERENCE = "Non-malignant"
 
 
 def make_transcriptome(
-    n_samples: int = 800,
+    n_samples: int = 1000,
     n_genes: int = 2000,
     n_classes: int = 4,
     n_markers: int = 10,
     n_donors: int = 20,
-    fold_change: float = 6.0,
+    fold_change: float = 8.0,
     library_size: float = 4000.0,
     dispersion: float = 0.3,
+    shared_program: float = 0.3,
+    donor_sd: float = 0.05,
+    shared_level: float = 2.0,
     seed: int = 0,
 ):
     """Return ``(adata, markers)``: an AnnData of raw counts and a DataFrame (class, gene) of planted markers.
 
     Class sizes are unequal (proportions 1, 1/1.5, 1/2.25, ... normalised). Markers are disjoint between classes
     and drawn from moderately expressed genes, so they are neither trivially huge nor lost in the zeros.
+    A fraction ``shared_program`` of samples also runs another class's marker program at a lower level
+    (``shared_level``-fold), as cell states share programs in real tumours; so a class cannot be recognised merely by
+    the absence of the other classes' markers, and its own markers carry the signal.
+
+    Besides the ``n_classes`` marked classes there is one reference class (``Non-malignant``) with no markers of its
+    own. In a closed world of marked classes only, a model may recognise one of them by the absence of all the
+    others, and then that class's own markers are legitimately not what drove its predictions; the reference class
+    makes "none of the programs" a class of its own, so that the planted markers are the right ground truth.
     """
     import anndata as ad
     import pandas as pd
@@ -43,12 +55,12 @@ def make_transcriptome(
     if n_classes * n_markers > n_genes // 2:
         raise ValueError("too many markers for the number of genes")
     rng = np.random.default_rng(seed)
-    classes = list(STATES[:n_classes])
+    classes = [*STATES[:n_classes], REFERENCE]
 
-    weights = 1.5 ** -np.arange(n_classes)
+    weights = 1.5 ** -np.arange(n_classes + 1)
     sizes = np.floor(weights / weights.sum() * n_samples).astype(int)
     sizes[0] += n_samples - sizes.sum()
-    labels = np.repeat(np.arange(n_classes), sizes)
+    labels = np.repeat(np.arange(n_classes + 1), sizes)
     rng.shuffle(labels)
 
     base = rng.lognormal(mean=0.0, sigma=1.4, size=n_genes)
@@ -56,15 +68,21 @@ def make_transcriptome(
     order = np.argsort(base)
     moderate = order[n_genes // 4: n_genes * 3 // 4]  # between the 25th and 75th percentile of expression
     marker_idx = rng.choice(moderate, size=(n_classes, n_markers), replace=False)
-    fold = np.ones((n_classes, n_genes))
-    for c in range(n_classes):
-        fold[c, marker_idx[c]] = fold_change
+    fold = np.ones((n_samples, n_genes))
+    marked = np.flatnonzero(labels < n_classes)
+    fold[marked[:, None], marker_idx[labels[marked]]] = fold_change
+    sharing = np.flatnonzero(rng.random(n_samples) < shared_program)
+    # another class's program: any marked class but the sample's own
+    other = (labels[sharing] + rng.integers(1, n_classes + 1, size=len(sharing))) % (n_classes + 1)
+    other = np.where(other == n_classes, (labels[sharing] + 1) % n_classes, other)
+    other = np.where(other == labels[sharing], (other + 1) % n_classes, other)
+    fold[sharing[:, None], marker_idx[other]] = shared_level
 
     donors = rng.integers(0, n_donors, size=n_samples)
-    donor_effect = rng.lognormal(0.0, 0.15, size=(n_donors, n_genes))
+    donor_effect = rng.lognormal(0.0, donor_sd, size=(n_donors, n_genes))
 
     lib = rng.lognormal(np.log(library_size), 0.45, size=n_samples)
-    prop = base[None, :] * fold[labels] * donor_effect[donors]
+    prop = base[None, :] * fold * donor_effect[donors]
     prop /= prop.sum(axis=1, keepdims=True)
     mean = lib[:, None] * prop
     shape = 1.0 / dispersion
@@ -101,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="kind", required=True)
     tx = sub.add_parser("transcriptome", help="counts with planted class markers (.h5ad + markers.csv)")
     tx.add_argument("--out", required=True)
-    tx.add_argument("--n-samples", type=int, default=800)
+    tx.add_argument("--n-samples", type=int, default=1000)
     tx.add_argument("--n-genes", type=int, default=2000)
     tx.add_argument("--n-classes", type=int, default=4)
     tx.add_argument("--n-markers", type=int, default=10)

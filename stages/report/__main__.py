@@ -1,0 +1,120 @@
+"""python -m stages.report --config FILE: the self-contained HTML report and summary.json."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from shared.artifacts import StageRun, read_manifest, write_json_atomic
+from shared.stage import main
+
+from .params import Report
+from .plots import plot_confusion, plot_history
+
+METHOD_NOTES = {
+    "saliency": "Absolute gradient of the true class's logit with respect to each pixel, averaged over the held-out "
+                "test samples of each class, then returned to genes through the pixel-to-gene map of training. "
+                "Saliency shows where the output is sensitive, including to genes whose absence is evidence; it is "
+                "not a measure of effect size.",
+    "gradient": "Signed gradient of the true class's logit: positive where more of a gene raises the class's score. "
+                "Class-mean maps of held-out test samples, returned to genes through the training map; genes are "
+                "ranked by it, so a class's top genes are its positive evidence (absolute saliency ranks negative "
+                "evidence, such as other classes' markers, just as high).",
+    "input_x_gradient": "Gradient times input: each gene's first-order contribution to the true class's logit in "
+                        "each held-out test sample, averaged per class; genes ranked by it.",
+}
+
+
+def _png(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _html_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> Markup:
+    return Markup(frame.to_html(index=False, float_format=floatfmt.format, border=0))
+
+
+def run(run: StageRun) -> None:
+    exp = run.exp
+    p: Report = exp.section("report")
+    pre, trained, explained = (run.upstream(s) for s in ("preprocess", "train_torch", "explain"))
+    out = run.out
+    figures = out / "figures"
+    figures.mkdir()
+
+    dataset = json.loads((pre / "dataset.json").read_text())
+    counts = dataset["counts"]
+    count_rows = [{"class": c, "train": counts.get(c, {}).get("train", 0), "test": counts.get(c, {}).get("test", 0)}
+                  for c in dataset["classes"]]
+    n_test = sum(r["test"] for r in count_rows)
+    data = {**dataset, "counts": count_rows, "n_test": n_test, "n_samples": n_test + sum(r["train"] for r in count_rows)}
+
+    metrics = json.loads((trained / "metrics.json").read_text())
+    spec = json.loads((trained / "model.json").read_text())
+    name = metrics["model"]
+    plot_confusion(pd.read_csv(trained / "confusion_matrix.csv", index_col=0), figures / f"{name}_confusion.png",
+                   f"{name}: held-out test")
+    plot_history(pd.read_csv(trained / "history.csv"), figures / f"{name}_history.png", f"{name}: per-fold training")
+    folds = pd.DataFrame(metrics["folds"])[["fold", "best_epoch", "epochs_run", "val_accuracy", "val_macro_f1",
+                                            "test_accuracy", "test_macro_f1"]]
+    models = [{
+        "name": name, "protocol": metrics["protocol"], "n_parameters": metrics["n_parameters"],
+        "pretrained": spec.get("pretrained", False), "test": metrics["test"], "cv": metrics["cv"],
+        "per_class_html": _html_table(pd.read_csv(trained / "per_class.csv")),
+        "folds_html": _html_table(folds),
+        "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": _png(figures / f"{name}_history.png"),
+    }]
+
+    ex_metrics = json.loads((explained / "metrics.json").read_text())
+    explanations, summary_expl = [], {}
+    for method, entry in ex_metrics["methods"].items():
+        folder = explained / method
+        shutil.copy2(folder / "figures" / "class_maps.png", figures / f"{name}_{method}_class_maps.png")
+        ranking = pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
+        top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
+                      for cls, g in ranking.groupby("class", sort=False)]
+        key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
+        precision_html = None
+        if key:
+            precision_html = _html_table(pd.read_csv(folder / "marker_precision.csv"))
+        explanations.append({
+            "model": name, "method": method, "description": METHOD_NOTES.get(method, method),
+            "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
+            "precision_html": precision_html, "maps_png": _png(folder / "figures" / "class_maps.png"),
+            "top_tables": top_tables,
+        })
+        summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items() if k not in ("top_k", "signed")}
+
+    provenance = []
+    for stage in exp.stages:
+        if stage == "report":
+            continue
+        manifest = read_manifest(run.upstream(stage))
+        provenance.append({"stage": stage, "wall_time_s": manifest["wall_time_s"], "device": manifest["device"],
+                           "fingerprint": manifest["fingerprint"]})
+    packages = read_manifest(trained)["packages"]
+
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
+    html = env.get_template("index.html").render(
+        title=p.title, experiment=exp.name, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        commit=read_manifest(trained)["git_commit"], data=data, models=models, explanations=explanations,
+        provenance=provenance, packages=packages,
+    )
+    (out / "index.html").write_text(html)
+    write_json_atomic(out / "summary.json", {
+        "experiment": exp.name,
+        "evaluated_on": "held-out test split",
+        "n_test": n_test,
+        "models": {name: {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc", "macro_precision",
+                                                          "macro_recall")}},
+        "explanations": summary_expl,
+    })
+
+
+if __name__ == "__main__":
+    raise SystemExit(main("report", run))

@@ -1,0 +1,49 @@
+"""Shared fixtures: a small synthetic transcriptome and configs that point at it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".cache" / "numba"))
+os.environ.setdefault("ONCOXAI_PROGRESS", "0")
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """A small fixture: 300 samples x 400 genes, 3 marked classes + the reference class, 6 markers each."""
+    from shared.synthetic import write_transcriptome
+
+    out = tmp_path_factory.mktemp("data")
+    write_transcriptome(out, n_samples=300, n_genes=400, n_classes=3, n_markers=6, n_donors=12, seed=1)
+    return out
+
+
+def write_config(path: Path, data: Path, stages=("preprocess",), **sections) -> Path:
+    cfg = {
+        "name": "t",
+        "seed": 0,
+        "device": "cpu",
+        "stages": list(stages),
+        "expression": {"path": str(data / "expression.h5ad"), "format": "h5ad", "label_key": "tumour_state",
+                       "group_key": "donor"},
+        "preprocess": {"n_genes": 256, "height": 16, "width": 16, "deepinsight": {"embedding": "pca"}},
+        "train_torch": {"folds": 2, "epochs": 2, "batch_size": 64, "patience": 2},
+        "explain": {"markers": str(data / "markers.csv"), "precision_k": 6},
+        "report": {},
+    }
+    for key, value in sections.items():
+        cfg[key] = value
+    cfg = {k: v for k, v in cfg.items() if k in ("name", "seed", "device", "stages") or k in stages or k == "expression"}
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch) -> Path:
+    out = tmp_path / "outputs"
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(out))
+    return out
