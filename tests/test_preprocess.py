@@ -1,0 +1,103 @@
+"""preprocess: the layout is fitted on training samples only, and a sample's image depends on its own values."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from shared.genemap import PixelGeneMap
+from stages.preprocess.imagify import fit_deepinsight, to_uint8
+from stages.preprocess.splits import holdout_split
+
+from .conftest import REPO, write_config
+
+
+def _preprocess(cfg):
+    proc = subprocess.run([sys.executable, "-m", "stages.preprocess", "--config", str(cfg)], cwd=REPO,
+                          env={**os.environ}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_test_samples_do_not_influence_the_fit(tmp_path, small_data, monkeypatch):
+    """Scrambling every held-out test sample changes neither the genes, their scaling, nor the layout."""
+    cfg = write_config(tmp_path / "c.yaml", small_data)
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "a"))
+    _preprocess(cfg)
+    first = tmp_path / "a" / "t" / "preprocess"
+    samples = pd.read_csv(first / "samples.csv")
+    test = samples["split"].to_numpy() == "test"
+    assert 0.1 < test.mean() < 0.35
+
+    adata = ad.read_h5ad(small_data / "expression.h5ad")
+    X = adata.X.toarray()
+    rng = np.random.default_rng(5)
+    X[test] = rng.poisson(20 * rng.random(X[test].shape))  # wholly different test samples
+    adata.X = X
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    adata.write_h5ad(changed / "expression.h5ad")
+    (changed / "markers.csv").write_text((small_data / "markers.csv").read_text())
+    cfg2 = write_config(tmp_path / "c2.yaml", changed)
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "b"))
+    _preprocess(cfg2)
+    second = tmp_path / "b" / "t" / "preprocess"
+
+    assert pd.read_csv(first / "samples.csv").equals(pd.read_csv(second / "samples.csv"))
+    assert pd.read_csv(first / "genes.csv").equals(pd.read_csv(second / "genes.csv"))
+    a, b = PixelGeneMap.load(first / "pixel_genes.npz"), PixelGeneMap.load(second / "pixel_genes.npz")
+    assert (a.weights != b.weights).nnz == 0 and list(a.genes) == list(b.genes)
+    img_a, img_b = np.load(first / "images.npy"), np.load(second / "images.npy")
+    np.testing.assert_array_equal(img_a[~test], img_b[~test])
+    assert not np.array_equal(img_a[test], img_b[test])
+
+
+def test_image_depends_on_own_values_only():
+    rng = np.random.default_rng(0)
+    train = rng.random((80, 50)).astype(np.float32)
+    gmap, _ = fit_deepinsight(train, [f"g{i}" for i in range(50)], 8, 8, "pca", "lsa", seed=0)
+    new = rng.random((10, 50)).astype(np.float32)
+    together = to_uint8(gmap.render(new))
+    alone = np.stack([to_uint8(gmap.render(new[i:i + 1]))[0] for i in range(10)])
+    np.testing.assert_array_equal(together, alone)
+    other = new.copy()
+    other[1:] = rng.random((9, 50))
+    np.testing.assert_array_equal(to_uint8(gmap.render(other))[0], together[0])
+
+
+def test_holdout_split_is_stratified_and_never_cuts_a_group():
+    rng = np.random.default_rng(0)
+    labels = rng.choice(["a", "b", "c"], size=400, p=[0.5, 0.3, 0.2])
+    groups = rng.integers(0, 25, size=400).astype(str)
+    test = holdout_split(labels, groups, 0.2, seed=0)
+    assert not set(groups[test]) & set(groups[~test])
+    for c in "abc":
+        assert abs((labels[test] == c).mean() - (labels == c).mean()) < 0.1
+    plain = holdout_split(labels, None, 0.25, seed=0)
+    assert plain.sum() == 100
+
+
+@pytest.mark.parametrize("problem, mutate, message", [
+    ("missing label", lambda a: a.obs.drop(columns="tumour_state", inplace=True), "label_key 'tumour_state' is not an obs column"),
+    ("negative counts", lambda a: a.X.data.__setitem__(0, -3.0), "negative values"),
+    ("NaN", lambda a: a.X.data.__setitem__(0, np.nan), "NaN or inf"),
+])
+def test_bad_inputs_fail_with_one_line_and_no_output(tmp_path, small_data, monkeypatch, problem, mutate, message):
+    adata = ad.read_h5ad(small_data / "expression.h5ad")
+    mutate(adata)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    adata.write_h5ad(bad / "expression.h5ad")
+    cfg = write_config(tmp_path / "c.yaml", bad)
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "out"))
+    proc = subprocess.run([sys.executable, "-m", "stages.preprocess", "--config", str(cfg)], cwd=REPO,
+                          env={**os.environ}, capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0] and str(bad / "expression.h5ad") in lines[0]
+    assert not (tmp_path / "out" / "t" / "preprocess").exists()
