@@ -20,7 +20,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -127,14 +127,21 @@ class Experiment:
         return out
 
 
+def _marks_input(annotation: Any) -> bool:
+    """True for ``InputFile`` and for containers/optionals of it (``list[InputFile]``, ``InputFile | None``)."""
+    if any(m is INPUT_FILE for m in getattr(annotation, "__metadata__", ())):
+        return True
+    return any(_marks_input(arg) for arg in get_args(annotation))
+
+
 def _input_files(section: BaseModel) -> list[str]:
-    files = []
+    files: list[str] = []
     for name, info in type(section).model_fields.items():
         value = getattr(section, name)
         if value is None:
             continue
-        if any(m is INPUT_FILE for m in info.metadata):
-            files.append(value)
+        if any(m is INPUT_FILE for m in info.metadata) or _marks_input(info.annotation):
+            files.extend(value if isinstance(value, list) else [value])
         elif isinstance(value, BaseModel):
             files.extend(_input_files(value))
     return files

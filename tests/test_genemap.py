@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from shared.genemap import PixelGeneMap
-from stages.preprocess.imagify import discretize, fit_deepinsight, fit_to_grid
+from stages.preprocess.transforms.deepinsight import discretize, fit_deepinsight, fit_to_grid
 
 
 def _values(n=20, g=30, seed=0):

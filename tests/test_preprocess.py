@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from shared.genemap import PixelGeneMap
-from stages.preprocess.imagify import fit_deepinsight, to_uint8
+from stages.preprocess.transforms import to_uint8
+from stages.preprocess.transforms.deepinsight import fit_deepinsight
 from stages.preprocess.splits import holdout_split
 
 from .conftest import REPO, write_config

@@ -1,23 +1,49 @@
-"""python -m stages.preprocess --config FILE: expression data -> images with the pixel->gene map."""
+"""python -m stages.preprocess --config FILE: expression data -> images (or vectors) with the pixel->gene map.
+
+Two passes over the rows, chunk by chunk: the first checks values and accumulates training statistics (and a
+training subsample to fit the layout on); the second normalises, selects, scales and writes every sample.
+"""
 from __future__ import annotations
 
 import json
+import contextlib
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from shared.artifacts import StageRun, write_json_atomic
 from shared.errors import UserError
 from shared.logs import get_logger, progress
 from shared.stage import main
 
-from .imagify import fit_deepinsight, to_uint8
-from .loaders import read_expression, read_gene_filter, strip_version
-from .normalize import MinMaxScaler, normalize_log1p, top_variance_genes
+from .augment import augment, augmentation_plan
+from .loaders import read_gene_filter, strip_version
+from .normalize import GeneMoments, MinMaxScaler, highly_variable_genes, normalize_log1p, top_variance_genes
+from .npywriter import NpyWriter
 from .params import Expression, Preprocess
+from .source import iter_chunks, open_expression, sample_rows
 from .splits import holdout_split
+from .transforms import build_transform, to_uint8
 
 log = get_logger("stages.preprocess")
+FIT_ROWS = 20000  # training samples kept in memory to fit gene selection (hvg) and the layout on
+
+
+def _gene_columns(cfg: Expression, var_names) -> np.ndarray:
+    if not cfg.gene_filter:
+        return np.arange(len(var_names))
+    wanted = read_gene_filter(cfg.gene_filter)
+    keep = np.flatnonzero([strip_version(g) in wanted for g in var_names])
+    if not len(keep):
+        raise UserError(f"{cfg.gene_filter}: no gene of the filter matches a gene id of {cfg.path}")
+    log.info("gene filter kept %d of %d genes", len(keep), len(var_names))
+    return keep
+
+
+def _prepare(X, cols: np.ndarray, cfg: Expression, p: Preprocess):
+    X = X[:, cols]
+    return X.astype(np.float32) if cfg.normalized else normalize_log1p(X, p.target_sum)
 
 
 def run(run: StageRun) -> None:
@@ -26,73 +52,142 @@ def run(run: StageRun) -> None:
     p: Preprocess = exp.section("preprocess")
     out = run.out
 
-    adata = read_expression(cfg)
-    log.info("read %s: %d samples x %d genes, %d classes", cfg.path, adata.n_obs, adata.n_vars, adata.obs["label"].nunique())
-    if cfg.gene_filter:
-        wanted = read_gene_filter(cfg.gene_filter)
-        keep = np.array([strip_version(g) in wanted for g in adata.var_names])
-        if not keep.any():
-            raise UserError(f"{cfg.gene_filter}: no gene of the filter matches a gene id of {cfg.path}")
-        adata = adata[:, keep].copy()
-        log.info("gene filter kept %d genes", adata.n_vars)
-
-    labels = adata.obs["label"].to_numpy()
-    groups = adata.obs["group"].to_numpy() if "group" in adata.obs else None
+    adata, backed = open_expression(cfg)
+    log.info("read %s: %d samples x %d genes, %d classes%s", cfg.path, adata.n_obs, adata.n_vars,
+             adata.obs["label"].nunique(), " (backed, in chunks)" if backed else "")
+    cols = _gene_columns(cfg, adata.var_names)
+    labels = adata.obs["label"].to_numpy().astype(str)
+    groups = adata.obs["group"].to_numpy().astype(str) if "group" in adata.obs else None
+    classes = sorted(np.unique(labels))
+    label_index = np.searchsorted(classes, labels)
     is_test = holdout_split(labels, groups, p.test_size, exp.seed)
     train = np.flatnonzero(~is_test)
+    fit_rows = sample_rows(train, FIT_ROWS, exp.seed)
 
-    if not cfg.normalized:
-        normalize_log1p(adata, p.target_sum)
-    genes_idx = top_variance_genes(adata.X, train, p.n_genes)
-    adata = adata[:, genes_idx].copy()
-    scaler = MinMaxScaler.fit(adata.X, train)
-    log.info("kept the %d most variable training genes", adata.n_vars)
+    # pass 1: value checks, training moments, and the training subsample the layout is fitted on
+    moments = GeneMoments(len(cols))
+    fit_parts = []
+    for start, stop, X in progress(iter_chunks(adata, p.chunk_size, cfg, backed), "statistics", unit="chunk"):
+        Xn = _prepare(X, cols, cfg, p)
+        moments.update(Xn[~is_test[start:stop]])
+        in_fit = fit_rows[(fit_rows >= start) & (fit_rows < stop)] - start
+        fit_parts.append(Xn[in_fit])
+    fit_X = sp.vstack(fit_parts).tocsr() if sp.issparse(fit_parts[0]) else np.vstack(fit_parts)
 
-    values = np.lib.format.open_memmap(out / "vectors.npy", mode="w+", dtype=np.float32, shape=(adata.n_obs, adata.n_vars))
-    for start in progress(range(0, adata.n_obs, p.chunk_size), "scale", unit="chunk"):
-        values[start:start + p.chunk_size] = scaler.transform(adata.X[start:start + p.chunk_size])
+    if p.gene_selection == "hvg":
+        genes_idx = highly_variable_genes(fit_X, p.n_genes)
+    else:
+        genes_idx = top_variance_genes(moments.var, p.n_genes)
+    genes = np.asarray(adata.var_names[cols[genes_idx]]).astype(str)
+    scaler = MinMaxScaler(moments.min[genes_idx].astype(np.float32), moments.max[genes_idx].astype(np.float32))
+    log.info("kept %d genes (%s, training split)", len(genes), p.gene_selection)
 
-    d = p.deepinsight
-    gmap, rc = fit_deepinsight(values[train], adata.var_names.to_numpy(), p.height, p.width, d.embedding,
-                               d.discretization, exp.seed, d.perplexity, d.max_fit_samples)
-    images = np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8, shape=(adata.n_obs, *gmap.image_shape))
-    for start in progress(range(0, adata.n_obs, p.chunk_size), "images", unit="chunk"):
-        images[start:start + p.chunk_size] = to_uint8(gmap.render(values[start:start + p.chunk_size]))
-    images.flush()
-    values.flush()
-    gmap.save(out / "pixel_genes.npz")
+    transform = build_transform(p)
+    if not transform.transductive:
+        transform.fit(scaler.transform(fit_X[:, genes_idx]), genes, exp.seed)
+    del fit_X, fit_parts
 
-    classes = sorted(np.unique(labels))
-    samples = pd.DataFrame({
-        "sample": adata.obs_names, "label": labels, "label_index": [classes.index(x) for x in labels],
-        "split": np.where(is_test, "test", "train"),
-    })
+    aug = p.augmentation
+    plan = augmentation_plan(label_index[train], aug.min_samples) if aug.method != "none" else {}
+    if plan and transform.transductive:
+        raise UserError(f"preprocess.augmentation: not possible with the transductive '{p.transform}' transform")
+    n_aug = sum(plan.values())
+    n_total = adata.n_obs + n_aug
+    if n_aug:
+        log.info("augmentation (%s) adds %d training samples: %s", aug.method, n_aug,
+                 {classes[c]: k for c, k in plan.items()})
+
+    # pass 2: every sample, normalised, selected, scaled; written as vectors and images
+    keep_for_aug = np.isin(label_index, list(plan)) & ~is_test
+    aug_source: list[np.ndarray] = []
+    all_values = [] if transform.transductive else None
+    with contextlib.ExitStack() as stack:
+        vec_w = stack.enter_context(NpyWriter(out / "vectors.npy", (n_total, len(genes)), np.float32)) \
+            if p.save_vectors or not transform.makes_images else None
+        img_w = stack.enter_context(NpyWriter(out / "images.npy", (n_total, *transform.image_shape), np.uint8)) \
+            if transform.makes_images and not transform.transductive else None
+        for start, stop, X in progress(iter_chunks(adata, p.chunk_size, cfg, False), "images", unit="chunk"):
+            values = scaler.transform(_prepare(X, cols, cfg, p)[:, genes_idx])
+            if vec_w:
+                vec_w.write(values)
+            if img_w:
+                img_w.write(to_uint8(transform.transform(values)))
+            if all_values is not None:
+                all_values.append(values)
+            if plan:
+                aug_source.append(values[keep_for_aug[start:stop]])
+        aug_frame = None
+        if plan:
+            aug_frame, aug_values = _augment(np.vstack(aug_source), np.flatnonzero(keep_for_aug), plan, label_index,
+                                             adata.obs_names, groups, aug, exp.seed)
+            if vec_w:
+                vec_w.write(aug_values)
+            if img_w:
+                img_w.write(to_uint8(transform.transform(aug_values)))
+    if transform.transductive:
+        images = transform.fit_transform_all(np.vstack(all_values), exp.seed)
+        np.save(out / "images.npy", to_uint8(images))
+
+    samples = pd.DataFrame({"sample": np.asarray(adata.obs_names).astype(str), "label": labels,
+                            "label_index": label_index, "split": np.where(is_test, "test", "train")})
     if groups is not None:
         samples["group"] = groups
+    samples["augmented_from"] = ""
+    if aug_frame is not None:
+        samples = pd.concat([samples, aug_frame], ignore_index=True)
     samples.to_csv(out / "samples.csv", index=False)
-
-    pixel = np.asarray(gmap.weights.T.argmax(axis=1)).ravel()
-    genes = pd.DataFrame({"gene": adata.var_names, "train_min": scaler.low, "train_max": scaler.high, "pixel": pixel,
-                          "row": pixel // p.width, "col": pixel % p.width})
-    if "symbol" in adata.var:
-        genes.insert(1, "symbol", adata.var["symbol"].astype(str).to_numpy())
-    genes.to_csv(out / "genes.csv", index=False)
-    pd.DataFrame({"gene": adata.var_names, "row": rc[:, 0], "col": rc[:, 1]}).to_csv(out / "gene_coords.csv", index=False)
+    _write_genes(out, adata, cols[genes_idx], genes, scaler, transform)
 
     counts = samples.groupby(["split", "label"]).size().unstack(fill_value=0)
     write_json_atomic(out / "dataset.json", {
         "classes": classes,
-        "image_shape": list(gmap.image_shape),
-        "n_genes": int(adata.n_vars),
-        "transform": p.transform,
-        "transductive": False,
-        "gene_map": "pixel_genes.npz",
+        "image_shape": list(transform.image_shape) if transform.image_shape else None,
+        "n_genes": int(len(genes)),
+        **transform.describe(),
+        "gene_map": "pixel_genes.npz" if transform.gene_map is not None else None,
+        "vectors": "vectors.npy" if vec_w else None,
         "normalized_input": cfg.normalized,
         "label_key": cfg.label_key,
         "group_key": cfg.group_key,
+        "n_augmented": n_aug,
         "counts": json.loads(counts.to_json()),
     })
-    run.record(n_samples=int(adata.n_obs), n_train=int(len(train)), n_test=int(is_test.sum()))
+    run.record(n_samples=int(adata.n_obs), n_train=int(len(train)), n_test=int(is_test.sum()), n_augmented=n_aug)
+
+
+def _augment(source_values, source_rows, plan, label_index, obs_names, groups, aug, seed):
+    """New training rows for each class of ``plan``; returns (samples table rows, values)."""
+    rng = np.random.default_rng(seed + 1)
+    frames, values = [], []
+    for c, n_new in plan.items():
+        rows = np.flatnonzero(label_index[source_rows] == c)
+        new, src = augment(source_values[rows], n_new, aug.method, rng, aug.noise_sd)
+        parents = source_rows[rows[src]]
+        frame = pd.DataFrame({"sample": [f"{obs_names[r]}~aug{i}" for i, r in enumerate(parents)],
+                              "label": None, "label_index": c, "split": "train",
+                              "augmented_from": np.asarray(obs_names[parents]).astype(str)})
+        if groups is not None:
+            frame["group"] = groups[parents]
+        frames.append(frame)
+        values.append(new)
+    frame = pd.concat(frames, ignore_index=True)
+    return frame, np.vstack(values)
+
+
+def _write_genes(out, adata, var_idx, genes, scaler, transform) -> None:
+    table = pd.DataFrame({"gene": genes, "train_min": scaler.low, "train_max": scaler.high})
+    if "symbol" in adata.var:
+        table.insert(1, "symbol", adata.var["symbol"].to_numpy()[var_idx].astype(str))
+    gmap = transform.gene_map
+    if gmap is not None:
+        pixel = np.asarray(gmap.weights.argmax(axis=0)).ravel()
+        c, r, col = np.unravel_index(pixel, gmap.image_shape)
+        table["channel"], table["row"], table["col"] = c, r, col
+        gmap.save(out / "pixel_genes.npz")
+    table.to_csv(out / "genes.csv", index=False)
+    if transform.coords is not None:
+        pd.DataFrame({"gene": genes, "row": transform.coords[:, 0], "col": transform.coords[:, 1]}).to_csv(
+            out / "gene_coords.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Normalisation, gene selection and scaling. Selection and scaling are fitted on training samples only."""
+"""Normalisation, gene selection and scaling. Selection and scaling are fitted on training samples only.
+
+Everything here works chunk by chunk, so that a million cells never need to be in memory at once.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,34 +10,70 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def normalize_log1p(adata, target_sum: float) -> None:
-    """Library-size normalisation to ``target_sum`` counts per sample, then log1p (scanpy), in place.
+def normalize_log1p(X, target_sum: float):
+    """Library-size normalisation to ``target_sum`` counts per sample, then log1p (scanpy); returns a new matrix.
 
     Per-sample only: nothing is fitted, so it cannot leak between splits.
     """
+    import anndata as ad
     import scanpy as sc
 
-    adata.X = adata.X.astype(np.float32)
-    sc.pp.normalize_total(adata, target_sum=target_sum)
-    sc.pp.log1p(adata)
+    chunk = ad.AnnData(X=X.astype(np.float32))
+    sc.pp.normalize_total(chunk, target_sum=target_sum)
+    sc.pp.log1p(chunk)
+    return chunk.X
 
 
-def _column_moments(X, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    sub = X[rows]
-    if sp.issparse(sub):
-        mean = np.asarray(sub.mean(axis=0)).ravel()
-        sq = np.asarray(sub.multiply(sub).mean(axis=0)).ravel()
-        return mean, sq - mean**2
-    sub = np.asarray(sub, dtype=np.float64)
-    return sub.mean(axis=0), sub.var(axis=0)
+class GeneMoments:
+    """Streaming per-gene count, mean, variance, minimum and maximum over the rows it is shown."""
+
+    def __init__(self, n_genes: int):
+        self.n = 0
+        self.sum = np.zeros(n_genes)
+        self.sumsq = np.zeros(n_genes)
+        self.min = np.full(n_genes, np.inf)
+        self.max = np.full(n_genes, -np.inf)
+
+    def update(self, X) -> None:
+        if X.shape[0] == 0:
+            return
+        if sp.issparse(X):
+            X = sp.csr_matrix(X)
+            self.sum += np.asarray(X.sum(axis=0)).ravel()
+            self.sumsq += np.asarray(X.multiply(X).sum(axis=0)).ravel()
+            self.min = np.minimum(self.min, X.min(axis=0).toarray().ravel())
+            self.max = np.maximum(self.max, X.max(axis=0).toarray().ravel())
+        else:
+            X = np.asarray(X, dtype=np.float64)
+            self.sum += X.sum(axis=0)
+            self.sumsq += (X * X).sum(axis=0)
+            self.min = np.minimum(self.min, X.min(axis=0))
+            self.max = np.maximum(self.max, X.max(axis=0))
+        self.n += X.shape[0]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.sum / max(self.n, 1)
+
+    @property
+    def var(self) -> np.ndarray:
+        return np.maximum(self.sumsq / max(self.n, 1) - self.mean**2, 0.0)
 
 
-def top_variance_genes(X, train: np.ndarray, n_genes: int) -> np.ndarray:
-    """Indices (sorted) of the ``n_genes`` genes with the highest variance over the training rows."""
-    _, var = _column_moments(X, train)
-    n_genes = min(n_genes, X.shape[1])
-    top = np.argsort(-var, kind="stable")[:n_genes]
-    return np.sort(top)
+def top_variance_genes(var: np.ndarray, n_genes: int) -> np.ndarray:
+    """Indices (sorted) of the ``n_genes`` genes with the highest training variance."""
+    n_genes = min(n_genes, len(var))
+    return np.sort(np.argsort(-var, kind="stable")[:n_genes])
+
+
+def highly_variable_genes(train_sample, n_genes: int) -> np.ndarray:
+    """Indices (sorted) of scanpy's highly variable genes (seurat flavour) on log-normalised training samples."""
+    import anndata as ad
+    import scanpy as sc
+
+    adata = ad.AnnData(X=train_sample)
+    sc.pp.highly_variable_genes(adata, n_top_genes=min(n_genes, adata.n_vars), flavor="seurat")
+    return np.flatnonzero(adata.var["highly_variable"].to_numpy())
 
 
 @dataclass(frozen=True)
@@ -43,16 +82,6 @@ class MinMaxScaler:
 
     low: np.ndarray
     high: np.ndarray
-
-    @classmethod
-    def fit(cls, X, train: np.ndarray) -> "MinMaxScaler":
-        sub = X[train]
-        if sp.issparse(sub):
-            low = np.asarray(sub.min(axis=0).todense()).ravel()
-            high = np.asarray(sub.max(axis=0).todense()).ravel()
-        else:
-            low, high = np.min(sub, axis=0), np.max(sub, axis=0)
-        return cls(low.astype(np.float32), high.astype(np.float32))
 
     def transform(self, X) -> np.ndarray:
         dense = X.toarray() if sp.issparse(X) else np.asarray(X)

@@ -9,36 +9,102 @@ from shared.config import InputFile, Section, StageSpec
 
 
 class Expression(Section):
-    """A transcriptomic input."""
+    """A transcriptomic input.
+
+    Formats: ``h5ad`` (X, a ``layer`` or ``.raw``; ``label_key``/``group_key`` are obs columns); ``csv``/``tsv``
+    (a matrix, samples x genes or genes x samples, plus a ``labels`` table whose first column, or
+    ``sample_column``, holds the sample ids); ``gct`` (GTEx v8 read counts: ``path`` and any ``more_paths`` are
+    per-tissue GCT files, ``labels`` the sample-attribute table, ``label_key`` its column, e.g. SMTSD); ``tcga``
+    (a genes x samples matrix plus a ``labels`` table sample -> tumour type).
+    """
 
     path: InputFile
-    format: Literal["h5ad"] = "h5ad"
+    format: Literal["h5ad", "csv", "tsv", "gct", "tcga"] = "h5ad"
     label_key: str
     group_key: str | None = None
     layer: str | None = None
     use_raw: bool = False
     gene_filter: InputFile | None = None
     normalized: bool = False
+    more_paths: list[InputFile] = Field(default_factory=list)
+    labels: InputFile | None = None
+    sample_column: str | None = None
+    orientation: Literal["auto", "samples_x_genes", "genes_x_samples"] = "auto"
+
+
+Embedding = Literal["tsne", "pca", "kpca", "umap"]
+Discretization = Literal["bin", "qtb", "lsa"]
 
 
 class DeepInsight(Section):
     """Genes placed in 2-D by an embedding of their training profiles, then discretised onto the grid."""
 
-    embedding: Literal["tsne", "pca", "kpca", "umap"] = "tsne"
-    discretization: Literal["bin", "lsa"] = "lsa"
+    embedding: Embedding = "tsne"
+    #: bin: nearest pixel (genes may share one); qtb: quantile bins per axis; lsa: linear sum assignment, one gene
+    #: per pixel when n_genes <= height*width
+    discretization: Discretization = "lsa"
     perplexity: float = Field(30.0, gt=1)
     max_fit_samples: int = Field(5000, ge=10)
 
 
+class Multichannel(Section):
+    """Three embeddings of the genes, one per channel."""
+
+    embeddings: list[Embedding] = Field(default_factory=lambda: ["tsne", "pca", "kpca"], min_length=3, max_length=3)
+    discretization: Discretization = "lsa"
+
+
+class GeneGrid(Section):
+    """The TCGA method: the top n*n genes by variance, in a seeded order, reshaped to n x n."""
+
+    order: Literal["permutation", "embedding"] = "permutation"
+
+
+class Fotomics(Section):
+    """FFT-based gene coordinates, then the DeepInsight layout."""
+
+    discretization: Discretization = "lsa"
+
+
+class SampleSpot(Section):
+    """The brain-tumour paper's transductive sample image, as published (128 x 128 RGB, one 7 x 7 spot)."""
+
+    n_pcs: int = Field(50, ge=2)
+    n_neighbors: int = Field(15, ge=2)
+    spot: int = Field(7, ge=1)
+    size: int = Field(128, ge=8)
+
+
+class Augmentation(Section):
+    """Extra training samples for classes under ``min_samples``, made after the split from training samples only.
+
+    gtex_noise: a real training sample times |N(1, noise_sd)| per gene (the GTEx prior art);
+    interpolate: a random point between two training samples of the same class.
+    """
+
+    method: Literal["none", "gtex_noise", "interpolate"] = "none"
+    min_samples: int = Field(0, ge=0)
+    noise_sd: float = Field(0.5, gt=0)
+
+
 class Preprocess(Section):
     n_genes: int = Field(1024, ge=2)
+    #: variance: the top n_genes by training variance; hvg: scanpy's highly variable genes on training samples
+    gene_selection: Literal["variance", "hvg"] = "variance"
     target_sum: float = Field(1e4, gt=0)
     test_size: float = Field(0.2, gt=0, lt=1)
-    transform: Literal["deepinsight"] = "deepinsight"
+    transform: Literal["deepinsight", "vector"] = "deepinsight"
     height: int = Field(32, ge=2)
     width: int = Field(32, ge=2)
     deepinsight: DeepInsight = Field(default_factory=DeepInsight)
+    multichannel: Multichannel = Field(default_factory=Multichannel)
+    gene_grid: GeneGrid = Field(default_factory=GeneGrid)
+    fotomics: Fotomics = Field(default_factory=Fotomics)
+    sample_spot: SampleSpot = Field(default_factory=SampleSpot)
+    augmentation: Augmentation = Field(default_factory=Augmentation)
     chunk_size: int = Field(8192, ge=1)
+    #: write vectors.npy (n_samples x n_genes float32); needed by the vector transform and used by explain
+    save_vectors: bool = True
 
 
 STAGE = StageSpec(

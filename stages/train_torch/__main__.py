@@ -15,7 +15,7 @@ from shared.logs import get_logger
 from shared.models import Ensemble, build_image_classifier, cached_weights_file, save_classifier
 from shared.stage import main
 
-from .data import channel_stats, load_image_set, make_loader
+from .data import channel_stats, load_image_set, make_loader, with_augmented
 from .fit import balanced_weights, predict_proba, train_fold
 from .metrics import classification_metrics, confusion_table, per_class_table
 from .params import TrainTorch
@@ -52,7 +52,8 @@ def run(run: StageRun) -> None:
                  p.arch, torch.hub.get_dir())
 
     stem = p.stem if p.stem != "auto" else ("small" if min(ds.images.shape[2:]) < 64 else "imagenet")
-    train_rows = np.flatnonzero(ds.split == "train")
+    original = ds.samples["augmented_from"].to_numpy() == ""
+    train_rows = np.flatnonzero((ds.split == "train") & original)
     test_rows = np.flatnonzero(ds.split == "test")
     splits = fold_splits(ds.labels[train_rows], None if ds.groups is None else ds.groups[train_rows], p.folds, exp.seed)
     from torch.utils.tensorboard import SummaryWriter
@@ -61,7 +62,7 @@ def run(run: StageRun) -> None:
     cv_proba = np.zeros((len(train_rows), n_classes))
     test_loader = make_loader(ds, test_rows, p.batch_size, False, exp.seed, p.num_workers)
     for k, (tr, va) in enumerate(splits):
-        tr_rows, va_rows = train_rows[tr], train_rows[va]
+        tr_rows, va_rows = with_augmented(ds.samples, train_rows[tr]), train_rows[va]
         torch.manual_seed(exp.seed + k)
         mean, std = channel_stats(ds.images, tr_rows)
         model = build_image_classifier(p.arch, channels, n_classes, mean, std, pretrained=pretrained,

@@ -13,6 +13,14 @@ from torch.utils.data import DataLoader, Dataset
 from shared.errors import UserError
 
 
+def with_augmented(samples: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """``rows`` plus the augmented rows made from them (and only from them): augmented copies follow their
+    source into its fold's training part and never into a validation fold."""
+    source_ids = set(samples["sample"].to_numpy()[rows])
+    augmented = np.flatnonzero(samples["augmented_from"].isin(source_ids).to_numpy())
+    return np.concatenate([rows, augmented])
+
+
 @dataclass
 class ImageSet:
     images: np.ndarray        # (n_samples, channels, height, width) uint8, memory-mapped
@@ -29,7 +37,11 @@ def load_image_set(folder: Path) -> ImageSet:
     if dataset.get("transform") == "vector":
         raise UserError(f"{folder}: preprocess wrote vectors, not images; train_torch needs an image transform")
     images = np.load(folder / "images.npy", mmap_mode="r")
-    samples = pd.read_csv(folder / "samples.csv", dtype={"sample": str, "label": str, "group": str})
+    samples = pd.read_csv(folder / "samples.csv", dtype={"sample": str, "label": str, "group": str,
+                                                         "augmented_from": str})
+    if "augmented_from" not in samples:
+        samples["augmented_from"] = ""
+    samples["augmented_from"] = samples["augmented_from"].fillna("")
     groups = samples["group"].to_numpy() if "group" in samples else None
     return ImageSet(images, samples["label_index"].to_numpy(np.int64), groups, samples["split"].to_numpy(), samples,
                     list(dataset["classes"]), dataset)

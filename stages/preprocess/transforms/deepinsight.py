@@ -1,7 +1,9 @@
-"""Expression vectors -> images. ``DeepInsight``: genes laid out in 2-D by an embedding of their profiles.
+"""``deepinsight``: genes laid out in 2-D by an embedding of their training profiles (Sharma et al. 2019).
 
-The layout is fitted once on training samples (genes x training samples) and then applied unchanged, sample by
-sample, to any number of new ones: a sample's image depends on its own values only.
+Genes (points) are embedded by t-SNE, UMAP, PCA or kernel PCA of their profiles over training samples; the
+convex hull's minimum-area bounding rectangle is rotated upright and scaled onto the H x W grid; coordinates are
+discretised by binning, quantile binning or linear sum assignment. The layout is fitted once and then applied
+unchanged, sample by sample: a sample's image depends on its own values only.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from scipy.spatial import ConvexHull
 from shared.errors import UserError
 from shared.genemap import PixelGeneMap
 from shared.logs import get_logger
+
+from .base import MapTransform
 
 log = get_logger(__name__)
 
@@ -120,6 +124,11 @@ def fit_deepinsight(train_values: np.ndarray, genes, height: int, width: int, em
     return gmap, rc
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Float images in [0, 1] -> uint8 0..255."""
-    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+class DeepInsight(MapTransform):
+    name = "deepinsight"
+
+    def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
+        d = self.params.deepinsight
+        self.gene_map, self.coords = fit_deepinsight(train_values, genes, self.params.height, self.params.width,
+                                                     d.embedding, d.discretization, seed, d.perplexity,
+                                                     d.max_fit_samples)

@@ -1,0 +1,55 @@
+"""The transform interface: fitted on training values, then applied unchanged to any samples."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from shared.genemap import PixelGeneMap
+
+
+class Transform:
+    """Scaled gene values (n_samples, n_genes) in [0, 1] -> images (n_samples, C, H, W) float32 in [0, 1].
+
+    Inductive transforms (``transductive = False``) are fitted on training values only (``fit``) and then map
+    each sample on its own (``transform``). A transductive transform has no ``transform``: it needs every sample
+    at once (``fit_transform_all``), so new samples cannot be imaged without refitting.
+    """
+
+    name: ClassVar[str]
+    transductive: ClassVar[bool] = False
+    makes_images: ClassVar[bool] = True
+
+    def __init__(self, params):
+        self.params = params
+        self.gene_map: PixelGeneMap | None = None
+        self.coords: np.ndarray | None = None  # (n_genes, 2) positions before discretisation, when there are any
+
+    def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
+        raise NotImplementedError
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit_transform_all(self, values: np.ndarray, seed: int) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} is inductive: use fit and transform")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        return None if self.gene_map is None else self.gene_map.image_shape
+
+    def describe(self) -> dict:
+        """What dataset.json records about the transform."""
+        return {"transform": self.name, "transductive": self.transductive, "has_gene_map": self.gene_map is not None}
+
+
+class MapTransform(Transform):
+    """A transform defined by a pixel->gene map: ``image = values @ weights.T`` (see shared.genemap)."""
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return self.gene_map.render(values)
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] -> uint8 0..255."""
+    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
