@@ -29,39 +29,48 @@ def run(run: StageRun) -> None:
     run.device = describe_device(device)
 
     model, spec = load_classifier(trained, device)
-    gmap = PixelGeneMap.load(trained / "pixel_genes.npz")
+    dataset = json.loads((trained / "dataset.json").read_text())
+    # a transductive image (sample-spot) has no pixel->gene map: its attributions stay in image space
+    gmap = PixelGeneMap.load(trained / dataset["gene_map"]) if dataset.get("gene_map") else None
+    if gmap is None:
+        log.info("the '%s' images have no pixel->gene map: attributions are reported in image space only",
+                 dataset.get("transform"))
     classes = spec["classes"]
     samples = pd.read_csv(pre / "samples.csv", dtype={"sample": str, "label": str})
     test = np.flatnonzero(samples["split"].to_numpy() == "test")
     images = np.load(pre / "images.npy", mmap_mode="r")
-    values = np.load(pre / "vectors.npy", mmap_mode="r")
     labels = samples["label_index"].to_numpy()[test]
     test_images = np.asarray(images[test])
-    test_values = np.asarray(values[test])
+    # the gene values let a pixel shared by several genes split its attribution by their contributions
+    test_values = np.asarray(np.load(pre / dataset["vectors"], mmap_mode="r")[test]) if dataset.get("vectors") else None
     genes = pd.read_csv(pre / "genes.csv", dtype={"gene": str})
     markers = read_markers(p.markers, classes) if p.markers else None
 
-    summary = {"model": spec["arch"], "target": "true class", "n_test": int(len(test)), "methods": {}}
+    summary = {"model": spec["arch"], "target": "true class", "n_test": int(len(test)), "gene_map": gmap is not None,
+               "transform": dataset.get("transform"), "methods": {}}
     for name in p.methods:
         folder = run.out / name
         folder.mkdir()
         method = METHODS[name](model)
         attr = attribute_batched(method, test_images, labels, device, p.batch_size, name)
-        sample_genes = gmap.gene_attributions(attr, test_values).astype(np.float32)
         class_maps = class_means(attr, labels, len(classes)).astype(np.float32)
-        table = pd.DataFrame(class_means(sample_genes, labels, len(classes)).T, index=pd.Index(gmap.genes, name="gene"),
-                             columns=classes)
-        ranking = top_genes(table, p.top_k)
         np.save(folder / "attributions.npy", attr)
         np.save(folder / "class_maps.npy", class_maps)
-        np.save(folder / "sample_genes.npy", sample_genes)
-        table.to_csv(folder / "gene_attributions.csv")
-        ranking.to_csv(folder / "top_genes.csv", index=False)
-        plot_class_maps(class_maps, classes, ranking, genes, folder / "figures" / "class_maps.png",
-                        f"{spec['arch']} · {name}: class-mean maps of held-out test samples (top genes circled)",
-                        signed=method.signed)
         entry = {"top_k": p.top_k, "signed": method.signed}
-        if markers is not None:
+        ranking = pd.DataFrame(columns=["class", "rank", "gene", "score"])
+        if gmap is not None:
+            sample_genes = gmap.gene_attributions(attr, test_values).astype(np.float32)
+            table = pd.DataFrame(class_means(sample_genes, labels, len(classes)).T,
+                                 index=pd.Index(gmap.genes, name="gene"), columns=classes)
+            ranking = top_genes(table, p.top_k)
+            np.save(folder / "sample_genes.npy", sample_genes)
+            table.to_csv(folder / "gene_attributions.csv")
+            ranking.to_csv(folder / "top_genes.csv", index=False)
+        plot_class_maps(class_maps, classes, ranking, genes, folder / "figures" / "class_maps.png",
+                        f"{spec['arch']} · {name}: class-mean maps of held-out test samples"
+                        + (" (top genes circled)" if gmap is not None else " (no gene map: image space only)"),
+                        signed=method.signed)
+        if markers is not None and gmap is not None:
             prec = marker_precision(table, markers, p.precision_k)
             prec.to_csv(folder / "marker_precision.csv", index=False)
             entry[f"marker_precision_at_{p.precision_k}"] = float(prec["precision"].mean())

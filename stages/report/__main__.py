@@ -75,7 +75,8 @@ def run(run: StageRun) -> None:
     for method, entry in ex_metrics["methods"].items():
         folder = explained / method
         shutil.copy2(folder / "figures" / "class_maps.png", figures / f"{name}_{method}_class_maps.png")
-        ranking = pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
+        ranking = (pd.read_csv(folder / "top_genes.csv", dtype={"gene": str}) if (folder / "top_genes.csv").is_file()
+                   else pd.DataFrame(columns=["class", "rank", "gene", "score"]))
         top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
                       for cls, g in ranking.groupby("class", sort=False)]
         key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
@@ -83,7 +84,10 @@ def run(run: StageRun) -> None:
         if key:
             precision_html = _html_table(pd.read_csv(folder / "marker_precision.csv"))
         explanations.append({
-            "model": name, "method": method, "description": METHOD_NOTES.get(method, method),
+            "model": name, "method": method,
+            "description": METHOD_NOTES.get(method, method) + ("" if ex_metrics.get("gene_map", True) else
+                           " These images have no pixel-to-gene map (a transductive sample image): the maps show "
+                           "where in the image the model looked, not which genes."),
             "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
             "precision_html": precision_html, "maps_png": _png(folder / "figures" / "class_maps.png"),
             "top_tables": top_tables,

@@ -106,7 +106,8 @@ def run(run: StageRun) -> None:
     _predictions(ds, test_rows, test_proba).to_csv(out / "test_predictions.csv", index=False)
     _predictions(ds, train_rows, cv_proba).to_csv(out / "cv_predictions.csv", index=False)
     for name in ("pixel_genes.npz", "dataset.json"):
-        shutil.copy2(pre / name, out / name)
+        if (pre / name).is_file():  # a transductive transform has no pixel->gene map
+            shutil.copy2(pre / name, out / name)
     write_json_atomic(out / "metrics.json", {
         "model": p.arch, "protocol": f"{len(splits)}-fold CV on the training split, ensemble of fold models on the "
                                      "held-out test split", "test": test, "cv": cv,
