@@ -140,12 +140,14 @@ class StageRun:
                 np.save(run.out / "x.npy", x)
     """
 
-    def __init__(self, exp: Experiment, stage: str, root: Path | None = None):
+    def __init__(self, exp: Experiment, stage: str, root: Path | None = None, publish: bool = True):
         self.exp = exp
         self.stage = stage
         self.exp_dir = experiment_dir(exp.name, root)
         self.final = self.exp_dir / stage
-        self.out = self.exp_dir / f".{stage}.tmp-{os.getpid()}"
+        # secondary ranks of a distributed run compute alongside the main one but never publish
+        self.publish = publish
+        self.out = self.exp_dir / (f".{stage}.tmp-{os.getpid()}" if publish else f".{stage}.rank-{os.getpid()}")
         self.extra: dict[str, Any] = {}
         self.device = "cpu"
         self._started = 0.0
@@ -196,22 +198,28 @@ class StageRun:
         """Extra facts for the manifest (model shape, parameter count, ...)."""
         self.extra.update(values)
 
+    @property
+    def checkpoints(self) -> Path:
+        """A folder that survives a killed run (unlike ``out``) for resumable work; keyed by the fingerprint."""
+        return self.exp_dir / ".checkpoints" / self.stage / self._fingerprint[:16]
+
     def __enter__(self) -> "StageRun":
         self.exp_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.exp_dir.glob(f".{self.stage}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        for stale in self.exp_dir.glob(f".{self.stage}.old-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        if self.publish:
+            for pattern in (f".{self.stage}.tmp-*", f".{self.stage}.old-*"):
+                for stale in self.exp_dir.glob(pattern):
+                    shutil.rmtree(stale, ignore_errors=True)
         self.out.mkdir(parents=True)
         self._fingerprint = self.fingerprint()
         self._started = time.time()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
+        if exc_type is not None or not self.publish:
             shutil.rmtree(self.out, ignore_errors=True)
             return False
         self._publish()
+        shutil.rmtree(self.exp_dir / ".checkpoints" / self.stage, ignore_errors=True)
         return False
 
     def _publish(self) -> None:

@@ -21,16 +21,21 @@ log = get_logger(__name__)
 # torchvision builders and the file names of their ImageNet weights in the torch hub cache.
 IMAGE_ARCHS = {
     "resnet18": ("resnet18", "ResNet18_Weights"),
+    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights"),
 }
+#: hidden widths of the dense network presets; "gtex" is the GTEx prior art's 19291 -> 7000 -> 2916 -> 540 -> classes
+DENSE_PRESETS = {"gtex": [7000, 2916, 540], "small": [512, 128]}
 
 
 class Standardize(nn.Module):
-    """(x - mean) / std per channel, as the first layer, so attributions are w.r.t. the [0, 1] image."""
+    """(x - mean) / std per channel (images) or per gene (vectors), as the first layer, so attributions are
+    w.r.t. the [0, 1] input."""
 
-    def __init__(self, mean: list[float], std: list[float]):
+    def __init__(self, mean: list[float], std: list[float], image: bool = True):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        shape = (1, -1, 1, 1) if image else (1, -1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -66,35 +71,108 @@ def cached_weights_file(arch: str) -> Path | None:
 
 def build_image_classifier(arch: str, in_channels: int, n_classes: int, mean: list[float], std: list[float],
                            pretrained: bool = False, stem: str = "imagenet") -> nn.Module:
-    """A torchvision classifier for (N, in_channels, H, W) float images in [0, 1], any size.
+    """A torchvision classifier (ResNet-18, EfficientNet-B0) for (N, in_channels, H, W) images in [0, 1], any size.
 
-    With ``pretrained`` the ImageNet weights come from the local torch cache (never downloaded); for a
-    one-channel input the first convolution's RGB filters are summed into one. ``stem="small"`` replaces the
-    7x7/2 convolution and max-pool by a 3x3/1 convolution (as for CIFAR-sized inputs), so that a 32x32 gene
-    image is not reduced to 8x8 before the first residual block.
+    With ``pretrained`` the ImageNet weights come from the local torch cache (never downloaded); for an input with
+    other than 3 channels the first convolution's RGB filters are averaged into each channel. ``stem="small"``
+    makes the first convolution 3x3 with stride 2 and (ResNet) drops the max-pool, so that a 32x32 gene image is
+    not reduced to 8x8 before the first block.
     """
     import torchvision.models as tvm
 
     if arch not in IMAGE_ARCHS:
         raise UserError(f"unknown image architecture '{arch}' (known: {', '.join(IMAGE_ARCHS)})")
-    net = getattr(tvm, IMAGE_ARCHS[arch][0])(weights=None)
-    if pretrained:
-        state = torch.load(cached_weights_file(arch), map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
     if stem not in ("imagenet", "small"):
         raise UserError(f"unknown stem '{stem}' (imagenet or small)")
-    conv1 = net.conv1
-    if stem == "small":
-        net.conv1 = nn.Conv2d(in_channels, conv1.out_channels, 3, 2, 1, bias=False)
-        net.maxpool = nn.Identity()
-    elif in_channels != conv1.in_channels:
-        new = nn.Conv2d(in_channels, conv1.out_channels, conv1.kernel_size, conv1.stride, conv1.padding, bias=False)
-        if pretrained:
-            with torch.no_grad():
-                new.weight.copy_(conv1.weight.sum(1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels)
-        net.conv1 = new
-    net.fc = nn.Linear(net.fc.in_features, n_classes)
+    net = getattr(tvm, IMAGE_ARCHS[arch][0])(weights=None)
+    if pretrained:
+        net.load_state_dict(torch.load(cached_weights_file(arch), map_location="cpu", weights_only=True))
+    if arch == "resnet18":
+        net.conv1 = _adapt_conv(net.conv1, in_channels, pretrained, small=stem == "small")
+        if stem == "small":
+            net.maxpool = nn.Identity()
+        net.fc = nn.Linear(net.fc.in_features, n_classes)
+    else:
+        first = net.features[0][0]
+        net.features[0][0] = _adapt_conv(first, in_channels, pretrained, small=False)
+        net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, n_classes)
     return _no_inplace_relu(nn.Sequential(Standardize(mean, std), net))
+
+
+def _adapt_conv(conv: nn.Conv2d, in_channels: int, pretrained: bool, small: bool) -> nn.Conv2d:
+    if small:
+        return nn.Conv2d(in_channels, conv.out_channels, 3, 2, 1, bias=False)
+    if in_channels == conv.in_channels:
+        return conv
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=False)
+    if pretrained:
+        with torch.no_grad():
+            new.weight.copy_(conv.weight.mean(1, keepdim=True).repeat(1, in_channels, 1, 1))
+    return new
+
+
+class DenseNet(nn.Module):
+    """The dense network for expression vectors: Linear -> ReLU -> Dropout per hidden layer, then the classes.
+
+    The GTEx prior art left the activations out (a linear model whose saliency is the same for every sample);
+    here every hidden layer has its ReLU.
+    """
+
+    def __init__(self, n_genes: int, widths: list[int], n_classes: int, dropout: float = 0.5):
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = n_genes
+        for width in widths:
+            layers += [nn.Linear(prev, width), nn.ReLU(), nn.Dropout(dropout)]
+            prev = width
+        layers.append(nn.Linear(prev, n_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class SmallCNN(nn.Module):
+    """The TCGA prior art's CNN for gene-grid images: three 3x3 convolutions (32, 64, 64) each followed by
+    max-pooling, then dense 1024 -> 512 -> 64 -> classes (with ReLUs)."""
+
+    def __init__(self, in_channels: int, n_classes: int, image_hw: tuple[int, int], dropout: float = 0.5):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        h, w = (max(1, s // 8) for s in image_hw)
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * h * w, 1024), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, n_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def build_model(spec: dict[str, Any], mean: list[float] | None = None, std: list[float] | None = None,
+                pretrained: bool = False) -> nn.Module:
+    """Any classifier of the project from its spec (what ``model.json`` records).
+
+    spec: ``arch`` (resnet18, efficientnet_b0, small_cnn, dense), ``input_shape`` ([C, H, W] or [n_genes]),
+    ``n_classes`` and the arch's options (``stem``; ``widths``, ``dropout``).
+    """
+    arch, shape, n_classes = spec["arch"], list(spec["input_shape"]), spec["n_classes"]
+    image = arch != "dense"
+    mean = mean if mean is not None else [0.0] * shape[0]
+    std = std if std is not None else [1.0] * shape[0]
+    if arch in IMAGE_ARCHS:
+        return build_image_classifier(arch, shape[0], n_classes, mean, std, pretrained, spec.get("stem", "imagenet"))
+    if arch == "small_cnn":
+        net = SmallCNN(shape[0], n_classes, (shape[1], shape[2]), spec.get("dropout", 0.5))
+    elif arch == "dense":
+        net = DenseNet(shape[0], list(spec["widths"]), n_classes, spec.get("dropout", 0.5))
+    else:
+        raise UserError(f"unknown architecture '{arch}' (known: {', '.join([*IMAGE_ARCHS, 'small_cnn', 'dense'])})")
+    return nn.Sequential(Standardize(mean, std, image=image), net)
 
 
 def save_classifier(folder: Path, spec: dict[str, Any], members: list[nn.Module]) -> None:
@@ -116,10 +194,8 @@ def load_classifier(folder: Path, device: torch.device | str = "cpu") -> tuple[n
         raise UserError(f"{folder}: no model.json; run the training stage first") from None
     members = []
     for name in spec["members"]:
-        channels = spec["in_channels"]
         # the standardisation buffers are part of each member's state_dict (fitted on that member's training fold)
-        member = build_image_classifier(spec["arch"], channels, spec["n_classes"], [0.0] * channels, [1.0] * channels,
-                                        stem=spec.get("stem", "imagenet"))
+        member = build_model(spec)
         member.load_state_dict(torch.load(folder / name, map_location="cpu", weights_only=True))
         members.append(member)
     model = Ensemble(members).to(device).eval()

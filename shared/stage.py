@@ -7,6 +7,7 @@ with exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -37,7 +38,8 @@ def main(stage: str, work: Callable[[StageRun], None], argv: list[str] | None = 
         exp = config.load(args.config, args.overrides)
         if stage not in exp.stages:
             raise UserError(f"{args.config}: stage '{stage}' is not enabled (stages: {list(exp.stages)})")
-        run = StageRun(exp, stage)
+        rank = int(os.environ.get("RANK", "0"))  # torchrun: only rank 0 writes the stage's output
+        run = StageRun(exp, stage, publish=rank == 0)
         if not args.force and run.is_current():
             log.info("%s: up to date (%s)", stage, run.final)
             return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,63 +22,76 @@ from .rankings import class_means, marker_precision, read_markers, top_genes
 log = get_logger("stages.explain")
 
 
+def explain_model(name: str, trained: Path, pre: Path, out: Path, p: Explain, device, markers) -> dict:
+    """Every configured method for one trained model; returns its metrics entry."""
+    model, spec = load_classifier(trained / name, device)
+    dataset = json.loads((trained / "dataset.json").read_text())
+    samples = pd.read_csv(pre / "samples.csv", dtype={"sample": str, "label": str})
+    test = np.flatnonzero(samples["split"].to_numpy() == "test")
+    labels = samples["label_index"].to_numpy()[test]
+    classes = spec["classes"]
+    vectors = np.asarray(np.load(pre / dataset["vectors"], mmap_mode="r")[test]) if dataset.get("vectors") else None
+    genes_table = pd.read_csv(pre / "genes.csv", dtype={"gene": str})
+    on_vectors = spec["arch"] == "dense"
+    if on_vectors:  # attributions of the dense network are per gene already
+        inputs, gmap, gene_names = vectors, None, genes_table["gene"].to_numpy()
+    else:
+        inputs = np.asarray(np.load(pre / "images.npy", mmap_mode="r")[test])
+        # a transductive image (sample-spot) has no pixel->gene map: its attributions stay in image space
+        gmap = PixelGeneMap.load(trained / dataset["gene_map"]) if dataset.get("gene_map") else None
+        gene_names = None if gmap is None else gmap.genes
+        if gmap is None:
+            log.info("%s: the '%s' images have no pixel->gene map: attributions stay in image space", name,
+                     dataset.get("transform"))
+    entry = {"arch": spec["arch"], "gene_map": gene_names is not None, "transform": dataset.get("transform"),
+             "methods": {}}
+    for method_name in p.methods:
+        folder = out / name / method_name
+        folder.mkdir(parents=True)
+        method = METHODS[method_name](model)
+        attr = attribute_batched(method, inputs, labels, device, p.batch_size, f"{name} {method_name}")
+        np.save(folder / "attributions.npy", attr)
+        result = {"top_k": p.top_k, "signed": method.signed}
+        ranking = pd.DataFrame(columns=["class", "rank", "gene", "score"])
+        if gene_names is not None:
+            sample_genes = attr if on_vectors else gmap.gene_attributions(attr, vectors).astype(np.float32)
+            table = pd.DataFrame(class_means(sample_genes, labels, len(classes)).T,
+                                 index=pd.Index(gene_names, name="gene"), columns=classes)
+            ranking = top_genes(table, p.top_k)
+            np.save(folder / "sample_genes.npy", sample_genes.astype(np.float32))
+            table.to_csv(folder / "gene_attributions.csv")
+            ranking.to_csv(folder / "top_genes.csv", index=False)
+            if markers is not None:
+                prec = marker_precision(table, markers, p.precision_k)
+                prec.to_csv(folder / "marker_precision.csv", index=False)
+                result[f"marker_precision_at_{p.precision_k}"] = float(prec["precision"].mean())
+                result["per_class_precision"] = dict(zip(prec["class"], prec["precision"].astype(float)))
+                log.info("%s %s: planted-marker precision@%d = %.3f (per class %s)", name, method_name,
+                         p.precision_k, result[f"marker_precision_at_{p.precision_k}"],
+                         json.dumps(result["per_class_precision"]))
+        if not on_vectors:
+            class_maps = class_means(attr, labels, len(classes)).astype(np.float32)
+            np.save(folder / "class_maps.npy", class_maps)
+            plot_class_maps(class_maps, classes, ranking, genes_table, folder / "figures" / "class_maps.png",
+                            f"{name} · {method_name}: class-mean maps of held-out test samples"
+                            + (" (top genes circled)" if gmap is not None else " (no gene map: image space only)"),
+                            signed=method.signed)
+        entry["methods"][method_name] = result
+    return entry
+
+
 def run(run: StageRun) -> None:
     exp = run.exp
     p: Explain = exp.section("explain")
     pre, trained = run.upstream("preprocess"), run.upstream("train_torch")
     device = choose_device(exp.device)
     run.device = describe_device(device)
-
-    model, spec = load_classifier(trained, device)
-    dataset = json.loads((trained / "dataset.json").read_text())
-    # a transductive image (sample-spot) has no pixel->gene map: its attributions stay in image space
-    gmap = PixelGeneMap.load(trained / dataset["gene_map"]) if dataset.get("gene_map") else None
-    if gmap is None:
-        log.info("the '%s' images have no pixel->gene map: attributions are reported in image space only",
-                 dataset.get("transform"))
-    classes = spec["classes"]
-    samples = pd.read_csv(pre / "samples.csv", dtype={"sample": str, "label": str})
-    test = np.flatnonzero(samples["split"].to_numpy() == "test")
-    images = np.load(pre / "images.npy", mmap_mode="r")
-    labels = samples["label_index"].to_numpy()[test]
-    test_images = np.asarray(images[test])
-    # the gene values let a pixel shared by several genes split its attribution by their contributions
-    test_values = np.asarray(np.load(pre / dataset["vectors"], mmap_mode="r")[test]) if dataset.get("vectors") else None
-    genes = pd.read_csv(pre / "genes.csv", dtype={"gene": str})
+    models = [m["name"] for m in json.loads((trained / "models.json").read_text()) if m["kind"] == "deep"]
+    classes = json.loads((trained / "dataset.json").read_text())["classes"]
     markers = read_markers(p.markers, classes) if p.markers else None
-
-    summary = {"model": spec["arch"], "target": "true class", "n_test": int(len(test)), "gene_map": gmap is not None,
-               "transform": dataset.get("transform"), "methods": {}}
-    for name in p.methods:
-        folder = run.out / name
-        folder.mkdir()
-        method = METHODS[name](model)
-        attr = attribute_batched(method, test_images, labels, device, p.batch_size, name)
-        class_maps = class_means(attr, labels, len(classes)).astype(np.float32)
-        np.save(folder / "attributions.npy", attr)
-        np.save(folder / "class_maps.npy", class_maps)
-        entry = {"top_k": p.top_k, "signed": method.signed}
-        ranking = pd.DataFrame(columns=["class", "rank", "gene", "score"])
-        if gmap is not None:
-            sample_genes = gmap.gene_attributions(attr, test_values).astype(np.float32)
-            table = pd.DataFrame(class_means(sample_genes, labels, len(classes)).T,
-                                 index=pd.Index(gmap.genes, name="gene"), columns=classes)
-            ranking = top_genes(table, p.top_k)
-            np.save(folder / "sample_genes.npy", sample_genes)
-            table.to_csv(folder / "gene_attributions.csv")
-            ranking.to_csv(folder / "top_genes.csv", index=False)
-        plot_class_maps(class_maps, classes, ranking, genes, folder / "figures" / "class_maps.png",
-                        f"{spec['arch']} · {name}: class-mean maps of held-out test samples"
-                        + (" (top genes circled)" if gmap is not None else " (no gene map: image space only)"),
-                        signed=method.signed)
-        if markers is not None and gmap is not None:
-            prec = marker_precision(table, markers, p.precision_k)
-            prec.to_csv(folder / "marker_precision.csv", index=False)
-            entry[f"marker_precision_at_{p.precision_k}"] = float(prec["precision"].mean())
-            entry["per_class_precision"] = dict(zip(prec["class"], prec["precision"].astype(float)))
-            log.info("%s: planted-marker precision@%d = %.3f (per class %s)", name, p.precision_k,
-                     entry[f"marker_precision_at_{p.precision_k}"], json.dumps(entry["per_class_precision"]))
-        summary["methods"][name] = entry
+    summary = {"target": "true class", "split": "held-out test", "models": {}}
+    for name in models:
+        summary["models"][name] = explain_model(name, trained, pre, run.out, p, device, markers)
     write_json_atomic(run.out / "metrics.json", summary)
 
 

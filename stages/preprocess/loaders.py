@@ -1,24 +1,47 @@
-"""Readers that turn an input file into an AnnData with the label (and group) columns checked."""
+"""Readers that turn an input file into an AnnData with the label (and group) columns checked.
+
+Every reader returns samples x genes: X numeric (float32 for the table formats; what the file holds for .h5ad),
+obs_names the unique sample ids, var_names the unique gene ids, ``var['symbol']`` where the format carries
+symbols, and obs holding the label (and group) columns of its label source. ``read_expression`` then adds
+``obs['label']`` and ``obs['group']`` as strings. A bad input stops with a one-line ``UserError`` naming the file;
+nothing half-read is returned.
+
+Table files (csv/tsv/gct/tcga matrices and label tables) may be plain text or gzip, recognised by their content.
+"""
 from __future__ import annotations
 
+import csv
+import gzip
+import re
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from shared.errors import UserError
+from shared.logs import get_logger
 
 from .params import Expression
 
+log = get_logger(__name__)
+
 
 def read_expression(cfg: Expression):
-    """Return an in-memory AnnData (X = the chosen matrix) with ``obs['label']`` and optional ``obs['group']``."""
-    if cfg.format == "h5ad":
-        adata = _read_h5ad(cfg)
-    else:  # pragma: no cover - the config schema admits only the formats handled above
+    """Return an in-memory AnnData (samples x genes) with ``obs['label']`` (str) and optional ``obs['group']`` (str)."""
+    readers = {"h5ad": _read_h5ad, "csv": _read_csv, "tsv": _read_csv, "gct": _read_gct, "tcga": _read_tcga}
+    if cfg.format not in readers:  # pragma: no cover - the config schema admits only the formats handled above
         raise UserError(f"expression.format: '{cfg.format}' is not supported")
-    _check_obs(adata, cfg)
-    _check_values(adata, cfg)
+    adata = readers[cfg.format](cfg)
+    _check_obs(adata, cfg, source=cfg.path if cfg.format == "h5ad" else cfg.labels)
+    if cfg.format == "gct":
+        adata.obs["label"] = [gtex_tissue_name(t) for t in adata.obs["label"]]
     return adata
+
+
+# ---------------------------------------------------------------------------------------------------- h5ad
 
 
 def _read_h5ad(cfg: Expression):
@@ -28,7 +51,8 @@ def _read_h5ad(cfg: Expression):
     try:
         adata = ad.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many types for truncated or foreign files
-        raise UserError(f"{path}: cannot read as .h5ad ({type(exc).__name__}: {exc}); is the file complete?") from None
+        raise UserError(f"{path}: cannot read as .h5ad ({type(exc).__name__}: {_first_line(exc)}); "
+                        "is the file complete?") from None
     if cfg.use_raw:
         if adata.raw is None:
             raise UserError(f"{path}: expression.use_raw is true but the file has no .raw")
@@ -39,38 +63,455 @@ def _read_h5ad(cfg: Expression):
         adata = ad.AnnData(X=adata.layers[cfg.layer], obs=adata.obs, var=adata.var)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise UserError(f"{path}: empty matrix ({adata.n_obs} samples x {adata.n_vars} genes)")
+    _check_values(adata.X, adata.obs_names, adata.var_names, path, cfg.normalized, axes=("sample", "gene"))
     return adata
 
 
-def _check_obs(adata, cfg: Expression) -> None:
-    path = cfg.path
+# ---------------------------------------------------------------------------------------------------- csv / tsv
+
+
+def _read_csv(cfg: Expression):
+    """csv/tsv: a matrix (samples x genes or genes x samples) plus the labels table -> AnnData samples x genes."""
+    labels = _read_labels(cfg)
+    table = _read_matrix(cfg.path, cfg.normalized, default_sep="," if cfg.format == "csv" else "\t")
+    orientation = cfg.orientation
+    if orientation == "auto":
+        orientation = detect_orientation(table.row_ids, table.col_ids, labels.index, cfg.path, cfg.labels)
+    X, samples, genes = _orient(table, orientation, cfg.path)
+    obs = _join_labels(samples, labels, cfg.path, cfg.labels)
+    return _assemble(X, obs, pd.DataFrame(index=pd.Index(genes)))
+
+
+def detect_orientation(row_ids, col_ids, label_ids, path, labels_path) -> str:
+    """'samples_x_genes' when the row ids are the labelled samples, 'genes_x_samples' when the column ids are.
+
+    An axis "matches clearly" when at least half its ids are in the labels table. Neither axis matching at all,
+    or both matching clearly, is an error asking for ``expression.orientation``.
+    """
+    known = pd.Index(label_ids)
+    rows = float(pd.Index(row_ids).isin(known).mean()) if len(row_ids) else 0.0
+    cols = float(pd.Index(col_ids).isin(known).mean()) if len(col_ids) else 0.0
+    hint = "set expression.orientation to samples_x_genes or genes_x_samples"
+    if rows == 0 and cols == 0:
+        raise UserError(f"{path}: neither the row ids (e.g. {row_ids[0]!r}) nor the column ids (e.g. {col_ids[0]!r}) "
+                        f"match the sample ids of {labels_path} (e.g. {known[0] if len(known) else None!r}); "
+                        "fix the ids or the labels' sample column")
+    if rows >= 0.5 and cols >= 0.5:
+        raise UserError(f"{path}: both the row and the column ids match sample ids of {labels_path}; {hint}")
+    orientation = "samples_x_genes" if rows > cols else "genes_x_samples"
+    log.info("%s: %s (%.0f%% of rows, %.0f%% of columns are labelled samples)", path, orientation, 100 * rows,
+             100 * cols)
+    return orientation
+
+
+# ---------------------------------------------------------------------------------------------------- GTEx GCT
+
+
+def gtex_tissue_name(tissue: str) -> str:
+    """A GTEx tissue (SMTSD) -> the GTEx prior art's class name, e.g. 'Brain - Caudate (basal ganglia)' ->
+    'brain_caudate_basal_ganglia'.
+
+    The prior art named its 54 classes after the tissue part of the GTEx v8 file names
+    (gene_reads_2017-06-05_v8_<tissue>.gct.gz): lower case; ' - ', spaces and parentheses become single
+    underscores; no trailing underscore; hyphens inside words stay ('Cells - EBV-transformed lymphocytes' ->
+    'cells_ebv-transformed_lymphocytes', 'Brain - Spinal cord (cervical c-1)' -> 'brain_spinal_cord_cervical_c-1').
+    """
+    name = re.sub(r"\s+-\s+", "_", tissue.strip().lower())
+    name = re.sub(r"[\s()]+", "_", name)
+    return re.sub(r"_+", "_", name).strip("_")
+
+
+def gtex_donor(sample_id: str) -> str:
+    """A GTEx sample id -> its donor: 'GTEX-1117F-0226-SM-5GZZ7' -> 'GTEX-1117F' (the first two fields)."""
+    return "-".join(sample_id.split("-")[:2])
+
+
+def _read_gct(cfg: Expression):
+    """GTEx v8 GCT files (``path`` + ``more_paths``) concatenated by samples -> AnnData samples x genes.
+
+    X float32 (n_samples_total, n_genes); var_names the ``Name`` ids (ENSEMBL with version), ``var['symbol']``
+    the ``Description`` column; obs from the sample-attribute table (``labels``).
+    """
+    labels = _read_labels(cfg, derive_donor=cfg.group_key == "donor")
+    paths = [cfg.path, *cfg.more_paths]
+    headers = [_read_gct_header(p) for p in paths]
+    samples = _concat_ids([h[1] for h in headers], paths)
+    n_genes = headers[0][0]
+    # Filled file by file, so the files' data are never held twice (56k genes x thousands of samples).
+    X = np.empty((len(samples), n_genes), dtype=np.float32)
+    genes = symbols = None
+    start = 0
+    for path, (declared, file_samples) in zip(paths, headers):
+        table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2)
+        if len(table.row_ids) != declared:
+            raise UserError(f"{path}: line 2 declares {declared} genes but the file holds {len(table.row_ids)}; "
+                            "is the file complete? Download it again")
+        values, file_genes = table.values, pd.Index(table.row_ids)
+        if genes is None:
+            _check_unique(file_genes, "gene ids (Name column)", path)
+            genes, symbols = file_genes, table.row_info
+        elif not file_genes.equals(genes):
+            values = _align_genes(values, file_genes, genes, path, paths[0])
+        X[start:start + values.shape[1]] = values.T
+        start += values.shape[1]
+    obs = _join_labels(samples, labels, cfg.path, cfg.labels)
+    return _assemble(X, obs, pd.DataFrame({"symbol": symbols}, index=genes))
+
+
+def _read_gct_header(path) -> tuple[int, list[str]]:
+    """The two GCT header lines and the column header -> (declared number of genes, sample ids)."""
+    lines = _head(path, 3)
+    if not lines:
+        raise UserError(f"{path}: the file is empty; expected a GCT file (#1.2, dimensions, header, one row per gene)")
+    if not lines[0].startswith("#1."):
+        raise UserError(f"{path}: not a GCT file (line 1 is {lines[0][:40]!r}, expected '#1.2'); "
+                        "use format csv/tsv for plain matrices")
+    dims = lines[1].split("\t") if len(lines) > 1 else []
+    if len(dims) < 2 or not all(d.strip().isdigit() for d in dims[:2]):
+        got = lines[1][:40] if len(lines) > 1 else ""
+        raise UserError(f"{path}: GCT line 2 should be '<n_genes>\\t<n_samples>', got {got!r}; "
+                        "is this a GTEx GCT file?")
+    header = lines[2].split("\t") if len(lines) > 2 else []
+    if [h.lower() for h in header[:2]] != ["name", "description"]:
+        raise UserError(f"{path}: GCT line 3 should start with 'Name\\tDescription', got {header[:2]}; "
+                        "is this a GTEx GCT file?")
+    n_genes, n_samples = int(dims[0]), int(dims[1])
+    if len(header) - 2 != n_samples:
+        raise UserError(f"{path}: line 2 declares {n_samples} samples but the header names {len(header) - 2}; "
+                        "is the file complete? Download it again")
+    return n_genes, header[2:]
+
+
+def _concat_ids(per_file: list[list[str]], paths: list) -> list[str]:
+    """Sample ids of several files in file order; the same id in two files is an error naming both."""
+    seen: dict[str, object] = {}
+    for ids, path in zip(per_file, paths):
+        for sample in ids:
+            if sample in seen:
+                raise UserError(f"{path}: duplicate sample id {sample!r} (also in {seen[sample]}); "
+                                "each sample may appear once across expression.path and more_paths")
+            seen[sample] = path
+    return list(seen)
+
+
+def _align_genes(values: np.ndarray, genes: pd.Index, reference: pd.Index, path, reference_path) -> np.ndarray:
+    """Rows of ``values`` (genes x samples) reordered to ``reference``; a different gene set is an error."""
+    _check_unique(genes, "gene ids (Name column)", path)
+    if len(genes) != len(reference) or not genes.isin(reference).all():
+        extra = genes.difference(reference)
+        example = extra[0] if len(extra) else reference.difference(genes)[0]
+        raise UserError(f"{path}: its gene ids differ from those of {reference_path} (e.g. {example!r}); "
+                        "all GCT files must come from the same GTEx release")
+    return values[genes.get_indexer(reference)]
+
+
+# ---------------------------------------------------------------------------------------------------- TCGA
+
+
+def match_tcga_barcodes(barcodes, label_ids) -> list[str | None]:
+    """The labels-table id of each matrix barcode (or None): the barcode itself, else its longest TCGA prefix there.
+
+    TCGA barcodes are fixed-width fields, e.g. TCGA-02-0047-01A-01R-1849-01 = project-TSS-participant (12
+    characters: the patient), sample type (15), vial (16), portion (19), analyte (20), plate (25), centre (28). A
+    labels table keyed by any of these shorter forms (e.g. TCGA-02-0047-01) matches the longer barcodes of the
+    matrix by truncating them at those widths. Ids that do not start with 'TCGA-' must match exactly.
+    """
+    known = set(label_ids)
+    matched = []
+    for barcode in barcodes:
+        forms = [barcode]
+        if barcode.startswith("TCGA-"):
+            forms += [barcode[:n] for n in (25, 20, 19, 16, 15, 12) if len(barcode) > n]
+        matched.append(next((f for f in forms if f in known), None))
+    return matched
+
+
+def _read_tcga(cfg: Expression):
+    """A TCGA matrix (genes x samples unless ``orientation`` says otherwise) plus the labels table -> AnnData.
+
+    X float32 (n_samples, n_genes); var_names the whole gene ids, ``var['symbol']`` their part before '|'
+    ('TP53|7157' -> 'TP53') when the ids have that form; obs_names the matrix barcodes, labelled per
+    ``match_tcga_barcodes``.
+    """
+    labels = _read_labels(cfg)
+    table = _read_matrix(cfg.path, cfg.normalized, default_sep=_default_sep(cfg.path))
+    X, samples, genes = _orient(table, "genes_x_samples" if cfg.orientation == "auto" else cfg.orientation, cfg.path)
+    keys = match_tcga_barcodes(samples, labels.index)
+    if all(k is None for k in keys):
+        raise UserError(f"{cfg.path}: no sample barcode (e.g. {samples[0]!r}) matches a sample id of {cfg.labels} "
+                        f"(e.g. {labels.index[0] if len(labels) else None!r}); the labels' ids must be the matrix "
+                        "barcodes or a TCGA prefix of them such as TCGA-02-0047-01")
+    obs = _join_labels(samples, labels, cfg.path, cfg.labels, keys=keys)
+    var = pd.DataFrame(index=pd.Index(genes))
+    if any("|" in g for g in genes):
+        var["symbol"] = [g.split("|", 1)[0] for g in genes]
+    return _assemble(X, obs, var)
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+
+
+class _Table(NamedTuple):
+    """A matrix file as read: values (n_rows, n_columns) float32, row ids, column ids, and a second id column."""
+
+    values: np.ndarray
+    row_ids: list[str]
+    col_ids: list[str]
+    row_info: list[str] | None
+
+
+def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: str = ",", skiprows: int = 0,
+                 n_id_columns: int = 1) -> _Table:
+    """A delimited matrix file -> _Table. After ``skiprows`` lines: a header of column ids, then one row per id.
+
+    The first column holds the row ids (and, with ``n_id_columns=2``, the second one ``row_info``); every other
+    cell must be a number. Values are checked (NaN/inf, negatives unless ``normalized``) before returning.
+    """
+    lines = _head(path, skiprows + 2)
+    if len(lines) <= skiprows or not lines[skiprows].strip():
+        raise UserError(f"{path}: the file is empty; expected a header row of ids, then one row per gene or sample")
+    sep = sep or _sniff_sep(lines[skiprows], default_sep)
+    header = _split(lines[skiprows], sep)
+    if len(lines) > skiprows + 1 and len(_split(lines[skiprows + 1], sep)) == len(header) + 1:
+        header = ["", *header]  # R's write.table leaves out the row-id column's header
+    if len(header) <= n_id_columns:
+        raise UserError(f"{path}: the header has {len(header)} column(s); expected row ids then one column per "
+                        f"sample or gene (is the separator {sep!r} right?)")
+    frame = _read_values(path, sep, skiprows + 1, len(header), n_id_columns, header)
+    if frame.shape[0] == 0:
+        raise UserError(f"{path}: the header is there but no data rows follow; is the file complete?")
+    table = _Table(values=frame.iloc[:, n_id_columns:].to_numpy(dtype=np.float32),
+                   row_ids=frame[0].astype(str).tolist(), col_ids=header[n_id_columns:],
+                   row_info=frame[1].astype(str).tolist() if n_id_columns > 1 else None)
+    _check_values(table.values, table.row_ids, table.col_ids, path, normalized, axes=("row", "column"))
+    return table
+
+
+def _read_values(path, sep: str, skiprows: int, n_columns: int, n_id_columns: int, header: list[str]) -> pd.DataFrame:
+    """The data rows with positional column names: id columns as str, the rest float32 (fast C parser)."""
+    dtype = {i: (str if i < n_id_columns else np.float32) for i in range(n_columns)}
+    kwargs = dict(sep=sep, header=None, names=range(n_columns), skiprows=skiprows, compression=_compression(path))
+    with _reading(path, "the matrix"):
+        try:
+            return pd.read_csv(path, dtype=dtype, **kwargs)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            raise
+        except ValueError:  # a cell that is not a number: find it to name it
+            raise _non_numeric(path, pd.read_csv(path, dtype=str, **kwargs), n_id_columns, header, skiprows) from None
+
+
+def _non_numeric(path, frame: pd.DataFrame, n_id_columns: int, header: list[str], skiprows: int) -> UserError:
+    """The UserError naming the first non-numeric cell of ``frame`` (read as strings)."""
+    for j in range(n_id_columns, frame.shape[1]):
+        text = frame[j]
+        bad = pd.to_numeric(text, errors="coerce").isna() & text.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            return UserError(f"{path}: non-numeric value {text.iloc[i]!r} in row {frame[0].iloc[i]!r} (line "
+                             f"{skiprows + i + 1}), column {header[j]!r}; the matrix must hold numbers only")
+    return UserError(f"{path}: the matrix holds values that are not numbers; check the separator and the file")
+
+
+def _orient(table: _Table, orientation: str, path) -> tuple[np.ndarray, list[str], list[str]]:
+    """A _Table -> (X samples x genes float32 C-ordered, sample ids, gene ids), both id lists checked unique."""
+    if orientation == "samples_x_genes":
+        X, samples, genes = table.values, table.row_ids, table.col_ids
+    else:
+        X, samples, genes = np.ascontiguousarray(table.values.T), table.col_ids, table.row_ids
+    _check_unique(samples, "sample ids", path)
+    _check_unique(genes, "gene ids", path)
+    return X, samples, genes
+
+
+def _read_labels(cfg: Expression, derive_donor: bool = False) -> pd.DataFrame:
+    """The labels table -> DataFrame indexed by sample id (str) with the ``label_key`` (and ``group_key``) columns.
+
+    Sample ids are in ``sample_column`` (default: the first column). With ``derive_donor``, a missing
+    ``group_key`` column is derived from the GTEx sample ids (see ``gtex_donor``).
+    """
+    path = cfg.labels
+    if path is None:
+        raise UserError(f"expression.labels is required with format '{cfg.format}': a CSV/TSV table of sample id "
+                        f"-> {cfg.label_key}")
+    lines = _head(path, 1)
+    if not lines or not lines[0].strip():
+        raise UserError(f"{path}: the labels file is empty; expected a header row, then one row per sample")
+    sep = _sniff_sep(lines[0], _default_sep(path))
+    columns = _split(lines[0], sep)
+    sample_column = cfg.sample_column or columns[0]
+    derive = derive_donor and cfg.group_key not in columns
+    for key, name in (("sample_column", sample_column), ("label_key", cfg.label_key),
+                      ("group_key", None if derive else cfg.group_key)):
+        if name is not None and name not in columns:
+            raise UserError(f"{path}: expression.{key} '{name}' is not a column of the labels table "
+                            f"(have: {columns[:20]}{' ...' if len(columns) > 20 else ''})")
+    wanted = list(dict.fromkeys(c for c in (sample_column, cfg.label_key, None if derive else cfg.group_key) if c))
+    with _reading(path, "the labels table"):
+        table = pd.read_csv(path, sep=sep, usecols=wanted, dtype=str, compression=_compression(path))
+    table = table.dropna(subset=[sample_column]).set_index(sample_column)
+    table.index = table.index.astype(str)
+    table.index.name = None
+    _check_unique(table.index, f"sample ids (column '{sample_column}')", path)
+    if derive:
+        table[cfg.group_key] = [gtex_donor(s) for s in table.index]
+        log.info("%s: no '%s' column; donors derived from the sample ids (GTEX-1117F-0226-... -> GTEX-1117F)",
+                 path, cfg.group_key)
+    return table
+
+
+def _join_labels(samples: list[str], labels: pd.DataFrame, path, labels_path, keys=None) -> pd.DataFrame:
+    """obs for ``samples``: their rows of ``labels`` (looked up by ``keys``, default the sample ids themselves).
+
+    A sample without a labels row is an error; labels rows without a sample are ignored (and logged).
+    """
+    keys = pd.Index(samples if keys is None else [k if k is not None else "" for k in keys], dtype=object)
+    found = keys.isin(labels.index)
+    if not found.all():
+        missing = [s for s, ok in zip(samples, found) if not ok]
+        raise UserError(f"{path}: {len(missing)} of {len(samples)} samples have no row in {labels_path} "
+                        f"(e.g. {missing[0]!r}); add them to the labels table or drop them from the matrix")
+    unused = int((~labels.index.isin(keys)).sum())
+    if unused:
+        log.info("%s: %d of %d rows name no sample of %s; ignored", labels_path, unused, len(labels), path)
+    obs = labels.loc[keys].copy()
+    obs.index = pd.Index(samples, dtype=object)
+    return obs
+
+
+def _assemble(X: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame):
+    """X (samples x genes) with its obs and var tables -> AnnData."""
+    import anndata as ad
+
+    return ad.AnnData(X=X, obs=obs, var=var)
+
+
+# ---------------------------------------------------------------------------------------------------- low level
+
+
+@contextmanager
+def _reading(path, what: str):
+    """Turn the errors of a damaged, truncated or foreign file into one-line UserErrors naming it."""
+    try:
+        yield
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: {what} is empty") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{path}: {what} is malformed ({_first_line(exc)}); check the separator and the quoting") \
+            from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: {what} is not a text (or gzip) table; check the path") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise UserError(f"{path}: {what} is a damaged or truncated gzip file ({_first_line(exc)}); "
+                        "download or copy it again") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _compression(path) -> str | None:
+    """'gzip' when the file starts with the gzip magic bytes, whatever its name; else None (plain text)."""
+    with _reading(path, "the file"), open(path, "rb") as fh:
+        return "gzip" if fh.read(2) == b"\x1f\x8b" else None
+
+
+def _head(path, n: int) -> list[str]:
+    """The first ``n`` lines of a plain or gzip text file, without line endings."""
+    opener = gzip.open if _compression(path) == "gzip" else open
+    lines = []
+    with _reading(path, "the file"), opener(path, "rt", encoding="utf-8", newline="") as fh:
+        for line in fh:
+            lines.append(line.rstrip("\r\n"))
+            if len(lines) == n:
+                break
+    return lines
+
+
+def _default_sep(path) -> str:
+    """',' for a *.csv[.gz] name, else tab (GTEx and TCGA tables are tab separated, whatever their extension)."""
+    name = str(path).lower().removesuffix(".gz")
+    return "," if name.endswith(".csv") else "\t"
+
+
+def _sniff_sep(line: str, default: str) -> str:
+    """``default`` unless the header line has none of it but has the other one of comma and tab."""
+    other = "\t" if default == "," else ","
+    return other if default not in line and other in line else default
+
+
+def _split(line: str, sep: str) -> list[str]:
+    """One delimited line -> its fields (quotes handled as pandas does)."""
+    return next(csv.reader([line], delimiter=sep))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+
+
+def _check_unique(ids, what: str, path) -> None:
+    index = pd.Index(ids)
+    if not index.is_unique:
+        dups = index[index.duplicated()]
+        raise UserError(f"{path}: duplicate {what}, e.g. {dups[0]!r} ({len(dups)} repeated); each id must be unique")
+
+
+def _check_obs(adata, cfg: Expression, source) -> None:
+    """obs[label_key] -> obs['label'] (str), obs[group_key] -> obs['group'] (str); ``source`` is their file."""
     if cfg.label_key not in adata.obs:
-        raise UserError(f"{path}: expression.label_key '{cfg.label_key}' is not an obs column (have: {list(adata.obs.columns)})")
+        raise UserError(f"{source}: expression.label_key '{cfg.label_key}' is not an obs column "
+                        f"(have: {list(adata.obs.columns)})")
     labels = adata.obs[cfg.label_key]
     if labels.isna().any():
-        raise UserError(f"{path}: obs '{cfg.label_key}' has {int(labels.isna().sum())} missing labels; drop or fill them")
+        raise UserError(f"{source}: '{cfg.label_key}' has {int(labels.isna().sum())} missing labels "
+                        f"(e.g. sample {labels.index[labels.isna()][0]!r}); drop or fill them")
     adata.obs["label"] = labels.astype(str).values
     if cfg.group_key is not None:
         if cfg.group_key not in adata.obs:
-            raise UserError(f"{path}: expression.group_key '{cfg.group_key}' is not an obs column (have: {list(adata.obs.columns)})")
+            raise UserError(f"{source}: expression.group_key '{cfg.group_key}' is not an obs column "
+                            f"(have: {list(adata.obs.columns)})")
         adata.obs["group"] = adata.obs[cfg.group_key].astype(str).values
-    if not adata.obs_names.is_unique:
-        raise UserError(f"{path}: duplicate sample ids (obs names), e.g. {adata.obs_names[adata.obs_names.duplicated()][0]!r}")
-    if not adata.var_names.is_unique:
-        raise UserError(f"{path}: duplicate gene ids (var names), e.g. {adata.var_names[adata.var_names.duplicated()][0]!r}")
+    _check_unique(adata.obs_names, "sample ids (obs names)", cfg.path)
+    _check_unique(adata.var_names, "gene ids (var names)", cfg.path)
 
 
-def _check_values(adata, cfg: Expression) -> None:
+def _check_values(X, row_ids, col_ids, path, normalized: bool, axes=("sample", "gene")) -> None:
+    """Stop on a non-numeric matrix, NaN/inf, or negative counts; the message names one offending cell.
+
+    X: (len(row_ids), len(col_ids)), dense or scipy sparse; ``axes`` names the rows and columns in messages.
+    """
     import scipy.sparse as sp
 
-    data = adata.X.data if sp.issparse(adata.X) else np.asarray(adata.X)
+    data = X.data if sp.issparse(X) else np.asarray(X)
     if not np.issubdtype(data.dtype, np.number):
-        raise UserError(f"{cfg.path}: the expression matrix is not numeric (dtype {data.dtype})")
-    if not np.isfinite(data).all():
-        raise UserError(f"{cfg.path}: the expression matrix holds NaN or inf values; clean them before running")
-    if not cfg.normalized and (data < 0).any():
-        raise UserError(f"{cfg.path}: negative values in a matrix of counts; if the data are already normalised "
-                        "set expression.normalized: true")
+        raise UserError(f"{path}: the expression matrix is not numeric (dtype {data.dtype})")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise UserError(f"{path}: the expression matrix holds {int(bad.sum())} NaN or inf values, e.g. "
+                        f"{_cell(X, np.isfinite, False, row_ids, col_ids, axes)}; clean them before running")
+    if not normalized and (data < 0).any():
+        raise UserError(f"{path}: negative values in a matrix of counts, e.g. "
+                        f"{_cell(X, lambda v: v < 0, True, row_ids, col_ids, axes)}; if the data are already "
+                        "normalised set expression.normalized: true")
+
+
+def _cell(X, test, expected: bool, row_ids, col_ids, axes) -> str:
+    """'sample 'S1', gene 'G2' (value)' for the first cell where ``test(value) == expected``."""
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        coo = X.tocoo()
+        k = int(np.flatnonzero(test(coo.data) == expected)[0])
+        i, j, value = coo.row[k], coo.col[k], coo.data[k]
+    else:
+        X = np.asarray(X)
+        i, j = np.argwhere(test(X) == expected)[0]
+        value = X[i, j]
+    return f"{axes[0]} {row_ids[i]!r}, {axes[1]} {col_ids[j]!r} ({value})"
+
+
+# ---------------------------------------------------------------------------------------------------- gene filter
 
 
 def read_gene_filter(path: str) -> set[str]:

@@ -1,7 +1,6 @@
 """The expression matrix as a source of row chunks: backed (.h5ad read lazily) or in memory (other formats)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Iterator
 
 import numpy as np
@@ -24,7 +23,7 @@ def open_expression(cfg: Expression):
         raise UserError(f"{cfg.path}: cannot read as .h5ad ({type(exc).__name__}: {exc}); is the file complete?") from None
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise UserError(f"{cfg.path}: empty matrix ({adata.n_obs} samples x {adata.n_vars} genes)")
-    _check_obs(adata, cfg)
+    _check_obs(adata, cfg, source=cfg.path)
     return adata, True
 
 
@@ -34,7 +33,7 @@ def iter_chunks(adata, chunk_size: int, cfg: Expression, backed: bool) -> Iterat
         stop = min(start + chunk_size, adata.n_obs)
         X = adata.X[start:stop]
         if backed:
-            _check_values(SimpleNamespace(X=X), cfg)
+            _check_values(X, adata.obs_names[start:stop], adata.var_names, cfg.path, cfg.normalized)
         yield start, stop, X
 
 

@@ -54,45 +54,64 @@ def run(run: StageRun) -> None:
     n_test = sum(r["test"] for r in count_rows)
     data = {**dataset, "counts": count_rows, "n_test": n_test, "n_samples": n_test + sum(r["train"] for r in count_rows)}
 
-    metrics = json.loads((trained / "metrics.json").read_text())
-    spec = json.loads((trained / "model.json").read_text())
-    name = metrics["model"]
-    plot_confusion(pd.read_csv(trained / "confusion_matrix.csv", index_col=0), figures / f"{name}_confusion.png",
-                   f"{name}: held-out test")
-    plot_history(pd.read_csv(trained / "history.csv"), figures / f"{name}_history.png", f"{name}: per-fold training")
-    folds = pd.DataFrame(metrics["folds"])[["fold", "best_epoch", "epochs_run", "val_accuracy", "val_macro_f1",
-                                            "test_accuracy", "test_macro_f1"]]
-    models = [{
-        "name": name, "protocol": metrics["protocol"], "n_parameters": metrics["n_parameters"],
-        "pretrained": spec.get("pretrained", False), "test": metrics["test"], "cv": metrics["cv"],
-        "per_class_html": _html_table(pd.read_csv(trained / "per_class.csv")),
-        "folds_html": _html_table(folds),
-        "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": _png(figures / f"{name}_history.png"),
-    }]
+    models, summary_models = [], {}
+    for entry in json.loads((trained / "models.json").read_text()):
+        name, folder = entry["name"], trained / entry["folder"]
+        metrics = json.loads((folder / "metrics.json").read_text())
+        plot_confusion(pd.read_csv(folder / "confusion_matrix.csv", index_col=0), figures / f"{name}_confusion.png",
+                       f"{name}: held-out test")
+        history_png = None
+        if (folder / "history.csv").is_file():
+            plot_history(pd.read_csv(folder / "history.csv"), figures / f"{name}_history.png",
+                         f"{name}: per-fold training")
+            history_png = _png(figures / f"{name}_history.png")
+        cols = [c for c in ("repeat", "fold", "best_epoch", "epochs_run", "val_accuracy", "val_macro_f1",
+                            "test_accuracy", "test_macro_f1") if c in pd.DataFrame(metrics["folds"]).columns]
+        models.append({
+            "name": name, "kind": entry["kind"], "protocol": metrics["protocol"],
+            "n_parameters": metrics["n_parameters"], "pretrained": metrics.get("pretrained", False),
+            "test": metrics["test"], "cv": metrics["cv"],
+            "per_class_html": _html_table(pd.read_csv(folder / "per_class.csv")),
+            "folds_html": _html_table(pd.DataFrame(metrics["folds"])[cols].dropna(axis=1, how="all")),
+            "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": history_png,
+        })
+        summary_models[name] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc",
+                                                                 "macro_precision", "macro_recall")}
+        summary_models[name]["kind"] = entry["kind"]
+    overview = pd.DataFrame([{"model": m["name"], "kind": m["kind"], **{k: m["test"][k] for k in (
+        "accuracy", "macro_f1", "macro_auc")}, "cv_macro_f1": m["cv"]["macro_f1"]} for m in models])
+    comparison = json.loads((trained / "comparison.json").read_text()) if (trained / "comparison.json").is_file() else []
+    comparison_html = _html_table(pd.DataFrame([{
+        "a": c["a"], "b": c["b"], "mean a": c["mean_a"], "mean b": c["mean_b"], "folds": c["n_folds"],
+        "corrected t-test p": c["corrected_ttest"]["p"], "Wilcoxon p": c["wilcoxon"]["p"],
+        "Wilcoxon smallest attainable p": c["wilcoxon"]["min_attainable_p"]} for c in comparison]), "{:.3g}") \
+        if comparison else None
 
     ex_metrics = json.loads((explained / "metrics.json").read_text())
     explanations, summary_expl = [], {}
-    for method, entry in ex_metrics["methods"].items():
-        folder = explained / method
-        shutil.copy2(folder / "figures" / "class_maps.png", figures / f"{name}_{method}_class_maps.png")
-        ranking = (pd.read_csv(folder / "top_genes.csv", dtype={"gene": str}) if (folder / "top_genes.csv").is_file()
-                   else pd.DataFrame(columns=["class", "rank", "gene", "score"]))
-        top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
-                      for cls, g in ranking.groupby("class", sort=False)]
-        key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
-        precision_html = None
-        if key:
-            precision_html = _html_table(pd.read_csv(folder / "marker_precision.csv"))
-        explanations.append({
-            "model": name, "method": method,
-            "description": METHOD_NOTES.get(method, method) + ("" if ex_metrics.get("gene_map", True) else
-                           " These images have no pixel-to-gene map (a transductive sample image): the maps show "
-                           "where in the image the model looked, not which genes."),
-            "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
-            "precision_html": precision_html, "maps_png": _png(folder / "figures" / "class_maps.png"),
-            "top_tables": top_tables,
-        })
-        summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items() if k not in ("top_k", "signed")}
+    for name, model_entry in ex_metrics["models"].items():
+        for method, entry in model_entry["methods"].items():
+            folder = explained / name / method
+            maps_png = None
+            if (folder / "figures" / "class_maps.png").is_file():
+                shutil.copy2(folder / "figures" / "class_maps.png", figures / f"{name}_{method}_class_maps.png")
+                maps_png = _png(folder / "figures" / "class_maps.png")
+            ranking = (pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
+                       if (folder / "top_genes.csv").is_file() else pd.DataFrame(columns=["class", "rank", "gene",
+                                                                                           "score"]))
+            top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
+                          for cls, g in ranking.groupby("class", sort=False)]
+            key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
+            explanations.append({
+                "model": name, "method": method,
+                "description": METHOD_NOTES.get(method, method) + ("" if model_entry.get("gene_map", True) else
+                               " These images have no pixel-to-gene map (a transductive sample image): the maps "
+                               "show where in the image the model looked, not which genes."),
+                "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
+                "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
+                "maps_png": maps_png, "top_tables": top_tables,
+            })
+            summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items() if k not in ("top_k", "signed")}
 
     provenance = []
     for stage in exp.stages:
@@ -102,11 +121,13 @@ def run(run: StageRun) -> None:
         provenance.append({"stage": stage, "wall_time_s": manifest["wall_time_s"], "device": manifest["device"],
                            "fingerprint": manifest["fingerprint"]})
     packages = read_manifest(trained)["packages"]
+    protocol = models[0]["protocol"] if models else ""
 
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
         title=p.title, experiment=exp.name, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         commit=read_manifest(trained)["git_commit"], data=data, models=models, explanations=explanations,
+        overview_html=_html_table(overview), comparison=comparison, comparison_html=comparison_html, protocol=protocol,
         provenance=provenance, packages=packages,
     )
     (out / "index.html").write_text(html)
@@ -114,8 +135,9 @@ def run(run: StageRun) -> None:
         "experiment": exp.name,
         "evaluated_on": "held-out test split",
         "n_test": n_test,
-        "models": {name: {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc", "macro_precision",
-                                                          "macro_recall")}},
+        "models": summary_models,
+        "comparisons": [{k: c[k] for k in ("a", "b", "metric", "n_folds", "mean_difference", "significant",
+                                          "statement")} for c in comparison],
         "explanations": summary_expl,
     })
 

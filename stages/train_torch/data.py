@@ -1,4 +1,4 @@
-"""Feeding the memory-mapped uint8 images of preprocess to torch."""
+"""Feeding the memory-mapped arrays of preprocess (uint8 images or float32 vectors) to torch."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from shared.errors import UserError
+
+
+@dataclass
+class PreparedData:
+    images: np.ndarray | None   # (n_samples, channels, height, width) uint8, memory-mapped
+    vectors: np.ndarray | None  # (n_samples, n_genes) float32 in [0, 1], memory-mapped
+    labels: np.ndarray          # (n_samples,) int64
+    groups: np.ndarray | None
+    split: np.ndarray           # (n_samples,) 'train' | 'test'
+    samples: pd.DataFrame
+    classes: list[str]
+    dataset: dict
+
+    def inputs(self, arch: str) -> np.ndarray:
+        """The array a model reads: vectors for the dense network, images for the rest."""
+        if arch == "dense":
+            if self.vectors is None:
+                raise UserError("train_torch.models: 'dense' needs preprocess.save_vectors: true")
+            return self.vectors
+        if self.images is None:
+            raise UserError(f"train_torch.models: '{arch}' needs images; preprocess.transform is "
+                            f"'{self.dataset.get('transform')}'")
+        return self.images
+
+
+def load_prepared(folder: Path) -> PreparedData:
+    dataset = json.loads((folder / "dataset.json").read_text())
+    images = np.load(folder / "images.npy", mmap_mode="r") if (folder / "images.npy").is_file() else None
+    vectors = np.load(folder / "vectors.npy", mmap_mode="r") if (folder / "vectors.npy").is_file() else None
+    samples = pd.read_csv(folder / "samples.csv", dtype={"sample": str, "label": str, "group": str,
+                                                         "augmented_from": str})
+    if "augmented_from" not in samples:
+        samples["augmented_from"] = ""
+    samples["augmented_from"] = samples["augmented_from"].fillna("")
+    groups = samples["group"].to_numpy() if "group" in samples else None
+    return PreparedData(images, vectors, samples["label_index"].to_numpy(np.int64), groups, samples["split"].to_numpy(),
+                        samples, list(dataset["classes"]), dataset)
 
 
 def with_augmented(samples: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
@@ -21,70 +58,92 @@ def with_augmented(samples: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([rows, augmented])
 
 
-@dataclass
-class ImageSet:
-    images: np.ndarray        # (n_samples, channels, height, width) uint8, memory-mapped
-    labels: np.ndarray        # (n_samples,) int64
-    groups: np.ndarray | None
-    split: np.ndarray         # (n_samples,) 'train' | 'test'
-    samples: pd.DataFrame
-    classes: list[str]
-    dataset: dict
+class MemmapRows(Dataset):
+    """Rows of a memory-mapped array; batched reads via ``__getitems__`` (sorted, so reads are sequential)."""
 
-
-def load_image_set(folder: Path) -> ImageSet:
-    dataset = json.loads((folder / "dataset.json").read_text())
-    if dataset.get("transform") == "vector":
-        raise UserError(f"{folder}: preprocess wrote vectors, not images; train_torch needs an image transform")
-    images = np.load(folder / "images.npy", mmap_mode="r")
-    samples = pd.read_csv(folder / "samples.csv", dtype={"sample": str, "label": str, "group": str,
-                                                         "augmented_from": str})
-    if "augmented_from" not in samples:
-        samples["augmented_from"] = ""
-    samples["augmented_from"] = samples["augmented_from"].fillna("")
-    groups = samples["group"].to_numpy() if "group" in samples else None
-    return ImageSet(images, samples["label_index"].to_numpy(np.int64), groups, samples["split"].to_numpy(), samples,
-                    list(dataset["classes"]), dataset)
-
-
-class MemmapImages(Dataset):
-    """Rows of a memory-mapped uint8 array as float tensors in [0, 1]; batched reads via ``__getitems__``."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, index: np.ndarray):
-        self.images, self.labels, self.index = images, labels, np.asarray(index)
+    def __init__(self, array: np.ndarray, labels: np.ndarray, index: np.ndarray):
+        self.array, self.labels, self.index = array, labels, np.asarray(index)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i: int):
-        return self.__getitems__([i])[0]
+        x, y = self.__getitems__([i])
+        return x[0], y[0]
 
     def __getitems__(self, idx: list[int]):
         rows = self.index[np.asarray(idx)]
-        order = np.argsort(rows)  # sorted reads are sequential on disk
-        x = np.empty((len(rows), *self.images.shape[1:]), dtype=np.uint8)
-        x[order] = self.images[rows[order]]
-        return list(zip(torch.from_numpy(x), torch.from_numpy(self.labels[rows])))
+        order = np.argsort(rows)
+        x = np.empty((len(rows), *self.array.shape[1:]), dtype=self.array.dtype)
+        x[order] = self.array[rows[order]]
+        return torch.from_numpy(x), torch.from_numpy(self.labels[rows])
 
 
-def make_loader(ds: ImageSet, index: np.ndarray, batch_size: int, shuffle: bool, seed: int, num_workers: int,
-                pin_memory: bool = False) -> DataLoader:
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(MemmapImages(ds.images, ds.labels, index), batch_size=batch_size, shuffle=shuffle,
-                      generator=gen, num_workers=num_workers, pin_memory=pin_memory,
-                      collate_fn=lambda items: (torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])))
+class EpochShuffle(Sampler):
+    """A permutation that depends only on (seed, epoch), so a resumed run sees the same batches.
+
+    Under DistributedDataParallel each rank takes every world-th item of each global batch, so the union of the
+    ranks' batches is exactly the single-process batch.
+    """
+
+    def __init__(self, n: int, seed: int, batch_size: int, weights: np.ndarray | None = None, rank: int = 0,
+                 world: int = 1):
+        self.n, self.seed, self.batch_size, self.weights = n, seed, batch_size, weights
+        self.rank, self.world, self.epoch = rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        if self.weights is not None:  # WeightedRandomSampler's draw, seeded per epoch
+            p = self.weights / self.weights.sum()
+            return rng.choice(self.n, size=self.n, replace=True, p=p)
+        return rng.permutation(self.n)
+
+    def __iter__(self):
+        order = self._order()
+        for start in range(0, self.n, self.batch_size):
+            yield from order[start:start + self.batch_size][self.rank::self.world].tolist()
+
+    def __len__(self) -> int:
+        return sum(len(range(self.rank, min(self.batch_size, self.n - s), self.world))
+                   for s in range(0, self.n, self.batch_size))
 
 
-def channel_stats(images: np.ndarray, index: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the [0, 1] images over ``index`` (the training rows of a fold)."""
-    total = np.zeros(images.shape[1])
-    sq = np.zeros(images.shape[1])
+def _collate(batch):
+    return batch  # __getitems__ already returns stacked (x, y)
+
+
+def make_loader(array: np.ndarray, labels: np.ndarray, index: np.ndarray, batch_size: int, *,
+                sampler: EpochShuffle | None = None, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Batches of (x, y); ``x`` keeps the array's dtype (uint8 images are scaled on the device)."""
+    per_rank = batch_size if sampler is None else max(1, batch_size // sampler.world)
+    return DataLoader(MemmapRows(array, labels, index), batch_size=per_rank, sampler=sampler, shuffle=False,
+                      num_workers=num_workers, pin_memory=pin_memory, collate_fn=_collate)
+
+
+def class_balanced_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-sample weights that make every class equally likely under a weighted sampler."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return 1.0 / counts[labels]
+
+
+def input_stats(array: np.ndarray, index: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Mean and std of the [0, 1] inputs over ``index`` (a fold's training rows): per channel for images, per
+    gene for vectors."""
+    image = array.ndim == 4
+    axes = (0, 2, 3) if image else (0,)
+    total = np.zeros(array.shape[1])
+    sq = np.zeros(array.shape[1])
     n = 0
     for start in range(0, len(index), chunk):
-        x = images[np.sort(index[start:start + chunk])].astype(np.float64) / 255.0
-        total += x.sum(axis=(0, 2, 3))
-        sq += (x**2).sum(axis=(0, 2, 3))
-        n += x.shape[0] * x.shape[2] * x.shape[3]
+        x = array[np.sort(index[start:start + chunk])].astype(np.float64)
+        if image:
+            x /= 255.0
+        total += x.sum(axis=axes)
+        sq += (x**2).sum(axis=axes)
+        n += x.size // array.shape[1]
     mean = total / n
-    std = np.sqrt(np.maximum(sq / n - mean**2, 1e-12))
-    return mean.tolist(), std.tolist()
+    std = np.sqrt(np.maximum(sq / n - mean**2, 0.0))
+    return mean.tolist(), np.where(std > 1e-6, std, 1.0).tolist()

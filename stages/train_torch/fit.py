@@ -1,8 +1,17 @@
-"""One model, one fold: epochs with early stopping on the validation fold, best checkpoint restored."""
+"""One model, one fold: epochs with early stopping on the validation fold, best checkpoint restored.
+
+A checkpoint (model, optimizer, scheduler, early-stopping state, history, RNG state) is written after every
+epoch, so a killed run resumes where it stopped and ends exactly as an uninterrupted run with the same seed:
+batch order depends only on (seed, epoch), and the torch RNG state travels in the checkpoint.
+"""
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,58 +47,141 @@ class EarlyStopping:
             model.load_state_dict(self.best_state)
 
 
-def balanced_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
-    """Inverse-frequency class weights (scikit-learn's 'balanced'): n / (n_classes * count)."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    weights = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(weights, dtype=torch.float32)
+@dataclass
+class TrainSettings:
+    epochs: int
+    lr: float
+    weight_decay: float
+    optimizer: str = "adam"
+    schedule: str = "none"
+    patience: int = 5
+    min_delta: float = 0.0
+    input_dropout: float = 0.0
+    mixed_precision: bool = False
+    channels_last: bool = False
 
 
-def _as_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x.to(device, non_blocking=True).float().div_(255.0)
+def to_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """A batch on the device as float: uint8 images scaled to [0, 1], vectors as they are."""
+    x = x.to(device, non_blocking=True)
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
-def run_epoch(model, loader, device, loss_fn, optimizer=None, input_dropout: float = 0.0) -> tuple[float, float]:
-    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy)."""
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def run_epoch(model, loader, device, loss_fn, optimizer=None, scheduler=None, s: TrainSettings | None = None,
+              reduce=None) -> tuple[float, float]:
+    """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over every rank's samples."""
+    s = s or TrainSettings(epochs=1, lr=0, weight_decay=0)
     model.train(optimizer is not None)
-    total, correct, n = 0.0, 0, 0
+    total = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, n
     with torch.set_grad_enabled(optimizer is not None):
         for x, y in loader:
-            x, y = _as_input(x, device), y.to(device)
-            if optimizer is not None and input_dropout > 0:
-                x = x * (torch.rand_like(x) >= input_dropout)
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            x, y = to_input(x, device, s.channels_last), y.to(device)
+            if optimizer is not None and s.input_dropout > 0:
+                x = x * (torch.rand_like(x) >= s.input_dropout)
+            with _autocast(device, s.mixed_precision):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            total += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            n += len(y)
-    return total / n, correct / n
+                if scheduler is not None:
+                    scheduler.step()
+            total += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)],
+                                  dtype=torch.float64)
+    if reduce is not None:
+        total = reduce(total)
+    return float(total[0] / total[2]), float(total[1] / total[2])
 
 
 @torch.no_grad()
-def predict_proba(model, loader, device) -> np.ndarray:
+def predict_proba(model, loader, device, channels_last: bool = False, mixed_precision: bool = False) -> np.ndarray:
     model.eval()
-    out = [torch.softmax(model(_as_input(x, device)), dim=1).cpu() for x, _ in loader]
+    out = []
+    for x, _ in loader:
+        with _autocast(device, mixed_precision):
+            out.append(torch.softmax(model(to_input(x, device, channels_last)).float(), dim=1).cpu())
     return torch.cat(out).numpy()
 
 
-def train_fold(model, train_loader, val_loader, device, *, epochs: int, lr: float, weight_decay: float,
-               patience: int, min_delta: float, class_weights: torch.Tensor | None = None,
-               input_dropout: float = 0.0, label_smoothing: float = 0.0, writer=None,
-               desc: str = "train") -> tuple[list[dict], EarlyStopping]:
-    """Train with Adam and early stopping on validation loss; the best state is restored before returning."""
-    loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
-                                  label_smoothing=label_smoothing)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    stopper = EarlyStopping(patience, min_delta)
-    history = []
-    for epoch in progress(range(epochs), desc, unit="epoch"):
-        train_loss, train_acc = run_epoch(model, train_loader, device, loss_fn, optimizer, input_dropout)
-        val_loss, val_acc = run_epoch(model, val_loader, device, loss_fn)
+# Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with weights_only=True.
+def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                      gauss],
+            "python": [version, list(internal), gauss_next],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _stopper_state(stopper: EarlyStopping) -> dict:
+    return {"patience": stopper.patience, "min_delta": stopper.min_delta, "best": stopper.best,
+            "best_epoch": stopper.best_epoch, "bad_epochs": stopper.bad_epochs, "best_state": stopper.best_state}
+
+
+def _save_checkpoint(path: Path, **state) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_fold(model, train_loader, val_loader, device, s: TrainSettings, loss_fn, *, checkpoint: Path | None = None,
+               writer=None, desc: str = "train", reduce=None, is_main: bool = True) -> tuple[list[dict], EarlyStopping]:
+    """Train with early stopping on validation loss; the best state is restored before returning.
+
+    ``model`` may be wrapped in DistributedDataParallel (then ``reduce`` sums statistics over ranks and only
+    the main rank writes checkpoints and TensorBoard events).
+    """
+    params = model.parameters()
+    if s.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+    scheduler = None
+    if s.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s.lr, epochs=s.epochs,
+                                                        steps_per_epoch=max(1, len(train_loader)))
+    stopper = EarlyStopping(s.patience, s.min_delta)
+    history: list[dict] = []
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        stopper = EarlyStopping(**state["stopper"])
+        history, start = state["history"], state["epoch"] + 1
+        _set_rng_state(state["rng"])
+        log.info("%s: resumed after epoch %d from %s", desc, state["epoch"], checkpoint)
+        if state["stopped"]:
+            stopper.restore(model)
+            return history, stopper
+    sampler = getattr(train_loader, "sampler", None)
+    for epoch in progress(range(start, s.epochs), desc, unit="epoch"):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        train_loss, train_acc = run_epoch(model, train_loader, device, loss_fn, optimizer, scheduler, s, reduce)
+        val_loss, val_acc = run_epoch(model, val_loader, device, loss_fn, s=s)
         lr_now = optimizer.param_groups[0]["lr"]
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                         "val_accuracy": val_acc, "lr": lr_now})
@@ -100,7 +192,13 @@ def train_fold(model, train_loader, val_loader, device, *, epochs: int, lr: floa
             writer.add_scalar("lr", lr_now, epoch)
         log.info("%s epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f", desc, epoch, train_loss, train_acc,
                  val_loss, val_acc)
-        if stopper.step(epoch, val_loss, model):
+        stop = stopper.step(epoch, val_loss, model)
+        if checkpoint is not None and is_main:
+            _save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                             scheduler=scheduler.state_dict() if scheduler is not None else None,
+                             stopper=_stopper_state(stopper),
+                             history=history, epoch=epoch, rng=_rng_state(), stopped=stop)
+        if stop:
             log.info("%s: early stop after epoch %d (best epoch %d, val loss %.4f)", desc, epoch, stopper.best_epoch,
                      stopper.best)
             break

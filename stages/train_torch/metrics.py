@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support,
-                             roc_auc_score)
+from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score,
+                             roc_curve)
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
@@ -15,8 +15,6 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
     present = np.unique(y_true)
     if len(present) < 2:
         auc = float("nan")
-    elif len(classes) == 2:
-        auc = roc_auc_score(y_true, proba[:, 1])
     else:
         # one-vs-rest AUC per class present in y_true, averaged (sklearn needs every class present otherwise)
         auc = float(np.mean([roc_auc_score(y_true == c, proba[:, c]) for c in present]))
@@ -34,3 +32,19 @@ def per_class_table(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -
 def confusion_table(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
     cm = confusion_matrix(y_true, proba.argmax(1), labels=np.arange(len(classes)))
     return pd.DataFrame(cm, index=pd.Index(classes, name="true"), columns=classes)
+
+
+def mean_confusion(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Confusion matrices of the folds, row-normalised, averaged over folds."""
+    norm = [t.div(t.sum(axis=1).replace(0, np.nan), axis=0) for t in tables]
+    return sum(n.fillna(0) for n in norm) / len(norm)
+
+
+def roc_table(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """One-vs-rest ROC curves: class, fpr, tpr, threshold."""
+    frames = []
+    for c, name in enumerate(classes):
+        if 0 < (y_true == c).sum() < len(y_true):
+            fpr, tpr, thr = roc_curve(y_true == c, proba[:, c])
+            frames.append(pd.DataFrame({"class": name, "fpr": fpr, "tpr": tpr, "threshold": thr}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["class", "fpr", "tpr", "threshold"])

@@ -9,23 +9,43 @@ from shared.config import Section, StageSpec
 
 
 class TrainTorch(Section):
-    arch: Literal["resnet18"] = "resnet18"
+    #: deep models, each trained with the same protocol: resnet18 / efficientnet_b0 (torchvision) and small_cnn on
+    #: images, dense on the expression vectors
+    models: list[Literal["resnet18", "efficientnet_b0", "small_cnn", "dense"]] = Field(
+        default_factory=lambda: ["resnet18"], min_length=1)
+    #: simple models fitted on the same splits and genes (the scaled expression vectors)
+    baselines: list[Literal["logistic_regression", "random_forest"]] = Field(
+        default_factory=lambda: ["logistic_regression", "random_forest"])
     pretrained: Literal["auto", "never"] = "auto"
-    #: auto: the small (3x3, stride 1, no max-pool) stem for images under 64 pixels a side, else ImageNet's
+    #: auto: the small (3x3, stride 2, no max-pool) stem for images under 64 pixels a side, else ImageNet's
     stem: Literal["auto", "imagenet", "small"] = "auto"
+    dense_preset: Literal["small", "gtex", "custom"] = "small"
+    dense_widths: list[int] = Field(default_factory=list)
+    dropout: float = Field(0.5, ge=0, lt=1)
+
     folds: int = Field(5, ge=2)
+    repeats: int = Field(1, ge=1)
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    schedule: Literal["none", "onecycle"] = "none"
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0)
-    #: balanced: cross-entropy weighted by inverse class frequency of the fold's training rows
+    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    focal_gamma: float = Field(2.0, ge=0)
+    #: balanced: the loss weighted by inverse class frequency of the fold's training rows
     class_weights: Literal["balanced", "none"] = "balanced"
-    #: training-time augmentation: each pixel (gene) is zeroed with this probability, as dropout events are in
-    #: sequencing; it keeps a large CNN from memorising a few hundred samples
+    #: weighted: a WeightedRandomSampler drawing classes equally often (instead of shuffling)
+    sampler: Literal["shuffle", "weighted"] = "shuffle"
+    #: training-time augmentation: each input value (gene) is zeroed with this probability, as dropout events are
+    #: in sequencing; it keeps a large CNN from memorising a few hundred samples
     input_dropout: float = Field(0.0, ge=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    #: on a GPU: bfloat16 autocast and channels-last memory format (ignored on CPU)
+    mixed_precision: bool = True
+    channels_last: bool = True
     num_workers: int = Field(0, ge=0)
 
 
@@ -33,5 +53,5 @@ STAGE = StageSpec(
     name="train_torch",
     needs=("preprocess",),
     sections={"train_torch": TrainTorch},
-    description="ResNet-18 on the preprocess images: k-fold with early stopping, held-out test",
+    description="CNNs / dense network with k-fold early stopping, baselines on the same splits, held-out test",
 )
