@@ -1,0 +1,159 @@
+"""train_torch: early stopping, resume after a kill, DDP agreement, the statistics, and the baselines."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from stages.train_torch.compare import compare_models, corrected_resampled_ttest, wilcoxon, wilcoxon_min_p
+from stages.train_torch.fit import EarlyStopping
+
+from .conftest import REPO, write_config
+
+DENSE = {"models": ["dense"], "baselines": ["logistic_regression"], "folds": 3, "epochs": 6, "patience": 10,
+         "batch_size": 32, "dense_preset": "custom", "dense_widths": [64, 32], "dropout": 0.0, "lr": 0.003}
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best():
+    model = torch.nn.Linear(2, 1)
+    stopper = EarlyStopping(patience=2, min_delta=0.01)
+    losses = [1.0, 0.8, 0.795, 0.9, 0.7]
+    stopped_at = None
+    for epoch, loss in enumerate(losses):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        if stopper.step(epoch, loss, model):
+            stopped_at = epoch
+            break
+    assert stopped_at == 3  # 0.795 is not better by min_delta, 0.9 is worse: two bad epochs
+    assert stopper.best_epoch == 1
+    stopper.restore(model)
+    assert torch.all(model.weight == 1)
+
+
+def test_corrected_ttest_matches_a_hand_computation():
+    a = np.array([0.80, 0.82, 0.85, 0.79, 0.81])
+    b = np.array([0.78, 0.80, 0.80, 0.78, 0.80])
+    d = a - b
+    t_expected = d.mean() / np.sqrt((1 / 5 + 20 / 80) * d.var(ddof=1))
+    res = corrected_resampled_ttest(a, b, n_train=80, n_test=20)
+    assert res["t"] == pytest.approx(t_expected)
+    assert res["p"] == pytest.approx(2 * stats.t.sf(abs(t_expected), 4))
+    naive = stats.ttest_rel(a, b).pvalue
+    assert res["p"] > naive  # the correction widens the interval
+
+
+def test_wilcoxon_limits_and_plain_statement():
+    assert wilcoxon_min_p(5) == pytest.approx(0.0625)
+    a = np.arange(5) + 1.0
+    res = wilcoxon(a, a - np.arange(1, 6) * 0.01)  # a beats b on every fold
+    assert res["p"] == pytest.approx(0.0625)
+    out = compare_models("x", "y", a, a - 0.01 * np.arange(1, 6), 80, 20, "accuracy")
+    assert "cannot reach p < 0.05" in out["statement"]
+    rng = np.random.default_rng(0)
+    a10, b10 = rng.random(10) + 0.5, rng.random(10)
+    res10 = wilcoxon(a10, b10)
+    assert res10["p"] == pytest.approx(stats.wilcoxon(a10, b10).pvalue)
+    assert res10["min_attainable_p"] < 0.05
+
+
+def _stage(cfg, env, *args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "stages.train_torch", "--config", str(cfg), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, small_data):
+    """A preprocessed small fixture, copied into each test's own outputs folder."""
+    tmp = tmp_path_factory.mktemp("prep")
+    cfg = write_config(tmp / "c.yaml", small_data, stages=("preprocess", "train_torch"), train_torch=DENSE)
+    env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs")}
+    proc = subprocess.run([sys.executable, "-m", "stages.preprocess", "--config", str(cfg)], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return {"cfg": cfg, "preprocess": tmp / "outputs" / "t" / "preprocess"}
+
+
+def _outputs(tmp_path, prepared):
+    out = tmp_path / "outputs"
+    shutil.copytree(prepared["preprocess"], out / "t" / "preprocess")
+    return out, {**os.environ, "ONCOXAI_OUTPUTS": str(out)}
+
+
+def test_baselines_share_the_folds_and_beat_chance(tmp_path, prepared):
+    out, env = _outputs(tmp_path, prepared)
+    _stage(prepared["cfg"], env)
+    deep = pd.read_csv(out / "t" / "train_torch" / "dense" / "folds.csv")
+    base = pd.read_csv(out / "t" / "train_torch" / "logistic_regression" / "folds.csv")
+    assert (deep["val_n"].to_numpy() == base["val_n"].to_numpy()).all()
+    metrics = json.loads((out / "t" / "train_torch" / "logistic_regression" / "metrics.json").read_text())
+    assert metrics["test"]["macro_f1"] > 0.8
+    cv = pd.read_csv(out / "t" / "train_torch" / "dense" / "cv_predictions.csv")
+    samples = pd.read_csv(out / "t" / "preprocess" / "samples.csv")
+    assert set(cv["sample"]) == set(samples.loc[samples["split"] == "train", "sample"])  # every fold's predictions
+    comparison = json.loads((out / "t" / "train_torch" / "comparison.json").read_text())
+    assert comparison[0]["a"] == "dense" and comparison[0]["b"] == "logistic_regression"
+
+
+def test_resume_after_kill_gives_the_same_result(tmp_path, prepared):
+    out_a, env_a = _outputs(tmp_path / "a", prepared)
+    _stage(prepared["cfg"], env_a)
+    reference = json.loads((out_a / "t" / "train_torch" / "dense" / "metrics.json").read_text())
+
+    out_b, env_b = _outputs(tmp_path / "b", prepared)
+    proc = subprocess.Popen([sys.executable, "-m", "stages.train_torch", "--config", str(prepared["cfg"])], cwd=REPO,
+                            env=env_b, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list((out_b / "t" / ".checkpoints" / "train_torch").rglob("r0k1.pt"))
+        if found:
+            target = found[0]
+            break
+        time.sleep(0.05)
+    assert target is not None, "the run ended before a checkpoint of the second fold appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out_b / "t" / "train_torch" / "manifest.json").exists()
+
+    resumed = _stage(prepared["cfg"], env_b)
+    assert "resumed after epoch" in resumed.stderr
+    result = json.loads((out_b / "t" / "train_torch" / "dense" / "metrics.json").read_text())
+    assert result["test"] == pytest.approx(reference["test"])
+    assert [f["val_macro_f1"] for f in result["folds"]] == pytest.approx([f["val_macro_f1"] for f in reference["folds"]])
+    assert not (out_b / "t" / ".checkpoints" / "train_torch").exists()
+
+
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes_agrees_with_one_process(tmp_path, prepared):
+    out_a, env_a = _outputs(tmp_path / "a", prepared)
+    _stage(prepared["cfg"], env_a, "--set", "train_torch.baselines=[]")
+    single = pd.read_csv(out_a / "t" / "train_torch" / "dense" / "test_predictions.csv")
+
+    out_b, env_b = _outputs(tmp_path / "b", prepared)
+    env_b = {**env_b, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+           "stages.train_torch", "--config", str(prepared["cfg"]), "--set", "train_torch.baselines=[]"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env_b, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out_b / "t" / "train_torch" / "manifest.json").read_text())
+    assert "2 processes" in manifest["device"]
+    ddp = pd.read_csv(out_b / "t" / "train_torch" / "dense" / "test_predictions.csv")
+    probs = [c for c in single.columns if c.startswith("p_")]
+    # Tolerance: the two ranks' half-batches average to the single-process batch gradient up to float32
+    # summation order, and an uneven last batch weighs its samples slightly differently.
+    assert np.abs(single[probs].to_numpy() - ddp[probs].to_numpy()).max() < 0.05
+    assert (single["predicted"] == ddp["predicted"]).mean() > 0.97
