@@ -124,9 +124,12 @@ def run(run: StageRun) -> None:
                 vec_w.write(aug_values)
             if img_w:
                 img_w.write(to_uint8(transform.transform(aug_values)))
-    if transform.transductive:
-        images = transform.fit_transform_all(np.vstack(all_values), exp.seed)
-        np.save(out / "images.npy", to_uint8(images))
+    if transform.transductive:  # fitted on every sample at once, then rendered chunk by chunk
+        transform.fit_all(np.vstack(all_values), exp.seed)
+        del all_values
+        with NpyWriter(out / "images.npy", (n_total, *transform.image_shape), np.uint8) as img_w:
+            for start in range(0, n_total, p.chunk_size):
+                img_w.write(to_uint8(transform.render(slice(start, min(start + p.chunk_size, n_total)))))
 
     samples = pd.DataFrame({"sample": np.asarray(adata.obs_names).astype(str), "label": labels,
                             "label_index": label_index, "split": np.where(is_test, "test", "train")})
@@ -179,10 +182,11 @@ def _write_genes(out, adata, var_idx, genes, scaler, transform) -> None:
     if "symbol" in adata.var:
         table.insert(1, "symbol", adata.var["symbol"].to_numpy()[var_idx].astype(str))
     gmap = transform.gene_map
-    if gmap is not None:
-        pixel = np.asarray(gmap.weights.argmax(axis=0)).ravel()
-        c, r, col = np.unravel_index(pixel, gmap.image_shape)
-        table["channel"], table["row"], table["col"] = c, r, col
+    if gmap is not None:  # a gene's (first) pixel; -1 for genes on no pixel (gene-grid keeps only n*n genes)
+        w = gmap.weights.tocsc()
+        on_map = np.diff(w.indptr) > 0
+        c, r, col = np.unravel_index(np.asarray(w.argmax(axis=0)).ravel(), gmap.image_shape)
+        table["channel"], table["row"], table["col"] = (np.where(on_map, a, -1) for a in (c, r, col))
         gmap.save(out / "pixel_genes.npz")
     table.to_csv(out / "genes.csv", index=False)
     if transform.coords is not None:

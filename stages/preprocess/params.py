@@ -52,18 +52,25 @@ class Multichannel(Section):
 
     embeddings: list[Embedding] = Field(default_factory=lambda: ["tsne", "pca", "kpca"], min_length=3, max_length=3)
     discretization: Discretization = "lsa"
+    perplexity: float = Field(30.0, gt=1)
+    max_fit_samples: int = Field(5000, ge=10)
 
 
 class GeneGrid(Section):
     """The TCGA method: the top n*n genes by variance, in a seeded order, reshaped to n x n."""
 
+    #: permutation: seeded by the experiment seed; embedding: the 1-D order of ``embedding`` of the genes' profiles
     order: Literal["permutation", "embedding"] = "permutation"
+    embedding: Literal["pca", "spectral"] = "pca"
+    max_fit_samples: int = Field(5000, ge=10)
 
 
 class Fotomics(Section):
     """FFT-based gene coordinates, then the DeepInsight layout."""
 
     discretization: Discretization = "lsa"
+    #: zero each training sample's spectral outliers (beyond the 10th/90th percentiles -/+ 1.5 x their spread)
+    outliers: bool = True
 
 
 class SampleSpot(Section):
@@ -93,7 +100,7 @@ class Preprocess(Section):
     gene_selection: Literal["variance", "hvg"] = "variance"
     target_sum: float = Field(1e4, gt=0)
     test_size: float = Field(0.2, gt=0, lt=1)
-    transform: Literal["deepinsight", "vector"] = "deepinsight"
+    transform: Literal["deepinsight", "multichannel", "gene-grid", "fotomics", "sample-spot", "vector"] = "deepinsight"
     height: int = Field(32, ge=2)
     width: int = Field(32, ge=2)
     deepinsight: DeepInsight = Field(default_factory=DeepInsight)

@@ -13,7 +13,7 @@ class Transform:
 
     Inductive transforms (``transductive = False``) are fitted on training values only (``fit``) and then map
     each sample on its own (``transform``). A transductive transform has no ``transform``: it needs every sample
-    at once (``fit_transform_all``), so new samples cannot be imaged without refitting.
+    at once (``fit_all``, then ``render`` by rows), so new samples cannot be imaged without refitting.
     """
 
     name: ClassVar[str]
@@ -31,8 +31,17 @@ class Transform:
     def transform(self, values: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def fit_transform_all(self, values: np.ndarray, seed: int) -> np.ndarray:
+    def fit_all(self, values: np.ndarray, seed: int) -> None:
+        """Transductive transforms: fit on every sample (train and test) at once."""
         raise NotImplementedError(f"{self.name} is inductive: use fit and transform")
+
+    def render(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """Transductive transforms: images of the fitted samples ``rows``."""
+        raise NotImplementedError(f"{self.name} is inductive: use fit and transform")
+
+    def fit_transform_all(self, values: np.ndarray, seed: int) -> np.ndarray:
+        self.fit_all(values, seed)
+        return self.render()
 
     @property
     def image_shape(self) -> tuple[int, int, int] | None:
