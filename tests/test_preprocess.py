@@ -102,3 +102,33 @@ def test_bad_inputs_fail_with_one_line_and_no_output(tmp_path, small_data, monke
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and message in lines[0] and str(bad / "expression.h5ad") in lines[0]
     assert not (tmp_path / "out" / "t" / "preprocess").exists()
+
+
+@pytest.mark.parametrize("method", ["gtex_noise", "interpolate"])
+def test_augmentation_uses_training_samples_only(tmp_path, small_data, monkeypatch, method):
+    base = write_config(tmp_path / "base.yaml", small_data)
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "plain"))
+    _preprocess(base)
+    aug_cfg = write_config(tmp_path / "aug.yaml", small_data, preprocess={
+        "n_genes": 256, "height": 16, "width": 16, "deepinsight": {"embedding": "pca"},
+        "augmentation": {"method": method, "min_samples": 150}})
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "aug"))
+    _preprocess(aug_cfg)
+    plain, aug = tmp_path / "plain" / "t" / "preprocess", tmp_path / "aug" / "t" / "preprocess"
+    s_plain = pd.read_csv(plain / "samples.csv", dtype=str, keep_default_na=False)
+    s_aug = pd.read_csv(aug / "samples.csv", dtype=str, keep_default_na=False)
+    n = len(s_plain)
+    new = s_aug.iloc[n:]
+    assert len(new) > 0 and (new["split"] == "train").all()
+    train_ids = set(s_plain.loc[s_plain["split"] == "train", "sample"])
+    assert set(new["augmented_from"]) <= train_ids  # never made from a test sample
+    parents = s_plain.set_index("sample").loc[new["augmented_from"]]
+    assert (parents["label_index"].to_numpy() == new["label_index"].to_numpy()).all()
+    counts = s_aug[s_aug["split"] == "train"].groupby("label_index").size()
+    assert counts.min() >= 150
+    # the original rows, the genes and the layout are exactly those of the run without augmentation
+    assert s_aug.iloc[:n][["sample", "split"]].equals(s_plain[["sample", "split"]])
+    assert pd.read_csv(aug / "genes.csv").equals(pd.read_csv(plain / "genes.csv"))
+    np.testing.assert_array_equal(np.load(aug / "images.npy")[:n], np.load(plain / "images.npy"))
+    values = np.load(aug / "vectors.npy")
+    assert values[n:].min() >= 0 and values[n:].max() <= 1

@@ -157,3 +157,12 @@ def test_ddp_with_two_gloo_processes_agrees_with_one_process(tmp_path, prepared)
     # summation order, and an uneven last batch weighs its samples slightly differently.
     assert np.abs(single[probs].to_numpy() - ddp[probs].to_numpy()).max() < 0.05
     assert (single["predicted"] == ddp["predicted"]).mean() > 0.97
+
+
+def test_class_too_small_for_the_folds_is_a_one_line_error(tmp_path, prepared):
+    out, env = _outputs(tmp_path, prepared)
+    proc = _stage(prepared["cfg"], env, "--set", "train_torch.folds=60", check=False)
+    assert proc.returncode == 2
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "fewer than train_torch.folds=60" in errors[0]
+    assert not (out / "t" / "train_torch").exists()

@@ -1,0 +1,39 @@
+"""The benchmark harness runs (on a tiny matrix) and writes its JSON; no timing is asserted here (make bench)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+# Skip only when pyDeepInsight is absent: when just its undeclared imports (cv2, grad-cam, torchcam) are missing,
+# bench.pdi imports it anyway with placeholders, so importorskip("pyDeepInsight") would skip for no reason.
+if importlib.util.find_spec("pyDeepInsight") is None:
+    pytest.skip("pyDeepInsight is not installed (the bench extra)", allow_module_level=True)
+
+
+def test_compare_writes_the_headline_keys_and_placement(tmp_path):
+    from bench.preprocess import HEADLINE, main
+
+    out = tmp_path / "preprocess.json"
+    assert main(["--out", str(out), "compare", "--samples", "300", "--genes", "100", "--size", "16",
+                 "--embeddings", "pca", "--repeats", "1"]) == 0
+    doc = json.loads(out.read_text())
+    for key in HEADLINE:
+        assert key in doc
+    assert doc["transform_speedup_vs_pydeepinsight"] > 0
+    assert doc["fit_speedup_vs_pydeepinsight"] > 0
+    assert doc["million_cells_seconds"] is None  # not run here
+    assert doc["machine"]["nproc"] >= 1
+    for disc in ("bin", "lsa"):
+        place = doc["compare"]["placement"][disc]
+        for level in ("end_to_end", "same_rotation", "same_convention"):
+            assert 0.0 <= place[level] <= 1.0
+        # with the same rectangle and the same grid convention, both libraries put every gene on the same pixel
+        # (lsa: or on an assignment of exactly the same total cost)
+        if disc == "bin":
+            assert place["same_convention"] == 1.0
+        else:
+            cost = place["same_convention_cost"]
+            assert cost["ours"] == pytest.approx(cost["pydeepinsight"], rel=1e-9)
+        assert place["pixel_values"]["same_layout_max_abs_diff"] < 1e-5
