@@ -15,7 +15,7 @@ from shared.artifacts import StageRun, read_manifest, write_json_atomic
 from shared.stage import main
 
 from .params import Report
-from .plots import plot_confusion, plot_history
+from .plots import plot_confusion, plot_history, plot_mean_confusion, plot_roc
 
 METHOD_NOTES = {
     "saliency": "Absolute gradient of the true class's logit with respect to each pixel, averaged over the held-out "
@@ -60,6 +60,9 @@ def run(run: StageRun) -> None:
         metrics = json.loads((folder / "metrics.json").read_text())
         plot_confusion(pd.read_csv(folder / "confusion_matrix.csv", index_col=0), figures / f"{name}_confusion.png",
                        f"{name}: held-out test")
+        plot_roc(pd.read_csv(folder / "roc.csv"), figures / f"{name}_roc.png", f"{name}: one-vs-rest ROC, held-out test")
+        plot_mean_confusion(pd.read_csv(folder / "confusion_matrix_cv_mean.csv", index_col=0),
+                            figures / f"{name}_cv_confusion.png", f"{name}: validation folds, mean (row fractions)")
         history_png = None
         if (folder / "history.csv").is_file():
             plot_history(pd.read_csv(folder / "history.csv"), figures / f"{name}_history.png",
@@ -74,6 +77,7 @@ def run(run: StageRun) -> None:
             "per_class_html": _html_table(pd.read_csv(folder / "per_class.csv")),
             "folds_html": _html_table(pd.DataFrame(metrics["folds"])[cols].dropna(axis=1, how="all")),
             "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": history_png,
+            "roc_png": _png(figures / f"{name}_roc.png"), "cv_confusion_png": _png(figures / f"{name}_cv_confusion.png"),
         })
         summary_models[name] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc",
                                                                  "macro_precision", "macro_recall")}

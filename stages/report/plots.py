@@ -44,3 +44,35 @@ def plot_history(history: pd.DataFrame, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_roc(roc: pd.DataFrame, path: Path, title: str) -> None:
+    """One-vs-rest ROC curves of every class (held-out test)."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    for cls, g in roc.groupby("class", sort=False):
+        ax.plot(g["fpr"], g["tpr"], lw=1.2, label=str(cls))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=6, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_mean_confusion(cm: pd.DataFrame, path: Path, title: str) -> None:
+    """Row-normalised confusion averaged over folds (fractions of each true class)."""
+    values = cm.to_numpy()
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(cm), 1.0 + 0.6 * len(cm)))
+    ax.imshow(values, cmap="Greens", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v > 0.5 else "black", fontsize=7)
+    ax.set_xticks(range(len(cm.columns)), cm.columns, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(cm.index)), cm.index, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
