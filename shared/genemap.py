@@ -11,6 +11,7 @@ one gene holds that gene. Attributions go back to genes in proportion to each ge
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -62,10 +63,15 @@ class PixelGeneMap:
     def n_pixels(self) -> int:
         return int(np.prod(self.image_shape))
 
+    @cached_property
+    def _render_matrix(self) -> sp.csr_matrix:
+        # (n_genes, n_pixels) float32 CSR: ``values @ it`` is C-ordered float32 with no transposing copy
+        return self.weights.T.tocsr().astype(np.float32)
+
     def render(self, values: np.ndarray) -> np.ndarray:
         """values: (n_samples, n_genes) in [0, 1] -> images (n_samples, channels, height, width) float32."""
-        flat = np.asarray(self.weights @ np.asarray(values, dtype=np.float32).T).T
-        return flat.reshape((len(values), *self.image_shape)).astype(np.float32, copy=False)
+        flat = np.asarray(np.asarray(values, dtype=np.float32) @ self._render_matrix)
+        return flat.reshape((len(values), *self.image_shape))
 
     def genes_per_pixel(self) -> np.ndarray:
         """(channels, height, width) count of genes on each pixel."""
