@@ -12,24 +12,47 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 IMAGE_PREFIX ?= oncoxai
 PYTEST_ARGS ?=
+# Containers (RUNNER=docker, make images, make test-docker; README "Containers").
+BASE_IMAGE ?=
+DOCKER_USER ?= $$(id -u):$$(id -g)
+DOCKER_SHM_SIZE ?= 2g
+DOCKER_RUN_FLAGS ?=
 
 # RUNNER: docker when an engine answers and the stage images are built, else local.
 RUNNER ?= $(shell docker image inspect $(IMAGE_PREFIX)-preprocess >/dev/null 2>&1 && echo docker || echo local)
 
 ifeq ($(RUNNER),docker)
+# --gpus all when the engine has the NVIDIA runtime (override: GPU_FLAGS= or GPU_FLAGS='--gpus device=1').
+ifeq ($(origin GPU_FLAGS),undefined)
 GPU_FLAGS := $(shell docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia && echo --gpus all)
-GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-# $(1): stage, $(2): resolved config. data/ read-only, outputs/ read-write, as the calling user, no network.
-RUN_STAGE = docker run --rm --network none --user $$(id -u):$$(id -g) $(GPU_FLAGS) \
-	-v $(CURDIR)/data:/app/data:ro -v $(CURDIR)/outputs:/app/outputs \
-	-e ONCOXAI_GIT_COMMIT=$(GIT_COMMIT) $(IMAGE_PREFIX)-$(subst _,-,$(1)) --config $(2)
+endif
+# The same commit string a local run records (shared.artifacts.git_commit): HEAD, "-dirty" with local changes.
+GIT_COMMIT := $(shell c=$$(git rev-parse HEAD 2>/dev/null) || { echo unknown; exit 0; }; \
+	if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then echo $$c-dirty; else echo $$c; fi)
+SOURCE_HASH := $(shell bash docker/source-hash.sh 2>/dev/null)
+# The outputs volume: outputs/, or $$ONCOXAI_OUTPUTS (relative to here or absolute), mounted where the resolved
+# config's paths point inside the container (whose working directory is /app).
+OUT_ROOT := $(patsubst ./%,%,$(patsubst %/,%,$(or $(ONCOXAI_OUTPUTS),outputs)))
+OUT_MOUNT := $(if $(filter /%,$(OUT_ROOT)),$(OUT_ROOT),/app/$(OUT_ROOT))
+# ImageNet weights that a local run would find (train_torch.pretrained: auto), read-only.
+TORCH_CHECKPOINTS := $(or $(TORCH_HOME),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/torch)/hub/checkpoints
+TORCH_MOUNT := $(if $(wildcard $(TORCH_CHECKPOINTS)),-v $(TORCH_CHECKPOINTS):/opt/torch/hub/checkpoints:ro)
+# $(1): stage, $(2): resolved config. data/ read-only, outputs/ read-write, as the calling user, no network, a
+# read-only root file system with a tmpfs /tmp (HOME and caches; see docker/*.Dockerfile); an image built from
+# other sources than this tree is refused (docker/check-image.sh; make images rebuilds what changed).
+RUN_STAGE = bash docker/check-image.sh $(IMAGE_PREFIX)-$(subst _,-,$(1)) '$(SOURCE_HASH)' && \
+	docker run --rm --network none --user $(DOCKER_USER) $(GPU_FLAGS) --read-only --tmpfs /tmp:exec \
+	--shm-size $(DOCKER_SHM_SIZE) $(DOCKER_RUN_FLAGS) \
+	-v $(CURDIR)/data:/app/data:ro -v $(abspath $(OUT_ROOT)):$(OUT_MOUNT) $(TORCH_MOUNT) \
+	-e ONCOXAI_OUTPUTS=$(OUT_ROOT) -e ONCOXAI_GIT_COMMIT=$(GIT_COMMIT) -e ONCOXAI_PROGRESS \
+	$(IMAGE_PREFIX)-$(subst _,-,$(1)) --config $(2)
 else ifeq ($(RUNNER),local)
 RUN_STAGE = $(PY) -m stages.$(1) --config $(2)
 else
 $(error RUNNER must be local or docker, not '$(RUNNER)')
 endif
 
-.PHONY: help setup demo all test clean clean-demo
+.PHONY: help setup demo all test clean clean-demo images test-docker lint fetch bench
 help: ## list the targets
 	@echo "usage: make <target> [CONFIG=configs/<experiment>.yaml] [ARGS='--set key=value ...'] [RUNNER=local|docker]"
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -60,6 +83,23 @@ stage-%: $(STAMP) ## run one stage (and what it needs): stage-preprocess, stage-
 
 test: $(STAMP) ## run the test suite (fast tests and the small end-to-end run)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+images: ## build the container images: the shared torch image, then one per stage [BASE_IMAGE=...]
+	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) bash docker/images.sh
+
+test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo
+	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(PYTHON) bash docker/test-docker.sh
+
+lint: $(STAMP) ## lint the Dockerfiles (hadolint) and the CI workflow (actionlint)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash docker/lint.sh
+
+fetch: $(STAMP) ## download a public dataset into data/<DATASET>/ (needs internet): DATASET=gtex-v8|gse85217|gbm-smartseq2
+	@test -n "$(DATASET)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2 [ONLY='lung ...']"; exit 2; }
+	$(PY) -m stages.preprocess.fetch $(DATASET) --dest data $(if $(ONLY),--only $(ONLY))
+
+bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,train}.json
+	$(PY) -m bench.preprocess all
+	$(PY) -m bench.train
 
 clean-demo: ## remove the demo's fixture and outputs
 	rm -rf outputs/demo data/demo

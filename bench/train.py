@@ -1,0 +1,127 @@
+"""Training throughput of train_torch beside a plain hand-written torchvision loop, in one run.
+
+``python -m bench.train [--arch resnet18] [--samples 2048] [--size 32] [--batches 20]``
+
+Both train the same model (shared.models.build_model, the same spec and seed) on the same uint8 images for the
+same number of batches. Ours: the stage's data path (memory-mapped .npy -> MemmapRows -> DataLoader with the
+per-epoch sampler) and its ``run_epoch`` (input scaling on the device, input dropout, AMP/channels-last on a GPU).
+Plain: the images already in memory as one float tensor, ``TensorDataset`` + ``DataLoader(shuffle=True)``, and
+the textbook ``zero_grad / forward / backward / step``. Reported: images per second (best of ``--repeats``) and
+their ratio, written to ``outputs/bench/train.json`` (key ``throughput_ratio_vs_plain_loop``), with a GPU entry
+when CUDA is available.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from shared.models import build_model
+from stages.train_torch.data import EpochShuffle, make_loader
+from stages.train_torch.fit import TrainSettings, run_epoch
+
+
+def _data(n: int, size: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, size=n)
+    images = rng.integers(0, 256, size=(n, 1, size, size), dtype=np.uint8)
+    return images, labels.astype(np.int64)
+
+
+def _ours(model, images_path: Path, labels, batch: int, device, settings: TrainSettings) -> float:
+    images = np.load(images_path, mmap_mode="r")
+    sampler = EpochShuffle(len(labels), 0, batch)
+    loader = make_loader(images, labels, np.arange(len(labels)), batch, sampler=sampler,
+                         pin_memory=device.type == "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    _sync(device)
+    start = time.perf_counter()
+    run_epoch(model, loader, device, loss_fn, optimizer, s=settings)
+    _sync(device)
+    return len(labels) / (time.perf_counter() - start)
+
+
+def _plain(model, images: np.ndarray, labels, batch: int, device) -> float:
+    data = TensorDataset(torch.from_numpy(images).float().div(255.0), torch.from_numpy(labels))
+    loader = DataLoader(data, batch_size=batch, shuffle=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    _sync(device)
+    start = time.perf_counter()
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+    _sync(device)
+    return len(labels) / (time.perf_counter() - start)
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(device: torch.device, arch: str, n: int, size: int, batch: int, repeats: int) -> dict:
+    images, labels = _data(n, size, 5)
+    spec = {"arch": arch, "input_shape": [1, size, size], "n_classes": 5, "stem": "small" if size < 64 else "imagenet"}
+    on_gpu = device.type == "cuda"
+    settings = TrainSettings(epochs=1, lr=1e-3, weight_decay=0, mixed_precision=on_gpu, channels_last=on_gpu)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "images.npy"
+        np.save(path, images)
+        ours, plain = [], []
+        for _ in range(repeats):  # interleaved, so drifts in machine load hit both alike
+            torch.manual_seed(0)
+            model = build_model(spec).to(device)
+            if settings.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            ours.append(_ours(model, path, labels, batch, device, settings))
+            torch.manual_seed(0)
+            plain.append(_plain(build_model(spec).to(device), images, labels, batch, device))
+    return {"device": str(device), "arch": arch, "samples": n, "image": [1, size, size], "batch_size": batch,
+            "ours_images_per_s": max(ours), "plain_images_per_s": max(plain),
+            "throughput_ratio_vs_plain_loop": max(ours) / max(plain), "repeats": repeats,
+            "ours_mixed_precision_channels_last": on_gpu}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--samples", type=int, default=1024)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=os.path.join(os.environ.get("ONCOXAI_OUTPUTS", "outputs"), "bench",
+                                                      "train.json"))
+    args = parser.parse_args(argv)
+    cpu = measure(torch.device("cpu"), args.arch, args.samples, args.size, args.batch_size, args.repeats)
+    result = {**cpu, "cpu": cpu, "cpu_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        gpu = measure(torch.device("cuda"), args.arch, max(args.samples, 8192), args.size, 256, args.repeats)
+        result["gpu"] = {**gpu, "name": torch.cuda.get_device_name(0)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for key in ("cpu", "gpu"):
+        if key in result:
+            r = result[key]
+            print(f"{key}: ours {r['ours_images_per_s']:.0f} img/s, plain loop {r['plain_images_per_s']:.0f} img/s, "
+                  f"ratio {r['throughput_ratio_vs_plain_loop']:.2f}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Builds the images: the shared torch image first (docker/torch.Dockerfile), then one per stage
+# (docker/<stage>.Dockerfile -> ${IMAGE_PREFIX}-<stage with - for _>). Called by `make images`.
+#
+# Environment:
+#   IMAGE_PREFIX   image names (default oncoxai)
+#   BASE_IMAGE     the base of every image (default: the Dockerfiles' public python:3.11-slim-bookworm;
+#                  docker/base.sh makes one offline)
+#   STAGES         which stage images (default: every docker/<stage>.Dockerfile)
+#   SOURCE_HASH    the label org.oncoxai.source (default: docker/source-hash.sh)
+#   BUILD_NETWORK  network of the build containers (default host: pip reaches the index as the host does)
+#   DOCKER_BUILDKIT  default 0: the Dockerfiles need nothing of BuildKit, and Debian's docker.io has no buildx
+#   BUILD_LOG_DIR  where each build's full log goes (default .cache/docker/build-logs)
+#
+# The build context is streamed to the engine as a tar of exactly what the Dockerfiles use (no .dockerignore
+# needed, .venv/data/outputs are never sent). The build host's pip settings reach the build stages only:
+# index URLs as PIP_* build arguments (file:// indexes, which a build cannot see, are left out) and its CA
+# bundle (PIP_CERT / pip's `cert`) as docker/build-pip/ca.pem in the streamed context; neither ends up in an
+# image. A line per image (name, size, build time) is appended to $BUILD_LOG_DIR/images.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+prefix=${IMAGE_PREFIX:-oncoxai}
+hash=${SOURCE_HASH:-$(docker/source-hash.sh)}
+network=${BUILD_NETWORK:-host}
+logs=${BUILD_LOG_DIR:-.cache/docker/build-logs}
+export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
+mkdir -p "$logs"
+
+if [[ -z ${STAGES:-} ]]; then
+  STAGES=$(for f in docker/*.Dockerfile; do f=${f##*/}; f=${f%.Dockerfile}; [[ $f == torch ]] || echo "$f"; done)
+fi
+
+# -- the build host's pip settings -------------------------------------------------------------------------
+host_python=python3
+[[ -x .venv/bin/python ]] && host_python=.venv/bin/python
+extra_dir=$(mktemp -d "${TMPDIR:-/tmp}/oncoxai-build.XXXXXX")
+trap 'rm -rf "$extra_dir"' EXIT
+mapfile -t settings < <("$host_python" - <<'EOF' 2>/dev/null || true
+import os, subprocess, sys
+out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+conf = {}
+for line in out.splitlines():
+    key, _, value = line.partition("=")
+    section, _, name = key.partition(".")
+    value = value.strip().strip("'\"")
+    rank = {":env:": 3, "install": 2, "global": 1}.get(section, 0)
+    if rank and rank >= conf.get(name, (0, ""))[0]:
+        conf[name] = (rank, value)
+def get(name, env):
+    return os.environ.get(env) or conf.get(name, (0, ""))[1]
+def urls(value):
+    return " ".join(u for u in value.split() if u.startswith(("http://", "https://")))
+for name, env, value in (("index-url", "PIP_INDEX_URL", urls(get("index-url", "PIP_INDEX_URL"))),
+                         ("extra-index-url", "PIP_EXTRA_INDEX_URL", urls(get("extra-index-url", "PIP_EXTRA_INDEX_URL"))),
+                         ("trusted-host", "PIP_TRUSTED_HOST", get("trusted-host", "PIP_TRUSTED_HOST")),
+                         ("timeout", "PIP_DEFAULT_TIMEOUT", get("timeout", "PIP_DEFAULT_TIMEOUT") or get("default-timeout", "PIP_DEFAULT_TIMEOUT"))):
+    if value:
+        print(f"ARG {env}={value}")
+cert = get("cert", "PIP_CERT")
+if cert and os.path.isfile(cert):
+    print(f"CERT {cert}")
+EOF
+)
+build_args=()
+cert_member=()
+for line in "${settings[@]}"; do
+  case $line in
+    "ARG "*) build_args+=(--build-arg "${line#ARG }"); echo "pip setting for the builds: ${line#ARG }" ;;
+    "CERT "*)
+      mkdir -p "$extra_dir/docker/build-pip"
+      cp "${line#CERT }" "$extra_dir/docker/build-pip/ca.pem"
+      cert_member=(-C "$extra_dir" docker/build-pip/ca.pem)
+      echo "pip CA bundle for the builds: ${line#CERT }" ;;
+  esac
+done
+
+# -- build --------------------------------------------------------------------------------------------------
+context() {
+  tar -c --owner=0 --group=0 --numeric-owner --mtime=2020-01-01 --sort=name \
+    --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
+    pyproject.toml constraints.txt README.md shared stages docker/install.py docker/build-pip docker/*.Dockerfile \
+    "${cert_member[@]}"
+}
+
+size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
+
+build() {  # build NAME DOCKERFILE [docker build args...]
+  local name=$1 file=$2 image=$prefix-$1 log=$logs/$1.log start=$SECONDS
+  shift 2
+  echo "building $image ($file)"
+  if ! context | docker build --force-rm --network "$network" -f "$file" -t "$image" --label "org.oncoxai.source=$hash" \
+      "${build_args[@]}" "$@" - >"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    echo "error: building $image failed (full log: $log)" >&2
+    exit 1
+  fi
+  local seconds=$((SECONDS - start)) size
+  size=$(size_mb "$image")
+  printf '%s\t%s\t%s\t%s\n' "$image" "$size" "$seconds" "$(date -u +%FT%TZ)" >>"$logs/images.tsv"
+  echo "built $image: ${size} MB, ${seconds} s"
+}
+
+base_arg=()
+[[ -n ${BASE_IMAGE:-} ]] && base_arg=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+build torch docker/torch.Dockerfile "${base_arg[@]}"
+for stage in $STAGES; do
+  if [[ ! -f docker/$stage.Dockerfile ]]; then
+    echo "error: no docker/$stage.Dockerfile" >&2
+    exit 1
+  fi
+  if grep -q '^ARG TORCH_IMAGE' "docker/$stage.Dockerfile"; then
+    build "${stage//_/-}" "docker/$stage.Dockerfile" --build-arg "TORCH_IMAGE=$prefix-torch"
+  else
+    build "${stage//_/-}" "docker/$stage.Dockerfile" "${base_arg[@]}"
+  fi
+done

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# make test-docker: the containers are real. Builds every image and checks that `make all RUNNER=docker`
+# reproduces the local run of the demo.
+#
+#  1. an engine: the one that answers (DOCKER_HOST or the default socket), else a private dockerd started here
+#     (installing Debian's docker.io if needed) with --bridge=none --iptables=false --ip-masq=false and its own
+#     data-root, exec-root, pidfile, socket and config file, reached through DOCKER_HOST; it is stopped on exit,
+#     failure or interrupt included (TEST_DOCKER_ENGINE=private always starts one; =existing never does)
+#  2. a base image: BASE_IMAGE if given (e.g. python:3.11-slim-bookworm where a registry is reachable), else
+#     one bootstrapped offline by docker/base.sh (debootstrap | docker import)
+#  3. the local reference: make demo RUNNER=local (does nothing when outputs/demo is current)
+#  4. make images (docker/images.sh: torch image, then one per stage; times and sizes in images.tsv)
+#  5. the demo with RUNNER=docker into a separate outputs folder (.cache/test-docker/outputs), as a non-root
+#     user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root)
+#  6. pytest -m docker tests/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE,
+#     same package versions and commit in the manifests, outputs owned by that user, a second run does nothing
+#
+# Idempotent: a dockerd left behind by a killed run is stopped first; the docker outputs are redone each time.
+# The private engine's data-root (images and build cache) is removed at the end unless KEEP_ENGINE_DATA=1,
+# which makes the next run reuse its images and build cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+prefix=${IMAGE_PREFIX:-oncoxai}
+work=${TEST_DOCKER_DIR:-$repo/.cache/test-docker}
+engine_mode=${TEST_DOCKER_ENGINE:-auto}
+config=configs/demo.yaml
+export SUMMARY_TOLERANCE=${SUMMARY_TOLERANCE:-0.01}
+mkdir -p "$work"
+timings=$work/timings.tsv
+: >"$timings"
+t0=$SECONDS
+
+log() { printf '[test-docker %s] %s\n' "$(date +%T)" "$*"; }
+phase_start=0
+phase() { phase_start=$SECONDS; log "$*"; }
+phase_done() { printf '%s\t%s\n' "$1" "$((SECONDS - phase_start))" >>"$timings"; log "$1: $((SECONDS - phase_start)) s"; }
+
+# -- cleanup: whatever happens, the engine started here is stopped ---------------------------------------------
+dockerd_pid=
+run_dir=
+data_root=
+stop_engine() {
+  [[ -n $dockerd_pid ]] || return 0
+  log "stopping the private dockerd (pid $dockerd_pid)"
+  # Containers first (none should be left: every run is --rm), then the daemon.
+  docker ps -q 2>/dev/null | xargs -r docker kill >/dev/null 2>&1 || true
+  kill -TERM "$dockerd_pid" 2>/dev/null || true
+  for _ in $(seq 60); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
+  if kill -0 "$dockerd_pid" 2>/dev/null; then
+    log "dockerd did not stop in 60 s: killing it"
+    kill -KILL "$dockerd_pid" 2>/dev/null || true
+  fi
+  dockerd_pid=
+  rm -f "$work/dockerd.pid"
+  # Mounts the daemon may have left (overlay layers, its exec-root) before removing folders.
+  for dir in "$run_dir" "$data_root"; do
+    [[ -n $dir && -d $dir ]] || continue
+    grep -F " $dir/" /proc/self/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  done
+  [[ -n $run_dir ]] && rm -rf "$run_dir"
+  if [[ -n $data_root && ${KEEP_ENGINE_DATA:-0} != 1 ]]; then
+    log "removing the private engine's data ($data_root; KEEP_ENGINE_DATA=1 keeps it)"
+    rm -rf "$data_root"
+  fi
+}
+local_pid=
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n $local_pid ]] && kill -0 "$local_pid" 2>/dev/null; then
+    log "stopping the local reference run (process group $local_pid)"
+    kill -TERM -- "-$local_pid" 2>/dev/null || true
+    wait "$local_pid" 2>/dev/null || true
+  fi
+  stop_engine
+  if [[ $rc -eq 0 ]]; then log "PASSED in $((SECONDS - t0)) s"; else log "FAILED (exit $rc) after $((SECONDS - t0)) s"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# -- 1. an engine ----------------------------------------------------------------------------------------------
+install_docker_io() {
+  log "installing Debian's docker.io (its service is not started: a private daemon is)"
+  local policy=/usr/sbin/policy-rc.d added_policy=0
+  if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; added_policy=1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  [[ $added_policy == 1 ]] && rm -f "$policy"
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+    # Never the default daemon (a 172.17/16 bridge and firewall rules), not even by socket activation.
+    systemctl disable --now docker.socket docker.service >/dev/null 2>&1 || true
+  fi
+}
+
+start_engine() {
+  if [[ $(id -u) != 0 ]]; then
+    echo "error: no Docker engine answers, and starting one needs root" >&2
+    exit 1
+  fi
+  command -v dockerd >/dev/null 2>&1 || install_docker_io
+  command -v docker >/dev/null 2>&1 || { echo "error: no docker client" >&2; exit 1; }
+  data_root=$work/engine
+  # A daemon left by an earlier run that was killed before its cleanup: stop it.
+  if [[ -f $work/dockerd.pid ]]; then
+    local old
+    old=$(cat "$work/dockerd.pid")
+    if [[ -n $old ]] && kill -0 "$old" 2>/dev/null && tr '\0' ' ' <"/proc/$old/cmdline" | grep -q -- "--data-root $data_root"; then
+      log "stopping a dockerd left by an earlier run (pid $old)"
+      kill -TERM "$old" || true
+      for _ in $(seq 60); do kill -0 "$old" 2>/dev/null || break; sleep 1; done
+      kill -KILL "$old" 2>/dev/null || true
+    fi
+    rm -f "$work/dockerd.pid"
+  fi
+  # exec-root, pidfile and socket in a short temporary folder (unix socket paths are limited to 108 bytes).
+  run_dir=$(mktemp -d /tmp/oncoxai-dockerd.XXXXXX)
+  mkdir -p "$data_root"
+  echo '{}' >"$run_dir/daemon.json"  # not the host's /etc/docker/daemon.json
+  log "starting a private dockerd (data-root $data_root, socket $run_dir/docker.sock)"
+  setsid dockerd --bridge=none --iptables=false --ip-masq=false \
+    --config-file "$run_dir/daemon.json" --data-root "$data_root" --exec-root "$run_dir/exec" \
+    --pidfile "$run_dir/dockerd.pid" -H "unix://$run_dir/docker.sock" >"$work/dockerd.log" 2>&1 &
+  dockerd_pid=$!
+  echo "$dockerd_pid" >"$work/dockerd.pid"
+  export DOCKER_HOST=unix://$run_dir/docker.sock
+  for _ in $(seq 90); do
+    docker info >/dev/null 2>&1 && break
+    if ! kill -0 "$dockerd_pid" 2>/dev/null; then
+      tail -n 30 "$work/dockerd.log" >&2
+      echo "error: dockerd exited (log above: $work/dockerd.log)" >&2
+      exit 1
+    fi
+    sleep 1
+  done
+  docker info >/dev/null 2>&1 || { tail -n 30 "$work/dockerd.log" >&2; echo "error: dockerd did not answer in 90 s" >&2; exit 1; }
+  log "engine: $(docker version -f 'server {{.Server.Version}}, storage driver' 2>/dev/null) $(docker info -f '{{.Driver}}')"
+}
+
+# -- 0. the local environment, and the local reference in the background ------------------------------------
+# The local demo (make demo RUNNER=local: nothing to do when outputs/demo is current) runs while the engine
+# starts and the images build; TEST_DOCKER_SERIAL=1 runs it first, alone (cleaner timings, a longer run).
+# With TEST_DOCKER_ARGS (e.g. "--set train_torch.epochs=3") both runs get those overrides, and the local
+# reference goes to .cache/test-docker/local-outputs instead of outputs/.
+phase "local environment (make setup)"
+make --no-print-directory setup PYTHON="${PYTHON:-python3}" >"$work/setup.log" 2>&1 ||
+  { tail -n 40 "$work/setup.log" >&2; echo "error: make setup failed (log: $work/setup.log)" >&2; exit 1; }
+phase_done setup
+args=${TEST_DOCKER_ARGS:-}
+if [[ -n $args ]]; then
+  local_out=$work/local-outputs
+else
+  local_out=${ONCOXAI_OUTPUTS:-outputs}
+fi
+export config args local_out timings
+local_demo() {
+  local start=$SECONDS
+  make --no-print-directory data/demo/expression.h5ad PYTHON="${PYTHON:-python3}" &&
+    ONCOXAI_OUTPUTS=$local_out make --no-print-directory all CONFIG="$config" ARGS="$args" RUNNER=local \
+      PYTHON="${PYTHON:-python3}" &&
+    printf 'local_demo\t%s\n' "$((SECONDS - start))" >>"$timings"
+}
+log "local reference: make all CONFIG=$config RUNNER=local${args:+ ARGS=\"$args\"} -> $local_out" \
+  "($([[ ${TEST_DOCKER_SERIAL:-0} == 1 ]] && echo "first" || echo "in the background"))"
+local_pid=
+if [[ ${TEST_DOCKER_SERIAL:-0} == 1 ]]; then
+  local_demo >"$work/local-demo.log" 2>&1 ||
+    { tail -n 40 "$work/local-demo.log" >&2; echo "error: the local demo failed (log: $work/local-demo.log)" >&2; exit 1; }
+else
+  setsid bash -c "$(declare -f local_demo); local_demo" >"$work/local-demo.log" 2>&1 &
+  local_pid=$!
+fi
+
+phase "engine"
+if [[ $engine_mode != private ]] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  log "using the engine that answers (${DOCKER_HOST:-default socket}); it is left running"
+elif [[ $engine_mode == existing ]]; then
+  echo "error: TEST_DOCKER_ENGINE=existing but no engine answers" >&2
+  exit 1
+else
+  start_engine
+fi
+phase_done engine
+
+# -- 2. a base image -------------------------------------------------------------------------------------------
+phase "base image"
+if [[ -n ${BASE_IMAGE:-} ]]; then
+  base=$BASE_IMAGE
+  log "base image $base (given)"
+else
+  base=$prefix-base:bookworm
+  IMAGE_PREFIX=$prefix WORK_DIR=$work bash docker/base.sh "$base"
+fi
+phase_done base_image
+
+
+# -- 4. the images ---------------------------------------------------------------------------------------------
+phase "make images"
+logs=$work/build-logs
+mkdir -p "$logs"
+: >"$logs/images.tsv"
+BUILD_LOG_DIR=$logs make --no-print-directory images IMAGE_PREFIX="$prefix" BASE_IMAGE="$base"
+phase_done images
+
+# -- 3. the local reference, finished ---------------------------------------------------------------------------
+if [[ -n $local_pid ]]; then
+  phase "waiting for the local reference"
+  if ! wait "$local_pid"; then
+    local_pid=
+    tail -n 40 "$work/local-demo.log" >&2
+    echo "error: the local demo failed (log: $work/local-demo.log)" >&2
+    exit 1
+  fi
+  local_pid=
+  phase_done wait_local
+fi
+if grep -q "stages\." "$work/local-demo.log"; then local_ran=1; else local_ran=0; fi
+
+# -- 5. the demo in containers ---------------------------------------------------------------------------------
+docker_out=$work/outputs
+rm -rf "$docker_out"
+mkdir -p "$docker_out/demo"
+if [[ $(id -u) == 0 ]]; then
+  uid=${TEST_DOCKER_UID:-4242}
+  user=$uid:$uid
+  chown -R "$user" "$docker_out"  # the container user owns its outputs volume, as a calling user would
+else
+  user=$(id -u):$(id -g)
+fi
+phase "demo with RUNNER=docker as $user -> $docker_out"
+ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$config ARGS="$args" RUNNER=docker \
+  IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-demo.log"
+phase_done docker_demo
+
+# -- 6. the comparison -----------------------------------------------------------------------------------------
+phase "compare with the local run (tolerance $SUMMARY_TOLERANCE)"
+ONCOXAI_DOCKER_OUTPUTS=$docker_out ONCOXAI_LOCAL_OUTPUTS=$local_out TEST_DOCKER_USER=$user IMAGE_PREFIX=$prefix \
+  TEST_DOCKER_ARGS=$args \
+  TEST_DOCKER_LOG_DIR=$work .venv/bin/python -m pytest -q -p no:cacheprovider -m docker tests/test_docker.py
+phase_done compare
+
+# -- summary ---------------------------------------------------------------------------------------------------
+stage_time() {  # sum of the stages' own wall times, from their manifests
+  .venv/bin/python - "$1" <<'EOF'
+import json, sys
+from pathlib import Path
+total = sum(json.loads((Path(sys.argv[1]) / s / "manifest.json").read_text())["wall_time_s"]
+            for s in ("preprocess", "train_torch", "explain", "report"))
+print(f"{total:.0f}")
+EOF
+}
+{
+  echo "images (uncompressed size as docker reports it, build time; the torch stages share the torch image's layers):"
+  awk -F'\t' '{printf "  %-24s %6s MB  %4s s\n", $1, $2, $3}' "$logs/images.tsv"
+  echo "demo, sum of the four stages' wall times (manifests): docker $(stage_time "$docker_out/demo") s," \
+    "local $(stage_time "$local_out/demo") s"
+  echo "demo end to end with RUNNER=docker: $(awk -F'\t' '$1=="docker_demo"{print $2}' "$timings") s" \
+    "$([[ $local_ran == 1 ]] && echo "(local end to end: $(awk -F'\t' '$1=="local_demo"{print $2}' "$timings") s)")"
+  echo "phases (s):"
+  awk -F'\t' '{printf "  %-12s %5s\n", $1, $2}' "$timings"
+} | tee "$work/summary.txt"

