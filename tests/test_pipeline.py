@@ -49,9 +49,9 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
         assert 0 <= summary["explanations"][f"resnet18/{method}"]["marker_precision_at_10"] <= 1
     html = (exp / "report" / "index.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
-    assert (exp / "train_torch" / "tensorboard").is_dir()
-    assert any(p.name.startswith("events.out.tfevents") for p in (exp / "train_torch" / "tensorboard").rglob("*"))
-    top = (exp / "explain" / "gradient" / "top_genes.csv").read_text().splitlines()
+    assert (exp / "train_torch" / "resnet18" / "tensorboard").is_dir()
+    assert any(p.name.startswith("events.out.tfevents") for p in (exp / "train_torch" / "resnet18" / "tensorboard").rglob("*"))
+    top = (exp / "explain" / "resnet18" / "gradient" / "top_genes.csv").read_text().splitlines()
     assert top[0] == "class,rank,gene,score" and len(top) > 1
 
 
