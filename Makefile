@@ -17,6 +17,10 @@ BASE_IMAGE ?=
 DOCKER_USER ?= $$(id -u):$$(id -g)
 DOCKER_SHM_SIZE ?= 2g
 DOCKER_RUN_FLAGS ?=
+# Settings that change numerics or threading, passed on to the containers when set here: with OpenBLAS told a
+# core type (OPENBLAS_CORETYPE) locally but detecting another in a container, results differ in the last bits.
+DOCKER_PASS_ENV ?= OMP_NUM_THREADS OPENBLAS_NUM_THREADS OPENBLAS_CORETYPE OPENBLAS_L2_SIZE MKL_NUM_THREADS MKL_CBWR \
+	NUMBA_NUM_THREADS NUMEXPR_NUM_THREADS PYTHONHASHSEED CUBLAS_WORKSPACE_CONFIG CUDA_VISIBLE_DEVICES
 
 # RUNNER: docker when an engine answers and the stage images are built, else local.
 RUNNER ?= $(shell docker image inspect $(IMAGE_PREFIX)-preprocess >/dev/null 2>&1 && echo docker || echo local)
@@ -45,6 +49,7 @@ RUN_STAGE = bash docker/check-image.sh $(IMAGE_PREFIX)-$(subst _,-,$(1)) '$(SOUR
 	--shm-size $(DOCKER_SHM_SIZE) $(DOCKER_RUN_FLAGS) \
 	-v $(CURDIR)/data:/app/data:ro -v $(abspath $(OUT_ROOT)):$(OUT_MOUNT) $(TORCH_MOUNT) \
 	-e ONCOXAI_OUTPUTS=$(OUT_ROOT) -e ONCOXAI_GIT_COMMIT=$(GIT_COMMIT) -e ONCOXAI_PROGRESS \
+	$(strip $(foreach v,$(DOCKER_PASS_ENV),$(if $(filter environment%,$(origin $(v))),-e $(v)))) \
 	$(IMAGE_PREFIX)-$(subst _,-,$(1)) --config $(2)
 else ifeq ($(RUNNER),local)
 RUN_STAGE = $(PY) -m stages.$(1) --config $(2)
@@ -90,8 +95,8 @@ images: ## build the container images: the shared torch image, then one per stag
 test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(PYTHON) bash docker/test-docker.sh
 
-lint: $(STAMP) ## lint the Dockerfiles (hadolint) and the CI workflow (actionlint)
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash docker/lint.sh
+lint: ## lint the Dockerfiles (hadolint) and the CI workflow (actionlint); make test runs both too
+	PYTHON=$(PYTHON) bash docker/lint.sh
 
 fetch: $(STAMP) ## download a public dataset into data/<DATASET>/ (needs internet): DATASET=gtex-v8|gse85217|gbm-smartseq2
 	@test -n "$(DATASET)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2 [ONLY='lung ...']"; exit 2; }

