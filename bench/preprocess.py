@@ -108,6 +108,9 @@ def table(doc: dict) -> str:
         for key, v in c["transform"].items():
             lines.append(f"  {'transform ' + key + ' (' + str(v['rows']) + ' rows)':28s} {v['ours_s'] * 1e3:8.2f}ms "
                          f"{v['pydeepinsight_s'] * 1e3:12.2f}ms {v['speedup']:7.2f}x")
+            for other in ("float32", "sparse_product_then_uint8"):
+                if other in v:
+                    lines.append(f"  {'  ' + other:28s} {v[other]['s'] * 1e3:8.2f}ms {'':13s} {v[other]['speedup']:7.2f}x")
             for rows, r in v.get("by_rows", {}).items():
                 lines.append(f"  {'transform ' + key + ' (' + str(rows) + ' rows)':28s} {r['ours_s'] * 1e3:8.2f}ms "
                              f"{r['pydeepinsight_s'] * 1e3:12.2f}ms {r['speedup']:7.2f}x")

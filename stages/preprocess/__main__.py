@@ -111,7 +111,7 @@ def run(run: StageRun) -> None:
             if vec_w:
                 vec_w.write(values)
             if img_w:
-                img_w.write(to_uint8(transform.transform(values)))
+                img_w.write(transform.transform(values, np.uint8))
             if all_values is not None:
                 all_values.append(values)
             if plan:
@@ -123,7 +123,7 @@ def run(run: StageRun) -> None:
             if vec_w:
                 vec_w.write(aug_values)
             if img_w:
-                img_w.write(to_uint8(transform.transform(aug_values)))
+                img_w.write(transform.transform(aug_values, np.uint8))
     if transform.transductive:  # fitted on every sample at once, then rendered chunk by chunk
         transform.fit_all(np.vstack(all_values), exp.seed)
         del all_values

@@ -81,7 +81,8 @@ def run_epoch(model, loader, device, loss_fn, optimizer=None, scheduler=None, s:
     """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over every rank's samples."""
     s = s or TrainSettings(epochs=1, lr=0, weight_decay=0)
     model.train(optimizer is not None)
-    total = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, n
+    # loss sum, correct, n: accumulated on the device, read once per epoch (no host sync per batch)
+    total = torch.zeros(3, dtype=torch.float64, device=device)
     with torch.set_grad_enabled(optimizer is not None):
         for x, y in loader:
             x, y = to_input(x, device, s.channels_last), y.to(device)
@@ -96,8 +97,11 @@ def run_epoch(model, loader, device, loss_fn, optimizer=None, scheduler=None, s:
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
-            total += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)],
-                                  dtype=torch.float64)
+            with torch.no_grad():
+                total[0] += loss.detach().double() * len(y)
+                total[1] += (logits.argmax(1) == y).sum()
+                total[2] += len(y)
+    total = total.cpu()
     if reduce is not None:
         total = reduce(total)
     return float(total[0] / total[2]), float(total[1] / total[2])

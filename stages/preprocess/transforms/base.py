@@ -7,6 +7,8 @@ import numpy as np
 
 from shared.genemap import PixelGeneMap
 
+from ..render import MapRenderer, to_uint8  # noqa: F401  (to_uint8 is part of this module's interface)
+
 
 class Transform:
     """Scaled gene values (n_samples, n_genes) in [0, 1] -> images (n_samples, C, H, W) float32 in [0, 1].
@@ -28,7 +30,9 @@ class Transform:
     def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
         raise NotImplementedError
 
-    def transform(self, values: np.ndarray) -> np.ndarray:
+    def transform(self, values: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """Images of ``values`` as float32 in [0, 1], or quantised to uint8 (``dtype=np.uint8``, what the stage
+        stores)."""
         raise NotImplementedError
 
     def fit_all(self, values: np.ndarray, seed: int) -> None:
@@ -53,12 +57,12 @@ class Transform:
 
 
 class MapTransform(Transform):
-    """A transform defined by a pixel->gene map: ``image = values @ weights.T`` (see shared.genemap)."""
+    """A transform defined by a pixel->gene map: ``image = values @ weights.T`` (see shared.genemap), rendered by
+    ``MapRenderer`` (one gather per sample, quantised on the fly)."""
 
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        return self.gene_map.render(values)
+    _renderer: MapRenderer | None = None
 
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Float images in [0, 1] -> uint8 0..255."""
-    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+    def transform(self, values: np.ndarray, dtype=np.float32) -> np.ndarray:
+        if self._renderer is None or self._renderer.image_shape != self.gene_map.image_shape:
+            self._renderer = MapRenderer(self.gene_map)
+        return self._renderer(values, dtype)

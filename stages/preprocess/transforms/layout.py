@@ -26,10 +26,12 @@ DISCRETIZATIONS = ("bin", "qtb", "lsa")
 def training_profiles(train_values: np.ndarray, max_fit_samples: int, seed: int) -> np.ndarray:
     """(n_train, n_genes) -> the genes' profiles (n_genes, n_rows) over at most ``max_fit_samples`` training rows,
     a seeded subsample (kept in their original order) when there are more."""
-    rows = np.arange(len(train_values))
-    if len(rows) > max_fit_samples:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_fit_samples, replace=False))
-    return np.ascontiguousarray(np.asarray(train_values[rows], dtype=np.float32).T)
+    values = train_values
+    if len(values) > max_fit_samples:
+        rows = np.sort(np.random.default_rng(seed).choice(len(values), size=max_fit_samples, replace=False))
+        values = values[rows]
+    # no copy when the values are already float32 in Fortran order (their transpose is then C-ordered)
+    return np.ascontiguousarray(np.asarray(values, dtype=np.float32).T)
 
 
 def embed_genes(profiles: np.ndarray, method: str, seed: int, perplexity: float = 30.0) -> np.ndarray:
