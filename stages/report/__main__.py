@@ -31,6 +31,14 @@ METHOD_NOTES = {
 }
 
 
+#: a model whose held-out macro ROC-AUC is below this learned (next to) nothing; its explanations explain noise
+CHANCE_AUC = 0.6
+
+
+def at_chance(test: dict) -> bool:
+    return bool(test["macro_auc"] < CHANCE_AUC)
+
+
 def _png(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
@@ -73,7 +81,7 @@ def run(run: StageRun) -> None:
         models.append({
             "name": name, "kind": entry["kind"], "protocol": metrics["protocol"],
             "n_parameters": metrics["n_parameters"], "pretrained": metrics.get("pretrained", False),
-            "test": metrics["test"], "cv": metrics["cv"],
+            "test": metrics["test"], "cv": metrics["cv"], "at_chance": at_chance(metrics["test"]),
             "per_class_html": _html_table(pd.read_csv(folder / "per_class.csv")),
             "folds_html": _html_table(pd.DataFrame(metrics["folds"])[cols].dropna(axis=1, how="all")),
             "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": history_png,
@@ -82,6 +90,7 @@ def run(run: StageRun) -> None:
         summary_models[name] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc",
                                                                  "macro_precision", "macro_recall")}
         summary_models[name]["kind"] = entry["kind"]
+        summary_models[name]["at_chance"] = at_chance(metrics["test"])
     overview = pd.DataFrame([{"model": m["name"], "kind": m["kind"], **{k: m["test"][k] for k in (
         "accuracy", "macro_f1", "macro_auc")}, "cv_macro_f1": m["cv"]["macro_f1"]} for m in models])
     comparison = json.loads((trained / "comparison.json").read_text()) if (trained / "comparison.json").is_file() else []
@@ -107,7 +116,7 @@ def run(run: StageRun) -> None:
                           for cls, g in ranking.groupby("class", sort=False)]
             key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
             explanations.append({
-                "model": name, "method": method,
+                "model": name, "method": method, "at_chance": summary_models.get(name, {}).get("at_chance", False),
                 "description": METHOD_NOTES.get(method, method) + ("" if model_entry.get("gene_map", True) else
                                " These images have no pixel-to-gene map (a transductive sample image): the maps "
                                "show where in the image the model looked, not which genes."),
