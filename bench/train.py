@@ -13,7 +13,6 @@ when CUDA is available.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from shared.artifacts import write_json_atomic
 from shared.models import build_model
 from stages.train_torch.data import EpochShuffle, make_loader
 from stages.train_torch.fit import TrainSettings, run_epoch
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         result["gpu"] = {**gpu, "name": torch.cuda.get_device_name(0)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(out, result)
     for key in ("cpu", "gpu"):
         if key in result:
             r = result[key]
