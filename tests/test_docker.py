@@ -233,6 +233,8 @@ def test_second_docker_run_does_no_work(runs):
     cmd = ["make", "--no-print-directory", "-C", str(REPO), "all", "CONFIG=configs/demo.yaml", "RUNNER=docker"]
     if os.environ.get("TEST_DOCKER_USER"):
         cmd.append(f"DOCKER_USER={os.environ['TEST_DOCKER_USER']}")
+    if os.environ.get("TEST_DOCKER_ARGS"):  # the overrides the docker run had (else its config differs)
+        cmd.append(f"ARGS={os.environ['TEST_DOCKER_ARGS']}")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout and "docker run" not in proc.stdout
