@@ -23,6 +23,8 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
+from shared.artifacts import write_json_atomic
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "outputs" / "bench" / "preprocess.json"
 HEADLINE = ("transform_speedup_vs_pydeepinsight", "fit_speedup_vs_pydeepinsight", "million_cells_seconds",
@@ -75,21 +77,8 @@ def write_results(out: Path, compare: dict | None = None, million: dict | None =
     doc["machine"] = machine()
     doc["versions"] = versions()
     doc["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, out)
+    write_json_atomic(out, doc)
     return doc
-
-
-def _json_default(obj):
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(type(obj).__name__)
 
 
 def table(doc: dict) -> str:

@@ -60,3 +60,18 @@ def test_a_sample_image_does_not_depend_on_the_batch():
     together = renderer(values, np.uint8)
     alone = np.stack([renderer(values[i:i + 1], np.uint8)[0] for i in range(40)])
     assert np.array_equal(together, alone)
+
+
+def test_a_refitted_transform_renders_with_its_new_map():
+    from stages.preprocess.transforms.base import MapTransform
+
+    maps = _maps(np.random.default_rng(4))
+    values = np.random.default_rng(5).random((3, 300), dtype=np.float32)
+    transform = MapTransform(None)
+    for name in ("crowded", "one_each"):  # a new map, even of another shape, replaces the renderer
+        transform.gene_map = maps[name]
+        np.testing.assert_allclose(transform.transform(values), maps[name].render(values), rtol=1e-6, atol=1e-7)
+    second = PixelGeneMap.from_assignment(np.random.default_rng(6).permutation(400)[:300], (1, 20, 20),
+                                          maps["one_each"].genes)  # same shape, other placement
+    transform.gene_map = second
+    np.testing.assert_allclose(transform.transform(values), second.render(values), rtol=1e-6, atol=1e-7)

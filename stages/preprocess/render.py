@@ -44,6 +44,7 @@ class MapRenderer:
     """``renderer(values, dtype)``: (n_samples, n_genes) scaled values -> (n_samples, C, H, W) images."""
 
     def __init__(self, gene_map: PixelGeneMap):
+        self.gene_map = gene_map
         coo = gene_map.weights.tocoo()
         order = np.lexsort((coo.row, coo.col))  # by gene, then pixel
         self.pixel = coo.row[order].astype(np.int64)

@@ -78,10 +78,11 @@ def run(run: StageRun) -> None:
             history_png = _png(figures / f"{name}_history.png")
         cols = [c for c in ("repeat", "fold", "best_epoch", "epochs_run", "val_accuracy", "val_macro_f1",
                             "test_accuracy", "test_macro_f1") if c in pd.DataFrame(metrics["folds"]).columns]
+        chance = at_chance(metrics["test"])
         models.append({
             "name": name, "kind": entry["kind"], "protocol": metrics["protocol"],
             "n_parameters": metrics["n_parameters"], "pretrained": metrics.get("pretrained", False),
-            "test": metrics["test"], "cv": metrics["cv"], "at_chance": at_chance(metrics["test"]),
+            "test": metrics["test"], "cv": metrics["cv"], "at_chance": chance,
             "per_class_html": _html_table(pd.read_csv(folder / "per_class.csv")),
             "folds_html": _html_table(pd.DataFrame(metrics["folds"])[cols].dropna(axis=1, how="all")),
             "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": history_png,
@@ -89,8 +90,7 @@ def run(run: StageRun) -> None:
         })
         summary_models[name] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc",
                                                                  "macro_precision", "macro_recall")}
-        summary_models[name]["kind"] = entry["kind"]
-        summary_models[name]["at_chance"] = at_chance(metrics["test"])
+        summary_models[name].update(kind=entry["kind"], at_chance=chance)
     overview = pd.DataFrame([{"model": m["name"], "kind": m["kind"], **{k: m["test"][k] for k in (
         "accuracy", "macro_f1", "macro_auc")}, "cv_macro_f1": m["cv"]["macro_f1"]} for m in models])
     comparison = json.loads((trained / "comparison.json").read_text()) if (trained / "comparison.json").is_file() else []

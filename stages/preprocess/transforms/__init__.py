@@ -13,7 +13,8 @@ The shared layout pieces (embeddings, hull and rotation, discretisations) are in
 """
 from __future__ import annotations
 
-from .base import Transform, to_uint8
+from ..render import to_uint8
+from .base import Transform
 from .deepinsight import DeepInsight
 from .fotomics import Fotomics
 from .gene_grid import GeneGrid

@@ -7,7 +7,7 @@ import numpy as np
 
 from shared.genemap import PixelGeneMap
 
-from ..render import MapRenderer, to_uint8  # noqa: F401  (to_uint8 is part of this module's interface)
+from ..render import MapRenderer
 
 
 class Transform:
@@ -63,6 +63,6 @@ class MapTransform(Transform):
     _renderer: MapRenderer | None = None
 
     def transform(self, values: np.ndarray, dtype=np.float32) -> np.ndarray:
-        if self._renderer is None or self._renderer.image_shape != self.gene_map.image_shape:
+        if self._renderer is None or self._renderer.gene_map is not self.gene_map:
             self._renderer = MapRenderer(self.gene_map)
         return self._renderer(values, dtype)
