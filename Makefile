@@ -33,7 +33,6 @@ endif
 # The same commit string a local run records (shared.artifacts.git_commit): HEAD, "-dirty" with local changes.
 GIT_COMMIT := $(shell c=$$(git rev-parse HEAD 2>/dev/null) || { echo unknown; exit 0; }; \
 	if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then echo $$c-dirty; else echo $$c; fi)
-SOURCE_HASH := $(shell bash docker/source-hash.sh 2>/dev/null)
 # The outputs volume: outputs/, or $$ONCOXAI_OUTPUTS (relative to here or absolute), mounted where the resolved
 # config's paths point inside the container (whose working directory is /app).
 OUT_ROOT := $(patsubst ./%,%,$(patsubst %/,%,$(or $(ONCOXAI_OUTPUTS),outputs)))
@@ -43,8 +42,8 @@ TORCH_CHECKPOINTS := $(or $(TORCH_HOME),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/t
 TORCH_MOUNT := $(if $(wildcard $(TORCH_CHECKPOINTS)),-v $(TORCH_CHECKPOINTS):/opt/torch/hub/checkpoints:ro)
 # $(1): stage, $(2): resolved config. data/ read-only, outputs/ read-write, as the calling user, no network, a
 # read-only root file system with a tmpfs /tmp (HOME and caches; see docker/*.Dockerfile); an image built from
-# other sources than this tree is refused (docker/check-image.sh; make images rebuilds what changed).
-RUN_STAGE = bash docker/check-image.sh $(IMAGE_PREFIX)-$(subst _,-,$(1)) '$(SOURCE_HASH)' && \
+# other sources than this stage's in this tree is refused (docker/check-image.sh; make images rebuilds what changed).
+RUN_STAGE = bash docker/check-image.sh $(IMAGE_PREFIX)-$(subst _,-,$(1)) "$$(bash docker/source-hash.sh $(1))" && \
 	docker run --rm --network none --user $(DOCKER_USER) $(GPU_FLAGS) --read-only --tmpfs /tmp:exec \
 	--shm-size $(DOCKER_SHM_SIZE) $(DOCKER_RUN_FLAGS) \
 	-v $(CURDIR)/data:/app/data:ro -v $(abspath $(OUT_ROOT)):$(OUT_MOUNT) $(TORCH_MOUNT) \
@@ -70,10 +69,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP) ## create the local environment (.venv) with every stage's dependencies
 
-data/demo/expression.h5ad data/demo/markers.csv &: shared/synthetic.py | $(STAMP)
-	$(PY) -m shared.synthetic transcriptome --out data/demo
+# The fixture is data, made by fixtures/ (not part of any stage): a regenerated fixture with the same bytes keeps its
+# files (and their times) as they were, so editing the generator reruns nothing but the generator.
+data/demo/.fixture: fixtures/synthetic.py | $(STAMP)
+	$(PY) -m fixtures.synthetic transcriptome --out data/demo
+	touch $@
 
-demo: $(STAMP) data/demo/expression.h5ad ## fresh machine: set up, generate the fixture, run every stage on CPU
+demo: $(STAMP) data/demo/.fixture ## fresh machine: set up, generate the fixture, run every stage on CPU
 	$(MAKE) --no-print-directory all CONFIG=configs/demo.yaml RUNNER=$(RUNNER)
 	@echo "Report: $(CURDIR)/outputs/demo/report/index.html"
 	@echo "Summary: $(CURDIR)/outputs/demo/report/summary.json"

@@ -45,7 +45,7 @@ from .pdi import load_image_transformer
 
 def realistic_matrix(n_samples: int, n_genes: int, seed: int = 0):
     """(X float32 (n_samples, n_genes) in [0, 1], gene ids): synthetic counts normalised as the stage does."""
-    from shared.synthetic import make_transcriptome
+    from fixtures.synthetic import make_transcriptome
     from stages.preprocess.normalize import normalize_log1p
 
     n_markers = max(2, min(10, n_genes // 20))
@@ -307,7 +307,7 @@ def run_compare(n_samples: int = 4000, n_genes: int = 2000, height: int = 64, wi
         f"image {height}x{width}; best of {repeats}")
     result: dict = {
         "matrix": {"n_samples": int(X.shape[0]), "n_genes": int(X.shape[1]), "zero_fraction": round(float((X == 0).mean()), 4),
-                   "source": "shared.synthetic.make_transcriptome, stage normalize_log1p, top-variance genes, min-max"},
+                   "source": "fixtures.synthetic.make_transcriptome, stage normalize_log1p, top-variance genes, min-max"},
         "image": [height, width],
         "repeats": repeats,
         "seed": seed,

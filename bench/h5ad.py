@@ -1,6 +1,6 @@
 """A large synthetic .h5ad of counts, written chunk by chunk so that memory stays flat whatever the size.
 
-Cells are drawn (with replacement) from a pool made by ``shared.synthetic.make_transcriptome`` (log-normal
+Cells are drawn (with replacement) from a pool made by ``fixtures.synthetic.make_transcriptome`` (log-normal
 library sizes, negative-binomial noise, planted class markers, donors), at a library size that leaves about
 87% of the entries zero, as in droplet single-cell data. The pool is a CSR matrix; each chunk of cells is a row
 selection of it, appended to the file's ``X/data`` and ``X/indices`` datasets with h5py, with ``X/indptr``
@@ -22,7 +22,7 @@ def make_pool(n_cells: int, n_genes: int, library_size: float, seed: int):
     """(CSR float32 counts, labels, donors, gene ids) of ``n_cells`` synthetic cells."""
     import scipy.sparse as sp
 
-    from shared.synthetic import make_transcriptome
+    from fixtures.synthetic import make_transcriptome
 
     adata, _ = make_transcriptome(n_samples=n_cells, n_genes=n_genes, library_size=library_size, seed=seed)
     X = sp.csr_matrix(adata.X, dtype=np.float32)

@@ -7,7 +7,8 @@
 #   BASE_IMAGE     the base of every image (default: the Dockerfiles' public python:3.11-slim-bookworm;
 #                  docker/base.sh makes one offline)
 #   STAGES         which stage images (default: every docker/<stage>.Dockerfile)
-#   SOURCE_HASH    the label org.oncoxai.source (default: docker/source-hash.sh)
+#   REBUILD        1: build every image even when its label org.oncoxai.source (docker/source-hash.sh NAME, a hash
+#                  of that image's own sources) says it is current; by default such an image is kept as it is
 #   BUILD_NETWORK  network of the build containers (default host: pip reaches the index as the host does)
 #   DOCKER_BUILDKIT  default 0: the Dockerfiles need nothing of BuildKit, and Debian's docker.io has no buildx
 #   BUILD_LOG_DIR  where each build's full log goes (default .cache/docker/build-logs)
@@ -21,7 +22,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 prefix=${IMAGE_PREFIX:-oncoxai}
-hash=${SOURCE_HASH:-$(docker/source-hash.sh)}
 network=${BUILD_NETWORK:-host}
 logs=${BUILD_LOG_DIR:-.cache/docker/build-logs}
 export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
@@ -86,8 +86,17 @@ context() {
 size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
 
 build() {  # build NAME DOCKERFILE [docker build args...]
-  local name=$1 file=$2 image=$prefix-$1 log=$logs/$1.log start=$SECONDS
+  local name=$1 file=$2 image=$prefix-$1 log=$logs/$1.log start=$SECONDS hash current uses_torch
   shift 2
+  hash=$(bash docker/source-hash.sh "$(basename "$file" .Dockerfile)")
+  current=$(docker image inspect -f '{{index .Config.Labels "org.oncoxai.source"}}' "$image" 2>/dev/null || true)
+  uses_torch=0
+  grep -q '^ARG TORCH_IMAGE' "$file" && uses_torch=1
+  if [[ ${REBUILD:-0} != 1 && $current == "$hash" && ( $uses_torch == 0 || $torch_built == 0 ) ]]; then
+    echo "kept $image: built from these sources ($hash)"
+    return 0
+  fi
+  [[ $name == torch ]] && torch_built=1
   echo "building $image ($file)"
   if ! context | docker build --force-rm --network "$network" -f "$file" -t "$image" --label "org.oncoxai.source=$hash" \
       "${build_args[@]}" "$@" - >"$log" 2>&1; then
@@ -101,6 +110,7 @@ build() {  # build NAME DOCKERFILE [docker build args...]
   echo "built $image: ${size} MB, ${seconds} s"
 }
 
+torch_built=0  # a rebuilt torch image means new base layers: its stage images are rebuilt on it
 base_arg=()
 [[ -n ${BASE_IMAGE:-} ]] && base_arg=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 needs_torch=0

@@ -119,14 +119,10 @@ def git_commit() -> str:
 
 
 def code_hash(stage: str) -> str:
-    """Hash of the sources that produce a stage's result: the stage package and shared/."""
-    digest = hashlib.sha256()
-    for folder in (REPO_ROOT / "stages" / stage, REPO_ROOT / "shared"):
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and path.suffix in {".py", ".html", ".css", ".j2"} and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(REPO_ROOT)).encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """Hash of the sources that produce a stage's result: the files it imports (``shared.sources``)."""
+    from .sources import files_hash, stage_sources
+
+    return files_hash(stage_sources(stage))
 
 
 class StageRun:
@@ -161,6 +157,20 @@ class StageRun:
             raise UserError(f"{folder}: no finished '{stage}' output (run: make stage-{stage.replace('_', '-')})")
         return folder
 
+    def providers(self, role: str, required: bool = False) -> dict[str, Path]:
+        """{stage: finished folder} of every enabled stage providing ``role`` (see ``shared.config.ROLES``)."""
+        found = {stage: self.upstream(stage) for stage in self.exp.providers(role)}
+        if required and not found:
+            raise UserError(f"{self.exp.source}: no enabled stage provides {role} for {self.stage}")
+        return found
+
+    def provider(self, role: str) -> Path:
+        """The folder of the one provider of ``role`` (an error when there are several: use ``providers``)."""
+        found = self.providers(role, required=True)
+        if len(found) > 1:
+            raise UserError(f"{self.exp.source}: {self.stage} reads one {role} provider, but {list(found)} are enabled")
+        return next(iter(found.values()))
+
     def inputs(self) -> list[dict[str, Any]]:
         """Input files and upstream manifests with their hashes."""
         if self._inputs is None:
@@ -170,7 +180,7 @@ class StageRun:
                 if not p.is_file():
                     raise UserError(f"input file not found: {path}")
                 items.append({"path": path, "size": p.stat().st_size, "sha256": sha256_file(p)})
-            for need in self.exp.specs[self.stage].needs:
+            for need in self.exp.upstream(self.stage):
                 manifest = read_manifest(self.upstream(need))
                 items.append({"path": str(self.exp_dir / need / MANIFEST), "fingerprint": manifest["fingerprint"],
                               "files_sha256": sha256_json(manifest["files"])})

@@ -42,15 +42,49 @@ INPUT_FILE = _InputFileMarker()
 InputFile = Annotated[str, INPUT_FILE]
 
 
+#: The roles a stage can play. A stage that reads a role reads every enabled stage providing it, found through
+#: these declarations and never by a stage's name, so a new trainer plugs in by adding its own folder.
+ROLES = {
+    "dataset": "prepared samples for training: samples.csv (sample, label, label_index, split, group), dataset.json, "
+               "the input arrays, and for genes genes.csv and the pixel->gene map",
+    "classifiers": "trained models in the classifier result layout (shared.evaluation.results): models.json and per "
+                   "model metrics.json, folds.csv, per_class.csv, confusion matrices, roc.csv, predictions",
+    "explanations": "attributions in the explanation layout: metrics.json (per model and method, with each method's "
+                    "description) and per model and method top_genes.csv, gene_attributions.csv, figures",
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """A file (or a pattern of files) a stage writes, relative to its folder.
+
+    ``{model}`` and ``{method}`` stand for one folder per model / method; ``**`` for any files below. ``when`` says
+    in words when the file is written; a file with a ``when`` may be missing from a run, one without must not.
+    """
+
+    path: str
+    description: str
+    when: str = ""
+
+
 @dataclass(frozen=True)
 class StageSpec:
-    """What a stage declares about itself: its upstream stages and the config sections it reads."""
+    """What a stage declares about itself: the roles it provides and reads, the config sections it reads and the
+    files it writes (``outputs``: tests check every run against them; the README's tables are made from them)."""
 
     name: str
-    needs: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+    #: roles of which at least one provider must be enabled
+    requires: tuple[str, ...] = ()
+    #: roles read when a provider is enabled
+    uses: tuple[str, ...] = ()
     sections: dict[str, type[Section]] = field(default_factory=dict)
-    #: Extra make prerequisites that trigger a re-check (the stage's own sources are always included).
+    outputs: tuple[Output, ...] = ()
     description: str = ""
+
+    def __post_init__(self):
+        for role in (*self.provides, *self.requires, *self.uses):
+            assert role in ROLES, f"stage {self.name}: unknown role {role!r} (known: {', '.join(ROLES)})"
 
 
 def discover_stages() -> dict[str, StageSpec]:
@@ -112,6 +146,14 @@ class Experiment:
         for key in spec.sections:
             out[key] = self.sections[key].model_dump(mode="json")
         return out
+
+    def providers(self, role: str) -> list[str]:
+        """The enabled stages that provide ``role``, in pipeline order."""
+        return [s for s in self.stages if role in self.specs[s].provides]
+
+    def upstream(self, stage: str) -> list[str]:
+        """The enabled stages whose results ``stage`` reads (providers of the roles it requires or uses)."""
+        return _upstream(stage, self.stages, self.specs)
 
     def input_files(self, stage: str) -> list[str]:
         """Paths of the input files named by the stage's sections (fields typed ``InputFile``)."""
@@ -217,9 +259,11 @@ def validate(raw: Any, source: str = "<config>", check_files: bool = True) -> Ex
     for stage in enabled:
         if stage not in specs:
             raise UserError(f"config error in {source}: stages: unknown stage '{stage}' (known: {', '.join(specs)})")
-        for need in specs[stage].needs:
-            if need not in enabled:
-                raise UserError(f"config error in {source}: stages: '{stage}' needs '{need}'; add it to stages")
+        for role in specs[stage].requires:
+            if not any(role in specs[s].provides for s in enabled if s in specs):
+                known = [s for s in specs if role in specs[s].provides]
+                raise UserError(f"config error in {source}: stages: '{stage}' needs a stage that provides {role} "
+                                f"({' or '.join(known) or 'none is installed'}); add one to stages")
     sections: dict[str, Section] = {}
     for stage in enabled:
         for key in specs[stage].sections:
@@ -239,6 +283,11 @@ def validate(raw: Any, source: str = "<config>", check_files: bool = True) -> Ex
     return exp
 
 
+def _upstream(stage: str, enabled, specs: dict[str, StageSpec]) -> list[str]:
+    roles = set(specs[stage].requires) | set(specs[stage].uses)
+    return [s for s in enabled if s != stage and roles & set(specs[s].provides)]
+
+
 def _ordered(enabled: list[str], specs: dict[str, StageSpec]) -> list[str]:
     """Enabled stages in dependency order (stable with respect to the config's order)."""
     done: list[str] = []
@@ -248,7 +297,7 @@ def _ordered(enabled: list[str], specs: dict[str, StageSpec]) -> list[str]:
             return
         if name in trail:
             raise AssertionError(f"stage dependency cycle: {' -> '.join(trail + (name,))}")
-        for need in specs[name].needs:
+        for need in _upstream(name, enabled, specs):
             visit(need, trail + (name,))
         done.append(name)
 

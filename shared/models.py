@@ -28,12 +28,14 @@ DENSE_PRESETS = {"gtex": [7000, 2916, 540], "small": [512, 128]}
 
 
 class Standardize(nn.Module):
-    """(x - mean) / std per channel (images) or per gene (vectors), as the first layer, so attributions are
-    w.r.t. the [0, 1] input."""
+    """(x - mean) / std per channel (images, volumes) or per feature (vectors), as the first layer, so that
+    attributions are with respect to the model's input as stored, not its standardised form.
 
-    def __init__(self, mean: list[float], std: list[float], image: bool = True):
+    spatial_dims: 0 for vectors (n, features), 2 for images (n, C, H, W), 3 for volumes (n, C, D, H, W)."""
+
+    def __init__(self, mean: list[float], std: list[float], spatial_dims: int = 2):
         super().__init__()
-        shape = (1, -1, 1, 1) if image else (1, -1)
+        shape = (1, -1, *([1] * spatial_dims))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
 
@@ -161,7 +163,7 @@ def build_model(spec: dict[str, Any], mean: list[float] | None = None, std: list
     ``n_classes`` and the arch's options (``stem``; ``widths``, ``dropout``).
     """
     arch, shape, n_classes = spec["arch"], list(spec["input_shape"]), spec["n_classes"]
-    image = arch != "dense"
+    spatial_dims = 0 if arch == "dense" else len(shape) - 1
     mean = mean if mean is not None else [0.0] * shape[0]
     std = std if std is not None else [1.0] * shape[0]
     if arch in IMAGE_ARCHS:
@@ -172,7 +174,7 @@ def build_model(spec: dict[str, Any], mean: list[float] | None = None, std: list
         net = DenseNet(shape[0], list(spec["widths"]), n_classes, spec.get("dropout", 0.5))
     else:
         raise UserError(f"unknown architecture '{arch}' (known: {', '.join([*IMAGE_ARCHS, 'small_cnn', 'dense'])})")
-    return nn.Sequential(Standardize(mean, std, image=image), net)
+    return nn.Sequential(Standardize(mean, std, spatial_dims), net)
 
 
 def save_classifier(folder: Path, spec: dict[str, Any], members: list[nn.Module]) -> None:
@@ -182,7 +184,7 @@ def save_classifier(folder: Path, spec: dict[str, Any], members: list[nn.Module]
         name = f"member{k}.pt"
         torch.save(member.state_dict(), folder / name)
         names.append(name)
-    (folder / "model.json").write_text(json.dumps({**spec, "members": names}, indent=2) + "\n")
+    (folder / "model.json").write_text(json.dumps({**spec, "framework": "torch", "members": names}, indent=2) + "\n")
 
 
 def load_classifier(folder: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

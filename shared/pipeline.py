@@ -20,10 +20,12 @@ import yaml
 from . import config
 from .artifacts import MANIFEST, experiment_dir, write_if_changed
 from .errors import UserError
+from .sources import display, stage_sources
 
 
 def _sources(stage: str) -> list[str]:
-    return [f"$(wildcard stages/{stage}/*.py stages/{stage}/templates/*)", "$(wildcard shared/*.py)"]
+    """The files the stage runs (shared.sources), as make prerequisites."""
+    return [display(p) for p in stage_sources(stage)]
 
 
 def make_fragment(exp: config.Experiment, exp_dir: Path, config_path: Path) -> str:
@@ -38,7 +40,7 @@ def make_fragment(exp: config.Experiment, exp_dir: Path, config_path: Path) -> s
     for stage in exp.stages:
         target = exp_dir / stage / MANIFEST
         prereqs = [str(config_path), *exp.input_files(stage),
-                   *(str(exp_dir / need / MANIFEST) for need in exp.specs[stage].needs), *_sources(stage)]
+                   *(str(exp_dir / need / MANIFEST) for need in exp.upstream(stage)), *_sources(stage)]
         lines += [
             "",
             f"pipeline-{stage}: {target}",

@@ -15,7 +15,7 @@ os.environ.setdefault("ONCOXAI_PROGRESS", "0")
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:
     """A small fixture: 500 samples x 400 genes, 3 marked classes + the reference class, 6 markers each."""
-    from shared.synthetic import write_transcriptome
+    from fixtures.synthetic import write_transcriptome
 
     out = tmp_path_factory.mktemp("data")
     write_transcriptome(out, n_samples=500, n_genes=400, n_classes=3, n_markers=6, n_donors=12, fold_change=12.0,

@@ -57,7 +57,7 @@ def test_missing_input_file_and_unknown_stage(tmp_path, small_data):
         _load(tmp_path, small_data, lambda r: r["expression"].update(path=str(tmp_path / "nope.h5ad")))
     with pytest.raises(UserError, match="unknown stage 'trian_torch'"):
         _load(tmp_path, small_data, lambda r: r.update(stages=["preprocess", "trian_torch"]))
-    with pytest.raises(UserError, match="'train_torch' needs 'preprocess'"):
+    with pytest.raises(UserError, match="'train_torch' needs a stage that provides dataset \(preprocess\)"):
         _load(tmp_path, small_data, lambda r: r.update(stages=["train_torch"]))
 
 

@@ -250,14 +250,15 @@ def _inspect(image: str) -> dict:
 @pytest.mark.docker
 @docker_only
 def test_images_are_non_root_labelled_and_share_the_torch_layers():
-    source = subprocess.run(["bash", "docker/source-hash.sh"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     torch_layers = _inspect(f"{PREFIX}-torch")["RootFS"]["Layers"]
     for stage in STAGES:
         info = _inspect(f"{PREFIX}-{stage.replace('_', '-')}")
         config = info["Config"]
         assert config["User"] == "10001:10001" and config["WorkingDir"] == "/app"
         assert config["Entrypoint"] == ["python", "-m", f"stages.{stage}"]
-        assert config["Labels"]["org.oncoxai.source"] == source
+        source = subprocess.run(["bash", "docker/source-hash.sh", stage], cwd=REPO, capture_output=True,
+                                text=True).stdout.strip()
+        assert len(source) == 16 and config["Labels"]["org.oncoxai.source"] == source
         layers = info["RootFS"]["Layers"]
         if stage in TORCH_STAGES:
             assert layers[: len(torch_layers)] == torch_layers, f"{stage} does not build on the torch image"

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from shared.synthetic import write_transcriptome
+from fixtures.synthetic import write_transcriptome
 
 from .conftest import REPO
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
-from stages.train_torch.compare import compare_models, corrected_resampled_ttest, wilcoxon, wilcoxon_min_p
+from shared.evaluation.compare import compare_models, corrected_resampled_ttest, wilcoxon, wilcoxon_min_p
 from stages.train_torch.fit import EarlyStopping
 
 from .conftest import REPO, write_config
@@ -104,8 +104,13 @@ def test_baselines_share_the_folds_and_beat_chance(tmp_path, prepared):
     cv = pd.read_csv(out / "t" / "train_torch" / "dense" / "cv_predictions.csv")
     samples = pd.read_csv(out / "t" / "preprocess" / "samples.csv")
     assert set(cv["sample"]) == set(samples.loc[samples["split"] == "train", "sample"])  # every fold's predictions
-    comparison = json.loads((out / "t" / "train_torch" / "comparison.json").read_text())
-    assert comparison[0]["a"] == "dense" and comparison[0]["b"] == "logistic_regression"
+    # the same splits fingerprint, so report compares them fold by fold (compare_all)
+    from shared.evaluation.compare import compare_all
+
+    dense = json.loads((out / "t" / "train_torch" / "dense" / "metrics.json").read_text())
+    assert dense["splits"]["splits"] == metrics["splits"]["splits"] and dense["splits"]["n_test"] == metrics["test"]["n"]
+    pairs = compare_all([{"name": m["model"], "folds": m["folds"], "splits": m["splits"]} for m in (dense, metrics)])
+    assert len(pairs) == 1 and pairs[0]["comparable"] and pairs[0]["a"] == "dense" and pairs[0]["n_folds"] == 3
 
 
 def test_resume_after_kill_gives_the_same_result(tmp_path, prepared):

@@ -1,7 +1,9 @@
 """One interface for every attribution method: ``METHODS[name](model).attribute(inputs, target)``.
 
-Each entry wraps a Captum class; adding a method never changes its callers. Attributions are computed in
-batches so memory stays bounded whatever the number of samples.
+Each entry wraps a Captum class and carries what the report says of it (``description``) and whether its values
+are signed; adding a method never changes its callers. Attributions are computed in batches over inputs of any
+shape (vectors (n, features), images (n, C, H, W), volumes (n, C, D, H, W)), so memory stays bounded whatever the
+number of samples.
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ from shared.logs import progress
 
 
 class Saliency:
-    """Absolute input gradient of the target logit (Simonyan et al. 2014), via ``captum.attr.Saliency``.
-
-    Large for any gene the logit is sensitive to, whether its presence argues for the class or against it.
-    """
+    """Absolute input gradient of the target logit (Simonyan et al. 2014), via ``captum.attr.Saliency``."""
 
     signed = False
+    description = ("Absolute gradient of the true class's logit with respect to each input value, averaged over the "
+                   "held-out test samples of each class (for images, returned to genes through the pixel-to-gene map "
+                   "of training). Saliency shows where the output is sensitive, including to genes whose absence is "
+                   "evidence; it is not a measure of effect size.")
 
     def __init__(self, model: nn.Module):
         from captum.attr import Saliency as CaptumSaliency
@@ -32,22 +35,24 @@ class Saliency:
 
 
 class Gradient(Saliency):
-    """Signed input gradient of the target logit: positive where more of the gene raises the class's score.
-
-    Genes are ranked by it, so a class's top genes are its positive evidence; the absolute saliency above ranks
-    negative evidence (other classes' markers) just as high.
-    """
+    """Signed input gradient of the target logit: positive where more of the gene raises the class's score."""
 
     signed = True
+    description = ("Signed gradient of the true class's logit: positive where more of a gene raises the class's "
+                   "score. Class means over held-out test samples; genes are ranked by it, so a class's top genes are "
+                   "its positive evidence (absolute saliency ranks negative evidence, such as other classes' markers, "
+                   "just as high).")
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self._impl.attribute(inputs, target=target, abs=False)
 
 
 class InputXGradient:
-    """Gradient times input (``captum.attr.InputXGradient``): the first-order contribution of each pixel."""
+    """Gradient times input (``captum.attr.InputXGradient``): the first-order contribution of each input value."""
 
     signed = True
+    description = ("Gradient times input: each gene's first-order contribution to the true class's logit in each "
+                   "held-out test sample, averaged per class; genes ranked by it.")
 
     def __init__(self, model: nn.Module):
         from captum.attr import InputXGradient as CaptumIxG
@@ -65,12 +70,15 @@ METHODS: dict[str, Callable[[nn.Module], object]] = {
 }
 
 
-def attribute_batched(method, images: np.ndarray, targets: np.ndarray, device: torch.device, batch_size: int,
-                      desc: str) -> np.ndarray:
-    """images: (n, C, H, W) uint8 -> attributions (n, C, H, W) float32 w.r.t. the [0, 1] image."""
-    out = np.empty(images.shape, dtype=np.float32)
-    for start in progress(range(0, len(images), batch_size), desc, unit="batch"):
-        x = torch.from_numpy(np.asarray(images[start:start + batch_size])).to(device).float().div_(255.0)
+def attribute_batched(method, inputs: np.ndarray, targets: np.ndarray, device: torch.device, batch_size: int,
+                      desc: str, scale: float = 1.0) -> np.ndarray:
+    """inputs: (n, ...) as stored (uint8 images, float vectors or volumes) -> attributions (n, ...) float32 with
+    respect to the model's input ``inputs * scale`` (the scaling recorded in the model's spec at training)."""
+    out = np.empty(inputs.shape, dtype=np.float32)
+    for start in progress(range(0, len(inputs), batch_size), desc, unit="batch"):
+        x = torch.from_numpy(np.asarray(inputs[start:start + batch_size])).to(device).float()
+        if scale != 1.0:
+            x = x.mul_(scale)
         x.requires_grad_(True)
         t = torch.from_numpy(np.asarray(targets[start:start + batch_size])).to(device)
         out[start:start + batch_size] = method.attribute(x, t).detach().cpu().numpy()

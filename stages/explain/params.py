@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.config import InputFile, Section, StageSpec
+from shared.config import InputFile, Output, Section, StageSpec
 
 
 class Explain(Section):
@@ -19,7 +19,24 @@ class Explain(Section):
 
 STAGE = StageSpec(
     name="explain",
-    needs=("preprocess", "train_torch"),
+    provides=("explanations",),
+    requires=("classifiers",),
     sections={"explain": Explain},
+    outputs=(
+        Output("metrics.json", "per model and method: its description, whether it is signed, marker precision; "
+                               "the models left unexplained and why"),
+        Output("{model}/{method}/attributions.npy", "(n_test, *input_shape) float32 per-sample attributions of the "
+                                                    "true class"),
+        Output("{model}/{method}/class_maps.npy", "(n_classes, *input_shape) class-mean attributions"),
+        Output("{model}/{method}/figures/class_maps.png", "class means with the top genes marked"),
+        Output("{model}/{method}/sample_genes.npy", "(n_test, n_genes) float32 per-sample gene attributions",
+               when="images with a pixel->gene map"),
+        Output("{model}/{method}/gene_attributions.csv", "genes x classes class-mean gene attributions",
+               when="genes known (vectors, or images with a gene map)"),
+        Output("{model}/{method}/top_genes.csv", "class, rank, gene, score: the top_k genes per class",
+               when="genes known"),
+        Output("{model}/{method}/marker_precision.csv", "precision and recall of the known markers among each "
+                                                        "class's top precision_k genes", when="explain.markers set"),
+    ),
     description="attributions per test sample, class maps, gene rankings, marker precision",
 )

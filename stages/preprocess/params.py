@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.config import InputFile, Section, StageSpec
+from shared.config import InputFile, Output, Section, StageSpec
 
 
 class Expression(Section):
@@ -116,6 +116,19 @@ class Preprocess(Section):
 
 STAGE = StageSpec(
     name="preprocess",
+    provides=("dataset",),
     sections={"expression": Expression, "preprocess": Preprocess},
+    outputs=(
+        Output("images.npy", "(n_samples, channels, height, width) uint8 images, memory-mappable",
+               when="a transform that makes images (not vector)"),
+        Output("vectors.npy", "(n_samples, n_genes) float32 scaled gene values the images were rendered from",
+               when="save_vectors: true"),
+        Output("samples.csv", "sample, label, label_index, split (train/test), group, augmented_from"),
+        Output("genes.csv", "the selected genes in column order, with the training statistics used to scale them"),
+        Output("pixel_genes.npz", "the pixel->gene map (shared.genemap.PixelGeneMap)",
+               when="a transform with a gene map (not sample-spot or vector)"),
+        Output("gene_coords.csv", "each gene's embedded 2-D position and its pixel", when="an embedding transform"),
+        Output("dataset.json", "classes, image shape, transform, counts per split and class"),
+    ),
     description="expression data -> normalised matrix -> images with the pixel->gene map",
 )

@@ -12,24 +12,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from shared.artifacts import StageRun, read_manifest, write_json_atomic
+from shared.errors import UserError
+from shared.evaluation.compare import compare_all
 from shared.stage import main
 
 from .params import Report
 from .plots import plot_confusion, plot_history, plot_mean_confusion, plot_roc
-
-METHOD_NOTES = {
-    "saliency": "Absolute gradient of the true class's logit with respect to each pixel, averaged over the held-out "
-                "test samples of each class, then returned to genes through the pixel-to-gene map of training. "
-                "Saliency shows where the output is sensitive, including to genes whose absence is evidence; it is "
-                "not a measure of effect size.",
-    "gradient": "Signed gradient of the true class's logit: positive where more of a gene raises the class's score. "
-                "Class-mean maps of held-out test samples, returned to genes through the training map; genes are "
-                "ranked by it, so a class's top genes are its positive evidence (absolute saliency ranks negative "
-                "evidence, such as other classes' markers, just as high).",
-    "input_x_gradient": "Gradient times input: each gene's first-order contribution to the true class's logit in "
-                        "each held-out test sample, averaged per class; genes ranked by it.",
-}
-
 
 #: a model whose held-out macro ROC-AUC is below this learned (next to) nothing; its explanations explain noise
 CHANCE_AUC = 0.6
@@ -47,100 +35,128 @@ def _html_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> Markup:
     return Markup(frame.to_html(index=False, float_format=floatfmt.format, border=0))
 
 
+def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
+    """Classes and sizes from the dataset provider when there is one, else from the classifiers' own metrics."""
+    datasets = run.providers("dataset")
+    if datasets:
+        dataset = json.loads((next(iter(datasets.values())) / "dataset.json").read_text())
+        counts = dataset["counts"]
+        rows = [{"class": c, "train": counts.get(c, {}).get("train", 0), "test": counts.get(c, {}).get("test", 0)}
+                for c in dataset["classes"]]
+        n_test = sum(r["test"] for r in rows)
+        return {**dataset, "counts": rows, "n_test": n_test, "n_samples": n_test + sum(r["train"] for r in rows)}
+    for folder in classifiers.values():
+        for entry in json.loads((folder / "models.json").read_text()):
+            metrics = json.loads((folder / entry["folder"] / "metrics.json").read_text())
+            return {"classes": metrics.get("classes", []), "counts": [], "n_test": metrics["test"]["n"],
+                    "n_samples": None, "n_genes": None, "transform": None, "image_shape": None}
+    return {"classes": [], "counts": [], "n_test": 0, "n_samples": None}
+
+
+def model_section(name: str, entry: dict, folder: Path, figures: Path) -> tuple[dict, dict]:
+    """The report's view of one model in the classifier result layout: (template entry, metrics.json)."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    plot_confusion(pd.read_csv(folder / "confusion_matrix.csv", index_col=0), figures / f"{name}_confusion.png",
+                   f"{name}: held-out test")
+    plot_roc(pd.read_csv(folder / "roc.csv"), figures / f"{name}_roc.png", f"{name}: one-vs-rest ROC, held-out test")
+    plot_mean_confusion(pd.read_csv(folder / "confusion_matrix_cv_mean.csv", index_col=0),
+                        figures / f"{name}_cv_confusion.png", f"{name}: validation folds, mean (row fractions)")
+    history_png = None
+    if (folder / "history.csv").is_file():
+        plot_history(pd.read_csv(folder / "history.csv"), figures / f"{name}_history.png", f"{name}: per-fold training")
+        history_png = _png(figures / f"{name}_history.png")
+    cols = [c for c in ("repeat", "fold", "best_epoch", "epochs_run", "val_accuracy", "val_macro_f1",
+                        "test_accuracy", "test_macro_f1") if c in pd.DataFrame(metrics["folds"]).columns]
+    return {
+        "name": name, "kind": entry["kind"], "provider": entry["provider"], "protocol": metrics["protocol"],
+        "n_parameters": metrics["n_parameters"], "pretrained": metrics.get("pretrained", False),
+        "test": metrics["test"], "cv": metrics["cv"], "at_chance": at_chance(metrics["test"]),
+        "per_class_html": _html_table(pd.read_csv(folder / "per_class.csv")),
+        "folds_html": _html_table(pd.DataFrame(metrics["folds"])[cols].dropna(axis=1, how="all")),
+        "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": history_png,
+        "roc_png": _png(figures / f"{name}_roc.png"), "cv_confusion_png": _png(figures / f"{name}_cv_confusion.png"),
+    }, metrics
+
+
 def run(run: StageRun) -> None:
     exp = run.exp
     p: Report = exp.section("report")
-    pre, trained, explained = (run.upstream(s) for s in ("preprocess", "train_torch", "explain"))
     out = run.out
     figures = out / "figures"
     figures.mkdir()
+    classifiers = run.providers("classifiers", required=True)
+    data = data_summary(run, classifiers)
+    n_test = data["n_test"]
 
-    dataset = json.loads((pre / "dataset.json").read_text())
-    counts = dataset["counts"]
-    count_rows = [{"class": c, "train": counts.get(c, {}).get("train", 0), "test": counts.get(c, {}).get("test", 0)}
-                  for c in dataset["classes"]]
-    n_test = sum(r["test"] for r in count_rows)
-    data = {**dataset, "counts": count_rows, "n_test": n_test, "n_samples": n_test + sum(r["train"] for r in count_rows)}
-
-    models, summary_models = [], {}
-    for entry in json.loads((trained / "models.json").read_text()):
-        name, folder = entry["name"], trained / entry["folder"]
-        metrics = json.loads((folder / "metrics.json").read_text())
-        plot_confusion(pd.read_csv(folder / "confusion_matrix.csv", index_col=0), figures / f"{name}_confusion.png",
-                       f"{name}: held-out test")
-        plot_roc(pd.read_csv(folder / "roc.csv"), figures / f"{name}_roc.png", f"{name}: one-vs-rest ROC, held-out test")
-        plot_mean_confusion(pd.read_csv(folder / "confusion_matrix_cv_mean.csv", index_col=0),
-                            figures / f"{name}_cv_confusion.png", f"{name}: validation folds, mean (row fractions)")
-        history_png = None
-        if (folder / "history.csv").is_file():
-            plot_history(pd.read_csv(folder / "history.csv"), figures / f"{name}_history.png",
-                         f"{name}: per-fold training")
-            history_png = _png(figures / f"{name}_history.png")
-        cols = [c for c in ("repeat", "fold", "best_epoch", "epochs_run", "val_accuracy", "val_macro_f1",
-                            "test_accuracy", "test_macro_f1") if c in pd.DataFrame(metrics["folds"]).columns]
-        chance = at_chance(metrics["test"])
-        models.append({
-            "name": name, "kind": entry["kind"], "protocol": metrics["protocol"],
-            "n_parameters": metrics["n_parameters"], "pretrained": metrics.get("pretrained", False),
-            "test": metrics["test"], "cv": metrics["cv"], "at_chance": chance,
-            "per_class_html": _html_table(pd.read_csv(folder / "per_class.csv")),
-            "folds_html": _html_table(pd.DataFrame(metrics["folds"])[cols].dropna(axis=1, how="all")),
-            "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": history_png,
-            "roc_png": _png(figures / f"{name}_roc.png"), "cv_confusion_png": _png(figures / f"{name}_cv_confusion.png"),
-        })
-        summary_models[name] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc",
-                                                                 "macro_precision", "macro_recall")}
-        summary_models[name].update(kind=entry["kind"], at_chance=chance)
-    overview = pd.DataFrame([{"model": m["name"], "kind": m["kind"], **{k: m["test"][k] for k in (
-        "accuracy", "macro_f1", "macro_auc")}, "cv_macro_f1": m["cv"]["macro_f1"]} for m in models])
-    comparison = json.loads((trained / "comparison.json").read_text()) if (trained / "comparison.json").is_file() else []
+    models, summary_models, scored = [], {}, []
+    for stage, provider in classifiers.items():
+        for entry in json.loads((provider / "models.json").read_text()):
+            name = entry["name"]
+            if name in summary_models:
+                raise UserError(f"two classifier providers name a model '{name}' "
+                                f"({summary_models[name]['provider']} and {stage}): rename one")
+            section, metrics = model_section(name, {**entry, "provider": stage}, provider / entry["folder"], figures)
+            models.append(section)
+            scored.append({"name": name, "folds": metrics["folds"], "splits": metrics.get("splits")})
+            summary_models[name] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc",
+                                                                     "macro_precision", "macro_recall")}
+            summary_models[name].update(kind=entry["kind"], provider=stage, at_chance=section["at_chance"])
+    overview = pd.DataFrame([{"model": m["name"], "kind": m["kind"], "trained by": m["provider"],
+                              **{k: m["test"][k] for k in ("accuracy", "macro_f1", "macro_auc")},
+                              "cv_macro_f1": m["cv"]["macro_f1"]} for m in models])
+    all_pairs = compare_all(scored)
+    comparison = [c for c in all_pairs if c["comparable"]]
+    not_paired = [c["statement"] for c in all_pairs if not c["comparable"]]
     comparison_html = _html_table(pd.DataFrame([{
         "a": c["a"], "b": c["b"], "mean a": c["mean_a"], "mean b": c["mean_b"], "folds": c["n_folds"],
         "corrected t-test p": c["corrected_ttest"]["p"], "Wilcoxon p": c["wilcoxon"]["p"],
         "Wilcoxon smallest attainable p": c["wilcoxon"]["min_attainable_p"]} for c in comparison]), "{:.3g}") \
         if comparison else None
 
-    ex_metrics = json.loads((explained / "metrics.json").read_text())
     explanations, summary_expl = [], {}
-    for name, model_entry in ex_metrics["models"].items():
-        for method, entry in model_entry["methods"].items():
-            folder = explained / name / method
-            maps_png = None
-            if (folder / "figures" / "class_maps.png").is_file():
-                shutil.copy2(folder / "figures" / "class_maps.png", figures / f"{name}_{method}_class_maps.png")
-                maps_png = _png(folder / "figures" / "class_maps.png")
-            ranking = (pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
-                       if (folder / "top_genes.csv").is_file() else pd.DataFrame(columns=["class", "rank", "gene",
-                                                                                           "score"]))
-            top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
-                          for cls, g in ranking.groupby("class", sort=False)]
-            key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
-            explanations.append({
-                "model": name, "method": method, "at_chance": summary_models.get(name, {}).get("at_chance", False),
-                "description": METHOD_NOTES.get(method, method) + ("" if model_entry.get("gene_map", True) else
-                               " These images have no pixel-to-gene map (a transductive sample image): the maps "
-                               "show where in the image the model looked, not which genes."),
-                "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
-                "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
-                "maps_png": maps_png, "top_tables": top_tables,
-            })
-            summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items() if k not in ("top_k", "signed")}
+    for stage, provider in run.providers("explanations").items():
+        ex_metrics = json.loads((provider / "metrics.json").read_text())
+        for name, model_entry in ex_metrics["models"].items():
+            for method, entry in model_entry["methods"].items():
+                folder = provider / name / method
+                maps_png = None
+                if (folder / "figures" / "class_maps.png").is_file():
+                    shutil.copy2(folder / "figures" / "class_maps.png", figures / f"{name}_{method}_class_maps.png")
+                    maps_png = _png(folder / "figures" / "class_maps.png")
+                ranking = (pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
+                           if (folder / "top_genes.csv").is_file()
+                           else pd.DataFrame(columns=["class", "rank", "gene", "score"]))
+                top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
+                              for cls, g in ranking.groupby("class", sort=False)]
+                key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
+                explanations.append({
+                    "model": name, "method": method,
+                    "at_chance": summary_models.get(name, {}).get("at_chance", False),
+                    "description": entry.get("description", method) + ("" if model_entry.get("gene_map", True) else
+                                   " These inputs have no pixel-to-gene map (a transductive sample image): the maps "
+                                   "show where in the input the model looked, not which genes."),
+                    "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
+                    "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
+                    "maps_png": maps_png, "top_tables": top_tables,
+                })
+                summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items()
+                                                    if k not in ("top_k", "signed", "description")}
 
     provenance = []
-    for stage in exp.stages:
-        if stage == "report":
-            continue
+    for stage in exp.upstream("report"):
         manifest = read_manifest(run.upstream(stage))
         provenance.append({"stage": stage, "wall_time_s": manifest["wall_time_s"], "device": manifest["device"],
                            "fingerprint": manifest["fingerprint"]})
-    packages = read_manifest(trained)["packages"]
+    first = read_manifest(next(iter(classifiers.values())))
+    packages = first["packages"]
     protocol = models[0]["protocol"] if models else ""
 
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
         title=p.title, experiment=exp.name, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        commit=read_manifest(trained)["git_commit"], data=data, models=models, explanations=explanations,
-        overview_html=_html_table(overview), comparison=comparison, comparison_html=comparison_html, protocol=protocol,
+        commit=first["git_commit"], data=data, models=models, explanations=explanations,
+        overview_html=_html_table(overview), comparison=comparison, comparison_html=comparison_html, not_paired=not_paired,
+        protocol=protocol,
         provenance=provenance, packages=packages,
     )
     (out / "index.html").write_text(html)
@@ -151,6 +167,7 @@ def run(run: StageRun) -> None:
         "models": summary_models,
         "comparisons": [{k: c[k] for k in ("a", "b", "metric", "n_folds", "mean_difference", "significant",
                                           "statement")} for c in comparison],
+        "not_paired": not_paired,
         "explanations": summary_expl,
     })
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.config import Section, StageSpec
+from shared.config import Output, Section, StageSpec
 
 
 class Report(Section):
@@ -13,7 +13,14 @@ class Report(Section):
 
 STAGE = StageSpec(
     name="report",
-    needs=("preprocess", "train_torch", "explain"),
+    requires=("classifiers",),
+    uses=("dataset", "explanations"),
     sections={"report": Report},
+    outputs=(
+        Output("index.html", "the self-contained report: data, every classifier of every trainer side by side, "
+                             "paired comparisons, explanations, provenance; nothing fetched from the network"),
+        Output("summary.json", "headline figures: models, comparisons, explanations (README, 'summary.json')"),
+        Output("figures/*.png", "the figures embedded in the page, for slides and papers"),
+    ),
     description="self-contained index.html and summary.json",
 )

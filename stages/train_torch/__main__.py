@@ -4,59 +4,49 @@ Also runs under torchrun (DistributedDataParallel): ``torchrun --nproc-per-node 
 """
 from __future__ import annotations
 
-import itertools
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from shared.artifacts import StageRun, write_json_atomic
+from shared.artifacts import StageRun
 from shared.devices import describe_device
 from shared.errors import UserError
+from shared.evaluation.baselines import train_baseline
+from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result
+from shared.evaluation.splits import Protocol
 from shared.logs import get_logger
 from shared.models import DENSE_PRESETS, Ensemble, build_model, cached_weights_file, save_classifier
 from shared.stage import main
 
 from . import distributed
-from .baselines import fit_predict
-from .compare import compare_models
-from .data import (EpochShuffle, PreparedData, class_balanced_weights, input_stats, load_prepared, make_loader,
-                   with_augmented)
+from .data import EpochShuffle, PreparedData, class_balanced_weights, input_stats, load_prepared, make_loader
 from .fit import TrainSettings, predict_proba, train_fold
 from .losses import balanced_weights, make_loss
-from .metrics import (classification_metrics, confusion_table, mean_confusion, per_class_table, roc_table)
 from .params import TrainTorch
 
 log = get_logger("stages.train_torch")
 IMAGE_PRETRAINABLE = {"resnet18", "efficientnet_b0"}
 
 
-def fold_splits(labels: np.ndarray, groups: np.ndarray | None, folds: int, repeats: int, seed: int):
-    """[(repeat, fold, train_idx, val_idx)]: stratified (group-aware when groups exist) k-fold, repeated with new
-    shuffles."""
-    classes, counts = np.unique(labels, return_counts=True)
-    if counts.min() < folds:
-        raise UserError(f"class index {classes[counts.argmin()]} has {counts.min()} training samples, fewer than "
-                        f"train_torch.folds={folds}; lower the folds")
-    if groups is not None and len(np.unique(groups)) < folds:
-        raise UserError(f"{len(np.unique(groups))} training groups, fewer than train_torch.folds={folds}")
-    out = []
-    for r in range(repeats):
-        splitter = (StratifiedGroupKFold(folds, shuffle=True, random_state=seed + r) if groups is not None
-                    else StratifiedKFold(folds, shuffle=True, random_state=seed + r))
-        for k, (tr, va) in enumerate(splitter.split(labels, labels, groups)):
-            out.append((r, k, tr, va))
-    return out
-
-
-def model_spec(arch: str, p: TrainTorch, data: PreparedData) -> dict:
-    shape = list(data.inputs(arch).shape[1:])
+def model_spec(arch: str, p: TrainTorch, data: PreparedData, data_dir: str, own_dir: str) -> dict:
+    """What ``model.json`` records: the architecture and its options, the classes, and the input the model reads
+    (paths relative to the experiment folder; ``scale`` turns the stored array into the model's input)."""
+    array = data.inputs(arch)
+    shape = list(array.shape[1:])
+    vector = arch == "dense"
+    inp = {"kind": "vector" if vector else "image", "spatial_dims": len(shape) - 1,
+           "array": f"{data_dir}/{'vectors.npy' if vector else 'images.npy'}",
+           "dtype": str(array.dtype), "scale": 1 / 255 if array.dtype == np.uint8 else 1.0,
+           "samples": f"{data_dir}/samples.csv", "features": f"{data_dir}/genes.csv"}
+    if not vector and data.dataset.get("gene_map"):
+        inp["gene_map"] = f"{own_dir}/pixel_genes.npz"
+    if not vector and data.dataset.get("vectors"):
+        inp["gene_values"] = f"{data_dir}/{data.dataset['vectors']}"
     spec = {"arch": arch, "input_shape": shape, "n_classes": len(data.classes), "classes": data.classes,
-            "input": "float32 vector" if arch == "dense" else "uint8 image / 255"}
+            "input": inp}
     if arch in IMAGE_PRETRAINABLE:
         spec["stem"] = p.stem if p.stem != "auto" else ("small" if min(shape[1:]) < 64 else "imagenet")
     if arch == "dense":
@@ -66,32 +56,19 @@ def model_spec(arch: str, p: TrainTorch, data: PreparedData) -> dict:
     return spec
 
 
-class Protocol:
-    """Everything shared by the models of one run: data, folds, test rows, device, outputs."""
+class Run:
+    """Everything shared by the models of one run: the protocol's rows, the data, device, outputs."""
 
-    def __init__(self, run: StageRun, p: TrainTorch, data: PreparedData, dist: distributed.Dist):
-        self.run, self.p, self.data, self.dist = run, p, data, dist
-        original = data.samples["augmented_from"].to_numpy() == ""
-        self.train_rows = np.flatnonzero((data.split == "train") & original)
-        self.test_rows = np.flatnonzero(data.split == "test")
-        groups = None if data.groups is None else data.groups[self.train_rows]
-        self.splits = fold_splits(data.labels[self.train_rows], groups, p.folds, p.repeats, run.exp.seed)
-        self.n_classes = len(data.classes)
-
-    def fold_rows(self, tr, va):
-        return with_augmented(self.data.samples, self.train_rows[tr]), self.train_rows[va]
-
-    @property
-    def sizes(self) -> tuple[float, float]:
-        return (float(np.mean([len(tr) for _, _, tr, _ in self.splits])),
-                float(np.mean([len(va) for _, _, _, va in self.splits])))
+    def __init__(self, run: StageRun, p: TrainTorch, data: PreparedData, dist: distributed.Dist, data_dir: str):
+        self.run, self.p, self.data, self.dist, self.data_dir = run, p, data, dist, data_dir
+        self.proto = Protocol(data.samples, data.classes, p.folds, p.repeats, run.exp.seed, key="train_torch.folds")
 
 
-def train_deep(proto: Protocol, arch: str) -> dict:
-    p, data, dist, run = proto.p, proto.data, proto.dist, proto.run
+def train_deep(ctx: Run, arch: str) -> ModelResult:
+    p, data, dist, run, proto = ctx.p, ctx.data, ctx.dist, ctx.run, ctx.proto
     seed = run.exp.seed
     inputs = data.inputs(arch)
-    spec = model_spec(arch, p, data)
+    spec = model_spec(arch, p, data, ctx.data_dir, run.stage)
     pretrained = False
     if arch in IMAGE_PRETRAINABLE and p.pretrained == "auto":
         pretrained = cached_weights_file(arch) is not None
@@ -103,20 +80,20 @@ def train_deep(proto: Protocol, arch: str) -> dict:
     s = TrainSettings(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay, optimizer=p.optimizer,
                       schedule=p.schedule, patience=p.patience, min_delta=p.min_delta, input_dropout=p.input_dropout,
                       mixed_precision=p.mixed_precision and on_gpu,
-                      channels_last=p.channels_last and on_gpu and inputs.ndim == 4)
+                      channels_last=p.channels_last and on_gpu and inputs.ndim in (4, 5))
     test_loader = make_loader(inputs, data.labels, proto.test_rows, p.batch_size, num_workers=p.num_workers,
                               pin_memory=on_gpu)
     from torch.utils.tensorboard import SummaryWriter
 
-    members, folds, history, cv, test_folds = [], [], [], [], []
+    members, folds, history, cv = [], [], [], []
     for r, k, tr, va in proto.splits:
         tr_rows, va_rows = proto.fold_rows(tr, va)
         fold_seed = seed + 1000 * r + k
         torch.manual_seed(fold_seed)
-        mean, std = input_stats(inputs, tr_rows)
+        mean, std = input_stats(inputs, tr_rows, spec["input"]["scale"])
         net = build_model(spec, mean, std, pretrained=pretrained).to(dist.device)
         if s.channels_last:
-            net = net.to(memory_format=torch.channels_last)
+            net = net.to(memory_format=torch.channels_last if inputs.ndim == 4 else torch.channels_last_3d)
         model = dist.wrap(net)
         weights = balanced_weights(data.labels[tr_rows], proto.n_classes) if p.class_weights == "balanced" else None
         loss_fn = make_loss(p.loss, weights, p.label_smoothing, p.focal_gamma).to(dist.device)
@@ -142,126 +119,40 @@ def train_deep(proto: Protocol, arch: str) -> dict:
         test_proba = predict_proba(net, test_loader, dist.device, s.channels_last, s.mixed_precision)
         history += [{"repeat": r, "fold": k, **h} for h in hist]
         cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
-        test_folds.append(test_proba)
-        folds.append(_fold_row(r, k, stopper.best_epoch, len(hist), data, va_rows, val_proba, test_proba, proto))
+        folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, stopper.best_epoch, len(hist)))
         members.append(net.float().cpu().to(memory_format=torch.contiguous_format))
 
     ensemble = Ensemble(members).to(dist.device).eval()
     test_proba = predict_proba(ensemble, test_loader, dist.device)
-    n_params = sum(t.numel() for t in members[0].parameters())
-    result = {"name": arch, "kind": "deep", "spec": spec, "n_parameters": n_params, "members": members,
-              "history": pd.DataFrame(history), "folds": pd.DataFrame(folds), "cv": cv, "test_proba": test_proba}
-    return result
-
-
-def train_baseline(proto: Protocol, name: str) -> dict:
-    data, seed = proto.data, proto.run.exp.seed
-    if data.vectors is None:
-        raise UserError("train_torch.baselines need preprocess.save_vectors: true")
-    X = data.vectors
-    X_test = np.asarray(X[proto.test_rows])
-    folds, cv, test_folds = [], [], []
-    for r, k, tr, va in proto.splits:
-        tr_rows, va_rows = proto.fold_rows(tr, va)
-        val_proba, test_proba = fit_predict(name, np.asarray(X[np.sort(tr_rows)]), data.labels[np.sort(tr_rows)],
-                                            [np.asarray(X[va_rows]), X_test], proto.n_classes, seed + 1000 * r + k)
-        cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
-        test_folds.append(test_proba)
-        folds.append(_fold_row(r, k, None, None, data, va_rows, val_proba, test_proba, proto))
-        log.info("%s r%d fold %d: val macro-F1 %.3f", name, r, k + 1, folds[-1]["val_macro_f1"])
-    return {"name": name, "kind": "baseline", "spec": {"arch": name, "input": "float32 vector"}, "n_parameters": None,
-            "members": [], "history": None, "folds": pd.DataFrame(folds), "cv": cv,
-            "test_proba": np.mean(test_folds, axis=0)}
-
-
-def _fold_row(r, k, best_epoch, epochs_run, data, va_rows, val_proba, test_proba, proto) -> dict:
-    fold_val = classification_metrics(data.labels[va_rows], val_proba, data.classes)
-    fold_test = classification_metrics(data.labels[proto.test_rows], test_proba, data.classes)
-    return {"repeat": r, "fold": k, "best_epoch": best_epoch, "epochs_run": epochs_run,
-            **{f"val_{key}": v for key, v in fold_val.items()}, **{f"test_{key}": v for key, v in fold_test.items()}}
-
-
-def write_result(proto: Protocol, result: dict) -> dict:
-    """Every output of one model under ``<out>/<name>/``; returns its headline metrics."""
-    data, out = proto.data, proto.run.out / result["name"]
-    out.mkdir(parents=True, exist_ok=True)
-    y_test = data.labels[proto.test_rows]
-    test = classification_metrics(y_test, result["test_proba"], data.classes)
-    cv_frame = pd.concat(result["cv"], ignore_index=True)
-    cv_tables = []
-    for (r, k), g in cv_frame.groupby(["repeat", "fold"]):
-        cv_tables.append(confusion_table(data.labels[g["row"].to_numpy()], np.stack(g["proba"]), data.classes))
-    first = cv_frame[cv_frame["repeat"] == 0]
-    cv_metrics = classification_metrics(data.labels[first["row"].to_numpy()], np.stack(first["proba"]), data.classes)
-    if result["kind"] == "deep":
-        save_classifier(out, result["spec"], result["members"])
-        result["history"].to_csv(out / "history.csv", index=False)
-    result["folds"].to_csv(out / "folds.csv", index=False)
-    per_class_table(y_test, result["test_proba"], data.classes).to_csv(out / "per_class.csv", index=False)
-    confusion_table(y_test, result["test_proba"], data.classes).to_csv(out / "confusion_matrix.csv")
-    mean_confusion(cv_tables).to_csv(out / "confusion_matrix_cv_mean.csv")
-    roc_table(y_test, result["test_proba"], data.classes).to_csv(out / "roc.csv", index=False)
-    _predictions(data, proto.test_rows, result["test_proba"]).to_csv(out / "test_predictions.csv", index=False)
-    cv_pred = _predictions(data, cv_frame["row"].to_numpy(), np.stack(cv_frame["proba"]))
-    cv_pred.insert(0, "fold", cv_frame["fold"].to_numpy())
-    cv_pred.insert(0, "repeat", cv_frame["repeat"].to_numpy())
-    cv_pred.to_csv(out / "cv_predictions.csv", index=False)
-    n_folds = proto.p.folds
-    metrics = {"model": result["name"], "kind": result["kind"],
-               "protocol": (f"{n_folds}-fold CV x {proto.p.repeats} on the training split (stratified"
-                            f"{', group-aware' if data.groups is not None else ''}); the fold models' mean scored on "
-                            "the held-out test split"),
-               "test": test, "cv": cv_metrics, "folds": result["folds"].to_dict(orient="records"),
-               "n_parameters": result["n_parameters"], "pretrained": result["spec"].get("pretrained", False)}
-    write_json_atomic(out / "metrics.json", metrics)
-    log.info("%s: held-out test (%d samples) accuracy %.3f, macro-F1 %.3f, macro AUC %.3f", result["name"], test["n"],
-             test["accuracy"], test["macro_f1"], test["macro_auc"])
-    return metrics
-
-
-def _predictions(data, rows: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame({"sample": data.samples["sample"].to_numpy()[rows], "label": np.asarray(data.classes)[
-        data.labels[rows]], "predicted": np.asarray(data.classes)[proba.argmax(1)]})
-    for c, name in enumerate(data.classes):
-        frame[f"p_{name}"] = proba[:, c]
-    return frame
-
-
-def comparisons(proto: Protocol, results: list[dict]) -> list[dict]:
-    """Every pair of models over the same folds, on validation macro-F1."""
-    n_train, n_val = proto.sizes
-    out = []
-    for a, b in itertools.combinations(results, 2):
-        sa, sb = a["folds"]["val_macro_f1"].to_numpy(), b["folds"]["val_macro_f1"].to_numpy()
-        out.append(compare_models(a["name"], b["name"], sa, sb, int(n_train), int(n_val), "validation macro-F1"))
-    return out
+    return ModelResult(name=arch, kind="deep", framework="torch", spec=spec, folds=pd.DataFrame(folds), cv=cv,
+                       test_proba=test_proba, n_parameters=sum(t.numel() for t in members[0].parameters()),
+                       history=pd.DataFrame(history), pretrained=pretrained,
+                       save=lambda folder: save_classifier(folder, spec, members))
 
 
 def run(run: StageRun) -> None:
     exp = run.exp
     p: TrainTorch = exp.section("train_torch")
-    pre = run.upstream("preprocess")
+    pre = run.provider("dataset")
     data = load_prepared(pre)
     dist = distributed.setup(exp.device)
     run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
-    proto = Protocol(run, p, data, dist)
+    ctx = Run(run, p, data, dist, pre.name)
 
-    results = [train_deep(proto, arch) for arch in p.models]
-    results += [train_baseline(proto, name) for name in p.baselines] if dist.is_main else []
+    results = [train_deep(ctx, arch) for arch in p.models]
+    if p.baselines and dist.is_main:
+        if data.vectors is None:
+            raise UserError("train_torch.baselines need preprocess.save_vectors: true")
+        results += [train_baseline(ctx.proto, name, data.vectors, exp.seed) for name in p.baselines]
     if not dist.is_main:
         return
-    summary = {r["name"]: write_result(proto, r) for r in results}
-    comps = comparisons(proto, results)
-    write_json_atomic(run.out / "comparison.json", comps)
-    for c in comps:
-        log.info("compare: %s", c["statement"])
-    write_json_atomic(run.out / "models.json", [
-        {"name": r["name"], "kind": r["kind"], "folder": r["name"], "input": r["spec"]["input"]} for r in results])
+    summary = {r.name: write_result(run.out, ctx.proto, r) for r in results}
+    write_models_index(run.out, results)
     for name in ("pixel_genes.npz", "dataset.json"):
         if (pre / name).is_file():  # a transductive transform has no pixel->gene map
             shutil.copy2(pre / name, run.out / name)
-    run.record(models={r["name"]: {"arch": r["spec"]["arch"], "n_parameters": r["n_parameters"],
-                                   "input_shape": r["spec"].get("input_shape"), "kind": r["kind"]} for r in results},
+    run.record(models={r.name: {"arch": r.spec["arch"], "n_parameters": r.n_parameters,
+                                "input_shape": r.spec.get("input_shape"), "kind": r.kind} for r in results},
                arguments=p.model_dump(mode="json"), headline={k: v["test"] for k, v in summary.items()})
 
 

@@ -50,14 +50,6 @@ def load_prepared(folder: Path) -> PreparedData:
                         samples, list(dataset["classes"]), dataset)
 
 
-def with_augmented(samples: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
-    """``rows`` plus the augmented rows made from them (and only from them): augmented copies follow their
-    source into its fold's training part and never into a validation fold."""
-    source_ids = set(samples["sample"].to_numpy()[rows])
-    augmented = np.flatnonzero(samples["augmented_from"].isin(source_ids).to_numpy())
-    return np.concatenate([rows, augmented])
-
-
 class MemmapRows(Dataset):
     """Rows of a memory-mapped array; batched reads via ``__getitems__`` (sorted, so reads are sequential)."""
 
@@ -129,18 +121,16 @@ def class_balanced_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return 1.0 / counts[labels]
 
 
-def input_stats(array: np.ndarray, index: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Mean and std of the [0, 1] inputs over ``index`` (a fold's training rows): per channel for images, per
-    gene for vectors."""
-    image = array.ndim == 4
-    axes = (0, 2, 3) if image else (0,)
+def input_stats(array: np.ndarray, index: np.ndarray, scale: float = 1.0,
+                chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Mean and std of the model's inputs (``array * scale``) over ``index`` (a fold's training rows): per channel
+    for images and volumes (n, C, *spatial), per feature for vectors (n, features)."""
+    axes = (0, *range(2, array.ndim))
     total = np.zeros(array.shape[1])
     sq = np.zeros(array.shape[1])
     n = 0
     for start in range(0, len(index), chunk):
-        x = array[np.sort(index[start:start + chunk])].astype(np.float64)
-        if image:
-            x /= 255.0
+        x = array[np.sort(index[start:start + chunk])].astype(np.float64) * scale
         total += x.sum(axis=axes)
         sq += (x**2).sum(axis=axes)
         n += x.size // array.shape[1]

@@ -62,11 +62,12 @@ class TrainSettings:
 
 
 def to_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
-    """A batch on the device as float: uint8 images scaled to [0, 1], vectors as they are."""
+    """A batch on the device as float: uint8 images scaled to [0, 1], float arrays as they are (the model spec's
+    ``input.scale`` records the same rule for explain)."""
     x = x.to(device, non_blocking=True)
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-    if channels_last and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
+    if channels_last and x.ndim in (4, 5):
+        x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
     return x
 
 

@@ -5,7 +5,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.config import Section, StageSpec
+from shared.config import Output, Section, StageSpec
+from shared.evaluation.outputs import CLASSIFIER_OUTPUTS
 
 
 class TrainTorch(Section):
@@ -51,7 +52,20 @@ class TrainTorch(Section):
 
 STAGE = StageSpec(
     name="train_torch",
-    needs=("preprocess",),
+    provides=("classifiers",),
+    requires=("dataset",),
     sections={"train_torch": TrainTorch},
+    outputs=(
+        Output("models.json", "the classifier index: name, kind, framework, folder, input of every model"),
+        *CLASSIFIER_OUTPUTS,
+        Output("{model}/model.json", "architecture, classes, input spec (array, scaling, gene map) and member files",
+               when="deep models"),
+        Output("{model}/member*.pt", "one state_dict per fold model (torch.load(weights_only=True))",
+               when="deep models"),
+        Output("{model}/tensorboard/**", "TensorBoard event files per fold", when="deep models"),
+        Output("pixel_genes.npz", "the pixel->gene map the models were trained through, copied from the dataset",
+               when="images with a gene map"),
+        Output("dataset.json", "the dataset description the models were trained on, copied from the dataset"),
+    ),
     description="CNNs / dense network with k-fold early stopping, baselines on the same splits, held-out test",
 )

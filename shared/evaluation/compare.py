@@ -60,3 +60,27 @@ def compare_models(name_a: str, name_b: str, a: np.ndarray, b: np.ndarray, n_tra
     return {"a": name_a, "b": name_b, "metric": metric, "n_folds": J, "mean_a": float(np.mean(a)),
             "mean_b": float(np.mean(b)), "mean_difference": mean_diff, "corrected_ttest": t, "wilcoxon": w,
             "significant": significant, "statement": "; ".join([verdict, *notes])}
+
+
+def compare_all(models: list[dict], metric: str = "val_macro_f1", label: str = "validation macro-F1") -> list[dict]:
+    """Every pair of models trained on the same folds, from any trainer.
+
+    models: [{"name", "folds": the rows of folds.csv, "splits": metrics.json's ``splits`` (the protocol's
+    description with its fingerprint)}]. Pairs whose splits differ are not compared fold by fold (their scores are
+    not paired); they are returned with ``comparable: False`` and a statement saying why.
+    """
+    out = []
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            sa, sb = a.get("splits") or {}, b.get("splits") or {}
+            if not sa.get("splits") or sa.get("splits") != sb.get("splits"):
+                out.append({"a": a["name"], "b": b["name"], "metric": label, "comparable": False,
+                            "statement": f"{a['name']} and {b['name']} were not trained on the same folds: "
+                                         "no paired comparison"})
+                continue
+            scores_a = np.array([f[metric] for f in a["folds"]], dtype=float)
+            scores_b = np.array([f[metric] for f in b["folds"]], dtype=float)
+            result = compare_models(a["name"], b["name"], scores_a, scores_b, int(sa["n_train_mean"]),
+                                    int(sa["n_val_mean"]), label)
+            out.append({**result, "comparable": True})
+    return out
