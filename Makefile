@@ -56,7 +56,7 @@ else
 $(error RUNNER must be local or docker, not '$(RUNNER)')
 endif
 
-.PHONY: help setup demo all test clean clean-demo images test-docker lint fetch bench
+.PHONY: help setup fixture demo all docs test clean clean-demo images test-docker lint fetch bench
 help: ## list the targets
 	@echo "usage: make <target> [CONFIG=configs/<experiment>.yaml] [ARGS='--set key=value ...'] [RUNNER=local|docker]"
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -75,6 +75,8 @@ data/demo/.fixture: fixtures/synthetic.py | $(STAMP)
 	$(PY) -m fixtures.synthetic transcriptome --out data/demo
 	touch $@
 
+fixture: data/demo/.fixture ## generate the demo's synthetic fixture (data/demo/) with fixtures/synthetic.py
+
 demo: $(STAMP) data/demo/.fixture ## fresh machine: set up, generate the fixture, run every stage on CPU
 	$(MAKE) --no-print-directory all CONFIG=configs/demo.yaml RUNNER=$(RUNNER)
 	@echo "Report: $(CURDIR)/outputs/demo/report/index.html"
@@ -90,6 +92,9 @@ stage-%: $(STAMP) ## run one stage (and what it needs): stage-preprocess, stage-
 
 test: $(STAMP) ## run the test suite (fast tests and the small end-to-end run)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+docs: $(STAMP) ## rewrite the README's "Stages" section from the stages' declarations (a test checks it)
+	$(PY) -m shared.docs --write
 
 images: ## build the container images: the shared torch image, then one per stage [BASE_IMAGE=...]
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) bash docker/images.sh

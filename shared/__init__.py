@@ -6,7 +6,11 @@
 - ``logs``, ``seeding``, ``devices``: logging and progress bars, seeds, device choice.
 - ``genemap``: the pixel->gene map written by preprocess and read by every consumer of images.
 - ``models``: torch model builders shared by the stages that train and explain them.
-- ``synthetic``: fixture generators with planted ground truth.
+- ``evaluation``: the protocol, framework-free: splits, the classifier result layout, metrics, comparisons,
+  baselines, rankings and marker scores.
+- ``sources``: which files each stage runs (its import closure), for fingerprints, make and image hashes.
+- ``docs``: the README's "Stages" section, made from the stages' declarations.
 
-Nothing here imports a stage, and nothing here imports torch at module level except ``models``.
+Nothing here imports a stage, and nothing here imports torch at module level except ``models``. The synthetic
+fixture generators are data, not part of this contract: they live in ``fixtures/``.
 """

@@ -1,10 +1,8 @@
 """report: one self-contained ``index.html`` and a machine-readable ``summary.json``.
 
-Reads the finished folders of preprocess, train_torch and explain under ``outputs/<experiment>/``.
-Writes ``outputs/<experiment>/report/``:
+Reads every enabled provider of the ``classifiers`` role (required), and of ``dataset`` and ``explanations``
+when enabled: all models of all trainers side by side, compared fold by fold where they share the splits.
 
-- ``index.html``    metrics, confusion matrix, training curves, class attribution maps, top genes per class,
-                    provenance; every image embedded, nothing fetched from the network
-- ``summary.json``  headline figures (layout in the README, "summary.json")
-- ``figures/``      the PNGs embedded in the page, for slides and papers
+Outputs: ``STAGE.outputs`` in params.py (the README's "Stages" section is made from it; tests check every run
+against it).
 """

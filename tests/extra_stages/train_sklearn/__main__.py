@@ -1,0 +1,30 @@
+"""python -m stages.train_sklearn --config FILE (with ONCOXAI_STAGE_PATH=tests/extra_stages)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import KNeighborsClassifier
+
+from shared.artifacts import StageRun
+from shared.evaluation.baselines import train_sklearn
+from shared.evaluation.results import write_models_index, write_result
+from shared.evaluation.splits import Protocol
+from shared.stage import main
+
+
+def run(run: StageRun) -> None:
+    p = run.exp.section("train_sklearn")
+    data = run.provider("dataset")
+    samples = pd.read_csv(data / "samples.csv", dtype={"sample": str, "label": str, "group": str})
+    classes = sorted(samples.drop_duplicates("label_index").sort_values("label_index")["label"].tolist(),
+                     key=lambda c: samples.loc[samples["label"] == c, "label_index"].iloc[0])
+    proto = Protocol(samples, classes, p.folds, 1, run.exp.seed, key="train_sklearn.folds")
+    vectors = np.load(data / "vectors.npy", mmap_mode="r")
+    result = train_sklearn(proto, "knn", lambda seed: KNeighborsClassifier(p.neighbours), vectors, run.exp.seed,
+                           kind="knn")
+    write_result(run.out, proto, result)
+    write_models_index(run.out, [result])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main("train_sklearn", run))

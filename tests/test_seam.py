@@ -1,0 +1,267 @@
+"""The seam every trainer and modality plugs into: roles, declared outputs, the framework-free evaluation layer,
+input scaling from the model's spec, and change detection from each stage's imports.
+
+A trainer defined only here (tests/extra_stages/train_sklearn, plugged in through ONCOXAI_STAGE_PATH) must appear in
+the report and summary.json beside train_torch's models, with no change to explain or report.
+"""
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import REPO, write_config
+
+EXTRA_STAGES = REPO / "tests" / "extra_stages"
+STAGES = ("preprocess", "train_torch", "train_sklearn", "explain", "report")
+
+
+def _make(repo: Path, *args, env) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", "-C", str(repo), *args, "RUNNER=local",
+                           f"VENV={REPO / '.venv'}"], env=env, capture_output=True, text=True, timeout=1200)
+
+
+def _config(tmp_path: Path, data: Path, stages=STAGES) -> Path:
+    cfg = write_config(tmp_path / "c.yaml", data, stages=[s for s in stages if s != "train_sklearn"],
+                       train_torch={"models": ["dense"], "baselines": ["logistic_regression"], "folds": 3,
+                                    "epochs": 3, "batch_size": 32, "dense_preset": "custom", "dense_widths": [64],
+                                    "dropout": 0.0, "lr": 0.003, "patience": 5},
+                       explain={"methods": ["gradient", "input_x_gradient"], "markers": str(data / "markers.csv"),
+                                "precision_k": 6})
+    if "train_sklearn" in stages:
+        import yaml
+
+        raw = yaml.safe_load(cfg.read_text())
+        raw["stages"] = list(stages)
+        raw["train_sklearn"] = {"folds": 3}
+        cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return cfg
+
+
+# -- declared outputs -------------------------------------------------------------------------------------------
+def _pattern(output: str) -> re.Pattern:
+    """An Output path -> regex: {model}/{method} one folder name, * within a name, ** anything below."""
+    out = ""
+    for token in re.split(r"(\{model\}|\{method\}|\*\*|\*)", output):
+        out += {"{model}": r"[^/]+", "{method}": r"[^/]+", "**": r".+", "*": r"[^/]*"}.get(token, re.escape(token))
+    return re.compile(out + r"\Z")
+
+
+def check_declared_outputs(stage_dir: Path, stage: str) -> None:
+    """Every file of a finished stage folder is declared, and every declared output without a `when` is there."""
+    from shared.config import discover_stages
+
+    spec = discover_stages()[stage]
+    files = [str(p.relative_to(stage_dir)) for p in stage_dir.rglob("*") if p.is_file() and p.name != "manifest.json"]
+    patterns = [(o, _pattern(o.path)) for o in spec.outputs]
+    undeclared = [f for f in files if not any(rx.match(f) for _, rx in patterns)]
+    assert not undeclared, f"{stage} wrote files its StageSpec.outputs does not declare: {undeclared[:10]}"
+    missing = [o.path for o, rx in patterns if not o.when and not any(rx.match(f) for f in files)]
+    assert not missing, f"{stage} declares outputs it did not write: {missing}"
+    manifest = json.loads((stage_dir / "manifest.json").read_text())
+    assert sorted(f["path"] for f in manifest["files"]) == sorted(files)
+
+
+def test_declared_output_patterns_match_what_they_say():
+    rx = _pattern("{model}/{method}/figures/class_maps.png")
+    assert rx.match("resnet18/gradient/figures/class_maps.png")
+    assert not rx.match("resnet18/figures/class_maps.png") and not rx.match("a/b/c/figures/class_maps.png")
+    assert _pattern("{model}/tensorboard/**").match("m/tensorboard/r0k0/events.out.tfevents.1")
+    assert not _pattern("figures/*.png").match("figures/a/b.png")
+
+
+# -- a trainer defined only in the tests -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def plugged(tmp_path_factory, small_data):
+    tmp = tmp_path_factory.mktemp("seam")
+    cfg = _config(tmp, small_data)
+    env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs"), "ONCOXAI_STAGE_PATH": str(EXTRA_STAGES)}
+    proc = _make(REPO, "all", f"CONFIG={cfg}", env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"exp": tmp / "outputs" / "t", "env": env, "cfg": cfg}
+
+
+def test_a_trainer_added_as_a_folder_appears_in_report_and_summary(plugged):
+    exp = plugged["exp"]
+    summary = json.loads((exp / "report" / "summary.json").read_text())
+    assert set(summary["models"]) == {"dense", "logistic_regression", "knn"}
+    knn = summary["models"]["knn"]
+    assert knn["provider"] == "train_sklearn" and knn["macro_f1"] > 0.5, knn
+    assert summary["models"]["dense"]["provider"] == "train_torch"
+    # the same folds (the protocol is shared), so the new model is compared fold by fold with the others
+    pairs = {frozenset((c["a"], c["b"])) for c in summary["comparisons"]}
+    assert pairs == {frozenset(p) for p in (("dense", "logistic_regression"), ("dense", "knn"),
+                                            ("logistic_regression", "knn"))}
+    assert summary["not_paired"] == []
+    html = (exp / "report" / "index.html").read_text()
+    assert "Model: knn" in html and "trained by <code>train_sklearn</code>" in html
+    explained = json.loads((exp / "explain" / "metrics.json").read_text())
+    assert set(explained["models"]) == {"dense"} and "knn" in explained["not_explained"]
+    # explain's and report's upstream are found by role: the plugged-in trainer is an input of report's manifest
+    report_inputs = [i["path"] for i in json.loads((exp / "report" / "manifest.json").read_text())["inputs"]]
+    assert any("train_sklearn" in p for p in report_inputs)
+
+
+def test_every_stage_writes_exactly_its_declared_outputs(plugged, monkeypatch):
+    monkeypatch.setenv("ONCOXAI_STAGE_PATH", str(EXTRA_STAGES))
+    for stage in STAGES:
+        check_declared_outputs(plugged["exp"] / stage, stage)
+
+
+def test_explain_on_a_dense_model_equals_captum_on_the_unscaled_vectors(plugged):
+    """The dense network reads float vectors as they are: its attributions are taken there, not at x/255."""
+    import pandas as pd
+    import torch
+    from captum.attr import InputXGradient, Saliency
+
+    from shared.models import load_classifier
+
+    exp = plugged["exp"]
+    model, spec = load_classifier(exp / "train_torch" / "dense")
+    assert spec["input"]["kind"] == "vector" and spec["input"]["scale"] == 1.0
+    samples = pd.read_csv(exp / "preprocess" / "samples.csv")
+    test = np.flatnonzero(samples["split"].to_numpy() == "test")
+    x = torch.from_numpy(np.load(exp / "preprocess" / "vectors.npy")[test]).float().requires_grad_(True)
+    target = torch.from_numpy(samples["label_index"].to_numpy()[test])
+    by_hand = {"gradient": Saliency(model).attribute(x, target=target, abs=False).detach().numpy(),
+               "input_x_gradient": InputXGradient(model).attribute(x, target=target).detach().numpy()}
+    for method, expected in by_hand.items():
+        got = np.load(exp / "explain" / "dense" / method / "attributions.npy")
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    # the old bug (inputs divided by 255) gives other values: the comparison above can fail
+    scaled = (x.detach() / 255).requires_grad_(True)
+    wrong = InputXGradient(model).attribute(scaled, target=target).detach().numpy()
+    assert not np.allclose(wrong, by_hand["input_x_gradient"], rtol=1e-2, atol=1e-6)
+
+
+def test_report_runs_without_a_dataset_provider_and_without_explanations(plugged, tmp_path):
+    """Report requires classifiers only: a trainer that reads its inputs itself (the 3-D stage) needs no
+    preprocess. Here the classifier folders of a finished run are reused without any dataset stage enabled."""
+    import yaml
+
+    out = tmp_path / "outputs"
+    for stage in ("train_torch", "train_sklearn"):
+        shutil.copytree(plugged["exp"] / stage, out / "t" / stage)
+    raw = yaml.safe_load(Path(plugged["cfg"]).read_text())
+    raw["stages"] = ["report"]
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    env = {**plugged["env"], "ONCOXAI_OUTPUTS": str(out)}
+    proc = subprocess.run([sys.executable, "-m", "stages.report", "--config", str(cfg)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    # with no classifier provider enabled, the config says so before any work
+    assert proc.returncode == 2 and "needs a stage that provides classifiers" in proc.stderr, proc.stderr
+    raw["stages"] = ["train_sklearn", "report"]
+    cfg.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, "-m", "stages.report", "--config", str(cfg)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "t" / "report" / "summary.json").read_text())
+    assert set(summary["models"]) == {"knn"} and summary["explanations"] == {}
+
+
+# -- the evaluation layer is framework-free ----------------------------------------------------------------------
+def test_evaluation_layer_imports_no_deep_learning_framework():
+    from shared.sources import closure
+
+    files = closure([f"shared.evaluation.{p.stem}" for p in (REPO / "shared" / "evaluation").glob("*.py")])
+    for path in files:
+        tree = ast.parse(path.read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not names & {"torch", "torchvision", "tensorflow", "keras", "captum", "monai"}, path
+    code = "import sys, shared.evaluation.results, shared.evaluation.baselines, shared.evaluation.compare, " \
+           "shared.evaluation.rankings; assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+# -- change detection from one source of truth -------------------------------------------------------------------
+def test_stage_sources_follow_imports_and_nothing_else():
+    from shared.sources import display, stage_sources
+
+    pre = {display(p) for p in stage_sources("preprocess")}
+    assert "stages/preprocess/transforms/deepinsight.py" in pre and "shared/genemap.py" in pre
+    assert "stages/preprocess/fetch.py" not in pre  # make fetch's downloader is not part of the stage's result
+    for stage in ("preprocess", "train_torch", "explain", "report"):
+        files = {display(p) for p in stage_sources(stage)}
+        assert not any(f.startswith(("fixtures/", "bench/", "tests/")) for f in files), stage
+        assert not any(f.startswith("stages/") and not f.startswith((f"stages/{stage}/", "stages/__init__"))
+                       for f in files), f"{stage} imports another stage"
+    assert "stages/report/templates/index.html" in {display(p) for p in stage_sources("report")}
+    assert "shared/evaluation/results.py" in {display(p) for p in stage_sources("train_torch")}
+
+
+def _copy_tree(dest: Path) -> Path:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        src = REPO / name
+        if src.is_file() and not name.startswith(("outputs/", "data/")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def _stamps(exp: Path, stages) -> dict[str, int]:
+    return {s: (exp / s / "manifest.json").stat().st_mtime_ns for s in stages}
+
+
+@pytest.mark.slow
+def test_make_reruns_what_an_edit_touches_and_nothing_else(tmp_path):
+    repo = _copy_tree(tmp_path / "repo")
+    env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
+    env.pop("ONCOXAI_STAGE_PATH", None)
+    proc = _make(repo, "fixture", env=env)
+    assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stdout + proc.stderr
+    stages = ("preprocess", "train_torch", "report")
+    cfg = _config(tmp_path, repo / "data" / "demo", stages=stages)
+    proc = _make(repo, "all", f"CONFIG={cfg}", env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "outputs" / "t"
+    before = _stamps(exp, stages)
+
+    # the fixture generator: make regenerates the fixture, whose bytes do not change; no stage reruns
+    with open(repo / "fixtures" / "synthetic.py", "a") as fh:
+        fh.write("\n# an edit that changes no data\n")
+    proc = _make(repo, "fixture", env=env)
+    assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stdout + proc.stderr
+    proc = _make(repo, "all", f"CONFIG={cfg}", env=env)
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout, proc.stdout + proc.stderr
+    assert _stamps(exp, stages) == before
+
+    # a file of report's only: report reruns, nothing before it
+    with open(repo / "stages" / "report" / "plots.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    proc = _make(repo, "all", f"CONFIG={cfg}", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = _stamps(exp, stages)
+    assert [s for s in stages if after[s] != before[s]] == ["report"]
+
+    # a transform in a sub-package of preprocess: preprocess and everything after it rerun
+    before = after
+    fingerprint = json.loads((exp / "preprocess" / "manifest.json").read_text())["fingerprint"]
+    with open(repo / "stages" / "preprocess" / "transforms" / "base.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    proc = _make(repo, "all", f"CONFIG={cfg}", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = _stamps(exp, stages)
+    assert all(after[s] != before[s] for s in stages), (before, after)
+    assert json.loads((exp / "preprocess" / "manifest.json").read_text())["fingerprint"] != fingerprint
+    assert "stages.preprocess" in proc.stdout + proc.stderr
+
+
+def test_readme_stages_section_is_made_from_the_declarations():
+    from shared.docs import readme_block, stages_section
+
+    block = readme_block((REPO / "README.md").read_text())
+    assert block is not None, "README.md lacks the stages markers"
+    assert block == stages_section(), "README's Stages section is stale: run make docs"
