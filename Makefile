@@ -96,7 +96,7 @@ test: $(STAMP) ## run the test suite (fast tests and the small end-to-end run)
 docs: $(STAMP) ## rewrite the README's "Stages" section from the stages' declarations (a test checks it)
 	$(PY) -m shared.docs --write
 
-images: ## build the container images: the shared torch image, then one per stage [BASE_IMAGE=...]
+images: ## build the images whose own sources changed: the shared torch image, then one per stage [BASE_IMAGE=..., REBUILD=1]
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) bash docker/images.sh
 
 test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo

@@ -17,7 +17,8 @@ BEGIN, END = "<!-- stages:begin (made by make docs from stages/*/params.py; do n
 
 
 def stages_section() -> str:
-    specs = discover_stages()
+    """The section for the repository's own stages (not those plugged in through ONCOXAI_STAGE_PATH)."""
+    specs = {n: s for n, s in discover_stages().items() if (REPO_ROOT / "stages" / n / "params.py").is_file()}
     order = sorted(specs, key=lambda n: (0 if "dataset" in specs[n].provides else 1 if "classifiers" in
                                          specs[n].provides else 2 if "explanations" in specs[n].provides else 3, n))
     lines = ["Roles: a stage reads every enabled stage that provides a role it requires or uses, never a stage by "

@@ -112,7 +112,9 @@ def test_a_trainer_added_as_a_folder_appears_in_report_and_summary(plugged):
 
 
 def test_every_stage_writes_exactly_its_declared_outputs(plugged, monkeypatch):
-    monkeypatch.setenv("ONCOXAI_STAGE_PATH", str(EXTRA_STAGES))
+    import stages
+
+    monkeypatch.setattr(stages, "__path__", [*stages.__path__, str(EXTRA_STAGES)])  # what ONCOXAI_STAGE_PATH does
     for stage in STAGES:
         check_declared_outputs(plugged["exp"] / stage, stage)
 
@@ -161,10 +163,13 @@ def test_report_runs_without_a_dataset_provider_and_without_explanations(plugged
     # with no classifier provider enabled, the config says so before any work
     assert proc.returncode == 2 and "needs a stage that provides classifiers" in proc.stderr, proc.stderr
     raw["stages"] = ["train_sklearn", "report"]
+    raw["train_sklearn"]["data"] = str(plugged["exp"] / "preprocess")
     cfg.write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, "-m", "stages.report", "--config", str(cfg)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    shutil.rmtree(out / "t" / "train_sklearn")
+    for stage in ("train_sklearn", "report"):  # the trainer reads its own inputs, then report
+        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "t" / "report" / "summary.json").read_text())
     assert set(summary["models"]) == {"knn"} and summary["explanations"] == {}
 
@@ -265,3 +270,45 @@ def test_readme_stages_section_is_made_from_the_declarations():
     block = readme_block((REPO / "README.md").read_text())
     assert block is not None, "README.md lacks the stages markers"
     assert block == stages_section(), "README's Stages section is stale: run make docs"
+
+
+def test_attribution_class_means_and_figures_work_for_vectors_images_and_volumes(tmp_path):
+    """The same code for every modality (MONAI's spatial_dims as the model): batched attribution, class means,
+    standardisation and the class-map figure, on vectors, 2-D images and 3-D volumes."""
+    import torch
+    from torch import nn
+
+    from shared.evaluation.rankings import class_means
+    from shared.models import Standardize
+    from stages.explain.attributions import METHODS, attribute_batched
+    from stages.explain.figures import plot_class_maps
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    for shape, conv in (((8,), None), ((1, 6, 6), nn.Conv2d), ((2, 4, 5, 6), nn.Conv3d)):
+        spatial = len(shape) - 1
+        body = [nn.Flatten(), nn.Linear(int(np.prod(shape)), 3)] if conv is None else \
+            [conv(shape[0], 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * int(np.prod(shape[1:])), 3)]
+        model = nn.Sequential(Standardize([0.5] * shape[0], [0.25] * shape[0], spatial_dims=spatial), *body).eval()
+        x = rng.integers(0, 256, size=(7, *shape)).astype(np.uint8)
+        y = np.array([0, 1, 2, 0, 1, 2, 0])
+        attr = attribute_batched(METHODS["input_x_gradient"](model), x, y, torch.device("cpu"), 3, "t",
+                                 scale=1 / 255)
+        assert attr.shape == x.shape
+        # against the definition, in one batch: gradient of the target logit times the scaled input
+        xt = torch.from_numpy(x).float().div(255).requires_grad_(True)
+        model(xt).gather(1, torch.from_numpy(y)[:, None]).sum().backward()
+        np.testing.assert_allclose(attr, (xt.grad * xt).detach().numpy(), rtol=1e-5, atol=1e-7)
+        maps = class_means(attr, y, 3)
+        assert maps.shape == (3, *shape)
+        np.testing.assert_allclose(maps[1], attr[y == 1].mean(0), rtol=1e-6)
+        png = tmp_path / f"maps{spatial}.png"
+        plot_class_maps(maps.astype(np.float32), ["a", "b", "c"], pd_empty(), None, png, "t", signed=True,
+                        feature_names=[f"g{i}" for i in range(shape[0])] if conv is None else None)
+        assert png.stat().st_size > 1000
+
+
+def pd_empty():
+    import pandas as pd
+
+    return pd.DataFrame(columns=["class", "rank", "gene", "score"])

@@ -1,6 +1,8 @@
 """python -m stages.train_sklearn --config FILE (with ONCOXAI_STAGE_PATH=tests/extra_stages)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from sklearn.neighbors import KNeighborsClassifier
@@ -14,10 +16,9 @@ from shared.stage import main
 
 def run(run: StageRun) -> None:
     p = run.exp.section("train_sklearn")
-    data = run.provider("dataset")
+    data = run.provider("dataset") if run.exp.providers("dataset") else Path(p.data)
     samples = pd.read_csv(data / "samples.csv", dtype={"sample": str, "label": str, "group": str})
-    classes = sorted(samples.drop_duplicates("label_index").sort_values("label_index")["label"].tolist(),
-                     key=lambda c: samples.loc[samples["label"] == c, "label_index"].iloc[0])
+    classes = samples.drop_duplicates("label_index").sort_values("label_index")["label"].tolist()
     proto = Protocol(samples, classes, p.folds, 1, run.exp.seed, key="train_sklearn.folds")
     vectors = np.load(data / "vectors.npy", mmap_mode="r")
     result = train_sklearn(proto, "knn", lambda seed: KNeighborsClassifier(p.neighbours), vectors, run.exp.seed,
