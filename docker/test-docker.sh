@@ -200,7 +200,7 @@ fi
 export config args local_out timings
 local_demo() {
   local start=$SECONDS
-  make --no-print-directory data/demo/expression.h5ad PYTHON="${PYTHON:-python3}" &&
+  make --no-print-directory fixture PYTHON="${PYTHON:-python3}" &&
     ONCOXAI_OUTPUTS=$local_out make --no-print-directory all CONFIG="$config" ARGS="$args" RUNNER=local \
       PYTHON="${PYTHON:-python3}" &&
     printf 'local_demo\t%s\n' "$((SECONDS - start))" >>"$timings"
