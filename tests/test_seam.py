@@ -312,3 +312,27 @@ def pd_empty():
     import pandas as pd
 
     return pd.DataFrame(columns=["class", "rank", "gene", "score"])
+
+
+def test_an_image_is_rebuilt_only_when_its_own_sources_change(tmp_path):
+    """docker/source-hash.sh NAME labels each image with a hash of its own sources; make images keeps an image
+    whose label is current."""
+    repo = _copy_tree(tmp_path / "repo")
+    names = ("torch", "preprocess", "train_torch", "explain", "report")
+
+    def hashes():
+        return {n: subprocess.run(["bash", "docker/source-hash.sh", n], cwd=repo, capture_output=True, text=True,
+                                  check=True).stdout.strip() for n in names}
+
+    before = hashes()
+    assert len(set(before.values())) == len(names) and all(len(h) == 16 for h in before.values())
+    edits = {"stages/report/plots.py": {"report"}, "shared/genemap.py": {"preprocess", "explain"},
+             "fixtures/synthetic.py": set(), "shared/evaluation/compare.py": {"report"},
+             "shared/evaluation/results.py": {"train_torch"}, "docker/torch.Dockerfile": {"torch", "train_torch",
+                                                                                          "explain"}}
+    for path, touched in edits.items():
+        with open(repo / path, "a") as fh:
+            fh.write("\n# an edit\n")
+        after = hashes()
+        assert {n for n in names if after[n] != before[n]} == touched, path
+        before = after
