@@ -7,6 +7,7 @@ with ``torch.load(weights_only=True)``: nothing that executes code on load.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +72,25 @@ def cached_weights_file(arch: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
 def build_image_classifier(arch: str, in_channels: int, n_classes: int, mean: list[float], std: list[float],
-                           pretrained: bool = False, stem: str = "imagenet") -> nn.Module:
+                           pretrained: bool = False, stem: str = "imagenet", norm: str = "batch") -> nn.Module:
     """A torchvision classifier (ResNet-18, EfficientNet-B0) for (N, in_channels, H, W) images in [0, 1], any size.
 
     With ``pretrained`` the ImageNet weights come from the local torch cache (never downloaded); for an input with
-    other than 3 channels the first convolution's RGB filters are averaged into each channel. ``stem="small"``
-    makes the first convolution 3x3 with stride 2 and (ResNet) drops the max-pool, so that a 32x32 gene image is
-    not reduced to 8x8 before the first block.
+    other than 3 channels the first convolution's RGB filters are averaged into each channel.
+
+    For small images trained from scratch: ``stem="small"`` makes the first convolution 3x3 with stride 2 and drops
+    ResNet's max-pool, so that a 32x32 gene image is not reduced to 8x8 before the first block; EfficientNet's
+    stem becomes 3x3 with stride 1 (its stages already reduce by 16, so a 16x16 image keeps 2x2 at the end rather
+    than 1x1 from the fourth stage on). ``norm="group"`` replaces EfficientNet-B0's BatchNorm by GroupNorm (8
+    groups), whose statistics do not depend on the batch: with a few hundred samples, a batch of 64 and a
+    one-cycle schedule, BatchNorm's running statistics lag the fast-changing weights and the network predicts at
+    chance in evaluation mode while it is learning in training mode. Trained from scratch, EfficientNet's residual
+    blocks start as identities (the last normalisation's scale at 0), as ResNets are commonly initialised.
     """
     import torchvision.models as tvm
 
@@ -86,7 +98,13 @@ def build_image_classifier(arch: str, in_channels: int, n_classes: int, mean: li
         raise UserError(f"unknown image architecture '{arch}' (known: {', '.join(IMAGE_ARCHS)})")
     if stem not in ("imagenet", "small"):
         raise UserError(f"unknown stem '{stem}' (imagenet or small)")
-    net = getattr(tvm, IMAGE_ARCHS[arch][0])(weights=None)
+    if norm not in ("batch", "group"):
+        raise UserError(f"unknown norm '{norm}' (batch or group)")
+    if norm == "group" and (pretrained or arch != "efficientnet_b0"):
+        raise UserError("train_torch.norm: group is for EfficientNet-B0 trained from scratch (ImageNet weights come "
+                        "with BatchNorm); use norm: batch or auto")
+    kwargs = {"norm_layer": _group_norm} if norm == "group" else {}
+    net = getattr(tvm, IMAGE_ARCHS[arch][0])(weights=None, **kwargs)
     if pretrained:
         net.load_state_dict(torch.load(cached_weights_file(arch), map_location="cpu", weights_only=True))
     if arch == "resnet18":
@@ -96,8 +114,16 @@ def build_image_classifier(arch: str, in_channels: int, n_classes: int, mean: li
         net.fc = nn.Linear(net.fc.in_features, n_classes)
     else:
         first = net.features[0][0]
-        net.features[0][0] = _adapt_conv(first, in_channels, pretrained, small=False)
+        if stem == "small":
+            net.features[0][0] = nn.Conv2d(in_channels, first.out_channels, 3, 1, 1, bias=False)
+        else:
+            net.features[0][0] = _adapt_conv(first, in_channels, pretrained, small=False)
         net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, n_classes)
+        if not pretrained:
+            for block in net.modules():
+                if isinstance(block, tvm.efficientnet.MBConv) and block.use_res_connect:
+                    last = [m for m in block.block.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))][-1]
+                    nn.init.zeros_(last.weight)
     return _no_inplace_relu(nn.Sequential(Standardize(mean, std), net))
 
 
@@ -160,14 +186,15 @@ def build_model(spec: dict[str, Any], mean: list[float] | None = None, std: list
     """Any classifier of the project from its spec (what ``model.json`` records).
 
     spec: ``arch`` (resnet18, efficientnet_b0, small_cnn, dense), ``input_shape`` ([C, H, W] or [n_genes]),
-    ``n_classes`` and the arch's options (``stem``; ``widths``, ``dropout``).
+    ``n_classes`` and the arch's options (``stem``, ``norm``; ``widths``, ``dropout``).
     """
     arch, shape, n_classes = spec["arch"], list(spec["input_shape"]), spec["n_classes"]
     spatial_dims = 0 if arch == "dense" else len(shape) - 1
     mean = mean if mean is not None else [0.0] * shape[0]
     std = std if std is not None else [1.0] * shape[0]
     if arch in IMAGE_ARCHS:
-        return build_image_classifier(arch, shape[0], n_classes, mean, std, pretrained, spec.get("stem", "imagenet"))
+        return build_image_classifier(arch, shape[0], n_classes, mean, std, pretrained, spec.get("stem", "imagenet"),
+                                      spec.get("norm", "batch"))
     if arch == "small_cnn":
         net = SmallCNN(shape[0], n_classes, (shape[1], shape[2]), spec.get("dropout", 0.5))
     elif arch == "dense":

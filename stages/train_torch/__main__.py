@@ -76,6 +76,8 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
             log.info("no ImageNet weights for %s in the local torch cache (%s); random initialisation", arch,
                      torch.hub.get_dir())
     spec["pretrained"] = pretrained
+    if arch == "efficientnet_b0":
+        spec["norm"] = p.norm if p.norm != "auto" else ("batch" if pretrained else "group")
     on_gpu = dist.device.type == "cuda"
     s = TrainSettings(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay, optimizer=p.optimizer,
                       schedule=p.schedule, patience=p.patience, min_delta=p.min_delta, input_dropout=p.input_dropout,

@@ -18,8 +18,12 @@ class TrainTorch(Section):
     baselines: list[Literal["logistic_regression", "random_forest"]] = Field(
         default_factory=lambda: ["logistic_regression", "random_forest"])
     pretrained: Literal["auto", "never"] = "auto"
-    #: auto: the small (3x3, stride 2, no max-pool) stem for images under 64 pixels a side, else ImageNet's
+    #: auto: the small stem (ResNet: 3x3 stride 2, no max-pool; EfficientNet: 3x3 stride 1) for images under 64
+    #: pixels a side, else ImageNet's
     stem: Literal["auto", "imagenet", "small"] = "auto"
+    #: EfficientNet-B0's normalisation. auto: GroupNorm when it is trained from scratch (BatchNorm's running
+    #: statistics lag a small run and leave it at chance in evaluation mode), BatchNorm with ImageNet weights
+    norm: Literal["auto", "batch", "group"] = "auto"
     dense_preset: Literal["small", "gtex", "custom"] = "small"
     dense_widths: list[int] = Field(default_factory=list)
     dropout: float = Field(0.5, ge=0, lt=1)
