@@ -106,6 +106,22 @@ def test_a_trainer_added_as_a_folder_appears_in_report_and_summary(plugged):
     assert "Model: knn" in html and "trained by <code>train_sklearn</code>" in html
     explained = json.loads((exp / "explain" / "metrics.json").read_text())
     assert set(explained["models"]) == {"dense"} and "knn" in explained["not_explained"]
+    # the explanations with their trust measures, and the AnnData a scanpy user opens
+    for method in ("gradient", "input_x_gradient"):
+        entry = summary["explanations"][f"dense/{method}"]
+        assert {"deletion_auc", "random_deletion_auc", "better_than_random"} <= set(entry["faithfulness"])
+        assert isinstance(entry["sanity"]["insensitive_to_model"], bool)
+    assert "How far to trust each explanation" in html
+    import anndata as ad
+
+    adata = ad.read_h5ad(exp / "explain" / "dense" / "attributions.h5ad")
+    n_test = summary["n_test"]
+    assert adata.shape[0] == n_test and set(adata.layers) == {"gradient", "input_x_gradient"}
+    assert {"label", "prediction", "split"} <= set(adata.obs) and "gradient_class_means" in adata.varm
+    assert adata.layers["gradient"].shape == adata.shape and set(adata.uns["top_genes"]["gradient"]) == set(
+        adata.obs["label"].cat.categories)
+    np.testing.assert_allclose(adata.layers["gradient"],
+                               np.load(exp / "explain" / "dense" / "gradient" / "attributions.npy"), rtol=1e-6)
     # explain's and report's upstream are found by role: the plugged-in trainer is an input of report's manifest
     report_inputs = [i["path"] for i in json.loads((exp / "report" / "manifest.json").read_text())["inputs"]]
     assert any("train_sklearn" in p for p in report_inputs)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from shared.artifacts import StageRun, write_json_atomic
 from shared.devices import choose_device, describe_device
@@ -16,9 +17,10 @@ from shared.logs import get_logger
 from shared.models import load_classifier
 from shared.stage import main
 
-from .attributions import METHODS, attribute_batched
-from .figures import plot_class_maps
+from .attributions import METHODS, attribute_batched, to_tensor
+from .figures import plot_class_maps, plot_faithfulness
 from .params import Explain
+from .quality import faithfulness, randomisation
 
 log = get_logger("stages.explain")
 #: the model files explain can load (shared.models.load_classifier); other frameworks explain their own models
@@ -61,7 +63,69 @@ class ModelInputs:
         return self.gmap.gene_attributions(attr, self.gene_values)
 
 
-def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, markers) -> dict:
+def subset(labels: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` rows, taking the classes in turn (their first samples first), so every class is represented."""
+    by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    rows: list[int] = []
+    while len(rows) < min(n, len(labels)):
+        for members_c in by_class:
+            if members_c and len(rows) < n:
+                rows.append(members_c.pop(0))
+    return np.sort(np.asarray(rows, dtype=int))
+
+
+def trust(model, method_name: str, p: Explain, data: "ModelInputs", attr: np.ndarray, classes: list[str], device,
+          seed: int, folder: Path) -> dict:
+    """Faithfulness and sanity figures of one method (on a bounded subset of the test samples)."""
+    import time
+
+    out: dict = {}
+    method_cls, options = METHODS[method_name], p.options(method_name)
+    if p.faithfulness.enabled:
+        t0 = time.time()
+        rows = subset(data.labels, p.faithfulness.max_samples)
+        x = to_tensor(data.array[rows], device, data.scale)
+        target = torch.from_numpy(data.labels[rows]).to(device)
+        f = faithfulness(model, x, target, attr[rows], method_cls.signed, p.faithfulness.steps, seed,
+                         p.faithfulness.margin)
+        table = pd.DataFrame({"sample": data.samples["sample"].to_numpy()[rows],
+                              "class": np.asarray(classes)[data.labels[rows]],
+                              **{k: f[k] for k in ("deletion_auc", "insertion_auc", "random_deletion_auc",
+                                                   "random_insertion_auc")}})
+        table.to_csv(folder / "faithfulness.csv", index=False)
+        per_class = table.groupby("class", sort=False)[["deletion_auc", "insertion_auc", "random_deletion_auc",
+                                                        "random_insertion_auc"]].mean()
+        plot_faithfulness(f, folder / "figures" / "faithfulness.png", method_name)
+        out["faithfulness"] = {
+            "n_samples": int(len(rows)), "steps": p.faithfulness.steps,
+            **{k: float(table[k].mean()) for k in ("deletion_auc", "insertion_auc", "random_deletion_auc",
+                                                   "random_insertion_auc")},
+            "p_deletion_vs_random": f["p_deletion"], "better_than_random": f["better_than_random"],
+            "per_class": {c: {k: float(v) for k, v in r.items()} for c, r in per_class.iterrows()},
+            "seconds": round(time.time() - t0, 2)}
+        log.info("%s: deletion AUC %.3f (random %.3f), insertion AUC %.3f (random %.3f)%s", method_name,
+                 out["faithfulness"]["deletion_auc"], out["faithfulness"]["random_deletion_auc"],
+                 out["faithfulness"]["insertion_auc"], out["faithfulness"]["random_insertion_auc"],
+                 "" if f["better_than_random"] else ": NO BETTER THAN RANDOM")
+    if p.sanity.enabled:
+        t0 = time.time()
+        rows = subset(data.labels, p.sanity.max_samples)
+        x = to_tensor(data.array[rows], device, data.scale)
+        target = torch.from_numpy(data.labels[rows]).to(device)
+        r = randomisation(model, method_cls, options, x, target, attr[rows], seed)
+        pd.DataFrame([{"step": i + 1, **c} for i, c in enumerate(r["cascade"])]
+                     + [{"step": "all", "randomised_down_to": "all at once", "spearman": r["all_at_once"]}]
+                     ).to_csv(folder / "sanity.csv", index=False)
+        insensitive = bool(r["all_at_once"] >= p.sanity.threshold)
+        out["sanity"] = {"n_samples": int(len(rows)), "spearman_all_at_once": r["all_at_once"],
+                         "cascade": r["cascade"], "threshold": p.sanity.threshold,
+                         "insensitive_to_model": insensitive, "seconds": round(time.time() - t0, 2)}
+        log.info("%s: rank correlation with a randomised model %.3f%s", method_name, r["all_at_once"],
+                 ": INSENSITIVE TO THE MODEL" if insensitive else "")
+    return out
+
+
+def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, markers, seed: int) -> dict:
     """Every configured method for one trained model; returns its metrics entry."""
     model, spec = load_classifier(folder, device)
     data = ModelInputs(exp_dir, spec)
@@ -69,18 +133,29 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
     gene_names = data.gene_names
     if gene_names is None:
         log.info("%s: the '%s' inputs have no pixel->gene map: attributions stay in input space", name, data.kind)
-    entry = {"arch": spec["arch"], "input": data.kind, "gene_map": gene_names is not None, "methods": {}}
+    kind = data.kind if data.kind == "vector" else ("image" if data.array.ndim == 4 else "volume")
+    entry = {"arch": spec["arch"], "input": data.kind, "gene_map": gene_names is not None, "methods": {},
+             "not_applicable": {}}
+    per_method_genes: dict[str, np.ndarray] = {}
     for method_name in p.methods:
+        method_cls = METHODS[method_name]
+        if kind not in method_cls.kinds:
+            entry["not_applicable"][method_name] = f"{method_name} applies to {' and '.join(method_cls.kinds)} inputs"
+            log.info("%s: %s skipped (%s inputs)", name, method_name, kind)
+            continue
         folder_m = out / name / method_name
         folder_m.mkdir(parents=True)
-        method = METHODS[method_name](model)
+        method = method_cls(model, p.options(method_name))
         attr = attribute_batched(method, data.array, data.labels, device, p.batch_size, f"{name} {method_name}",
                                  scale=data.scale)
         np.save(folder_m / "attributions.npy", attr)
         result = {"top_k": p.top_k, "signed": method.signed, "description": method.description}
+        if getattr(method, "layer_name", None):
+            result["layer"] = method.layer_name
         ranking = pd.DataFrame(columns=["class", "rank", "gene", "score"])
         if gene_names is not None:
             sample_genes = data.to_genes(attr).astype(np.float32)
+            per_method_genes[method_name] = sample_genes
             table = pd.DataFrame(class_means(sample_genes, data.labels, len(classes)).T,
                                  index=pd.Index(gene_names, name="gene"), columns=classes)
             ranking = top_genes(table, p.top_k)
@@ -103,8 +178,48 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
                         + ("" if data.kind == "vector" else " (top genes circled)" if data.gmap is not None
                            else " (no gene map: input space only)"),
                         signed=method.signed, feature_names=gene_names)
+        result.update(trust(model, method_name, p, data, attr, classes, device, seed, folder_m))
         entry["methods"][method_name] = result
+    if gene_names is not None and per_method_genes:
+        write_anndata(out / name / "attributions.h5ad", model, data, classes, per_method_genes, entry, p, device)
     return entry
+
+
+def write_anndata(path: Path, model, data: "ModelInputs", classes: list[str], layers: dict[str, np.ndarray],
+                  entry: dict, p: Explain, device) -> None:
+    """attributions.h5ad for scanpy: obs the explained samples (label, prediction, split), var the genes, X their
+    values as the model saw them (vectors; for images the values they were rendered from), one layer of per-sample
+    gene attributions per method, varm the class means, uns the top genes and the trust figures."""
+    import anndata as ad
+
+    with torch.no_grad():
+        proba = np.concatenate([torch.softmax(model(to_tensor(data.array[s:s + 256], device, data.scale)), 1)
+                                .cpu().numpy() for s in range(0, len(data.array), 256)])
+    obs = pd.DataFrame({"label": pd.Categorical(np.asarray(classes)[data.labels], categories=classes),
+                        "prediction": pd.Categorical(np.asarray(classes)[proba.argmax(1)], categories=classes),
+                        "p_true_class": proba[np.arange(len(proba)), data.labels],
+                        "split": "test"}, index=pd.Index(data.samples["sample"].astype(str).to_numpy(), name="sample"))
+    values = data.array * data.scale if data.kind == "vector" else data.gene_values
+    var = pd.DataFrame(index=pd.Index(np.asarray(data.gene_names).astype(str), name="gene"))
+    if data.genes_table is not None and "symbol" in data.genes_table:
+        var["symbol"] = data.genes_table["symbol"].astype(str).to_numpy()
+    adata = ad.AnnData(X=None if values is None else np.asarray(values, dtype=np.float32), obs=obs, var=var,
+                       layers={m: a for m, a in layers.items()})
+    for m, a in layers.items():
+        adata.varm[f"{m}_class_means"] = class_means(a, data.labels, len(classes)).T.astype(np.float32)
+    genes = np.asarray(data.gene_names).astype(str)
+    adata.uns["top_genes"] = {m: {c: genes[np.argsort(-np.nan_to_num(adata.varm[f"{m}_class_means"][:, k],
+                                                                       nan=-np.inf), kind="stable")[:p.top_k]]
+                                  for k, c in enumerate(classes)} for m in layers}
+    adata.uns["classes"] = list(classes)
+    adata.uns["methods"] = {m: {k: v for k, v in r.items() if k in ("signed", "description", "layer")}
+                            for m, r in entry["methods"].items()}
+    adata.uns["trust"] = json.dumps({m: {k: r[k] for k in ("faithfulness", "sanity") if k in r}
+                                     for m, r in entry["methods"].items()}, default=float)
+    adata.uns["config"] = json.dumps(p.model_dump(mode="json"))
+    tmp = path.with_name(f".{path.name}.tmp")
+    adata.write_h5ad(tmp)
+    tmp.replace(path)
 
 
 def run(run: StageRun) -> None:
@@ -130,7 +245,7 @@ def run(run: StageRun) -> None:
                 classes = json.loads((folder / entry["folder"] / "model.json").read_text())["classes"]
                 markers = read_markers(p.markers, classes)
             summary["models"][name] = {"provider": stage, **explain_model(
-                name, folder / entry["folder"], run.exp_dir, run.out, p, device, markers)}
+                name, folder / entry["folder"], run.exp_dir, run.out, p, device, markers, exp.seed)}
     write_json_atomic(run.out / "metrics.json", summary)
 
 

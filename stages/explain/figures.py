@@ -68,3 +68,22 @@ def plot_class_maps(class_maps: np.ndarray, classes: list[str], ranking: pd.Data
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_faithfulness(result: dict, path: Path, method: str) -> None:
+    """Mean deletion and insertion curves of a method beside a random order's."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.0))
+    for ax, kind in zip(axes, ("deletion", "insertion")):
+        curve, rand = result[f"{kind}_curve"], result[f"random_{kind}_curve"]
+        x = np.linspace(0, 1, len(curve))
+        ax.plot(x, curve, color="#c44", lw=1.5, label=f"{method} (AUC {np.trapezoid(curve, x):.3f})")
+        ax.plot(x, rand, color="grey", lw=1.2, ls="--", label=f"random order (AUC {np.trapezoid(rand, x):.3f})")
+        ax.set_xlabel(f"fraction of input values {'removed' if kind == 'deletion' else 'added'}")
+        ax.set_ylabel("true-class probability")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(kind, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

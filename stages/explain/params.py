@@ -8,13 +8,75 @@ from pydantic import Field
 from shared.config import InputFile, Output, Section, StageSpec
 
 
+MethodName = Literal["saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
+                     "guided_grad_cam", "occlusion"]
+
+
+class SmoothGradOptions(Section):
+    #: noise sd as a fraction of each input's range; Smilkov et al. (2017) found 10-20% best
+    noise_level: float = Field(0.15, gt=0, le=1)
+    #: noisy copies averaged (the paper: 50; 25 halves the cost with little change)
+    samples: int = Field(25, ge=1)
+
+
+class IntegratedGradientsOptions(Section):
+    #: Riemann steps along the path (Sundararajan et al. 2017: 20 to 300; 50 keeps completeness within a few %)
+    steps: int = Field(50, ge=2)
+    #: zeros | mean (the training mean, per channel or gene) | blurred (Gaussian-blurred input; images, volumes)
+    baseline: Literal["zeros", "mean", "blurred"] = "zeros"
+
+
+class GradCamOptions(Section):
+    #: auto: the last layer whose output keeps spatial extent; or a module name of a fold model (e.g. layer3)
+    layer: str = "auto"
+
+
+class OcclusionOptions(Section):
+    #: window side in pixels (images, volumes) or genes (vectors), and the step between windows
+    window: int = Field(3, ge=1)
+    stride: int = Field(2, ge=1)
+
+
+class Faithfulness(Section):
+    """Deletion and insertion curves: input values removed (or added) in the order a method ranks them."""
+
+    enabled: bool = True
+    #: points on each curve (fractions 0, 1/steps, ..., 1 of the input values)
+    steps: int = Field(20, ge=2)
+    #: held-out test samples used (the first of each class in turn), to bound the cost
+    max_samples: int = Field(100, ge=2)
+    #: deletion AUC below the random order's by less than this is "no better than random"
+    margin: float = Field(0.0, ge=0)
+
+
+class Sanity(Section):
+    """The model-randomisation test of Adebayo et al. (2018)."""
+
+    enabled: bool = True
+    max_samples: int = Field(32, ge=2)
+    #: Spearman correlation (of absolute attributions) between the trained and the fully randomised model at or
+    #: above which a method is flagged "insensitive to the model"
+    threshold: float = Field(0.5, gt=0, le=1)
+
+
 class Explain(Section):
-    methods: list[Literal["saliency", "gradient", "input_x_gradient"]] = Field(default_factory=lambda: ["saliency"], min_length=1)
+    methods: list[MethodName] = Field(default_factory=lambda: ["saliency"], min_length=1)
     batch_size: int = Field(64, ge=1)
     top_k: int = Field(20, ge=1)
     #: known marker genes, a CSV with columns class, gene (the synthetic fixtures write their planted ones)
     markers: InputFile | None = None
     precision_k: int = Field(10, ge=1)
+    smoothgrad: SmoothGradOptions = Field(default_factory=SmoothGradOptions)
+    integrated_gradients: IntegratedGradientsOptions = Field(default_factory=IntegratedGradientsOptions)
+    grad_cam: GradCamOptions = Field(default_factory=GradCamOptions)
+    occlusion: OcclusionOptions = Field(default_factory=OcclusionOptions)
+    faithfulness: Faithfulness = Field(default_factory=Faithfulness)
+    sanity: Sanity = Field(default_factory=Sanity)
+
+    def options(self, method: str):
+        """The option section of ``method`` (Grad-CAM's serves Guided Grad-CAM too), or None."""
+        key = "grad_cam" if method == "guided_grad_cam" else method
+        return getattr(self, key, None) if key in type(self).model_fields else None
 
 
 STAGE = StageSpec(
@@ -37,6 +99,15 @@ STAGE = StageSpec(
                when="genes known"),
         Output("{model}/{method}/marker_precision.csv", "precision and recall of the known markers among each "
                                                         "class's top precision_k genes", when="explain.markers set"),
+        Output("{model}/{method}/faithfulness.csv", "per sample: deletion and insertion AUC of the method's order "
+                                                    "and of a random order", when="faithfulness.enabled"),
+        Output("{model}/{method}/figures/faithfulness.png", "mean deletion and insertion curves beside random",
+               when="faithfulness.enabled"),
+        Output("{model}/{method}/sanity.csv", "rank correlation of the trained and the randomised model's "
+                                              "attributions, block by block and all at once", when="sanity.enabled"),
+        Output("{model}/attributions.h5ad", "AnnData for scanpy: obs the test samples (label, prediction), var the "
+                                            "genes, one layer per method, varm class means, uns top genes and the "
+                                            "trust figures", when="genes known"),
     ),
     description="attributions per test sample, class maps, gene rankings, marker precision",
 )

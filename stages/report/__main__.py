@@ -113,7 +113,7 @@ def run(run: StageRun) -> None:
         "Wilcoxon smallest attainable p": c["wilcoxon"]["min_attainable_p"]} for c in comparison]), "{:.3g}") \
         if comparison else None
 
-    explanations, summary_expl = [], {}
+    explanations, summary_expl, trust_rows = [], {}, []
     for stage, provider in run.providers("explanations").items():
         ex_metrics = json.loads((provider / "metrics.json").read_text())
         for name, model_entry in ex_metrics["models"].items():
@@ -129,6 +129,23 @@ def run(run: StageRun) -> None:
                 top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
                               for cls, g in ranking.groupby("class", sort=False)]
                 key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
+                faith, sanity = entry.get("faithfulness"), entry.get("sanity")
+                trust_rows.append({
+                    "model": name, "method": method,
+                    f"marker precision@{key.rsplit('_', 1)[1]}" if key else "marker precision": entry.get(key),
+                    "deletion AUC": faith and faith["deletion_auc"],
+                    "random deletion AUC": faith and faith["random_deletion_auc"],
+                    "insertion AUC": faith and faith["insertion_auc"],
+                    "random insertion AUC": faith and faith["random_insertion_auc"],
+                    "faithful (vs random)": None if not faith else
+                    ("yes" if faith["better_than_random"] else "NO: no better than random"),
+                    "rank corr. with randomised model": sanity and sanity["spearman_all_at_once"],
+                    "model-sensitive": None if not sanity else
+                    ("NO: insensitive to the model" if sanity["insensitive_to_model"] else "yes")})
+                faith_png = None
+                if (folder / "figures" / "faithfulness.png").is_file():
+                    shutil.copy2(folder / "figures" / "faithfulness.png", figures / f"{name}_{method}_faithfulness.png")
+                    faith_png = _png(folder / "figures" / "faithfulness.png")
                 explanations.append({
                     "model": name, "method": method,
                     "at_chance": summary_models.get(name, {}).get("at_chance", False),
@@ -137,10 +154,19 @@ def run(run: StageRun) -> None:
                                    "show where in the input the model looked, not which genes."),
                     "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
                     "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
-                    "maps_png": maps_png, "top_tables": top_tables,
+                    "maps_png": maps_png, "top_tables": top_tables, "faithfulness": faith, "sanity": sanity,
+                    "faithfulness_png": faith_png, "layer": entry.get("layer"),
                 })
                 summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items()
                                                     if k not in ("top_k", "signed", "description")}
+                if faith:
+                    summary_expl[f"{name}/{method}"]["faithfulness"] = {
+                        k: faith[k] for k in ("deletion_auc", "random_deletion_auc", "insertion_auc",
+                                              "random_insertion_auc", "p_deletion_vs_random", "better_than_random",
+                                              "per_class")}
+                if sanity:
+                    summary_expl[f"{name}/{method}"]["sanity"] = {
+                        k: sanity[k] for k in ("spearman_all_at_once", "cascade", "insensitive_to_model")}
 
     provenance = []
     for stage in exp.upstream("report"):
@@ -158,6 +184,7 @@ def run(run: StageRun) -> None:
         overview_html=_html_table(overview), comparison=comparison, comparison_html=comparison_html, not_paired=not_paired,
         protocol=protocol,
         provenance=provenance, packages=packages,
+        trust_html=_html_table(pd.DataFrame(trust_rows).dropna(axis=1, how="all")) if trust_rows else None,
     )
     (out / "index.html").write_text(html)
     write_json_atomic(out / "summary.json", {

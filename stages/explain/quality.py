@@ -1,0 +1,127 @@
+"""How far an explanation can be trusted, measured: faithfulness (deletion and insertion curves) and the
+model-randomisation sanity check of Adebayo et al. (2018).
+
+Both work on the model's input elements (features of a vector, pixels or voxels of every channel): with one gene
+per pixel (lsa) an element is a gene.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from .attributions import Method, members, training_mean
+
+
+def _probabilities(model: nn.Module, x: torch.Tensor, target: torch.Tensor, batch: int = 512) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            p = torch.softmax(model(x[start:start + batch]).float(), dim=1)
+            out.append(p.gather(1, target[start:start + batch, None])[:, 0].cpu())
+    return torch.cat(out).numpy()
+
+
+def curves(model: nn.Module, x: torch.Tensor, target: torch.Tensor, order: np.ndarray, steps: int,
+           baseline: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion curves, (n, steps + 1) true-class probabilities each.
+
+    order: (n, n_elements) element indices, most important first. Deletion replaces the first k elements of the
+    order by the baseline's values; insertion starts from the baseline and puts back the first k."""
+    n, flat = len(x), x.reshape(len(x), -1)
+    base = baseline.reshape(len(x), -1)
+    n_el = flat.shape[1]
+    counts = np.unique(np.round(np.linspace(0, n_el, steps + 1)).astype(int))
+    rank = np.empty_like(order)
+    rank[np.arange(n)[:, None], order] = np.arange(n_el)[None, :]
+    rank_t = torch.from_numpy(rank).to(x.device)
+    deletion, insertion = [], []
+    for k in counts:
+        top = rank_t < int(k)  # (n, n_el): the k most important elements of each sample
+        deletion.append(_probabilities(model, torch.where(top, base, flat).reshape(x.shape), target))
+        insertion.append(_probabilities(model, torch.where(top, flat, base).reshape(x.shape), target))
+    return np.stack(deletion, 1), np.stack(insertion, 1)
+
+
+def area(curve: np.ndarray) -> np.ndarray:
+    """Area under each row of (n, points) over fractions evenly spaced in [0, 1] (trapezoid rule)."""
+    return np.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), axis=1)
+
+
+def ranking(attr: np.ndarray, signed: bool) -> np.ndarray:
+    """(n, ...) attributions -> (n, n_elements) element order, most important first (ties in index order)."""
+    flat = attr.reshape(len(attr), -1)
+    key = flat if signed else np.abs(flat)
+    return np.argsort(-key, axis=1, kind="stable")
+
+
+def faithfulness(model: nn.Module, x: torch.Tensor, target: torch.Tensor, attr: np.ndarray, signed: bool,
+                 steps: int, seed: int, margin: float = 0.0) -> dict:
+    """Deletion/insertion AUCs of a method's order beside a random order's, per sample, with the verdict.
+
+    A faithful ranking makes the true-class probability fall fast when its top elements are deleted (low deletion
+    AUC) and rise fast when they are inserted (high insertion AUC). The method is "no better than random" unless its
+    deletion AUC is lower than the random order's (by more than ``margin``) with a one-sided Wilcoxon signed-rank
+    p < 0.05 over the samples."""
+    baseline = training_mean(model, x)
+    rng = np.random.default_rng(seed)
+    random_order = np.argsort(rng.random((len(x), int(np.prod(x.shape[1:])))), axis=1)
+    d, i = curves(model, x, target, ranking(attr, signed), steps, baseline)
+    rd, ri = curves(model, x, target, random_order, steps, baseline)
+    del_auc, ins_auc, rdel_auc, rins_auc = area(d), area(i), area(rd), area(ri)
+    diff = rdel_auc - del_auc
+    p = float(stats.wilcoxon(diff, alternative="greater").pvalue) if np.any(diff != 0) else 1.0
+    better = bool(diff.mean() > margin and p < 0.05)
+    return {"deletion_auc": del_auc, "insertion_auc": ins_auc, "random_deletion_auc": rdel_auc,
+            "random_insertion_auc": rins_auc, "deletion_curve": d.mean(0), "insertion_curve": i.mean(0),
+            "random_deletion_curve": rd.mean(0), "random_insertion_curve": ri.mean(0), "p_deletion": p,
+            "better_than_random": better}
+
+
+def cascade_blocks(model: nn.Module) -> list[str]:
+    """The fold models' top-level blocks with parameters, from the output back to the input (the cascade's
+    order): for ``Sequential(Standardize, net)``, the children of ``net`` (e.g. fc, layer4, ..., conv1)."""
+    member = members(model)[0]
+    net, prefix = (member[1], "1.") if isinstance(member, nn.Sequential) and len(member) == 2 else (member, "")
+    while True:  # a network that wraps one container (DenseNet.layers) is cascaded through its children
+        children = [(n, c) for n, c in net.named_children() if any(True for _ in c.parameters())]
+        if len(children) != 1 or not any(True for _ in children[0][1].children()):
+            break
+        prefix, net = f"{prefix}{children[0][0]}.", children[0][1]
+    return [f"{prefix}{name}" for name, _ in children][::-1]
+
+
+def _reinitialise(module: nn.Module, generator_seed: int) -> None:
+    torch.manual_seed(generator_seed)
+    for m in module.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
+def randomisation(model: nn.Module, method_cls: type[Method], options, x: torch.Tensor, target: torch.Tensor,
+                  trained_attr: np.ndarray, seed: int) -> dict:
+    """Adebayo et al. (2018): re-initialise the network top-down, block by block (cascading), and all at once; the
+    Spearman rank correlation between each sample's trained and randomised attributions (absolute values, as the
+    maps are read), its mean over samples at each step."""
+    def correlation(randomised: nn.Module) -> float:
+        attr = method_cls(randomised, options).attribute(x.clone().requires_grad_(True), target).detach()
+        a = np.abs(trained_attr.reshape(len(x), -1))
+        b = np.abs(attr.cpu().numpy().reshape(len(x), -1))
+        rho = [stats.spearmanr(a[k], b[k]).statistic if a[k].std() > 0 and b[k].std() > 0 else 0.0
+               for k in range(len(x))]
+        return float(np.nanmean(rho))
+
+    blocks = cascade_blocks(model)
+    cascade, randomised = [], copy.deepcopy(model).eval()
+    for step, name in enumerate(blocks):
+        for member in members(randomised):
+            _reinitialise(dict(member.named_modules())[name], seed + step)
+        cascade.append({"randomised_down_to": name.removeprefix("1."), "spearman": correlation(randomised)})
+    independent = copy.deepcopy(model).eval()
+    for member in members(independent):
+        for step, name in enumerate(blocks):
+            _reinitialise(dict(member.named_modules())[name], seed + 1000 + step)
+    return {"cascade": cascade, "all_at_once": correlation(independent)}

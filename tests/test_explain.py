@@ -1,0 +1,137 @@
+"""explain's methods against hand computations on tiny models, and the trust measures against planted cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from shared.errors import UserError
+from shared.models import Ensemble, Standardize
+from stages.explain.attributions import METHODS
+from stages.explain.params import Explain, GradCamOptions, IntegratedGradientsOptions
+from stages.explain.quality import faithfulness, randomisation
+
+
+def _cnn(seed: int, channels: int = 2) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(Standardize([0.4] * channels, [0.3] * channels, spatial_dims=2), nn.Sequential(
+        nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))).eval()
+
+
+def test_integrated_gradients_satisfies_completeness():
+    torch.manual_seed(0)
+    model = nn.Sequential(Standardize([0.5] * 6, [0.2] * 6, spatial_dims=0), nn.Sequential(
+        nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))).eval()
+    x = torch.rand(5, 6)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    for baseline in ("zeros", "mean"):
+        method = METHODS["integrated_gradients"](model, IntegratedGradientsOptions(steps=200, baseline=baseline))
+        attr = method.attribute(x.clone().requires_grad_(True), target)
+        with torch.no_grad():
+            base = method.baseline(x)
+            gap = (model(x) - model(base)).gather(1, target[:, None])[:, 0]
+        np.testing.assert_allclose(attr.sum(1).detach().numpy(), gap.numpy(), rtol=1e-3, atol=1e-4)
+        if baseline == "mean":  # the training mean, read from the model's first layer
+            assert torch.allclose(base, torch.full_like(x, 0.5))
+
+
+def test_grad_cam_is_the_activations_weighted_by_pooled_gradients():
+    members = [_cnn(1), _cnn(2)]
+    model = Ensemble(members).eval()
+    x = torch.rand(3, 2, 8, 8)
+    target = torch.tensor([2, 0, 1])
+    method = METHODS["grad_cam"](model, GradCamOptions(layer="auto"))
+    got = method.attribute(x.clone().requires_grad_(True), target).detach()
+    assert method.layer_name == "3"  # the last layer with spatial extent: the second convolution's ReLU
+    # by hand: for each fold model, its ReLU's activations A and the gradient of the ensemble's logit w.r.t. them
+    total = torch.zeros(3, 1, 8, 8)
+    for m in members:
+        acts = {}
+        handle = m[1][3].register_forward_hook(lambda mod, i, out: acts.setdefault("a", out))
+        logits = model(x)
+        handle.remove()
+        a = acts["a"]
+        grad, = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), a)
+        weights = grad.mean(dim=(2, 3), keepdim=True)
+        total += (weights * a).sum(1, keepdim=True).detach()  # 8x8 already: up-sampling is the identity
+    expected = torch.relu(total).expand_as(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    # Guided Grad-CAM: guided backpropagation times that map, element by element
+    from captum.attr import GuidedBackprop
+
+    guided = METHODS["guided_grad_cam"](model, GradCamOptions()).attribute(x.clone().requires_grad_(True), target)
+    gb = GuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=target)
+    torch.testing.assert_close(guided.detach(), (gb * expected).detach(), rtol=1e-4, atol=1e-6)
+
+
+def test_grad_cam_layer_by_name_and_a_layer_that_does_not_exist():
+    model = _cnn(0)
+    x = torch.rand(2, 2, 8, 8, requires_grad=True)
+    method = METHODS["grad_cam"](model, GradCamOptions(layer="0"))  # the first convolution, named in the network
+    assert method.attribute(x, torch.tensor([0, 1])).shape == x.shape and method.layer_name == "0"
+    with pytest.raises(UserError, match=r"explain.grad_cam.layer: no layer 'layer9'.*candidates"):
+        METHODS["grad_cam"](model, GradCamOptions(layer="layer9")).attribute(x, torch.tensor([0, 1]))
+
+
+def test_option_that_does_not_apply_and_unknown_method_are_config_errors():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="layer"):
+        Explain.model_validate({"smoothgrad": {"layer": "x"}})
+    with pytest.raises(ValidationError, match="methods"):
+        Explain.model_validate({"methods": ["gradcam++"]})
+    e = Explain()
+    assert e.options("guided_grad_cam") is e.grad_cam and e.options("saliency") is None
+
+
+def _planted_linear(n_features: int = 40, informative: int = 5):
+    """A model whose class-1 logit rises with features 0..informative-1 only (class 0 is the opposite)."""
+    w = torch.zeros(2, n_features)
+    w[1, :informative], w[0, :informative] = 2.0, -2.0
+    model = nn.Linear(n_features, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(w)
+    return model.eval(), w
+
+
+def test_deletion_with_the_true_ranking_beats_random_and_a_reversed_one_does_not():
+    model, w = _planted_linear()
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((60, 40)).astype(np.float32))
+    x[:, :5] += 1.0  # the informative features are high: class 1 is confident
+    target = torch.ones(60, dtype=torch.long)
+    truth = np.broadcast_to(w[1].numpy(), (60, 40)).copy()
+    good = faithfulness(model, x, target, truth, signed=True, steps=10, seed=0)
+    assert good["better_than_random"] and good["deletion_auc"].mean() < good["random_deletion_auc"].mean()
+    assert good["insertion_auc"].mean() > good["random_insertion_auc"].mean()
+    bad = faithfulness(model, x, target, -truth, signed=True, steps=10, seed=0)
+    assert not bad["better_than_random"]
+
+
+class InputAsAttribution:
+    """An 'edge detector': returns the input itself, whatever the weights."""
+
+    signed, kinds = False, ("image",)
+
+    def __init__(self, model, options=None):
+        pass
+
+    def attribute(self, inputs, target):
+        return inputs.detach().clone()
+
+
+def test_randomisation_flags_a_method_that_ignores_the_weights_and_passes_the_gradient():
+    model = Ensemble([_cnn(3)]).eval()
+    torch.manual_seed(0)
+    x = torch.rand(16, 2, 8, 8)
+    x[:, :, 2:5, 2:5] += 1.0
+    target = torch.zeros(16, dtype=torch.long)
+    ignore = randomisation(model, InputAsAttribution, None, x, target, x.numpy(), seed=0)
+    assert ignore["all_at_once"] > 0.99 and all(c["spearman"] > 0.99 for c in ignore["cascade"])
+    gradient = METHODS["gradient"]
+    trained = gradient(model).attribute(x.clone().requires_grad_(True), target).detach().numpy()
+    real = randomisation(model, gradient, None, x, target, trained, seed=0)
+    assert real["all_at_once"] < 0.5, real
+    assert [c["randomised_down_to"] for c in real["cascade"]] == ["6", "2", "0"]  # Linear, Conv, Conv: top down
