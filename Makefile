@@ -109,9 +109,10 @@ fetch: $(STAMP) ## download a public dataset into data/<DATASET>/ (needs interne
 	@test -n "$(DATASET)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2 [ONLY='lung ...']"; exit 2; }
 	$(PY) -m stages.preprocess.fetch $(DATASET) --dest data $(if $(ONLY),--only $(ONLY))
 
-bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,train}.json
+bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,train,explain}.json
 	$(PY) -m bench.preprocess all
 	$(PY) -m bench.train
+	$(PY) -m bench.explain
 
 clean-demo: ## remove the demo's fixture and outputs
 	rm -rf outputs/demo data/demo

@@ -37,3 +37,14 @@ def test_compare_writes_the_headline_keys_and_placement(tmp_path):
             cost = place["same_convention_cost"]
             assert cost["ours"] == pytest.approx(cost["pydeepinsight"], rel=1e-9)
         assert place["pixel_values"]["same_layout_max_abs_diff"] < 1e-5
+
+
+def test_explain_bench_writes_its_headline_key(tmp_path):
+    from bench.explain import main
+
+    out = tmp_path / "explain.json"
+    assert main(["--samples", "12", "--size", "8", "--batch", "4", "--repeats", "1", "--out", str(out),
+                 "--demo", str(tmp_path / "none.json")]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["explain_speedup_vs_per_sample_loop"] > 0
+    assert doc["max_abs_difference"] < 1e-4  # both compute the same attributions

@@ -53,8 +53,16 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
     assert frozenset(("resnet18", "random_forest")) in pairs and len(pairs) == 3
     gradient = summary["explanations"]["resnet18/gradient"]
     assert gradient["marker_precision_at_10"] >= 0.8, gradient
-    for method in ("saliency", "input_x_gradient"):
-        assert 0 <= summary["explanations"][f"resnet18/{method}"]["marker_precision_at_10"] <= 1
+    methods = ("saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
+               "guided_grad_cam", "occlusion")
+    for method in methods:  # every method with its trust measures
+        entry = summary["explanations"][f"resnet18/{method}"]
+        assert 0 <= entry["marker_precision_at_10"] <= 1
+        assert isinstance(entry["faithfulness"]["better_than_random"], bool)
+        assert isinstance(entry["sanity"]["insensitive_to_model"], bool)
+    # the planted model's gradient ranking is faithful (its deletion curve falls faster than a random order's)
+    assert gradient["faithfulness"]["better_than_random"], gradient["faithfulness"]
+    assert not gradient["sanity"]["insensitive_to_model"], gradient["sanity"]
     html = (exp / "report" / "index.html").read_text()
     assert ("did not learn the task" in html) == any(m["at_chance"] for m in summary["models"].values())
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html

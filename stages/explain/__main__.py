@@ -20,7 +20,7 @@ from shared.stage import main
 from .attributions import METHODS, attribute_batched, to_tensor
 from .figures import plot_class_maps, plot_faithfulness
 from .params import Explain
-from .quality import faithfulness, randomisation
+from .quality import faithfulness, random_curves, randomisation
 
 log = get_logger("stages.explain")
 #: the model files explain can load (shared.models.load_classifier); other frameworks explain their own models
@@ -75,8 +75,9 @@ def subset(labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def trust(model, method_name: str, p: Explain, data: "ModelInputs", attr: np.ndarray, classes: list[str], device,
-          seed: int, folder: Path) -> dict:
-    """Faithfulness and sanity figures of one method (on a bounded subset of the test samples)."""
+          seed: int, folder: Path, cache: dict) -> dict:
+    """Faithfulness and sanity figures of one method (on a bounded subset of the test samples); ``cache`` keeps
+    the random order's curves, the same reference for every method of a model."""
     import time
 
     out: dict = {}
@@ -86,8 +87,10 @@ def trust(model, method_name: str, p: Explain, data: "ModelInputs", attr: np.nda
         rows = subset(data.labels, p.faithfulness.max_samples)
         x = to_tensor(data.array[rows], device, data.scale)
         target = torch.from_numpy(data.labels[rows]).to(device)
+        if "random" not in cache:
+            cache["random"] = random_curves(model, x, target, p.faithfulness.steps, seed)
         f = faithfulness(model, x, target, attr[rows], method_cls.signed, p.faithfulness.steps, seed,
-                         p.faithfulness.margin)
+                         p.faithfulness.margin, reference=cache["random"])
         table = pd.DataFrame({"sample": data.samples["sample"].to_numpy()[rows],
                               "class": np.asarray(classes)[data.labels[rows]],
                               **{k: f[k] for k in ("deletion_auc", "insertion_auc", "random_deletion_auc",
@@ -137,6 +140,7 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
     entry = {"arch": spec["arch"], "input": data.kind, "gene_map": gene_names is not None, "methods": {},
              "not_applicable": {}}
     per_method_genes: dict[str, np.ndarray] = {}
+    cache: dict = {}
     for method_name in p.methods:
         method_cls = METHODS[method_name]
         if kind not in method_cls.kinds:
@@ -178,7 +182,7 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
                         + ("" if data.kind == "vector" else " (top genes circled)" if data.gmap is not None
                            else " (no gene map: input space only)"),
                         signed=method.signed, feature_names=gene_names)
-        result.update(trust(model, method_name, p, data, attr, classes, device, seed, folder_m))
+        result.update(trust(model, method_name, p, data, attr, classes, device, seed, folder_m, cache))
         entry["methods"][method_name] = result
     if gene_names is not None and per_method_genes:
         write_anndata(out / name / "attributions.h5ad", model, data, classes, per_method_genes, entry, p, device)

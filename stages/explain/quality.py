@@ -58,19 +58,25 @@ def ranking(attr: np.ndarray, signed: bool) -> np.ndarray:
     return np.argsort(-key, axis=1, kind="stable")
 
 
+def random_curves(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion curves of a random order per sample (seeded): the reference of every method."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random((len(x), int(np.prod(x.shape[1:])))), axis=1)
+    return curves(model, x, target, order, steps, training_mean(model, x))
+
+
 def faithfulness(model: nn.Module, x: torch.Tensor, target: torch.Tensor, attr: np.ndarray, signed: bool,
-                 steps: int, seed: int, margin: float = 0.0) -> dict:
+                 steps: int, seed: int, margin: float = 0.0,
+                 reference: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Deletion/insertion AUCs of a method's order beside a random order's, per sample, with the verdict.
 
     A faithful ranking makes the true-class probability fall fast when its top elements are deleted (low deletion
     AUC) and rise fast when they are inserted (high insertion AUC). The method is "no better than random" unless its
     deletion AUC is lower than the random order's (by more than ``margin``) with a one-sided Wilcoxon signed-rank
     p < 0.05 over the samples."""
-    baseline = training_mean(model, x)
-    rng = np.random.default_rng(seed)
-    random_order = np.argsort(rng.random((len(x), int(np.prod(x.shape[1:])))), axis=1)
-    d, i = curves(model, x, target, ranking(attr, signed), steps, baseline)
-    rd, ri = curves(model, x, target, random_order, steps, baseline)
+    d, i = curves(model, x, target, ranking(attr, signed), steps, training_mean(model, x))
+    rd, ri = reference if reference is not None else random_curves(model, x, target, steps, seed)
     del_auc, ins_auc, rdel_auc, rins_auc = area(d), area(i), area(rd), area(ri)
     diff = rdel_auc - del_auc
     p = float(stats.wilcoxon(diff, alternative="greater").pvalue) if np.any(diff != 0) else 1.0
