@@ -23,6 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: the project's own top-level packages: imports of anything else (numpy, torch, ...) are not followed, so the same
+#: files are found in the repository and where the project is installed (a container's site-packages)
+OWN_PACKAGES = ("shared", "stages")
 #: files beside a stage's modules that it reads at run time (package data)
 DATA_SUFFIXES = {".html", ".css", ".j2", ".js", ".json", ".yaml"}
 
@@ -37,6 +40,8 @@ def module_file(name: str) -> Path | None:
     """The file of a repository module (``pkg/mod.py`` or ``pkg/mod/__init__.py``), or None for anything else.
     ``stages.<name>...`` is looked up in every stage folder, as the ``stages`` package's ``__path__`` does."""
     parts = name.split(".")
+    if parts[0] not in OWN_PACKAGES:
+        return None
     if parts[0] == "stages" and len(parts) > 1:
         places = [(d, parts[1:]) for d in stage_dirs()]
     else:

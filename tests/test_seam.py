@@ -352,3 +352,22 @@ def test_an_image_is_rebuilt_only_when_its_own_sources_change(tmp_path):
         after = hashes()
         assert {n for n in names if after[n] != before[n]} == touched, path
         before = after
+
+
+def test_stage_code_hash_is_the_same_where_the_project_is_installed(tmp_path):
+    """In a container the project lives in site-packages beside numpy and torch: the stage's sources (and so its
+    fingerprint) must be the same files as in the repository, not its third-party imports."""
+    from shared.sources import files_hash, stage_sources
+
+    site = tmp_path / "site-packages"
+    for package in ("shared", "stages"):
+        shutil.copytree(REPO / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for third_party in ("numpy", "torch", "pandas", "captum", "jinja2"):
+        (site / third_party).mkdir()
+        (site / third_party / "__init__.py").write_text("# a third-party package\n")
+    code = ("import json; from shared.sources import files_hash, stage_sources; print(json.dumps({s: files_hash("
+            "stage_sources(s)) for s in ('preprocess', 'train_torch', 'explain', 'report')}))")
+    env = {k: v for k, v in os.environ.items() if k != "ONCOXAI_STAGE_PATH"}
+    installed = json.loads(subprocess.run([sys.executable, "-c", code], cwd=site, env=env, capture_output=True,
+                                          text=True, check=True).stdout)
+    assert installed == {s: files_hash(stage_sources(s)) for s in installed}
