@@ -85,8 +85,8 @@ def build_image_classifier(arch: str, in_channels: int, n_classes: int, mean: li
 
     For small images trained from scratch: ``stem="small"`` makes the first convolution 3x3 with stride 2 and drops
     ResNet's max-pool, so that a 32x32 gene image is not reduced to 8x8 before the first block; EfficientNet's
-    stem becomes 3x3 with stride 1 (its stages already reduce by 16, so a 16x16 image keeps 2x2 at the end rather
-    than 1x1 from the fourth stage on). ``norm="group"`` replaces EfficientNet-B0's BatchNorm by GroupNorm (8
+    stem becomes 3x3 with stride 1 (its stages already reduce by 16: a 16x16 image then reaches 1x1 at the sixth
+    stage rather than the fourth). ``norm="group"`` replaces EfficientNet-B0's BatchNorm by GroupNorm (8
     groups), whose statistics do not depend on the batch: with a few hundred samples, a batch of 64 and a
     one-cycle schedule, BatchNorm's running statistics lag the fast-changing weights and the network predicts at
     chance in evaluation mode while it is learning in training mode. Trained from scratch, EfficientNet's residual
