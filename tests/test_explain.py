@@ -135,3 +135,90 @@ def test_randomisation_flags_a_method_that_ignores_the_weights_and_passes_the_gr
     real = randomisation(model, gradient, None, x, target, trained, seed=0)
     assert real["all_at_once"] < 0.5, real
     assert [c["randomised_down_to"] for c in real["cascade"]] == ["6", "2", "0"]  # Linear, Conv, Conv: top down
+
+
+# -- stability, per-sample tables, markers, options --------------------------------------------------------------
+def _vector_inputs(x: np.ndarray, labels: np.ndarray):
+    """A ModelInputs of vectors held in memory (explain reads them from the experiment folder)."""
+    import pandas as pd
+
+    from stages.explain.__main__ import ModelInputs
+
+    data = object.__new__(ModelInputs)
+    data.kind, data.scale, data.array, data.labels = "vector", 1.0, x, labels
+    data.samples = pd.DataFrame({"sample": [f"s{i}" for i in range(len(x))]})
+    data.features = np.array([f"g{i}" for i in range(x.shape[1])])
+    data.gmap = data.gene_values = data.genes_table = None
+    return data
+
+
+def _dense(seed: int, planted: bool) -> nn.Module:
+    torch.manual_seed(seed)
+    net = nn.Linear(40, 2)
+    if planted:  # class 1 rises with genes 0..4, class 0 with genes 5..9; the rest ignored
+        with torch.no_grad():
+            net.weight.zero_()
+            net.weight[1, :5], net.weight[0, 5:10] = 2.0, 2.0
+    return nn.Sequential(Standardize([0.5] * 40, [0.3] * 40, spatial_dims=0), net).eval()
+
+
+def test_stability_is_perfect_for_identical_fold_models_and_not_for_unrelated_ones():
+    from stages.explain.__main__ import stability
+
+    rng = np.random.default_rng(0)
+    x = rng.random((30, 40)).astype(np.float32)
+    labels = np.arange(30) % 2
+    data, p = _vector_inputs(x, labels), Explain.model_validate({"top_k": 5, "stability": {"draws": 3}})
+    same = Ensemble([_dense(0, True), _dense(0, True), _dense(0, True)]).eval()
+    s = stability(same, "input_x_gradient", p, data, ["a", "b"], torch.device("cpu"), seed=0)
+    assert s["folds"]["n"] == 3 and s["folds"]["shared_top_k"] == 1.0 and s["folds"]["spearman"] > 0.999
+    assert "draws" not in s  # a deterministic method has no draws to compare
+    unrelated = Ensemble([_dense(0, True), _dense(1, False), _dense(2, False)]).eval()
+    u = stability(unrelated, "input_x_gradient", p, data, ["a", "b"], torch.device("cpu"), seed=0)
+    assert u["folds"]["shared_top_k"] < 0.7 and u["folds"]["spearman"] < 0.5, u["folds"]
+    linear = stability(same, "smoothgrad", p, data, ["a", "b"], torch.device("cpu"), seed=0)
+    assert linear["draws"]["spearman"] > 0.999  # a linear model's gradient is the same at every noisy copy
+    torch.manual_seed(0)
+    curved = Ensemble([nn.Sequential(Standardize([0.5] * 40, [0.3] * 40, spatial_dims=0),
+                                     nn.Linear(40, 16), nn.Tanh(), nn.Linear(16, 2)).eval()])
+    noisy = stability(curved, "smoothgrad", p, data, ["a", "b"], torch.device("cpu"), seed=0)
+    assert "folds" not in noisy  # one model: nothing to compare across folds
+    assert noisy["draws"]["n"] == 3 and 0 < noisy["draws"]["spearman"] < 0.9999, noisy["draws"]
+
+
+def test_per_sample_table_keeps_the_top_genes_above_the_threshold():
+    from stages.explain.__main__ import per_sample_top
+
+    data = _vector_inputs(np.zeros((2, 4), np.float32), np.array([0, 1]))
+    data.proba = np.array([[0.9, 0.1], [0.6, 0.4]])
+    scores = np.array([[1.0, 0.5, 0.05, -2.0], [0.2, 0.4, 0.3, 0.1]], np.float32)
+    signed = per_sample_top(scores, data, ["a", "b"], data.features, True, k=3, threshold=0.1)
+    assert signed.loc[signed["sample"] == "s0", "gene"].tolist() == ["g0", "g1"]  # 0.05 < 0.1 x 1.0; -2 not positive
+    assert signed.loc[signed["sample"] == "s1", "gene"].tolist() == ["g1", "g2", "g0"]  # top 3 of 4
+    assert signed.loc[signed["sample"] == "s1", "prediction"].iat[0] == "a"
+    assert list(signed.columns) == ["sample", "class", "prediction", "gene", "score", "rank"]
+
+
+def test_markers_with_unknown_genes_or_classes_warn_and_none_matching_is_an_error(tmp_path, caplog):
+    from shared.evaluation.rankings import read_markers
+
+    path = tmp_path / "markers.csv"
+    path.write_text("class,gene\na,g1\na,NOPE1\nb,g2\nzz,g3\n")
+    with caplog.at_level("WARNING"):
+        markers = read_markers(str(path), ["a", "b"], genes=["g1", "g2", "g3"])
+    assert markers == {"a": {"g1"}, "b": {"g2"}}
+    assert "NOPE1" in caplog.text and "zz" in caplog.text
+    with pytest.raises(UserError, match="none of its genes"):
+        read_markers(str(path), ["a", "b"], genes=["x", "y"])
+    with pytest.raises(UserError, match="no class"):
+        read_markers(str(path), ["c"], genes=["g1"])
+
+
+def test_options_of_a_method_that_is_not_run_are_named_in_a_warning(caplog):
+    with caplog.at_level("WARNING"):
+        Explain.model_validate({"methods": ["saliency"], "grad_cam": {"layer": "layer3"}})
+    assert "explain.grad_cam" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        Explain.model_validate({"methods": ["guided_grad_cam"], "grad_cam": {"layer": "layer3"}})
+    assert not caplog.text

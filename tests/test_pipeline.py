@@ -60,6 +60,10 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
         assert 0 <= entry["marker_precision_at_10"] <= 1
         assert isinstance(entry["faithfulness"]["better_than_random"], bool)
         assert isinstance(entry["sanity"]["insensitive_to_model"], bool)
+        folds = entry["stability"]["folds"]  # three fold models, each explained on its own
+        assert folds["n"] == 3 and 0 <= folds["shared_top_k"] <= 1 and -1 <= folds["spearman"] <= 1
+        assert ("draws" in entry["stability"]) == (method == "smoothgrad")
+        assert (exp / "explain" / "resnet18" / method / "sample_top_genes.csv").is_file()
     # the planted model's gradient ranking is faithful (its deletion curve falls faster than a random order's)
     assert gradient["faithfulness"]["better_than_random"], gradient["faithfulness"]
     assert not gradient["sanity"]["insensitive_to_model"], gradient["sanity"]
@@ -70,6 +74,8 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
     assert any(p.name.startswith("events.out.tfevents") for p in (exp / "train_torch" / "resnet18" / "tensorboard").rglob("*"))
     top = (exp / "explain" / "resnet18" / "gradient" / "top_genes.csv").read_text().splitlines()
     assert top[0] == "class,rank,gene,score" and len(top) > 1
+    for key in ("fold models: top-k shared", "SmoothGrad draws: top-k shared", "faithful (vs random)"):
+        assert key in html
     for stage in STAGES:  # every file declared, every always-written output there
         check_declared_outputs(exp / stage, stage)
 
@@ -92,3 +98,28 @@ def test_changed_section_reruns_only_what_depends_on_it(pipeline):
     after = {s: json.loads((exp / s / "manifest.json").read_text())["fingerprint"] for s in STAGES}
     assert [s for s in STAGES if before[s] != after[s]] == ["report"]
     assert "Changed" in (exp / "report" / "index.html").read_text()
+
+
+def test_attributions_open_in_scanpy_with_the_readme_line(pipeline):
+    """attributions.h5ad has the layers, varm and uns the README names, and the README's scanpy line runs on it."""
+    import re
+
+    import anndata as ad
+    import matplotlib
+
+    matplotlib.use("Agg")
+    path = pipeline["exp"] / "explain" / "resnet18" / "attributions.h5ad"
+    adata = ad.read_h5ad(path)
+    methods = {"saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
+               "guided_grad_cam", "occlusion"}
+    assert set(adata.layers) == methods and adata.n_vars == 256
+    assert {f"{m}_class_means" for m in methods} <= set(adata.varm)
+    assert {"top_genes", "trust", "config", "classes", "methods"} <= set(adata.uns)
+    assert {"label", "prediction", "p_true_class", "correct", "split"} <= set(adata.obs)
+    trust = json.loads(adata.uns["trust"])
+    assert set(trust["gradient"]) == {"faithfulness", "sanity", "stability"}
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"attributions\.h5ad` for scanpy.*?```python\n(.*?)```", readme, re.S).group(1)
+    code = block.replace('"outputs/demo/explain/resnet18/attributions.h5ad"', repr(str(path)))
+    assert code != block
+    exec(compile(code, "README", "exec"), {})  # matplotlib's Agg backend: the figure is drawn, not shown

@@ -161,6 +161,30 @@ def test_explain_on_a_dense_model_equals_captum_on_the_unscaled_vectors(plugged)
     assert not np.allclose(wrong, by_hand["input_x_gradient"], rtol=1e-2, atol=1e-6)
 
 
+def test_correct_only_explains_just_the_correctly_classified_test_samples(plugged, tmp_path):
+    import anndata as ad
+    import pandas as pd
+    import torch
+
+    from stages.explain.__main__ import explain_model
+    from stages.explain.params import Explain
+
+    exp = plugged["exp"]
+    p = Explain.model_validate({"methods": ["gradient"], "correct_only": True, "sanity": {"enabled": False},
+                                "faithfulness": {"enabled": False}, "per_sample": {"figure_per_class": 1}})
+    entry = explain_model("dense", exp / "train_torch" / "dense", exp, tmp_path, p, torch.device("cpu"), seed=0)
+    predictions = pd.read_csv(exp / "train_torch" / "dense" / "test_predictions.csv")
+    n_correct = int((predictions["label"] == predictions["predicted"]).sum())
+    assert entry["samples"] == "correctly classified" and entry["n_test"] == len(predictions)
+    assert entry["n_explained"] == n_correct < len(predictions)  # the small model gets some wrong: the test can fail
+    adata = ad.read_h5ad(tmp_path / "dense" / "attributions.h5ad")
+    assert adata.n_obs == n_correct and adata.obs["correct"].all()
+    assert np.load(tmp_path / "dense" / "gradient" / "attributions.npy").shape[0] == n_correct
+    table = pd.read_csv(tmp_path / "dense" / "gradient" / "sample_top_genes.csv")
+    assert set(table["sample"]) <= set(adata.obs_names) and (table["class"] == table["prediction"]).all()
+    assert (tmp_path / "dense" / "gradient" / "figures" / "samples.png").is_file()
+
+
 def test_report_runs_without_a_dataset_provider_and_without_explanations(plugged, tmp_path):
     """Report requires classifiers only: a trainer that reads its inputs itself (the 3-D stage) needs no
     preprocess. Here the classifier folders of a finished run are reused without any dataset stage enabled."""

@@ -5,6 +5,9 @@ import numpy as np
 import pandas as pd
 
 from shared.errors import UserError
+from shared.logs import get_logger
+
+log = get_logger("shared.evaluation.rankings")
 
 
 def class_means(values: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -27,14 +30,35 @@ def top_genes(table: pd.DataFrame, k: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["class", "rank", "gene", "score"])
 
 
-def read_markers(path: str, classes: list[str]) -> dict[str, set[str]]:
+def read_markers(path: str, classes: list[str], genes=None) -> dict[str, set[str]]:
+    """A markers CSV (columns class, gene) -> {class: genes}. Classes and genes that the data lacks are named in a
+    warning and left out; none matching at all is an error (the file belongs to other data)."""
     frame = pd.read_csv(path, dtype=str)
     if not {"class", "gene"} <= set(frame.columns):
         raise UserError(f"{path}: a markers file needs the columns class, gene (has {list(frame.columns)})")
-    markers = {c: set(g["gene"]) for c, g in frame.groupby("class")}
-    if not set(markers) & set(classes):
-        raise UserError(f"{path}: no class of the markers file is a class of the data ({classes})")
-    return markers
+    frame = frame.dropna(subset=["class", "gene"])
+    unknown_classes = sorted(set(frame["class"]) - set(classes))
+    if unknown_classes == sorted(set(frame["class"])):
+        raise UserError(f"explain.markers ({path}): no class of the markers file is a class of the data "
+                        f"({', '.join(classes)})")
+    if unknown_classes:
+        log.warning("explain.markers (%s): %d classes are not classes of the data, left out: %s", path,
+                    len(unknown_classes), _listed(unknown_classes))
+    frame = frame[frame["class"].isin(classes)]
+    if genes is not None:
+        known = frame["gene"].isin(set(np.asarray(genes).astype(str)))
+        if not known.any():
+            raise UserError(f"explain.markers ({path}): none of its genes is a gene of the data (e.g. "
+                            f"{_listed(sorted(set(frame['gene'])))}); check the gene identifiers (symbols vs Ensembl)")
+        if not known.all():
+            log.warning("explain.markers (%s): %d marker genes are not genes of the data, left out: %s", path,
+                        int((~known).sum()), _listed(sorted(set(frame.loc[~known, "gene"]))))
+        frame = frame[known]
+    return {c: set(g["gene"]) for c, g in frame.groupby("class")}
+
+
+def _listed(names: list[str], n: int = 10) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def marker_precision(table: pd.DataFrame, markers: dict[str, set[str]], k: int) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """python -m stages.explain --config FILE: attributions, class maps, gene rankings, marker precision."""
 from __future__ import annotations
 
+import copy
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,10 @@ from shared.logs import get_logger
 from shared.models import load_classifier
 from shared.stage import main
 
-from .attributions import METHODS, attribute_batched, to_tensor
-from .figures import plot_class_maps, plot_faithfulness
+from .attributions import METHODS, attribute_batched, members, to_tensor
+from .figures import plot_class_maps, plot_faithfulness, plot_samples, plot_top_genes_heatmap
 from .params import Explain
-from .quality import faithfulness, random_curves, randomisation
+from .quality import agreement, faithfulness, random_curves, randomisation
 
 log = get_logger("stages.explain")
 #: the model files explain can load (shared.models.load_classifier); other frameworks explain their own models
@@ -30,24 +32,44 @@ FRAMEWORK = "torch"
 class ModelInputs:
     """The held-out test inputs a model reads, found through its spec (``model.json``'s ``input``; paths relative
     to the experiment folder): the stored array and its scaling, the samples, and for genes the names, the
-    pixel->gene map and the gene values the images were rendered from."""
+    pixel->gene map and the gene values the images were rendered from. ``take(rows)`` keeps some of the samples."""
 
     def __init__(self, exp_dir: Path, spec: dict):
         inp = spec["input"]
         self.kind, self.scale = inp["kind"], float(inp.get("scale", 1.0))
         samples = pd.read_csv(exp_dir / inp["samples"], dtype={"sample": str, "label": str})
-        self.rows = np.flatnonzero(samples["split"].to_numpy() == "test")
-        self.samples = samples.iloc[self.rows].reset_index(drop=True)
-        self.labels = samples["label_index"].to_numpy()[self.rows]
-        self.array = np.asarray(np.load(exp_dir / inp["array"], mmap_mode="r")[self.rows])
+        rows = np.flatnonzero(samples["split"].to_numpy() == "test")
+        self.samples = samples.iloc[rows].reset_index(drop=True)
+        self.labels = samples["label_index"].to_numpy()[rows]
+        self.array = np.asarray(np.load(exp_dir / inp["array"], mmap_mode="r")[rows])
         self.gmap = PixelGeneMap.load(exp_dir / inp["gene_map"]) if inp.get("gene_map") else None
-        self.gene_values = (np.asarray(np.load(exp_dir / inp["gene_values"], mmap_mode="r")[self.rows])
+        self.gene_values = (np.asarray(np.load(exp_dir / inp["gene_values"], mmap_mode="r")[rows])
                             if inp.get("gene_values") else None)
         features = exp_dir / inp["features"] if inp.get("features") else None
         # genes.csv: gene (in column order) and, for images, the pixel (row, col) each gene sits on
         self.genes_table = (pd.read_csv(features, dtype={"gene": str})
                             if features is not None and features.is_file() else None)
         self.features = None if self.genes_table is None else self.genes_table["gene"].to_numpy()
+        self.proba: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> "ModelInputs":
+        out = copy.copy(self)
+        out.samples = self.samples.iloc[rows].reset_index(drop=True)
+        out.labels, out.array = self.labels[rows], self.array[rows]
+        out.gene_values = None if self.gene_values is None else self.gene_values[rows]
+        out.proba = None if self.proba is None else self.proba[rows]
+        return out
+
+    def tensors(self, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's inputs and the true classes of ``rows``, on the device."""
+        return (to_tensor(self.array[rows], device, self.scale), torch.from_numpy(self.labels[rows]).to(device))
+
+    def predict(self, model, device, batch: int = 256) -> np.ndarray:
+        with torch.no_grad():
+            self.proba = np.concatenate([
+                torch.softmax(model(to_tensor(self.array[s:s + batch], device, self.scale)).float(), 1).cpu().numpy()
+                for s in range(0, len(self.array), batch)])
+        return self.proba
 
     @property
     def gene_names(self) -> np.ndarray | None:
@@ -56,11 +78,13 @@ class ModelInputs:
             return self.features
         return None if self.gmap is None else self.gmap.genes
 
-    def to_genes(self, attr: np.ndarray) -> np.ndarray:
-        """(n, ...) attributions -> (n, n_genes): as they are for vectors, through the map for images."""
-        if self.kind == "vector":
+    def to_genes(self, attr: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n, ...) attributions (of all samples, or of ``rows``) -> (n, n_genes): as they are for vectors, through
+        the map for images; without genes, the flattened input elements."""
+        if self.kind == "vector" or self.gene_names is None:
             return attr.reshape(len(attr), -1)
-        return self.gmap.gene_attributions(attr, self.gene_values)
+        values = None if self.gene_values is None else self.gene_values[slice(None) if rows is None else rows]
+        return self.gmap.gene_attributions(attr, values)
 
 
 def subset(labels: np.ndarray, n: int) -> np.ndarray:
@@ -74,36 +98,47 @@ def subset(labels: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.asarray(rows, dtype=int))
 
 
-def trust(model, method_name: str, p: Explain, data: "ModelInputs", attr: np.ndarray, classes: list[str], device,
-          seed: int, folder: Path, cache: dict) -> dict:
-    """Faithfulness and sanity figures of one method (on a bounded subset of the test samples); ``cache`` keeps
-    the random order's curves, the same reference for every method of a model."""
-    import time
+def per_sample_top(sample_genes: np.ndarray, data: ModelInputs, classes: list[str], gene_names, signed: bool,
+                   k: int, threshold: float) -> pd.DataFrame:
+    """sample, class, prediction, gene, score, rank: each sample's top ``k`` genes whose score is at least
+    ``threshold`` x the sample's largest score (signed methods: positive scores only)."""
+    rows = []
+    names = np.asarray(gene_names).astype(str)
+    for i, scores in enumerate(np.nan_to_num(sample_genes, nan=-np.inf)):
+        order = np.argsort(-scores, kind="stable")[:k]
+        best = scores[order[0]]
+        keep = [g for g in order if np.isfinite(scores[g]) and scores[g] >= threshold * best
+                and (scores[g] > 0 or not signed)]
+        for rank, g in enumerate(keep, start=1):
+            rows.append((data.samples["sample"].iat[i], classes[data.labels[i]],
+                         classes[int(data.proba[i].argmax())], names[g], float(scores[g]), rank))
+    return pd.DataFrame(rows, columns=["sample", "class", "prediction", "gene", "score", "rank"])
 
+
+def trust(model, method_name: str, p: Explain, data: ModelInputs, attr: np.ndarray, classes: list[str], device,
+          seed: int, folder: Path, cache: dict) -> dict:
+    """Faithfulness, sanity and stability figures of one method (each on a bounded subset of the explained
+    samples); ``cache`` keeps the random order's curves, the same reference for every method of a model."""
     out: dict = {}
     method_cls, options = METHODS[method_name], p.options(method_name)
     if p.faithfulness.enabled:
         t0 = time.time()
         rows = subset(data.labels, p.faithfulness.max_samples)
-        x = to_tensor(data.array[rows], device, data.scale)
-        target = torch.from_numpy(data.labels[rows]).to(device)
+        x, target = data.tensors(rows, device)
         if "random" not in cache:
             cache["random"] = random_curves(model, x, target, p.faithfulness.steps, seed)
         f = faithfulness(model, x, target, attr[rows], method_cls.signed, p.faithfulness.steps, seed,
                          p.faithfulness.margin, reference=cache["random"])
+        aucs = ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc")
         table = pd.DataFrame({"sample": data.samples["sample"].to_numpy()[rows],
-                              "class": np.asarray(classes)[data.labels[rows]],
-                              **{k: f[k] for k in ("deletion_auc", "insertion_auc", "random_deletion_auc",
-                                                   "random_insertion_auc")}})
+                              "class": np.asarray(classes)[data.labels[rows]], **{k: f[k] for k in aucs}})
         table.to_csv(folder / "faithfulness.csv", index=False)
-        per_class = table.groupby("class", sort=False)[["deletion_auc", "insertion_auc", "random_deletion_auc",
-                                                        "random_insertion_auc"]].mean()
+        per_class = table.groupby("class", sort=False)[list(aucs)].mean()
         plot_faithfulness(f, folder / "figures" / "faithfulness.png", method_name)
         out["faithfulness"] = {
-            "n_samples": int(len(rows)), "steps": p.faithfulness.steps,
-            **{k: float(table[k].mean()) for k in ("deletion_auc", "insertion_auc", "random_deletion_auc",
-                                                   "random_insertion_auc")},
-            "p_deletion_vs_random": f["p_deletion"], "better_than_random": f["better_than_random"],
+            "n_samples": int(len(rows)), "steps": p.faithfulness.steps, **{k: float(table[k].mean()) for k in aucs},
+            **{k: f[k] for k in ("p_deletion", "p_insertion", "deletion_better_than_random",
+                                 "insertion_better_than_random", "better_than_random")},
             "per_class": {c: {k: float(v) for k, v in r.items()} for c, r in per_class.iterrows()},
             "seconds": round(time.time() - t0, 2)}
         log.info("%s: deletion AUC %.3f (random %.3f), insertion AUC %.3f (random %.3f)%s", method_name,
@@ -113,8 +148,7 @@ def trust(model, method_name: str, p: Explain, data: "ModelInputs", attr: np.nda
     if p.sanity.enabled:
         t0 = time.time()
         rows = subset(data.labels, p.sanity.max_samples)
-        x = to_tensor(data.array[rows], device, data.scale)
-        target = torch.from_numpy(data.labels[rows]).to(device)
+        x, target = data.tensors(rows, device)
         r = randomisation(model, method_cls, options, x, target, attr[rows], seed)
         pd.DataFrame([{"step": i + 1, **c} for i, c in enumerate(r["cascade"])]
                      + [{"step": "all", "randomised_down_to": "all at once", "spearman": r["all_at_once"]}]
@@ -125,20 +159,61 @@ def trust(model, method_name: str, p: Explain, data: "ModelInputs", attr: np.nda
                          "insensitive_to_model": insensitive, "seconds": round(time.time() - t0, 2)}
         log.info("%s: rank correlation with a randomised model %.3f%s", method_name, r["all_at_once"],
                  ": INSENSITIVE TO THE MODEL" if insensitive else "")
+    if p.stability.enabled:
+        out["stability"] = stability(model, method_name, p, data, classes, device, seed)
     return out
 
 
-def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, markers, seed: int) -> dict:
+def stability(model, method_name: str, p: Explain, data: ModelInputs, classes: list[str], device, seed: int) -> dict:
+    """How much a class's top genes depend on the fold model explained (each fold model explained on its own) and,
+    for stochastic methods (SmoothGrad), on the random draws (the method run again with other seeds)."""
+    t0 = time.time()
+    method_cls, options = METHODS[method_name], p.options(method_name)
+    rows = subset(data.labels, p.stability.max_samples)
+    x, target = data.tensors(rows, device)
+
+    def class_scores(net, draw_seed: int) -> np.ndarray:
+        torch.manual_seed(draw_seed)
+        attr = method_cls(net, options).attribute(x.clone().requires_grad_(True), target).detach().cpu().numpy()
+        return class_means(data.to_genes(attr, rows), data.labels[rows], len(classes))
+
+    out: dict = {"n_samples": int(len(rows))}
+    folds = members(model)
+    if len(folds) > 1:
+        out["folds"] = agreement([class_scores(m, seed) for m in folds], classes, p.top_k)
+    if method_cls.stochastic:
+        out["draws"] = agreement([class_scores(model, seed + d) for d in range(p.stability.draws)], classes, p.top_k)
+    out["seconds"] = round(time.time() - t0, 2)
+    shown = {k: f"Spearman {v['spearman']:.3f}, top {p.top_k} shared {v['shared_top_k']:.2f}"
+             for k, v in out.items() if isinstance(v, dict)}
+    log.info("%s: stability across fold models: %s%s", method_name, shown.get("folds", "n/a (one model)"),
+             f"; across {p.stability.draws} draws: {shown['draws']}" if "draws" in shown else "")
+    return out
+
+
+def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, seed: int) -> dict:
     """Every configured method for one trained model; returns its metrics entry."""
     model, spec = load_classifier(folder, device)
     data = ModelInputs(exp_dir, spec)
     classes = spec["classes"]
+    proba = data.predict(model, device)
+    correct = proba.argmax(1) == data.labels
+    entry = {"arch": spec["arch"], "input": data.kind, "samples": "correctly classified" if p.correct_only else "all",
+             "n_test": int(len(data.labels)), "n_explained": int(correct.sum() if p.correct_only else len(correct)),
+             "methods": {}, "not_applicable": {}}
+    if p.correct_only:
+        data = data.take(np.flatnonzero(correct))
+        log.info("%s: explaining the %d of %d held-out test samples it classifies correctly", name, len(data.labels),
+                 len(correct))
+        if not len(data.labels):
+            raise UserError(f"explain.correct_only: model '{name}' classifies no held-out test sample correctly; "
+                            "set explain.correct_only: false")
     gene_names = data.gene_names
+    entry["gene_map"] = gene_names is not None
     if gene_names is None:
         log.info("%s: the '%s' inputs have no pixel->gene map: attributions stay in input space", name, data.kind)
+    markers = read_markers(p.markers, classes, gene_names) if p.markers and gene_names is not None else None
     kind = data.kind if data.kind == "vector" else ("image" if data.array.ndim == 4 else "volume")
-    entry = {"arch": spec["arch"], "input": data.kind, "gene_map": gene_names is not None, "methods": {},
-             "not_applicable": {}}
     per_method_genes: dict[str, np.ndarray] = {}
     cache: dict = {}
     for method_name in p.methods:
@@ -148,8 +223,9 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
             log.info("%s: %s skipped (%s inputs)", name, method_name, kind)
             continue
         folder_m = out / name / method_name
-        folder_m.mkdir(parents=True)
+        (folder_m / "figures").mkdir(parents=True)
         method = method_cls(model, p.options(method_name))
+        torch.manual_seed(seed)
         attr = attribute_batched(method, data.array, data.labels, device, p.batch_size, f"{name} {method_name}",
                                  scale=data.scale)
         np.save(folder_m / "attributions.npy", attr)
@@ -157,6 +233,7 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
         if getattr(method, "layer_name", None):
             result["layer"] = method.layer_name
         ranking = pd.DataFrame(columns=["class", "rank", "gene", "score"])
+        sample_genes = None
         if gene_names is not None:
             sample_genes = data.to_genes(attr).astype(np.float32)
             per_method_genes[method_name] = sample_genes
@@ -167,6 +244,11 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
                 np.save(folder_m / "sample_genes.npy", sample_genes)
             table.to_csv(folder_m / "gene_attributions.csv")
             ranking.to_csv(folder_m / "top_genes.csv", index=False)
+            per_sample_top(sample_genes, data, classes, gene_names, method.signed, p.per_sample.top_k,
+                           p.per_sample.threshold).to_csv(folder_m / "sample_top_genes.csv", index=False)
+            plot_top_genes_heatmap(table, ranking, folder_m / "figures" / "top_genes_heatmap.png",
+                                   f"{name} · {method_name}: each class's top {p.top_k} genes across all classes",
+                                   signed=method.signed)
             if markers is not None:
                 prec = marker_precision(table, markers, p.precision_k)
                 prec.to_csv(folder_m / "marker_precision.csv", index=False)
@@ -182,26 +264,34 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
                         + ("" if data.kind == "vector" else " (top genes circled)" if data.gmap is not None
                            else " (no gene map: input space only)"),
                         signed=method.signed, feature_names=gene_names)
+        if p.per_sample.figure_per_class:
+            shown = subset(data.labels, p.per_sample.figure_per_class * len(classes))
+            plot_samples(data.array[shown] * data.scale, attr[shown], data.samples["sample"].to_numpy()[shown],
+                         np.asarray(classes)[data.labels[shown]],
+                         np.asarray(classes)[data.proba[shown].argmax(1)],
+                         None if sample_genes is None else sample_genes[shown], gene_names, data.genes_table,
+                         folder_m / "figures" / "samples.png",
+                         f"{name} · {method_name}: held-out test samples, input beside its attribution",
+                         signed=method.signed)
         result.update(trust(model, method_name, p, data, attr, classes, device, seed, folder_m, cache))
         entry["methods"][method_name] = result
     if gene_names is not None and per_method_genes:
-        write_anndata(out / name / "attributions.h5ad", model, data, classes, per_method_genes, entry, p, device)
+        write_anndata(out / name / "attributions.h5ad", data, classes, per_method_genes, entry, p)
     return entry
 
 
-def write_anndata(path: Path, model, data: "ModelInputs", classes: list[str], layers: dict[str, np.ndarray],
-                  entry: dict, p: Explain, device) -> None:
+def write_anndata(path: Path, data: ModelInputs, classes: list[str], layers: dict[str, np.ndarray], entry: dict,
+                  p: Explain) -> None:
     """attributions.h5ad for scanpy: obs the explained samples (label, prediction, split), var the genes, X their
     values as the model saw them (vectors; for images the values they were rendered from), one layer of per-sample
     gene attributions per method, varm the class means, uns the top genes and the trust figures."""
     import anndata as ad
 
-    with torch.no_grad():
-        proba = np.concatenate([torch.softmax(model(to_tensor(data.array[s:s + 256], device, data.scale)), 1)
-                                .cpu().numpy() for s in range(0, len(data.array), 256)])
+    proba = data.proba
     obs = pd.DataFrame({"label": pd.Categorical(np.asarray(classes)[data.labels], categories=classes),
                         "prediction": pd.Categorical(np.asarray(classes)[proba.argmax(1)], categories=classes),
                         "p_true_class": proba[np.arange(len(proba)), data.labels],
+                        "correct": proba.argmax(1) == data.labels,
                         "split": "test"}, index=pd.Index(data.samples["sample"].astype(str).to_numpy(), name="sample"))
     values = data.array * data.scale if data.kind == "vector" else data.gene_values
     var = pd.DataFrame(index=pd.Index(np.asarray(data.gene_names).astype(str), name="gene"))
@@ -218,7 +308,7 @@ def write_anndata(path: Path, model, data: "ModelInputs", classes: list[str], la
     adata.uns["classes"] = list(classes)
     adata.uns["methods"] = {m: {k: v for k, v in r.items() if k in ("signed", "description", "layer")}
                             for m, r in entry["methods"].items()}
-    adata.uns["trust"] = json.dumps({m: {k: r[k] for k in ("faithfulness", "sanity") if k in r}
+    adata.uns["trust"] = json.dumps({m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r}
                                      for m, r in entry["methods"].items()}, default=float)
     adata.uns["config"] = json.dumps(p.model_dump(mode="json"))
     tmp = path.with_name(f".{path.name}.tmp")
@@ -233,7 +323,6 @@ def run(run: StageRun) -> None:
     run.device = describe_device(device)
     summary = {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
     where: dict[str, str] = {}
-    markers = None
     for stage, folder in run.providers("classifiers", required=True).items():
         for entry in json.loads((folder / "models.json").read_text()):
             name = entry["name"]
@@ -245,11 +334,8 @@ def run(run: StageRun) -> None:
                 raise UserError(f"two classifier providers name a model '{name}' ({where[name]} and {stage}): "
                                 "rename one")
             where[name] = stage
-            if markers is None and p.markers:
-                classes = json.loads((folder / entry["folder"] / "model.json").read_text())["classes"]
-                markers = read_markers(p.markers, classes)
             summary["models"][name] = {"provider": stage, **explain_model(
-                name, folder / entry["folder"], run.exp_dir, run.out, p, device, markers, exp.seed)}
+                name, folder / entry["folder"], run.exp_dir, run.out, p, device, exp.seed)}
     write_json_atomic(run.out / "metrics.json", summary)
 
 

@@ -52,12 +52,8 @@ def plot_class_maps(class_maps: np.ndarray, classes: list[str], ranking: pd.Data
             else:
                 ax.imshow(img, cmap="magma", interpolation="nearest")
             top = ranking.loc[ranking["class"] == classes[c]].sort_values("rank").head(n_marked)
-            for gene in top["gene"] if where is not None and class_maps.ndim == 4 else []:
-                if gene not in where.index:
-                    continue
-                r, col = where.loc[gene, ["row", "col"]]
-                ax.add_patch(plt.Circle((col, r), 1.2, fill=False, color=colour, lw=1.2))
-                ax.annotate(gene, (col, r), xytext=(3, -3), textcoords="offset points", color=colour, fontsize=6)
+            if where is not None and class_maps.ndim == 4:
+                circle_genes(ax, top["gene"].to_numpy(), top["score"].to_numpy(), where, colour)
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_title(classes[c], fontsize=9)
@@ -67,6 +63,94 @@ def plot_class_maps(class_maps: np.ndarray, classes: list[str], ranking: pd.Data
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def circle_genes(ax, genes, scores, where: pd.DataFrame, colour: str) -> None:
+    """Circle and name ``genes`` at their pixels (``where``: gene -> row, col); radius 0.6-2 pixels by score."""
+    scores = np.abs(np.asarray(scores, dtype=float))
+    top = float(scores.max()) if len(scores) and scores.max() > 0 else 1.0
+    for gene, score in zip(genes, scores):
+        if gene not in where.index:
+            continue
+        r, col = where.loc[gene, ["row", "col"]]
+        ax.add_patch(plt.Circle((col, r), 0.6 + 1.4 * score / top, fill=False, color=colour, lw=1.1))
+        ax.annotate(gene, (col, r), xytext=(3, -3), textcoords="offset points", color=colour, fontsize=6)
+
+
+def plot_top_genes_heatmap(table: pd.DataFrame, ranking: pd.DataFrame, path: Path, title: str,
+                           signed: bool = False) -> None:
+    """Each class's top genes (rows, grouped by the class that ranks them) against every class (columns): the
+    class-mean attribution, each row divided by its largest absolute value, so a gene specific to its class shows
+    as one bright cell (the GTEx reference's figure)."""
+    genes = list(dict.fromkeys(ranking.sort_values(["class", "rank"], key=lambda col: col.map(
+        {c: i for i, c in enumerate(table.columns)}) if col.name == "class" else col)["gene"]))
+    if not genes:
+        return
+    values = table.loc[genes].to_numpy(dtype=float)
+    scale = np.nanmax(np.abs(values), axis=1, keepdims=True)
+    values = values / np.where(scale > 0, scale, 1.0)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * table.shape[1], 1.4 + 0.13 * len(genes)))
+    im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="RdBu_r" if signed else "magma",
+                   vmin=-1 if signed else 0, vmax=1)
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(genes)), genes, fontsize=max(3, min(7, 400 // len(genes))))
+    owner = ranking.drop_duplicates("gene").set_index("gene")["class"]
+    edges = [i for i in range(1, len(genes)) if owner[genes[i]] != owner[genes[i - 1]]]
+    for e in edges:
+        ax.axhline(e - 0.5, color="white" if not signed else "black", lw=0.6)
+    fig.colorbar(im, ax=ax, fraction=0.05, label="class mean / row max |.|")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_samples(inputs: np.ndarray, attr: np.ndarray, names, labels, predictions, sample_genes: np.ndarray | None,
+                 gene_names, gene_pixels: pd.DataFrame | None, path: Path, title: str, signed: bool = False,
+                 n_marked: int = 5) -> None:
+    """A few samples, one row each: the input beside its attribution map, the sample's top ``n_marked`` genes
+    circled (radius by score) and named (images with a gene map). Vectors: the sample's top genes as bars, each with
+    its input value. Volumes: both projected to a plane."""
+    n = len(inputs)
+    vector = inputs.ndim == 2
+    where = gene_pixels.set_index("gene") if gene_pixels is not None and {"row", "col"} <= set(gene_pixels) else None
+    colour = "lime" if signed else "cyan"
+    fig, axes = plt.subplots(n, 1 if vector else 2, figsize=(4.2 if vector else 5.2, 2.3 * n), squeeze=False)
+    for i in range(n):
+        head = f"{names[i]}: {labels[i]}" + ("" if labels[i] == predictions[i] else f" (predicted {predictions[i]})")
+        scores = sample_genes[i] if sample_genes is not None else attr[i].reshape(-1)
+        order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:n_marked if not vector else 10]
+        if vector:
+            ax = axes[i, 0]
+            shown = order[::-1]
+            labels_y = [f"{gene_names[g] if gene_names is not None else g} ({inputs[i][g]:.2g})" for g in shown]
+            ax.barh(range(len(shown)), scores[shown], color="#c44" if signed else "#446")
+            ax.set_yticks(range(len(shown)), labels_y, fontsize=6)
+            ax.tick_params(axis="x", labelsize=6)
+            ax.set_title(f"{head} · top genes (input value)", fontsize=7)
+            continue
+        ax_in, ax_map = axes[i]
+        ax_in.imshow(to_plane(inputs[i], signed=True) / max(1, inputs[i].shape[0]), cmap="gray",
+                     interpolation="nearest")
+        ax_in.set_title(f"{head} · input", fontsize=7)
+        plane = to_plane(attr[i], signed)
+        if signed:
+            lim = float(np.nanmax(np.abs(plane))) or 1.0
+            ax_map.imshow(plane, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+        else:
+            ax_map.imshow(plane, cmap="magma", interpolation="nearest")
+        if where is not None and inputs.ndim == 4 and sample_genes is not None and gene_names is not None:
+            circle_genes(ax_map, np.asarray(gene_names)[order], scores[order], where, colour)
+        ax_map.set_title("attribution", fontsize=7)
+        for ax in (ax_in, ax_map):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.3 * n)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.config import InputFile, Output, Section, StageSpec
+from shared.logs import get_logger
+
+log = get_logger("stages.explain")
 
 
 MethodName = Literal["saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
@@ -59,8 +62,30 @@ class Sanity(Section):
     threshold: float = Field(0.5, gt=0, le=1)
 
 
+class Stability(Section):
+    """How much a class's top genes depend on the fold model explained and, for SmoothGrad, on the noise draws."""
+
+    enabled: bool = True
+    max_samples: int = Field(64, ge=2)
+    #: runs of a stochastic method (SmoothGrad) with different seeds, compared pairwise
+    draws: int = Field(3, ge=2)
+
+
+class PerSample(Section):
+    """Per-sample results: the top-genes table and the figure of a few samples."""
+
+    #: genes listed per sample in sample_top_genes.csv
+    top_k: int = Field(10, ge=1)
+    #: a gene is listed only if its score is at least this fraction of the sample's largest score
+    threshold: float = Field(0.1, ge=0, le=1)
+    #: samples per class in figures/samples.png (input beside its map, top genes circled); 0: no figure
+    figure_per_class: int = Field(2, ge=0)
+
+
 class Explain(Section):
     methods: list[MethodName] = Field(default_factory=lambda: ["saliency"], min_length=1)
+    #: explain only the held-out test samples the model classifies correctly (as the GTEx reference did)
+    correct_only: bool = False
     batch_size: int = Field(64, ge=1)
     top_k: int = Field(20, ge=1)
     #: known marker genes, a CSV with columns class, gene (the synthetic fixtures write their planted ones)
@@ -72,6 +97,19 @@ class Explain(Section):
     occlusion: OcclusionOptions = Field(default_factory=OcclusionOptions)
     faithfulness: Faithfulness = Field(default_factory=Faithfulness)
     sanity: Sanity = Field(default_factory=Sanity)
+    stability: Stability = Field(default_factory=Stability)
+    per_sample: PerSample = Field(default_factory=PerSample)
+
+    @model_validator(mode="after")
+    def _options_of_chosen_methods(self) -> "Explain":
+        """Options set for a method that is not run are named in a warning (a typo, or a method left out)."""
+        owners = {"smoothgrad": ("smoothgrad",), "integrated_gradients": ("integrated_gradients",),
+                  "grad_cam": ("grad_cam", "guided_grad_cam"), "occlusion": ("occlusion",)}
+        for key, methods in owners.items():
+            if key in self.model_fields_set and not set(methods) & set(self.methods):
+                log.warning("explain.%s is set but no method it applies to (%s) is in explain.methods; it is unused",
+                            key, " or ".join(methods))
+        return self
 
     def options(self, method: str):
         """The option section of ``method`` (Grad-CAM's serves Guided Grad-CAM too), or None."""
@@ -85,18 +123,26 @@ STAGE = StageSpec(
     requires=("classifiers",),
     sections={"explain": Explain},
     outputs=(
-        Output("metrics.json", "per model and method: its description, whether it is signed, marker precision; "
-                               "the models left unexplained and why"),
+        Output("metrics.json", "per model and method: its description, whether it is signed, marker precision, "
+                               "faithfulness, sanity and stability; the models left unexplained and why"),
         Output("{model}/{method}/attributions.npy", "(n_test, *input_shape) float32 per-sample attributions of the "
                                                     "true class"),
         Output("{model}/{method}/class_maps.npy", "(n_classes, *input_shape) class-mean attributions"),
-        Output("{model}/{method}/figures/class_maps.png", "class means with the top genes marked"),
+        Output("{model}/{method}/figures/class_maps.png", "class means with the top genes circled (size by score)"),
+        Output("{model}/{method}/figures/samples.png", "per_sample.figure_per_class samples per class: the input "
+                                                       "beside its map, the sample's top genes circled and named",
+               when="per_sample.figure_per_class > 0"),
         Output("{model}/{method}/sample_genes.npy", "(n_test, n_genes) float32 per-sample gene attributions",
                when="images with a pixel->gene map"),
         Output("{model}/{method}/gene_attributions.csv", "genes x classes class-mean gene attributions",
                when="genes known (vectors, or images with a gene map)"),
         Output("{model}/{method}/top_genes.csv", "class, rank, gene, score: the top_k genes per class",
                when="genes known"),
+        Output("{model}/{method}/sample_top_genes.csv", "sample, class, prediction, gene, score, rank: each "
+                                                        "sample's top genes above the per_sample threshold",
+               when="genes known"),
+        Output("{model}/{method}/figures/top_genes_heatmap.png", "each class's top_k genes (rows) across all "
+                                                                 "classes (columns)", when="genes known"),
         Output("{model}/{method}/marker_precision.csv", "precision and recall of the known markers among each "
                                                         "class's top precision_k genes", when="explain.markers set"),
         Output("{model}/{method}/faithfulness.csv", "per sample: deletion and insertion AUC of the method's order "

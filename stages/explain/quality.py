@@ -74,17 +74,23 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: torch.Tensor, attr: 
     A faithful ranking makes the true-class probability fall fast when its top elements are deleted (low deletion
     AUC) and rise fast when they are inserted (high insertion AUC). The method is "no better than random" unless its
     deletion AUC is lower than the random order's (by more than ``margin``) with a one-sided Wilcoxon signed-rank
-    p < 0.05 over the samples."""
+    p < 0.05 over the samples, and its insertion AUC higher than the random order's in the same sense: an order
+    that finds the evidence a model can lose but not the evidence it needs (or the reverse) is not faithful."""
     d, i = curves(model, x, target, ranking(attr, signed), steps, training_mean(model, x))
     rd, ri = reference if reference is not None else random_curves(model, x, target, steps, seed)
     del_auc, ins_auc, rdel_auc, rins_auc = area(d), area(i), area(rd), area(ri)
-    diff = rdel_auc - del_auc
-    p = float(stats.wilcoxon(diff, alternative="greater").pvalue) if np.any(diff != 0) else 1.0
-    better = bool(diff.mean() > margin and p < 0.05)
+
+    def beats(gain: np.ndarray) -> tuple[float, bool]:
+        p = float(stats.wilcoxon(gain, alternative="greater").pvalue) if np.any(gain != 0) else 1.0
+        return p, bool(gain.mean() > margin and p < 0.05)
+
+    p_del, del_ok = beats(rdel_auc - del_auc)
+    p_ins, ins_ok = beats(ins_auc - rins_auc)
     return {"deletion_auc": del_auc, "insertion_auc": ins_auc, "random_deletion_auc": rdel_auc,
             "random_insertion_auc": rins_auc, "deletion_curve": d.mean(0), "insertion_curve": i.mean(0),
-            "random_deletion_curve": rd.mean(0), "random_insertion_curve": ri.mean(0), "p_deletion": p,
-            "better_than_random": better}
+            "random_deletion_curve": rd.mean(0), "random_insertion_curve": ri.mean(0), "p_deletion": p_del,
+            "p_insertion": p_ins, "deletion_better_than_random": del_ok, "insertion_better_than_random": ins_ok,
+            "better_than_random": del_ok and ins_ok}
 
 
 def cascade_blocks(model: nn.Module) -> list[str]:
@@ -131,3 +137,32 @@ def randomisation(model: nn.Module, method_cls: type[Method], options, x: torch.
         for step, name in enumerate(blocks):
             _reinitialise(dict(member.named_modules())[name], seed + 1000 + step)
     return {"cascade": cascade, "all_at_once": correlation(independent)}
+
+
+def top_k_agreement(a: np.ndarray, b: np.ndarray, k: int) -> tuple[float, float]:
+    """Two rankings' scores of the same genes (higher first) -> (Spearman correlation of the scores over all genes,
+    fraction of the top ``k`` genes they share). NaN scores (a class absent) give NaN."""
+    if np.isnan(a).all() or np.isnan(b).all():
+        return float("nan"), float("nan")
+    a, b = np.nan_to_num(a, nan=-np.inf), np.nan_to_num(b, nan=-np.inf)
+    top_a = np.argsort(-a, kind="stable")[:k]
+    top_b = np.argsort(-b, kind="stable")[:k]
+    rho = stats.spearmanr(a, b).statistic if a.std() > 0 and b.std() > 0 else float("nan")
+    return float(rho), len(np.intersect1d(top_a, top_b)) / min(k, len(a))
+
+
+def agreement(class_scores: list[np.ndarray], classes: list[str], k: int) -> dict:
+    """Pairwise agreement of several (n_classes, n_genes) class-mean rankings (fold models, or repeated draws of a
+    stochastic method): per class and overall, the mean over pairs of ``top_k_agreement`` (the Spearman
+    correlation of the genes' scores, and the fraction of the top ``k`` genes shared)."""
+    per_class = {}
+    for c, name in enumerate(classes):
+        pairs = [top_k_agreement(class_scores[i][c], class_scores[j][c], k)
+                 for i in range(len(class_scores)) for j in range(i + 1, len(class_scores))]
+        rho, shared = np.asarray(pairs, dtype=float).T
+        if not np.isnan(shared).all():
+            per_class[name] = {"spearman": float(np.nanmean(rho)), "shared_top_k": float(np.nanmean(shared))}
+    return {"n": len(class_scores), "top_k": k,
+            "spearman": float(np.nanmean([v["spearman"] for v in per_class.values()])),
+            "shared_top_k": float(np.mean([v["shared_top_k"] for v in per_class.values()])),
+            "per_class": per_class}

@@ -35,6 +35,13 @@ def _html_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> Markup:
     return Markup(frame.to_html(index=False, float_format=floatfmt.format, border=0))
 
 
+def _faithful(faith: dict) -> str:
+    if faith["better_than_random"]:
+        return "yes"
+    failed = [k for k in ("deletion", "insertion") if not faith[f"{k}_better_than_random"]]
+    return f"NO: {' and '.join(failed)} no better than random"
+
+
 def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
     """Classes and sizes from the dataset provider when there is one, else from the classifiers' own metrics."""
     datasets = run.providers("dataset")
@@ -45,12 +52,13 @@ def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
                 for c in dataset["classes"]]
         n_test = sum(r["test"] for r in rows)
         return {**dataset, "counts": rows, "n_test": n_test, "n_samples": n_test + sum(r["train"] for r in rows)}
-    for folder in classifiers.values():
-        for entry in json.loads((folder / "models.json").read_text()):
-            metrics = json.loads((folder / entry["folder"] / "metrics.json").read_text())
-            return {"classes": metrics.get("classes", []), "counts": [], "n_test": metrics["test"]["n"],
-                    "n_samples": None, "n_genes": None, "transform": None, "image_shape": None}
-    return {"classes": [], "counts": [], "n_test": 0, "n_samples": None}
+    first = next(((folder, entry) for folder in classifiers.values()
+                  for entry in json.loads((folder / "models.json").read_text())), None)
+    if first is None:
+        return {"classes": [], "counts": [], "n_test": 0, "n_samples": None}
+    metrics = json.loads((first[0] / first[1]["folder"] / "metrics.json").read_text())
+    return {"classes": metrics.get("classes", []), "counts": [], "n_test": metrics["test"]["n"],
+            "n_samples": None, "n_genes": None, "transform": None, "image_shape": None}
 
 
 def model_section(name: str, entry: dict, folder: Path, figures: Path) -> tuple[dict, dict]:
@@ -119,17 +127,14 @@ def run(run: StageRun) -> None:
         for name, model_entry in ex_metrics["models"].items():
             for method, entry in model_entry["methods"].items():
                 folder = provider / name / method
-                maps_png = None
-                if (folder / "figures" / "class_maps.png").is_file():
-                    shutil.copy2(folder / "figures" / "class_maps.png", figures / f"{name}_{method}_class_maps.png")
-                    maps_png = _png(folder / "figures" / "class_maps.png")
                 ranking = (pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
                            if (folder / "top_genes.csv").is_file()
                            else pd.DataFrame(columns=["class", "rank", "gene", "score"]))
                 top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
                               for cls, g in ranking.groupby("class", sort=False)]
                 key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
-                faith, sanity = entry.get("faithfulness"), entry.get("sanity")
+                faith, sanity, stab = entry.get("faithfulness"), entry.get("sanity"), entry.get("stability")
+                folds_stab = (stab or {}).get("folds") or {}
                 trust_rows.append({
                     "model": name, "method": method,
                     f"marker precision@{key.rsplit('_', 1)[1]}" if key else "marker precision": entry.get(key),
@@ -137,36 +142,44 @@ def run(run: StageRun) -> None:
                     "random deletion AUC": faith and faith["random_deletion_auc"],
                     "insertion AUC": faith and faith["insertion_auc"],
                     "random insertion AUC": faith and faith["random_insertion_auc"],
-                    "faithful (vs random)": None if not faith else
-                    ("yes" if faith["better_than_random"] else "NO: no better than random"),
+                    "faithful (vs random)": None if not faith else _faithful(faith),
                     "rank corr. with randomised model": sanity and sanity["spearman_all_at_once"],
                     "model-sensitive": None if not sanity else
-                    ("NO: insensitive to the model" if sanity["insensitive_to_model"] else "yes")})
-                faith_png = None
-                if (folder / "figures" / "faithfulness.png").is_file():
-                    shutil.copy2(folder / "figures" / "faithfulness.png", figures / f"{name}_{method}_faithfulness.png")
-                    faith_png = _png(folder / "figures" / "faithfulness.png")
+                    ("NO: insensitive to the model" if sanity["insensitive_to_model"] else "yes"),
+                    "fold models: Spearman": folds_stab.get("spearman"),
+                    "fold models: top-k shared": folds_stab.get("shared_top_k"),
+                    "SmoothGrad draws: top-k shared": ((stab or {}).get("draws") or {}).get("shared_top_k")})
+                pngs = {}
+                for fig in ("class_maps", "faithfulness", "top_genes_heatmap", "samples"):
+                    if (folder / "figures" / f"{fig}.png").is_file():
+                        shutil.copy2(folder / "figures" / f"{fig}.png", figures / f"{name}_{method}_{fig}.png")
+                        pngs[fig] = _png(folder / "figures" / f"{fig}.png")
                 explanations.append({
                     "model": name, "method": method,
                     "at_chance": summary_models.get(name, {}).get("at_chance", False),
                     "description": entry.get("description", method) + ("" if model_entry.get("gene_map", True) else
                                    " These inputs have no pixel-to-gene map (a transductive sample image): the maps "
                                    "show where in the input the model looked, not which genes."),
+                    "samples": model_entry.get("samples", "all"),
                     "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
                     "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
-                    "maps_png": maps_png, "top_tables": top_tables, "faithfulness": faith, "sanity": sanity,
-                    "faithfulness_png": faith_png, "layer": entry.get("layer"),
+                    "pngs": pngs, "top_tables": top_tables, "faithfulness": faith, "sanity": sanity,
+                    "stability": stab, "layer": entry.get("layer"),
                 })
                 summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items()
                                                     if k not in ("top_k", "signed", "description")}
+                summary_expl[f"{name}/{method}"]["samples"] = model_entry.get("samples", "all")
                 if faith:
                     summary_expl[f"{name}/{method}"]["faithfulness"] = {
                         k: faith[k] for k in ("deletion_auc", "random_deletion_auc", "insertion_auc",
-                                              "random_insertion_auc", "p_deletion_vs_random", "better_than_random",
-                                              "per_class")}
+                                              "random_insertion_auc", "p_deletion", "p_insertion",
+                                              "deletion_better_than_random", "insertion_better_than_random",
+                                              "better_than_random", "per_class")}
                 if sanity:
                     summary_expl[f"{name}/{method}"]["sanity"] = {
                         k: sanity[k] for k in ("spearman_all_at_once", "cascade", "insensitive_to_model")}
+                if stab:
+                    summary_expl[f"{name}/{method}"]["stability"] = {k: v for k, v in stab.items() if k != "seconds"}
 
     provenance = []
     for stage in exp.upstream("report"):
