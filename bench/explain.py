@@ -7,7 +7,8 @@ build_model, ResNet-18 with the demo's stem, random weights: speed does not depe
 images: ours through ``stages.explain.attributions.attribute_batched`` (batches on the device), the reference as
 the prior art did, one sample per call. Reported: samples per second (best of ``--repeats``), their ratio
 (``explain_speedup_vs_per_sample_loop``), a check that both give the same attributions, and, when the demo has
-run, the time its explain stage spent on the deletion curves and the randomisation checks per method. Written
+run, the time its explain stage spent on the deletion curves, the randomisation checks and the stability
+checks per method. Written
 to ``outputs/bench/explain.json``.
 """
 from __future__ import annotations
@@ -42,7 +43,8 @@ def demo_trust_times(path: Path) -> dict | None:
         return None
     doc = json.loads(path.read_text())
     return {f"{m}/{k}": {"faithfulness_s": v.get("faithfulness", {}).get("seconds"),
-                         "sanity_s": v.get("sanity", {}).get("seconds")}
+                         "sanity_s": v.get("sanity", {}).get("seconds"),
+                         "stability_s": v.get("stability", {}).get("seconds")}
             for m, entry in doc["models"].items() for k, v in entry["methods"].items()}
 
 
