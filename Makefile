@@ -75,12 +75,17 @@ data/demo/.fixture: fixtures/synthetic.py | $(STAMP)
 	$(PY) -m fixtures.synthetic transcriptome --out data/demo
 	touch $@
 
-fixture: data/demo/.fixture ## generate the demo's synthetic fixture (data/demo/) with fixtures/synthetic.py
+data/demo_tcga/.fixture: fixtures/synthetic.py | $(STAMP)
+	$(PY) -m fixtures.synthetic tcga --out data/demo_tcga
+	touch $@
 
-demo: $(STAMP) data/demo/.fixture ## fresh machine: set up, generate the fixture, run every stage on CPU
+fixture: data/demo/.fixture data/demo_tcga/.fixture ## generate the demos' synthetic fixtures (data/demo/, data/demo_tcga/)
+
+demo: $(STAMP) data/demo/.fixture data/demo_tcga/.fixture ## fresh machine: set up, make the fixtures, run both demos on CPU
 	$(MAKE) --no-print-directory all CONFIG=configs/demo.yaml RUNNER=$(RUNNER)
-	@echo "Report: $(CURDIR)/outputs/demo/report/index.html"
-	@echo "Summary: $(CURDIR)/outputs/demo/report/summary.json"
+	$(MAKE) --no-print-directory all CONFIG=configs/demo_tcga.yaml RUNNER=$(RUNNER)
+	@echo "Reports: $(CURDIR)/outputs/demo/report/index.html $(CURDIR)/outputs/demo_tcga/report/index.html"
+	@echo "Summaries: $(CURDIR)/outputs/demo/report/summary.json $(CURDIR)/outputs/demo_tcga/report/summary.json"
 
 all: $(STAMP) ## run the whole pipeline for CONFIG (stages whose inputs and config did not change are skipped)
 	plan=$$($(PY) -m shared.pipeline plan $(CONFIG) $(ARGS)); \

@@ -321,7 +321,7 @@ def test_attribution_class_means_and_figures_work_for_vectors_images_and_volumes
     from shared.evaluation.rankings import class_means
     from shared.models import Standardize
     from stages.explain.attributions import METHODS, attribute_batched
-    from stages.explain.figures import plot_class_maps
+    from shared.attribution_figures import plot_class_maps
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

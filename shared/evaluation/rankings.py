@@ -1,6 +1,8 @@
 """From per-sample gene attributions to class rankings, and their precision against known markers."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -72,3 +74,23 @@ def marker_precision(table: pd.DataFrame, markers: dict[str, set[str]], k: int) 
         rows.append({"class": cls, "k": k, "hits": hits, "precision": hits / k, "n_markers": len(genes),
                      "recall": hits / len(genes)})
     return pd.DataFrame(rows)
+
+
+def write_gene_rankings(folder: Path, sample_genes: np.ndarray, labels: np.ndarray, classes: list[str], gene_names,
+                        markers: dict[str, set[str]] | None, top_k: int, precision_k: int) -> tuple[pd.DataFrame,
+                                                                                                pd.DataFrame, dict]:
+    """Per-sample gene attributions of one method -> ``gene_attributions.csv`` (genes x classes, class means),
+    ``top_genes.csv`` and, with markers, ``marker_precision.csv`` in ``folder``; returns (the genes x classes table,
+    the top genes, the metrics entry: marker precision overall and per class)."""
+    table = pd.DataFrame(class_means(sample_genes, labels, len(classes)).T,
+                         index=pd.Index(np.asarray(gene_names).astype(str), name="gene"), columns=classes)
+    ranking = top_genes(table, top_k)
+    table.to_csv(folder / "gene_attributions.csv")
+    ranking.to_csv(folder / "top_genes.csv", index=False)
+    result: dict = {}
+    if markers is not None:
+        prec = marker_precision(table, markers, precision_k)
+        prec.to_csv(folder / "marker_precision.csv", index=False)
+        result[f"marker_precision_at_{precision_k}"] = float(prec["precision"].mean())
+        result["per_class_precision"] = dict(zip(prec["class"], prec["precision"].astype(float)))
+    return table, ranking, result

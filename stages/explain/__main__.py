@@ -13,14 +13,14 @@ import torch
 from shared.artifacts import StageRun, write_json_atomic
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
-from shared.evaluation.rankings import class_means, marker_precision, read_markers, top_genes
+from shared.evaluation.rankings import class_means, read_markers, write_gene_rankings
 from shared.genemap import PixelGeneMap
 from shared.logs import get_logger
 from shared.models import load_classifier
 from shared.stage import main
 
 from .attributions import METHODS, attribute_batched, members, to_tensor
-from .figures import plot_class_maps, plot_faithfulness, plot_samples, plot_top_genes_heatmap
+from shared.attribution_figures import plot_class_maps, plot_faithfulness, plot_samples, plot_top_genes_heatmap
 from .params import Explain
 from .quality import agreement, faithfulness, random_curves, randomisation
 
@@ -237,23 +237,17 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
         if gene_names is not None:
             sample_genes = data.to_genes(attr).astype(np.float32)
             per_method_genes[method_name] = sample_genes
-            table = pd.DataFrame(class_means(sample_genes, data.labels, len(classes)).T,
-                                 index=pd.Index(gene_names, name="gene"), columns=classes)
-            ranking = top_genes(table, p.top_k)
+            table, ranking, scores = write_gene_rankings(folder_m, sample_genes, data.labels, classes, gene_names,
+                                                         markers, p.top_k, p.precision_k)
+            result.update(scores)
             if data.kind != "vector":  # for vectors these are attributions.npy already
                 np.save(folder_m / "sample_genes.npy", sample_genes)
-            table.to_csv(folder_m / "gene_attributions.csv")
-            ranking.to_csv(folder_m / "top_genes.csv", index=False)
             per_sample_top(sample_genes, data, classes, gene_names, method.signed, p.per_sample.top_k,
                            p.per_sample.threshold).to_csv(folder_m / "sample_top_genes.csv", index=False)
             plot_top_genes_heatmap(table, ranking, folder_m / "figures" / "top_genes_heatmap.png",
                                    f"{name} · {method_name}: each class's top {p.top_k} genes across all classes",
                                    signed=method.signed)
             if markers is not None:
-                prec = marker_precision(table, markers, p.precision_k)
-                prec.to_csv(folder_m / "marker_precision.csv", index=False)
-                result[f"marker_precision_at_{p.precision_k}"] = float(prec["precision"].mean())
-                result["per_class_precision"] = dict(zip(prec["class"], prec["precision"].astype(float)))
                 log.info("%s %s: planted-marker precision@%d = %.3f (per class %s)", name, method_name,
                          p.precision_k, result[f"marker_precision_at_{p.precision_k}"],
                          json.dumps(result["per_class_precision"]))

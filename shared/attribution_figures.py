@@ -1,4 +1,5 @@
-"""Figures of explain: class means of attributions, for vectors, images and volumes alike."""
+"""Figures of attributions (explain, and trainers that explain their own models): class means, top genes across
+classes, per-sample maps, deletion curves; for vectors, images and volumes alike."""
 from __future__ import annotations
 
 from pathlib import Path
