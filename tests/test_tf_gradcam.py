@@ -189,3 +189,23 @@ def test_bad_configs_fail_before_training_with_one_line_naming_the_key(tcga, tmp
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr[-2000:]
         assert "epochs in" not in proc.stderr  # nothing was trained
         assert not (tmp_path / "out" / "t" / "train_tf_gradcam").exists()
+
+
+def test_gene_rankings_without_a_pixel_to_gene_map_fail_before_training(tmp_path):
+    """sample-spot images have no pixel->gene map: asking for the CAMs' genes is an error naming the key."""
+    import pandas as pd
+
+    from stages.train_tf_gradcam.__main__ import Images, check_before_training
+    from stages.train_tf_gradcam.params import TrainTfGradcam
+
+    folder = tmp_path / "preprocess"
+    folder.mkdir()
+    (folder / "dataset.json").write_text(json.dumps({"classes": ["a", "b"], "transform": "sample-spot"}))
+    np.save(folder / "images.npy", np.zeros((4, 1, 16, 16), np.uint8))
+    pd.DataFrame({"sample": list("wxyz"), "label": list("abab"), "label_index": [0, 1, 0, 1],
+                  "split": ["train"] * 4}).to_csv(folder / "samples.csv", index=False)
+    data = Images(folder)
+    with pytest.raises(UserError, match="train_tf_gradcam.explain.methods: preprocess.transform 'sample-spot' has no "
+                                        "pixel->gene map"):
+        check_before_training(TrainTfGradcam(), data)
+    assert check_before_training(TrainTfGradcam.model_validate({"explain": {"methods": []}}), data) is None
