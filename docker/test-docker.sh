@@ -13,6 +13,8 @@
 #  3. make images (docker/images.sh: torch image, then one per stage; times and sizes in build-logs/images.tsv)
 #  4. the demo with RUNNER=docker into a separate outputs folder (.cache/test-docker/outputs), as a non-root
 #     user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root)
+#  4b. the TensorFlow stage: configs/demo_tcga.yaml cut to preprocess -> train_tf_gradcam -> report and 3 epochs
+#     (TEST_DOCKER_TF_ARGS), run locally and with RUNNER=docker
 #  5. pytest -m docker tests/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE
 #     (default 1e-6: the runs are expected to be bit-identical), same package versions and commit in the
 #     manifests, outputs owned by that user, a second run does nothing, the images' user, labels and layers
@@ -274,9 +276,24 @@ ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$config ARGS="$
   IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-demo.log"
 phase_done docker_demo
 
+# -- 4b. the TensorFlow stage: the TCGA demo's preprocess -> train_tf_gradcam -> report, short, both ways ---------
+tf_config=configs/demo_tcga.yaml
+tf_args=${TEST_DOCKER_TF_ARGS:-"--set stages=[preprocess,train_tf_gradcam,report] --set train_tf_gradcam.epochs=3 --set train_tf_gradcam.min_epochs=0"}
+tf_local=$work/local-outputs-tf
+rm -rf "$tf_local"
+phase "TensorFlow experiment ($tf_config, $tf_args): local -> $tf_local, then RUNNER=docker -> $docker_out"
+ONCOXAI_OUTPUTS=$tf_local make --no-print-directory all CONFIG=$tf_config ARGS="$tf_args" RUNNER=local \
+  >"$work/local-tf.log" 2>&1 || { tail -n 40 "$work/local-tf.log" >&2; echo "error: the local TF run failed" >&2; exit 1; }
+mkdir -p "$docker_out/demo_tcga"
+[[ $(id -u) == 0 ]] && chown -R "$user" "$docker_out/demo_tcga"
+ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$tf_config ARGS="$tf_args" RUNNER=docker \
+  IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-tf.log"
+phase_done tf_experiment
+
 # -- 5. the comparison -----------------------------------------------------------------------------------------
 phase "compare with the local run (tolerance $SUMMARY_TOLERANCE)"
 ONCOXAI_DOCKER_OUTPUTS=$docker_out ONCOXAI_LOCAL_OUTPUTS=$local_out TEST_DOCKER_USER=$user IMAGE_PREFIX=$prefix \
+  ONCOXAI_TF_LOCAL_OUTPUTS=$tf_local \
   TEST_DOCKER_ARGS=$args \
   TEST_DOCKER_LOG_DIR=$work .venv/bin/python -m pytest -q -p no:cacheprovider -m docker tests/test_docker.py
 phase_done compare

@@ -30,7 +30,7 @@ MANIFEST = "manifest.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = (
     "oncoxai", "numpy", "scipy", "pandas", "scikit-learn", "anndata", "scanpy", "umap-learn", "torch",
-    "torchvision", "captum", "tensorflow", "keras", "tf-keras-vis", "monai", "torchio", "nibabel", "pydantic",
+    "torchvision", "captum", "tensorflow", "tensorflow-cpu", "keras", "tf-keras-vis", "monai", "torchio", "nibabel", "pydantic",
 )
 
 

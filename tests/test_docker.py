@@ -21,6 +21,7 @@ from .conftest import REPO, write_config
 
 STAGES = ("preprocess", "train_torch", "explain", "report")
 TORCH_STAGES = ("train_torch", "explain")
+TF_STAGES = ("preprocess", "train_tf_gradcam", "report")  # the TensorFlow experiment of make test-docker
 PREFIX = os.environ.get("IMAGE_PREFIX", "oncoxai")
 
 
@@ -196,6 +197,27 @@ def test_summary_matches_the_local_run(runs):
 
 @pytest.mark.docker
 @docker_only
+def test_tensorflow_stage_in_its_container_matches_the_local_run():
+    """The TF image (no torch) gives the local metrics and maps: op determinism holds across environments."""
+    if "ONCOXAI_TF_LOCAL_OUTPUTS" not in os.environ:
+        pytest.skip("make test-docker runs the TensorFlow experiment")
+    docker = Path(os.environ["ONCOXAI_DOCKER_OUTPUTS"]) / "demo_tcga"
+    local = Path(os.environ["ONCOXAI_TF_LOCAL_OUTPUTS"]) / "demo_tcga"
+    a = json.loads((docker / "report" / "summary.json").read_text())
+    b = json.loads((local / "report" / "summary.json").read_text())
+    assert set(a["models"]) == {"reference_cnn"} and a["models"]["reference_cnn"]["provider"] == "train_tf_gradcam"
+    diffs = _compare(a, b)
+    tolerance = float(os.environ.get("SUMMARY_TOLERANCE", "1e-6"))
+    assert not [d[:2] for d in diffs if d[1] > tolerance + d[2]]
+    for stage in TF_STAGES:
+        manifest = json.loads((docker / stage / "manifest.json").read_text())
+        assert manifest["git_commit"] == json.loads((local / stage / "manifest.json").read_text())["git_commit"]
+    packages = json.loads((docker / "train_tf_gradcam" / "manifest.json").read_text())["packages"]
+    assert "torch" not in packages, "the TensorFlow image holds no torch"
+
+
+@pytest.mark.docker
+@docker_only
 def test_manifests_record_the_same_packages_commit_and_inputs(runs):
     from shared.artifacts import git_commit
 
@@ -251,7 +273,7 @@ def _inspect(image: str) -> dict:
 @docker_only
 def test_images_are_non_root_labelled_and_share_the_torch_layers():
     torch_layers = _inspect(f"{PREFIX}-torch")["RootFS"]["Layers"]
-    for stage in STAGES:
+    for stage in (*STAGES, "train_tf_gradcam"):
         info = _inspect(f"{PREFIX}-{stage.replace('_', '-')}")
         config = info["Config"]
         assert config["User"] == "10001:10001" and config["WorkingDir"] == "/app"

@@ -106,7 +106,8 @@ class Explain(Section):
         owners = {"smoothgrad": ("smoothgrad",), "integrated_gradients": ("integrated_gradients",),
                   "grad_cam": ("grad_cam", "guided_grad_cam"), "occlusion": ("occlusion",)}
         for key, methods in owners.items():
-            if key in self.model_fields_set and not set(methods) & set(self.methods):
+            # non-default options (a resolved config lists every section with its defaults)
+            if getattr(self, key) != type(getattr(self, key))() and not set(methods) & set(self.methods):
                 log.warning("explain.%s is set but no method it applies to (%s) is in explain.methods; it is unused",
                             key, " or ".join(methods))
         return self
