@@ -1,25 +1,50 @@
 """train_tf_gradcam: guided backpropagation is real, Grad-CAM equals its definition, CAMs keep their place when
-up-sampled, bad configs fail before training, and the stage is deterministic."""
+up-sampled, bad configs fail before training, and the stage is deterministic.
+
+TensorFlow is never imported into the pytest process: loading it before torchvision's triton (which later tests
+import) crashes the interpreter (a native-library clash), and the stage itself never runs beside torch. Each check
+that needs TensorFlow (``check_*``) runs in a fresh interpreter (``_isolated``); the stage runs as a subprocess.
+"""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from shared.errors import UserError
 
-from shared.errors import UserError  # noqa: E402
-from stages.train_tf_gradcam import cams, networks  # noqa: E402
+from .conftest import REPO, write_config
 
-from .conftest import write_config  # noqa: E402
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                                reason="TensorFlow is not installed (pyproject.toml's train_tf_gradcam extra)")
 
 
-def _tiny(seed: int = 0) -> keras.Model:
+def _isolated(check: str) -> None:
+    """Run ``check`` of this module in a fresh interpreter; its assertion errors fail the test with their text."""
+    proc = subprocess.run([sys.executable, "-c", f"import tests.test_tf_gradcam as t; t.{check}()"], cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    from stages.train_tf_gradcam import cams, networks
+
+    return tf, keras, cams, networks
+
+
+def _tiny(seed: int = 0):
     """conv(2, relu) -> global average pooling -> dense(3, relu) -> dense(2): two ReLUs whose gating matters."""
+    _, keras, _, _ = _tf()
     keras.utils.set_random_seed(seed)
     x = inp = keras.Input((5, 5, 1))
     x = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv")(x)
@@ -28,7 +53,7 @@ def _tiny(seed: int = 0) -> keras.Model:
     return keras.Model(inp, keras.layers.Dense(2, name="logits")(x))
 
 
-def _guided_by_hand(model: keras.Model, x: np.ndarray, target: int) -> np.ndarray:
+def _guided_by_hand(model, x: np.ndarray, target: int) -> np.ndarray:
     """Guided backprop of the tiny network written out: at each ReLU the gradient passes only where the forward
     input is positive AND the incoming gradient is positive."""
     conv, hidden, out = model.get_layer("conv"), model.get_layer("hidden"), model.get_layer("logits")
@@ -56,6 +81,11 @@ def _guided_by_hand(model: keras.Model, x: np.ndarray, target: int) -> np.ndarra
 
 
 def test_guided_backprop_equals_the_hand_computation_and_differs_from_the_gradient():
+    _isolated("check_guided_backprop")
+
+
+def check_guided_backprop():
+    tf, _, cams, _ = _tf()
     rng = np.random.default_rng(0)
     checked = differs = 0
     for seed in range(6):
@@ -75,6 +105,11 @@ def test_guided_backprop_equals_the_hand_computation_and_differs_from_the_gradie
 
 
 def test_grad_cam_is_the_activations_weighted_by_pooled_gradients_upsampled_in_place():
+    _isolated("check_grad_cam")
+
+
+def check_grad_cam():
+    tf, keras, cams, networks = _tf()
     model = networks.build("reference_cnn", (16, 16, 1), 3, 0.0)
     x = np.random.default_rng(1).random((2, 16, 16, 1)).astype(np.float32)
     targets = np.array([0, 2])
@@ -98,6 +133,11 @@ def test_grad_cam_is_the_activations_weighted_by_pooled_gradients_upsampled_in_p
 
 
 def test_layer_and_depth_errors_name_the_key():
+    _isolated("check_layer_errors")
+
+
+def check_layer_errors():
+    _, _, _, networks = _tf()
     model = networks.build("reference_cnn", (16, 16, 1), 3, 0.5)
     assert networks.target_layer(model, "auto") == "conv3"
     with pytest.raises(UserError, match="train_tf_gradcam.explain.layer: no layer 'conv9'"):
@@ -135,9 +175,6 @@ def _tf_config(path, data, **tf_section):
 
 
 def _run(stage, cfg, env):
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)], env=env,
                           capture_output=True, text=True, timeout=900)
 
@@ -191,14 +228,21 @@ def test_bad_configs_fail_before_training_with_one_line_naming_the_key(tcga, tmp
         assert not (tmp_path / "out" / "t" / "train_tf_gradcam").exists()
 
 
-def test_gene_rankings_without_a_pixel_to_gene_map_fail_before_training(tmp_path):
+def test_gene_rankings_without_a_pixel_to_gene_map_fail_before_training():
+    _isolated("check_no_gene_map")
+
+
+def check_no_gene_map():
     """sample-spot images have no pixel->gene map: asking for the CAMs' genes is an error naming the key."""
+    import tempfile
+    from pathlib import Path
+
     import pandas as pd
 
     from stages.train_tf_gradcam.__main__ import Images, check_before_training
     from stages.train_tf_gradcam.params import TrainTfGradcam
 
-    folder = tmp_path / "preprocess"
+    folder = Path(tempfile.mkdtemp()) / "preprocess"
     folder.mkdir()
     (folder / "dataset.json").write_text(json.dumps({"classes": ["a", "b"], "transform": "sample-spot"}))
     np.save(folder / "images.npy", np.zeros((4, 1, 16, 16), np.uint8))
@@ -209,3 +253,8 @@ def test_gene_rankings_without_a_pixel_to_gene_map_fail_before_training(tmp_path
                                         "pixel->gene map"):
         check_before_training(TrainTfGradcam(), data)
     assert check_before_training(TrainTfGradcam.model_validate({"explain": {"methods": []}}), data) is None
+
+
+def test_tensorflow_stays_out_of_the_test_process():
+    """The checks above ran TensorFlow in their own interpreters (see the module docstring)."""
+    assert "tensorflow" not in sys.modules and "keras" not in sys.modules

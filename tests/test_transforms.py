@@ -337,3 +337,7 @@ def test_sample_spot_scanpy_pipeline_is_seeded_and_covers_all_samples():
     assert t.spots.min(axis=0).tolist() == [0, 0] and t.spots.max(axis=0).tolist() == [121, 121]
     again = build_transform(Preprocess(transform="sample-spot"))
     np.testing.assert_array_equal(again.fit_transform_all(values, seed=0), images)
+    import sys
+
+    # umap-learn was loaded without its Keras/TensorFlow part (which, with torchvision after it, crashes the process)
+    assert sys.modules.get("keras") is None and sys.modules.get("tensorflow") is None

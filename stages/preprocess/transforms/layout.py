@@ -55,10 +55,29 @@ def embed_genes(profiles: np.ndarray, method: str, seed: int, perplexity: float 
         perp = min(perplexity, max(2.0, (n - 1) / 3))
         return TSNE(n_components=2, perplexity=perp, init="pca", metric="cosine", random_state=seed).fit_transform(reduced)
     if method == "umap":
-        import umap
-
+        umap = import_umap()
         return umap.UMAP(n_components=2, random_state=seed, metric="cosine").fit_transform(profiles)
     raise ValueError(f"unknown embedding {method!r}")
+
+
+def import_umap():
+    """umap-learn without Keras and TensorFlow. Its package imports ParametricUMAP (unused here) whenever Keras is
+    installed, which loads TensorFlow and then torchvision; on this stack TensorFlow's libraries loaded before
+    triton's crash the interpreter, and they cost seconds anyway. A ``None`` entry in ``sys.modules`` makes an
+    import raise ImportError for the duration, so umap takes its own fallback; the entries are removed afterwards.
+    Call it before anything that imports umap (scanpy's neighbours and UMAP)."""
+    import sys
+
+    blocked = [name for name in ("keras", "tensorflow") if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None
+    try:
+        import umap
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    return umap
 
 
 def _min_area_rotation(points: np.ndarray) -> float:

@@ -22,6 +22,7 @@ from shared.errors import UserError
 from shared.logs import get_logger
 
 from .base import Transform
+from .layout import import_umap
 
 log = get_logger(__name__)
 TSNE_PERPLEXITY = 30.0  # scanpy's default, which the paper kept
@@ -46,6 +47,7 @@ def embed_samples(values: np.ndarray, n_pcs: int, n_neighbors: int, seed: int) -
     if k < n_pcs:
         log.info("sample-spot: %d principal components instead of %d (%d samples x %d genes)", k, n_pcs, n, g)
     adata = ad.AnnData(np.asarray(values, dtype=np.float32))
+    import_umap()  # umap-learn loaded without Keras/TensorFlow before scanpy's neighbours import it
     sc.pp.pca(adata, n_comps=k, random_state=seed)
     sc.pp.neighbors(adata, n_neighbors=min(n_neighbors, n - 1), n_pcs=k, random_state=seed)
     sc.tl.umap(adata, n_components=2, random_state=seed)
