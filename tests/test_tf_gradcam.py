@@ -7,7 +7,7 @@ that needs TensorFlow (``check_*``) runs in a fresh interpreter (``_isolated``);
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -20,7 +20,17 @@ from shared.errors import UserError
 
 from .conftest import REPO, write_config
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+def _installed(*names: str) -> bool:
+    for name in names:
+        try:
+            importlib.metadata.version(name)
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return False
+
+
+pytestmark = pytest.mark.skipif(not _installed("tensorflow-cpu", "tensorflow"),
                                 reason="TensorFlow is not installed (pyproject.toml's train_tf_gradcam extra)")
 
 
@@ -257,4 +267,4 @@ def check_no_gene_map():
 
 def test_tensorflow_stays_out_of_the_test_process():
     """The checks above ran TensorFlow in their own interpreters (see the module docstring)."""
-    assert "tensorflow" not in sys.modules and "keras" not in sys.modules
+    assert sys.modules.get("tensorflow") is None and sys.modules.get("keras") is None
