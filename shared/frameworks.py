@@ -16,7 +16,8 @@ TENSORFLOW = ("tensorflow", "keras")
 
 def keep_out(names: tuple[str, ...] = TENSORFLOW) -> None:
     """Make ``import name`` raise ImportError in this process (a ``None`` entry in ``sys.modules``), for each name not
-    already imported. Called by the torch stages' packages."""
+    already imported. Called by the torch stages' entry points (their ``__main__``), never on import of a package
+    (every process imports every stage's params to find the stages)."""
     for name in names:
         if name not in sys.modules:
             sys.modules[name] = None

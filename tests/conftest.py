@@ -11,6 +11,13 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".cache" / "numba"))
 os.environ.setdefault("ONCOXAI_PROGRESS", "0")
 
+# The test process is a torch process: TensorFlow is kept out of it (shared/frameworks.py); the TensorFlow checks
+# run in their own interpreters, which set ONCOXAI_TEST_TENSORFLOW=1 (tests/test_tf_gradcam.py).
+from shared.frameworks import keep_out  # noqa: E402
+
+if os.environ.get("ONCOXAI_TEST_TENSORFLOW") != "1":
+    keep_out()
+
 
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory) -> Path:

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(not _installed("tensorflow-cpu", "tensorflow"),
 def _isolated(check: str) -> None:
     """Run ``check`` of this module in a fresh interpreter; its assertion errors fail the test with their text."""
     proc = subprocess.run([sys.executable, "-c", f"import tests.test_tf_gradcam as t; t.{check}()"], cwd=REPO,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "ONCOXAI_TEST_TENSORFLOW": "1"}, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
 

@@ -13,6 +13,7 @@ import torch
 from shared.artifacts import StageRun, write_json_atomic
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
+from shared.frameworks import keep_out
 from shared.evaluation.rankings import class_means, read_markers, write_gene_rankings
 from shared.genemap import PixelGeneMap
 from shared.logs import get_logger
@@ -311,6 +312,7 @@ def write_anndata(path: Path, data: ModelInputs, classes: list[str], layers: dic
 
 
 def run(run: StageRun) -> None:
+    keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py)
     exp = run.exp
     p: Explain = exp.section("explain")
     device = choose_device(exp.device)

@@ -9,7 +9,3 @@ fitted on the same folds and genes. Results in the classifier result layout (sha
 Outputs: ``STAGE.outputs`` in params.py (the README's "Stages" section is made from it; tests check every run
 against it).
 """
-
-from shared.frameworks import keep_out
-
-keep_out()  # TensorFlow never loads in a torch process (see shared/frameworks.py)

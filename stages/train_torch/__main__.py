@@ -14,6 +14,7 @@ import torch
 from shared.artifacts import StageRun
 from shared.devices import describe_device
 from shared.errors import UserError
+from shared.frameworks import keep_out
 from shared.evaluation.baselines import train_baseline
 from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result
 from shared.evaluation.splits import Protocol
@@ -133,6 +134,7 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
 
 
 def run(run: StageRun) -> None:
+    keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py)
     exp = run.exp
     p: TrainTorch = exp.section("train_torch")
     pre = run.provider("dataset")
