@@ -167,7 +167,7 @@ def run(run: StageRun) -> None:
                     "stability": stab, "layer": entry.get("layer"),
                 })
                 summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items()
-                                                    if k not in ("top_k", "signed", "description")}
+                                                    if k not in ("top_k", "signed", "description", "seconds")}
                 summary_expl[f"{name}/{method}"]["samples"] = model_entry.get("samples", "all")
                 if faith:
                     summary_expl[f"{name}/{method}"]["faithfulness"] = {
