@@ -104,7 +104,7 @@ docs: $(STAMP) ## rewrite the README's "Stages" section from the stages' declara
 images: ## build the images whose own sources changed: the shared torch image, then one per stage [BASE_IMAGE=..., REBUILD=1]
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) bash docker/images.sh
 
-test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo
+test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo and TF run
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(PYTHON) bash docker/test-docker.sh
 
 lint: ## lint the Dockerfiles (hadolint) and the CI workflow (actionlint); make test runs both too
@@ -119,8 +119,8 @@ bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/
 	$(PY) -m bench.train
 	$(PY) -m bench.explain
 
-clean-demo: ## remove the demo's fixture and outputs
-	rm -rf outputs/demo data/demo
+clean-demo: ## remove the demos' fixtures and outputs
+	rm -rf outputs/demo data/demo outputs/demo_tcga data/demo_tcga
 
 clean: ## remove every output (outputs/), keeping data/ and .venv
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
