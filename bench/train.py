@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from shared.artifacts import write_json_atomic
 from shared.models import build_model
-from stages.train_torch.data import EpochShuffle, make_loader
-from stages.train_torch.fit import TrainSettings, run_epoch
+from shared.torch_training.sampling import EpochShuffle
+from stages.train_torch.data import make_loader
+from shared.torch_training.fit import TrainSettings, run_epoch
 
 
 def _data(n: int, size: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

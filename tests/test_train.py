@@ -16,7 +16,7 @@ import torch
 from scipy import stats
 
 from shared.evaluation.compare import compare_models, corrected_resampled_ttest, wilcoxon, wilcoxon_min_p
-from stages.train_torch.fit import EarlyStopping
+from shared.torch_training.fit import EarlyStopping
 
 from .conftest import REPO, write_config
 

@@ -21,11 +21,12 @@ from shared.evaluation.splits import Protocol
 from shared.logs import get_logger
 from shared.models import DENSE_PRESETS, Ensemble, build_model, cached_weights_file, save_classifier
 from shared.stage import main
+from shared.torch_training import distributed
+from shared.torch_training.fit import TrainSettings, predict_proba, train_fold
+from shared.torch_training.losses import balanced_weights, make_loss
+from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
 
-from . import distributed
-from .data import EpochShuffle, PreparedData, class_balanced_weights, input_stats, load_prepared, make_loader
-from .fit import TrainSettings, predict_proba, train_fold
-from .losses import balanced_weights, make_loss
+from .data import PreparedData, input_stats, load_prepared, make_loader
 from .params import TrainTorch
 
 log = get_logger("stages.train_torch")

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
+
+from shared.torch_training.sampling import EpochShuffle
 
 from shared.errors import UserError
 
@@ -71,38 +73,6 @@ class MemmapRows(Dataset):
         return torch.from_numpy(x), torch.from_numpy(self.labels[rows])
 
 
-class EpochShuffle(Sampler):
-    """A permutation that depends only on (seed, epoch), so a resumed run sees the same batches.
-
-    Under DistributedDataParallel each rank takes every world-th item of each global batch, so the union of the
-    ranks' batches is exactly the single-process batch.
-    """
-
-    def __init__(self, n: int, seed: int, batch_size: int, weights: np.ndarray | None = None, rank: int = 0,
-                 world: int = 1):
-        self.n, self.seed, self.batch_size, self.weights = n, seed, batch_size, weights
-        self.rank, self.world, self.epoch = rank, world, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _order(self) -> np.ndarray:
-        rng = np.random.default_rng((self.seed, self.epoch))
-        if self.weights is not None:  # WeightedRandomSampler's draw, seeded per epoch
-            p = self.weights / self.weights.sum()
-            return rng.choice(self.n, size=self.n, replace=True, p=p)
-        return rng.permutation(self.n)
-
-    def __iter__(self):
-        order = self._order()
-        for start in range(0, self.n, self.batch_size):
-            yield from order[start:start + self.batch_size][self.rank::self.world].tolist()
-
-    def __len__(self) -> int:
-        return sum(len(range(self.rank, min(self.batch_size, self.n - s), self.world))
-                   for s in range(0, self.n, self.batch_size))
-
-
 def _collate(batch):
     return batch  # __getitems__ already returns stacked (x, y)
 
@@ -113,12 +83,6 @@ def make_loader(array: np.ndarray, labels: np.ndarray, index: np.ndarray, batch_
     per_rank = batch_size if sampler is None else max(1, batch_size // sampler.world)
     return DataLoader(MemmapRows(array, labels, index), batch_size=per_rank, sampler=sampler, shuffle=False,
                       num_workers=num_workers, pin_memory=pin_memory, collate_fn=_collate)
-
-
-def class_balanced_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-sample weights that make every class equally likely under a weighted sampler."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    return 1.0 / counts[labels]
 
 
 def input_stats(array: np.ndarray, index: np.ndarray, scale: float = 1.0,
