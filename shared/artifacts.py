@@ -50,6 +50,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def listing_hash(folder: Path) -> str:
+    """A hash of a folder's files: relative path, size and modification time of each (not their bytes)."""
+    if not folder.is_dir():
+        raise UserError(f"input folder not found: {folder}")
+    listing = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            listing.append([str(path.relative_to(folder)), st.st_size, st.st_mtime_ns])
+    return sha256_json(listing)
+
+
 def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -180,6 +192,8 @@ class StageRun:
                 if not p.is_file():
                     raise UserError(f"input file not found: {path}")
                 items.append({"path": path, "size": p.stat().st_size, "sha256": sha256_file(p)})
+            for path in self.exp.input_dirs(self.stage):
+                items.append({"path": path, "listing_sha256": listing_hash(Path(path))})
             for need in self.exp.upstream(self.stage):
                 manifest = read_manifest(self.upstream(need))
                 items.append({"path": str(self.exp_dir / need / MANIFEST), "fingerprint": manifest["fingerprint"],

@@ -38,8 +38,15 @@ class _InputFileMarker:
     """Marks a string field as an input file: it must exist, and its hash enters the stage fingerprint."""
 
 
+class _InputDirMarker:
+    """Marks a string field as an input folder (an MRI cohort): it must exist; the listing of its files (relative
+    path, size, modification time) enters the stage fingerprint (hashing every byte of a cohort would take minutes)."""
+
+
 INPUT_FILE = _InputFileMarker()
 InputFile = Annotated[str, INPUT_FILE]
+INPUT_DIR = _InputDirMarker()
+InputDir = Annotated[str, INPUT_DIR]
 
 
 #: The roles a stage can play. A stage that reads a role reads every enabled stage providing it, found through
@@ -162,6 +169,13 @@ class Experiment:
             files.extend(_input_files(self.sections[key]))
         return files
 
+    def input_dirs(self, stage: str) -> list[str]:
+        """Paths of the input folders named by the stage's sections (fields typed ``InputDir``)."""
+        dirs: list[str] = []
+        for key in self.specs[stage].sections:
+            dirs.extend(_input_files(self.sections[key], INPUT_DIR))
+        return dirs
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "seed": self.seed, "device": self.device, "stages": list(self.stages)}
         for key, sec in self.sections.items():
@@ -169,23 +183,23 @@ class Experiment:
         return out
 
 
-def _marks_input(annotation: Any) -> bool:
+def _marks_input(annotation: Any, marker=INPUT_FILE) -> bool:
     """True for ``InputFile`` and for containers/optionals of it (``list[InputFile]``, ``InputFile | None``)."""
-    if any(m is INPUT_FILE for m in getattr(annotation, "__metadata__", ())):
+    if any(m is marker for m in getattr(annotation, "__metadata__", ())):
         return True
-    return any(_marks_input(arg) for arg in get_args(annotation))
+    return any(_marks_input(arg, marker) for arg in get_args(annotation))
 
 
-def _input_files(section: BaseModel) -> list[str]:
+def _input_files(section: BaseModel, marker=INPUT_FILE) -> list[str]:
     files: list[str] = []
     for name, info in type(section).model_fields.items():
         value = getattr(section, name)
         if value is None:
             continue
-        if any(m is INPUT_FILE for m in info.metadata) or _marks_input(info.annotation):
+        if any(m is marker for m in info.metadata) or _marks_input(info.annotation, marker):
             files.extend(value if isinstance(value, list) else [value])
         elif isinstance(value, BaseModel):
-            files.extend(_input_files(value))
+            files.extend(_input_files(value, marker))
     return files
 
 
@@ -280,6 +294,10 @@ def validate(raw: Any, source: str = "<config>", check_files: bool = True) -> Ex
             for path in exp.input_files(stage):
                 if not Path(path).is_file():
                     raise UserError(f"config error in {source}: input file not found: {path} (fix the path or create it)")
+            for path in exp.input_dirs(stage):
+                if not Path(path).is_dir():
+                    raise UserError(f"config error in {source}: input folder not found: {path} (fix the path or "
+                                    "create it)")
     return exp
 
 

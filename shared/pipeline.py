@@ -39,7 +39,7 @@ def make_fragment(exp: config.Experiment, exp_dir: Path, config_path: Path) -> s
     ]
     for stage in exp.stages:
         target = exp_dir / stage / MANIFEST
-        prereqs = [str(config_path), *exp.input_files(stage),
+        prereqs = [str(config_path), *exp.input_files(stage), *exp.input_dirs(stage),
                    *(str(exp_dir / need / MANIFEST) for need in exp.upstream(stage)), *_sources(stage)]
         lines += [
             "",

@@ -20,7 +20,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         if deterministic:
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
-    if sys.modules.get("tensorflow") is not None:  # imported (a None entry: kept out of this process)
+    if sys.modules.get("tensorflow") is not None:  # imported by this process (never by a torch stage)
         import tensorflow as tf
 
         tf.random.set_seed(seed)

@@ -26,6 +26,8 @@ from .params import Explain
 from .quality import agreement, faithfulness, random_curves, randomisation
 
 log = get_logger("stages.explain")
+#: the inputs explain reads (preprocess's images and vectors); a trainer with other inputs (MRI) explains its own
+INPUT_KINDS = ("image", "vector")
 #: the model files explain can load (shared.models.load_classifier); other frameworks explain their own models
 FRAMEWORK = "torch"
 
@@ -325,6 +327,10 @@ def run(run: StageRun) -> None:
             if entry.get("framework") != FRAMEWORK or entry.get("kind") == "baseline":
                 summary["not_explained"][name] = (f"{entry.get('framework')} {entry.get('kind')} model of {stage}: "
                                                   f"explain computes attributions of {FRAMEWORK} networks")
+                continue
+            if entry.get("input", {}).get("kind") not in INPUT_KINDS:
+                summary["not_explained"][name] = (f"{entry['input'].get('kind')} model of {stage}: explained by its "
+                                                  f"trainer (explain reads {' and '.join(INPUT_KINDS)} inputs)")
                 continue
             if name in where:
                 raise UserError(f"two classifier providers name a model '{name}' ({where[name]} and {stage}): "

@@ -16,6 +16,7 @@ from shared.artifacts import StageRun, write_json_atomic
 from shared.errors import UserError
 from shared.logs import get_logger, progress
 from shared.stage import main
+from shared.evaluation.splits import holdout_split
 
 from .augment import augment, augmentation_plan
 from .loaders import read_gene_filter, strip_version
@@ -23,7 +24,6 @@ from .normalize import GeneMoments, MinMaxScaler, highly_variable_genes, normali
 from .npywriter import NpyWriter
 from .params import Expression, Preprocess
 from .source import iter_chunks, open_expression, sample_rows
-from .splits import holdout_split
 from .transforms import build_transform, to_uint8
 
 log = get_logger("stages.preprocess")

@@ -57,8 +57,18 @@ def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
     if first is None:
         return {"classes": [], "counts": [], "n_test": 0, "n_samples": None}
     metrics = json.loads((first[0] / first[1]["folder"] / "metrics.json").read_text())
-    return {"classes": metrics.get("classes", []), "counts": [], "n_test": metrics["test"]["n"],
-            "n_samples": None, "n_genes": None, "transform": None, "image_shape": None}
+    out = {"classes": metrics.get("classes", []), "counts": [], "n_test": metrics["test"]["n"],
+           "n_samples": None, "n_genes": None, "transform": None, "image_shape": None, "cohort": None}
+    cohort = first[0] / "cohort.csv"
+    if cohort.is_file():  # an MRI trainer: who was included, who was left out and why
+        table = pd.read_csv(cohort, dtype=str, keep_default_na=False)
+        used = table[table["status"] == "included"]
+        out["counts"] = [{"class": c, "train": int(((used["label"] == c) & (used["split"] == "train")).sum()),
+                          "test": int(((used["label"] == c) & (used["split"] == "test")).sum())} for c in out["classes"]]
+        reasons = table.loc[table["status"] != "included", "status"].str.replace(r"^(bad volume|no IDH value).*",
+                                                                                  r"\1", regex=True)
+        out["cohort"] = {"found": len(table), "included": len(used), "left_out": reasons.value_counts().to_dict()}
+    return out
 
 
 def model_section(name: str, entry: dict, folder: Path, figures: Path) -> tuple[dict, dict]:
@@ -134,6 +144,7 @@ def run(run: StageRun) -> None:
                               for cls, g in ranking.groupby("class", sort=False)]
                 key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
                 faith, sanity, stab = entry.get("faithfulness"), entry.get("sanity"), entry.get("stability")
+                loc = (entry.get("localisation") or {}).get("predicted")
                 folds_stab = (stab or {}).get("folds") or {}
                 trust_rows.append({
                     "model": name, "method": method,
@@ -148,9 +159,12 @@ def run(run: StageRun) -> None:
                     ("NO: insensitive to the model" if sanity["insensitive_to_model"] else "yes"),
                     "fold models: Spearman": folds_stab.get("spearman"),
                     "fold models: top-k shared": folds_stab.get("shared_top_k"),
-                    "SmoothGrad draws: top-k shared": ((stab or {}).get("draws") or {}).get("shared_top_k")})
+                    "SmoothGrad draws: top-k shared": ((stab or {}).get("draws") or {}).get("shared_top_k"),
+                    "CAM share in tumour mask": loc and loc.get("cam_in_mask_mean"),
+                    "mask's share of the brain (chance)": loc and loc.get("chance_mean"),
+                    "patients above chance": loc and f"{loc['above_chance']} of {loc['n']}"})
                 pngs = {}
-                for fig in ("class_maps", "faithfulness", "top_genes_heatmap", "samples"):
+                for fig in ("class_maps", "faithfulness", "top_genes_heatmap", "samples", "overlays"):
                     if (folder / "figures" / f"{fig}.png").is_file():
                         shutil.copy2(folder / "figures" / f"{fig}.png", figures / f"{name}_{method}_{fig}.png")
                         pngs[fig] = _png(folder / "figures" / f"{fig}.png")
@@ -164,7 +178,7 @@ def run(run: StageRun) -> None:
                     "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
                     "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
                     "pngs": pngs, "top_tables": top_tables, "faithfulness": faith, "sanity": sanity,
-                    "stability": stab, "layer": entry.get("layer"),
+                    "stability": stab, "layer": entry.get("layer"), "localisation": entry.get("localisation"),
                 })
                 summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items()
                                                     if k not in ("top_k", "signed", "description", "seconds")}

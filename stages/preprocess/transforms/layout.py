@@ -63,20 +63,13 @@ def embed_genes(profiles: np.ndarray, method: str, seed: int, perplexity: float 
 def import_umap():
     """umap-learn without Keras and TensorFlow. Its package imports ParametricUMAP (unused here) whenever Keras is
     installed, which loads TensorFlow and then torchvision; on this stack TensorFlow's libraries loaded before
-    triton's crash the interpreter, and they cost seconds anyway. A ``None`` entry in ``sys.modules`` makes an
-    import raise ImportError for the duration, so umap takes its own fallback; the entries are removed afterwards.
-    Call it before anything that imports umap (scanpy's neighbours and UMAP)."""
-    import sys
+    triton's crash the interpreter, and they cost seconds anyway. The import is made with TensorFlow and Keras
+    blocked (shared.frameworks.kept_out), so umap takes its own fallback. Call it before anything that imports umap
+    (scanpy's neighbours and UMAP)."""
+    from shared.frameworks import kept_out
 
-    blocked = [name for name in ("keras", "tensorflow") if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None
-    try:
+    with kept_out():
         import umap
-    finally:
-        for name in blocked:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
     return umap
 
 

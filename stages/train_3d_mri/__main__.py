@@ -1,0 +1,228 @@
+"""python -m stages.train_3d_mri --config FILE: IDH status from 4-channel brain MRI with a partly frozen 3-D
+EfficientNet, the shared protocol (held-out test patients), and 3-D Grad-CAM scored against the tumour mask.
+
+Also runs under torchrun (DistributedDataParallel): ``torchrun --nproc-per-node 2 -m stages.train_3d_mri ...``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from shared.artifacts import StageRun, write_json_atomic
+from shared.devices import describe_device
+from shared.errors import UserError
+from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result
+from shared.evaluation.splits import Protocol, holdout_split
+from shared.frameworks import keep_out
+from shared.logs import get_logger
+from shared.models import Ensemble, save_classifier
+from shared.stage import main
+from shared.torch_training import distributed
+from shared.torch_training.fit import TrainSettings, predict_proba, train_fold
+from shared.torch_training.losses import balanced_weights, make_loss
+from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
+
+from .cohort import CHANNELS, CLASSES, cohort_table, find_cohort
+from .params import Mri, Train3dMri
+
+log = get_logger("stages.train_3d_mri")
+METHOD = "grad_cam"
+
+
+def model_spec(p: Train3dMri, mri: Mri, pretrained: bool) -> dict:
+    return {"arch": p.model, "channels": list(CHANNELS), "classes": list(CLASSES), "n_classes": len(CLASSES),
+            "input_shape": [len(CHANNELS), *p.size], "trainable_blocks": p.trainable_blocks, "pretrained": pretrained,
+            "input": {"kind": "mri", "spatial_dims": 3, "channels": list(CHANNELS), "size": list(p.size),
+                      "spacing": p.spacing, "orientation": "RAS (ToCanonical)", "layout": mri.layout,
+                      "normalisation": "z-score per channel inside the brain (voxels where any sequence is non-zero)"}}
+
+
+def build_member(spec: dict, p: Train3dMri, on_gpu: bool):
+    from .network import build, load_pretrained
+
+    net = build({**spec, "pretrained": False})
+    if p.pretrained_weights:
+        load_pretrained(net, p.pretrained_weights)
+    net.freeze(p.trainable_blocks, keep_statistics=bool(p.pretrained_weights))
+    net.checkpointing = p.gradient_checkpointing == "on" or (p.gradient_checkpointing == "auto" and on_gpu)
+    return net
+
+
+def loader(data, labels, rows, batch_size: int, augment=None, sampler=None, pin: bool = False) -> DataLoader:
+    from .volumes import Volumes
+
+    per_rank = batch_size if sampler is None else max(1, batch_size // sampler.world)
+    return DataLoader(Volumes(data, labels, rows, augment), batch_size=per_rank, sampler=sampler, shuffle=False,
+                      pin_memory=pin)
+
+
+def split_patients(data, p: Train3dMri, seed: int) -> pd.DataFrame:
+    labels = np.array([CLASSES.index(pt.label) for pt in data.patients])
+    counts = np.bincount(labels, minlength=2)
+    if counts.min() < 4:
+        raise UserError(f"{counts[0]} wild-type and {counts[1]} mutant patients are usable: each class needs at least "
+                        "4 for a held-out test split and training (see cohort.csv for the patients left out)")
+    is_test = holdout_split(labels, None, p.test_fraction, seed)
+    return pd.DataFrame({"sample": [pt.id for pt in data.patients], "label": [pt.label for pt in data.patients],
+                         "label_index": labels, "split": np.where(is_test, "test", "train")})
+
+
+def train(run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist) -> tuple[ModelResult, list]:
+    from .network import trainable_parameters
+    from .volumes import augmentation
+
+    seed = run.exp.seed
+    proto = Protocol(samples, list(CLASSES), p.folds, p.repeats, seed, key="train_3d_mri.folds",
+                     validation_fraction=p.validation_fraction)
+    on_gpu = dist.device.type == "cuda"
+    spec = model_spec(p, mri, bool(p.pretrained_weights))
+    s = TrainSettings(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay, optimizer="adamw", schedule="onecycle",
+                      patience=p.patience, mixed_precision=p.mixed_precision and on_gpu)
+    labels = proto.labels
+    test_loader = loader(data, labels, proto.test_rows, p.batch_size, pin=on_gpu)
+    augment = augmentation(p.augment)
+    from torch.utils.tensorboard import SummaryWriter
+
+    members, folds, history, cv = [], [], [], []
+    for r, k, tr, va in proto.splits:
+        tr_rows, va_rows = proto.fold_rows(tr, va)
+        fold_seed = seed + 1000 * r + k
+        torch.manual_seed(fold_seed)
+        net = build_member(spec, p, on_gpu).to(dist.device)
+        spec["trainable_parameters"] = trainable_parameters(net)
+        model = dist.wrap(net)
+        weights = balanced_weights(labels[tr_rows], 2) if p.class_weights == "balanced" else None
+        loss_fn = make_loss(p.loss, weights, 0.0, p.focal_gamma).to(dist.device)
+        sampler = EpochShuffle(len(tr_rows), fold_seed, p.batch_size, rank=dist.rank, world=dist.world,
+                               weights=class_balanced_weights(labels[tr_rows], 2) if p.sampler == "weighted" else None)
+        train_loader = loader(data, labels, tr_rows, p.batch_size, augment, sampler, pin=on_gpu)
+        val_loader = loader(data, labels, va_rows, p.batch_size, pin=on_gpu)
+        ckpt = run.checkpoints / p.model / f"r{r}k{k}.pt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(log_dir=str(run.out / p.model / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
+        try:
+            hist, stopper = train_fold(model, train_loader, val_loader, dist.device, s, loss_fn, checkpoint=ckpt,
+                                       writer=writer, desc=f"{p.model} r{r} fold {k + 1}/{len(proto.splits)}",
+                                       reduce=dist.reduce, is_main=dist.is_main)
+        finally:
+            if writer is not None:
+                writer.close()
+        distributed.barrier()
+        val_proba = predict_proba(net, val_loader, dist.device, mixed_precision=s.mixed_precision)
+        test_proba = predict_proba(net, test_loader, dist.device, mixed_precision=s.mixed_precision)
+        history += [{"repeat": r, "fold": k, **h} for h in hist]
+        cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
+        folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, stopper.best_epoch, len(hist)))
+        members.append(net.float().cpu())
+    ensemble = Ensemble(members).to(dist.device).eval()
+    test_proba = predict_proba(ensemble, test_loader, dist.device)
+    result = ModelResult(name=p.model, kind="deep", framework="torch", spec=spec, folds=pd.DataFrame(folds), cv=cv,
+                         test_proba=test_proba, n_parameters=sum(t.numel() for t in members[0].parameters()),
+                         history=pd.DataFrame(history), pretrained=bool(p.pretrained_weights),
+                         save=lambda folder: save_classifier(folder, spec, members))
+    return result, members, proto
+
+
+def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, test_proba: np.ndarray) -> dict:
+    """Grad-CAM of the predicted and the true class for every test patient: NIfTI in the patient's space, the
+    localisation table and summary, and the overlay figure."""
+    from .gradcam import DESCRIPTION, grad_cams, localisation, plot_overlays, summarise
+    from .network import cam_layer
+    from .volumes import to_native
+
+    t0 = time.time()
+    layer = cam_layer(members[0], p.size, p.grad_cam.layer, p.grad_cam.min_size)
+    folder = run.out / p.model / METHOD
+    (folder / "nifti").mkdir(parents=True)
+    rows, figure = [], []
+    shown = {c: 0 for c in range(len(CLASSES))}
+    for j, row in enumerate(proto.test_rows):
+        patient = data.patients[row]
+        x = torch.from_numpy(np.asarray(data.x[row:row + 1], dtype=np.float32))
+        label, predicted = int(proto.labels[row]), int(test_proba[j].argmax())
+        cams = {}
+        for target in sorted({predicted, label}):
+            cams[target] = grad_cams(members, layer, x, target)[0]
+            to_native(cams[target], data.affines[row], patient.files["FLAIR"]).to_filename(
+                folder / "nifti" / f"{patient.id}_{CLASSES[target]}.nii.gz")
+        for kind, target in (("predicted", predicted), ("true", label)):
+            loc = localisation(cams[target], data.tumour[row], data.brain[row]) if data.has_mask[row] else \
+                {"cam_in_mask": float("nan"), "chance": float("nan"), "ratio": float("nan")}
+            rows.append({"patient": patient.id, "label": CLASSES[label], "predicted": CLASSES[predicted],
+                         "target": kind, "class": CLASSES[target], **loc,
+                         "nifti": f"nifti/{patient.id}_{CLASSES[target]}.nii.gz"})
+        if data.has_mask[row] and shown[label] < p.grad_cam.figure_per_class:
+            shown[label] += 1
+            loc = rows[-2]
+            figure.append({"patient": patient.id, "label": CLASSES[label], "predicted": CLASSES[predicted],
+                           "flair": data.x[row, 0].astype(np.float32), "cam": cams[predicted],
+                           "tumour": data.tumour[row], "brain": data.brain[row], "share": loc["cam_in_mask"],
+                           "chance": loc["chance"]})
+    table = pd.DataFrame(rows)
+    table.to_csv(folder / "localisation.csv", index=False)
+    if figure:
+        (folder / "figures").mkdir()
+        figure.sort(key=lambda e: e["label"])
+        plot_overlays(figure, folder / "figures" / "overlays.png",
+                      f"{p.model} Grad-CAM ({layer}) of the predicted class on held-out patients")
+    summary = summarise(rows)
+    for kind, entry in summary.items():
+        log.info("Grad-CAM (%s class) in the tumour mask: %.3f of the map on average vs %.3f by chance (%d of %d "
+                 "patients above chance, sign test p = %.2g)", kind, entry["cam_in_mask_mean"], entry["chance_mean"],
+                 entry["above_chance"], entry["n"], entry["p_sign_test"])
+    return {"arch": p.model, "input": "mri", "samples": "all", "target": "predicted and true class",
+            "methods": {METHOD: {"description": DESCRIPTION, "layer": layer, "signed": False,
+                                 "n_patients": int(len(proto.test_rows)),
+                                 "n_without_mask": int((~data.has_mask[proto.test_rows]).sum()),
+                                 "localisation": summary, "seconds": round(time.time() - t0, 1)}}}
+
+
+def run(run: StageRun) -> None:
+    keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py); MONAI would import it
+    exp = run.exp
+    mri: Mri = exp.section("mri")
+    p: Train3dMri = exp.section("train_3d_mri")
+    from .volumes import prepare
+
+    patients = find_cohort(mri)
+    dist = distributed.setup(exp.device)
+    run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
+    t0 = time.time()
+    data = prepare(patients, p.size, p.spacing, run.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume)
+    log.info("%d of %d patients in the model's grid %s in %.1f s", len(data.patients), len(patients), p.size,
+             time.time() - t0)
+    table = cohort_table(patients, Path(mri.root))
+    counts = table["status"].str.replace(r"^bad volume: .*", "bad volume", regex=True).str.replace(
+        r"^no IDH value.*", "no IDH value", regex=True).value_counts().to_dict()
+    for status, n in counts.items():
+        if status != "included":
+            log.info("left out: %d patient%s (%s)", n, "s" if n > 1 else "", status)
+    samples = split_patients(data, p, exp.seed)
+    result, members, proto = train(run, p, mri, data, samples, dist)
+    if not dist.is_main:
+        return
+    headline = write_result(run.out, proto, result)
+    write_models_index(run.out, [result])
+    table = table.merge(samples[["sample", "split"]].rename(columns={"sample": "patient"}), on="patient", how="left")
+    table.to_csv(run.out / "cohort.csv", index=False)
+    explanations = {"target": "predicted and true class", "split": "held-out test",
+                    "models": {p.model: explain(run, p, data, proto, members, result.test_proba)},
+                    "not_explained": {}}
+    write_json_atomic(run.out / "metrics.json", explanations)
+    loc = explanations["models"][p.model]["methods"][METHOD]["localisation"]
+    run.record(cohort={"found": len(patients), "included": int(counts.get("included", 0)), "left_out": {
+                   k: int(v) for k, v in counts.items() if k != "included"}},
+               models={p.model: {"arch": p.model, "n_parameters": result.n_parameters,
+                                 "trainable_parameters": result.spec["trainable_parameters"],
+                                 "input_shape": result.spec["input_shape"], "kind": "deep"}},
+               arguments=p.model_dump(mode="json"), headline={p.model: headline["test"]},
+               localisation=loc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main("train_3d_mri", run))

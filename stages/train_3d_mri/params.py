@@ -1,0 +1,113 @@
+"""Config sections read by train_3d_mri: ``mri`` (the cohort) and ``train_3d_mri`` (model, training, Grad-CAM)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from shared.config import InputDir, InputFile, Output, Section, StageSpec
+from shared.evaluation.outputs import CLASSIFIER_OUTPUTS
+
+EFFICIENTNETS = tuple(f"efficientnet-b{i}" for i in range(8))
+
+
+class Mri(Section):
+    #: the release's folder: ucsf-pdgm holds UCSF-PDGM-0004_nifti/ folders, brats BraTS2021_00000/ folders
+    root: InputDir
+    layout: Literal["ucsf-pdgm", "brats"]
+    #: the metadata / label table (CSV): UCSF-PDGM-metadata_v*.csv (ID like UCSF-PDGM-004), or for BraTS a table
+    #: with a BraTS21ID column (00000, 0 or BraTS2021_00000)
+    metadata: InputFile
+    #: the table's patient id column; auto: ID (ucsf-pdgm) or BraTS21ID (brats)
+    id_column: str = "auto"
+    #: the IDH status column; values are mapped to wildtype / mutant (wildtype, wild-type, negative; mutant,
+    #: mutant (NOS), IDH1 p.R132H, IDH2 p.R172K, positive, ...); empty, NA, unknown: the patient is left out
+    label_column: str = "IDH"
+    #: after the sequence name in the file names: "" (UCSF-PDGM_0004_T1.nii.gz) or "_bias" (the release's
+    #: bias-field-corrected volumes, UCSF-PDGM-0004_T1_bias.nii.gz); BraTS files have none
+    suffix: str = ""
+    #: a volume that cannot be read, holds NaN or disagrees with its siblings in shape or affine: error (one line
+    #: naming the file) or skip (the patient is left out and counted in cohort.csv and the report)
+    on_bad_volume: Literal["error", "skip"] = "error"
+
+
+class Augment(Section):
+    """TorchIO augmentation of training patients (never validation or test): each transform's probability."""
+
+    flip: float = Field(0.5, ge=0, le=1)          # left-right flip
+    affine: float = Field(0.5, ge=0, le=1)        # scale +-10%, rotation +-10 degrees, translation +-5 mm
+    elastic: float = Field(0.2, ge=0, le=1)       # elastic deformation (7 control points, up to 7.5 mm)
+    intensity: float = Field(0.5, ge=0, le=1)     # gamma, bias field and noise, each with this probability
+
+
+class GradCam(Section):
+    #: the layer whose activations and gradients make the map: auto: the deepest block stage whose feature map is
+    #: at least ``min_size`` voxels along every axis; else a module name (_blocks.4, _conv_head)
+    layer: str = "auto"
+    min_size: int = Field(4, ge=1)
+    #: overlays (three orthogonal slices through the tumour) of this many test patients per class in the report
+    figure_per_class: int = Field(2, ge=0)
+
+
+class Train3dMri(Section):
+    model: Literal[EFFICIENTNETS] = "efficientnet-b0"  # type: ignore[valid-type]
+    #: a state_dict file of the same architecture (e.g. converted MONAI / timm-3d weights); nothing is downloaded.
+    #: Tensors whose shape differs (the 4-channel stem, the 2-class head) keep their initialisation and are listed
+    pretrained_weights: InputFile | None = None
+    #: fine-tune only the last N of the 7 block stages plus the head (the reference's low-memory strategy); null:
+    #: every layer. Frozen layers keep their BatchNorm statistics when weights are pretrained
+    trainable_blocks: int | None = Field(2, ge=0, le=7)
+    #: recompute the trainable blocks' activations in the backward pass: auto = on a GPU
+    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    #: bfloat16 autocast on a GPU (ignored on CPU)
+    mixed_precision: bool = True
+    #: the model's input grid (voxels); volumes are reoriented to RAS, then resampled to ``spacing`` and cropped or
+    #: padded to ``size`` about the brain's centre, or (spacing null) resized to ``size``
+    size: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=3, max_length=3)
+    spacing: list[float] | None = Field(None, min_length=3, max_length=3)
+
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    #: k-fold CV on the training patients (the fold models' mean is scored on the test split); 1: one stratified
+    #: training / validation split (the reference's 70/15/15 with the fractions below)
+    folds: int = Field(1, ge=1)
+    validation_fraction: float = Field(0.15, gt=0, lt=1)
+    repeats: int = Field(1, ge=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(4, ge=1)
+    #: AdamW, with OneCycle warm-up to this learning rate and annealing
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    patience: int = Field(7, ge=1)
+    loss: Literal["focal", "cross_entropy"] = "focal"
+    focal_gamma: float = Field(2.0, ge=0)
+    class_weights: Literal["balanced", "none"] = "none"
+    #: weighted: classes drawn equally often (WeightedRandomSampler's draw, seeded per epoch); shuffle: permutation
+    sampler: Literal["weighted", "shuffle"] = "weighted"
+    augment: Augment = Field(default_factory=Augment)
+    grad_cam: GradCam = Field(default_factory=GradCam)
+
+
+STAGE = StageSpec(
+    name="train_3d_mri",
+    provides=("classifiers", "explanations"),
+    sections={"mri": Mri, "train_3d_mri": Train3dMri},
+    outputs=(
+        Output("models.json", "the classifier index (input kind mri)"),
+        *CLASSIFIER_OUTPUTS,
+        Output("{model}/model.json", "architecture, classes, frozen layers, the input grid and the sequences"),
+        Output("{model}/member*.pt", "one state_dict per fold model (torch.load(weights_only=True))"),
+        Output("{model}/tensorboard/**", "TensorBoard event files per fold"),
+        Output("cohort.csv", "every patient found: id, folder, IDH value as written, label, status (included or why "
+                             "left out)"),
+        Output("metrics.json", "explanations in explain's layout: per model, Grad-CAM's description, layer and "
+                               "localisation (CAM energy inside the tumour mask vs the mask's share of the brain)"),
+        Output("{model}/{method}/localisation.csv", "per test patient and target (predicted, true class): CAM "
+                                                    "share inside the tumour mask, the chance share, their ratio"),
+        Output("{model}/{method}/nifti/*.nii.gz", "the CAM of each test patient and target in the patient's "
+                                                  "original space (its FLAIR's grid and affine)"),
+        Output("{model}/{method}/figures/overlays.png", "three orthogonal slices through the tumour: FLAIR, the CAM "
+                                                        "and the mask outline", when="figure_per_class > 0"),
+    ),
+    description="3-D EfficientNet on 4-channel MRI (FLAIR, T1, T1c, T2) for IDH status; 3-D Grad-CAM vs the "
+                "tumour mask",
+)

@@ -1,0 +1,321 @@
+"""train_3d_mri: the releases' layouts and ids, what is left out and why, bad volumes, the model grid and back,
+freezing and checkpointing, Grad-CAM localisation, and the stage end to end (one process and two under torchrun)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from fixtures.mri import write_mri
+from shared.errors import UserError
+from stages.train_3d_mri.cohort import find_cohort, idh_label
+from stages.train_3d_mri.params import Mri
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def ucsf(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mri") / "ucsf"
+    table = write_mri(root, layout="ucsf-pdgm", n_patients=40, mutant_fraction=0.4, seed=5)
+    return root, table
+
+
+@pytest.fixture(scope="module")
+def brats(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mri") / "brats"
+    table = write_mri(root, layout="brats", n_patients=8, seed=6)
+    return root, table
+
+
+def _mri(root, table, **kw) -> Mri:
+    layout = "brats" if "BraTS" in str(next(root.iterdir())) or table.name == "labels.csv" else "ucsf-pdgm"
+    return Mri(root=str(root), layout=kw.pop("layout", layout), metadata=str(table), **kw)
+
+
+def _copy(root, table, tmp_path):
+    dest = tmp_path / root.name
+    shutil.copytree(root, dest)
+    return dest, dest / table.name
+
+
+# -- the cohort as released ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, label", [
+    ("wildtype", "wildtype"), ("Wild-type", "wildtype"), ("IDH-wildtype", "wildtype"), ("negative", "wildtype"),
+    ("mutant (NOS)", "mutant"), ("IDH1 p.R132H", "mutant"), ("IDH1 p.R132C", "mutant"), ("IDH2 p.R172K", "mutant"),
+    ("mutated", "mutant"), ("positive", "mutant"), ("", None), ("unknown", None), (float("nan"), None),
+    ("NA", None)])
+def test_idh_values_as_the_releases_spell_them(value, label):
+    assert idh_label(value) == label
+
+
+def test_an_idh_value_that_is_neither_is_an_error_naming_the_file(ucsf, tmp_path):
+    root, table = _copy(*ucsf, tmp_path)
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    frame.loc[5, "IDH"] = "codeleted"
+    frame.to_csv(table, index=False)
+    with pytest.raises(UserError, match=r"UCSF-PDGM-metadata_v2.csv: IDH 'codeleted' of UCSF-PDGM-\d{3} is neither"):
+        find_cohort(_mri(root, table))
+
+
+def test_ucsf_pdgm_three_digit_ids_match_four_digit_folders_and_the_left_out_are_counted(ucsf):
+    root, table = ucsf
+    meta = pd.read_csv(table, dtype=str)
+    assert meta["ID"].str.fullmatch(r"UCSF-PDGM-\d{3}").all()          # the release's 3-digit ids ...
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert all(len(f.split("_")[0].rsplit("-", 1)[1]) == 4 for f in folders)  # ... and 4-digit folders
+    patients = find_cohort(_mri(root, table))
+    status = {p.id: p.status for p in patients}
+    included = [p for p in patients if p.status == "included"]
+    assert len(included) == 38                   # 40 folders, one without T1c, one without an IDH value
+    assert status[folders[1].removesuffix("_nifti")] == "missing T1c"
+    assert status[folders[2].removesuffix("_nifti")] == "no IDH value"
+    assert sum(s == "no images" for s in status.values()) == 1  # the metadata row without a folder
+    # labels come from the table, matched by number: the release's mutant spellings all read as mutant
+    by_number = {int(r.ID.rsplit("-", 1)[1]): r.IDH for r in meta.itertuples()}
+    for p in included:
+        assert p.label == idh_label(by_number[int(p.id.rsplit("-", 1)[1])])
+        assert set(p.files) == {"FLAIR", "T1", "T1c", "T2"} and p.mask is not None
+    assert {p.label for p in included} == {"wildtype", "mutant"}
+
+
+def test_the_bias_corrected_suffix_reads_other_files(ucsf, tmp_path):
+    root, table = _copy(*ucsf, tmp_path)
+    folder = next(p for p in sorted(root.iterdir()) if p.is_dir())
+    for f in folder.glob("*_T1.nii.gz"):
+        f.rename(f.with_name(f.name.replace("_T1.nii.gz", "_T1_bias.nii.gz")))
+    patients = {p.id: p for p in find_cohort(_mri(root, table))}
+    pid = folder.name.removesuffix("_nifti")
+    assert patients[pid].status == "missing T1"                  # the plain T1 is gone
+    bias = {p.id: p for p in find_cohort(_mri(root, table, suffix="_bias"))}
+    assert bias[pid].status == "missing FLAIR, T1c, T2"          # only T1 has a _bias file here
+
+
+def test_brats_layout_with_unpadded_ids(brats):
+    root, table = brats
+    meta = pd.read_csv(table, dtype=str)
+    assert not meta["BraTS21ID"].str.startswith("0").all()
+    patients = find_cohort(_mri(root, table, layout="brats"))
+    included = [p for p in patients if p.status == "included"]
+    assert len(included) == 6 and all(p.id.startswith("BraTS2021_") for p in included)
+    assert all(p.files["T1c"].name.endswith("_t1ce.nii.gz") and p.mask.name.endswith("_seg.nii.gz")
+               for p in included)
+
+
+def test_a_missing_column_names_the_key(ucsf):
+    with pytest.raises(UserError, match="no column 'IDH_status' \\(set mri.label_column"):
+        find_cohort(_mri(*ucsf, label_column="IDH_status"))
+
+
+# -- bad volumes -----------------------------------------------------------------------------------------------
+
+
+def _break(folder, kind):
+    flair = next(folder.glob("*_T2.nii.gz"))
+    img = nib.load(flair)
+    data = np.asarray(img.dataobj).astype(np.float32)
+    if kind == "nan":
+        data[3, 3, 3] = np.nan
+        nib.save(nib.Nifti1Image(data, img.affine), flair)
+    elif kind == "shape":
+        nib.save(nib.Nifti1Image(data[:-2], img.affine), flair)
+    elif kind == "affine":
+        affine = img.affine.copy()
+        affine[0, 3] += 5
+        nib.save(nib.Nifti1Image(data, affine), flair)
+    else:
+        flair.write_bytes(flair.read_bytes()[:200])
+    return flair
+
+
+@pytest.mark.parametrize("kind, message", [("nan", "NaN or infinite voxels"), ("shape", "shape .* differs from"),
+                                           ("affine", "its affine .* differs"), ("truncated", "unreadable NIfTI")])
+def test_a_bad_volume_is_a_one_line_error_naming_the_file_or_skipped_and_counted(ucsf, tmp_path, kind, message):
+    from stages.train_3d_mri.volumes import prepare
+
+    root, table = _copy(*ucsf, tmp_path)
+    folder = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    bad = _break(folder, kind)
+    patients = find_cohort(_mri(root, table))
+    with pytest.raises(UserError, match=f"{bad}: (1 )?{message}") as err:
+        prepare(patients, [16, 16, 16], None, tmp_path / "scratch", "error")
+    assert str(err.value).endswith("(fix or remove the file, or set mri.on_bad_volume: skip)")
+    patients = find_cohort(_mri(root, table))
+    data = prepare(patients, [16, 16, 16], None, tmp_path / "scratch2", "skip")
+    assert len(data.patients) == 37 and data.x.shape[0] == 37
+    assert folder.name.removesuffix("_nifti") not in [p.id for p in data.patients]
+    assert [p.status for p in patients if p.folder == folder][0].startswith("bad volume: ")
+
+
+# -- the model's grid and back ---------------------------------------------------------------------------------
+
+
+def test_volumes_are_reoriented_normalised_in_the_brain_and_maps_return_to_the_patients_space(ucsf, tmp_path):
+    from stages.train_3d_mri.volumes import prepare, to_native
+
+    patients = [p for p in find_cohort(_mri(*ucsf)) if p.status == "included"][:3]
+    data = prepare(patients, [32, 32, 32], None, tmp_path, "error")
+    assert data.x.shape == (3, 4, 32, 32, 32) and data.x.dtype == np.float16
+    for i in range(3):
+        inside = data.x[i][:, data.brain[i]].astype(np.float64)
+        assert np.allclose(inside.mean(axis=1), 0, atol=0.05) and np.allclose(inside.std(axis=1), 1, atol=0.05)
+        assert nib.aff2axcodes(data.affines[i]) == ("R", "A", "S")   # stored L, P, S: reoriented
+        # the tumour mask in the model's grid, sent back, lands on the patient's own mask
+        native = to_native(data.tumour[i].astype(np.float32), data.affines[i], patients[i].files["FLAIR"])
+        ref = nib.load(patients[i].files["FLAIR"])
+        assert native.shape == ref.shape and np.allclose(native.affine, ref.affine)
+        mask = np.asarray(nib.load(patients[i].mask).dataobj) > 0
+        back = native.get_fdata() > 0.5
+        dice = 2 * (back & mask).sum() / (back.sum() + mask.sum())
+        assert dice > 0.7, dice
+
+
+# -- the network -----------------------------------------------------------------------------------------------
+
+
+def test_freezing_leaves_the_last_blocks_and_head_trainable_and_keeps_pretrained_statistics(tmp_path):
+    from stages.train_3d_mri.network import EfficientNet3d, load_pretrained, trainable_parameters
+
+    full = EfficientNet3d("efficientnet-b0")
+    frozen = EfficientNet3d("efficientnet-b0")
+    frozen.freeze(2, keep_statistics=True)
+    frozen_count = sum(p.numel() for m in (frozen._conv_stem, frozen._bn0, *frozen._blocks[:5]) for p in m.parameters())
+    assert trainable_parameters(frozen) == trainable_parameters(full) - frozen_count > 0
+    trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("_blocks") else "")
+                 for n, p in frozen.named_parameters() if p.requires_grad}
+    assert trainable == {"_blocks.5", "_blocks.6", "_conv_head", "_bn1", "_fc"}
+    frozen.train()
+    assert not frozen._bn0.training and not frozen._blocks[0].training and frozen._blocks[6].training
+    # a training step changes no frozen tensor (weights or BatchNorm statistics)
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in frozen.parameters() if p.requires_grad], lr=0.01)
+    frozen(torch.randn(2, 4, 32, 32, 32)).sum().backward()
+    opt.step()
+    after = frozen.state_dict()
+    changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("_blocks") else "")
+               for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= {"_blocks.5", "_blocks.6", "_conv_head", "_bn1", "_fc"}
+    # local pretrained weights: matching tensors load, others keep their initialisation and are reported
+    state = {k: v for k, v in full.state_dict().items()}
+    state["_fc.weight"] = torch.zeros(1000, 1280)
+    torch.save(state, tmp_path / "w.pt")
+    report = load_pretrained(frozen, str(tmp_path / "w.pt"))
+    assert "_fc.weight" in report["skipped"] and report["loaded"] == len(state) - 1
+    assert torch.equal(frozen._blocks[0][0]._depthwise_conv.weight, full._blocks[0][0]._depthwise_conv.weight)
+    (tmp_path / "bad.pt").write_bytes(b"not a state dict")
+    with pytest.raises(UserError, match="bad.pt: not a readable torch state_dict"):
+        load_pretrained(frozen, str(tmp_path / "bad.pt"))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    from stages.train_3d_mri.network import EfficientNet3d
+
+    torch.manual_seed(0)
+    a = EfficientNet3d("efficientnet-b0")
+    a.freeze(3, keep_statistics=False)
+    b = EfficientNet3d("efficientnet-b0")
+    b.load_state_dict(a.state_dict())
+    b.freeze(3, keep_statistics=False)
+    b.checkpointing = True
+    x = torch.randn(2, 4, 32, 32, 32)
+    for net in (a, b):
+        net.train()
+        torch.manual_seed(1)  # the same drop-connect draws in both
+        net(x).pow(2).sum().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        if pa.requires_grad:
+            assert torch.allclose(pa.grad, pb.grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_localisation_share_against_chance():
+    from stages.train_3d_mri.gradcam import localisation
+
+    brain = np.zeros((10, 10, 10), bool)
+    brain[1:9, 1:9, 1:9] = True
+    tumour = np.zeros_like(brain)
+    tumour[2:4, 2:4, 2:4] = True
+    cam = np.zeros((10, 10, 10))
+    cam[2:4, 2:4, 2:4] = 3.0
+    cam[6, 6, 6] = 8.0
+    loc = localisation(cam, tumour, brain)
+    assert loc["cam_in_mask"] == pytest.approx(24 / 32) and loc["chance"] == pytest.approx(8 / 512)
+    assert loc["ratio"] == pytest.approx((24 / 32) / (8 / 512))
+    assert np.isnan(localisation(np.zeros_like(cam), tumour, brain)["cam_in_mask"])
+
+
+# -- the stage -------------------------------------------------------------------------------------------------
+
+
+def _config(tmp_path, root, table, **train) -> tuple:
+    cfg = {"name": "m", "seed": 0, "device": "cpu", "stages": ["train_3d_mri", "report"],
+           "mri": {"root": str(root), "layout": "ucsf-pdgm", "metadata": str(table)},
+           "train_3d_mri": {"size": [32, 32, 32], "epochs": 2, "batch_size": 8, "trainable_blocks": 2,
+                            "augment": {"elastic": 0.0}, **train},
+           "report": {}}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**__import__("os").environ, "ONCOXAI_OUTPUTS": str(tmp_path / "out"), "ONCOXAI_PROGRESS": "0"}
+    return path, env, tmp_path / "out" / "m"
+
+
+@pytest.mark.slow
+def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
+    from .test_seam import check_declared_outputs
+
+    path, env, exp = _config(tmp_path, *ucsf)
+    for stage in ("train_3d_mri", "report"):
+        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(path)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    out = exp / "train_3d_mri"
+    check_declared_outputs(out, "train_3d_mri")
+    cohort = pd.read_csv(out / "cohort.csv", dtype=str, keep_default_na=False)
+    assert (cohort["status"] == "included").sum() == 38 and set(cohort["status"]) >= {"missing T1c", "no IDH value",
+                                                                                      "no images"}
+    test = cohort[cohort["split"] == "test"]
+    assert len(test) == 6 and set(test["label"]) == {"wildtype", "mutant"}   # 15% of 38, stratified
+    model = json.loads((out / "efficientnet-b0" / "model.json").read_text())
+    assert model["trainable_blocks"] == 2 and model["trainable_parameters"] < 0.5 * 4.7e6
+    member = torch.load(out / "efficientnet-b0" / "member0.pt", weights_only=True)
+    assert "_fc.weight" in member
+    loc = pd.read_csv(out / "efficientnet-b0" / "grad_cam" / "localisation.csv")
+    assert len(loc) == 2 * len(test) and set(loc["target"]) == {"predicted", "true"}
+    for row in loc.itertuples():  # each map sits on its patient's own grid, with its FLAIR's affine
+        cam = nib.load(out / "efficientnet-b0" / "grad_cam" / row.nifti)
+        flair = nib.load(next((ucsf[0] / f"{row.patient}_nifti").glob("*_FLAIR.nii.gz")))
+        assert cam.shape == flair.shape and np.allclose(cam.affine, flair.affine)
+        assert np.asarray(cam.dataobj).min() >= 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    entry = metrics["models"]["efficientnet-b0"]["methods"]["grad_cam"]
+    assert entry["localisation"]["predicted"]["n"] == len(test)
+    assert entry["localisation"]["predicted"]["chance_mean"] == pytest.approx(loc[loc.target == "predicted"]
+                                                                              ["chance"].mean())
+    summary = json.loads((exp / "report" / "summary.json").read_text())
+    assert summary["models"]["efficientnet-b0"]["kind"] == "deep"
+    assert summary["explanations"]["efficientnet-b0/grad_cam"]["localisation"] == entry["localisation"]
+    html = (exp / "report" / "index.html").read_text()
+    assert "38 included" in html and "1 missing T1c" in html and "inside the tumour mask" in html
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_under_torchrun(ucsf, tmp_path):
+    path, env, exp = _config(tmp_path, *ucsf, epochs=1)
+    env = {**env, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+           "stages.train_3d_mri", "--config", str(path)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((exp / "train_3d_mri" / "manifest.json").read_text())
+    assert "2 processes" in manifest["device"]
+    history = pd.read_csv(exp / "train_3d_mri" / "efficientnet-b0" / "history.csv")
+    assert len(history) == 1 and np.isfinite(history["train_loss"]).all()
