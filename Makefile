@@ -79,19 +79,24 @@ data/demo_tcga/.fixture: fixtures/synthetic.py | $(STAMP)
 	$(PY) -m fixtures.synthetic tcga --out data/demo_tcga
 	touch $@
 
-fixture: data/demo/.fixture data/demo_tcga/.fixture ## generate the demos' synthetic fixtures (data/demo/, data/demo_tcga/)
+data/demo_mri/.fixture: fixtures/mri.py | $(STAMP)
+	$(PY) -m fixtures.synthetic mri --out data/demo_mri
+	touch $@
 
-demo: $(STAMP) data/demo/.fixture data/demo_tcga/.fixture ## fresh machine: set up, make the fixtures, run both demos on CPU
+fixture: data/demo/.fixture data/demo_tcga/.fixture data/demo_mri/.fixture ## generate the demos' synthetic fixtures (data/demo/, data/demo_tcga/, data/demo_mri/)
+
+demo: $(STAMP) data/demo/.fixture data/demo_tcga/.fixture data/demo_mri/.fixture ## fresh machine: set up, make the fixtures, run the three demos on CPU
 	$(MAKE) --no-print-directory all CONFIG=configs/demo.yaml RUNNER=$(RUNNER)
 	$(MAKE) --no-print-directory all CONFIG=configs/demo_tcga.yaml RUNNER=$(RUNNER)
-	@echo "Reports: $(CURDIR)/outputs/demo/report/index.html $(CURDIR)/outputs/demo_tcga/report/index.html"
-	@echo "Summaries: $(CURDIR)/outputs/demo/report/summary.json $(CURDIR)/outputs/demo_tcga/report/summary.json"
+	$(MAKE) --no-print-directory all CONFIG=configs/demo_mri.yaml RUNNER=$(RUNNER)
+	@echo "Reports: $(CURDIR)/outputs/demo/report/index.html $(CURDIR)/outputs/demo_tcga/report/index.html $(CURDIR)/outputs/demo_mri/report/index.html"
+	@echo "Summaries: $(CURDIR)/outputs/demo/report/summary.json $(CURDIR)/outputs/demo_tcga/report/summary.json $(CURDIR)/outputs/demo_mri/report/summary.json"
 
 all: $(STAMP) ## run the whole pipeline for CONFIG (stages whose inputs and config did not change are skipped)
 	plan=$$($(PY) -m shared.pipeline plan $(CONFIG) $(ARGS)); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline RUNNER=$(RUNNER)
 
-stage-%: $(STAMP) ## run one stage (and what it needs): stage-preprocess, stage-train-torch, stage-explain, stage-report
+stage-%: $(STAMP) ## run one stage (and what it needs): stage-preprocess, stage-train-torch, stage-train-tf-gradcam, stage-train-3d-mri, stage-explain, stage-report
 	plan=$$($(PY) -m shared.pipeline plan $(CONFIG) $(ARGS) --stage $(subst -,_,$*)); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline-$(subst -,_,$*) RUNNER=$(RUNNER)
 
@@ -114,13 +119,14 @@ fetch: $(STAMP) ## download a public dataset into data/<DATASET>/ (needs interne
 	@test -n "$(DATASET)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2 [ONLY='lung ...']"; exit 2; }
 	$(PY) -m stages.preprocess.fetch $(DATASET) --dest data $(if $(ONLY),--only $(ONLY))
 
-bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,train,explain}.json
+bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,train,explain,mri}.json
 	$(PY) -m bench.preprocess all
 	$(PY) -m bench.train
 	$(PY) -m bench.explain
+	$(PY) -m bench.mri
 
 clean-demo: ## remove the demos' fixtures and outputs
-	rm -rf outputs/demo data/demo outputs/demo_tcga data/demo_tcga
+	rm -rf outputs/demo data/demo outputs/demo_tcga data/demo_tcga outputs/demo_mri data/demo_mri
 
 clean: ## remove every output (outputs/), keeping data/ and .venv
 	find outputs -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

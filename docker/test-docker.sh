@@ -14,6 +14,7 @@
 #  4. the demo with RUNNER=docker into a separate outputs folder (.cache/test-docker/outputs), as a non-root
 #     user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root)
 #  4b. the TensorFlow stage: configs/demo_tcga.yaml cut to preprocess -> train_tf_gradcam -> report and 3 epochs
+#  4c. the MRI stage: configs/demo_mri.yaml (train_3d_mri -> report) with 2 epochs
 #     (TEST_DOCKER_TF_ARGS), run locally and with RUNNER=docker
 #  5. pytest -m docker tests/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE
 #     (default 1e-6: the runs are expected to be bit-identical), same package versions and commit in the
@@ -276,24 +277,29 @@ ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$config ARGS="$
   IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-demo.log"
 phase_done docker_demo
 
-# -- 4b. the TensorFlow stage: the TCGA demo's preprocess -> train_tf_gradcam -> report, short, both ways ---------
-tf_config=configs/demo_tcga.yaml
-tf_args=${TEST_DOCKER_TF_ARGS:-"--set stages=[preprocess,train_tf_gradcam,report] --set train_tf_gradcam.epochs=3 --set train_tf_gradcam.min_epochs=0"}
+# -- 4b/4c. the TensorFlow and MRI stages: each experiment short, local then RUNNER=docker -------------------------
+other_experiment() {  # NAME CONFIG ARGS LOCAL_OUT
+  local name=$1 cfg=$2 cfg_args=$3 out=$4 exp_name
+  exp_name=$(basename "$cfg" .yaml)
+  rm -rf "$out"
+  phase "$name experiment ($cfg, $cfg_args): local -> $out, then RUNNER=docker -> $docker_out"
+  ONCOXAI_OUTPUTS=$out make --no-print-directory all CONFIG=$cfg ARGS="$cfg_args" RUNNER=local \
+    >"$work/local-$name.log" 2>&1 || { tail -n 40 "$work/local-$name.log" >&2; echo "error: the local $name run failed" >&2; exit 1; }
+  mkdir -p "$docker_out/$exp_name"
+  [[ $(id -u) == 0 ]] && chown -R "$user" "$docker_out/$exp_name"
+  ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$cfg ARGS="$cfg_args" RUNNER=docker \
+    IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-$name.log"
+  phase_done "${name}_experiment"
+}
 tf_local=$work/local-outputs-tf
-rm -rf "$tf_local"
-phase "TensorFlow experiment ($tf_config, $tf_args): local -> $tf_local, then RUNNER=docker -> $docker_out"
-ONCOXAI_OUTPUTS=$tf_local make --no-print-directory all CONFIG=$tf_config ARGS="$tf_args" RUNNER=local \
-  >"$work/local-tf.log" 2>&1 || { tail -n 40 "$work/local-tf.log" >&2; echo "error: the local TF run failed" >&2; exit 1; }
-mkdir -p "$docker_out/demo_tcga"
-[[ $(id -u) == 0 ]] && chown -R "$user" "$docker_out/demo_tcga"
-ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$tf_config ARGS="$tf_args" RUNNER=docker \
-  IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-tf.log"
-phase_done tf_experiment
+other_experiment tf configs/demo_tcga.yaml "${TEST_DOCKER_TF_ARGS:-"--set stages=[preprocess,train_tf_gradcam,report] --set train_tf_gradcam.epochs=3 --set train_tf_gradcam.min_epochs=0"}" "$tf_local"
+mri_local=$work/local-outputs-mri
+other_experiment mri configs/demo_mri.yaml "${TEST_DOCKER_MRI_ARGS:-"--set train_3d_mri.epochs=2"}" "$mri_local"
 
 # -- 5. the comparison -----------------------------------------------------------------------------------------
 phase "compare with the local run (tolerance $SUMMARY_TOLERANCE)"
 ONCOXAI_DOCKER_OUTPUTS=$docker_out ONCOXAI_LOCAL_OUTPUTS=$local_out TEST_DOCKER_USER=$user IMAGE_PREFIX=$prefix \
-  ONCOXAI_TF_LOCAL_OUTPUTS=$tf_local \
+  ONCOXAI_TF_LOCAL_OUTPUTS=$tf_local ONCOXAI_MRI_LOCAL_OUTPUTS=$mri_local \
   TEST_DOCKER_ARGS=$args \
   TEST_DOCKER_LOG_DIR=$work .venv/bin/python -m pytest -q -p no:cacheprovider -m docker tests/test_docker.py
 phase_done compare

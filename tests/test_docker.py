@@ -218,6 +218,28 @@ def test_tensorflow_stage_in_its_container_matches_the_local_run():
 
 @pytest.mark.docker
 @docker_only
+def test_mri_stage_in_its_container_matches_the_local_run():
+    """The MRI image (torch base + MONAI, TorchIO, nibabel) reads the cohort mounted read-only and gives the local
+    metrics, localisation and NIfTI grids."""
+    if "ONCOXAI_MRI_LOCAL_OUTPUTS" not in os.environ:
+        pytest.skip("make test-docker runs the MRI experiment")
+    docker = Path(os.environ["ONCOXAI_DOCKER_OUTPUTS"]) / "demo_mri"
+    local = Path(os.environ["ONCOXAI_MRI_LOCAL_OUTPUTS"]) / "demo_mri"
+    a = json.loads((docker / "report" / "summary.json").read_text())
+    b = json.loads((local / "report" / "summary.json").read_text())
+    assert set(a["models"]) == {"efficientnet-b0"} and a["models"]["efficientnet-b0"]["provider"] == "train_3d_mri"
+    assert "localisation" in a["explanations"]["efficientnet-b0/grad_cam"]
+    diffs = _compare(a, b)
+    tolerance = float(os.environ.get("SUMMARY_TOLERANCE", "1e-6"))
+    assert not [d[:2] for d in diffs if d[1] > tolerance + d[2]]
+    assert (docker / "train_3d_mri" / "cohort.csv").read_bytes() == (local / "train_3d_mri" / "cohort.csv").read_bytes()
+    manifest = json.loads((docker / "train_3d_mri" / "manifest.json").read_text())
+    assert manifest["inputs"] == json.loads((local / "train_3d_mri" / "manifest.json").read_text())["inputs"]
+    assert {"monai", "torchio", "nibabel"} <= set(manifest["packages"]) and "tensorflow" not in manifest["packages"]
+
+
+@pytest.mark.docker
+@docker_only
 def test_manifests_record_the_same_packages_commit_and_inputs(runs):
     from shared.artifacts import git_commit
 
@@ -273,7 +295,7 @@ def _inspect(image: str) -> dict:
 @docker_only
 def test_images_are_non_root_labelled_and_share_the_torch_layers():
     torch_layers = _inspect(f"{PREFIX}-torch")["RootFS"]["Layers"]
-    for stage in (*STAGES, "train_tf_gradcam"):
+    for stage in (*STAGES, "train_tf_gradcam", "train_3d_mri"):
         info = _inspect(f"{PREFIX}-{stage.replace('_', '-')}")
         config = info["Config"]
         assert config["User"] == "10001:10001" and config["WorkingDir"] == "/app"

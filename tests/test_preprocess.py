@@ -13,7 +13,7 @@ import pytest
 from shared.genemap import PixelGeneMap
 from stages.preprocess.transforms import to_uint8
 from stages.preprocess.transforms.deepinsight import fit_deepinsight
-from stages.preprocess.splits import holdout_split
+from shared.evaluation.splits import holdout_split
 
 from .conftest import REPO, write_config
 

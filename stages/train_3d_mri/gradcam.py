@@ -58,7 +58,12 @@ def summarise(rows: list[dict]) -> dict:
         above = int((share > chance).sum())
         out[target] = {"n": len(sel), "cam_in_mask_mean": float(share.mean()), "chance_mean": float(chance.mean()),
                        "ratio_mean": float(np.mean(share / chance)), "above_chance": above,
-                       "p_sign_test": float(binomtest(above, len(sel), 0.5, alternative="greater").pvalue)}
+                       "p_sign_test": float(binomtest(above, len(sel), 0.5, alternative="greater").pvalue),
+                       "per_class": {c: {"n": int(sum(r["class"] == c for r in sel)),
+                                         "cam_in_mask_mean": float(np.mean([r["cam_in_mask"] for r in sel
+                                                                            if r["class"] == c])),
+                                         "chance_mean": float(np.mean([r["chance"] for r in sel if r["class"] == c]))}
+                                     for c in sorted({r["class"] for r in sel})}}
     return out
 
 

@@ -26,11 +26,18 @@ N_STAGES = 7
 class EfficientNet3d(EfficientNetBN):
     """EfficientNetBN for 4-channel volumes; ``freeze`` and ``checkpointing`` set the low-memory options."""
 
-    def __init__(self, name: str, in_channels: int = 4, n_classes: int = 2):
-        # BatchNorm momentum 0.1 (PyTorch's default) instead of MONAI's TensorFlow-style 0.01: with a few hundred steps
-        # the running statistics would otherwise lag the weights, and evaluation-mode predictions sit at chance
+    def __init__(self, name: str, in_channels: int = 4, n_classes: int = 2, norm: str = "batch"):
+        # batch: BatchNorm with momentum 0.1 (PyTorch's default) instead of MONAI's TensorFlow-style 0.01, so the
+        # running statistics keep up with a short run; group: GroupNorm (8 groups; every EfficientNet width is a
+        # multiple of 8), which has no running statistics to lag and no dependence on the batch, for training from
+        # scratch on small batches of volumes
+        layer = ("batch", {"eps": 1e-3, "momentum": 0.1}) if norm == "batch" else ("group", {"num_groups": 8})
         super().__init__(name, pretrained=False, spatial_dims=3, in_channels=in_channels, num_classes=n_classes,
-                         norm=("batch", {"eps": 1e-3, "momentum": 0.1}))
+                         norm=layer)
+        # MONAI initialises the classifier uniformly in +-1/sqrt(n_classes): +-0.7 for two classes, which starts
+        # the logits at +-10 and the loss near 10; a small normal start (as for a fine-tuned head) trains smoothly
+        nn.init.normal_(self._fc.weight, std=0.01)
+        nn.init.zeros_(self._fc.bias)
         self.trainable_stages = N_STAGES
         self.keep_frozen_statistics = False
         self.checkpointing = False
@@ -70,7 +77,8 @@ class EfficientNet3d(EfficientNetBN):
 
 
 def build(spec: dict) -> EfficientNet3d:
-    net = EfficientNet3d(spec["arch"], in_channels=len(spec["channels"]), n_classes=len(spec["classes"]))
+    net = EfficientNet3d(spec["arch"], in_channels=len(spec["channels"]), n_classes=len(spec["classes"]),
+                         norm=spec.get("norm", "batch"))
     net.freeze(spec.get("trainable_blocks"), spec.get("pretrained", False))
     return net
 
