@@ -75,12 +75,22 @@ for line in "${settings[@]}"; do
   esac
 done
 
+# -- the whole project's resolution, once for every build (docker/install.py lock) ---------------------------
+lock_member=()
+mkdir -p "$extra_dir/docker/build-pip"
+if "$host_python" docker/install.py lock --out "$extra_dir/docker/build-pip/lock.txt" >"$logs/lock.log" 2>&1; then
+  lock_member=(-C "$extra_dir" docker/build-pip/lock.txt)
+  echo "resolved the project once for the builds: $(wc -l <"$extra_dir/docker/build-pip/lock.txt") packages"
+else
+  echo "warning: resolving on the build host failed (log: $logs/lock.log); each build resolves for itself" >&2
+fi
+
 # -- build --------------------------------------------------------------------------------------------------
 context() {
   tar -c --owner=0 --group=0 --numeric-owner --mtime=2020-01-01 --sort=name \
     --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
     pyproject.toml constraints.txt README.md shared stages docker/install.py docker/build-pip docker/*.Dockerfile \
-    "${cert_member[@]}"
+    "${cert_member[@]}" "${lock_member[@]}"
 }
 
 size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }

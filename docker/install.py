@@ -1,5 +1,6 @@
 """Installs a stage's Python dependencies inside ``docker build`` (standard library only, Python >= 3.11).
 
+    python install.py lock --out FILE
     python install.py deps --extra NAME [--no-base] [--prefix DIR]
     python install.py backend
     python install.py code SRC [--prefix DIR]
@@ -8,7 +9,9 @@
 base dependencies unless ``--no-base``; ``oncoxai[other]`` references are expanded), with ``constraints.txt``
 and with every version pinned to what pip resolves for the whole project (``.[all,dev]``, what ``make setup``
 installs locally). Each image therefore holds only its stage's packages, yet at exactly the versions the
-local environment has: the stages give the same results in a container as locally.
+local environment has: the stages give the same results in a container as locally. The resolution costs a minute
+(pip fetches the metadata of ~200 packages); ``lock`` makes it once on the build host (docker/images.sh), which
+passes it to every build as ``/tmp/build-pip/lock.txt``; a build without one resolves for itself.
 
 With ``--prefix`` the packages go to DIR (same layout as a venv) and packages that the running environment
 already has (the torch image's) are not installed again; the Dockerfile copies DIR onto the venv. That is
@@ -113,11 +116,20 @@ def lock(pyproject: Path, constraints: Path, work: Path) -> Path:
     return out
 
 
+def write_lock(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copyfile(lock(Path(args.pyproject), Path(args.constraints), Path(tmp)), args.out)
+
+
 def deps(args: argparse.Namespace) -> None:
     pyproject, constraints = Path(args.pyproject), Path(args.constraints)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        pins = lock(pyproject, constraints, work)
+        if (BUILD_PIP / "lock.txt").is_file():
+            pins = BUILD_PIP / "lock.txt"
+            print(f"using the build host's resolution ({len(pins.read_text().split())} packages)", flush=True)
+        else:
+            pins = lock(pyproject, constraints, work)
         reqs = work / "requirements.txt"
         wanted = requirements(pyproject, [args.extra], base=not args.no_base)
         reqs.write_text("\n".join(wanted) + "\n")
@@ -181,13 +193,17 @@ def main() -> None:
     d.add_argument("--prefix", help="install into this prefix, skipping what the environment already has")
     d.add_argument("--pyproject", default="pyproject.toml")
     d.add_argument("--constraints", default="constraints.txt")
+    k = sub.add_parser("lock", help="write the whole project's resolution (name==version lines) to a file")
+    k.add_argument("--out", required=True)
+    k.add_argument("--pyproject", default="pyproject.toml")
+    k.add_argument("--constraints", default="constraints.txt")
     b = sub.add_parser("backend", help="prepare the project's build backend in a throwaway venv")
     b.add_argument("--pyproject", default="pyproject.toml")
     c = sub.add_parser("code", help="build and install the project itself, without dependencies, offline")
     c.add_argument("src")
     c.add_argument("--prefix")
     args = parser.parse_args()
-    {"deps": deps, "backend": backend, "code": code}[args.command](args)
+    {"lock": write_lock, "deps": deps, "backend": backend, "code": code}[args.command](args)
 
 
 if __name__ == "__main__":
