@@ -160,15 +160,20 @@ def test_a_bad_volume_is_a_one_line_error_naming_the_file_or_skipped_and_counted
 # -- the model's grid and back ---------------------------------------------------------------------------------
 
 
-def test_volumes_are_reoriented_normalised_in_the_brain_and_maps_return_to_the_patients_space(ucsf, tmp_path):
+def test_volumes_are_reoriented_robustly_normalised_in_the_brain_and_maps_return_to_the_patients_space(ucsf, tmp_path):
     from stages.train_3d_mri.volumes import prepare, to_native
 
     patients = [p for p in find_cohort(_mri(*ucsf)) if p.status == "included"][:3]
-    data = prepare(patients, [32, 32, 32], None, tmp_path, "error")
+    zscored = prepare(patients, [32, 32, 32], None, tmp_path / "z", "error")
+    for i in range(3):
+        inside = zscored.x[i][:, zscored.brain[i]].astype(np.float64)
+        assert np.allclose(inside.mean(axis=1), 0, atol=0.02) and np.allclose(inside.std(axis=1), 1, atol=0.02)
+    data = prepare(patients, [32, 32, 32], None, tmp_path / "r", "error", "robust")
     assert data.x.shape == (3, 4, 32, 32, 32) and data.x.dtype == np.float16
     for i in range(3):
         inside = data.x[i][:, data.brain[i]].astype(np.float64)
-        assert np.allclose(inside.mean(axis=1), 0, atol=0.05) and np.allclose(inside.std(axis=1), 1, atol=0.05)
+        q1, median, q3 = np.percentile(inside, [25, 50, 75], axis=1)
+        assert np.allclose(median, 0, atol=0.02) and np.allclose((q3 - q1) / 1.349, 1, atol=0.02)
         assert nib.aff2axcodes(data.affines[i]) == ("R", "A", "S")   # stored L, P, S: reoriented
         # the tumour mask in the model's grid, sent back, lands on the patient's own mask
         native = to_native(data.tumour[i].astype(np.float32), data.affines[i], patients[i].files["FLAIR"])
@@ -178,6 +183,23 @@ def test_volumes_are_reoriented_normalised_in_the_brain_and_maps_return_to_the_p
         back = native.get_fdata() > 0.5
         dice = 2 * (back & mask).sum() / (back.sum() + mask.sum())
         assert dice > 0.7, dice
+
+
+def test_robust_normalisation_keeps_normal_tissue_where_a_large_tumour_would_move_a_z_score():
+    from stages.train_3d_mri.volumes import robust_normalise
+
+    rng = np.random.default_rng(0)
+    brain = np.ones((1, 20, 20, 20), bool)[0]
+    normal = rng.normal(1.0, 0.1, (1, 20, 20, 20)).astype(np.float32)
+    with_tumour = normal.copy()
+    with_tumour[0, :8] = 3.0                      # 40% of the brain bright
+    tissue = np.zeros_like(brain)
+    tissue[8:] = True
+    shift_robust = abs(robust_normalise(with_tumour, brain)[0][tissue].mean()
+                       - robust_normalise(normal, brain)[0][tissue].mean())
+    z = [(v[0] - v[0][brain].mean()) / v[0][brain].std() for v in (with_tumour, normal)]
+    shift_z = abs(z[0][tissue].mean() - z[1][tissue].mean())
+    assert shift_robust < 0.2 * shift_z, (shift_robust, shift_z)
 
 
 # -- the network -----------------------------------------------------------------------------------------------

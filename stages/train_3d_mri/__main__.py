@@ -39,7 +39,8 @@ def model_spec(p: Train3dMri, mri: Mri, pretrained: bool) -> dict:
             "input_shape": [len(CHANNELS), *p.size], "trainable_blocks": p.trainable_blocks, "pretrained": pretrained,
             "input": {"kind": "mri", "spatial_dims": 3, "channels": list(CHANNELS), "size": list(p.size),
                       "spacing": p.spacing, "orientation": "RAS (ToCanonical)", "layout": mri.layout,
-                      "normalisation": "z-score per channel inside the brain (voxels where any sequence is non-zero)"}}
+                      "normalisation": {"zscore": "z-score", "robust": "minus the median, over IQR / 1.349"}[
+                          p.normalisation] + " per channel inside the brain (voxels where any sequence is non-zero)"}}
 
 
 def build_member(spec: dict, p: Train3dMri, on_gpu: bool):
@@ -193,7 +194,8 @@ def run(run: StageRun) -> None:
     dist = distributed.setup(exp.device)
     run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
     t0 = time.time()
-    data = prepare(patients, p.size, p.spacing, run.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume)
+    data = prepare(patients, p.size, p.spacing, run.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume,
+                   p.normalisation)
     log.info("%d of %d patients in the model's grid %s in %.1f s", len(data.patients), len(patients), p.size,
              time.time() - t0)
     table = cohort_table(patients, Path(mri.root))

@@ -65,6 +65,9 @@ class Train3dMri(Section):
     #: padded to ``size`` about the brain's centre, or (spacing null) resized to ``size``
     size: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=3, max_length=3)
     spacing: list[float] | None = Field(None, min_length=3, max_length=3)
+    #: per channel inside the brain: zscore (TorchIO's ZNormalization: mean and standard deviation) or robust
+    #: (median and IQR / 1.349, which a large bright tumour barely moves, so normal tissue keeps its values)
+    normalisation: Literal["zscore", "robust"] = "zscore"
 
     test_fraction: float = Field(0.15, gt=0, lt=1)
     #: k-fold CV on the training patients (the fold models' mean is scored on the test split); 1: one stratified

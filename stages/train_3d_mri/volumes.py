@@ -3,8 +3,9 @@
 Per patient: the four sequences and the tumour mask are read with nibabel and checked (readable, finite, the same
 shape and affine as the FLAIR), then TorchIO reorients them to RAS (``ToCanonical``), resamples to the configured
 spacing and crops or pads about the brain's centre (``CropOrPad(mask_name='brain')``) or, without a spacing, resizes
-to the configured size, and z-normalises each channel inside the brain (voxels where any sequence is non-zero: both
-releases are skull-stripped). The results go into one memory-mapped array (n, 4, *size) float16, so a cohort of any
+to the configured size; each channel is then normalised inside the brain (voxels where any sequence is non-zero:
+both releases are skull-stripped): z-scored (``ZNormalization``) or by its median and inter-quartile range
+(``robust_normalise``). The results go into one memory-mapped array (n, 4, *size) float16, so a cohort of any
 size trains in bounded memory. Augmentation (flips, affine, elastic, intensity) is drawn per training patient and
 epoch from torch's generator, which the fold checkpoints carry, and is never applied to validation or test patients.
 """
@@ -68,7 +69,7 @@ def check_patient(patient: Patient) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def model_space(size: list[int], spacing: list[float] | None):
+def model_space(size: list[int], spacing: list[float] | None, normalisation: str = "zscore"):
     """The TorchIO transform from a patient's subject to the model's grid (the same for every patient)."""
     import torchio as tio
 
@@ -77,8 +78,24 @@ def model_space(size: list[int], spacing: list[float] | None):
         steps += [tio.Resample(tuple(spacing)), tio.CropOrPad(tuple(size), mask_name="brain")]
     else:
         steps += [tio.Resize(tuple(size))]
-    steps += [tio.ZNormalization(masking_method="brain", include=list(CHANNELS))]
+    if normalisation == "zscore":
+        steps += [tio.ZNormalization(masking_method="brain", include=list(CHANNELS))]
     return tio.Compose(steps)
+
+
+def robust_normalise(x: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Each channel minus its median inside the brain, over its inter-quartile range / 1.349 (the standard deviation
+    of a normal distribution with that IQR). Unlike the mean and standard deviation (TorchIO's ZNormalization), the
+    quartiles of the brain barely move when a large, bright tumour fills part of it: with a plain z-score the
+    tumour's brightness shifts every normal voxel's value, so a classifier can read the tumour's class anywhere in
+    the brain, not only in the tumour."""
+    out = np.empty_like(x, dtype=np.float32)
+    for c in range(x.shape[0]):
+        inside = x[c][brain]
+        q1, median, q3 = np.percentile(inside, [25, 50, 75]) if inside.size else (0.0, 0.0, 1.0)
+        scale = (q3 - q1) / 1.349
+        out[c] = (x[c] - median) / (scale if scale > 1e-6 else 1.0)
+    return out
 
 
 def subject(volumes: dict[str, tuple[np.ndarray, np.ndarray]]):
@@ -107,10 +124,10 @@ class Prepared:
 
 
 def prepare(patients: list[Patient], size: list[int], spacing: list[float] | None, scratch: Path,
-            on_bad: str) -> Prepared:
+            on_bad: str, normalisation: str = "zscore") -> Prepared:
     """Check and transform every included patient; a bad volume is an error or (on_bad 'skip') a left-out patient
     whose ``status`` says why."""
-    transform = model_space(size, spacing)
+    transform = model_space(size, spacing, normalisation)
     included = [p for p in patients if p.status == "included"]
     scratch.mkdir(parents=True, exist_ok=True)
     x = np.lib.format.open_memmap(scratch / "volumes.npy", mode="w+", dtype=np.float16,
@@ -129,8 +146,9 @@ def prepare(patients: list[Patient], size: list[int], spacing: list[float] | Non
             patient.status = f"bad volume: {exc}"
             continue
         done = transform(subject(volumes))
-        x[i] = np.stack([done[c].data[0].numpy() for c in CHANNELS]).astype(np.float16)
         brain[i] = done["brain"].data[0].numpy() > 0
+        volume = np.stack([done[c].data[0].numpy() for c in CHANNELS])
+        x[i] = (robust_normalise(volume, brain[i]) if normalisation == "robust" else volume).astype(np.float16)
         if "mask" in volumes:
             tumour[i] = done["mask"].data[0].numpy() > 0
         affines[i] = done["FLAIR"].affine
