@@ -1,7 +1,7 @@
 """Memory of one training step of train_3d_mri's EfficientNet-3D: frozen (the reference's low-memory strategy) vs
 full fine-tuning, at the same input size, in one run.
 
-``python -m bench.mri [--model efficientnet-b0] [--size 64] [--batch 2] [--trainable-blocks 2]``
+``python -m bench.mri [--model efficientnet-b0] [--size 128] [--batch 2] [--trainable-blocks 2]``
 
 Each variant runs in a fresh process (so one's allocations cannot hide the other's): the network (the stage's
 ``EfficientNet3d`` with ``freeze``), AdamW over the trainable parameters, a random batch, then one warm-up step and
@@ -92,7 +92,7 @@ def one_step(model: str, size: int, batch: int, trainable_blocks: int | None, de
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.mri", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="efficientnet-b0")
-    parser.add_argument("--size", type=int, default=64, help="input voxels per side (the reference: 128)")
+    parser.add_argument("--size", type=int, default=128, help="input voxels per side (128: the reference)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--trainable-blocks", type=int, default=2, help="the frozen variant's trainable stages")
     parser.add_argument("--device", default="cuda" if _has_cuda() else "cpu")

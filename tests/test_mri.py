@@ -307,7 +307,7 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
     test = cohort[cohort["split"] == "test"]
     assert len(test) == 6 and set(test["label"]) == {"wildtype", "mutant"}   # 15% of 38, stratified
     model = json.loads((out / "efficientnet-b0" / "model.json").read_text())
-    assert model["trainable_blocks"] == 2 and model["trainable_parameters"] < 0.5 * 4.7e6
+    assert model["trainable_blocks"] == 2 and model["trainable_parameters"] == 3591838  # the last 2 stages + head
     member = torch.load(out / "efficientnet-b0" / "member0.pt", weights_only=True)
     assert "_fc.weight" in member
     loc = pd.read_csv(out / "efficientnet-b0" / "grad_cam" / "localisation.csv")
@@ -341,3 +341,16 @@ def test_two_gloo_processes_under_torchrun(ucsf, tmp_path):
     assert "2 processes" in manifest["device"]
     history = pd.read_csv(exp / "train_3d_mri" / "efficientnet-b0" / "history.csv")
     assert len(history) == 1 and np.isfinite(history["train_loss"]).all()
+
+
+def test_the_memory_benchmark_measures_one_step_of_each_variant(tmp_path):
+    from bench.mri import main
+
+    out = tmp_path / "mri.json"
+    assert main(["--size", "32", "--batch", "1", "--device", "cpu", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    frozen, full = result["frozen"], result["full"]
+    assert frozen["trainable_params"] < full["trainable_params"] == full["total_params"]
+    assert frozen["peak_step_memory_bytes"] > 0 and full["peak_step_memory_bytes"] > 0
+    assert result["peak_memory_ratio_frozen_vs_full"] == frozen["peak_step_memory_bytes"] / full["peak_step_memory_bytes"]
+    assert result["trainable_params_ratio_frozen_vs_full"] == pytest.approx(3591838 / 4693534)

@@ -58,8 +58,11 @@ def loader(data, labels, rows, batch_size: int, augment=None, sampler=None, pin:
     from .volumes import Volumes
 
     per_rank = batch_size if sampler is None else max(1, batch_size // sampler.world)
+    # training drops each epoch's incomplete last batch (a batch of one has nothing to normalise at the network's
+    # 1-voxel stages); the per-epoch shuffle gives every patient its turn
+    drop_last = sampler is not None and len(rows) > batch_size
     return DataLoader(Volumes(data, labels, rows, augment), batch_size=per_rank, sampler=sampler, shuffle=False,
-                      pin_memory=pin)
+                      pin_memory=pin, drop_last=drop_last)
 
 
 def split_patients(data, p: Train3dMri, seed: int) -> pd.DataFrame:
