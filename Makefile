@@ -109,7 +109,7 @@ docs: $(STAMP) ## rewrite the README's "Stages" section from the stages' declara
 images: ## build the images whose own sources changed: the shared torch image, then one per stage [BASE_IMAGE=..., REBUILD=1]
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) bash docker/images.sh
 
-test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo and TF run
+test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo, TF and MRI runs
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(PYTHON) bash docker/test-docker.sh
 
 lint: ## lint the Dockerfiles (hadolint) and the CI workflow (actionlint); make test runs both too
