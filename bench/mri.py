@@ -4,10 +4,10 @@ full fine-tuning, at the same input size, in one run.
 ``python -m bench.mri [--model efficientnet-b0] [--size 128] [--batch 2] [--trainable-blocks 2]``
 
 Each variant runs in a fresh process (so one's allocations cannot hide the other's): the network (the stage's
-``EfficientNet3d`` with ``freeze``), AdamW over the trainable parameters, a random batch, then one warm-up step and
-one measured step (forward, focal loss, backward, optimiser step). Peak memory: on a GPU, CUDA's max allocated
-bytes during the measured step above what was allocated before it; on CPU, the peak resident set size (sampled
-every 2 ms from /proc) above the RSS before the step. Written to ``outputs/bench/mri.json`` with
+``EfficientNet3d`` with ``freeze``), AdamW over the trainable parameters, a random batch, then training steps
+(forward, focal loss, backward, optimiser step). Peak memory: on a GPU, CUDA's max allocated bytes during a second
+step above what was allocated before it; on CPU, the peak resident set size (sampled every 2 ms from /proc) during
+the first step above the RSS before it (the C allocator would serve a second step from memory the first freed). Written to ``outputs/bench/mri.json`` with
 ``peak_memory_ratio_frozen_vs_full`` and ``trainable_params_ratio_frozen_vs_full`` (target: memory <= 1/3).
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ def one_step(model: str, size: int, batch: int, trainable_blocks: int | None, de
         loss_fn(net(x), y).backward()
         opt.step()
 
-    step()  # warm-up: optimiser state and allocator caches exist before the measured step
     if dev.type == "cuda":
+        step()  # warm-up: cuDNN's algorithm search and the optimiser state exist before the measured step
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
@@ -64,8 +64,11 @@ def one_step(model: str, size: int, batch: int, trainable_blocks: int | None, de
         torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         peak = torch.cuda.max_memory_allocated() - before
-        kind = "cuda max allocated above the allocation before the step"
+        kind = "cuda max allocated during the second step above the allocation before it"
     else:
+        # On CPU the first step is measured from the RSS before it: the C allocator keeps memory freed by one step
+        # for the next, so a second step's RSS growth would understate what training needs. The first step's peak
+        # holds the activations, the gradients and the optimiser state; its time is the second step's.
         before = _rss()
         samples = [before]
         done = threading.Event()
@@ -77,13 +80,14 @@ def one_step(model: str, size: int, batch: int, trainable_blocks: int | None, de
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        t0 = time.perf_counter()
         step()
-        seconds = time.perf_counter() - t0
         done.set()
         watcher.join()
         peak = max(samples) - before
-        kind = "peak resident set size above the RSS before the step (sampled every 2 ms)"
+        t0 = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - t0
+        kind = "peak resident set size during the first step above the RSS before it (sampled every 2 ms)"
     return {"trainable_blocks": trainable_blocks, "trainable_params": trainable_parameters(net),
             "total_params": sum(p.numel() for p in net.parameters()), "peak_step_memory_bytes": int(peak),
             "memory_measure": kind, "step_seconds": round(seconds, 3)}

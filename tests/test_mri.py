@@ -347,7 +347,7 @@ def test_the_memory_benchmark_measures_one_step_of_each_variant(tmp_path):
     from bench.mri import main
 
     out = tmp_path / "mri.json"
-    assert main(["--size", "32", "--batch", "1", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["--size", "32", "--batch", "2", "--device", "cpu", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     frozen, full = result["frozen"], result["full"]
     assert frozen["trainable_params"] < full["trainable_params"] == full["total_params"]
