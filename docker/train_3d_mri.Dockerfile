@@ -26,6 +26,10 @@ COPY stages/ /tmp/code/stages/
 RUN python install.py code /tmp/code --prefix /tmp/code-install
 
 FROM ${TORCH_IMAGE}
+# MONAI asks for the user's name on import (getpass.getuser()), which fails for a uid without a passwd entry (make
+# runs containers as the calling user); getuser() reads USER first.
+ENV USER=oncoxai \
+    LOGNAME=oncoxai
 COPY --from=build /tmp/deps/ /opt/venv/
 COPY --from=build /tmp/code-install/ /opt/venv/
 # data/ and outputs/ are mounted here; configs name their files relative to it.
