@@ -76,7 +76,7 @@ def split_patients(data, p: Train3dMri, seed: int) -> pd.DataFrame:
                          "label_index": labels, "split": np.where(is_test, "test", "train")})
 
 
-def train(run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist) -> tuple[ModelResult, list]:
+def train(run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist) -> tuple[ModelResult, list, Protocol]:
     from .network import trainable_parameters
     from .volumes import augmentation
 
