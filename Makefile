@@ -12,6 +12,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 IMAGE_PREFIX ?= oncoxai
 PYTEST_ARGS ?=
+# The project's version (pyproject.toml): images are tagged <version>-<source hash> besides :latest.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# Where make save-images writes the image tarballs and make load-images reads them.
+IMAGES_DIR ?= dist/images
 # Containers (RUNNER=docker, make images, make test-docker; README "Containers").
 BASE_IMAGE ?=
 DOCKER_USER ?= $$(id -u):$$(id -g)
@@ -26,9 +30,11 @@ DOCKER_PASS_ENV ?= OMP_NUM_THREADS OPENBLAS_NUM_THREADS OPENBLAS_CORETYPE OPENBL
 RUNNER ?= $(shell docker image inspect $(IMAGE_PREFIX)-preprocess >/dev/null 2>&1 && echo docker || echo local)
 
 ifeq ($(RUNNER),docker)
-# --gpus all when the engine has the NVIDIA runtime (override: GPU_FLAGS= or GPU_FLAGS='--gpus device=1').
+# The GPUs the engine offers (docker/gpu_flags.py): --gpus all with the NVIDIA runtime registered,
+# --device nvidia.com/gpu=all where the GPUs are CDI devices only, nothing without either. Override:
+# GPU_FLAGS= (CPU) or GPU_FLAGS='--gpus device=1'.
 ifeq ($(origin GPU_FLAGS),undefined)
-GPU_FLAGS := $(shell docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia && echo --gpus all)
+GPU_FLAGS := $(shell docker info --format '{{json .}}' 2>/dev/null | python3 docker/gpu_flags.py 2>/dev/null)
 endif
 # The same commit string a local run records (shared.artifacts.git_commit): HEAD, "-dirty" with local changes.
 GIT_COMMIT := $(shell c=$$(git rev-parse HEAD 2>/dev/null) || { echo unknown; exit 0; }; \
@@ -50,13 +56,26 @@ RUN_STAGE = bash docker/check-image.sh $(IMAGE_PREFIX)-$(subst _,-,$(1)) "$$(bas
 	-e ONCOXAI_OUTPUTS=$(OUT_ROOT) -e ONCOXAI_GIT_COMMIT=$(GIT_COMMIT) -e ONCOXAI_PROGRESS \
 	$(strip $(foreach v,$(DOCKER_PASS_ENV),$(if $(filter environment%,$(origin $(v))),-e $(v)))) \
 	$(IMAGE_PREFIX)-$(subst _,-,$(1)) --config $(2)
+# The project's own commands (planning, bundle, index page): the local .venv when there is one, else the report
+# image, so that a collaborator with Docker, make and the image tarballs needs no Python stack. The config file is
+# mounted where the container sees it under the same path.
+CONFIG_MOUNT := $(if $(filter /%,$(CONFIG)),$(CONFIG),/app/$(patsubst ./%,%,$(CONFIG)))
+CONTROL = $(if $(wildcard $(PY)),$(PY) -m,mkdir -p $(OUT_ROOT) && bash docker/check-image.sh $(IMAGE_PREFIX)-report \
+	"$$(bash docker/source-hash.sh report)" && docker run --rm --network none --user $(DOCKER_USER) --read-only \
+	--tmpfs /tmp -v $(CURDIR)/data:/app/data:ro -v $(abspath $(OUT_ROOT)):$(OUT_MOUNT) \
+	-v $(abspath $(CONFIG)):$(CONFIG_MOUNT):ro -e ONCOXAI_OUTPUTS=$(OUT_ROOT) -e ONCOXAI_GIT_COMMIT=$(GIT_COMMIT) \
+	--entrypoint python $(IMAGE_PREFIX)-report -m)
+NEEDS_VENV :=
 else ifeq ($(RUNNER),local)
 RUN_STAGE = $(PY) -m stages.$(1) --config $(2)
+CONTROL = $(PY) -m
+NEEDS_VENV := $(STAMP)
 else
 $(error RUNNER must be local or docker, not '$(RUNNER)')
 endif
 
-.PHONY: help setup fixture demo all docs test clean clean-demo images test-docker lint fetch bench
+.PHONY: help setup fixture demo all docs test clean clean-demo images test-docker lint fetch bench bundle \
+	check-report save-images load-images index
 help: ## list the targets
 	@echo "usage: make <target> [CONFIG=configs/<experiment>.yaml] [ARGS='--set key=value ...'] [RUNNER=local|docker]"
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -89,15 +108,16 @@ demo: $(STAMP) data/demo/.fixture data/demo_tcga/.fixture data/demo_mri/.fixture
 	$(MAKE) --no-print-directory all CONFIG=configs/demo.yaml RUNNER=$(RUNNER)
 	$(MAKE) --no-print-directory all CONFIG=configs/demo_tcga.yaml RUNNER=$(RUNNER)
 	$(MAKE) --no-print-directory all CONFIG=configs/demo_mri.yaml RUNNER=$(RUNNER)
-	@echo "Reports: $(CURDIR)/outputs/demo/report/index.html $(CURDIR)/outputs/demo_tcga/report/index.html $(CURDIR)/outputs/demo_mri/report/index.html"
+	$(MAKE) --no-print-directory index RUNNER=$(RUNNER)
+	@echo "Reports: $(CURDIR)/outputs/index.html links $(CURDIR)/outputs/demo/report/index.html $(CURDIR)/outputs/demo_tcga/report/index.html $(CURDIR)/outputs/demo_mri/report/index.html"
 	@echo "Summaries: $(CURDIR)/outputs/demo/report/summary.json $(CURDIR)/outputs/demo_tcga/report/summary.json $(CURDIR)/outputs/demo_mri/report/summary.json"
 
-all: $(STAMP) ## run the whole pipeline for CONFIG (stages whose inputs and config did not change are skipped)
-	plan=$$($(PY) -m shared.pipeline plan $(CONFIG) $(ARGS)); \
+all: $(NEEDS_VENV) ## run the whole pipeline for CONFIG (stages whose inputs and config did not change are skipped)
+	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS)); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline RUNNER=$(RUNNER)
 
-stage-%: $(STAMP) ## run one stage (and what it needs): stage-preprocess, stage-train-torch, stage-train-tf-gradcam, stage-train-3d-mri, stage-explain, stage-report
-	plan=$$($(PY) -m shared.pipeline plan $(CONFIG) $(ARGS) --stage $(subst -,_,$*)); \
+stage-%: $(NEEDS_VENV) ## run one stage (and what it needs): stage-preprocess, stage-train-torch, stage-train-tf-gradcam, stage-train-3d-mri, stage-explain, stage-report
+	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) --stage $(subst -,_,$*)); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline-$(subst -,_,$*) RUNNER=$(RUNNER)
 
 test: $(STAMP) ## run the test suite (fast tests and the small end-to-end run)
@@ -106,8 +126,27 @@ test: $(STAMP) ## run the test suite (fast tests and the small end-to-end run)
 docs: $(STAMP) ## rewrite the README's "Stages" section from the stages' declarations (a test checks it)
 	$(PY) -m shared.docs --write
 
+bundle: $(NEEDS_VENV) ## zip a finished run for collaborators: outputs/<experiment>/<experiment>-report.zip, sha256 printed
+	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS)); \
+	$(MAKE) --no-print-directory -q -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline RUNNER=$(RUNNER) || \
+	  { echo "error: $(CONFIG): the run is not finished (make all CONFIG=$(CONFIG) has work left): run it first" >&2; exit 2; }; \
+	$(CONTROL) shared.bundle $(CONFIG) $(ARGS)
+
+index: $(NEEDS_VENV) ## write outputs/index.html linking every finished experiment's report
+	$(CONTROL) stages.report.experiments
+
+check-report: $(STAMP) ## open outputs/index.html and the reports it links in headless Chromium (network blocked); screenshots
+	$(PY) -m stages.report.experiments
+	$(PY) -m stages.report.browser $(or $(ONCOXAI_OUTPUTS),outputs)/index.html
+
 images: ## build the images whose own sources changed: the shared torch image, then one per stage [BASE_IMAGE=..., REBUILD=1]
-	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) bash docker/images.sh
+	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) VERSION=$(VERSION) bash docker/images.sh
+
+save-images: ## write every image (current with this tree) to one docker-save tarball + SHA256SUMS in IMAGES_DIR (dist/images)
+	IMAGE_PREFIX=$(IMAGE_PREFIX) VERSION=$(VERSION) bash docker/save-images.sh $(IMAGES_DIR)
+
+load-images: ## check IMAGES_DIR's SHA256SUMS, then docker load its tarballs (a collaborator's first step)
+	bash docker/load-images.sh $(IMAGES_DIR)
 
 test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo, TF and MRI runs
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(PYTHON) bash docker/test-docker.sh

@@ -5,11 +5,11 @@
 set -euo pipefail
 image=$1 expected=$2
 if ! label=$(docker image inspect -f '{{index .Config.Labels "org.oncoxai.source"}}' "$image" 2>/dev/null); then
-  echo "error: no image $image (run: make images, or use RUNNER=local)" >&2
+  echo "error: no image $image (run: make images, or make load-images with the tarballs made from this tree, or use RUNNER=local)" >&2
   exit 1
 fi
 if [[ $label != "$expected" ]]; then
   echo "error: image $image was built from other sources ($label) than this tree ($expected):" \
-    "run make images (or use RUNNER=local)" >&2
+    "run make images, or make load-images with the tarballs made from this tree (or use RUNNER=local)" >&2
   exit 1
 fi

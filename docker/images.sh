@@ -12,6 +12,9 @@
 #   BUILD_NETWORK  network of the build containers (default host: pip reaches the index as the host does)
 #   DOCKER_BUILDKIT  default 0: the Dockerfiles need nothing of BuildKit, and Debian's docker.io has no buildx
 #   BUILD_LOG_DIR  where each build's full log goes (default .cache/docker/build-logs)
+#   VERSION        the project's version (default: pyproject.toml's); every image is tagged
+#                  ${IMAGE_PREFIX}-<name>:<VERSION>-<source hash> as well as :latest, so that a shipped image says which
+#                  release and which sources it holds (make save-images ships both tags)
 #
 # The build context is streamed to the engine as a tar of exactly what the Dockerfiles use (no .dockerignore
 # needed, .venv/data/outputs are never sent). The build host's pip settings reach the build stages only:
@@ -22,6 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 prefix=${IMAGE_PREFIX:-oncoxai}
+version=${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}
 network=${BUILD_NETWORK:-host}
 logs=${BUILD_LOG_DIR:-.cache/docker/build-logs}
 export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
@@ -103,12 +107,14 @@ build() {  # build NAME DOCKERFILE [docker build args...]
   uses_torch=0
   grep -q '^ARG TORCH_IMAGE' "$file" && uses_torch=1
   if [[ ${REBUILD:-0} != 1 && $current == "$hash" && ( $uses_torch == 0 || $torch_built == 0 ) ]]; then
-    echo "kept $image: built from these sources ($hash)"
+    docker tag "$image" "$image:$version-$hash"
+    echo "kept $image: built from these sources ($image:$version-$hash)"
     return 0
   fi
   [[ $name == torch ]] && torch_built=1
   echo "building $image ($file)"
-  if ! context | docker build --force-rm --network "$network" -f "$file" -t "$image" --label "org.oncoxai.source=$hash" \
+  if ! context | docker build --force-rm --network "$network" -f "$file" -t "$image" -t "$image:$version-$hash" \
+      --label "org.oncoxai.source=$hash" --label "org.opencontainers.image.version=$version" \
       "${build_args[@]}" "$@" - >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "error: building $image failed (full log: $log)" >&2
@@ -117,7 +123,7 @@ build() {  # build NAME DOCKERFILE [docker build args...]
   local seconds=$((SECONDS - start)) size
   size=$(size_mb "$image")
   printf '%s\t%s\t%s\t%s\n' "$image" "$size" "$seconds" "$(date -u +%FT%TZ)" >>"$logs/images.tsv"
-  echo "built $image: ${size} MB, ${seconds} s"
+  echo "built $image ($image:$version-$hash): ${size} MB, ${seconds} s"
 }
 
 torch_built=0  # a rebuilt torch image means new base layers: its stage images are rebuilt on it

@@ -11,8 +11,11 @@
 #  2. a base image: BASE_IMAGE if given (e.g. python:3.11-slim-bookworm where a registry is reachable), else
 #     one bootstrapped offline by docker/base.sh (debootstrap | docker import)
 #  3. make images (docker/images.sh: torch image, then one per stage; times and sizes in build-logs/images.tsv)
-#  4. the demo with RUNNER=docker into a separate outputs folder (.cache/test-docker/outputs), as a non-root
-#     user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root)
+#  3b. the hand-off: make save-images (one tarball + SHA256SUMS), every project image removed from the engine, a
+#     collaborator's folder made (this tree's files, no .venv, the demo's fixture copied in), make load-images there
+#  4. the demo with RUNNER=docker from that folder, into a separate outputs folder (.cache/test-docker/outputs), as
+#     a non-root user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root): planning runs in
+#     the report image, so no Python stack is used; then make bundle there, twice (the same bytes)
 #  4b. the TensorFlow stage: configs/demo_tcga.yaml cut to preprocess -> train_tf_gradcam -> report and 3 epochs
 #  4c. the MRI stage: configs/demo_mri.yaml (train_3d_mri -> report) with 2 epochs
 #     (TEST_DOCKER_TF_ARGS), run locally and with RUNNER=docker
@@ -77,6 +80,8 @@ print_summary() {
     if [[ -f $work/summary-diff.json ]]; then
       echo "local vs docker: $(tr -d '\n' <"$work/summary-diff.json" | sed -E 's/.*"max_abs_diff": ([^,]*),.*"files_byte_identical": "([^"]*)".*/largest difference in summary.json \1; \2 output files byte-identical/')"
     fi
+    [[ -f $work/save-images.log ]] && grep -h "^saved" "$work/save-images.log" | sed 's/^/hand-off: /'
+    [[ -f $work/bundle-2.log ]] && grep -h "report.zip" "$work/bundle-1.log" "$work/bundle-2.log" | sed 's/^/bundle: /'
     echo "phases (s): $(awk -F'\t' '{printf "%s %s, ", $1, $2}' "$timings")total $((SECONDS - t0))"
   } | tee "$work/summary.txt"
 }
@@ -263,7 +268,29 @@ if [[ -n $local_pid ]]; then
 fi
 if grep -q "stages\." "$work/local-demo.log"; then local_ran=1; else local_ran=0; fi
 
-# -- 4. the demo in containers ---------------------------------------------------------------------------------
+# -- 3b. the hand-off: tarballs, a clean engine, a collaborator's folder ------------------------------------------
+images_dir=$work/images
+phase "make save-images -> $images_dir"
+rm -rf "$images_dir"
+make --no-print-directory save-images IMAGE_PREFIX="$prefix" IMAGES_DIR="$images_dir" | tee "$work/save-images.log"
+phase_done save_images
+log "removing every $prefix image but the base from the engine"
+docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -E "^$prefix-" | grep -v "^$prefix-base:" |
+  xargs -r docker rmi >/dev/null
+docker image prune -f >/dev/null
+clean=$work/collaborator
+rm -rf "$clean"
+# A collaborator's checkout: this commit, plus this tree's uncommitted changes (none in CI); no .venv, no outputs.
+git clone -q --no-local "$repo" "$clean" 2>/dev/null || mkdir -p "$clean"
+git ls-files -z -c -o --exclude-standard | tar --null --ignore-failed-read -T - -c 2>/dev/null | tar -x -C "$clean"
+mkdir -p "$clean/data"
+cp -a data/demo "$clean/data/demo"
+[[ ! -e $clean/.venv ]] || { echo "error: the collaborator's folder has a .venv" >&2; exit 1; }
+phase "make load-images in the collaborator's folder ($clean)"
+make --no-print-directory -C "$clean" load-images IMAGES_DIR="$images_dir" | tee "$work/load-images.log"
+phase_done load_images
+
+# -- 4. the demo in containers, from the collaborator's folder ------------------------------------------------------
 mkdir -p "$docker_out/demo"
 if [[ $(id -u) == 0 ]]; then
   uid=${TEST_DOCKER_UID:-4242}
@@ -272,10 +299,18 @@ if [[ $(id -u) == 0 ]]; then
 else
   user=$(id -u):$(id -g)
 fi
-phase "demo with RUNNER=docker as $user -> $docker_out"
-ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$config ARGS="$args" RUNNER=docker \
+phase "demo with RUNNER=docker as $user from $clean -> $docker_out"
+ONCOXAI_OUTPUTS=$docker_out PATH=$(echo "$PATH" | tr ':' '\n' | grep -v "/.venv/" | paste -sd:) \
+  make --no-print-directory -C "$clean" all CONFIG=$config ARGS="$args" RUNNER=docker VENV="$clean/.venv" \
   IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-demo.log"
 phase_done docker_demo
+phase "make bundle RUNNER=docker from $clean (twice: the same bytes)"
+for i in 1 2; do
+  ONCOXAI_OUTPUTS=$docker_out make --no-print-directory -C "$clean" bundle CONFIG=$config ARGS="$args" RUNNER=docker \
+    VENV="$clean/.venv" IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/bundle-$i.log"
+done
+phase_done bundle
+[[ -e $clean/.venv ]] && { echo "error: the collaborator's run made a .venv" >&2; exit 1; }
 
 # -- 4b/4c. the TensorFlow and MRI stages: each experiment short, local then RUNNER=docker -------------------------
 other_experiment() {  # NAME CONFIG ARGS LOCAL_OUT
@@ -300,6 +335,7 @@ other_experiment mri configs/demo_mri.yaml "${TEST_DOCKER_MRI_ARGS:-"--set train
 phase "compare with the local run (tolerance $SUMMARY_TOLERANCE)"
 ONCOXAI_DOCKER_OUTPUTS=$docker_out ONCOXAI_LOCAL_OUTPUTS=$local_out TEST_DOCKER_USER=$user IMAGE_PREFIX=$prefix \
   ONCOXAI_TF_LOCAL_OUTPUTS=$tf_local ONCOXAI_MRI_LOCAL_OUTPUTS=$mri_local \
+  TEST_DOCKER_COLLABORATOR=$clean TEST_DOCKER_IMAGES_DIR=$images_dir \
   TEST_DOCKER_ARGS=$args \
   TEST_DOCKER_LOG_DIR=$work .venv/bin/python -m pytest -q -p no:cacheprovider -m docker tests/test_docker.py
 phase_done compare

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -72,6 +73,13 @@ class Output:
     path: str
     description: str
     when: str = ""
+
+    def matches(self, relpath: str) -> bool:
+        """Whether a file (a path relative to the stage's folder, with /) is this output."""
+        out = ""
+        for token in re.split(r"(\{model\}|\{method\}|\*\*|\*)", self.path):
+            out += {"{model}": r"[^/]+", "{method}": r"[^/]+", "**": r".+", "*": r"[^/]*"}.get(token, re.escape(token))
+        return re.fullmatch(out, relpath) is not None
 
 
 @dataclass(frozen=True)

@@ -323,3 +323,73 @@ def test_images_hold_no_build_settings_and_the_torch_stages_the_cuda_build():
              "assert torch.version.cuda, torch.__version__; print(torch.__version__, torchvision.__version__)'"],
             capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, (stage, proc.stdout, proc.stderr)
+
+
+# -- the hand-off: tarballs, a collaborator's folder without .venv, the bundle ---------------------------------
+def _version() -> str:
+    return re.search(r'^version = "(.*)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+
+
+@pytest.mark.docker
+@docker_only
+def test_images_carry_the_version_and_source_tags():
+    for name in ("torch", *(s.replace("_", "-") for s in (*STAGES, "train_tf_gradcam", "train_3d_mri"))):
+        source = subprocess.run(["bash", "docker/source-hash.sh", name.replace("-", "_")], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip()
+        tagged = _inspect(f"{PREFIX}-{name}:{_version()}-{source}")
+        assert tagged["Id"] == _inspect(f"{PREFIX}-{name}:latest")["Id"], name
+
+
+@pytest.mark.docker
+@docker_only
+def test_the_collaborators_folder_ran_from_loaded_tarballs_without_a_python_stack():
+    clean = Path(os.environ["TEST_DOCKER_COLLABORATOR"])
+    images = Path(os.environ["TEST_DOCKER_IMAGES_DIR"])
+    sums = (images / "SHA256SUMS").read_text().split()
+    assert sums[1] == f"{PREFIX}-images-{_version()}.tar" and len(sums) == 2
+    assert not (clean / ".venv").exists()
+    logs = Path(os.environ["TEST_DOCKER_LOG_DIR"])
+    demo_log = (logs / "docker-demo.log").read_text()
+    assert "--entrypoint python" in demo_log and "shared.pipeline plan" in demo_log  # planned in the report image
+    assert ".venv" not in demo_log
+
+
+@pytest.mark.docker
+@docker_only
+def test_the_collaborators_bundle_is_complete_and_the_same_bytes_twice(runs):
+    import zipfile
+
+    logs = Path(os.environ["TEST_DOCKER_LOG_DIR"])
+    digests = [re.search(r"sha256 ([0-9a-f]{64})", (logs / f"bundle-{i}.log").read_text()).group(1) for i in (1, 2)]
+    assert digests[0] == digests[1]
+    with zipfile.ZipFile(runs["docker"] / "demo-report.zip") as zf:
+        names = set(zf.namelist())
+    assert {"README.txt", "config.yaml", "report/index.html", "report/summary.json",
+            "explain/resnet18/attributions.h5ad"} <= names
+    assert {f"{s}/manifest.json" for s in STAGES} <= names
+
+
+@pytest.mark.docker
+@docker_only
+def test_images_older_than_the_collaborators_tree_are_refused(runs):
+    """A source file changed after the images were made: make all RUNNER=docker stops with one line, runs nothing."""
+    clean = Path(os.environ["TEST_DOCKER_COLLABORATOR"])
+    source = clean / "stages" / "report" / "params.py"
+    original = source.read_text()
+    stamp = (runs["docker"] / "report" / "manifest.json").stat().st_mtime_ns
+    env = {**os.environ, "ONCOXAI_OUTPUTS": os.environ["ONCOXAI_DOCKER_OUTPUTS"]}
+    cmd = ["make", "--no-print-directory", "-C", str(clean), "all", "CONFIG=configs/demo.yaml", "RUNNER=docker",
+           f"VENV={clean / '.venv'}"]
+    if os.environ.get("TEST_DOCKER_USER"):
+        cmd.append(f"DOCKER_USER={os.environ['TEST_DOCKER_USER']}")
+    if os.environ.get("TEST_DOCKER_ARGS"):
+        cmd.append(f"ARGS={os.environ['TEST_DOCKER_ARGS']}")
+    try:
+        source.write_text(original + "\n# changed after the images were built\n")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        source.write_text(original)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors and "built from other sources" in errors[0] and "make images" in errors[0]
+    assert (runs["docker"] / "report" / "manifest.json").stat().st_mtime_ns == stamp

@@ -123,3 +123,63 @@ def test_attributions_open_in_scanpy_with_the_readme_line(pipeline):
     code = block.replace('"outputs/demo/explain/resnet18/attributions.h5ad"', repr(str(path)))
     assert code != block
     exec(compile(code, "README", "exec"), {})  # matplotlib's Agg backend: the figure is drawn, not shown
+
+
+def test_bundle_holds_what_collaborators_read_and_is_deterministic(pipeline, tmp_path):
+    import hashlib
+    import zipfile
+
+    exp, env, args = pipeline["exp"], pipeline["env"], pipeline["args"]
+    bundle = exp / "demo-report.zip"
+    digests = []
+    for _ in range(2):
+        proc = _make("bundle", "CONFIG=configs/demo.yaml", args, env=env)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        digests.append(hashlib.sha256(bundle.read_bytes()).hexdigest())
+        assert f"sha256 {digests[-1]}" in proc.stdout
+    assert digests[0] == digests[1], "the same run must give the same bytes"
+    with zipfile.ZipFile(bundle) as zf:
+        names = zf.namelist()
+        readme = zf.read("README.txt").decode()
+        assert zf.testzip() is None
+    assert names == sorted(set(names) - {"README.txt"}) + ["README.txt"]
+    for name in ("config.yaml", "report/index.html", "report/summary.json", "explain/resnet18/attributions.h5ad",
+                 "train_torch/resnet18/metrics.json", "train_torch/resnet18/per_class.csv",
+                 "explain/resnet18/gradient/top_genes.csv", "explain/resnet18/gradient/figures/class_maps.png",
+                 *(f"{stage}/manifest.json" for stage in STAGES)):
+        assert name in names, name
+    assert not [n for n in names if n.endswith((".pt", ".npy", ".npz")) or "/tensorboard/" in n]
+    for name in names:  # every file described, from the stages' declared outputs
+        assert f"  {name}  (" in readme, name
+    assert "(not declared by the stage)" not in readme
+    # before the run has finished: one line, exit non-zero, no zip
+    empty = {**env, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
+    proc = _make("bundle", "CONFIG=configs/demo.yaml", args, env=empty)
+    assert proc.returncode != 0 and "the run is not finished" in proc.stderr
+    assert not list((tmp_path / "outputs").rglob("*.zip"))
+
+
+def test_demo_report_and_index_in_a_real_browser(pipeline):
+    """Headless Chromium, network blocked, opens the experiments' index and the demo report it links: no console
+    error, no failed or outgoing request, every image decodes with alt text, fits a phone, prints; a screenshot."""
+    from stages.report.experiments import write_index
+
+    from .test_report import browser_or_skip
+
+    browser_or_skip()
+    from stages.report.browser import check_pages
+
+    exp = pipeline["exp"]
+    index = write_index(exp.parent)
+    assert 'href="demo/report/index.html"' in index.read_text()
+    results = {r.page: r for r in check_pages(index)}
+    report = (exp / "report" / "index.html").resolve()
+    assert set(results) == {index.resolve(), report}
+    for result in results.values():
+        assert result.problems() == [], result.problems()
+    page = results[report]
+    assert page.n_images >= 30 and page.n_tables >= 10  # three models' figures, eight methods' maps and tables
+    shot = (exp / "report" / "screenshot.png").read_bytes()
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(shot[16:20], "big"), int.from_bytes(shot[20:24], "big")
+    assert width == 1100 and height > 5000  # the full page, not the first screen

@@ -48,35 +48,28 @@ def _config(tmp_path: Path, data: Path, stages=STAGES) -> Path:
 
 
 # -- declared outputs -------------------------------------------------------------------------------------------
-def _pattern(output: str) -> re.Pattern:
-    """An Output path -> regex: {model}/{method} one folder name, * within a name, ** anything below."""
-    out = ""
-    for token in re.split(r"(\{model\}|\{method\}|\*\*|\*)", output):
-        out += {"{model}": r"[^/]+", "{method}": r"[^/]+", "**": r".+", "*": r"[^/]*"}.get(token, re.escape(token))
-    return re.compile(out + r"\Z")
-
-
 def check_declared_outputs(stage_dir: Path, stage: str) -> None:
     """Every file of a finished stage folder is declared, and every declared output without a `when` is there."""
     from shared.config import discover_stages
 
     spec = discover_stages()[stage]
     files = [str(p.relative_to(stage_dir)) for p in stage_dir.rglob("*") if p.is_file() and p.name != "manifest.json"]
-    patterns = [(o, _pattern(o.path)) for o in spec.outputs]
-    undeclared = [f for f in files if not any(rx.match(f) for _, rx in patterns)]
+    undeclared = [f for f in files if not any(o.matches(f) for o in spec.outputs)]
     assert not undeclared, f"{stage} wrote files its StageSpec.outputs does not declare: {undeclared[:10]}"
-    missing = [o.path for o, rx in patterns if not o.when and not any(rx.match(f) for f in files)]
+    missing = [o.path for o in spec.outputs if not o.when and not any(o.matches(f) for f in files)]
     assert not missing, f"{stage} declares outputs it did not write: {missing}"
     manifest = json.loads((stage_dir / "manifest.json").read_text())
     assert sorted(f["path"] for f in manifest["files"]) == sorted(files)
 
 
 def test_declared_output_patterns_match_what_they_say():
-    rx = _pattern("{model}/{method}/figures/class_maps.png")
-    assert rx.match("resnet18/gradient/figures/class_maps.png")
-    assert not rx.match("resnet18/figures/class_maps.png") and not rx.match("a/b/c/figures/class_maps.png")
-    assert _pattern("{model}/tensorboard/**").match("m/tensorboard/r0k0/events.out.tfevents.1")
-    assert not _pattern("figures/*.png").match("figures/a/b.png")
+    from shared.config import Output
+
+    out = Output("{model}/{method}/figures/class_maps.png", "")
+    assert out.matches("resnet18/gradient/figures/class_maps.png")
+    assert not out.matches("resnet18/figures/class_maps.png") and not out.matches("a/b/c/figures/class_maps.png")
+    assert Output("{model}/tensorboard/**", "").matches("m/tensorboard/r0k0/events.out.tfevents.1")
+    assert not Output("figures/*.png", "").matches("figures/a/b.png")
 
 
 # -- a trainer defined only in the tests -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
@@ -32,7 +33,9 @@ def _png(path: Path) -> str:
 
 
 def _html_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> Markup:
-    return Markup(frame.to_html(index=False, float_format=floatfmt.format, border=0))
+    """A sortable table (the page's inline script) in a horizontally scrolling box; every cell HTML-escaped."""
+    table = frame.to_html(index=False, float_format=floatfmt.format, border=0, classes="sortable", escape=True)
+    return Markup(f'<div class="scroll">{table}</div>')
 
 
 def _faithful(faith: dict) -> str:
@@ -199,7 +202,7 @@ def run(run: StageRun) -> None:
     for stage in exp.upstream("report"):
         manifest = read_manifest(run.upstream(stage))
         provenance.append({"stage": stage, "wall_time_s": manifest["wall_time_s"], "device": manifest["device"],
-                           "fingerprint": manifest["fingerprint"]})
+                           "fingerprint": manifest["fingerprint"], "started": manifest.get("started", "")})
     first = read_manifest(next(iter(classifiers.values())))
     packages = first["packages"]
     protocol = models[0]["protocol"] if models else ""
@@ -210,12 +213,15 @@ def run(run: StageRun) -> None:
         commit=first["git_commit"], data=data, models=models, explanations=explanations,
         overview_html=_html_table(overview), comparison=comparison, comparison_html=comparison_html, not_paired=not_paired,
         protocol=protocol,
-        provenance=provenance, packages=packages,
+        provenance=provenance, packages=packages, devices=sorted({s["device"] for s in provenance}),
+        total_wall_time=sum(s["wall_time_s"] for s in provenance),
+        config_yaml=yaml.safe_dump(exp.to_dict(), sort_keys=False),
         trust_html=_html_table(pd.DataFrame(trust_rows).dropna(axis=1, how="all")) if trust_rows else None,
     )
     (out / "index.html").write_text(html)
     write_json_atomic(out / "summary.json", {
         "experiment": exp.name,
+        "title": p.title,
         "evaluated_on": "held-out test split",
         "n_test": n_test,
         "models": summary_models,

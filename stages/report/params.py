@@ -21,6 +21,8 @@ STAGE = StageSpec(
                              "paired comparisons, explanations, provenance; nothing fetched from the network"),
         Output("summary.json", "headline figures: models, comparisons, explanations (README, 'summary.json')"),
         Output("figures/*.png", "the figures embedded in the page, for slides and papers"),
+        Output("screenshot.png", "a full-page screenshot of index.html in headless Chromium (make check-report)",
+               when="after the browser check"),
     ),
     description="self-contained index.html and summary.json",
 )

@@ -1,6 +1,7 @@
 """The report's own figures: confusion matrix and training curves."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +22,7 @@ def plot_confusion(cm: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_yticks(range(len(cm.index)), cm.index, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 34)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -55,7 +56,7 @@ def plot_roc(roc: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.legend(fontsize=6, loc="lower right")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 34)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -72,7 +73,7 @@ def plot_mean_confusion(cm: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_yticks(range(len(cm.index)), cm.index, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 34)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

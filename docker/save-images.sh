@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# docker/save-images.sh DIR: every image of this tree in one `docker save` tarball, with its sha256, for collaborators
+# (make save-images IMAGES_DIR=DIR). The shared torch image's layers are stored once for its stages.
+#
+# Writes DIR/${IMAGE_PREFIX}-images-<version>.tar (both tags of every image: :latest and :<version>-<source hash>)
+# and DIR/SHA256SUMS, each under a temporary name first: a failed or interrupted save leaves nothing that looks
+# finished. Refuses, naming the image, when an image is missing or was built from other sources than this tree
+# (run make images first): a collaborator must get what this tree runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${1:?usage: docker/save-images.sh DIR}
+prefix=${IMAGE_PREFIX:-oncoxai}
+version=${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}
+
+names=(torch)
+for f in docker/*.Dockerfile; do
+  f=${f##*/}; f=${f%.Dockerfile}
+  [[ $f == torch ]] || names+=("${f//_/-}")
+done
+refs=()
+for name in "${names[@]}"; do
+  source_name=${name//-/_}
+  hash=$(bash docker/source-hash.sh "$source_name")
+  bash docker/check-image.sh "$prefix-$name" "$hash"
+  docker tag "$prefix-$name" "$prefix-$name:$version-$hash"
+  refs+=("$prefix-$name:latest" "$prefix-$name:$version-$hash")
+done
+
+mkdir -p "$dir"
+tarball=$prefix-images-$version.tar
+tmp=$dir/.$tarball.tmp-$$
+trap 'rm -f "$tmp" "$dir/.SHA256SUMS.tmp-$$"' EXIT
+start=$SECONDS
+docker save -o "$tmp" "${refs[@]}"
+sum=$(sha256sum "$tmp" | cut -d' ' -f1)
+mv -f "$tmp" "$dir/$tarball"
+printf '%s  %s\n' "$sum" "$tarball" >"$dir/.SHA256SUMS.tmp-$$"
+mv -f "$dir/.SHA256SUMS.tmp-$$" "$dir/SHA256SUMS"
+size=$(stat -c %s "$dir/$tarball")
+echo "saved ${#names[@]} images (${refs[*]}) to $dir/$tarball: $((size / 1000000)) MB in $((SECONDS - start)) s"
+echo "sha256 $sum"
