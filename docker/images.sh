@@ -11,6 +11,8 @@
 #                  of that image's own sources) says it is current; by default such an image is kept as it is
 #   BUILD_NETWORK  network of the build containers (default host: pip reaches the index as the host does)
 #   DOCKER_BUILDKIT  default 0: the Dockerfiles need nothing of BuildKit, and Debian's docker.io has no buildx
+#   BUILD_LANES    2 (default): the torch lane (torch image, then its stages) and the other stages build side by
+#                  side; 1: one after the other
 #   BUILD_LOG_DIR  where each build's full log goes (default .cache/docker/build-logs)
 #   VERSION        the project's version (default: pyproject.toml's); every image is tagged
 #                  ${IMAGE_PREFIX}-<name>:<VERSION>-<source hash> as well as :latest, so that a shipped image says which
@@ -129,19 +131,37 @@ build() {  # build NAME DOCKERFILE [docker build args...]
 torch_built=0  # a rebuilt torch image means new base layers: its stage images are rebuilt on it
 base_arg=()
 [[ -n ${BASE_IMAGE:-} ]] && base_arg=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
-needs_torch=0
+torch_stages=() other_stages=()
 for stage in $STAGES; do
   if [[ ! -f docker/$stage.Dockerfile ]]; then
     echo "error: no docker/$stage.Dockerfile" >&2
     exit 1
   fi
-  grep -q '^ARG TORCH_IMAGE' "docker/$stage.Dockerfile" && needs_torch=1
+  if grep -q '^ARG TORCH_IMAGE' "docker/$stage.Dockerfile"; then torch_stages+=("$stage"); else other_stages+=("$stage"); fi
 done
-[[ $needs_torch == 1 ]] && build torch docker/torch.Dockerfile "${base_arg[@]}"
-for stage in $STAGES; do
-  if grep -q '^ARG TORCH_IMAGE' "docker/$stage.Dockerfile"; then
+# Two lanes: the torch image and the stages built on it, one after the other; beside them the stages on the base
+# image. Builds are mostly downloads, unpacking and layer writes, so two at a time finish sooner even on two cores
+# (BUILD_LANES=1: one after the other).
+torch_lane() {
+  [[ ${#torch_stages[@]} -gt 0 ]] || return 0
+  build torch docker/torch.Dockerfile "${base_arg[@]}"
+  for stage in "${torch_stages[@]}"; do
     build "${stage//_/-}" "docker/$stage.Dockerfile" --build-arg "TORCH_IMAGE=$prefix-torch"
-  else
+  done
+}
+other_lane() {
+  for stage in "${other_stages[@]}"; do
     build "${stage//_/-}" "docker/$stage.Dockerfile" "${base_arg[@]}"
-  fi
-done
+  done
+}
+if [[ ${BUILD_LANES:-2} == 1 ]]; then
+  torch_lane
+  other_lane
+else
+  torch_lane & torch_pid=$!
+  other_lane & other_pid=$!
+  failed=0
+  wait "$torch_pid" || failed=1
+  wait "$other_pid" || failed=1
+  [[ $failed == 0 ]] || { echo "error: an image failed to build (logs in $logs)" >&2; exit 1; }
+fi

@@ -130,6 +130,8 @@ def test_bundle_holds_what_collaborators_read_and_is_deterministic(pipeline, tmp
     import zipfile
 
     exp, env, args = pipeline["exp"], pipeline["env"], pipeline["args"]
+    proc = _make("all", "CONFIG=configs/demo.yaml", args, env=env)  # the run as configured (a test changed its title)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     bundle = exp / "demo-report.zip"
     digests = []
     for _ in range(2):
@@ -149,7 +151,7 @@ def test_bundle_holds_what_collaborators_read_and_is_deterministic(pipeline, tmp
                  *(f"{stage}/manifest.json" for stage in STAGES)):
         assert name in names, name
     assert not [n for n in names if n.endswith((".pt", ".npy", ".npz")) or "/tensorboard/" in n]
-    for name in names:  # every file described, from the stages' declared outputs
+    for name in set(names) - {"README.txt"}:  # every file described, from the stages' declared outputs
         assert f"  {name}  (" in readme, name
     assert "(not declared by the stage)" not in readme
     # before the run has finished: one line, exit non-zero, no zip
