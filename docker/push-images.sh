@@ -14,13 +14,11 @@ if [[ -n ${EXPECT_VERSION:-} && $EXPECT_VERSION != "$version" ]]; then
   echo "error: the tag says version $EXPECT_VERSION, pyproject.toml says $version: bump pyproject.toml or retag" >&2
   exit 1
 fi
-names=(torch)
-for f in docker/*.Dockerfile; do
-  f=${f##*/}; f=${f%.Dockerfile}
-  [[ $f == torch ]] || names+=("${f//_/-}")
-done
-for name in "${names[@]}"; do
-  hash=$(bash docker/source-hash.sh "${name//-/_}")
+names=() sources=()
+while read -r name source; do names+=("$name"); sources+=("$source"); done < <(bash docker/image-names.sh)
+for i in "${!names[@]}"; do
+  name=${names[$i]}
+  hash=$(bash docker/source-hash.sh "${sources[$i]}")
   bash docker/check-image.sh "$prefix-$name" "$hash"
   for tag in "$version-$hash" "$version" latest; do
     docker tag "$prefix-$name" "$registry/$prefix-$name:$tag"

@@ -12,15 +12,12 @@ dir=${1:?usage: docker/save-images.sh DIR}
 prefix=${IMAGE_PREFIX:-oncoxai}
 version=${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}
 
-names=(torch)
-for f in docker/*.Dockerfile; do
-  f=${f##*/}; f=${f%.Dockerfile}
-  [[ $f == torch ]] || names+=("${f//_/-}")
-done
+names=() sources=()
+while read -r name source; do names+=("$name"); sources+=("$source"); done < <(bash docker/image-names.sh)
 refs=()
-for name in "${names[@]}"; do
-  source_name=${name//-/_}
-  hash=$(bash docker/source-hash.sh "$source_name")
+for i in "${!names[@]}"; do
+  name=${names[$i]}
+  hash=$(bash docker/source-hash.sh "${sources[$i]}")
   bash docker/check-image.sh "$prefix-$name" "$hash"
   docker tag "$prefix-$name" "$prefix-$name:$version-$hash"
   refs+=("$prefix-$name:latest" "$prefix-$name:$version-$hash")

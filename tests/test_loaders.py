@@ -168,6 +168,28 @@ def test_gct_two_tissues_concatenated_with_symbols_tissues_and_donors(gtex):
     assert list(adata.obs["group"]) == ["GTEX-1117F", "GTEX-111CU", "GTEX-1117F", "GTEX-111FC", "GTEX-111VG"]
 
 
+def test_gct_per_tissue_files_with_the_id_column_and_repeated_symbols(tmp_path):
+    """GTEx v8's per-tissue read counts (gene_reads_2017-06-05_v8_<tissue>.gct.gz) lead with a row-number column
+    `id` before Name and Description; symbols repeat (Y_RNA, Metazoa_SRP): ids stay ENSEMBL, symbols for display."""
+    genes = [*GTEX_GENES, "ENSG00000199916.1", "ENSG00000201317.1"]
+    symbols = [*GTEX_SYMBOLS, "Y_RNA", "Y_RNA"]
+
+    def per_tissue(samples, values):
+        lines = ["#1.2", f"{len(genes)}\t{len(samples)}", "\t".join(["id", "Name", "Description", *samples])]
+        lines += ["\t".join([str(i), g, s, *map(str, row)]) for i, (g, s, row) in enumerate(zip(genes, symbols, values))]
+        return "\n".join(lines) + "\n"
+
+    lung = np.arange(10).reshape(5, 2)
+    blood = 100 + np.arange(15).reshape(5, 3)
+    lung_path = _write(tmp_path / "gene_reads_2017-06-05_v8_lung.gct.gz", per_tissue(LUNG, lung), gz=True)
+    blood_path = _write(tmp_path / "gene_reads_2017-06-05_v8_whole_blood.gct.gz", per_tissue(BLOOD, blood), gz=True)
+    adata = _read(**_gct_config(lung_path, blood_path, _attributes(tmp_path), group_key="donor"))
+    assert list(adata.obs_names) == LUNG + BLOOD and list(adata.var_names) == genes
+    assert list(adata.var["symbol"]) == symbols
+    assert list(adata.obs["SMTSD"]) == ["Lung"] * 2 + ["Whole Blood"] * 3
+    assert adata.X[1, 4] == lung[4, 1] and adata.X[4, 3] == blood[3, 2]  # not shifted by the id column
+
+
 def test_gct_group_column_of_the_table_is_used_when_present(tmp_path, gtex):
     attributes = _attributes(tmp_path, with_donor_column=True)
     adata = _read(**_gct_config(gtex[0], gtex[1], attributes, group_key="donor"))

@@ -141,8 +141,8 @@ def _read_gct(cfg: Expression):
     X = np.empty((len(samples), n_genes), dtype=np.float32)
     genes = symbols = None
     start = 0
-    for path, (declared, file_samples) in zip(paths, headers):
-        table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2)
+    for path, (declared, file_samples, lead) in zip(paths, headers):
+        table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead)
         if len(table.row_ids) != declared:
             raise UserError(f"{path}: line 2 declares {declared} genes but the file holds {len(table.row_ids)}; "
                             "is the file complete? Download it again")
@@ -158,8 +158,9 @@ def _read_gct(cfg: Expression):
     return _assemble(X, obs, pd.DataFrame({"symbol": symbols}, index=genes))
 
 
-def _read_gct_header(path) -> tuple[int, list[str]]:
-    """The two GCT header lines and the column header -> (declared number of genes, sample ids)."""
+def _read_gct_header(path) -> tuple[int, list[str], int]:
+    """The two GCT header lines and the column header -> (declared number of genes, sample ids, number of leading
+    columns before Name: 1 for the per-tissue files' `id`, else 0)."""
     lines = _head(path, 3)
     if not lines:
         raise UserError(f"{path}: the file is empty; expected a GCT file (#1.2, dimensions, header, one row per gene)")
@@ -172,14 +173,17 @@ def _read_gct_header(path) -> tuple[int, list[str]]:
         raise UserError(f"{path}: GCT line 2 should be '<n_genes>\\t<n_samples>', got {got!r}; "
                         "is this a GTEx GCT file?")
     header = lines[2].split("\t") if len(lines) > 2 else []
-    if [h.lower() for h in header[:2]] != ["name", "description"]:
-        raise UserError(f"{path}: GCT line 3 should start with 'Name\\tDescription', got {header[:2]}; "
-                        "is this a GTEx GCT file?")
+    # GTEx v8's per-tissue read-count files (gene_reads_<date>_v8_<tissue>.gct.gz) put a row-number column `id`
+    # before Name and Description; the all-tissue matrices do not.
+    lead = 1 if [h.lower() for h in header[:3]] == ["id", "name", "description"] else 0
+    if [h.lower() for h in header[lead:lead + 2]] != ["name", "description"]:
+        raise UserError(f"{path}: GCT line 3 should start with 'Name\\tDescription' (or 'id\\tName\\tDescription'), "
+                        f"got {header[:3]}; is this a GTEx GCT file?")
     n_genes, n_samples = int(dims[0]), int(dims[1])
-    if len(header) - 2 != n_samples:
-        raise UserError(f"{path}: line 2 declares {n_samples} samples but the header names {len(header) - 2}; "
+    if len(header) - 2 - lead != n_samples:
+        raise UserError(f"{path}: line 2 declares {n_samples} samples but the header names {len(header) - 2 - lead}; "
                         "is the file complete? Download it again")
-    return n_genes, header[2:]
+    return n_genes, header[2 + lead:], lead
 
 
 def _concat_ids(per_file: list[list[str]], paths: list) -> list[str]:
@@ -261,11 +265,12 @@ class _Table(NamedTuple):
 
 
 def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: str = ",", skiprows: int = 0,
-                 n_id_columns: int = 1) -> _Table:
+                 n_id_columns: int = 1, first_id: int = 0) -> _Table:
     """A delimited matrix file -> _Table. After ``skiprows`` lines: a header of column ids, then one row per id.
 
-    The first column holds the row ids (and, with ``n_id_columns=2``, the second one ``row_info``); every other
-    cell must be a number. Values are checked (NaN/inf, negatives unless ``normalized``) before returning.
+    The first ``n_id_columns`` columns are not values: column ``first_id`` holds the row ids and the next one, when
+    it is among them, ``row_info`` (columns before ``first_id`` are read and dropped); every other cell must be a
+    number. Values are checked (NaN/inf, negatives unless ``normalized``) before returning.
     """
     lines = _head(path, skiprows + 2)
     if len(lines) <= skiprows or not lines[skiprows].strip():
@@ -281,8 +286,8 @@ def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: st
     if frame.shape[0] == 0:
         raise UserError(f"{path}: the header is there but no data rows follow; is the file complete?")
     table = _Table(values=frame.iloc[:, n_id_columns:].to_numpy(dtype=np.float32),
-                   row_ids=frame[0].astype(str).tolist(), col_ids=header[n_id_columns:],
-                   row_info=frame[1].astype(str).tolist() if n_id_columns > 1 else None)
+                   row_ids=frame[first_id].astype(str).tolist(), col_ids=header[n_id_columns:],
+                   row_info=frame[first_id + 1].astype(str).tolist() if n_id_columns > first_id + 1 else None)
     _check_values(table.values, table.row_ids, table.col_ids, path, normalized, axes=("row", "column"))
     return table
 
