@@ -30,6 +30,7 @@ trap 'rm -f "$tmp" "$dir/.SHA256SUMS.tmp-$$"' EXIT
 start=$SECONDS
 docker save -o "$tmp" "${refs[@]}"
 sum=$(sha256sum "$tmp" | cut -d' ' -f1)
+chmod 644 "$tmp"  # docker save makes it private to its user; it is meant to be copied
 mv -f "$tmp" "$dir/$tarball"
 printf '%s  %s\n' "$sum" "$tarball" >"$dir/.SHA256SUMS.tmp-$$"
 mv -f "$dir/.SHA256SUMS.tmp-$$" "$dir/SHA256SUMS"
