@@ -89,8 +89,7 @@ def _check(context, page_path: Path, screenshot: bool) -> PageCheck:
     page = context.new_page()
     page.on("console", lambda m: result.console_errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: result.console_errors.append(str(exc)))
-    page.on("requestfailed", lambda r: None if r.url in result.blocked_requests
-            else result.failed_requests.append(f"{r.url} ({r.failure})"))
+    page.on("requestfailed", lambda r: result.failed_requests.append(f"{r.url} ({r.failure})"))
 
     def on_dialog(dialog):
         result.dialogs.append(dialog.message)
