@@ -10,11 +10,7 @@ Table files (csv/tsv/gct/tcga matrices and label tables) may be plain text or gz
 """
 from __future__ import annotations
 
-import csv
-import gzip
 import re
-import zlib
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,20 +20,41 @@ import pandas as pd
 from shared.errors import UserError
 from shared.logs import get_logger
 
+from . import gdc, geo
 from .params import Expression
+from .textfiles import compression, default_sep, first_line, head, reading, sniff_sep, split
 
 log = get_logger(__name__)
 
 
 def read_expression(cfg: Expression):
     """Return an in-memory AnnData (samples x genes) with ``obs['label']`` (str) and optional ``obs['group']`` (str)."""
-    readers = {"h5ad": _read_h5ad, "csv": _read_csv, "tsv": _read_csv, "gct": _read_gct, "tcga": _read_tcga}
+    readers = {"h5ad": _read_h5ad, "csv": _read_csv, "tsv": _read_csv, "gct": _read_gct, "tcga": _read_tcga,
+               "geo": _read_geo, "gdc": _read_gdc}
     if cfg.format not in readers:  # pragma: no cover - the config schema admits only the formats handled above
         raise UserError(f"expression.format: '{cfg.format}' is not supported")
     adata = readers[cfg.format](cfg)
-    _check_obs(adata, cfg, source=cfg.path if cfg.format == "h5ad" else cfg.labels)
-    if cfg.format == "gct":
+    source = {"h5ad": cfg.path, "gdc": cfg.path, "geo": cfg.labels or cfg.path}.get(cfg.format, cfg.labels)
+    _check_obs(adata, cfg, source=source)
+    if cfg.format == "gct" and cfg.label_key in ("SMTSD", "SMTS"):
         adata.obs["label"] = [gtex_tissue_name(t) for t in adata.obs["label"]]
+    if cfg.missing == "drop_genes":
+        adata = _drop_missing_genes(adata, cfg.path)
+    return adata
+
+
+def _drop_missing_genes(adata, path):
+    """``expression.missing: drop_genes``: the genes with a NaN in any sample are left out (and counted)."""
+    import scipy.sparse as sp
+
+    X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    keep = ~np.isnan(X).any(axis=0)
+    if not keep.any():
+        raise UserError(f"{path}: every gene has a missing value in some sample; nothing is left to train on")
+    if not keep.all():
+        log.info("%s: %d of %d genes have missing values in some sample; left out (expression.missing: drop_genes)",
+                 path, int((~keep).sum()), len(keep))
+        adata = adata[:, keep].copy()
     return adata
 
 
@@ -51,7 +68,7 @@ def _read_h5ad(cfg: Expression):
     try:
         adata = ad.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many types for truncated or foreign files
-        raise UserError(f"{path}: cannot read as .h5ad ({type(exc).__name__}: {_first_line(exc)}); "
+        raise UserError(f"{path}: cannot read as .h5ad ({type(exc).__name__}: {first_line(exc)}); "
                         "is the file complete?") from None
     if cfg.use_raw:
         if adata.raw is None:
@@ -73,7 +90,8 @@ def _read_h5ad(cfg: Expression):
 def _read_csv(cfg: Expression):
     """csv/tsv: a matrix (samples x genes or genes x samples) plus the labels table -> AnnData samples x genes."""
     labels = _read_labels(cfg)
-    table = _read_matrix(cfg.path, cfg.normalized, default_sep="," if cfg.format == "csv" else "\t")
+    table = _read_matrix(cfg.path, cfg.normalized, default_sep="," if cfg.format == "csv" else "\t",
+                         missing_ok=cfg.missing == "drop_genes")
     orientation = cfg.orientation
     if orientation == "auto":
         orientation = detect_orientation(table.row_ids, table.col_ids, labels.index, cfg.path, cfg.labels)
@@ -142,7 +160,8 @@ def _read_gct(cfg: Expression):
     genes = symbols = None
     start = 0
     for path, (declared, file_samples, lead) in zip(paths, headers):
-        table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead)
+        table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead,
+                             missing_ok=cfg.missing == "drop_genes")
         if len(table.row_ids) != declared:
             raise UserError(f"{path}: line 2 declares {declared} genes but the file holds {len(table.row_ids)}; "
                             "is the file complete? Download it again")
@@ -161,7 +180,7 @@ def _read_gct(cfg: Expression):
 def _read_gct_header(path) -> tuple[int, list[str], int]:
     """The two GCT header lines and the column header -> (declared number of genes, sample ids, number of leading
     columns before Name: 1 for the per-tissue files' `id`, else 0)."""
-    lines = _head(path, 3)
+    lines = head(path, 3)
     if not lines:
         raise UserError(f"{path}: the file is empty; expected a GCT file (#1.2, dimensions, header, one row per gene)")
     if not lines[0].startswith("#1."):
@@ -238,7 +257,8 @@ def _read_tcga(cfg: Expression):
     ``match_tcga_barcodes``.
     """
     labels = _read_labels(cfg)
-    table = _read_matrix(cfg.path, cfg.normalized, default_sep=_default_sep(cfg.path))
+    table = _read_matrix(cfg.path, cfg.normalized, default_sep=default_sep(cfg.path),
+                         missing_ok=cfg.missing == "drop_genes")
     X, samples, genes = _orient(table, "genes_x_samples" if cfg.orientation == "auto" else cfg.orientation, cfg.path)
     keys = match_tcga_barcodes(samples, labels.index)
     if all(k is None for k in keys):
@@ -250,6 +270,111 @@ def _read_tcga(cfg: Expression):
     if any("|" in g for g in genes):
         var["symbol"] = [g.split("|", 1)[0] for g in genes]
     return _assemble(X, obs, var)
+
+
+# ---------------------------------------------------------------------------------------------------- GEO
+
+#: header names of a gene-symbol column among a supplementary matrix's leading annotation columns
+SYMBOL_HEADERS = {"symbol", "gene_symbol", "gene symbol", "genesymbol", "gene_name", "gene name", "hgnc_symbol",
+                  "description", "gene"}
+
+
+def _read_geo(cfg: Expression):
+    """A GEO series: labels from the series matrix (``labels``, or ``path`` itself) and values from its data table
+    (``path`` = the series matrix) or from the series' supplementary matrix (genes x samples). -> AnnData."""
+    series_path = cfg.labels or cfg.path
+    if not geo.is_series_matrix(series_path):
+        raise UserError(f"{series_path}: not a GEO series matrix (it should start with !Series_ lines); set "
+                        "expression.labels to the series' GSE..._series_matrix.txt.gz")
+    series = geo.read_series_matrix(series_path)
+    for key, what in ((cfg.label_key, "label_key"), (cfg.group_key, "group_key")):
+        if key is not None:
+            geo.label_column(series, key, series_path, what)
+    missing_ok = cfg.missing == "drop_genes"
+    if cfg.labels is None or Path(cfg.labels).resolve() == Path(cfg.path).resolve():
+        if series.table_line is None:
+            raise UserError(f"{series_path}: the series matrix has no data table (its values are in a supplementary "
+                            "file); set expression.path to that file and expression.labels to this series matrix")
+        table = _read_matrix(series_path, cfg.normalized, sep="\t", skiprows=series.table_line,
+                             nrows=series.table_rows, missing_ok=missing_ok)
+        labels = series.samples
+    else:
+        header, sep = _matrix_header(cfg.path, None, "\t", 0)
+        field, hits = geo.match_field(series, header, cfg.sample_column)
+        if hits == 0:
+            raise UserError(f"{cfg.path}: no column header (e.g. {header[min(1, len(header) - 1)]!r}) names a sample "
+                            f"of {series_path} (titles e.g. {series.samples['title'].iloc[0] if 'title' in series.samples else None!r}, "
+                            f"accessions e.g. {series.samples.index[0]!r}); check that both files are of the same series")
+        labels = series.samples.dropna(subset=[field])
+        _check_unique(labels[field], f"!Sample_{field} values", series_path)
+        labels = labels.set_index(labels[field].astype(str))
+        first = next(i for i, h in enumerate(header) if h in labels.index)
+        if first == 0:
+            raise UserError(f"{cfg.path}: the first column is a sample ({header[0]!r}); expected gene ids first, "
+                            "then one column per sample (genes x samples)")
+        strays = [h for h in header[first:] if h not in labels.index]
+        if strays:
+            raise UserError(f"{cfg.path}: {len(strays)} columns after the first sample name no sample of "
+                            f"{series_path} (e.g. {strays[0]!r}); remove them or use the matching series matrix")
+        symbol = next((i for i in range(1, first) if header[i].strip().lower() in SYMBOL_HEADERS), None)
+        table = _read_matrix(cfg.path, cfg.normalized, sep=sep, n_id_columns=first, info_column=symbol,
+                             missing_ok=missing_ok)
+        log.info("%s: %d samples matched to %s by !Sample_%s; %d annotation column(s) before them", cfg.path,
+                 len(table.col_ids), series_path, field, first)
+    X, samples, genes = _orient(table, "genes_x_samples", cfg.path)
+    obs = _join_labels(samples, labels, cfg.path, series_path)
+    var = pd.DataFrame(index=pd.Index(genes))
+    if table.row_info is not None:
+        var["symbol"] = table.row_info
+    return _assemble(X, obs, var)
+
+
+# ---------------------------------------------------------------------------------------------------- GDC
+
+
+def _read_gdc(cfg: Expression):
+    """GDC STAR gene-counts files (one per sample, under ``files_dir``) listed by the cart's sample sheet
+    (``path``) -> AnnData samples x genes; obs the sheet's columns, obs_names its Sample ID (or the file name when
+    a sample has several files); var_names the GENCODE ids, ``var['symbol']`` the gene names."""
+    if cfg.files_dir is None:
+        raise UserError(f"{cfg.path}: expression.files_dir is required with format gdc: the folder the STAR counts "
+                        "files were downloaded into (gdc-client download -d <folder>)")
+    sheet = _read_labels(cfg, path=cfg.path, sample_column=cfg.sample_column or "File Name",
+                         extra=("File ID", "Sample ID"))
+    folder = Path(cfg.files_dir)
+    ids = sheet["File ID"].tolist() if "File ID" in sheet else None
+    found = gdc.find_count_files(folder, list(sheet.index), ids)
+    if not found:
+        example = f"{ids[0]}/{sheet.index[0]}" if ids else sheet.index[0]
+        raise UserError(f"{folder}: none of the {len(sheet)} files of {cfg.path} is there (e.g. {example}); download "
+                        "them into this folder (gdc-client download -m <manifest> -d <folder>) or fix files_dir")
+    if len(found) < len(sheet):
+        log.info("%s: %d of %d files of the sample sheet are not in %s; left out", cfg.path, len(sheet) - len(found),
+                 len(sheet), folder)
+    names = list(found)
+    genes = symbols = X = None
+    for i, name in enumerate(names):
+        file_genes, file_symbols, values = gdc.read_star_counts(found[name], cfg.counts_column)
+        if genes is None:
+            genes, symbols = file_genes, file_symbols
+            _check_unique(genes, "gene ids (gene_id column)", found[name])
+            X = np.empty((len(names), len(genes)), dtype=np.float32)
+        elif not np.array_equal(file_genes, genes):
+            values = _align_genes(values[:, None], pd.Index(file_genes), pd.Index(genes), found[name],
+                                  found[names[0]])[:, 0]
+        X[i] = values
+        if (i + 1) % 500 == 0:
+            log.info("%s: %d of %d files read", folder, i + 1, len(names))
+    _check_values(X, names, list(genes), folder, cfg.normalized, missing_ok=cfg.missing == "drop_genes")
+    obs = sheet.loc[names].copy()
+    sample_ids = obs["Sample ID"] if "Sample ID" in obs else None
+    if sample_ids is not None and sample_ids.notna().all() and sample_ids.is_unique:
+        obs.index = pd.Index(sample_ids.astype(str), dtype=object)
+    else:
+        log.info("%s: a sample has several files (or no Sample ID); samples are named by file", cfg.path)
+        obs.index = pd.Index(names, dtype=object)
+    obs.index.name = None
+    return _assemble(X, obs, pd.DataFrame({"symbol": symbols}, index=pd.Index(genes, dtype=object)))
 
 
 # ---------------------------------------------------------------------------------------------------- tables
@@ -264,39 +389,53 @@ class _Table(NamedTuple):
     row_info: list[str] | None
 
 
-def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: str = ",", skiprows: int = 0,
-                 n_id_columns: int = 1, first_id: int = 0) -> _Table:
-    """A delimited matrix file -> _Table. After ``skiprows`` lines: a header of column ids, then one row per id.
-
-    The first ``n_id_columns`` columns are not values: column ``first_id`` holds the row ids and the next one, when
-    it is among them, ``row_info`` (columns before ``first_id`` are read and dropped); every other cell must be a
-    number. Values are checked (NaN/inf, negatives unless ``normalized``) before returning.
-    """
-    lines = _head(path, skiprows + 2)
+def _matrix_header(path, sep: str | None, default_sep: str, skiprows: int) -> tuple[list[str], str]:
+    """(the header's fields, the separator) of a matrix file whose header is line ``skiprows`` (0-based)."""
+    lines = head(path, skiprows + 2)
     if len(lines) <= skiprows or not lines[skiprows].strip():
         raise UserError(f"{path}: the file is empty; expected a header row of ids, then one row per gene or sample")
-    sep = sep or _sniff_sep(lines[skiprows], default_sep)
-    header = _split(lines[skiprows], sep)
-    if len(lines) > skiprows + 1 and len(_split(lines[skiprows + 1], sep)) == len(header) + 1:
+    sep = sep or sniff_sep(lines[skiprows], default_sep)
+    header = split(lines[skiprows], sep)
+    if len(lines) > skiprows + 1 and len(split(lines[skiprows + 1], sep)) == len(header) + 1:
         header = ["", *header]  # R's write.table leaves out the row-id column's header
+    return header, sep
+
+
+def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: str = ",", skiprows: int = 0,
+                 n_id_columns: int = 1, first_id: int = 0, info_column: int | None = None, nrows: int | None = None,
+                 missing_ok: bool = False) -> _Table:
+    """A delimited matrix file -> _Table. After ``skiprows`` lines: a header of column ids, then one row per id
+    (``nrows`` rows, default: to the end of the file).
+
+    The first ``n_id_columns`` columns are not values: column ``first_id`` holds the row ids and ``info_column``
+    (default: the next one, when it is among them) ``row_info`` (other id columns are read and dropped); every
+    other cell must be a number. Values are checked (NaN/inf unless ``missing_ok`` allows NaN, negatives unless
+    ``normalized``) before returning.
+    """
+    header, sep = _matrix_header(path, sep, default_sep, skiprows)
+    if info_column is None and n_id_columns > first_id + 1:
+        info_column = first_id + 1
     if len(header) <= n_id_columns:
         raise UserError(f"{path}: the header has {len(header)} column(s); expected row ids then one column per "
                         f"sample or gene (is the separator {sep!r} right?)")
-    frame = _read_values(path, sep, skiprows + 1, len(header), n_id_columns, header)
+    frame = _read_values(path, sep, skiprows + 1, len(header), n_id_columns, header, nrows)
     if frame.shape[0] == 0:
         raise UserError(f"{path}: the header is there but no data rows follow; is the file complete?")
     table = _Table(values=frame.iloc[:, n_id_columns:].to_numpy(dtype=np.float32),
                    row_ids=frame[first_id].astype(str).tolist(), col_ids=header[n_id_columns:],
-                   row_info=frame[first_id + 1].astype(str).tolist() if n_id_columns > first_id + 1 else None)
-    _check_values(table.values, table.row_ids, table.col_ids, path, normalized, axes=("row", "column"))
+                   row_info=frame[info_column].fillna("").astype(str).tolist() if info_column is not None else None)
+    _check_values(table.values, table.row_ids, table.col_ids, path, normalized, axes=("row", "column"),
+                  missing_ok=missing_ok)
     return table
 
 
-def _read_values(path, sep: str, skiprows: int, n_columns: int, n_id_columns: int, header: list[str]) -> pd.DataFrame:
+def _read_values(path, sep: str, skiprows: int, n_columns: int, n_id_columns: int, header: list[str],
+                 nrows: int | None = None) -> pd.DataFrame:
     """The data rows with positional column names: id columns as str, the rest float32 (fast C parser)."""
     dtype = {i: (str if i < n_id_columns else np.float32) for i in range(n_columns)}
-    kwargs = dict(sep=sep, header=None, names=range(n_columns), skiprows=skiprows, compression=_compression(path))
-    with _reading(path, "the matrix"):
+    kwargs = dict(sep=sep, header=None, names=range(n_columns), skiprows=skiprows, compression=compression(path),
+                  nrows=nrows)
+    with reading(path, "the matrix"):
         try:
             return pd.read_csv(path, dtype=dtype, **kwargs)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
@@ -328,39 +467,73 @@ def _orient(table: _Table, orientation: str, path) -> tuple[np.ndarray, list[str
     return X, samples, genes
 
 
-def _read_labels(cfg: Expression, derive_donor: bool = False) -> pd.DataFrame:
-    """The labels table -> DataFrame indexed by sample id (str) with the ``label_key`` (and ``group_key``) columns.
+def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_column: str | None = None,
+                 extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The labels table (``path``, default ``cfg.labels``) -> DataFrame indexed by sample id (str) with the
+    ``label_key`` (and ``group_key``, and any ``extra`` columns present) columns.
 
-    Sample ids are in ``sample_column`` (default: the first column). With ``derive_donor``, a missing
-    ``group_key`` column is derived from the GTEx sample ids (see ``gtex_donor``).
+    Sample ids are in ``sample_column`` (default: ``cfg.sample_column``, else the first column). A Single Cell
+    Portal metadata file's second header row (``TYPE``, group/numeric) is skipped. With ``cfg.phenotypes`` (GTEx
+    subject phenotypes), label and group columns may come from that table, joined through each sample's donor.
+    With ``derive_donor``, a missing ``group_key`` column is derived from the GTEx sample ids (see ``gtex_donor``).
     """
-    path = cfg.labels
+    path = path or cfg.labels
     if path is None:
         raise UserError(f"expression.labels is required with format '{cfg.format}': a CSV/TSV table of sample id "
                         f"-> {cfg.label_key}")
-    lines = _head(path, 1)
+    lines = head(path, 1)
     if not lines or not lines[0].strip():
         raise UserError(f"{path}: the labels file is empty; expected a header row, then one row per sample")
-    sep = _sniff_sep(lines[0], _default_sep(path))
-    columns = _split(lines[0], sep)
-    sample_column = cfg.sample_column or columns[0]
-    derive = derive_donor and cfg.group_key not in columns
-    for key, name in (("sample_column", sample_column), ("label_key", cfg.label_key),
-                      ("group_key", None if derive else cfg.group_key)):
-        if name is not None and name not in columns:
-            raise UserError(f"{path}: expression.{key} '{name}' is not a column of the labels table "
-                            f"(have: {columns[:20]}{' ...' if len(columns) > 20 else ''})")
-    wanted = list(dict.fromkeys(c for c in (sample_column, cfg.label_key, None if derive else cfg.group_key) if c))
-    with _reading(path, "the labels table"):
-        table = pd.read_csv(path, sep=sep, usecols=wanted, dtype=str, compression=_compression(path))
+    sep = sniff_sep(lines[0], default_sep(path))
+    columns = split(lines[0], sep)
+    sample_column = sample_column or cfg.sample_column or columns[0]
+    phenotypes = _read_phenotypes(cfg.phenotypes) if cfg.phenotypes else None
+    available = columns + ([] if phenotypes is None else list(phenotypes.columns))
+    derive = derive_donor and cfg.group_key not in available
+    if sample_column not in columns:
+        raise UserError(f"{path}: expression.sample_column '{sample_column}' is not a column of the labels table "
+                        f"(have: {columns[:20]}{' ...' if len(columns) > 20 else ''})")
+    for key, name in (("label_key", cfg.label_key), ("group_key", None if derive else cfg.group_key)):
+        if name is not None and name not in available:
+            where = "the labels table" + ("" if phenotypes is None else f" or of {cfg.phenotypes}")
+            raise UserError(f"{path}: expression.{key} '{name}' is not a column of {where} "
+                            f"(have: {available[:20]}{' ...' if len(available) > 20 else ''})")
+    wanted = list(dict.fromkeys(c for c in (sample_column, cfg.label_key, None if derive else cfg.group_key, *extra)
+                                if c in columns))
+    with reading(path, "the labels table"):
+        table = pd.read_csv(path, sep=sep, usecols=wanted, dtype=str, compression=compression(path))
     table = table.dropna(subset=[sample_column]).set_index(sample_column)
     table.index = table.index.astype(str)
     table.index.name = None
+    if len(table) and table.index[0] == "TYPE":  # Single Cell Portal metadata: NAME header, then TYPE row
+        table = table.iloc[1:]
     _check_unique(table.index, f"sample ids (column '{sample_column}')", path)
+    if phenotypes is not None:
+        donors = [gtex_donor(s) for s in table.index]
+        for key in (cfg.label_key, cfg.group_key):
+            if key is not None and key not in table and key in phenotypes:
+                values = phenotypes[key].reindex(donors)
+                if key == "SEX":  # GTEx's data dictionary: 1 = male, 2 = female
+                    values = values.replace({"1": "male", "2": "female"})
+                table[key] = values.to_numpy()
     if derive:
         table[cfg.group_key] = [gtex_donor(s) for s in table.index]
         log.info("%s: no '%s' column; donors derived from the sample ids (GTEX-1117F-0226-... -> GTEX-1117F)",
                  path, cfg.group_key)
+    return table
+
+
+def _read_phenotypes(path) -> pd.DataFrame:
+    """The GTEx subject-phenotype table (SUBJID, SEX, AGE, DTHHRDY; tab separated) indexed by SUBJID."""
+    lines = head(path, 1)
+    columns = split(lines[0], sniff_sep(lines[0], "\t")) if lines else []
+    if "SUBJID" not in columns:
+        raise UserError(f"{path}: expression.phenotypes has no SUBJID column (have: {columns[:10]}); expected "
+                        "GTEx's SubjectPhenotypesDS table")
+    with reading(path, "the phenotype table"):
+        table = pd.read_csv(path, sep=sniff_sep(lines[0], "\t"), dtype=str, compression=compression(path))
+    table = table.dropna(subset=["SUBJID"]).set_index("SUBJID")
+    _check_unique(table.index, "subject ids (SUBJID)", path)
     return table
 
 
@@ -371,6 +544,10 @@ def _join_labels(samples: list[str], labels: pd.DataFrame, path, labels_path, ke
     """
     keys = pd.Index(samples if keys is None else [k if k is not None else "" for k in keys], dtype=object)
     found = keys.isin(labels.index)
+    if len(keys) and not found.any():
+        raise UserError(f"{labels_path}: none of its sample ids (e.g. {labels.index[0] if len(labels) else None!r}) "
+                        f"names a sample of {path} (e.g. {samples[0]!r}); check expression.sample_column and that "
+                        "the two files belong together")
     if not found.all():
         missing = [s for s, ok in zip(samples, found) if not ok]
         raise UserError(f"{path}: {len(missing)} of {len(samples)} samples have no row in {labels_path} "
@@ -388,68 +565,6 @@ def _assemble(X: np.ndarray, obs: pd.DataFrame, var: pd.DataFrame):
     import anndata as ad
 
     return ad.AnnData(X=X, obs=obs, var=var)
-
-
-# ---------------------------------------------------------------------------------------------------- low level
-
-
-@contextmanager
-def _reading(path, what: str):
-    """Turn the errors of a damaged, truncated or foreign file into one-line UserErrors naming it."""
-    try:
-        yield
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: {what} is empty") from None
-    except pd.errors.ParserError as exc:
-        raise UserError(f"{path}: {what} is malformed ({_first_line(exc)}); check the separator and the quoting") \
-            from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: {what} is not a text (or gzip) table; check the path") from None
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise UserError(f"{path}: {what} is a damaged or truncated gzip file ({_first_line(exc)}); "
-                        "download or copy it again") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read {what} ({type(exc).__name__}: {_first_line(exc)})") from None
-
-
-def _compression(path) -> str | None:
-    """'gzip' when the file starts with the gzip magic bytes, whatever its name; else None (plain text)."""
-    with _reading(path, "the file"), open(path, "rb") as fh:
-        return "gzip" if fh.read(2) == b"\x1f\x8b" else None
-
-
-def _head(path, n: int) -> list[str]:
-    """The first ``n`` lines of a plain or gzip text file, without line endings."""
-    opener = gzip.open if _compression(path) == "gzip" else open
-    lines = []
-    with _reading(path, "the file"), opener(path, "rt", encoding="utf-8", newline="") as fh:
-        for line in fh:
-            lines.append(line.rstrip("\r\n"))
-            if len(lines) == n:
-                break
-    return lines
-
-
-def _default_sep(path) -> str:
-    """',' for a *.csv[.gz] name, else tab (GTEx and TCGA tables are tab separated, whatever their extension)."""
-    name = str(path).lower().removesuffix(".gz")
-    return "," if name.endswith(".csv") else "\t"
-
-
-def _sniff_sep(line: str, default: str) -> str:
-    """``default`` unless the header line has none of it but has the other one of comma and tab."""
-    other = "\t" if default == "," else ","
-    return other if default not in line and other in line else default
-
-
-def _split(line: str, sep: str) -> list[str]:
-    """One delimited line -> its fields (quotes handled as pandas does)."""
-    return next(csv.reader([line], delimiter=sep))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------------- checks
@@ -481,8 +596,9 @@ def _check_obs(adata, cfg: Expression, source) -> None:
     _check_unique(adata.var_names, "gene ids (var names)", cfg.path)
 
 
-def _check_values(X, row_ids, col_ids, path, normalized: bool, axes=("sample", "gene")) -> None:
-    """Stop on a non-numeric matrix, NaN/inf, or negative counts; the message names one offending cell.
+def _check_values(X, row_ids, col_ids, path, normalized: bool, axes=("sample", "gene"), missing_ok=False) -> None:
+    """Stop on a non-numeric matrix, NaN (unless ``missing_ok``)/inf, or negative counts; the message names one
+    offending cell.
 
     X: (len(row_ids), len(col_ids)), dense or scipy sparse; ``axes`` names the rows and columns in messages.
     """
@@ -491,10 +607,12 @@ def _check_values(X, row_ids, col_ids, path, normalized: bool, axes=("sample", "
     data = X.data if sp.issparse(X) else np.asarray(X)
     if not np.issubdtype(data.dtype, np.number):
         raise UserError(f"{path}: the expression matrix is not numeric (dtype {data.dtype})")
-    bad = ~np.isfinite(data)
+    finite = (lambda v: ~np.isinf(v)) if missing_ok else np.isfinite
+    bad = ~finite(data)
     if bad.any():
-        raise UserError(f"{path}: the expression matrix holds {int(bad.sum())} NaN or inf values, e.g. "
-                        f"{_cell(X, np.isfinite, False, row_ids, col_ids, axes)}; clean them before running")
+        raise UserError(f"{path}: the expression matrix holds {int(bad.sum())} {'inf' if missing_ok else 'NaN or inf'} "
+                        f"values, e.g. {_cell(X, finite, False, row_ids, col_ids, axes)}; clean them before running"
+                        f"{'' if missing_ok else ', or set expression.missing: drop_genes to leave such genes out'}")
     if not normalized and (data < 0).any():
         raise UserError(f"{path}: negative values in a matrix of counts, e.g. "
                         f"{_cell(X, lambda v: v < 0, True, row_ids, col_ids, axes)}; if the data are already "

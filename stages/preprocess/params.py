@@ -5,21 +5,27 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.config import InputFile, Output, Section, StageSpec
+from shared.config import InputDir, InputFile, Output, Section, StageSpec
 
 
 class Expression(Section):
-    """A transcriptomic input.
+    """A transcriptomic input, as the public source ships it.
 
     Formats: ``h5ad`` (X, a ``layer`` or ``.raw``; ``label_key``/``group_key`` are obs columns); ``csv``/``tsv``
     (a matrix, samples x genes or genes x samples, plus a ``labels`` table whose first column, or
-    ``sample_column``, holds the sample ids); ``gct`` (GTEx v8 read counts: ``path`` and any ``more_paths`` are
-    per-tissue GCT files, ``labels`` the sample-attribute table, ``label_key`` its column, e.g. SMTSD); ``tcga``
-    (a genes x samples matrix plus a ``labels`` table sample -> tumour type).
+    ``sample_column``, holds the sample ids; a Single Cell Portal metadata file's ``TYPE`` row is skipped);
+    ``gct`` (GTEx v8 read counts: ``path`` and any ``more_paths`` are GCT files, per tissue or all tissues;
+    ``labels`` the sample-attribute table, ``label_key`` its column, e.g. SMTSD; ``phenotypes`` the
+    subject-phenotype table, whose columns (SEX, AGE, DTHHRDY) serve as labels or groups through each sample's
+    donor); ``tcga`` (a genes x samples matrix, e.g. the pan-cancer one, plus a ``labels`` table sample -> tumour
+    type); ``geo`` (``labels`` a GEO series matrix, ``label_key`` one of its characteristics, e.g. subgroup;
+    ``path`` the same file when its data table holds the values, else the series' supplementary matrix, genes x
+    samples, whose sample columns are matched to a ``!Sample_`` field); ``gdc`` (``path`` the GDC cart's sample
+    sheet, ``files_dir`` the folder of the STAR gene-counts files, ``counts_column`` the value column).
     """
 
     path: InputFile
-    format: Literal["h5ad", "csv", "tsv", "gct", "tcga"] = "h5ad"
+    format: Literal["h5ad", "csv", "tsv", "gct", "tcga", "geo", "gdc"] = "h5ad"
     label_key: str
     group_key: str | None = None
     layer: str | None = None
@@ -28,8 +34,20 @@ class Expression(Section):
     normalized: bool = False
     more_paths: list[InputFile] = Field(default_factory=list)
     labels: InputFile | None = None
+    #: the labels table's sample-id column (default: its first; gdc: File Name; geo: the !Sample_ field that names
+    #: the matrix's columns, found by matching)
     sample_column: str | None = None
     orientation: Literal["auto", "samples_x_genes", "genes_x_samples"] = "auto"
+    #: GTEx subject phenotypes (GTEx_Analysis_v8_Annotations_SubjectPhenotypesDS.txt), joined by donor (SUBJID)
+    phenotypes: InputFile | None = None
+    #: gdc: the folder the STAR counts files were downloaded into (<file id>/<file name>, or flat)
+    files_dir: InputDir | None = None
+    #: gdc: the STAR counts column used as the value (unstranded read counts; tpm_unstranded with normalized: true)
+    counts_column: Literal["unstranded", "stranded_first", "stranded_second", "tpm_unstranded", "fpkm_unstranded",
+                           "fpkm_uq_unstranded"] = "unstranded"
+    #: table formats: error stops on a missing value (NaN, NA, empty); drop_genes leaves out every gene with one
+    #: (the TCGA pan-cancer matrix holds NA for some genes)
+    missing: Literal["error", "drop_genes"] = "error"
 
 
 Embedding = Literal["tsne", "pca", "kpca", "umap"]
