@@ -6,6 +6,7 @@ MAKEFLAGS += --no-builtin-rules
 
 CONFIG ?= configs/demo.yaml
 ARGS ?=
+VARIANT ?=
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -112,12 +113,12 @@ demo: $(STAMP) data/demo/.fixture data/demo_tcga/.fixture data/demo_mri/.fixture
 	@echo "Reports: $(CURDIR)/outputs/index.html links $(CURDIR)/outputs/demo/report/index.html $(CURDIR)/outputs/demo_tcga/report/index.html $(CURDIR)/outputs/demo_mri/report/index.html"
 	@echo "Summaries: $(CURDIR)/outputs/demo/report/summary.json $(CURDIR)/outputs/demo_tcga/report/summary.json $(CURDIR)/outputs/demo_mri/report/summary.json"
 
-all: $(NEEDS_VENV) ## run the whole pipeline for CONFIG (stages whose inputs and config did not change are skipped)
-	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS)); \
+all: $(NEEDS_VENV) ## run the whole pipeline for CONFIG [VARIANT=reference] (stages whose inputs and config did not change are skipped)
+	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) $(if $(VARIANT),--variant $(VARIANT))); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline RUNNER=$(RUNNER)
 
 stage-%: $(NEEDS_VENV) ## run one stage (and what it needs): stage-preprocess, stage-train-torch, stage-train-tf-gradcam, stage-train-3d-mri, stage-explain, stage-report
-	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) --stage $(subst -,_,$*)); \
+	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) $(if $(VARIANT),--variant $(VARIANT)) --stage $(subst -,_,$*)); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline-$(subst -,_,$*) RUNNER=$(RUNNER)
 
 test: $(STAMP) ## run the test suite (fast tests and the small end-to-end run)
@@ -127,10 +128,10 @@ docs: $(STAMP) ## rewrite the README's "Stages" section from the stages' declara
 	$(PY) -m shared.docs --write
 
 bundle: $(NEEDS_VENV) ## zip a finished run for collaborators: outputs/<experiment>/<experiment>-report.zip, sha256 printed
-	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS)); \
+	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) $(if $(VARIANT),--variant $(VARIANT))); \
 	$(MAKE) --no-print-directory -q -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline RUNNER=$(RUNNER) || \
 	  { echo "error: $(CONFIG): the run is not finished (make all CONFIG=$(CONFIG) has work left): run it first" >&2; exit 2; }; \
-	$(CONTROL) shared.bundle $(CONFIG) $(ARGS)
+	$(CONTROL) shared.bundle $(CONFIG) $(ARGS) $(if $(VARIANT),--variant $(VARIANT))
 
 index: $(NEEDS_VENV) ## write outputs/index.html linking every finished experiment's report
 	$(CONTROL) stages.report.experiments
@@ -154,9 +155,9 @@ test-docker: ## build every image and check that make all RUNNER=docker reproduc
 lint: ## lint the Dockerfiles (hadolint) and the CI workflow (actionlint); make test runs both too
 	PYTHON=$(PYTHON) bash docker/lint.sh
 
-fetch: $(STAMP) ## download a public dataset into data/<DATASET>/ (needs internet): DATASET=gtex-v8|gse85217|gbm-smartseq2
-	@test -n "$(DATASET)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2 [ONLY='lung ...']"; exit 2; }
-	$(PY) -m stages.preprocess.fetch $(DATASET) --dest data $(if $(ONLY),--only $(ONLY))
+fetch: $(STAMP) ## download a public dataset into data/<DATASET>/, resumable (internet): DATASET=gtex-v8|gse85217|gbm-smartseq2|tcga-pancan, or DATASET=gdc MANIFEST=gdc_manifest.txt [ONLY='lung ...'] [LIST=1]
+	@test -n "$(DATASET)$(MANIFEST)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2|tcga-pancan [ONLY='lung ...'] [LIST=1], or make fetch DATASET=gdc MANIFEST=gdc_manifest.txt"; exit 2; }
+	$(PY) -m stages.preprocess.fetch $(DATASET) --dest data $(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(ONLY),--only $(ONLY)) $(if $(LIST),--list --sizes)
 
 bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,train,explain,mri}.json
 	$(PY) -m bench.preprocess all

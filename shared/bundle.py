@@ -129,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.bundle", description=__doc__.split("\n\n")[0])
     parser.add_argument("config")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--variant", help="the config's named variant the run used")
     args = parser.parse_args(argv)
     try:
-        exp = load(args.config, args.overrides)
+        exp = load(args.config, args.overrides, variant=args.variant)
         out = write_bundle(experiment_dir(exp.name), exp.name, tuple(exp.stages))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

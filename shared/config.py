@@ -19,6 +19,7 @@ import copy
 import importlib
 import pkgutil
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, get_args
@@ -230,16 +231,44 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     data = copy.deepcopy(raw)
     for text in overrides:
         parts, value = parse_override(text)
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise UserError(f"--set {text!r}: '{'.'.join(parts[: i + 1])}' is not a section")
-            node = child
-        node[parts[-1]] = value
+        _set(data, parts, value, f"--set {text!r}")
     return data
+
+
+def _set(data: dict[str, Any], parts: list[str], value: Any, where: str) -> None:
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"{where}: '{'.'.join(parts[: i + 1])}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_variant(raw: dict[str, Any], variant: str | None, source: str) -> dict[str, Any]:
+    """The config with its ``variants:`` block removed and, when ``variant`` is named, that variant's settings
+    applied (dotted keys, as ``--set``) and ``_<variant>`` appended to the experiment name, so that the variant's
+    outputs sit beside the default's (``outputs/<name>_<variant>/``)."""
+    data = copy.deepcopy(raw)
+    variants = data.pop("variants", None) or {}
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise UserError(f"config error in {source}: variants: expected a mapping of name -> {{dotted.key: value}}")
+    if variant is None:
+        return data
+    if variant not in variants:
+        raise UserError(f"config error in {source}: no variant '{variant}' (variants: {', '.join(variants) or 'none'})")
+    for key, value in variants[variant].items():
+        _set(data, str(key).split("."), value, f"config error in {source}: variants.{variant}.{key}")
+    data["name"] = f"{data.get('name')}_{variant}"
+    return data
+
+
+def variant_names(path: str | Path) -> list[str]:
+    """The names under a config file's ``variants:`` block."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return list((raw.get("variants") or {}) if isinstance(raw, dict) else {})
 
 
 def _format_error(source: str, err: ValidationError) -> str:
@@ -332,8 +361,9 @@ def _ordered(enabled: list[str], specs: dict[str, StageSpec]) -> list[str]:
     return done
 
 
-def load(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> Experiment:
-    """Read, override and validate a config file."""
+def load(path: str | Path, overrides: list[str] | None = None, check_files: bool = True,
+         variant: str | None = None) -> Experiment:
+    """Read, apply the named ``variant`` and the ``overrides``, and validate a config file."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -348,5 +378,32 @@ def load(path: str | Path, overrides: list[str] | None = None, check_files: bool
     if raw is None:
         raise UserError(f"config error in {path}: the file is empty")
     if isinstance(raw, dict):
-        raw = apply_overrides(raw, overrides or [])
+        raw = apply_overrides(apply_variant(raw, variant, str(path)), overrides or [])
     return validate(raw, source=str(path), check_files=check_files)
+
+
+def check(paths: list[str]) -> int:
+    """``python -m shared.config check FILE...``: validate each config and each of its variants without needing
+    the data (missing input files are listed, not errors). One line per experiment; exit 2 on the first error."""
+    for path in paths:
+        for variant in [None, *variant_names(path)]:
+            try:
+                exp = load(path, variant=variant)
+                missing = ""
+            except UserError as exc:
+                if "input file not found" not in str(exc) and "input folder not found" not in str(exc):
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                exp = load(path, check_files=False, variant=variant)
+                absent = [p for s in exp.stages for p in [*exp.input_files(s), *exp.input_dirs(s)] if not Path(p).exists()]
+                missing = f"; {len(absent)} input(s) not here yet, e.g. {absent[0]}"
+            print(f"ok: {path}{f' (variant {variant})' if variant else ''}: {exp.name}, stages {', '.join(exp.stages)}"
+                  f"{missing}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] != "check":
+        print("usage: python -m shared.config check CONFIG.yaml [...]", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(check(sys.argv[2:]))

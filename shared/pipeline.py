@@ -50,11 +50,12 @@ def make_fragment(exp: config.Experiment, exp_dir: Path, config_path: Path) -> s
     return "\n".join(lines) + "\n"
 
 
-def plan(config_file: str, overrides: list[str]) -> Path:
-    exp = config.load(config_file, overrides)
+def plan(config_file: str, overrides: list[str], variant: str | None = None) -> Path:
+    exp = config.load(config_file, overrides, variant=variant)
     exp_dir = experiment_dir(exp.name)
     config_path = exp_dir / "config.yaml"
-    resolved = f"# Resolved from {config_file}" + (f" with {' '.join('--set ' + o for o in overrides)}" if overrides else "")
+    resolved = (f"# Resolved from {config_file}" + (f", variant {variant}" if variant else "")
+                + (f" with {' '.join('--set ' + o for o in overrides)}" if overrides else ""))
     write_if_changed(config_path, resolved + "\n" + yaml.safe_dump(exp.to_dict(), sort_keys=False))
     fragment = exp_dir / "pipeline.mk"
     write_if_changed(fragment, make_fragment(exp, exp_dir, config_path))
@@ -68,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--stage", help="also check that this stage is enabled")
+    p.add_argument("--variant", help="apply the config's named variant (variants: NAME: {dotted.key: value})")
     args = parser.parse_args(argv)
     try:
-        fragment = plan(args.config, args.overrides)
+        fragment = plan(args.config, args.overrides, args.variant)
         if args.stage:
-            exp = config.load(args.config, args.overrides)
+            exp = config.load(args.config, args.overrides, variant=args.variant)
             if args.stage not in exp.stages:
                 raise UserError(f"{args.config}: stage '{args.stage}' is not enabled (stages: {list(exp.stages)})")
     except UserError as exc:

@@ -79,6 +79,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
 
+    def do_HEAD(self):
+        srv = self.server
+        with srv.lock:
+            srv.requests.append({"path": self.path, "method": "HEAD"})
+        file = srv.root / self.path.lstrip("/")
+        self.send_response(200 if file.is_file() else 404)
+        self.send_header("Content-Length", str(file.stat().st_size if file.is_file() else 0))
+        self.end_headers()
+
     def _reply(self, status: int, body: bytes):
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
@@ -457,3 +466,64 @@ def test_cli_list(server, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "whole_blood" in proc.stdout and "sample-attributes" in proc.stdout
     assert server.requests == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sizes, optional files, GDC manifests
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_list_sizes_asks_the_server_and_optional_files_wait_for_only(server, tmp_path, capsys):
+    small, big = _payload(2_500, seed=1), _payload(1_500_000, seed=2)
+    reg = _registry({"name": "small", "url": server.add("small.txt", small), "path": "small.txt"},
+                    {"name": "big", "url": server.add("big.gct.gz", big), "path": "big.gct.gz", "optional": True})
+    assert _run(reg, tmp_path, "--list", "--sizes") == 0
+    out = capsys.readouterr().out
+    assert "2.5 KB" in out and "1.5 MB" in out and "only with --only" in out and "total: 1.5 MB" in out
+    assert [r.get("method") for r in server.requests] == ["HEAD", "HEAD"]
+    server.reset_counts()
+    assert _run(reg, tmp_path) == 0
+    assert [r["path"] for r in server.requests] == ["/small.txt"]  # the optional file is not fetched by default
+    assert _run(reg, tmp_path, "--only", "big") == 0
+    assert (tmp_path / "toy" / "big.gct.gz").read_bytes() == big
+
+
+def _manifest(tmp_path, rows) -> Path:
+    text = "id\tfilename\tmd5\tsize\tstate\n" + "".join("\t".join(map(str, r)) + "\treleased\n" for r in rows)
+    path = tmp_path / "gdc_manifest.2026-12-03.txt"
+    path.write_text(text)
+    return path
+
+
+def test_gdc_manifest_files_land_in_id_folders_with_published_md5_and_size(server, tmp_path, monkeypatch):
+    ids = ["6b1b0e8a-7c3e-4c3f-9b8a-5f7f1b7b0c01", "0f5d9e2c-1a2b-4c3d-8e9f-0a1b2c3d4e02"]
+    data = [_payload(70_000, seed=3), _payload(50_000, seed=4)]
+    for file_id, payload in zip(ids, data):
+        server.add(f"data/{file_id}", payload)
+    names = [f"{i}.rna_seq.augmented_star_gene_counts.tsv" for i in ids]
+    manifest = _manifest(tmp_path, [(i, n, hashlib.md5(d).hexdigest(), len(d)) for i, n, d in zip(ids, names, data)])
+    monkeypatch.setenv(fetch.MIRROR_ENV, server.base)
+    # the connection drops after 30,000 bytes of the first file: the run fails, the next one resumes
+    server.drop_after[f"/data/{ids[0]}"] = 30_000
+    assert fetch.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 2
+    del server.drop_after[f"/data/{ids[0]}"]
+    server.reset_counts()
+    assert fetch.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 0
+    for file_id, name, payload in zip(ids, names, data):
+        assert (tmp_path / "gdc" / file_id / name).read_bytes() == payload
+    assert server.requests[0]["range"] == "bytes=30000-" and server.bytes_served == 40_000 + 50_000
+
+
+def test_gdc_manifest_size_mismatch_and_bad_manifest(server, tmp_path, monkeypatch, capsys):
+    payload = _payload(10_000, seed=5)
+    server.add("data/abc", payload)
+    monkeypatch.setenv(fetch.MIRROR_ENV, server.base)
+    manifest = _manifest(tmp_path, [("abc", "x.tsv", hashlib.md5(payload).hexdigest(), 9_000)])
+    assert fetch.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 2
+    [line] = _error_lines(capsys.readouterr().err)
+    assert "10000 bytes downloaded" in line and "9000 published" in line
+    assert not list((tmp_path / "gdc").rglob("x.tsv*"))
+    bad = tmp_path / "not_a_manifest.txt"
+    bad.write_text("file\tname\n")
+    assert fetch.main(["--manifest", str(bad), "--dest", str(tmp_path)]) == 2
+    [line] = _error_lines(capsys.readouterr().err)
+    assert str(bad) in line and "not a GDC manifest" in line

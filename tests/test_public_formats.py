@@ -321,3 +321,23 @@ def test_bad_input_stops_the_stage_with_exit_2_and_writes_nothing(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(series) in errors[0] and "subgroup" in errors[0]
     assert not outputs.exists() or not any(p.is_file() for p in outputs.rglob("*"))
+
+
+def test_smartseq2_metadata_as_geo_serves_it_in_an_xlsx_workbook(tmp_path):
+    """GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx: the labels in a workbook, here with a title
+    row above the header (the header is found as the row holding label_key)."""
+    import pandas as pd
+
+    cells = ["MGH101-P1-A04", "MGH102-P1-B03", "BT771-P1-C11"]
+    rows = [["GBM Smart-seq2 cells", None, None], ["NAME", "tumour name", "Adult/Pediatric"],
+            [cells[0], "MGH101", "Adult"], [cells[1], "MGH102", "Adult"], [cells[2], "BT771", "Pediatric"]]
+    book = tmp_path / "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx"
+    pd.DataFrame(rows).to_excel(book, header=False, index=False)
+    matrix = _write(tmp_path / "tpm.tsv", _tsv([["GENE", *cells], ["SOX2", 1.5, 0, 2.5], ["EGFR", 0, 3.25, 1]]))
+    adata = _read(path=str(matrix), labels=str(book), format="tsv", label_key="tumour name", group_key="Adult/Pediatric",
+                  normalized=True)
+    assert list(adata.obs["label"]) == ["MGH101", "MGH102", "BT771"]
+    assert list(adata.obs["group"]) == ["Adult", "Adult", "Pediatric"] and adata.X[1, 1] == 3.25
+    broken = _write(tmp_path / "broken.xlsx", "")
+    broken.write_bytes(book.read_bytes()[:200])
+    assert "xlsx" in _error(broken, path=str(matrix), labels=str(broken), format="tsv", label_key="tumour name")

@@ -7,6 +7,8 @@ Usage::
     python -m stages.preprocess.fetch gtex-v8                    # all its files -> data/gtex-v8/
     python -m stages.preprocess.fetch gtex-v8 --only lung whole_blood sample-attributes
     python -m stages.preprocess.fetch gse85217 --dest /mnt/volume/data
+    python -m stages.preprocess.fetch gtex-v8 --list --sizes     # with each file's size as the server announces it
+    python -m stages.preprocess.fetch --manifest gdc_manifest.txt  # the GDC cart's files -> data/gdc/<id>/<name>
 
 Files land in ``<dest>/<dataset>/<path>``. Everything here is standard library (urllib) plus tqdm.
 
@@ -56,6 +58,8 @@ The registry
                     "path": str,         # destination, relative to <dest>/<dataset>/ (no "..", not absolute)
                     "sha256": str,       # optional, only where the source publishes it
                     "md5": str,          # optional, only where the source publishes it
+                    "size": int,         # optional, bytes, only where the source publishes it (checked)
+                    "optional": bool,    # optional: fetched only when named with --only
                 },
             ],
         }
@@ -152,6 +156,7 @@ GTEX_V8_TISSUES: tuple[tuple[str, str], ...] = (
 
 _GTEX = "https://storage.googleapis.com/adult-gtex"
 _GEO = "https://ftp.ncbi.nlm.nih.gov/geo"
+_GDC = "https://api.gdc.cancer.gov"
 
 
 def gtex_slug(tissue: str) -> str:
@@ -164,8 +169,12 @@ def _gtex_v8_files() -> list[dict[str, Any]]:
     for _, slug in GTEX_V8_TISSUES:
         fname = f"gene_reads_2017-06-05_v8_{slug}.gct.gz"
         files.append({"name": slug, "url": f"{_GTEX}/bulk-gex/v8/rna-seq/counts-by-tissue/{fname}", "path": fname})
-    fname = "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt"
-    files.append({"name": "sample-attributes", "url": f"{_GTEX}/annotations/v8/metadata-files/{fname}", "path": fname})
+    for name, fname in (("sample-attributes", "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt"),
+                        ("subject-phenotypes", "GTEx_Analysis_v8_Annotations_SubjectPhenotypesDS.txt")):
+        files.append({"name": name, "url": f"{_GTEX}/annotations/v8/metadata-files/{fname}", "path": fname})
+    fname = "GTEx_Analysis_2017-06-05_v8_RNASeQCv1.1.9_gene_reads.gct.gz"
+    files.append({"name": "all-tissues", "url": f"{_GTEX}/bulk-gex/v8/rna-seq/{fname}", "path": fname,
+                  "optional": True})
     return files
 
 
@@ -174,7 +183,9 @@ REGISTRY: dict[str, dict[str, Any]] = {
         "description": "GTEx v8 gene read counts (RNA-SeQC), one GCT per tissue (54), plus the sample-attribute table",
         "homepage": "https://gtexportal.org/home/downloads/adult-gtex/bulk_tissue_expression",
         "verified": True,
-        "notes": "Counts are raw reads per gene (GENCODE v26 ids); SMTSD in the sample attributes is the tissue label.",
+        "notes": "Counts are raw reads per gene (GENCODE v26 ids); SMTSD in the sample attributes is the tissue label; "
+                 "the subject phenotypes hold SEX, AGE (decades) and DTHHRDY. 'all-tissues' (the same counts as one "
+                 "matrix, without the per-tissue files' id column) is fetched only when named with --only.",
         "files": _gtex_v8_files(),
     },
     "gse85217": {
@@ -209,7 +220,54 @@ REGISTRY: dict[str, dict[str, Any]] = {
              "path": "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx"},
         ],
     },
+    "tcga-pancan": {
+        "description": "TCGA PanCanAtlas: the batch-corrected RNA-seq matrix (EBPlusPlus, 20,531 genes x 11,069 "
+                       "samples) and the TCGA-CDR clinical table (cancer type per patient)",
+        "homepage": "https://gdc.cancer.gov/about-data/publications/pancanatlas",
+        "verified": False,
+        "notes": "The matrix is genes (SYMBOL|Entrez) x aliquot barcodes with NA for some genes (configs/tcga.yaml "
+                 "sets missing: drop_genes); TCGA-CDR-SupplementalTableS1.xlsx gives 'type' per bcr_patient_barcode. "
+                 "Per-sample STAR counts of current GDC releases: make fetch DATASET=gdc MANIFEST=gdc_manifest.txt.",
+        "files": [
+            {"name": "pancan-matrix", "url": f"{_GDC}/data/3586c0da-64d0-4b74-a449-5ff4d9136611",
+             "path": "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv"},
+            {"name": "clinical-cdr", "url": f"{_GDC}/data/1b5f413e-a8d1-4d10-92eb-7c4ae739ed81",
+             "path": "TCGA-CDR-SupplementalTableS1.xlsx"},
+        ],
+    },
 }
+
+GDC_MANIFEST_COLUMNS = ["id", "filename", "md5", "size"]
+
+
+def gdc_manifest_dataset(path: str | Path) -> dict[str, Any]:
+    """A registry dataset from a GDC manifest (the portal cart's ``gdc_manifest.<date>.txt``: tab separated, columns
+    ``id filename md5 size state``): each file from the GDC data endpoint into ``<id>/<filename>`` (gdc-client's
+    layout), with its published md5 and size."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the GDC manifest ({exc.strerror or exc})") from None
+    header = lines[0].split("\t") if lines else []
+    if header[:4] != GDC_MANIFEST_COLUMNS:
+        raise UserError(f"{path}: not a GDC manifest (header {header[:5]}, expected {GDC_MANIFEST_COLUMNS + ['state']}); "
+                        "download it from the GDC portal's cart (Download Cart > Manifest)")
+    files = []
+    for n, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) < 4 or not cells[3].isdigit():
+            raise UserError(f"{path}:{n}: expected id, filename, md5, size (tab separated), got {cells[:4]}")
+        file_id, name, md5, size = cells[:4]
+        files.append({"name": file_id, "url": f"{_GDC}/data/{file_id}", "path": f"{file_id}/{name}",
+                      "md5": md5.lower(), "size": int(size)})
+    if not files:
+        raise UserError(f"{path}: the GDC manifest lists no files")
+    return {"description": f"GDC files listed by {path.name}", "homepage": "https://portal.gdc.cancer.gov/",
+            "verified": True, "files": files}
+
 
 _HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
 
@@ -231,6 +289,8 @@ def check_registry(registry: dict[str, dict[str, Any]]) -> None:
             path = PurePosixPath(f["path"])
             if path.is_absolute() or ".." in path.parts or f["path"].endswith("/") or path.name == SUMS_FILE:
                 raise UserError(f"{where}: path must be a relative file path inside the dataset folder: {f['path']}")
+            if f.get("size") is not None and (not isinstance(f["size"], int) or f["size"] < 0):
+                raise UserError(f"{where}: 'size' must be a number of bytes")
             for algo, pattern in _HEX.items():
                 if f.get(algo) is not None and not pattern.match(str(f[algo])):
                     raise UserError(f"{where}: '{algo}' is not a lower-case hex {algo} digest")
@@ -467,6 +527,13 @@ def fetch_file(entry: dict[str, Any], folder: Path, sums: Sums, url: str | None 
         reason = getattr(exc, "reason", None) or exc.__class__.__name__ + (f": {exc}" if str(exc) else "")
         raise _network_error(url, rel, reason, part) from None
 
+    if entry.get("size") is not None and part.stat().st_size != entry["size"]:
+        have = part.stat().st_size
+        if have < entry["size"]:
+            raise _network_error(url, rel, f"the server sent {have} of the {entry['size']} published bytes", part)
+        part.unlink()
+        raise UserError(f"{rel}: {have} bytes downloaded from {url}, but {entry['size']} published: the download was "
+                        "deleted; run again, and if it repeats the source changed")
     got = file_digests(part, want)
     bad = _mismatches(want, got)
     if bad:
@@ -499,7 +566,7 @@ def get_dataset(name: str, registry: dict[str, dict[str, Any]] | None = None) ->
 def select_files(name: str, dataset: dict[str, Any], only: Iterable[str] | None) -> list[dict[str, Any]]:
     files = dataset["files"]
     if not only:
-        return list(files)
+        return [f for f in files if not f.get("optional")]
     chosen = []
     for want in only:
         match = [f for f in files if want in (f["name"], PurePosixPath(f["path"]).name)]
@@ -560,7 +627,30 @@ def fetch_dataset(name: str, dest: str | Path = "data", registry: dict[str, dict
     return [folder / f["path"] for f in files]
 
 
-def _list(name: str | None, registry: dict[str, dict[str, Any]], dest: str) -> None:
+def _size_text(n: int | None) -> str:
+    if n is None:
+        return "size ?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+def server_size(url: str, timeout: float = 30.0) -> int | None:
+    """The Content-Length the server announces for ``url`` (a HEAD request), or None when it gives none."""
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": USER_AGENT})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+    except urllib.error.HTTPError as exc:
+        raise UserError(f"{url}: HTTP {exc.code} ({exc.reason}) when asking for its size; check the URL") from None
+    except (urllib.error.URLError, OSError, HTTPException) as exc:
+        raise UserError(f"{url}: cannot ask for its size ({getattr(exc, 'reason', exc)}); check the connection") from None
+    return int(length) if length and length.isdigit() else None
+
+
+def _list(name: str | None, registry: dict[str, dict[str, Any]], dest: str, ask_sizes: bool = False) -> None:
     if name is None:
         for key in sorted(registry):
             ds = registry[key]
@@ -576,14 +666,24 @@ def _list(name: str | None, registry: dict[str, dict[str, Any]], dest: str) -> N
         print(f"notes: {ds['notes']}")
     if not ds.get("verified", False):
         print("warning: the URLs of this dataset are not verified")
+    total = 0
     for f in ds["files"]:
+        size = f.get("size")
+        if size is None and ask_sizes:
+            size = server_size(resolve_url(f["url"]))
+        total += size or 0
         if f.get("sha256") or f.get("md5"):
             check = "published " + ("sha256" if f.get("sha256") else "md5")
         elif sums.get(f["path"]):
             check = f"recorded sha256 {sums.get(f['path'])[:12]}..."
         else:
             check = "sha256 recorded on first download"
-        print(f"  {f['name']:40s} {resolve_url(f['url'])}  [{check}]")
+        flags = ", only with --only" if f.get("optional") else ""
+        print(f"  {f['name']:40s} {_size_text(size):>9s}  {resolve_url(f['url'])}  [{check}{flags}]")
+    if ask_sizes or any(f.get("size") for f in ds["files"]):
+        print(f"total: {_size_text(total)} (sizes as {'published' if not ask_sizes else 'the server announces them'})")
+    else:
+        print("sizes: add --sizes to ask the server for each file's size")
 
 
 def main(argv: list[str] | None = None, registry: dict[str, dict[str, Any]] | None = None) -> int:
@@ -596,14 +696,25 @@ def main(argv: list[str] | None = None, registry: dict[str, dict[str, Any]] | No
     parser.add_argument("--list", action="store_true", help="list the datasets, or the files of DATASET, and exit")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these files (names from --list)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up (60)")
+    parser.add_argument("--sizes", action="store_true", help="with --list DATASET: ask the server for sizes not "
+                        "published in the registry (one HEAD request a file)")
+    parser.add_argument("--manifest", metavar="FILE", help="a GDC portal manifest (id, filename, md5, size, state): "
+                        "fetch the files it lists as dataset DATASET (default: gdc), into <id>/<filename>")
     args = parser.parse_args(argv)
     registry = REGISTRY if registry is None else registry
+    if args.manifest:
+        args.dataset = args.dataset or "gdc"
+        try:
+            registry = {**registry, args.dataset: gdc_manifest_dataset(args.manifest)}
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if not args.list and not args.dataset:
         parser.error("a DATASET is required (or --list)")
     setup_logging()
     try:
         if args.list:
-            _list(args.dataset, registry, args.dest)
+            _list(args.dataset, registry, args.dest, args.sizes)
             return 0
         fetch_dataset(args.dataset, args.dest, registry, args.only, args.timeout)
         return 0

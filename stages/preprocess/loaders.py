@@ -481,11 +481,15 @@ def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_
     if path is None:
         raise UserError(f"expression.labels is required with format '{cfg.format}': a CSV/TSV table of sample id "
                         f"-> {cfg.label_key}")
-    lines = head(path, 1)
-    if not lines or not lines[0].strip():
-        raise UserError(f"{path}: the labels file is empty; expected a header row, then one row per sample")
-    sep = sniff_sep(lines[0], default_sep(path))
-    columns = split(lines[0], sep)
+    sheet = _read_excel(path, cfg.label_key) if is_xlsx(path) else None
+    if sheet is not None:
+        columns = list(sheet.columns)
+    else:
+        lines = head(path, 1)
+        if not lines or not lines[0].strip():
+            raise UserError(f"{path}: the labels file is empty; expected a header row, then one row per sample")
+        sep = sniff_sep(lines[0], default_sep(path))
+        columns = split(lines[0], sep)
     sample_column = sample_column or cfg.sample_column or columns[0]
     phenotypes = _read_phenotypes(cfg.phenotypes) if cfg.phenotypes else None
     available = columns + ([] if phenotypes is None else list(phenotypes.columns))
@@ -500,8 +504,11 @@ def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_
                             f"(have: {available[:20]}{' ...' if len(available) > 20 else ''})")
     wanted = list(dict.fromkeys(c for c in (sample_column, cfg.label_key, None if derive else cfg.group_key, *extra)
                                 if c in columns))
-    with reading(path, "the labels table"):
-        table = pd.read_csv(path, sep=sep, usecols=wanted, dtype=str, compression=compression(path))
+    if sheet is not None:
+        table = sheet[wanted]
+    else:
+        with reading(path, "the labels table"):
+            table = pd.read_csv(path, sep=sep, usecols=wanted, dtype=str, compression=compression(path))
     table = table.dropna(subset=[sample_column]).set_index(sample_column)
     table.index = table.index.astype(str)
     table.index.name = None
@@ -521,6 +528,31 @@ def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_
         log.info("%s: no '%s' column; donors derived from the sample ids (GTEX-1117F-0226-... -> GTEX-1117F)",
                  path, cfg.group_key)
     return table
+
+
+def is_xlsx(path) -> bool:
+    """True for an Excel workbook (.xlsx: a zip archive), whatever its name."""
+    with reading(path, "the file"), open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def _read_excel(path, label_key: str) -> pd.DataFrame:
+    """The first sheet of an .xlsx labels table, all cells as text. Its header is the first row holding
+    ``label_key`` (GEO's supplementary workbooks may start with a title row or two)."""
+    with reading(path, "the labels workbook"):
+        try:
+            raw = pd.read_excel(path, sheet_name=0, header=None, dtype=str, engine="openpyxl")
+        except Exception as exc:  # zipfile.BadZipFile, openpyxl's InvalidFileException, KeyError for a bad archive
+            raise UserError(f"{path}: cannot read as an .xlsx workbook ({type(exc).__name__}: {first_line(exc)}); "
+                            "is the file complete?") from None
+    rows = [i for i in range(len(raw)) if label_key in set(raw.iloc[i].dropna().str.strip())]
+    if not rows:
+        raise UserError(f"{path}: no row of the workbook's first sheet holds the column name "
+                        f"expression.label_key '{label_key}' (first row: {raw.iloc[0].dropna().tolist()[:10] if len(raw) else []})")
+    header = [str(c).strip() if isinstance(c, str) else f"column_{j}" for j, c in enumerate(raw.iloc[rows[0]])]
+    table = raw.iloc[rows[0] + 1:].copy()
+    table.columns = header
+    return table.dropna(how="all").reset_index(drop=True)
 
 
 def _read_phenotypes(path) -> pd.DataFrame:
