@@ -126,3 +126,46 @@ def test_readme_config_lists_every_key_of_every_section():
                 missing.append(key)
             walk(model, f"{key}.")
     assert not missing, f"README 'Config' lacks {missing}"
+
+
+def test_every_shipped_config_and_variant_validates():
+    """`python -m shared.config check configs/*.yaml`: each config, and each of its variants, is valid (the data of
+    the reference datasets need not be here); and every data file they read is one that make fetch writes."""
+    configs = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml"))
+    assert {"configs/gtex.yaml", "configs/gse85217.yaml", "configs/gbm-smartseq2.yaml", "configs/tcga.yaml",
+            "configs/ucsf-pdgm.yaml"} <= set(configs)
+    proc = subprocess.run([sys.executable, "-m", "shared.config", "check", *configs], cwd=REPO, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    expected = sum(1 + len(config.variant_names(REPO / c)) for c in configs)
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("ok: ")]) == expected
+    assert "(variant reference)" in proc.stdout
+
+    from stages.preprocess.fetch import REGISTRY
+
+    fetched = {f"data/{name}/{f['path']}" for name, ds in REGISTRY.items() for f in ds["files"]}
+    for c in configs:
+        exp = config.load(REPO / c, check_files=False)
+        for stage in exp.stages:
+            for path in exp.input_files(stage):
+                folder = path.split("/")[1]
+                if folder in REGISTRY:
+                    assert path in fetched, f"{c}: {path} is not a file make fetch DATASET={folder} writes"
+    gtex = config.load(REPO / "configs/gtex.yaml", check_files=False).section("expression")
+    assert len([gtex.path, *gtex.more_paths]) == 54
+
+
+def test_a_variant_applies_its_settings_under_its_own_name(tmp_path, small_data):
+    path = write_config(tmp_path / "c.yaml", small_data)
+    raw = yaml.safe_load(path.read_text())
+    raw["variants"] = {"reference": {"preprocess.n_genes": 3, "preprocess.transform": "vector"}}
+    path.write_text(yaml.safe_dump(raw))
+    base, ref = config.load(path), config.load(path, variant="reference")
+    assert ref.name == f"{base.name}_reference" and ref.section("preprocess").n_genes == 3
+    assert ref.section("preprocess").transform == "vector" and base.section("preprocess").transform != "vector"
+    with pytest.raises(UserError, match="no variant 'other' \\(variants: reference\\)"):
+        config.load(path, variant="other")
+    raw["variants"]["bad"] = {"preprocess.n_gnes": 1}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError, match="unknown key 'preprocess.n_gnes'"):
+        config.load(path, variant="bad")

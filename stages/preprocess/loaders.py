@@ -514,6 +514,8 @@ def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_
     table.index.name = None
     if len(table) and table.index[0] == "TYPE":  # Single Cell Portal metadata: NAME header, then TYPE row
         table = table.iloc[1:]
+    if cfg.group_key == sample_column:  # e.g. TCGA patients: the row id is also the group
+        table[cfg.group_key] = table.index
     _check_unique(table.index, f"sample ids (column '{sample_column}')", path)
     if phenotypes is not None:
         donors = [gtex_donor(s) for s in table.index]
