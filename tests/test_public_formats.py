@@ -341,3 +341,49 @@ def test_smartseq2_metadata_as_geo_serves_it_in_an_xlsx_workbook(tmp_path):
     broken = _write(tmp_path / "broken.xlsx", "")
     broken.write_bytes(book.read_bytes()[:200])
     assert "xlsx" in _error(broken, path=str(matrix), labels=str(broken), format="tsv", label_key="tumour name")
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+@pytest.mark.slow
+def test_gtex_layout_fixture_through_make_all(tmp_path):
+    """configs/gtex.yaml, pointed at a GTEx-layout fixture of five tissues (per-tissue GCT files with the id column,
+    the attribute table with extra samples and empty fields, the phenotype table) and made small, runs through
+    make all: tissues become classes, a donor's samples never straddle the split, the model learns the tissues and
+    the report is written."""
+    import json
+
+    import pandas as pd
+
+    from fixtures.synthetic import GTEX_REFERENCE, GTEX_TISSUES, write_gtex
+    from stages.preprocess.loaders import gtex_tissue_name
+
+    gcts, attributes, phenotypes, markers = write_gtex(tmp_path / "gtex-v8")
+    raw = yaml.safe_load((REPO / "configs" / "gtex.yaml").read_text())
+    raw["expression"].update(path=str(gcts[0]), more_paths=[str(p) for p in gcts[1:]], labels=str(attributes),
+                             phenotypes=str(phenotypes))
+    raw["preprocess"].update(n_genes=100, height=10, width=10, augmentation={"method": "gtex_noise",
+                                                                             "min_samples": 60})
+    raw["train_torch"].update(folds=2, epochs=6, patience=6, baselines=["logistic_regression"])
+    raw["explain"] = {"methods": ["saliency", "integrated_gradients"], "markers": str(markers), "top_k": 10,
+                      "integrated_gradients": {"steps": 8}, "faithfulness": {"max_samples": 16, "steps": 5},
+                      "sanity": {"max_samples": 8}, "stability": {"max_samples": 16}}
+    raw.pop("variants")
+    config = tmp_path / "gtex.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}",
+                           "RUNNER=local"], env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / "outputs" / "gtex"
+    samples = pd.read_csv(exp / "preprocess" / "samples.csv")
+    real = samples[samples["augmented_from"].isna()]
+    assert sorted(real["label"].unique()) == sorted(gtex_tissue_name(t) for t in (*GTEX_TISSUES, GTEX_REFERENCE))
+    assert len(real) == 360 and real["group"].str.match(r"^GTEX-[0-9A-F]+$").all()
+    sides = real.groupby("group")["split"].nunique()
+    assert (sides == 1).all(), "a donor's samples are on both sides of the split"
+    assert (samples.loc[samples["augmented_from"].notna(), "split"] == "train").all()
+    summary = json.loads((exp / "report" / "summary.json").read_text())
+    assert summary["models"]["resnet18"]["macro_f1"] >= 0.8, summary["models"]
+    assert (exp / "report" / "index.html").is_file()
