@@ -228,13 +228,14 @@ class StageRun:
         return self.exp_dir / ".checkpoints" / self.stage / self._fingerprint[:16]
 
     def __enter__(self) -> "StageRun":
+        # the fingerprint first: a missing upstream result or input stops the run before anything is created
+        self._fingerprint = self.fingerprint()
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         if self.publish:
             for pattern in (f".{self.stage}.tmp-*", f".{self.stage}.old-*"):
                 for stale in self.exp_dir.glob(pattern):
                     shutil.rmtree(stale, ignore_errors=True)
         self.out.mkdir(parents=True)
-        self._fingerprint = self.fingerprint()
         self._started = time.time()
         return self
 

@@ -279,6 +279,9 @@ def _format_error(source: str, err: ValidationError) -> str:
     if first["type"] == "missing":
         return f"config error in {source}: missing key '{loc}'"
     got = first.get("input")
+    if loc == "name" and isinstance(got, str):
+        return (f"config error in {source}: name: {got!r} is not a plain folder name (letters, digits, _ . -, "
+                "starting with a letter or digit; no '/' or '..'): outputs go to outputs/<name>/")
     got_s = f" (got {got!r})" if not isinstance(got, dict) else ""
     return f"config error in {source}: {loc}: {first['msg']}{got_s}"
 

@@ -199,19 +199,22 @@ def test_per_sample_table_keeps_the_top_genes_above_the_threshold():
     assert list(signed.columns) == ["sample", "class", "prediction", "gene", "score", "rank"]
 
 
-def test_markers_with_unknown_genes_or_classes_warn_and_none_matching_is_an_error(tmp_path, caplog):
+def test_markers_with_unknown_genes_warn_and_unknown_classes_are_an_error(tmp_path, caplog):
     from shared.evaluation.rankings import read_markers
 
     path = tmp_path / "markers.csv"
-    path.write_text("class,gene\na,g1\na,NOPE1\nb,g2\nzz,g3\n")
+    path.write_text("class,gene\na,g1\na,NOPE1\nb,g2\nb,g3\n")
     with caplog.at_level("WARNING"):
         markers = read_markers(str(path), ["a", "b"], genes=["g1", "g2", "g3"])
-    assert markers == {"a": {"g1"}, "b": {"g2"}}
-    assert "NOPE1" in caplog.text and "zz" in caplog.text
+    assert markers == {"a": {"g1"}, "b": {"g2", "g3"}}
+    assert "NOPE1" in caplog.text
     with pytest.raises(UserError, match="none of its genes"):
         read_markers(str(path), ["a", "b"], genes=["x", "y"])
     with pytest.raises(UserError, match="no class"):
         read_markers(str(path), ["c"], genes=["g1"])
+    path.write_text("class,gene\na,g1\nzz,g3\n")  # a misspelt or foreign class
+    with pytest.raises(UserError, match=r"1 classes are not classes of the data \(zz; the data's: a, b\)"):
+        read_markers(str(path), ["a", "b"], genes=["g1", "g3"])
 
 
 def test_options_of_a_method_that_is_not_run_are_named_in_a_warning(caplog):

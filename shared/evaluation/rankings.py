@@ -33,8 +33,9 @@ def top_genes(table: pd.DataFrame, k: int) -> pd.DataFrame:
 
 
 def read_markers(path: str, classes: list[str], genes=None) -> dict[str, set[str]]:
-    """A markers CSV (columns class, gene) -> {class: genes}. Classes and genes that the data lacks are named in a
-    warning and left out; none matching at all is an error (the file belongs to other data)."""
+    """A markers CSV (columns class, gene) -> {class: genes}. A class the data lacks is an error (a misspelt or
+    foreign class would silently shrink the check); genes the data lacks are named in a warning and left out (a
+    marker list is often longer than the selected genes); no gene matching at all is an error."""
     frame = pd.read_csv(path, dtype=str)
     if not {"class", "gene"} <= set(frame.columns):
         raise UserError(f"{path}: a markers file needs the columns class, gene (has {list(frame.columns)})")
@@ -44,8 +45,9 @@ def read_markers(path: str, classes: list[str], genes=None) -> dict[str, set[str
         raise UserError(f"explain.markers ({path}): no class of the markers file is a class of the data "
                         f"({', '.join(classes)})")
     if unknown_classes:
-        log.warning("explain.markers (%s): %d classes are not classes of the data, left out: %s", path,
-                    len(unknown_classes), _listed(unknown_classes))
+        raise UserError(f"explain.markers ({path}): {len(unknown_classes)} classes are not classes of the data "
+                        f"({_listed(unknown_classes)}; the data's: {', '.join(classes)}); fix their names or remove "
+                        "their rows")
     frame = frame[frame["class"].isin(classes)]
     if genes is not None:
         known = frame["gene"].isin(set(np.asarray(genes).astype(str)))

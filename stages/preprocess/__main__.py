@@ -57,6 +57,9 @@ def run(run: StageRun) -> None:
              adata.obs["label"].nunique(), " (backed, in chunks)" if backed else "")
     cols = _gene_columns(cfg, adata.var_names)
     labels = adata.obs["label"].to_numpy().astype(str)
+    if len(set(labels)) < 2:
+        raise UserError(f"{cfg.labels or cfg.path}: expression.label_key '{cfg.label_key}' holds one class only "
+                        f"({labels[0]!r}); a classifier needs at least two: choose another label column")
     groups = adata.obs["group"].to_numpy().astype(str) if "group" in adata.obs else None
     classes = sorted(np.unique(labels))
     label_index = np.searchsorted(classes, labels)

@@ -38,12 +38,22 @@ def _load(path: Path):
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises many kinds (ImageFileError, EOFError, zlib errors, OSError)
-        raise BadVolume(f"{path}: unreadable NIfTI ({type(exc).__name__}: {exc})") from None
+        raise BadVolume(f"{path}: unreadable NIfTI ({type(exc).__name__}: {_first_line(exc)}); is the file complete? "
+                        "copy or download it again") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise BadVolume(f"{path}: expected a 3-D volume, got shape {data.shape}")
     return img, data
+
+
+#: the tumour-mask labels the releases document: BraTS 2021 and UCSF-PDGM 0, 1, 2, 4; BraTS 2023 0, 1, 2, 3
+MASK_LABELS = (0, 1, 2, 3, 4)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_patient(patient: Patient) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -58,6 +68,12 @@ def check_patient(patient: Patient) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         affine = img.affine
         if name != "mask" and not np.isfinite(data).all():
             raise BadVolume(f"{path}: {int((~np.isfinite(data)).sum())} NaN or infinite voxels")
+        if name == "mask":
+            outside = np.setdiff1d(np.unique(data), MASK_LABELS)
+            if len(outside):
+                raise BadVolume(f"{path}: tumour-mask labels {outside[:5].tolist()} outside the documented set "
+                                f"{list(MASK_LABELS)} (BraTS: 1 necrotic core, 2 oedema, 3 or 4 enhancing); is this "
+                                "the tumour segmentation?")
         if ref_shape is None:
             ref_shape, ref_affine, ref_path = data.shape, affine, path
         elif data.shape != ref_shape:
