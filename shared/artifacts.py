@@ -4,6 +4,11 @@ A stage writes into a hidden temporary folder beside its final one (``.<stage>.t
 place only when everything, ``manifest.json`` last, is written. A killed stage therefore leaves no manifest
 behind, the previous complete result (if any) stays untouched, and the next run redoes the work.
 
+One writer per stage folder: a run holds an exclusive lock on ``outputs/<experiment>/.<stage>.lock`` (flock) from
+before it clears stale temporary folders until it has published; a second run of the same stage of the same
+experiment stops at once with a one-line error naming the holder's pid (the lock dies with its process, so a killed
+run never leaves a stale lock).
+
 ``manifest.json`` records: stage, experiment, the config the stage read, hashes of its inputs (files and
 upstream manifests), package versions, git commit, device, wall time, the files written (size and sha256), and
 a fingerprint of everything that determines the result. A stage whose fingerprint matches its manifest is up to
@@ -137,6 +142,38 @@ def code_hash(stage: str) -> str:
     return files_hash(stage_sources(stage))
 
 
+class _StageLock:
+    """An exclusive, non-blocking flock on a file in the experiment folder, holding the owner's pid."""
+
+    def __init__(self, path: Path, final: Path):
+        self.path, self.final, self.fh = path, final, None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            return
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise UserError(f"{self.final}: another run is writing this stage now (pid {holder}); wait for it to "
+                            "finish, or stop it, then run again") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self.fh = fh
+
+    def release(self) -> None:
+        if self.fh is not None:
+            self.fh.close()  # closing drops the flock; the file stays (removing it would race a waiting writer)
+            self.fh = None
+
+
 class StageRun:
     """One run of one stage: fingerprint, temporary output folder, manifest, atomic publish.
 
@@ -232,6 +269,8 @@ class StageRun:
         self._fingerprint = self.fingerprint()
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         if self.publish:
+            self._lock = _StageLock(self.exp_dir / f".{self.stage}.lock", self.final)
+            self._lock.acquire()
             for pattern in (f".{self.stage}.tmp-*", f".{self.stage}.old-*"):
                 for stale in self.exp_dir.glob(pattern):
                     shutil.rmtree(stale, ignore_errors=True)
@@ -240,12 +279,20 @@ class StageRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None or not self.publish:
-            shutil.rmtree(self.out, ignore_errors=True)
+        try:
+            if exc_type is not None or not self.publish:
+                shutil.rmtree(self.out, ignore_errors=True)
+                return False
+            try:
+                self._publish()
+            except BaseException:
+                shutil.rmtree(self.out, ignore_errors=True)
+                raise
+            shutil.rmtree(self.exp_dir / ".checkpoints" / self.stage, ignore_errors=True)
             return False
-        self._publish()
-        shutil.rmtree(self.exp_dir / ".checkpoints" / self.stage, ignore_errors=True)
-        return False
+        finally:
+            if self.publish:
+                self._lock.release()
 
     def _publish(self) -> None:
         files = []

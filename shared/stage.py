@@ -7,6 +7,7 @@ with exit code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -18,6 +19,10 @@ from .artifacts import StageRun
 from .errors import UserError
 from .logs import get_logger, setup_logging
 from .seeding import seed_everything
+
+
+#: write failures that are the machine's, not the code's: disk full, quota, file too large, read-only, permissions
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _terminate(signum, frame):  # turn SIGTERM into an exception so the temporary folder is cleaned up
@@ -51,4 +56,11 @@ def main(stage: str, work: Callable[[StageRun], None], argv: list[str] | None = 
         return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        where = exc.filename or "the outputs folder"
+        print(f"error: {where}: cannot write ({os.strerror(exc.errno)}): free disk space or make the outputs folder "
+              "writable, then run again; the previous result, if any, is unchanged", file=sys.stderr)
         return 2

@@ -78,4 +78,4 @@ def test_failing_stage_keeps_previous_result(tmp_path, small_data, outputs):
         pass
     final = outputs / "t" / "preprocess"
     assert (final / "x.txt").read_text() == "first"
-    assert not list((outputs / "t").glob(".preprocess.*"))
+    assert not list((outputs / "t").glob(".preprocess.tmp-*")) and not list((outputs / "t").glob(".preprocess.old-*"))

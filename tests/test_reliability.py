@@ -360,3 +360,257 @@ def test_tensorflow_layer_that_does_not_exist(trained, tmp_path):
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
     assert "conv9" in errors[0] and "train_tf_gradcam.explain.layer" in errors[0], errors[0]
     assert not (copy / "trained" / "train_tf_gradcam").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Kills, concurrent runs, failed writes, determinism
+# ---------------------------------------------------------------------------------------------------------------
+
+PIPELINE = ("preprocess", "train_torch", "explain", "report")
+#: values that hold wall-clock times (not results): left out when runs are compared
+VOLATILE_KEYS = {"seconds", "wall_time_s", "started", "command", "total_wall_time_s"}
+
+
+def _pipeline_config(tmp: Path) -> Path:
+    cfg = _config(tmp, stages=list(PIPELINE), name="rel", preprocess={"n_genes": 40, "height": 8, "width": 8},
+                  train_torch={"folds": 2, "epochs": 3, "batch_size": 16, "baselines": ["logistic_regression"]},
+                  explain={"methods": ["saliency", "integrated_gradients"], "integrated_gradients": {"steps": 8},
+                           "faithfulness": {"max_samples": 8, "steps": 4}, "sanity": {"max_samples": 4},
+                           "stability": {"max_samples": 8}},
+                  report={})
+    path = tmp / "rel.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _stage_cmd(stage: str, config: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", f"stages.{stage}", "--config", str(config), *extra]
+
+
+def _env(outputs: Path) -> dict:
+    return {**os.environ, "ONCOXAI_OUTPUTS": str(outputs)}
+
+
+def _strip(value):
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in VOLATILE_KEYS}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _json_value(value):
+    """uns entries stored as JSON text -> their value."""
+    import json
+
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _snapshot(folder: Path) -> dict:
+    """What a stage folder holds, comparable across runs: bytes of every file, except that JSON is compared
+    without wall-clock values, .h5ad by content, TensorBoard event files by count (their names hold a time and a
+    pid), the report page by its text without times, and manifest.json by the files it lists (minus those)."""
+    import json
+    import re
+
+    import anndata as ad
+
+    snap: dict = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(folder))
+        if "events.out.tfevents" in path.name:
+            key = str(path.parent.relative_to(folder)) + "/<events>"
+            snap[key] = snap.get(key, 0) + 1
+        elif path.name == "manifest.json":
+            files = json.loads(path.read_text())["files"]
+            snap[rel] = sorted((f["path"], f["sha256"]) for f in files
+                               if f["path"].endswith((".npy", ".npz", ".csv", ".pt")))
+        elif path.suffix == ".json":
+            snap[rel] = _strip(json.loads(path.read_text()))
+        elif path.suffix == ".h5ad":
+            a = ad.read_h5ad(path)
+            snap[rel] = (a.X.tobytes(), {k: np.asarray(v).tobytes() for k, v in a.layers.items()},
+                         a.obs.to_csv(), {k: np.asarray(v).tobytes() for k, v in a.varm.items()},
+                         json.dumps(_strip(_json_value(a.uns.get("trust", {}))), default=str, sort_keys=True))
+        elif path.suffix == ".html":  # up to the provenance (wall times, fingerprints), without the generation time
+            text = path.read_text().split("<h2>Provenance</h2>")[0]
+            snap[rel] = re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "generated <t>", text)
+        else:
+            snap[rel] = path.read_bytes()
+    return snap
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The small pipeline run once, uninterrupted, stage by stage: (config, outputs, seconds per stage)."""
+    import time
+
+    tmp = tmp_path_factory.mktemp("reference")
+    config, outputs = _pipeline_config(tmp), tmp / "outputs"
+    seconds = {}
+    for stage in PIPELINE:
+        start = time.monotonic()
+        proc = subprocess.run(_stage_cmd(stage, config), cwd=REPO, env=_env(outputs), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        seconds[stage] = time.monotonic() - start
+    return config, outputs, seconds
+
+
+def _copy_upstream(reference: Path, dest: Path, stage: str) -> None:
+    """The reference outputs up to (not including) ``stage``."""
+    import shutil
+
+    for upstream in PIPELINE[:PIPELINE.index(stage)]:
+        shutil.copytree(reference / "rel" / upstream, dest / "rel" / upstream)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", PIPELINE)
+def test_a_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(stage, reference_run, tmp_path):
+    """SIGKILL at two seeded points of the stage's run (as fractions of its uninterrupted time), then a rerun: the
+    outputs equal the uninterrupted run's, and no temporary folder, checkpoint or lock holder is left behind."""
+    import signal
+    import time
+
+    config, reference, seconds = reference_run
+    rng = np.random.default_rng(PIPELINE.index(stage))
+    outputs = tmp_path / "outputs"
+    _copy_upstream(reference, outputs, stage)
+    killed = 0
+    for fraction in sorted(rng.uniform(0.3, 0.95, size=2)):
+        proc = subprocess.Popen(_stage_cmd(stage, config, "--force"), cwd=REPO, env=_env(outputs),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(fraction * seconds[stage])
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+    assert killed >= 1, f"{stage} finished before every kill point"
+    rerun = subprocess.run(_stage_cmd(stage, config), cwd=REPO, env=_env(outputs), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert _snapshot(outputs / "rel" / stage) == _snapshot(reference / "rel" / stage)
+    left = [p.name for p in (outputs / "rel").iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    assert not left and not (outputs / "rel" / ".checkpoints" / stage).exists(), left
+
+
+def test_a_second_writer_of_a_stage_stops_at_once_naming_the_first(tmp_path):
+    """One writer per stage folder: while a run holds the stage, another run of it exits 2 with one line."""
+    config, outputs = _pipeline_config(tmp_path), tmp_path / "outputs"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom shared import config\nfrom shared.artifacts import StageRun\n"
+        "with StageRun(config.load(sys.argv[1]), 'preprocess') as run:\n"
+        "    print('holding', flush=True)\n    time.sleep(30)\n"), str(config)], cwd=REPO, env=_env(outputs),
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        proc = subprocess.run(_stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True,
+                              text=True)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+        assert "another run is writing this stage now" in errors[0] and f"pid {holder.pid}" in errors[0]
+        assert len(list((outputs / "rel").glob(".preprocess.tmp-*"))) == 1  # the holder's folder was not touched
+    finally:
+        holder.kill()
+        holder.wait()
+    proc = subprocess.run(_stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]  # a killed holder leaves no stale lock
+    assert not list((outputs / "rel").glob(".preprocess.tmp-*"))
+
+
+@pytest.mark.slow
+def test_two_make_all_runs_of_one_experiment_at_once(tmp_path):
+    config, outputs = _pipeline_config(tmp_path), tmp_path / "outputs"
+    cmd = ["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}", "RUNNER=local"]
+    runs = [subprocess.Popen(cmd, env=_env(outputs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(p.wait(timeout=900), p.stderr.read()) for p in runs]
+    assert any(code == 0 for code, _ in results), [err[-1500:] for _, err in results]
+    for code, err in results:
+        assert code == 0 or "another run is writing this stage now" in err, err[-1500:]
+    for stage in PIPELINE:
+        assert (outputs / "rel" / stage / "manifest.json").is_file()
+    follow = subprocess.run(cmd, env=_env(outputs), capture_output=True, text=True, timeout=900)
+    assert follow.returncode == 0, follow.stderr[-1500:]
+
+
+def test_a_write_that_fails_leaves_the_previous_result_and_one_line(tmp_path):
+    """Disk full, simulated with a file-size limit (RLIMIT_FSIZE; root ignores a read-only chmod): the forced rerun
+    exits 2 with one line, the previous result is untouched, nothing partial is published or left."""
+    import resource
+    import signal
+
+    config, outputs = _pipeline_config(tmp_path), tmp_path / "outputs"
+    first = subprocess.run(_stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True,
+                           text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = _snapshot(outputs / "rel" / "preprocess")
+    manifest = (outputs / "rel" / "preprocess" / "manifest.json").read_bytes()
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    proc = subprocess.run(_stage_cmd("preprocess", config, "--force"), cwd=REPO,
+                          env={**_env(outputs), "PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True, text=True,
+                          preexec_fn=small_disk)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+    assert "cannot write" in errors[0] and "previous result" in errors[0], errors[0]
+    assert (outputs / "rel" / "preprocess" / "manifest.json").read_bytes() == manifest
+    assert _snapshot(outputs / "rel" / "preprocess") == before
+    assert not list((outputs / "rel").glob(".preprocess.tmp-*"))
+
+
+@pytest.mark.slow
+def test_the_pipeline_run_twice_from_scratch_gives_the_same_summary(reference_run, tmp_path):
+    import json
+
+    config, reference, _ = reference_run
+    outputs = tmp_path / "outputs"
+    for stage in PIPELINE:
+        proc = subprocess.run(_stage_cmd(stage, config), cwd=REPO, env=_env(outputs), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    ours = json.loads((outputs / "rel" / "report" / "summary.json").read_text())
+    theirs = json.loads((reference / "rel" / "report" / "summary.json").read_text())
+    assert _strip(ours) == _strip(theirs)
+    for stage in PIPELINE:
+        assert _snapshot(outputs / "rel" / stage) == _snapshot(reference / "rel" / stage), stage
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Safety
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_no_code_executing_loads_of_files_a_user_could_supply():
+    """Checkpoints load with weights_only=True, arrays without pickles, YAML safely; no pickle or joblib loads."""
+    import re
+
+    offenders = []
+    for path in [*REPO.glob("shared/**/*.py"), *REPO.glob("stages/**/*.py"), *REPO.glob("fixtures/*.py"),
+                 *REPO.glob("bench/*.py")]:
+        text = path.read_text()
+        for n, line in enumerate(text.splitlines(), 1):
+            code = line.split("#")[0]
+            if re.search(r"\btorch\.load\(", code) and "weights_only=True" not in code:
+                offenders.append(f"{path.relative_to(REPO)}:{n}: torch.load without weights_only=True")
+            if re.search(r"\b(pickle|joblib|dill|cloudpickle)\.loads?\(", code):
+                offenders.append(f"{path.relative_to(REPO)}:{n}: a pickle load")
+            if re.search(r"\byaml\.(load|unsafe_load|full_load)\(", code):
+                offenders.append(f"{path.relative_to(REPO)}:{n}: yaml loaded unsafely")
+            if "allow_pickle=True" in code:
+                offenders.append(f"{path.relative_to(REPO)}:{n}: numpy load with pickles")
+    assert not offenders, offenders
+
+
+def test_stage_containers_run_as_the_user_without_network_on_a_read_only_root():
+    text = (REPO / "Makefile").read_text()
+    run_stage = text[text.index("RUN_STAGE = bash docker/check-image.sh"):]
+    run_stage = run_stage[:run_stage.index("\n\n")] if "\n\n" in run_stage else run_stage
+    for flag in ("--network none", "--user $(DOCKER_USER)", "--read-only", ":/app/data:ro"):
+        assert flag in run_stage, flag
