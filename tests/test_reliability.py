@@ -614,3 +614,40 @@ def test_stage_containers_run_as_the_user_without_network_on_a_read_only_root():
     run_stage = run_stage[:run_stage.index("\n\n")] if "\n\n" in run_stage else run_stage
     for flag in ("--network none", "--user $(DOCKER_USER)", "--read-only", ":/app/data:ro"):
         assert flag in run_stage, flag
+
+
+@pytest.mark.slow
+def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(tmp_path):
+    import signal
+    import time
+
+    from fixtures.mri import write_mri
+
+    root = tmp_path / "cohort"
+    write_mri(root, n_patients=16, mutant_fraction=0.5, defects=False, seed=7)
+    cfg = _mri_config(root, name="rel_mri")
+    cfg["train_3d_mri"].update(size=[32, 32, 32], epochs=2, trainable_blocks=5, grad_cam={"figure_per_class": 1})
+    config = tmp_path / "mri.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    reference, outputs = tmp_path / "reference", tmp_path / "outputs"
+    start = time.monotonic()
+    proc = subprocess.run(_stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(reference), capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seconds = time.monotonic() - start
+    killed = 0
+    for fraction in sorted(np.random.default_rng(11).uniform(0.4, 0.95, size=2)):
+        run = subprocess.Popen(_stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(outputs),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(fraction * seconds)
+        if run.poll() is None:
+            run.send_signal(signal.SIGKILL)
+            killed += 1
+        run.wait()
+    assert killed >= 1
+    rerun = subprocess.run(_stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(outputs), capture_output=True,
+                           text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert _snapshot(outputs / "rel_mri" / "train_3d_mri") == _snapshot(reference / "rel_mri" / "train_3d_mri")
+    left = [p.name for p in (outputs / "rel_mri").iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    assert not left and not (outputs / "rel_mri" / ".checkpoints" / "train_3d_mri").exists(), left
