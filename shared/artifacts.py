@@ -7,7 +7,7 @@ behind, the previous complete result (if any) stays untouched, and the next run 
 One writer per stage folder: a run holds an exclusive lock on ``outputs/<experiment>/.<stage>.lock`` (flock) from
 before it clears stale temporary folders until it has published; a second run of the same stage of the same
 experiment stops at once with a one-line error naming the holder's pid (the lock dies with its process, so a killed
-run never leaves a stale lock).
+run never leaves a stale lock; a finished run removes the file).
 
 ``manifest.json`` records: stage, experiment, the config the stage read, hashes of its inputs (files and
 upstream manifests), package versions, git commit, device, wall time, the files written (size and sha256), and
@@ -153,15 +153,22 @@ class _StageLock:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX: no lock
             return
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
+        while True:
+            fh = open(self.path, "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                fh.close()
+                raise UserError(f"{self.final}: another run is writing this stage now (pid {holder}); wait for it "
+                                "to finish, or stop it, then run again") from None
+            try:  # the previous holder removes the file as it leaves: hold the lock of the file that is there
+                if os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             fh.close()
-            raise UserError(f"{self.final}: another run is writing this stage now (pid {holder}); wait for it to "
-                            "finish, or stop it, then run again") from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"{os.getpid()}\n")
@@ -170,7 +177,11 @@ class _StageLock:
 
     def release(self) -> None:
         if self.fh is not None:
-            self.fh.close()  # closing drops the flock; the file stays (removing it would race a waiting writer)
+            try:  # removed while still held, so a run that opened it meanwhile sees a stale file and retries
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.fh.close()
             self.fh = None
 
 
