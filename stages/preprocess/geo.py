@@ -18,7 +18,7 @@ import pandas as pd
 
 from shared.errors import UserError
 
-from .textfiles import compression, reading, split
+from .textfiles import open_text, reading, split
 
 BEGIN, END = "!series_matrix_table_begin", "!series_matrix_table_end"
 
@@ -37,23 +37,17 @@ class SeriesMatrix(NamedTuple):
 
 def is_series_matrix(path) -> bool:
     """True when the file's first line is a ``!Series_`` (or ``!Sample_``) line."""
-    import gzip
-
-    opener = gzip.open if compression(path) == "gzip" else open
-    with reading(path, "the file"), opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+    with reading(path, "the file"), open_text(path, errors="replace") as fh:
         first = fh.readline()
     return first.startswith(("!Series_", "!Sample_"))
 
 
 def read_series_matrix(path) -> SeriesMatrix:
     """Parse the ``!Sample_`` lines of a series matrix and locate its data table (not read here)."""
-    import gzip
-
     fields: dict[str, list[str]] = {}
     characteristics: list[list[str]] = []
     table_line = end_line = None
-    opener = gzip.open if compression(path) == "gzip" else open
-    with reading(path, "the series matrix"), opener(path, "rt", encoding="utf-8", newline="") as fh:
+    with reading(path, "the series matrix"), open_text(path) as fh:
         for n, line in enumerate(fh):
             line = line.rstrip("\r\n")
             if table_line is not None:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pandas as pd
 
-from shared.errors import UserError
+from shared.errors import UserError, first_line
 
 
 
@@ -41,11 +41,16 @@ def compression(path) -> str | None:
         return "gzip" if fh.read(2) == b"\x1f\x8b" else None
 
 
+def open_text(path, errors: str = "strict"):
+    """A plain or gzip text file (recognised by content) opened for reading lines, line endings kept."""
+    opener = gzip.open if compression(path) == "gzip" else open
+    return opener(path, "rt", encoding="utf-8", newline="", errors=errors)
+
+
 def head(path, n: int) -> list[str]:
     """The first ``n`` lines of a plain or gzip text file, without line endings."""
-    opener = gzip.open if compression(path) == "gzip" else open
     lines = []
-    with reading(path, "the file"), opener(path, "rt", encoding="utf-8", newline="") as fh:
+    with reading(path, "the file"), open_text(path) as fh:
         for line in fh:
             lines.append(line.rstrip("\r\n"))
             if len(lines) == n:
@@ -70,6 +75,4 @@ def split(line: str, sep: str) -> list[str]:
     return next(csv.reader([line], delimiter=sep))
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+__all__ = ["compression", "default_sep", "first_line", "head", "open_text", "reading", "sniff_sep", "split"]

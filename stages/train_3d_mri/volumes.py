@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from shared.errors import UserError
+from shared.errors import UserError, first_line
 from shared.logs import get_logger, progress
 
 from .cohort import CHANNELS, Patient
@@ -38,7 +38,7 @@ def _load(path: Path):
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises many kinds (ImageFileError, EOFError, zlib errors, OSError)
-        raise BadVolume(f"{path}: unreadable NIfTI ({type(exc).__name__}: {_first_line(exc)}); is the file complete? "
+        raise BadVolume(f"{path}: unreadable NIfTI ({type(exc).__name__}: {first_line(exc)}); is the file complete? "
                         "copy or download it again") from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -49,11 +49,6 @@ def _load(path: Path):
 
 #: the tumour-mask labels the releases document: BraTS 2021 and UCSF-PDGM 0, 1, 2, 4; BraTS 2023 0, 1, 2, 3
 MASK_LABELS = (0, 1, 2, 3, 4)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def check_patient(patient: Patient) -> dict[str, tuple[np.ndarray, np.ndarray]]:
