@@ -20,6 +20,7 @@ from shared.logs import get_logger
 from shared.models import load_classifier
 from shared.stage import main
 
+from . import biology
 from .attributions import METHODS, attribute_batched, members, to_tensor
 from shared.attribution_figures import plot_class_maps, plot_faithfulness, plot_samples, plot_top_genes_heatmap
 from .params import Explain
@@ -194,8 +195,10 @@ def stability(model, method_name: str, p: Explain, data: ModelInputs, classes: l
     return out
 
 
-def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, seed: int) -> dict:
-    """Every configured method for one trained model; returns its metrics entry."""
+def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, seed: int,
+                  bio: biology.Context | None = None) -> dict:
+    """Every configured method for one trained model, then the biology checks of its rankings (``bio``); returns
+    its metrics entry."""
     model, spec = load_classifier(folder, device)
     data = ModelInputs(exp_dir, spec)
     classes = spec["classes"]
@@ -272,16 +275,42 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
                          signed=method.signed)
         result.update(trust(model, method_name, p, data, attr, classes, device, seed, folder_m, cache))
         entry["methods"][method_name] = result
+    tables, de = {}, None
+    if bio is not None and gene_names is None:
+        entry["biology_absent"] = ("its inputs have no pixel->gene map (a sample-spot image): there are no gene "
+                                   "rankings to compare with differential expression or gene sets")
+    elif bio is not None and per_method_genes:
+        rankings = {m: (class_means(g, data.labels, len(classes)), METHODS[m].signed)
+                    for m, g in per_method_genes.items()}
+        result = biology.assess_model(name, bio, spec, gene_names, symbols_of(data, gene_names), classes, rankings,
+                                      out / name / "biology")
+        if result is None:
+            entry["biology_absent"] = "the gene values the model read are not stored (preprocess.save_vectors)"
+        else:
+            tables = result.pop("tables")
+            entry["biology"] = result
+            de = bio.prepared(spec, gene_names, symbols_of(data, gene_names), classes)[1]
     if gene_names is not None and per_method_genes:
-        write_anndata(out / name / "attributions.h5ad", data, classes, per_method_genes, entry, p)
+        write_anndata(out / name / "attributions.h5ad", data, classes, per_method_genes, entry, p, de, tables)
     return entry
 
 
+def symbols_of(data: ModelInputs, gene_names) -> np.ndarray | None:
+    """The genes' symbols when genes.csv has them in the order of ``gene_names``."""
+    table = data.genes_table
+    if table is None or "symbol" not in table or len(table) != len(gene_names) \
+            or not (table["gene"].astype(str).to_numpy() == np.asarray(gene_names).astype(str)).all():
+        return None
+    return table["symbol"].astype(str).to_numpy()
+
+
 def write_anndata(path: Path, data: ModelInputs, classes: list[str], layers: dict[str, np.ndarray], entry: dict,
-                  p: Explain) -> None:
+                  p: Explain, de: dict | None = None, tables: dict | None = None) -> None:
     """attributions.h5ad for scanpy: obs the explained samples (label, prediction, split), var the genes, X their
     values as the model saw them (vectors; for images the values they were rendered from), one layer of per-sample
-    gene attributions per method, varm the class means, uns the top genes and the trust figures."""
+    gene attributions per method, varm the class means, uns the top genes and the trust figures; with the biology
+    checks, uns['rank_genes_groups'] (Wilcoxon, training split; scanpy's own layout, so sc.pl.rank_genes_groups and
+    sc.get.rank_genes_groups_df read it), uns['rank_genes_groups_t-test'] and uns['biology'] (the tables)."""
     import anndata as ad
 
     proba = data.proba
@@ -308,6 +337,11 @@ def write_anndata(path: Path, data: ModelInputs, classes: list[str], layers: dic
     adata.uns["trust"] = json.dumps({m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r}
                                      for m, r in entry["methods"].items()}, default=float)
     adata.uns["config"] = json.dumps(p.model_dump(mode="json"))
+    for result in (de or {}).values():
+        adata.uns[result["key"]] = result["uns"]
+    if tables:
+        adata.uns["biology"] = {k: t.astype({c: str for c in t.columns if t[c].dtype == object})
+                                for k, t in tables.items()}
     tmp = path.with_name(f".{path.name}.tmp")
     adata.write_h5ad(tmp)
     tmp.replace(path)
@@ -321,9 +355,13 @@ def run(run: StageRun) -> None:
     run.device = describe_device(device)
     summary = {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
     where: dict[str, str] = {}
+    bio = biology.Context(run.exp_dir, p.biology, exp.seed) if p.biology.enabled else None
+    baselines = []
     for stage, folder in run.providers("classifiers", required=True).items():
         for entry in json.loads((folder / "models.json").read_text()):
             name = entry["name"]
+            if entry.get("kind") == "baseline" and entry.get("framework") == "sklearn":
+                baselines.append(name)
             if entry.get("framework") != FRAMEWORK or entry.get("kind") == "baseline":
                 summary["not_explained"][name] = (f"{entry.get('framework')} {entry.get('kind')} model of {stage}: "
                                                   f"explain computes attributions of {FRAMEWORK} networks")
@@ -337,8 +375,40 @@ def run(run: StageRun) -> None:
                                 "rename one")
             where[name] = stage
             summary["models"][name] = {"provider": stage, **explain_model(
-                name, folder / entry["folder"], run.exp_dir, run.out, p, device, exp.seed)}
+                name, folder / entry["folder"], run.exp_dir, run.out, p, device, exp.seed, bio)}
+    if bio is not None and baselines and p.biology.baselines:
+        summary["baselines_biology"] = baselines_biology(run, bio, baselines)
+    seconds = [m["biology"]["seconds"] for m in summary["models"].values() if "biology" in m]
+    if bio is not None:
+        seconds.append(summary.get("baselines_biology", {}).get("seconds", 0.0))
+        summary["biology_seconds"] = round(sum(seconds), 2)
+        run.record(biology_seconds=summary["biology_seconds"])
     write_json_atomic(run.out / "metrics.json", summary)
+
+
+def baselines_biology(run: StageRun, bio: biology.Context, names: list[str]) -> dict:
+    """The baselines' own importances (refit on the training split) through the same checks as the methods'."""
+    t0 = time.time()
+    datasets = run.providers("dataset")
+    if not datasets:
+        return {}
+    folder = next(iter(datasets.values()))
+    rel = folder.relative_to(run.exp_dir)
+    dataset = json.loads((folder / "dataset.json").read_text())
+    if not (folder / "vectors.npy").is_file():
+        return {}
+    genes_table = pd.read_csv(folder / "genes.csv", dtype={"gene": str})
+    genes = genes_table["gene"].to_numpy()
+    symbols = genes_table["symbol"].astype(str).to_numpy() if "symbol" in genes_table else None
+    spec = {"input": {"kind": "vector", "array": f"{rel}/vectors.npy", "samples": f"{rel}/samples.csv"}}
+    prepared = bio.prepared(spec, genes, symbols, dataset["classes"])
+    rankings = {name: (biology.baseline_importances(name, prepared[0], run.exp.seed, bio.p.permutation_repeats), True)
+                for name in names}
+    result = biology.assess_model("baselines", bio, spec, genes, symbols, dataset["classes"], rankings,
+                                  run.out / "baselines" / "biology")
+    result.pop("tables")
+    result["seconds"] = round(time.time() - t0, 2)
+    return result
 
 
 if __name__ == "__main__":

@@ -82,6 +82,37 @@ class PerSample(Section):
     figure_per_class: int = Field(2, ge=0)
 
 
+class Biology(Section):
+    """Do the explanations agree with biology? DE beside every ranking, keep/remove retraining, gene-set
+    enrichment (stages/explain/biology.py)."""
+
+    enabled: bool = True
+    #: top-k sizes compared with the differential-expression top-k (overlap, Jaccard, permutation p)
+    de_k: list[int] = Field(default_factory=lambda: [20, 50], min_length=1)
+    #: random gene sets drawn for the permutation p-value of an overlap
+    permutations: int = Field(1000, ge=100)
+    #: k of the keep/remove retraining (the union of the classes' top-k genes is kept or removed)
+    retrain_k: list[int] = Field(default_factory=lambda: [10, 20, 50, 100], min_length=1)
+    #: the cheap classifier retrained on the kept or remaining genes (train_torch's baselines' settings)
+    retrain_model: Literal["logistic_regression", "random_forest"] = "logistic_regression"
+    #: seeded draws of random genes beside each k (mean and spread shown)
+    random_draws: int = Field(5, ge=2)
+    #: a removal that lowers held-out macro-F1 by less than this at every k "costs nothing" (flagged)
+    min_drop: float = Field(0.01, ge=0)
+    #: the baselines' own importances beside the methods: logistic-regression coefficients, random-forest
+    #: permutation importance on the held-out test split (refit on the whole training split)
+    baselines: bool = True
+    #: permutation repeats of the random forest's importance
+    permutation_repeats: int = Field(3, ge=1)
+    #: gene sets (GMT: MSigDB hallmarks, cell-type markers...) for the over-representation of each class's top genes;
+    #: nothing is downloaded
+    gene_sets: InputFile | None = None
+    #: genes per class tested for over-representation (each class's top genes)
+    enrichment_k: int = Field(20, ge=1)
+    #: sets with fewer genes in the data are left out
+    min_set_size: int = Field(3, ge=1)
+
+
 class Explain(Section):
     methods: list[MethodName] = Field(default_factory=lambda: ["saliency"], min_length=1)
     #: explain only the held-out test samples the model classifies correctly (as the GTEx reference did)
@@ -99,6 +130,7 @@ class Explain(Section):
     sanity: Sanity = Field(default_factory=Sanity)
     stability: Stability = Field(default_factory=Stability)
     per_sample: PerSample = Field(default_factory=PerSample)
+    biology: Biology = Field(default_factory=Biology)
 
     @model_validator(mode="after")
     def _options_of_chosen_methods(self) -> "Explain":
