@@ -446,7 +446,7 @@ def plot_keep_remove(tables: dict[str, pd.DataFrame], path: Path, title: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), sharey=True)
     ref = next(iter(tables.values()))
     for ax, mode in zip(axes, ("keep", "remove")):
         k = ref["k"].to_numpy()
@@ -463,9 +463,10 @@ def plot_keep_remove(tables: dict[str, pd.DataFrame], path: Path, title: str) ->
         ax.set_title(("trained on the top genes only (keep)" if mode == "keep"
                       else "trained without them (remove)"), fontsize=9)
     axes[0].set_ylabel("held-out macro-F1")
-    axes[1].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -509,7 +510,8 @@ def assess_model(name: str, ctx: Context, spec: dict, genes, symbols, classes: l
                     f"{name}: each class's top {p.de_k[0]} attributed genes vs its top {p.de_k[0]} DE genes "
                     "(training split)")
     plot_keep_remove({m: r["retraining"] for m, r in results.items()}, folder / "figures" / "keep_remove.png",
-                     f"{name}: retrained {p.retrain_model} on the held-out test split")
+                     f"{name}: {p.retrain_model} retrained on the training split with or without each method's "
+                     "top genes, scored on the held-out test split")
     entry = {"n_train": int(len(prepared[0].y_train)), "de_methods": list(DE_METHODS),
              "retrain_model": p.retrain_model, "methods": {m: summarise(r, p) for m, r in results.items()}}
     if "enrichment" in results_de:

@@ -157,7 +157,8 @@ STAGE = StageSpec(
     sections={"explain": Explain},
     outputs=(
         Output("metrics.json", "per model and method: its description, whether it is signed, marker precision, "
-                               "faithfulness, sanity and stability; the models left unexplained and why"),
+                               "faithfulness, sanity and stability, the biology checks (DE overlap, keep/remove, "
+                               "enrichment, flags); the models left unexplained and why; biology_seconds"),
         Output("{model}/{method}/attributions.npy", "(n_test, *input_shape) float32 per-sample attributions of the "
                                                     "true class"),
         Output("{model}/{method}/class_maps.npy", "(n_classes, *input_shape) class-mean attributions"),
@@ -186,7 +187,22 @@ STAGE = StageSpec(
                                               "attributions, block by block and all at once", when="sanity.enabled"),
         Output("{model}/attributions.h5ad", "AnnData for scanpy: obs the test samples (label, prediction), var the "
                                             "genes, one layer per method, varm class means, uns top genes and the "
-                                            "trust figures", when="genes known"),
+                                            "trust figures; with biology.enabled uns['rank_genes_groups'] (Wilcoxon, "
+                                            "training split, scanpy's layout), uns['rank_genes_groups_t-test'] and "
+                                            "uns['biology'] (the three tables)", when="genes known"),
+        Output("{model}/biology/de_overlap.csv", "method, de_method, class, k: overlap of the top-k attributed and DE "
+                                                 "genes, Jaccard, permutation p, Spearman over all genes",
+               when="biology.enabled and genes known; {model} = baselines for their own importances"),
+        Output("{model}/biology/retraining.csv", "method, k: held-out macro-F1 of the cheap model with only (keep) and "
+                                                 "without (remove) the top-k genes, random and DE references",
+               when="biology.enabled and genes known"),
+        Output("{model}/biology/enrichment.csv", "method, class, gene_set: overlap, expected, odds ratio, "
+                                                 "hypergeometric p and BH-adjusted p of each class's top genes",
+               when="biology.gene_sets set"),
+        Output("{model}/biology/figures/de_overlap.png", "methods x classes: share of the top-k in the DE top-k, "
+                                                         "chance-level cells marked", when="biology.enabled"),
+        Output("{model}/biology/figures/keep_remove.png", "held-out macro-F1 against k, keep and remove, beside "
+                                                          "random and DE genes", when="biology.enabled"),
     ),
     description="attributions per test sample, class maps, gene rankings, marker precision",
 )

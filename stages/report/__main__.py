@@ -99,6 +99,49 @@ def model_section(name: str, entry: dict, folder: Path, figures: Path) -> tuple[
     }, metrics
 
 
+FLAG_TEXT = {"de_no_better_than_chance": "top genes no closer to DE than random genes",
+             "keep_no_better_than_random": "kept genes predict no better than random genes",
+             "removal_costs_nothing": "removing its genes costs nothing"}
+
+
+def biology_section(model: str, entry: dict, folder: Path, figures: Path) -> tuple[dict, dict]:
+    """The report's view of one model's biology checks (explain's ``biology`` entry and ``{model}/biology/``):
+    (template entry, summary.json entry)."""
+    rows, summary = [], {}
+    for method, r in entry["methods"].items():
+        k_de = next(iter(r["de_overlap"]["wilcoxon"]))
+        de = r["de_overlap"]["wilcoxon"][k_de]
+        first = r["retraining"][0] if r.get("retraining") else {}
+        top_sets = {cls: f"{sets[0]['gene_set']} (adj. p {sets[0]['p_adj']:.2g})"
+                    for cls, sets in r.get("enrichment", {}).items() if sets}
+        flags = [FLAG_TEXT[f] for f in FLAG_TEXT if r.get(f)]
+        rows.append({"method": method, f"DE overlap@{k_de.split('_')[1]} (mean)": de["mean_overlap"],
+                     "Jaccard": de["mean_jaccard"], "Spearman vs DE": de["mean_spearman"],
+                     "classes above chance": f"{de['classes_better_than_chance']} of {de['n_classes']}",
+                     f"keep@{first.get('k')} macro-F1": first.get("keep_f1"),
+                     f"random {first.get('k')} genes (mean)": first.get("random_keep_f1"),
+                     f"remove@{first.get('k')} drop": first.get("remove_drop"),
+                     "flags": "; ".join(flags) or "none",
+                     "top gene set per class": "; ".join(f"{c}: {t}" for c, t in top_sets.items()) or None})
+        summary[method] = {k: v for k, v in r.items()}
+    pngs = {}
+    for fig in ("de_overlap", "keep_remove"):
+        path = folder / "figures" / f"{fig}.png"
+        if path.is_file():
+            shutil.copy2(path, figures / f"{model}_biology_{fig}.png")
+            pngs[fig] = _png(path)
+    enrichment = None
+    if (folder / "enrichment.csv").is_file():
+        table = pd.read_csv(folder / "enrichment.csv")
+        table = table[table["p_adj"] < 0.05].sort_values(["method", "class", "p_adj"]).groupby(
+            ["method", "class"], sort=False).head(3)
+        enrichment = _html_table(table[["method", "class", "gene_set", "set_size", "overlap", "expected", "p",
+                                        "p_adj"]], "{:.3g}") if len(table) else None
+    return {"model": model, "n_train": entry["n_train"], "retrain_model": entry["retrain_model"],
+            "table_html": _html_table(pd.DataFrame(rows).dropna(axis=1, how="all"), "{:.3g}"), "pngs": pngs,
+            "enrichment_html": enrichment, "has_gene_sets": (folder / "enrichment.csv").is_file()}, summary
+
+
 def run(run: StageRun) -> None:
     exp = run.exp
     p: Report = exp.section("report")
@@ -135,8 +178,17 @@ def run(run: StageRun) -> None:
         if comparison else None
 
     explanations, summary_expl, trust_rows = [], {}, []
+    biology, summary_bio, biology_absent = [], {}, {}
     for stage, provider in run.providers("explanations").items():
         ex_metrics = json.loads((provider / "metrics.json").read_text())
+        bio_entries = {name: e["biology"] for name, e in ex_metrics["models"].items() if e.get("biology")}
+        if ex_metrics.get("baselines_biology"):
+            bio_entries["baselines"] = ex_metrics["baselines_biology"]
+        for name, bio_entry in bio_entries.items():
+            section, summary_bio[name] = biology_section(name, bio_entry, provider / name / "biology", figures)
+            biology.append(section)
+        biology_absent.update({name: e["biology_absent"] for name, e in ex_metrics["models"].items()
+                               if e.get("biology_absent")})
         for name, model_entry in ex_metrics["models"].items():
             for method, entry in model_entry["methods"].items():
                 folder = provider / name / method
@@ -217,6 +269,7 @@ def run(run: StageRun) -> None:
         total_wall_time=sum(s["wall_time_s"] for s in provenance),
         config_yaml=yaml.safe_dump(exp.to_dict(), sort_keys=False),
         trust_html=_html_table(pd.DataFrame(trust_rows).dropna(axis=1, how="all")) if trust_rows else None,
+        biology=biology, biology_absent=biology_absent,
     )
     (out / "index.html").write_text(html)
     write_json_atomic(out / "summary.json", {
@@ -229,6 +282,8 @@ def run(run: StageRun) -> None:
                                           "statement")} for c in comparison],
         "not_paired": not_paired,
         "explanations": summary_expl,
+        "biology": summary_bio,
+        "biology_absent": biology_absent,
     })
 
 
