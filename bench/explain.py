@@ -8,7 +8,7 @@ images: ours through ``stages.explain.attributions.attribute_batched`` (batches 
 the prior art did, one sample per call. Reported: samples per second (best of ``--repeats``), their ratio
 (``explain_speedup_vs_per_sample_loop``), a check that both give the same attributions, and, when the demo has
 run, the time its explain stage spent on the deletion curves, the randomisation checks and the stability
-checks per method. Written
+checks per method and on the biology checks (``demo_biology_seconds``). Written
 to ``outputs/bench/explain.json``.
 """
 from __future__ import annotations
@@ -48,6 +48,19 @@ def demo_trust_times(path: Path) -> dict | None:
             for m, entry in doc["models"].items() for k, v in entry["methods"].items()}
 
 
+def demo_biology(path: Path) -> dict | None:
+    """Seconds the demo's explain spent on the biology checks (DE, keep/remove retraining, enrichment), per model
+    and in all (from its metrics.json)."""
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    if "biology_seconds" not in doc:
+        return None
+    return {"total_s": doc["biology_seconds"],
+            **{m: e["biology"]["seconds"] for m, e in doc["models"].items() if "biology" in e},
+            **({"baselines": doc["baselines_biology"]["seconds"]} if doc.get("baselines_biology") else {})}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.explain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="resnet18")
@@ -83,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_abs_difference": float(np.abs(ours - ref).max()),
         "max_relative_difference": float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30)),
         "demo_trust_seconds": demo_trust_times(Path(args.demo)),
+        "demo_biology_seconds": demo_biology(Path(args.demo)),
     }
     write_json_atomic(args.out, result)
     print(f"saliency on {args.samples} samples: batched {result['ours_samples_per_s']:.0f}/s, one at a time "

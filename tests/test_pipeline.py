@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from fixtures.synthetic import write_transcriptome
@@ -30,7 +32,8 @@ def pipeline(tmp_path_factory):
     data = tmp / "data"
     write_transcriptome(data)  # the demo's fixture, with the defaults make demo uses
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs")}
-    args = f"ARGS=--set expression.path={data / 'expression.h5ad'} --set explain.markers={data / 'markers.csv'}"
+    args = (f"ARGS=--set expression.path={data / 'expression.h5ad'} --set explain.markers={data / 'markers.csv'} "
+            f"--set explain.biology.gene_sets={data / 'gene_sets.gmt'}")
     proc = _make("all", "CONFIG=configs/demo.yaml", args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"env": env, "args": args, "exp": tmp / "outputs" / "demo"}
@@ -185,3 +188,50 @@ def test_demo_report_and_index_in_a_real_browser(pipeline):
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(shot[16:20], "big"), int.from_bytes(shot[20:24], "big")
     assert width == 1100 and height > 5000  # the full page, not the first screen
+
+
+def test_explanations_are_checked_against_biology(pipeline):
+    """Every method of the demo's model has the DE overlap, keep/remove and enrichment results in summary.json and
+    the report; the .h5ad carries scanpy's own DE of the training split, which scanpy's tools read."""
+    import anndata as ad
+    import matplotlib
+    import scanpy as sc
+
+    matplotlib.use("Agg")
+    exp = pipeline["exp"]
+    summary = json.loads((exp / "report" / "summary.json").read_text())
+    methods = {"saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
+               "guided_grad_cam", "occlusion"}
+    assert set(summary["biology"]) == {"resnet18", "baselines"}
+    assert set(summary["biology"]["resnet18"]) == methods
+    assert set(summary["biology"]["baselines"]) == {"logistic_regression", "random_forest"}
+    markers = pd.read_csv(exp.parent.parent / "data" / "markers.csv")
+    marked = sorted(set(markers["class"]))
+    for method in ("gradient", "integrated_gradients"):
+        r = summary["biology"]["resnet18"][method]
+        assert r["retraining"][0]["k"] == 10 and r["retraining"][0]["keep_beats_random"]
+        assert not r["removal_costs_nothing"]
+        for cls in marked:  # the planted set of each marked class comes out on top
+            top = r["enrichment"][cls][0]
+            assert top["gene_set"].startswith("PLANTED_") and top["p_adj"] < 1e-3, (method, cls, top)
+    html = (exp / "report" / "index.html").read_text()
+    assert "Do the explanations agree with biology?" in html and "keep and remove retraining curves" in html
+    metrics = json.loads((exp / "explain" / "manifest.json").read_text())
+    assert metrics["biology_seconds"] > 0
+
+    adata = ad.read_h5ad(exp / "explain" / "resnet18" / "attributions.h5ad")
+    assert {"rank_genes_groups", "rank_genes_groups_t-test", "biology"} <= set(adata.uns)
+    # the DE in the file is scanpy's on the training split of the genes the model saw, recomputed here by hand
+    samples = pd.read_csv(exp / "preprocess" / "samples.csv", dtype={"sample": str})
+    train = ((samples["split"] == "train") & samples["augmented_from"].isna()).to_numpy()
+    vectors = np.load(exp / "preprocess" / "vectors.npy")[train]
+    genes = pd.read_csv(exp / "preprocess" / "genes.csv", dtype={"gene": str})["gene"].to_numpy()
+    hand = ad.AnnData(X=vectors, obs=pd.DataFrame({"label": pd.Categorical(samples["label"][train])},
+                                                   index=samples["sample"][train].to_numpy()),
+                      var=pd.DataFrame(index=genes))
+    sc.tl.rank_genes_groups(hand, "label", method="wilcoxon", use_raw=False, n_genes=len(genes), tie_correct=True)
+    for cls in marked:
+        ours = sc.get.rank_genes_groups_df(adata, group=cls).set_index("names")["scores"]
+        want = sc.get.rank_genes_groups_df(hand, group=cls).set_index("names")["scores"]
+        np.testing.assert_allclose(ours.reindex(genes).to_numpy(), want.reindex(genes).to_numpy(), rtol=1e-6)
+    sc.pl.rank_genes_groups(adata, n_genes=10, show=False)  # the README's line

@@ -221,16 +221,21 @@ class Retrainer:
         sd[sd == 0] = 1.0
         self.x_train, self.x_test = (data.x_train - mean) / sd, (data.x_test - mean) / sd
 
+    def fit(self, genes: np.ndarray):
+        """The cheap model fitted on the training split's ``genes`` (never a test value)."""
+        genes = np.sort(np.asarray(genes, dtype=int))
+        return make_baseline(self.model, self.seed).fit(np.ascontiguousarray(self.x_train[:, genes]),
+                                                        self.data.y_train)
+
     def score(self, genes: np.ndarray) -> float:
+        """Held-out macro-F1 of ``fit(genes)`` (NaN for no genes)."""
         genes = np.sort(np.asarray(genes, dtype=int))
         key = genes.tobytes()
         if key not in self.cache:
             if not len(genes):
                 self.cache[key] = float("nan")
             else:
-                clf = make_baseline(self.model, self.seed).fit(np.ascontiguousarray(self.x_train[:, genes]),
-                                                               self.data.y_train)
-                pred = clf.predict(np.ascontiguousarray(self.x_test[:, genes]))
+                pred = self.fit(genes).predict(np.ascontiguousarray(self.x_test[:, genes]))
                 self.cache[key] = float(f1_score(self.data.y_test, pred, average="macro",
                                                  labels=np.unique(self.data.y_test), zero_division=0))
         return self.cache[key]
@@ -274,11 +279,20 @@ def verdict(retrain: pd.DataFrame, min_drop: float) -> dict:
             "removal_costs_nothing": bool(len(drops) and (drops < min_drop).all())}
 
 
-def check_ks(ks: list[int], n_genes: int, key: str, model: str) -> None:
+def usable_ks(p, key: str, n_genes: int, model: str) -> list[int]:
+    """The k values of ``explain.biology.<key>`` for a model of ``n_genes`` genes. A k larger than that is an error
+    when the user set the list; from the default list such values are dropped (a small gene panel keeps working)."""
+    ks = getattr(p, key)
+    ks = ks if isinstance(ks, list) else [ks]
     too_big = [k for k in ks if k > n_genes]
-    if too_big:
+    if not too_big:
+        return ks
+    if getattr(p, key) != type(p).model_fields[key].get_default(call_default_factory=True):
         raise UserError(f"explain.biology.{key}: k = {', '.join(map(str, too_big))} is larger than the {n_genes} genes "
                         f"model '{model}' reads; use values up to {n_genes}")
+    kept = [k for k in ks if k <= n_genes] or [n_genes]
+    log.info("explain.biology.%s: %s left out (model '%s' reads %d genes)", key, too_big, model, n_genes)
+    return kept
 
 
 # ------------------------------------------------------------------------------------------------ orchestration
@@ -312,17 +326,16 @@ class Context:
         return self.by_genes[key]
 
 
-def assess_ranking(class_scores: np.ndarray, signed: bool, prepared, ctx: Context, classes: list[str],
+def assess_ranking(class_scores: np.ndarray, signed: bool, prepared, p, seed: int, classes: list[str],
                    with_retraining: bool = True) -> dict:
-    """The three checks of one ranking (n_classes x n_genes class scores): tables and flags."""
+    """The three checks of one ranking (n_classes x n_genes class scores) under settings ``p``: tables."""
     data, de, retrainer, sets = prepared
-    p = ctx.p
-    overlap = de_agreement(class_scores, signed, de, classes, p.de_k, p.permutations, ctx.seed)
+    overlap = de_agreement(class_scores, signed, de, classes, p.de_k, p.permutations, seed)
     out = {"de_overlap": overlap}
     if with_retraining:
         de_scores = np.stack([de["wilcoxon"]["scores"][c].to_numpy(dtype=float)
                               if c in de["wilcoxon"]["scores"] else np.full(len(data.genes), np.nan) for c in classes])
-        out["retraining"] = keep_remove(class_scores, de_scores, p.retrain_k, retrainer, p.random_draws, ctx.seed)
+        out["retraining"] = keep_remove(class_scores, de_scores, p.retrain_k, retrainer, p.random_draws, seed)
     if sets is not None:
         tables = []
         for c, cls in enumerate(classes):
@@ -478,21 +491,21 @@ def assess_model(name: str, ctx: Context, spec: dict, genes, symbols, classes: l
     to compare with), with the tables under ``"tables"`` for the .h5ad."""
     import time
     t0 = time.time()
-    p = ctx.p
-    check_ks(p.de_k, len(genes), "de_k", name)
-    check_ks(p.retrain_k, len(genes), "retrain_k", name)
-    check_ks([p.enrichment_k], len(genes), "enrichment_k", name)
+    p = ctx.p.model_copy(update={"de_k": usable_ks(ctx.p, "de_k", len(genes), name),
+                                 "retrain_k": usable_ks(ctx.p, "retrain_k", len(genes), name),
+                                 "enrichment_k": usable_ks(ctx.p, "enrichment_k", len(genes), name)[0]})
     prepared = ctx.prepared(spec, genes, symbols, classes)
     if prepared is None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "figures").mkdir(exist_ok=True)
-    results = {m: assess_ranking(scores, signed, prepared, ctx, classes) for m, (scores, signed) in rankings.items()}
+    results = {m: assess_ranking(scores, signed, prepared, p, ctx.seed, classes)
+               for m, (scores, signed) in rankings.items()}
     de = prepared[1]
     de_top = np.stack([de["wilcoxon"]["scores"][c].to_numpy(dtype=float) if c in de["wilcoxon"]["scores"]
                        else np.full(len(genes), np.nan) for c in classes])
     if prepared[3] is not None:  # the DE ranking's own enrichment, the reference of the methods'
-        results_de = assess_ranking(de_top, True, prepared, ctx, classes, with_retraining=False)
+        results_de = assess_ranking(de_top, True, prepared, p, ctx.seed, classes, with_retraining=False)
         results_de.pop("de_overlap")
     else:
         results_de = {}
