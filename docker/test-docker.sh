@@ -13,6 +13,8 @@
 #  3. make images (docker/images.sh: torch image, then one per stage; times and sizes in build-logs/images.tsv)
 #  3b. the hand-off: make save-images (one tarball + SHA256SUMS), every project image removed from the engine, a
 #     collaborator's folder made (this tree's files, no .venv, the demo's fixture copied in), make load-images there
+#     (TEST_DOCKER_HANDOFF=0 skips the save / remove / load round trip, about 6 minutes on 2 cores; the
+#     collaborator's folder is still made and the demo runs from it)
 #  4. the demo with RUNNER=docker from that folder, into a separate outputs folder (.cache/test-docker/outputs), as
 #     a non-root user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root): planning runs in
 #     the report image, so no Python stack is used; then make bundle there, twice (the same bytes)
@@ -270,14 +272,19 @@ if grep -q "stages\." "$work/local-demo.log"; then local_ran=1; else local_ran=0
 
 # -- 3b. the hand-off: tarballs, a clean engine, a collaborator's folder ------------------------------------------
 images_dir=$work/images
-phase "make save-images -> $images_dir"
-rm -rf "$images_dir"
-make --no-print-directory save-images IMAGE_PREFIX="$prefix" IMAGES_DIR="$images_dir" | tee "$work/save-images.log"
-phase_done save_images
-log "removing every $prefix image but the base from the engine"
-docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -E "^$prefix-" | grep -v "^$prefix-base:" |
-  xargs -r docker rmi >/dev/null
-docker image prune -f >/dev/null
+handoff=${TEST_DOCKER_HANDOFF:-1}
+if [[ $handoff == 1 ]]; then
+  phase "make save-images -> $images_dir"
+  rm -rf "$images_dir"
+  make --no-print-directory save-images IMAGE_PREFIX="$prefix" IMAGES_DIR="$images_dir" | tee "$work/save-images.log"
+  phase_done save_images
+  log "removing every $prefix image but the base from the engine"
+  docker image ls --format '{{.Repository}}:{{.Tag}}' | grep -E "^$prefix-" | grep -v "^$prefix-base:" |
+    xargs -r docker rmi >/dev/null
+  docker image prune -f >/dev/null
+else
+  log "TEST_DOCKER_HANDOFF=0: no save-images / rmi / load-images round trip; the built images stay in the engine"
+fi
 clean=$work/collaborator
 rm -rf "$clean"
 # A collaborator's checkout: this commit, plus this tree's uncommitted changes (none in CI); no .venv, no outputs.
@@ -286,9 +293,11 @@ git ls-files -z -c -o --exclude-standard | tar --null --ignore-failed-read -T - 
 mkdir -p "$clean/data"
 cp -a data/demo "$clean/data/demo"
 [[ ! -e $clean/.venv ]] || { echo "error: the collaborator's folder has a .venv" >&2; exit 1; }
-phase "make load-images in the collaborator's folder ($clean)"
-make --no-print-directory -C "$clean" load-images IMAGES_DIR="$images_dir" | tee "$work/load-images.log"
-phase_done load_images
+if [[ $handoff == 1 ]]; then
+  phase "make load-images in the collaborator's folder ($clean)"
+  make --no-print-directory -C "$clean" load-images IMAGES_DIR="$images_dir" | tee "$work/load-images.log"
+  phase_done load_images
+fi
 
 # -- 4. the demo in containers, from the collaborator's folder ------------------------------------------------------
 mkdir -p "$docker_out/demo"
@@ -335,7 +344,7 @@ other_experiment mri configs/demo_mri.yaml "${TEST_DOCKER_MRI_ARGS:-"--set train
 phase "compare with the local run (tolerance $SUMMARY_TOLERANCE)"
 ONCOXAI_DOCKER_OUTPUTS=$docker_out ONCOXAI_LOCAL_OUTPUTS=$local_out TEST_DOCKER_USER=$user IMAGE_PREFIX=$prefix \
   ONCOXAI_TF_LOCAL_OUTPUTS=$tf_local ONCOXAI_MRI_LOCAL_OUTPUTS=$mri_local \
-  TEST_DOCKER_COLLABORATOR=$clean TEST_DOCKER_IMAGES_DIR=$images_dir \
+  TEST_DOCKER_COLLABORATOR=$clean TEST_DOCKER_IMAGES_DIR=$images_dir TEST_DOCKER_HANDOFF=$handoff \
   TEST_DOCKER_ARGS=$args \
   TEST_DOCKER_LOG_DIR=$work .venv/bin/python -m pytest -q -p no:cacheprovider -m docker tests/test_docker.py
 phase_done compare
