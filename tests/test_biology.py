@@ -217,3 +217,40 @@ def test_fixture_gmt_has_planted_and_decoy_sets_of_equal_size(tmp_path):
     assert len(decoys) == 9 and all(len(v) == 6 for v in decoys)
     assert not set().union(*map(set, decoys)) & set(markers["gene"])
     json.dumps(sets)
+
+
+def test_a_sample_spot_model_has_no_gene_ranking_and_the_report_says_why(tmp_path):
+    """sample-spot images have no pixel->gene map: explain records why the biology checks are absent for that
+    model, the report says so, and the baseline (on genes) is still checked."""
+    import os
+    import subprocess
+    import sys
+
+    from fixtures.synthetic import write_transcriptome
+
+    from .conftest import REPO, write_config
+
+    data = tmp_path / "data"
+    write_transcriptome(data, n_samples=160, n_genes=120, n_classes=3, n_markers=5, n_donors=8, fold_change=10.0)
+    cfg = write_config(tmp_path / "c.yaml", data, stages=["preprocess", "train_torch", "explain", "report"],
+                       preprocess={"n_genes": 64, "transform": "sample-spot",
+                                   "sample_spot": {"size": 16, "spot": 3, "n_pcs": 10}},
+                       train_torch={"models": ["resnet18"], "baselines": ["logistic_regression"], "folds": 2,
+                                    "epochs": 1, "batch_size": 32, "patience": 1},
+                       explain={"methods": ["gradient"], "faithfulness": {"enabled": False},
+                                "sanity": {"enabled": False}, "stability": {"enabled": False},
+                                "biology": {"retrain_k": [5, 10], "de_k": [10]}})
+    env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
+    for stage in ("preprocess", "train_torch", "explain", "report"):
+        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    exp = tmp_path / "outputs" / "t"
+    metrics = json.loads((exp / "explain" / "metrics.json").read_text())
+    assert "biology" not in metrics["models"]["resnet18"]
+    assert "no pixel->gene map" in metrics["models"]["resnet18"]["biology_absent"]
+    assert set(metrics["baselines_biology"]["methods"]) == {"logistic_regression"}
+    summary = json.loads((exp / "report" / "summary.json").read_text())
+    assert "resnet18" in summary["biology_absent"] and set(summary["biology"]) == {"baselines"}
+    html = (exp / "report" / "index.html").read_text()
+    assert "resnet18: not checked against biology: its inputs have no pixel-&gt;gene map" in html
