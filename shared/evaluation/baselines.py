@@ -3,24 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 
 from shared.logs import get_logger
 
+from .baseline_models import BASELINES, make_baseline
 from .results import ModelResult, fold_row
 from .splits import Protocol
 
 log = get_logger(__name__)
-BASELINES = ("logistic_regression", "random_forest")
-
-
-def make_baseline(name: str, seed: int):
-    if name == "logistic_regression":
-        return LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced")
-    if name == "random_forest":
-        return RandomForestClassifier(n_estimators=300, class_weight="balanced", n_jobs=-1, random_state=seed)
-    raise ValueError(f"unknown baseline {name!r}")
+__all__ = ["BASELINES", "make_baseline", "fit_predict", "train_sklearn", "train_baseline"]
 
 
 def fit_predict(model, X_train: np.ndarray, y_train: np.ndarray, X_eval: list[np.ndarray],

@@ -24,7 +24,7 @@ from scipy import stats
 from sklearn.metrics import f1_score
 
 from shared.errors import UserError
-from shared.evaluation.baselines import make_baseline
+from shared.evaluation.baseline_models import make_baseline
 from shared.logs import get_logger
 
 log = get_logger("stages.explain")
