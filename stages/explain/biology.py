@@ -460,11 +460,13 @@ def plot_keep_remove(tables: dict[str, pd.DataFrame], path: Path, title: str) ->
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), sharey=True)
-    ref = next(iter(tables.values()))
+    first, ref = next(iter(tables.items()))
     for ax, mode in zip(axes, ("keep", "remove")):
         k = ref["k"].to_numpy()
         mean, sd = ref[f"random_{mode}_f1"].to_numpy(), ref[f"random_{mode}_sd"].to_numpy()
-        ax.fill_between(k, mean - sd, mean + sd, color="0.8", label="random genes (mean +- sd)")
+        # each method keeps its own number of genes at a k (the union of the classes' top-k); the band is drawn for
+        # the first method's, and every flag compares a method with random sets of its own size (retraining.csv)
+        ax.fill_between(k, mean - sd, mean + sd, color="0.8", label=f"random genes, as many as {first}'s (mean +- sd)")
         ax.plot(k, mean, color="0.5", lw=1)
         ax.plot(k, ref[f"de_{mode}_f1"], color="black", lw=2, marker="s", label="DE top-k (Wilcoxon)")
         ax.axhline(ref["all_genes_f1"].iat[0], color="black", ls=":", lw=1, label="all genes")

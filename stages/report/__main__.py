@@ -119,7 +119,8 @@ def biology_section(model: str, entry: dict, folder: Path, figures: Path) -> tup
                      "Jaccard": de["mean_jaccard"], "Spearman vs DE": de["mean_spearman"],
                      "classes above chance": f"{de['classes_better_than_chance']} of {de['n_classes']}",
                      f"keep@{first.get('k')} macro-F1": first.get("keep_f1"),
-                     f"random {first.get('k')} genes (mean)": first.get("random_keep_f1"),
+                     f"genes kept@{first.get('k')}": first.get("n_genes_kept"),
+                     "as many random genes (mean macro-F1)": first.get("random_keep_f1"),
                      f"remove@{first.get('k')} drop": first.get("remove_drop"),
                      "flags": "; ".join(flags) or "none",
                      "top gene set per class": "; ".join(f"{c}: {t}" for c, t in top_sets.items()) or None})
