@@ -347,8 +347,28 @@ def assess_ranking(class_scores: np.ndarray, signed: bool, prepared, p, seed: in
     return out
 
 
+def json_safe(value):
+    """NaN and infinities -> None, recursively (JSON has no NaN: a strict parser, a browser's included, rejects it;
+    e.g. the F1 after removing every gene)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
 def summarise(result: dict, p) -> dict:
-    """The JSON view of one ranking's checks (summary.json and metrics.json)."""
+    """The JSON view of one ranking's checks (summary.json and metrics.json); NaN written as null."""
+    return json_safe(_summarise(result, p))
+
+
+def _summarise(result: dict, p) -> dict:
     ov = result["de_overlap"]
     out: dict = {"de_overlap": {}}
     for (method, k), g in ov.groupby(["de_method", "k"], sort=False):
