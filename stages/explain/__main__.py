@@ -287,9 +287,8 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
         if result is None:
             entry["biology_absent"] = "the gene values the model read are not stored (preprocess.save_vectors)"
         else:
-            tables = result.pop("tables")
+            tables, de = result.pop("tables"), result.pop("de")
             entry["biology"] = result
-            de = bio.prepared(spec, gene_names, symbols_of(data, gene_names), classes)[1]
     if gene_names is not None and per_method_genes:
         write_anndata(out / name / "attributions.h5ad", data, classes, per_method_genes, entry, p, de, tables)
     return entry
@@ -407,6 +406,7 @@ def baselines_biology(run: StageRun, bio: biology.Context, names: list[str]) -> 
     result = biology.assess_model("baselines", bio, spec, genes, symbols, dataset["classes"], rankings,
                                   run.out / "baselines" / "biology")
     result.pop("tables")
+    result.pop("de")
     result["seconds"] = round(time.time() - t0, 2)
     return result
 

@@ -15,6 +15,7 @@ several models on the same genes share it.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,7 +316,6 @@ class Context:
             if data is None:
                 self.by_genes[key] = None
             else:
-                import time
                 t0 = time.time()
                 de = differential_expression(data)
                 log.info("differential expression (%s) on %d training samples x %d genes: %.1f s",
@@ -326,15 +326,20 @@ class Context:
         return self.by_genes[key]
 
 
+def de_matrix(de: dict, classes: list[str], n_genes: int) -> np.ndarray:
+    """(n_classes, n_genes) Wilcoxon DE scores (NaN rows for classes without DE)."""
+    scores = de["wilcoxon"]["scores"]
+    return np.stack([scores[c].to_numpy(dtype=float) if c in scores else np.full(n_genes, np.nan) for c in classes])
+
+
 def assess_ranking(class_scores: np.ndarray, signed: bool, prepared, p, seed: int, classes: list[str],
-                   with_retraining: bool = True) -> dict:
-    """The three checks of one ranking (n_classes x n_genes class scores) under settings ``p``: tables."""
+                   de_scores: np.ndarray | None = None) -> dict:
+    """The checks of one ranking (n_classes x n_genes class scores) under settings ``p``: tables. The keep/remove
+    retraining runs when ``de_scores`` (de_matrix, its DE reference) is given."""
     data, de, retrainer, sets = prepared
     overlap = de_agreement(class_scores, signed, de, classes, p.de_k, p.permutations, seed)
     out = {"de_overlap": overlap}
-    if with_retraining:
-        de_scores = np.stack([de["wilcoxon"]["scores"][c].to_numpy(dtype=float)
-                              if c in de["wilcoxon"]["scores"] else np.full(len(data.genes), np.nan) for c in classes])
+    if de_scores is not None:
         out["retraining"] = keep_remove(class_scores, de_scores, p.retrain_k, retrainer, p.random_draws, seed)
     if sets is not None:
         tables = []
@@ -368,6 +373,12 @@ def summarise(result: dict, p) -> dict:
     return json_safe(_summarise(result, p))
 
 
+def enrichment_summary(table: pd.DataFrame) -> dict:
+    """Each class's three best gene sets (enrichment table -> JSON records)."""
+    return {cls: g.head(3)[["gene_set", "overlap", "p", "p_adj"]].to_dict(orient="records")
+            for cls, g in table.groupby("class", sort=False)}
+
+
 def _summarise(result: dict, p) -> dict:
     ov = result["de_overlap"]
     out: dict = {"de_overlap": {}}
@@ -384,9 +395,7 @@ def _summarise(result: dict, p) -> dict:
         out["retraining"] = rt.to_dict(orient="records")
         out.update(verdict(rt, p.min_drop))
     if "enrichment" in result:
-        en = result["enrichment"]
-        out["enrichment"] = {cls: g.head(3)[["gene_set", "overlap", "p", "p_adj"]].to_dict(orient="records")
-                             for cls, g in en.groupby("class", sort=False)}
+        out["enrichment"] = enrichment_summary(result["enrichment"])
     return out
 
 
@@ -510,8 +519,7 @@ def assess_model(name: str, ctx: Context, spec: dict, genes, symbols, classes: l
                  rankings: dict[str, tuple[np.ndarray, bool]], folder: Path) -> dict | None:
     """Every ranking of one model (method -> (class scores, signed)) checked three ways; writes
     ``folder/{de_overlap,retraining,enrichment}.csv`` and two figures; returns the JSON entry (None: no gene values
-    to compare with), with the tables under ``"tables"`` for the .h5ad."""
-    import time
+    to compare with), with the tables under ``"tables"`` and the DE result under ``"de"`` for the .h5ad."""
     t0 = time.time()
     p = ctx.p.model_copy(update={"de_k": usable_ks(ctx.p, "de_k", len(genes), name),
                                  "retrain_k": usable_ks(ctx.p, "retrain_k", len(genes), name),
@@ -521,16 +529,11 @@ def assess_model(name: str, ctx: Context, spec: dict, genes, symbols, classes: l
         return None
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "figures").mkdir(exist_ok=True)
-    results = {m: assess_ranking(scores, signed, prepared, p, ctx.seed, classes)
+    de_top = de_matrix(prepared[1], classes, len(genes))
+    results = {m: assess_ranking(scores, signed, prepared, p, ctx.seed, classes, de_top)
                for m, (scores, signed) in rankings.items()}
-    de = prepared[1]
-    de_top = np.stack([de["wilcoxon"]["scores"][c].to_numpy(dtype=float) if c in de["wilcoxon"]["scores"]
-                       else np.full(len(genes), np.nan) for c in classes])
-    if prepared[3] is not None:  # the DE ranking's own enrichment, the reference of the methods'
-        results_de = assess_ranking(de_top, True, prepared, p, ctx.seed, classes, with_retraining=False)
-        results_de.pop("de_overlap")
-    else:
-        results_de = {}
+    # the DE ranking's own enrichment, the reference of the methods'
+    results_de = assess_ranking(de_top, True, prepared, p, ctx.seed, classes) if prepared[3] is not None else {}
     tables = {}
     for key in ("de_overlap", "retraining", "enrichment"):
         parts = [r[key].assign(method=m) for m, r in results.items() if key in r]
@@ -550,8 +553,7 @@ def assess_model(name: str, ctx: Context, spec: dict, genes, symbols, classes: l
     entry = {"n_train": int(len(prepared[0].y_train)), "de_methods": list(DE_METHODS),
              "retrain_model": p.retrain_model, "methods": {m: summarise(r, p) for m, r in results.items()}}
     if "enrichment" in results_de:
-        entry["de_enrichment"] = summarise({"de_overlap": pd.DataFrame(columns=["de_method", "k", "class"]),
-                                            **results_de}, p).get("enrichment")
+        entry["de_enrichment"] = json_safe(enrichment_summary(results_de["enrichment"]))
     for m, s in entry["methods"].items():
         flags = [f for f in ("de_no_better_than_chance", "keep_no_better_than_random", "removal_costs_nothing")
                  if s.get(f)]
@@ -559,5 +561,5 @@ def assess_model(name: str, ctx: Context, spec: dict, genes, symbols, classes: l
                  s["de_overlap"]["wilcoxon"][f"top_{p.de_k[0]}"]["mean_overlap"], p.de_k[0],
                  f"; FLAGGED: {', '.join(flags)}" if flags else "")
     entry["seconds"] = round(time.time() - t0, 2)
-    entry["tables"] = tables
+    entry["tables"], entry["de"] = tables, prepared[1]
     return entry
