@@ -159,8 +159,10 @@ fetch: $(STAMP) ## download a public dataset into data/<DATASET>/, resumable (in
 	@test -n "$(DATASET)$(MANIFEST)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2|tcga-pancan [ONLY='lung ...'] [LIST=1], or make fetch DATASET=gdc MANIFEST=gdc_manifest.txt"; exit 2; }
 	$(PY) -m stages.preprocess.fetch $(DATASET) --dest data $(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(ONLY),--only $(ONLY)) $(if $(LIST),--list --sizes)
 
-bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,train,explain,mri}.json
+bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,layout,loaders,train,explain,mri}.json
 	$(PY) -m bench.preprocess all
+	$(PY) -m bench.layout
+	$(PY) -m bench.loaders
 	$(PY) -m bench.train
 	$(PY) -m bench.explain
 	$(PY) -m bench.mri

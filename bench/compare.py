@@ -5,7 +5,8 @@ variance genes, min-max scaled to [0, 1]), the same embedding and the same image
 
 - fit: ``fit_deepinsight`` against ``ImageTransformer(feature_extractor, discretization, pixels).fit``, where
   the feature extractor is configured exactly as our ``embed_genes`` (PCA(2); PCA(50) then t-SNE(cosine,
-  init='pca') for tsne; same seed), and again with both handed the identical precomputed 2-D coordinates
+  init='pca') for tsne_sklearn, our scikit-learn t-SNE; same seed; our default openTSNE t-SNE is measured
+  against pyDeepInsight by ``bench.layout``), and again with both handed the identical precomputed 2-D coordinates
   (the layout alone: hull, rotation, scaling, discretisation, map).
 - transform: the stage's transform (``MapRenderer``: values -> uint8 images, as written to images.npy) against
   ``ImageTransformer.transform(X, img_format='scalar')`` (their cheapest output format, float64) on each side's
@@ -93,7 +94,7 @@ def pdi_extractor(embedding: str, seed: int, n_genes: int, n_samples: int, perpl
         return PCA(n_components=2, random_state=seed)
     if embedding == "kpca":
         return KernelPCA(n_components=2, kernel="rbf", random_state=seed)
-    if embedding == "tsne":
+    if embedding == "tsne_sklearn":
         perp = min(perplexity, max(2.0, (n_genes - 1) / 3))
         tsne = TSNE(n_components=2, perplexity=perp, init="pca", metric="cosine", random_state=seed)
         if n_samples > 50:
@@ -298,7 +299,7 @@ def pixel_values(X, gmap, ours, it, theirs, height, width, genes) -> dict:
 
 
 def run_compare(n_samples: int = 4000, n_genes: int = 2000, height: int = 64, width: int = 64,
-                embeddings=("pca", "tsne"), discretizations=("bin", "lsa"), repeats: int = 3, seed: int = 0,
+                embeddings=("pca", "tsne_sklearn"), discretizations=("bin", "lsa"), repeats: int = 3, seed: int = 0,
                 transform_rows=(512, 8192), log=print) -> dict:
     ImageTransformer, pdi_info = load_image_transformer()
     t0 = time.perf_counter()

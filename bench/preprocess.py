@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--samples", type=int, default=4000)
         p.add_argument("--genes", type=int, default=2000)
         p.add_argument("--size", type=int, default=64, help="image height = width (pyDeepInsight's lsa is square-only)")
-        p.add_argument("--embeddings", default="pca,tsne", help="comma-separated: pca, tsne, kpca")
+        p.add_argument("--embeddings", default="pca,tsne_sklearn",
+                       help="comma-separated: pca, tsne_sklearn, kpca (those pyDeepInsight can be configured to match)")
         p.add_argument("--discretizations", default="bin,lsa")
         p.add_argument("--repeats", type=int, default=3)
         p.add_argument("--seed", type=int, default=0)

@@ -110,10 +110,28 @@ def test_orientation_error_when_both_axes_match(tmp_path, labels_csv):
     assert "orientation" in _user_error(matrix, **_csv_config(matrix, labels_csv))
 
 
-def test_samples_missing_from_labels_are_counted(tmp_path, labels_csv):
-    matrix = _write(tmp_path / "m.csv", _matrix_text([*SAMPLES, "S5", "S6"], GENES, np.ones((6, 5), int)))
-    message = _user_error(matrix, **_csv_config(matrix, labels_csv))
-    assert "2 of 6 samples" in message and "'S5'" in message
+def test_samples_missing_from_labels_are_left_out_and_counted(tmp_path, labels_csv, caplog):
+    """The labels table selects the samples: matrix samples without a row there are not read (logged)."""
+    for orientation, values in (("samples_x_genes", np.arange(30).reshape(6, 5)),
+                                ("genes_x_samples", np.arange(30).reshape(5, 6))):
+        samples, genes = [*SAMPLES, "S5", "S6"], GENES
+        rows, cols = (samples, genes) if orientation == "samples_x_genes" else (genes, samples)
+        matrix = _write(tmp_path / f"{orientation}.csv", _matrix_text(rows, cols, values))
+        for configured in ("auto", orientation):
+            caplog.clear()
+            with caplog.at_level("INFO"):
+                adata = _read(**_csv_config(matrix, labels_csv, orientation=configured))
+            assert list(adata.obs_names) == SAMPLES
+            expected = values[:4] if orientation == "samples_x_genes" else values[:, :4].T
+            np.testing.assert_array_equal(adata.X, expected.astype(np.float32))
+            assert "2 of 6 samples" in caplog.text
+
+
+def test_no_labelled_sample_is_an_error(tmp_path, labels_csv):
+    matrix = _write(tmp_path / "m.csv", _matrix_text(GENES, ["S7", "S8", *SAMPLES[:1]], np.ones((5, 3), int)))
+    labels = _write(tmp_path / "l.csv", "sample,tumour_state\nS9,a\nS10,b\n")
+    for orientation in ("genes_x_samples", "samples_x_genes"):
+        assert "labelled sample" in _user_error(matrix, **_csv_config(matrix, labels, orientation=orientation))
 
 
 # ------------------------------------------------------------------------------------------------ GTEx GCT

@@ -88,16 +88,59 @@ def _read_h5ad(cfg: Expression):
 
 
 def _read_csv(cfg: Expression):
-    """csv/tsv: a matrix (samples x genes or genes x samples) plus the labels table -> AnnData samples x genes."""
+    """csv/tsv: a matrix (samples x genes or genes x samples) plus the labels table -> AnnData samples x genes.
+
+    Only the samples with a row in the labels table are read (the others are logged and left out); with the
+    orientation known (set, or clear from the header and the first rows) they are selected as the file streams.
+    """
     labels = _read_labels(cfg)
-    table = _read_matrix(cfg.path, cfg.normalized, default_sep="," if cfg.format == "csv" else "\t",
-                         missing_ok=cfg.missing == "drop_genes")
+    known = set(labels.index)
+    header, sep = _matrix_header(cfg.path, None, "," if cfg.format == "csv" else "\t", 0)
     orientation = cfg.orientation
+    if orientation == "auto":
+        orientation = _peek_orientation(cfg.path, header, sep, known)
+    keep = (lambda sample: sample in known) if orientation != "auto" else None
+    table = _read_matrix(cfg.path, cfg.normalized, sep=sep, missing_ok=cfg.missing == "drop_genes",
+                         keep_column=keep if orientation == "genes_x_samples" else None,
+                         keep_row=keep if orientation == "samples_x_genes" else None,
+                         transpose=orientation == "genes_x_samples")
     if orientation == "auto":
         orientation = detect_orientation(table.row_ids, table.col_ids, labels.index, cfg.path, cfg.labels)
     X, samples, genes = _orient(table, orientation, cfg.path)
+    _log_left_out(cfg.path, table.left_out, len(samples) + table.left_out, cfg.labels)
+    X, samples = _labelled_only(X, samples, [s if s in known else None for s in samples], cfg.path, cfg.labels)
     obs = _join_labels(samples, labels, cfg.path, cfg.labels)
     return _assemble(X, obs, pd.DataFrame(index=pd.Index(genes)))
+
+
+def _peek_orientation(path, header: list[str], sep: str, known: set, n_rows: int = 1000) -> str:
+    """The orientation when the header and the first ``n_rows`` row ids settle it (one axis at least half
+    labelled samples, the other none), else 'auto' (the whole file is read and ``detect_orientation`` decides)."""
+    rows = [split(line, sep)[0] for line in head(path, n_rows + 1)[1:] if line.strip()]
+    col_share = float(np.mean([h in known for h in header[1:]])) if len(header) > 1 else 0.0
+    row_share = float(np.mean([r in known for r in rows])) if rows else 0.0
+    if col_share >= 0.5 and row_share == 0:
+        return "genes_x_samples"
+    if row_share >= 0.5 and col_share == 0:
+        return "samples_x_genes"
+    return "auto"
+
+
+def _labelled_only(X: np.ndarray, samples: list[str], keys: list, path, labels_path):
+    """(X, samples) without the samples whose labels key is None (logged); an error when none is labelled."""
+    found = np.array([k is not None for k in keys], dtype=bool)
+    if len(found) and not found.any():
+        raise UserError(f"{path}: no labelled sample among its samples (e.g. {samples[0]!r}) in {labels_path}; "
+                        "check expression.sample_column and that the two files belong together")
+    if found.all():
+        return X, samples
+    _log_left_out(path, int((~found).sum()), len(samples), labels_path)
+    return X[found], [s for s, ok in zip(samples, found) if ok]
+
+
+def _log_left_out(path, left_out: int, total: int, labels_path) -> None:
+    if left_out:
+        log.info("%s: %d of %d samples have no row in %s; left out", path, left_out, total, labels_path)
 
 
 def detect_orientation(row_ids, col_ids, label_ids, path, labels_path) -> str:
@@ -151,17 +194,24 @@ def _read_gct(cfg: Expression):
     the ``Description`` column; obs from the sample-attribute table (``labels``).
     """
     labels = _read_labels(cfg, derive_donor=cfg.group_key == "donor")
+    known = set(labels.index)
     paths = [cfg.path, *cfg.more_paths]
     headers = [_read_gct_header(p) for p in paths]
-    samples = _concat_ids([h[1] for h in headers], paths)
+    all_samples = _concat_ids([h[1] for h in headers], paths)
+    samples = [s for s in all_samples if s in known]
+    if not samples:
+        raise UserError(f"{cfg.labels}: none of its sample ids (e.g. {labels.index[0] if len(labels) else None!r}) "
+                        f"names a sample of {cfg.path} (e.g. {all_samples[0]!r}); check expression.sample_column "
+                        "(GTEx: SAMPID) and that the two files belong together")
+    if len(samples) < len(all_samples):
+        _log_left_out(cfg.path, len(all_samples) - len(samples), len(all_samples), cfg.labels)
     n_genes = headers[0][0]
-    # Filled file by file, so the files' data are never held twice (56k genes x thousands of samples).
-    X = np.empty((len(samples), n_genes), dtype=np.float32)
-    genes = symbols = None
+    X = genes = symbols = None
     start = 0
     for path, (declared, file_samples, lead) in zip(paths, headers):
         table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead,
-                             missing_ok=cfg.missing == "drop_genes")
+                             missing_ok=cfg.missing == "drop_genes", keep_column=lambda s: s in known,
+                             transpose=True)
         if len(table.row_ids) != declared:
             raise UserError(f"{path}: line 2 declares {declared} genes but the file holds {len(table.row_ids)}; "
                             "is the file complete? Download it again")
@@ -171,6 +221,11 @@ def _read_gct(cfg: Expression):
             genes, symbols = file_genes, table.row_info
         elif not file_genes.equals(genes):
             values = _align_genes(values, file_genes, genes, path, paths[0])
+        if len(paths) == 1:
+            X = values.T  # stored samples-first by the reader: no copy
+            break
+        if X is None:  # several files: filled file by file, so their data are never held twice
+            X = np.empty((len(samples), n_genes), dtype=np.float32)
         X[start:start + values.shape[1]] = values.T
         start += values.shape[1]
     obs = _join_labels(samples, labels, cfg.path, cfg.labels)
@@ -257,14 +312,22 @@ def _read_tcga(cfg: Expression):
     ``match_tcga_barcodes``.
     """
     labels = _read_labels(cfg)
-    table = _read_matrix(cfg.path, cfg.normalized, default_sep=default_sep(cfg.path),
-                         missing_ok=cfg.missing == "drop_genes")
-    X, samples, genes = _orient(table, "genes_x_samples" if cfg.orientation == "auto" else cfg.orientation, cfg.path)
+    orientation = "genes_x_samples" if cfg.orientation == "auto" else cfg.orientation
+    header, sep = _matrix_header(cfg.path, None, default_sep(cfg.path), 0)
+    index = labels.index
+
+    def labelled(barcode: str) -> bool:
+        return match_tcga_barcodes([barcode], index)[0] is not None
+
+    if orientation == "genes_x_samples" and not any(labelled(b) for b in header[1:]):
+        raise _no_barcode(cfg, header[1] if len(header) > 1 else None, labels)
+    table = _read_matrix(cfg.path, cfg.normalized, sep=sep, missing_ok=cfg.missing == "drop_genes",
+                         keep_column=labelled if orientation == "genes_x_samples" else None,
+                         keep_row=labelled if orientation == "samples_x_genes" else None,
+                         transpose=orientation == "genes_x_samples")
+    X, samples, genes = _orient(table, orientation, cfg.path)
+    _log_left_out(cfg.path, table.left_out, len(samples) + table.left_out, cfg.labels)
     keys = match_tcga_barcodes(samples, labels.index)
-    if all(k is None for k in keys):
-        raise UserError(f"{cfg.path}: no sample barcode (e.g. {samples[0]!r}) matches a sample id of {cfg.labels} "
-                        f"(e.g. {labels.index[0] if len(labels) else None!r}); the labels' ids must be the matrix "
-                        "barcodes or a TCGA prefix of them such as TCGA-02-0047-01")
     obs = _join_labels(samples, labels, cfg.path, cfg.labels, keys=keys)
     var = pd.DataFrame(index=pd.Index(genes))
     if any("|" in g for g in genes):
@@ -277,6 +340,12 @@ def _read_tcga(cfg: Expression):
 #: header names of a gene-symbol column among a supplementary matrix's leading annotation columns
 SYMBOL_HEADERS = {"symbol", "gene_symbol", "gene symbol", "genesymbol", "gene_name", "gene name", "hgnc_symbol",
                   "description", "gene"}
+
+
+def _no_barcode(cfg: Expression, example, labels) -> UserError:
+    return UserError(f"{cfg.path}: no sample barcode (e.g. {example!r}) matches a sample id of {cfg.labels} "
+                     f"(e.g. {labels.index[0] if len(labels) else None!r}); the labels' ids must be the matrix "
+                     "barcodes or a TCGA prefix of them such as TCGA-02-0047-01")
 
 
 def _read_geo(cfg: Expression):
@@ -296,7 +365,7 @@ def _read_geo(cfg: Expression):
             raise UserError(f"{series_path}: the series matrix has no data table (its values are in a supplementary "
                             "file); set expression.path to that file and expression.labels to this series matrix")
         table = _read_matrix(series_path, cfg.normalized, sep="\t", skiprows=series.table_line,
-                             nrows=series.table_rows, missing_ok=missing_ok)
+                             nrows=series.table_rows, missing_ok=missing_ok, transpose=True)
         labels = series.samples
     else:
         header, sep = _matrix_header(cfg.path, None, "\t", 0)
@@ -318,7 +387,7 @@ def _read_geo(cfg: Expression):
                             f"{series_path} (e.g. {strays[0]!r}); remove them or use the matching series matrix")
         symbol = next((i for i in range(1, first) if header[i].strip().lower() in SYMBOL_HEADERS), None)
         table = _read_matrix(cfg.path, cfg.normalized, sep=sep, n_id_columns=first, info_column=symbol,
-                             missing_ok=missing_ok)
+                             missing_ok=missing_ok, transpose=True)
         log.info("%s: %d samples matched to %s by !Sample_%s; %d annotation column(s) before them", cfg.path,
                  len(table.col_ids), series_path, field, first)
     X, samples, genes = _orient(table, "genes_x_samples", cfg.path)
@@ -387,6 +456,7 @@ class _Table(NamedTuple):
     row_ids: list[str]
     col_ids: list[str]
     row_info: list[str] | None
+    left_out: int = 0  # rows or columns left out by keep_row / keep_column
 
 
 def _matrix_header(path, sep: str | None, default_sep: str, skiprows: int) -> tuple[list[str], str]:
@@ -403,57 +473,64 @@ def _matrix_header(path, sep: str | None, default_sep: str, skiprows: int) -> tu
 
 def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: str = ",", skiprows: int = 0,
                  n_id_columns: int = 1, first_id: int = 0, info_column: int | None = None, nrows: int | None = None,
-                 missing_ok: bool = False) -> _Table:
+                 missing_ok: bool = False, keep_column=None, keep_row=None, transpose: bool = False) -> _Table:
     """A delimited matrix file -> _Table. After ``skiprows`` lines: a header of column ids, then one row per id
     (``nrows`` rows, default: to the end of the file).
 
     The first ``n_id_columns`` columns are not values: column ``first_id`` holds the row ids and ``info_column``
-    (default: the next one, when it is among them) ``row_info`` (other id columns are read and dropped); every
-    other cell must be a number. Values are checked (NaN/inf unless ``missing_ok`` allows NaN, negatives unless
-    ``normalized``) before returning.
+    (default: the next one, when it is among them) ``row_info`` (other id columns are skipped); every other
+    cell must be a number. ``keep_column(id)`` / ``keep_row(id)``: value columns / rows for which it is false
+    are left out as the file is read (streamed in blocks, ``streaming.stream_matrix``: only the kept values are
+    ever stored, as float32). ``transpose``: the values are stored columns-first, so that ``values.T`` (the
+    samples x genes matrix of a genes x samples file) costs no copy. Values are checked block by block
+    (NaN/inf unless ``missing_ok`` allows NaN, negatives unless ``normalized``).
     """
+    from .streaming import NonNumeric, stream_matrix
+
     header, sep = _matrix_header(path, sep, default_sep, skiprows)
     if info_column is None and n_id_columns > first_id + 1:
         info_column = first_id + 1
     if len(header) <= n_id_columns:
         raise UserError(f"{path}: the header has {len(header)} column(s); expected row ids then one column per "
                         f"sample or gene (is the separator {sep!r} right?)")
-    frame = _read_values(path, sep, skiprows + 1, len(header), n_id_columns, header, nrows)
-    if frame.shape[0] == 0:
+    value_columns = [j for j in range(n_id_columns, len(header)) if keep_column is None or keep_column(header[j])]
+    col_ids = [header[j] for j in value_columns]
+    if not value_columns:
+        raise UserError(f"{path}: no column of the matrix is a labelled sample (e.g. {header[n_id_columns]!r}); "
+                        "check the labels' sample ids")
+
+    def check(block, row_ids, _):
+        _check_values(block, row_ids, col_ids, path, normalized, axes=("row", "column"), missing_ok=missing_ok)
+
+    try:
+        streamed = stream_matrix(path, sep, skiprows + 1, len(header), first_id, info_column, value_columns,
+                                 transpose, nrows=nrows, keep_row=keep_row, check=check)
+    except NonNumeric as exc:
+        raise _non_numeric(path, sep, skiprows + 1, first_id, exc.column, header, nrows) from None
+    if not streamed.row_ids:
+        if keep_row is not None:
+            raise UserError(f"{path}: no row of the matrix is a labelled sample; check the labels' sample ids")
         raise UserError(f"{path}: the header is there but no data rows follow; is the file complete?")
-    table = _Table(values=frame.iloc[:, n_id_columns:].to_numpy(dtype=np.float32),
-                   row_ids=frame[first_id].astype(str).tolist(), col_ids=header[n_id_columns:],
-                   row_info=frame[info_column].fillna("").astype(str).tolist() if info_column is not None else None)
-    _check_values(table.values, table.row_ids, table.col_ids, path, normalized, axes=("row", "column"),
-                  missing_ok=missing_ok)
-    return table
+    return _Table(values=streamed.values, row_ids=[str(r) for r in streamed.row_ids], col_ids=col_ids,
+                  row_info=streamed.row_info,
+                  left_out=streamed.rows_left_out + (len(header) - n_id_columns - len(value_columns)))
 
 
-def _read_values(path, sep: str, skiprows: int, n_columns: int, n_id_columns: int, header: list[str],
-                 nrows: int | None = None) -> pd.DataFrame:
-    """The data rows with positional column names: id columns as str, the rest float32 (fast C parser)."""
-    dtype = {i: (str if i < n_id_columns else np.float32) for i in range(n_columns)}
-    kwargs = dict(sep=sep, header=None, names=range(n_columns), skiprows=skiprows, compression=compression(path),
-                  nrows=nrows)
+def _non_numeric(path, sep: str, skiprows: int, id_column: int, column: int, header: list[str],
+                 nrows: int | None) -> UserError:
+    """The UserError naming the first non-numeric cell of value column ``column`` (re-read as text, with the ids:
+    two columns only)."""
     with reading(path, "the matrix"):
-        try:
-            return pd.read_csv(path, dtype=dtype, **kwargs)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-            raise
-        except ValueError:  # a cell that is not a number: find it to name it
-            raise _non_numeric(path, pd.read_csv(path, dtype=str, **kwargs), n_id_columns, header, skiprows) from None
-
-
-def _non_numeric(path, frame: pd.DataFrame, n_id_columns: int, header: list[str], skiprows: int) -> UserError:
-    """The UserError naming the first non-numeric cell of ``frame`` (read as strings)."""
-    for j in range(n_id_columns, frame.shape[1]):
-        text = frame[j]
-        bad = pd.to_numeric(text, errors="coerce").isna() & text.notna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            return UserError(f"{path}: non-numeric value {text.iloc[i]!r} in row {frame[0].iloc[i]!r} (line "
-                             f"{skiprows + i + 1}), column {header[j]!r}; the matrix must hold numbers only")
-    return UserError(f"{path}: the matrix holds values that are not numbers; check the separator and the file")
+        frame = pd.read_csv(path, sep=sep, header=None, skiprows=skiprows, usecols=[id_column, column], dtype=str,
+                            compression=compression(path), nrows=nrows, names=range(len(header)))
+    text = frame[column]
+    bad = pd.to_numeric(text, errors="coerce").isna() & text.notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        return UserError(f"{path}: non-numeric value {text.iloc[i]!r} in row {frame[id_column].iloc[i]!r} (line "
+                         f"{skiprows + i + 1}), column {header[column]!r}; the matrix must hold numbers only")
+    return UserError(f"{path}: column {header[column]!r} holds values that are not numbers; check the separator "
+                     "and the file")
 
 
 def _orient(table: _Table, orientation: str, path) -> tuple[np.ndarray, list[str], list[str]]:

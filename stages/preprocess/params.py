@@ -50,7 +50,10 @@ class Expression(Section):
     missing: Literal["error", "drop_genes"] = "error"
 
 
-Embedding = Literal["tsne", "pca", "kpca", "umap"]
+#: tsne: openTSNE (FFT-accelerated from 10,000 genes up); tsne_sklearn: scikit-learn's Barnes-Hut t-SNE, what
+#: pyDeepInsight runs (slower, kept as the reference); pca, kpca (RBF kernel PCA); umap (umap-learn). Every one
+#: runs on the genes' training profiles (t-SNE after a 50-component PCA), cosine metric for t-SNE and UMAP.
+Embedding = Literal["tsne", "tsne_sklearn", "pca", "kpca", "umap"]
 Discretization = Literal["bin", "qtb", "lsa"]
 
 
