@@ -8,7 +8,8 @@ per-epoch sampler) and its ``run_epoch`` (input scaling on the device, input dro
 Plain: the images already in memory as one float tensor, ``TensorDataset`` + ``DataLoader(shuffle=True)``, and
 the textbook ``zero_grad / forward / backward / step``. Reported: images per second (best of ``--repeats``) and
 their ratio, written to ``outputs/bench/train.json`` (key ``throughput_ratio_vs_plain_loop``), with a GPU entry
-when CUDA is available.
+when CUDA is available. ``dense``: the same comparison for the dense network (``dense_preset: small``) on float32
+expression vectors of ``--dense-genes`` genes (default 2,000 and 20,000), in samples per second.
 """
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def _ours(model, images_path: Path, labels, batch: int, device, settings: TrainS
 
 
 def _plain(model, images: np.ndarray, labels, batch: int, device) -> float:
-    data = TensorDataset(torch.from_numpy(images).float().div(255.0), torch.from_numpy(labels))
+    x = torch.from_numpy(images).float()
+    data = TensorDataset(x.div(255.0) if images.dtype == np.uint8 else x, torch.from_numpy(labels))
     loader = DataLoader(data, batch_size=batch, shuffle=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
@@ -77,11 +79,36 @@ def _sync(device) -> None:
 def measure(device: torch.device, arch: str, n: int, size: int, batch: int, repeats: int) -> dict:
     images, labels = _data(n, size, 5)
     spec = {"arch": arch, "input_shape": [1, size, size], "n_classes": 5, "stem": "small" if size < 64 else "imagenet"}
+    result = _compare(device, spec, images, labels, batch, repeats)
+    return {"device": str(device), "arch": arch, "samples": n, "image": [1, size, size], "batch_size": batch,
+            "ours_images_per_s": result["ours"], "plain_images_per_s": result["plain"],
+            "throughput_ratio_vs_plain_loop": result["ours"] / result["plain"], "repeats": repeats,
+            "ours_mixed_precision_channels_last": device.type == "cuda"}
+
+
+def measure_dense(device: torch.device, n_genes: int, n: int, batch: int, repeats: int, preset: str = "small") -> dict:
+    """The dense network (train_torch's ``dense_preset``) on float32 expression vectors of ``n_genes`` genes."""
+    from shared.models import DENSE_PRESETS
+
+    rng = np.random.default_rng(0)
+    vectors = rng.random((n, n_genes), dtype=np.float32)
+    labels = rng.integers(0, 5, size=n).astype(np.int64)
+    spec = {"arch": "dense", "input_shape": [n_genes], "n_classes": 5, "widths": DENSE_PRESETS[preset]}
+    result = _compare(device, spec, vectors, labels, batch, repeats)
+    return {"device": str(device), "genes": n_genes, "samples": n, "preset": preset, "batch_size": batch,
+            "ours_samples_per_s": round(result["ours"], 1), "plain_samples_per_s": round(result["plain"], 1),
+            "throughput_ratio_vs_plain_loop": round(result["ours"] / result["plain"], 3)}
+
+
+def _compare(device: torch.device, spec: dict, data: np.ndarray, labels: np.ndarray, batch: int,
+             repeats: int) -> dict:
+    """Best samples/s of the stage's loop and of the plain loop on the same model and data, interleaved."""
     on_gpu = device.type == "cuda"
-    settings = TrainSettings(epochs=1, lr=1e-3, weight_decay=0, mixed_precision=on_gpu, channels_last=on_gpu)
+    settings = TrainSettings(epochs=1, lr=1e-3, weight_decay=0, mixed_precision=on_gpu, channels_last=on_gpu
+                             and spec["arch"] != "dense")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "images.npy"
-        np.save(path, images)
+        path = Path(tmp) / "inputs.npy"
+        np.save(path, data)
         ours, plain = [], []
         for _ in range(repeats):  # interleaved, so drifts in machine load hit both alike
             torch.manual_seed(0)
@@ -90,11 +117,8 @@ def measure(device: torch.device, arch: str, n: int, size: int, batch: int, repe
                 model = model.to(memory_format=torch.channels_last)
             ours.append(_ours(model, path, labels, batch, device, settings))
             torch.manual_seed(0)
-            plain.append(_plain(build_model(spec).to(device), images, labels, batch, device))
-    return {"device": str(device), "arch": arch, "samples": n, "image": [1, size, size], "batch_size": batch,
-            "ours_images_per_s": max(ours), "plain_images_per_s": max(plain),
-            "throughput_ratio_vs_plain_loop": max(ours) / max(plain), "repeats": repeats,
-            "ours_mixed_precision_channels_last": on_gpu}
+            plain.append(_plain(build_model(spec).to(device), data, labels, batch, device))
+    return {"ours": max(ours), "plain": max(plain)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,11 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dense-genes", default="2000,20000", help="gene counts for the dense network's throughput")
+    parser.add_argument("--dense-samples", type=int, default=2048)
     parser.add_argument("--out", default=os.path.join(os.environ.get("ONCOXAI_OUTPUTS", "outputs"), "bench",
                                                       "train.json"))
     args = parser.parse_args(argv)
     cpu = measure(torch.device("cpu"), args.arch, args.samples, args.size, args.batch_size, args.repeats)
     result = {**cpu, "cpu": cpu, "cpu_threads": torch.get_num_threads()}
+    result["dense"] = {g: measure_dense(torch.device("cpu"), int(g), args.dense_samples, args.batch_size, args.repeats)
+                       for g in args.dense_genes.split(",") if g}
     if torch.cuda.is_available():
         gpu = measure(torch.device("cuda"), args.arch, max(args.samples, 8192), args.size, 256, args.repeats)
         result["gpu"] = {**gpu, "name": torch.cuda.get_device_name(0)}
@@ -120,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             r = result[key]
             print(f"{key}: ours {r['ours_images_per_s']:.0f} img/s, plain loop {r['plain_images_per_s']:.0f} img/s, "
                   f"ratio {r['throughput_ratio_vs_plain_loop']:.2f}")
+    for g, r in result["dense"].items():
+        print(f"dense ({r['preset']}) at {g} genes: ours {r['ours_samples_per_s']:.0f} samples/s, plain loop "
+              f"{r['plain_samples_per_s']:.0f} samples/s")
     print(f"wrote {out}")
     return 0
 

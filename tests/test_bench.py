@@ -48,3 +48,28 @@ def test_explain_bench_writes_its_headline_key(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["explain_speedup_vs_per_sample_loop"] > 0
     assert doc["max_abs_difference"] < 1e-4  # both compute the same attributions
+
+
+def test_layout_bench_writes_fit_speed_and_quality_for_both(tmp_path):
+    from bench.layout import main
+
+    out = tmp_path / "layout.json"
+    assert main(["--genes", "150", "--samples", "60", "--size", "16", "--out", str(out)]) == 0
+    entry = json.loads(out.read_text())["sizes"]["150"]
+    assert entry["fit_speedup_vs_pydeepinsight"] > 0
+    for side in ("ours", "theirs"):
+        assert 0.5 < entry[side]["trustworthiness"] <= 1.0  # better than random coordinates (about 0.5)
+        assert 0.0 < entry[side]["unique_pixel_share"] <= 1.0
+
+
+def test_loaders_bench_reads_the_same_matrix_both_ways(tmp_path):
+    from bench.loaders import main
+
+    out = tmp_path / "loaders.json"
+    assert main(["--genes", "400", "--samples", "30,60", "--tmp", str(tmp_path), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    for n in ("30", "60"):
+        entry = doc["sizes"][n]
+        assert entry["ours"]["shape"] == entry["pandas"]["shape"] == [int(n), 400]
+        assert entry["ours"]["dtype"] == "float32"
+    assert doc["read_speedup_vs_pandas"] > 0 and "peak_rss_ratio" in doc and doc["projected"]["samples"] == 17382

@@ -211,7 +211,7 @@ def _read_gct(cfg: Expression):
     for path, (declared, file_samples, lead) in zip(paths, headers):
         table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead,
                              missing_ok=cfg.missing == "drop_genes", keep_column=lambda s: s in known,
-                             transpose=True)
+                             transpose=True, expected_rows=declared)
         if len(table.row_ids) != declared:
             raise UserError(f"{path}: line 2 declares {declared} genes but the file holds {len(table.row_ids)}; "
                             "is the file complete? Download it again")
@@ -473,7 +473,8 @@ def _matrix_header(path, sep: str | None, default_sep: str, skiprows: int) -> tu
 
 def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: str = ",", skiprows: int = 0,
                  n_id_columns: int = 1, first_id: int = 0, info_column: int | None = None, nrows: int | None = None,
-                 missing_ok: bool = False, keep_column=None, keep_row=None, transpose: bool = False) -> _Table:
+                 missing_ok: bool = False, keep_column=None, keep_row=None, transpose: bool = False,
+                 expected_rows: int | None = None) -> _Table:
     """A delimited matrix file -> _Table. After ``skiprows`` lines: a header of column ids, then one row per id
     (``nrows`` rows, default: to the end of the file).
 
@@ -481,7 +482,8 @@ def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: st
     (default: the next one, when it is among them) ``row_info`` (other id columns are skipped); every other
     cell must be a number. ``keep_column(id)`` / ``keep_row(id)``: value columns / rows for which it is false
     are left out as the file is read (streamed in blocks, ``streaming.stream_matrix``: only the kept values are
-    ever stored, as float32). ``transpose``: the values are stored columns-first, so that ``values.T`` (the
+    ever stored, as float32; ``expected_rows``, when the file declares its rows, lets the blocks go straight into
+    the result). ``transpose``: the values are stored columns-first, so that ``values.T`` (the
     samples x genes matrix of a genes x samples file) costs no copy. Values are checked block by block
     (NaN/inf unless ``missing_ok`` allows NaN, negatives unless ``normalized``).
     """
@@ -504,7 +506,7 @@ def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: st
 
     try:
         streamed = stream_matrix(path, sep, skiprows + 1, len(header), first_id, info_column, value_columns,
-                                 transpose, nrows=nrows, keep_row=keep_row, check=check)
+                                 transpose, nrows=nrows, keep_row=keep_row, check=check, expected_rows=expected_rows)
     except NonNumeric as exc:
         raise _non_numeric(path, sep, skiprows + 1, first_id, exc.column, header, nrows) from None
     if not streamed.row_ids:
