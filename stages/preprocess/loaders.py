@@ -210,7 +210,7 @@ def _read_gct(cfg: Expression):
     start = 0
     for path, (declared, file_samples, lead) in zip(paths, headers):
         table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead,
-                             missing_ok=cfg.missing == "drop_genes", keep_column=lambda s: s in known,
+                             missing_ok=cfg.missing == "drop_genes", keep_column=known.__contains__,
                              transpose=True, expected_rows=declared)
         if len(table.row_ids) != declared:
             raise UserError(f"{path}: line 2 declares {declared} genes but the file holds {len(table.row_ids)}; "
@@ -294,7 +294,7 @@ def match_tcga_barcodes(barcodes, label_ids) -> list[str | None]:
     labels table keyed by any of these shorter forms (e.g. TCGA-02-0047-01) matches the longer barcodes of the
     matrix by truncating them at those widths. Ids that do not start with 'TCGA-' must match exactly.
     """
-    known = set(label_ids)
+    known = label_ids if isinstance(label_ids, (set, frozenset)) else set(label_ids)
     matched = []
     for barcode in barcodes:
         forms = [barcode]
@@ -314,10 +314,10 @@ def _read_tcga(cfg: Expression):
     labels = _read_labels(cfg)
     orientation = "genes_x_samples" if cfg.orientation == "auto" else cfg.orientation
     header, sep = _matrix_header(cfg.path, None, default_sep(cfg.path), 0)
-    index = labels.index
+    known = set(labels.index)  # built once: labelled() is called for every column (or row) of the matrix
 
     def labelled(barcode: str) -> bool:
-        return match_tcga_barcodes([barcode], index)[0] is not None
+        return match_tcga_barcodes([barcode], known)[0] is not None
 
     if orientation == "genes_x_samples" and not any(labelled(b) for b in header[1:]):
         raise _no_barcode(cfg, header[1] if len(header) > 1 else None, labels)

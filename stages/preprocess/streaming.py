@@ -119,7 +119,7 @@ def stream_matrix(path, sep: str, skiprows: int, n_columns: int, id_column: int,
                 if nrows is not None and len(row_ids) >= nrows:
                     break
         except pa.ArrowInvalid as exc:
-            raise _arrow_error(path, exc, names) from None
+            raise _arrow_error(path, exc) from None
         finally:
             pa.set_memory_pool(previous)
     if direct is not None:
@@ -142,7 +142,7 @@ def _end_marker(row) -> str:
     return "skip" if row.text.startswith("!") else "error"
 
 
-def _arrow_error(path, exc: Exception, names: list[str]) -> Exception:
+def _arrow_error(path, exc: Exception) -> Exception:
     message = str(exc).splitlines()[0]
     if "conversion error" in message and "In CSV column #" in message:
         position = int(message.split("In CSV column #", 1)[1].split(":", 1)[0])  # the file's column
