@@ -225,3 +225,90 @@ def test_options_of_a_method_that_is_not_run_are_named_in_a_warning(caplog):
     with caplog.at_level("WARNING"):
         Explain.model_validate({"methods": ["guided_grad_cam"], "grad_cam": {"layer": "layer3"}})
     assert not caplog.text
+
+
+# -- chunked storage (stages/explain/store.py) ----------------------------------------------------------------------
+def test_lazy_rows_read_what_numpy_reads(tmp_path):
+    from stages.explain.store import LazyRows
+
+    rng = np.random.default_rng(0)
+    for k, array in enumerate([rng.random((50, 3, 4), dtype=np.float32), rng.integers(0, 255, (40, 7), np.uint8)]):
+        path = tmp_path / f"a{k}.npy"
+        np.save(path, array)
+        rows = np.sort(rng.choice(len(array), 25, replace=False))
+        lazy = LazyRows(path, rows)
+        assert lazy.shape == (25, *array.shape[1:]) and len(lazy) == 25 and lazy.ndim == array.ndim
+        np.testing.assert_array_equal(lazy[3:17], array[rows[3:17]])
+        np.testing.assert_array_equal(lazy[np.array([0, 5, 6, 7, 24])], array[rows[[0, 5, 6, 7, 24]]])
+        np.testing.assert_array_equal(lazy[4], array[rows[4]])
+        np.testing.assert_array_equal(lazy.take(np.array([1, 2, 9]), axis=0)[:], array[rows[[1, 2, 9]]])
+        assert lazy[5:5].shape == (0, *array.shape[1:])
+    wide = tmp_path / "v2.npy"  # a version 2.0 header (what NpyRows writes)
+    with open(wide, "wb") as fh:
+        np.lib.format.write_array_header_2_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (4, 2)})
+        fh.write(np.arange(8, dtype=np.float32).tobytes())
+    np.testing.assert_array_equal(LazyRows(wide)[:], np.arange(8, dtype=np.float32).reshape(4, 2))
+
+
+def test_npy_rows_round_trip_and_an_incomplete_file_is_not_left(tmp_path):
+    from stages.explain.store import NpyRows
+
+    data = np.arange(60, dtype=np.float32).reshape(10, 2, 3)
+    w = NpyRows(tmp_path / "a.npy", data.shape, np.float16)
+    for s in range(0, 10, 4):
+        w.write(data[s:s + 4])
+    assert not (tmp_path / "a.npy").exists()  # only once complete
+    w.close()
+    back = np.load(tmp_path / "a.npy")
+    assert back.dtype == np.float16 and np.array_equal(back, data.astype(np.float16))
+    short = NpyRows(tmp_path / "b.npy", data.shape, np.float32)
+    short.write(data[:4])
+    with pytest.raises(ValueError, match="4 rows written of 10"):
+        short.close()
+    wrong = NpyRows(tmp_path / "c.npy", (2, 3), np.float32)
+    with pytest.raises(ValueError, match="does not fit"):
+        wrong.write(np.zeros((3, 3)))
+    wrong.abort()  # what explain_method does on any error
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def test_class_means_and_kept_rows_over_blocks_equal_all_at_once():
+    from shared.evaluation.rankings import class_means
+    from stages.explain.store import ClassMeans, KeptRows
+
+    rng = np.random.default_rng(1)
+    values, labels = rng.normal(size=(37, 2, 5)), rng.integers(0, 3, 37)
+    labels[labels == 2] = 1  # class 2 absent: NaN as class_means gives
+    acc, kept = ClassMeans(3), KeptRows(np.array([30, 2, 2, 17]))
+    for s in range(0, 37, 8):
+        acc.add(values[s:s + 8], labels[s:s + 8])
+        kept.offer(s, values[s:s + 8])
+    np.testing.assert_allclose(acc.result(), class_means(values, labels, 3), rtol=1e-12)
+    assert np.isnan(acc.result()[2]).all()
+    np.testing.assert_array_equal(kept[np.array([17, 2])], values[[17, 2]])
+    with pytest.raises(KeyError):
+        kept[np.array([3])]
+
+
+def test_anndata_written_in_parts_reads_back_in_anndata(tmp_path):
+    import anndata as ad
+    import pandas as pd
+
+    from stages.explain.store import AnnDataFile
+
+    obs = pd.DataFrame({"label": pd.Categorical(["a", "b", "a"])}, index=pd.Index(["s0", "s1", "s2"], name="sample"))
+    var = pd.DataFrame(index=pd.Index(["g0", "g1"], name="gene"))
+    f = AnnDataFile(tmp_path / "x.h5ad", obs, var)
+    x, layer = f.dense("X", np.float32), f.dense("layers/saliency", np.float16)
+    values = np.arange(6, dtype=np.float32).reshape(3, 2)
+    for s in (0, 2):
+        x.write(values[s:s + 2])
+        layer.write(-values[s:s + 2])
+    assert not (tmp_path / "x.h5ad").exists()
+    f.finish({"varm": {"saliency_class_means": np.ones((2, 2), np.float32)}, "uns": {"classes": ["a", "b"]}})
+    back = ad.read_h5ad(tmp_path / "x.h5ad")
+    np.testing.assert_array_equal(back.X, values)
+    assert back.layers["saliency"].dtype == np.float16 and np.array_equal(back.layers["saliency"], -values)
+    assert list(back.obs_names) == ["s0", "s1", "s2"] and list(back.var_names) == ["g0", "g1"]
+    assert back.varm["saliency_class_means"].shape == (2, 2) and list(back.uns["classes"]) == ["a", "b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["x.h5ad"]

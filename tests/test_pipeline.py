@@ -239,3 +239,63 @@ def test_explanations_are_checked_against_biology(pipeline):
         want = sc.get.rank_genes_groups_df(hand, group=cls).set_index("names")["scores"]
         np.testing.assert_allclose(ours.reindex(genes).to_numpy(), want.reindex(genes).to_numpy(), rtol=1e-6)
     sc.pl.rank_genes_groups(adata, n_genes=10, show=False)  # the README's line
+
+
+def test_chunked_explanations_equal_the_one_shot_result(pipeline, tmp_path):
+    """The demo's model explained in one chunk and in chunks of 16 samples (batches of 8): the same per-sample
+    arrays, class maps, rankings, per-sample tables, trust figures and h5ad; float16 storage is the float32 result
+    rounded; past per_sample.arrays_max_samples no per-sample arrays, the h5ad layers still complete."""
+    import anndata as ad
+    import torch
+
+    from stages.explain.__main__ import explain_model
+    from stages.explain.params import Explain
+
+    exp = pipeline["exp"]
+    folder = exp / "train_torch" / "resnet18"
+    base = {"methods": ["saliency", "smoothgrad", "grad_cam"], "batch_size": 8, "smoothgrad": {"samples": 3},
+            "faithfulness": {"max_samples": 12, "steps": 4}, "sanity": {"max_samples": 6},
+            "stability": {"enabled": False}, "biology": {"enabled": False}, "per_sample": {"figure_per_class": 1}}
+
+    def run(out, **over):
+        p = Explain.model_validate({**base, **over})
+        entry = explain_model("resnet18", folder, exp, out, p, torch.device("cpu"), 0)
+        return entry, out / "resnet18"
+
+    one, a = run(tmp_path / "one", chunk_size=100_000)
+    many, b = run(tmp_path / "many", chunk_size=16)
+    n = one["n_explained"]
+    assert n > 40  # several chunks
+    assert json.dumps(one, sort_keys=True, default=str) == json.dumps(many, sort_keys=True, default=str)
+    for m in base["methods"]:
+        for f in ("attributions.npy", "sample_genes.npy"):
+            x, y = np.load(a / m / f), np.load(b / m / f)
+            assert x.shape[0] == n and x.dtype == np.float32 and np.array_equal(x, y), (m, f)
+        np.testing.assert_allclose(np.load(a / m / "class_maps.npy"), np.load(b / m / "class_maps.npy"), rtol=1e-5,
+                                   atol=1e-7)
+        for f in ("gene_attributions.csv", "top_genes.csv", "sample_top_genes.csv", "faithfulness.csv",
+                  "sanity.csv"):
+            pd.testing.assert_frame_equal(pd.read_csv(a / m / f), pd.read_csv(b / m / f), rtol=1e-5, obj=f"{m}/{f}")
+    x, y = ad.read_h5ad(a / "attributions.h5ad"), ad.read_h5ad(b / "attributions.h5ad")
+    assert x.n_obs == n and set(x.layers) == set(base["methods"])
+    np.testing.assert_array_equal(x.X, y.X)
+    for m in base["methods"]:
+        np.testing.assert_array_equal(x.layers[m], y.layers[m])
+        np.testing.assert_array_equal(x.layers[m], np.load(a / m / "sample_genes.npy"))
+        np.testing.assert_allclose(x.varm[f"{m}_class_means"], y.varm[f"{m}_class_means"], rtol=1e-5, atol=1e-7)
+    pd.testing.assert_frame_equal(x.obs, y.obs)
+
+    _, c = run(tmp_path / "half", chunk_size=16, attribution_dtype="float16", per_sample={"arrays_max_samples": n})
+    saliency = np.load(c / "saliency" / "attributions.npy")
+    assert saliency.dtype == np.float16
+    np.testing.assert_array_equal(saliency, np.load(a / "saliency" / "attributions.npy").astype(np.float16))
+    assert ad.read_h5ad(c / "attributions.h5ad").layers["saliency"].dtype == np.float16
+
+    entry, d = run(tmp_path / "few", chunk_size=16, per_sample={"arrays_max_samples": n - 1})
+    assert entry["per_sample_arrays"] is False
+    assert not list(d.glob("*/attributions.npy")) and not list(d.glob("*/sample_genes.npy"))
+    z = ad.read_h5ad(d / "attributions.h5ad")
+    np.testing.assert_array_equal(z.layers["grad_cam"], x.layers["grad_cam"])
+    pd.testing.assert_frame_equal(pd.read_csv(d / "grad_cam" / "sample_top_genes.csv"),
+                                  pd.read_csv(a / "grad_cam" / "sample_top_genes.csv"))
+    assert not list(tmp_path.rglob(".*.tmp"))  # nothing left half-written

@@ -78,14 +78,15 @@ def marker_precision(table: pd.DataFrame, markers: dict[str, set[str]], k: int) 
     return pd.DataFrame(rows)
 
 
-def write_gene_rankings(folder: Path, sample_genes: np.ndarray, labels: np.ndarray, classes: list[str], gene_names,
+def write_gene_rankings(folder: Path, means: np.ndarray, classes: list[str], gene_names,
                         markers: dict[str, set[str]] | None, top_k: int, precision_k: int) -> tuple[pd.DataFrame,
                                                                                                 pd.DataFrame, dict]:
-    """Per-sample gene attributions of one method -> ``gene_attributions.csv`` (genes x classes, class means),
-    ``top_genes.csv`` and, with markers, ``marker_precision.csv`` in ``folder``; returns (the genes x classes table,
-    the top genes, the metrics entry: marker precision overall and per class)."""
-    table = pd.DataFrame(class_means(sample_genes, labels, len(classes)).T,
-                         index=pd.Index(np.asarray(gene_names).astype(str), name="gene"), columns=classes)
+    """(n_classes, n_genes) class-mean gene attributions of one method (``class_means`` of its per-sample gene
+    attributions) -> ``gene_attributions.csv`` (genes x classes), ``top_genes.csv`` and, with markers,
+    ``marker_precision.csv`` in ``folder``; returns (the genes x classes table, the top genes, the metrics entry:
+    marker precision overall and per class)."""
+    table = pd.DataFrame(np.asarray(means).T, index=pd.Index(np.asarray(gene_names).astype(str), name="gene"),
+                         columns=classes)
     ranking = top_genes(table, top_k)
     table.to_csv(folder / "gene_attributions.csv")
     ranking.to_csv(folder / "top_genes.csv", index=False)

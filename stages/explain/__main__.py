@@ -21,10 +21,11 @@ from shared.models import load_classifier
 from shared.stage import main
 
 from . import biology
-from .attributions import METHODS, attribute_batched, members, to_tensor
+from .attributions import METHODS, attribute_chunks, members, to_tensor
 from shared.attribution_figures import plot_class_maps, plot_faithfulness, plot_samples, plot_top_genes_heatmap
 from .params import Explain
 from .quality import agreement, faithfulness, random_curves, randomisation
+from .store import AnnDataFile, ClassMeans, CsvRows, KeptRows, LazyRows, NpyRows
 
 log = get_logger("stages.explain")
 #: the inputs explain reads (preprocess's images and vectors); a trainer with other inputs (MRI) explains its own
@@ -35,8 +36,9 @@ FRAMEWORK = "torch"
 
 class ModelInputs:
     """The held-out test inputs a model reads, found through its spec (``model.json``'s ``input``; paths relative
-    to the experiment folder): the stored array and its scaling, the samples, and for genes the names, the
-    pixel->gene map and the gene values the images were rendered from. ``take(rows)`` keeps some of the samples."""
+    to the experiment folder): the stored array (its test rows, read when indexed) and its scaling, the samples, and
+    for genes the names, the pixel->gene map and the gene values the images were rendered from. ``take(rows)`` keeps
+    some of the samples."""
 
     def __init__(self, exp_dir: Path, spec: dict):
         inp = spec["input"]
@@ -45,9 +47,10 @@ class ModelInputs:
         rows = np.flatnonzero(samples["split"].to_numpy() == "test")
         self.samples = samples.iloc[rows].reset_index(drop=True)
         self.labels = samples["label_index"].to_numpy()[rows]
-        self.array = np.asarray(np.load(exp_dir / inp["array"], mmap_mode="r")[rows])
+        # read a chunk of rows at a time (explain_method), so the test split's size does not bound memory
+        self.array = LazyRows(exp_dir / inp["array"], rows)
         self.gmap = PixelGeneMap.load(exp_dir / inp["gene_map"]) if inp.get("gene_map") else None
-        self.gene_values = (np.asarray(np.load(exp_dir / inp["gene_values"], mmap_mode="r")[rows])
+        self.gene_values = (LazyRows(exp_dir / inp["gene_values"], rows)
                             if inp.get("gene_values") else None)
         features = exp_dir / inp["features"] if inp.get("features") else None
         # genes.csv: gene (in column order) and, for images, the pixel (row, col) each gene sits on
@@ -59,8 +62,8 @@ class ModelInputs:
     def take(self, rows: np.ndarray) -> "ModelInputs":
         out = copy.copy(self)
         out.samples = self.samples.iloc[rows].reset_index(drop=True)
-        out.labels, out.array = self.labels[rows], self.array[rows]
-        out.gene_values = None if self.gene_values is None else self.gene_values[rows]
+        out.labels, out.array = self.labels[rows], self.array.take(rows, axis=0)
+        out.gene_values = None if self.gene_values is None else self.gene_values.take(rows, axis=0)
         out.proba = None if self.proba is None else self.proba[rows]
         return out
 
@@ -102,6 +105,9 @@ def subset(labels: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.asarray(rows, dtype=int))
 
 
+PER_SAMPLE_COLUMNS = ["sample", "class", "prediction", "gene", "score", "rank"]
+
+
 def per_sample_top(sample_genes: np.ndarray, data: ModelInputs, classes: list[str], gene_names, signed: bool,
                    k: int, threshold: float) -> pd.DataFrame:
     """sample, class, prediction, gene, score, rank: each sample's top ``k`` genes whose score is at least
@@ -116,13 +122,13 @@ def per_sample_top(sample_genes: np.ndarray, data: ModelInputs, classes: list[st
         for rank, g in enumerate(keep, start=1):
             rows.append((data.samples["sample"].iat[i], classes[data.labels[i]],
                          classes[int(data.proba[i].argmax())], names[g], float(scores[g]), rank))
-    return pd.DataFrame(rows, columns=["sample", "class", "prediction", "gene", "score", "rank"])
+    return pd.DataFrame(rows, columns=PER_SAMPLE_COLUMNS)
 
 
-def trust(model, method_name: str, p: Explain, data: ModelInputs, attr: np.ndarray, classes: list[str], device,
+def trust(model, method_name: str, p: Explain, data: ModelInputs, attr, classes: list[str], device,
           seed: int, folder: Path, cache: dict) -> dict:
     """Faithfulness, sanity and stability figures of one method (each on a bounded subset of the explained
-    samples); ``cache`` keeps the random order's curves, the same reference for every method of a model."""
+    samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); ``cache`` keeps the random order's curves, the same reference for every method of a model."""
     out: dict = {}
     method_cls, options = METHODS[method_name], p.options(method_name)
     if p.faithfulness.enabled:
@@ -198,7 +204,8 @@ def stability(model, method_name: str, p: Explain, data: ModelInputs, classes: l
 def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, seed: int,
                   bio: biology.Context | None = None) -> dict:
     """Every configured method for one trained model, then the biology checks of its rankings (``bio``); returns
-    its metrics entry."""
+    its metrics entry. The held-out samples are read, explained and written a chunk at a time (``explain_method``):
+    memory does not grow with their number beyond a few numbers per sample."""
     model, spec = load_classifier(folder, device)
     data = ModelInputs(exp_dir, spec)
     classes = spec["classes"]
@@ -214,84 +221,146 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
         if not len(data.labels):
             raise UserError(f"explain.correct_only: model '{name}' classifies no held-out test sample correctly; "
                             "set explain.correct_only: false")
+    entry["per_sample_arrays"] = len(data.labels) <= p.per_sample.arrays_max_samples
+    if not entry["per_sample_arrays"]:
+        log.info("%s: %d samples explained, more than per_sample.arrays_max_samples (%d): no attributions.npy or "
+                 "sample_genes.npy (the class means, rankings, sample_top_genes.csv and the h5ad layers are "
+                 "complete)", name, len(data.labels), p.per_sample.arrays_max_samples)
     gene_names = data.gene_names
     entry["gene_map"] = gene_names is not None
     if gene_names is None:
         log.info("%s: the '%s' inputs have no pixel->gene map: attributions stay in input space", name, data.kind)
     markers = read_markers(p.markers, classes, gene_names) if p.markers and gene_names is not None else None
     kind = data.kind if data.kind == "vector" else ("image" if data.array.ndim == 4 else "volume")
-    per_method_genes: dict[str, np.ndarray] = {}
-    cache: dict = {}
-    for method_name in p.methods:
-        method_cls = METHODS[method_name]
-        if kind not in method_cls.kinds:
-            entry["not_applicable"][method_name] = f"{method_name} applies to {' and '.join(method_cls.kinds)} inputs"
-            log.info("%s: %s skipped (%s inputs)", name, method_name, kind)
-            continue
-        folder_m = out / name / method_name
-        (folder_m / "figures").mkdir(parents=True)
-        method = method_cls(model, p.options(method_name))
-        torch.manual_seed(seed)
-        attr = attribute_batched(method, data.array, data.labels, device, p.batch_size, f"{name} {method_name}",
-                                 scale=data.scale)
-        np.save(folder_m / "attributions.npy", attr)
-        result = {"top_k": p.top_k, "signed": method.signed, "description": method.description}
-        if getattr(method, "layer_name", None):
-            result["layer"] = method.layer_name
-        ranking = pd.DataFrame(columns=["class", "rank", "gene", "score"])
-        sample_genes = None
-        if gene_names is not None:
-            sample_genes = data.to_genes(attr).astype(np.float32)
-            per_method_genes[method_name] = sample_genes
-            table, ranking, scores = write_gene_rankings(folder_m, sample_genes, data.labels, classes, gene_names,
-                                                         markers, p.top_k, p.precision_k)
-            result.update(scores)
-            if data.kind != "vector":  # for vectors these are attributions.npy already
-                np.save(folder_m / "sample_genes.npy", sample_genes)
-            per_sample_top(sample_genes, data, classes, gene_names, method.signed, p.per_sample.top_k,
-                           p.per_sample.threshold).to_csv(folder_m / "sample_top_genes.csv", index=False)
-            plot_top_genes_heatmap(table, ranking, folder_m / "figures" / "top_genes_heatmap.png",
-                                   f"{name} · {method_name}: each class's top {p.top_k} genes across all classes",
-                                   signed=method.signed)
-            if markers is not None:
-                log.info("%s %s: planted-marker precision@%d = %.3f (per class %s)", name, method_name,
-                         p.precision_k, result[f"marker_precision_at_{p.precision_k}"],
-                         json.dumps(result["per_class_precision"]))
-        class_maps = class_means(attr, data.labels, len(classes)).astype(np.float32)
-        np.save(folder_m / "class_maps.npy", class_maps)
-        plot_class_maps(class_maps, classes, ranking, data.genes_table, folder_m / "figures" / "class_maps.png",
-                        f"{name} · {method_name}: class means over held-out test samples"
-                        + ("" if data.kind == "vector" else " (top genes circled)" if data.gmap is not None
-                           else " (no gene map: input space only)"),
-                        signed=method.signed, feature_names=gene_names)
-        if p.per_sample.figure_per_class:
-            shown = subset(data.labels, p.per_sample.figure_per_class * len(classes))
-            plot_samples(data.array[shown] * data.scale, attr[shown], data.samples["sample"].to_numpy()[shown],
-                         np.asarray(classes)[data.labels[shown]],
-                         np.asarray(classes)[data.proba[shown].argmax(1)],
-                         None if sample_genes is None else sample_genes[shown], gene_names, data.genes_table,
-                         folder_m / "figures" / "samples.png",
-                         f"{name} · {method_name}: held-out test samples, input beside its attribution",
-                         signed=method.signed)
-        result.update(trust(model, method_name, p, data, attr, classes, device, seed, folder_m, cache))
-        entry["methods"][method_name] = result
-    tables, de = {}, None
-    if bio is not None and gene_names is None:
-        entry["biology_absent"] = ("its inputs have no pixel->gene map (a sample-spot image): there are no gene "
-                                   "rankings to compare with differential expression or gene sets")
-    elif bio is not None and per_method_genes:
-        rankings = {m: (class_means(g, data.labels, len(classes)), METHODS[m].signed)
-                    for m, g in per_method_genes.items()}
-        result = biology.assess_model(name, bio, spec, gene_names, symbols_of(data, gene_names), classes, rankings,
-                                      out / name / "biology")
-        if result is None:
-            entry["biology_absent"] = "the gene values the model read are not stored (preprocess.save_vectors)"
-        else:
-            tables, de = result.pop("tables"), result.pop("de")
-            entry["biology"] = result
-    if gene_names is not None and per_method_genes:
-        write_anndata(out / name / "attributions.h5ad", data, classes, per_method_genes, entry, p, de, tables)
+    h5ad = None if gene_names is None else open_anndata(out / name / "attributions.h5ad", data, classes, p)
+    try:
+        gene_means: dict[str, np.ndarray] = {}
+        cache: dict = {}
+        for method_name in p.methods:
+            method_cls = METHODS[method_name]
+            if kind not in method_cls.kinds:
+                entry["not_applicable"][method_name] = (f"{method_name} applies to "
+                                                        f"{' and '.join(method_cls.kinds)} inputs")
+                log.info("%s: %s skipped (%s inputs)", name, method_name, kind)
+                continue
+            result, means = explain_method(model, name, method_name, data, classes, markers, p, device, seed,
+                                           out / name / method_name, h5ad, entry["per_sample_arrays"], cache)
+            entry["methods"][method_name] = result
+            if means is not None:
+                gene_means[method_name] = means
+        tables, de = {}, None
+        if bio is not None and gene_names is None:
+            entry["biology_absent"] = ("its inputs have no pixel->gene map (a sample-spot image): there are no gene "
+                                       "rankings to compare with differential expression or gene sets")
+        elif bio is not None and gene_means:
+            rankings = {m: (g, METHODS[m].signed) for m, g in gene_means.items()}
+            result = biology.assess_model(name, bio, spec, gene_names, symbols_of(data, gene_names), classes,
+                                          rankings, out / name / "biology")
+            if result is None:
+                entry["biology_absent"] = "the gene values the model read are not stored (preprocess.save_vectors)"
+            else:
+                tables, de = result.pop("tables"), result.pop("de")
+                entry["biology"] = result
+        if h5ad is not None and gene_means:
+            finish_anndata(h5ad, gene_names, classes, gene_means, entry, p, de, tables)
+        elif h5ad is not None:
+            h5ad.abort()
+    except BaseException:
+        if h5ad is not None:
+            h5ad.abort()
+        raise
     return entry
+
+
+def explain_method(model, name: str, method_name: str, data: ModelInputs, classes: list[str], markers, p: Explain,
+                   device, seed: int, folder: Path, h5ad: "AnnDataFile | None", arrays: bool,
+                   cache: dict) -> tuple[dict, np.ndarray | None]:
+    """One method on every explained sample, ``p.chunk_size`` samples at a time: per chunk the attributions, their
+    genes, the class sums, the per-sample top genes and (``arrays``) the per-sample arrays are written and the rows
+    the trust checks and figures read are kept; then the class maps, rankings, figures and trust checks. Returns
+    the method's metrics entry and its (n_classes, n_genes) class-mean gene attributions (None without genes)."""
+    (folder / "figures").mkdir(parents=True)
+    method = METHODS[method_name](model, p.options(method_name))
+    gene_names = data.gene_names
+    n, nc = len(data.labels), len(classes)
+    dtype = np.dtype(p.attribution_dtype)
+    shown = (subset(data.labels, p.per_sample.figure_per_class * len(classes)) if p.per_sample.figure_per_class
+             else np.zeros(0, dtype=int))
+    read_later = [shown]
+    if p.faithfulness.enabled:
+        read_later.append(subset(data.labels, p.faithfulness.max_samples))
+    if p.sanity.enabled:
+        read_later.append(subset(data.labels, p.sanity.max_samples))
+    kept, kept_genes = KeptRows(np.concatenate(read_later)), KeptRows(shown)
+    attr_means, genes_means = ClassMeans(nc), ClassMeans(nc)
+    writers: list = []
+    if arrays:
+        writers.append(attr_file := NpyRows(folder / "attributions.npy", data.array.shape, dtype))
+    genes_file = layer = top_file = None
+    if gene_names is not None:
+        if arrays and data.kind != "vector":  # for vectors these are attributions.npy already
+            writers.append(genes_file := NpyRows(folder / "sample_genes.npy", (n, len(gene_names)), dtype))
+        writers.append(top_file := CsvRows(folder / "sample_top_genes.csv", PER_SAMPLE_COLUMNS))
+        layer = h5ad.dense(f"layers/{method_name}", dtype) if h5ad is not None else None
+    torch.manual_seed(seed)
+    try:
+        for start, attr in attribute_chunks(method, data.array, data.labels, device, p.batch_size, p.chunk_size,
+                                            f"{name} {method_name}", scale=data.scale):
+            rows = np.arange(start, start + len(attr))
+            attr_means.add(attr, data.labels[rows])
+            kept.offer(start, attr)
+            if arrays:
+                attr_file.write(attr)
+            if gene_names is None:
+                continue
+            genes = data.to_genes(attr, rows).astype(np.float32)
+            genes_means.add(genes, data.labels[rows])
+            kept_genes.offer(start, genes)
+            if genes_file is not None:
+                genes_file.write(genes)
+            if layer is not None:
+                layer.write(genes)
+            top_file.write(per_sample_top(genes, data.take(rows), classes, gene_names, method.signed,
+                                          p.per_sample.top_k, p.per_sample.threshold))
+        for w in writers:
+            w.close()
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    result = {"top_k": p.top_k, "signed": method.signed, "description": method.description}
+    if getattr(method, "layer_name", None):
+        result["layer"] = method.layer_name
+    ranking = pd.DataFrame(columns=["class", "rank", "gene", "score"])
+    gene_class_means = None
+    if gene_names is not None:
+        gene_class_means = genes_means.result()
+        table, ranking, scores = write_gene_rankings(folder, gene_class_means, classes, gene_names, markers, p.top_k,
+                                                     p.precision_k)
+        result.update(scores)
+        plot_top_genes_heatmap(table, ranking, folder / "figures" / "top_genes_heatmap.png",
+                               f"{name} · {method_name}: each class's top {p.top_k} genes across all classes",
+                               signed=method.signed)
+        if markers is not None:
+            log.info("%s %s: planted-marker precision@%d = %.3f (per class %s)", name, method_name,
+                     p.precision_k, result[f"marker_precision_at_{p.precision_k}"],
+                     json.dumps(result["per_class_precision"]))
+    class_maps = attr_means.result().astype(np.float32)
+    np.save(folder / "class_maps.npy", class_maps)
+    plot_class_maps(class_maps, classes, ranking, data.genes_table, folder / "figures" / "class_maps.png",
+                    f"{name} · {method_name}: class means over held-out test samples"
+                    + ("" if data.kind == "vector" else " (top genes circled)" if data.gmap is not None
+                       else " (no gene map: input space only)"),
+                    signed=method.signed, feature_names=gene_names)
+    if len(shown):
+        plot_samples(data.array[shown] * data.scale, kept[shown], data.samples["sample"].to_numpy()[shown],
+                     np.asarray(classes)[data.labels[shown]], np.asarray(classes)[data.proba[shown].argmax(1)],
+                     None if gene_names is None else kept_genes[shown], gene_names, data.genes_table,
+                     folder / "figures" / "samples.png",
+                     f"{name} · {method_name}: held-out test samples, input beside its attribution",
+                     signed=method.signed)
+    result.update(trust(model, method_name, p, data, kept, classes, device, seed, folder, cache))
+    return result, gene_class_means
 
 
 def symbols_of(data: ModelInputs, gene_names) -> np.ndarray | None:
@@ -303,47 +372,55 @@ def symbols_of(data: ModelInputs, gene_names) -> np.ndarray | None:
     return table["symbol"].astype(str).to_numpy()
 
 
-def write_anndata(path: Path, data: ModelInputs, classes: list[str], layers: dict[str, np.ndarray], entry: dict,
-                  p: Explain, de: dict | None = None, tables: dict | None = None) -> None:
-    """attributions.h5ad for scanpy: obs the explained samples (label, prediction, split), var the genes, X their
-    values as the model saw them (vectors; for images the values they were rendered from), one layer of per-sample
-    gene attributions per method, varm the class means, uns the top genes and the trust figures; with the biology
-    checks, uns['rank_genes_groups'] (Wilcoxon, training split; scanpy's own layout, so sc.pl.rank_genes_groups and
-    sc.get.rank_genes_groups_df read it), uns['rank_genes_groups_t-test'] and uns['biology'] (the tables)."""
-    import anndata as ad
-
+def open_anndata(path: Path, data: ModelInputs, classes: list[str], p: Explain) -> AnnDataFile:
+    """attributions.h5ad begun: obs the explained samples (label, prediction, p_true_class, correct, split), var the
+    genes (and their symbols), X the gene values as the model saw them (vectors; for images the values they were
+    rendered from), written a chunk of samples at a time; each method then adds its layer (``explain_method``)."""
     proba = data.proba
     obs = pd.DataFrame({"label": pd.Categorical(np.asarray(classes)[data.labels], categories=classes),
                         "prediction": pd.Categorical(np.asarray(classes)[proba.argmax(1)], categories=classes),
                         "p_true_class": proba[np.arange(len(proba)), data.labels],
                         "correct": proba.argmax(1) == data.labels,
                         "split": "test"}, index=pd.Index(data.samples["sample"].astype(str).to_numpy(), name="sample"))
-    values = data.array * data.scale if data.kind == "vector" else data.gene_values
     var = pd.DataFrame(index=pd.Index(np.asarray(data.gene_names).astype(str), name="gene"))
     if data.genes_table is not None and "symbol" in data.genes_table:
         var["symbol"] = data.genes_table["symbol"].astype(str).to_numpy()
-    adata = ad.AnnData(X=None if values is None else np.asarray(values, dtype=np.float32), obs=obs, var=var,
-                       layers={m: a for m, a in layers.items()})
-    for m, a in layers.items():
-        adata.varm[f"{m}_class_means"] = class_means(a, data.labels, len(classes)).T.astype(np.float32)
-    genes = np.asarray(data.gene_names).astype(str)
-    adata.uns["top_genes"] = {m: {c: genes[np.argsort(-np.nan_to_num(adata.varm[f"{m}_class_means"][:, k],
-                                                                       nan=-np.inf), kind="stable")[:p.top_k]]
-                                  for k, c in enumerate(classes)} for m in layers}
-    adata.uns["classes"] = list(classes)
-    adata.uns["methods"] = {m: {k: v for k, v in r.items() if k in ("signed", "description", "layer")}
-                            for m, r in entry["methods"].items()}
-    adata.uns["trust"] = json.dumps({m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r}
-                                     for m, r in entry["methods"].items()}, default=float)
-    adata.uns["config"] = json.dumps(p.model_dump(mode="json"))
+    h5ad = AnnDataFile(path, obs, var)
+    try:
+        values = data.array if data.kind == "vector" else data.gene_values
+        if values is not None:
+            x = h5ad.dense("X", np.float32)
+            scale = data.scale if data.kind == "vector" else 1.0
+            for start in range(0, len(data.labels), p.chunk_size):
+                x.write(np.asarray(values[start:start + p.chunk_size], dtype=np.float32) * np.float32(scale))
+    except BaseException:
+        h5ad.abort()
+        raise
+    return h5ad
+
+
+def finish_anndata(h5ad: AnnDataFile, gene_names, classes: list[str], gene_means: dict[str, np.ndarray],
+                   entry: dict, p: Explain, de: dict | None = None, tables: dict | None = None) -> None:
+    """attributions.h5ad completed, for scanpy: varm the class means of each method's layer, uns the top genes and
+    the trust figures; with the biology checks, uns['rank_genes_groups'] (Wilcoxon, training split; scanpy's own
+    layout, so sc.pl.rank_genes_groups and sc.get.rank_genes_groups_df read it), uns['rank_genes_groups_t-test']
+    and uns['biology'] (the tables)."""
+    varm = {f"{m}_class_means": g.T.astype(np.float32) for m, g in gene_means.items()}
+    genes = np.asarray(gene_names).astype(str)
+    uns: dict = {"top_genes": {m: {c: genes[np.argsort(-np.nan_to_num(varm[f"{m}_class_means"][:, k], nan=-np.inf),
+                                                       kind="stable")[:p.top_k]]
+                                   for k, c in enumerate(classes)} for m in gene_means}}
+    uns["classes"] = list(classes)
+    uns["methods"] = {m: {k: v for k, v in r.items() if k in ("signed", "description", "layer")}
+                      for m, r in entry["methods"].items()}
+    uns["trust"] = json.dumps({m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r}
+                               for m, r in entry["methods"].items()}, default=float)
+    uns["config"] = json.dumps(p.model_dump(mode="json"))
     for result in (de or {}).values():
-        adata.uns[result["key"]] = result["uns"]
+        uns[result["key"]] = result["uns"]
     if tables:
-        adata.uns["biology"] = {k: t.astype({c: str for c in t.columns if t[c].dtype == object})
-                                for k, t in tables.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    adata.write_h5ad(tmp)
-    tmp.replace(path)
+        uns["biology"] = {k: t.astype({c: str for c in t.columns if t[c].dtype == object}) for k, t in tables.items()}
+    h5ad.finish({"varm": varm, "uns": uns})
 
 
 def run(run: StageRun) -> None:

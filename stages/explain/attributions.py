@@ -3,8 +3,8 @@
 Each method wraps Captum where Captum has it and carries what the report says of it (``description``), whether its
 values are signed, and which input kinds it applies to; adding a method never changes its callers. Inputs may be
 vectors (n, features), images (n, C, H, W) or volumes (n, C, D, H, W): attributions have the inputs' shape.
-Attributions are computed in batches (``attribute_batched``), so memory stays bounded whatever the number of
-samples.
+Attributions are computed in batches and handed over a chunk of rows at a time (``attribute_chunks``), so memory
+stays bounded whatever the number of samples.
 
 The model is the trained classifier (an ``Ensemble`` of fold models, each ``Sequential(Standardize, network)``):
 its first layer holds the training mean, which is the "mean" baseline and the value deletion curves put in place
@@ -281,17 +281,36 @@ def frozen(model: nn.Module):
             p.requires_grad_(True)
 
 
+def attribute_chunks(method: Method, inputs, targets: np.ndarray, device: torch.device, batch_size: int,
+                     chunk_size: int, desc: str, scale: float = 1.0):
+    """Yields (start, attributions of rows start:start + len) float32, ``chunk_size`` rows at a time (rounded up to
+    whole batches, so the batches are those of one pass over all rows): memory bounded by a chunk whatever the number
+    of samples. inputs: (n, ...) as stored (uint8 images, float vectors or volumes; an array or anything sliced like
+    one, e.g. rows of a memory map); attributions are with respect to the model's input ``inputs * scale`` (the
+    scaling recorded in the model's spec at training)."""
+    step = -(-max(chunk_size, 1) // batch_size) * batch_size
+    n = len(inputs)
+    block = out = None
+    with frozen(method.model):
+        for b in progress(range(0, n, batch_size), desc, unit="batch"):
+            start, s = b - b % step, b % step
+            if s == 0:
+                block = np.asarray(inputs[start:start + step])
+                out = np.empty(block.shape, dtype=np.float32)
+            x = to_tensor(block[s:s + batch_size], device, scale)
+            x.requires_grad_(True)
+            t = torch.from_numpy(np.asarray(targets[b:b + batch_size])).to(device)
+            out[s:s + batch_size] = method.attribute(x, t).detach().cpu().numpy()
+            if s + batch_size >= len(block):
+                yield start, out
+
+
 def attribute_batched(method: Method, inputs: np.ndarray, targets: np.ndarray, device: torch.device,
                       batch_size: int, desc: str, scale: float = 1.0) -> np.ndarray:
-    """inputs: (n, ...) as stored (uint8 images, float vectors or volumes) -> attributions (n, ...) float32 with
-    respect to the model's input ``inputs * scale`` (the scaling recorded in the model's spec at training)."""
+    """All the attributions at once: (n, ...) float32 (``attribute_chunks`` in one array)."""
     out = np.empty(inputs.shape, dtype=np.float32)
-    with frozen(method.model):
-        for start in progress(range(0, len(inputs), batch_size), desc, unit="batch"):
-            x = to_tensor(inputs[start:start + batch_size], device, scale)
-            x.requires_grad_(True)
-            t = torch.from_numpy(np.asarray(targets[start:start + batch_size])).to(device)
-            out[start:start + batch_size] = method.attribute(x, t).detach().cpu().numpy()
+    for start, block in attribute_chunks(method, inputs, targets, device, batch_size, len(inputs), desc, scale):
+        out[start:start + len(block)] = block
     return out
 
 

@@ -80,6 +80,10 @@ class PerSample(Section):
     threshold: float = Field(0.1, ge=0, le=1)
     #: samples per class in figures/samples.png (input beside its map, top genes circled); 0: no figure
     figure_per_class: int = Field(2, ge=0)
+    #: attributions.npy and sample_genes.npy (every explained sample's input-shaped and gene arrays, per method) are
+    #: written when at most this many samples are explained; above it they are not (the class means, rankings,
+    #: sample_top_genes.csv and the h5ad layers always are)
+    arrays_max_samples: int = Field(50_000, ge=0)
 
 
 class Biology(Section):
@@ -118,6 +122,12 @@ class Explain(Section):
     #: explain only the held-out test samples the model classifies correctly (as the GTEx reference did)
     correct_only: bool = False
     batch_size: int = Field(64, ge=1)
+    #: samples read, attributed and written at a time (rounded up to whole batches): memory is bounded by a chunk
+    #: whatever the number of samples explained
+    chunk_size: int = Field(1024, ge=1)
+    #: storage type of the per-sample attributions (attributions.npy, sample_genes.npy, the h5ad layers); float16
+    #: halves the files (3 significant digits); class means and rankings are computed in float64 either way
+    attribution_dtype: Literal["float32", "float16"] = "float32"
     top_k: int = Field(20, ge=1)
     #: known marker genes, a CSV with columns class, gene (the synthetic fixtures write their planted ones)
     markers: InputFile | None = None
@@ -159,15 +169,17 @@ STAGE = StageSpec(
         Output("metrics.json", "per model and method: its description, whether it is signed, marker precision, "
                                "faithfulness, sanity and stability, the biology checks (DE overlap, keep/remove, "
                                "enrichment, flags); the models left unexplained and why; biology_seconds"),
-        Output("{model}/{method}/attributions.npy", "(n_test, *input_shape) float32 per-sample attributions of the "
-                                                    "true class"),
+        Output("{model}/{method}/attributions.npy", "(n_test, *input_shape) per-sample attributions of the true "
+                                                    "class (attribution_dtype)",
+               when="n_explained <= per_sample.arrays_max_samples"),
         Output("{model}/{method}/class_maps.npy", "(n_classes, *input_shape) class-mean attributions"),
         Output("{model}/{method}/figures/class_maps.png", "class means with the top genes circled (size by score)"),
         Output("{model}/{method}/figures/samples.png", "per_sample.figure_per_class samples per class: the input "
                                                        "beside its map, the sample's top genes circled and named",
                when="per_sample.figure_per_class > 0"),
-        Output("{model}/{method}/sample_genes.npy", "(n_test, n_genes) float32 per-sample gene attributions",
-               when="images with a pixel->gene map"),
+        Output("{model}/{method}/sample_genes.npy", "(n_test, n_genes) per-sample gene attributions "
+                                                    "(attribution_dtype)",
+               when="images with a pixel->gene map and n_explained <= per_sample.arrays_max_samples"),
         Output("{model}/{method}/gene_attributions.csv", "genes x classes class-mean gene attributions",
                when="genes known (vectors, or images with a gene map)"),
         Output("{model}/{method}/top_genes.csv", "class, rank, gene, score: the top_k genes per class",
@@ -186,7 +198,8 @@ STAGE = StageSpec(
         Output("{model}/{method}/sanity.csv", "rank correlation of the trained and the randomised model's "
                                               "attributions, block by block and all at once", when="sanity.enabled"),
         Output("{model}/attributions.h5ad", "AnnData for scanpy: obs the test samples (label, prediction), var the "
-                                            "genes, one layer per method, varm class means, uns top genes and the "
+                                            "genes, one layer per method (every explained sample; "
+                                            "attribution_dtype), varm class means, uns top genes and the "
                                             "trust figures; with biology.enabled uns['rank_genes_groups'] (Wilcoxon, "
                                             "training split, scanpy's layout), uns['rank_genes_groups_t-test'] and "
                                             "uns['biology'] (the three tables)", when="genes known"),

@@ -177,8 +177,8 @@ def explain(arch: str, members, p: TrainTfGradcam, data: Images, proto: Protocol
         np.save(folder / "attributions.npy", attr)
         sample_genes = data.gmap.gene_attributions(attr, values).astype(np.float32)
         np.save(folder / "sample_genes.npy", sample_genes)
-        table, ranking, result = write_gene_rankings(folder, sample_genes, labels, proto.classes, genes, markers,
-                                                     ex.top_k, ex.precision_k)
+        table, ranking, result = write_gene_rankings(folder, class_means(sample_genes, labels, proto.n_classes),
+                                                     proto.classes, genes, markers, ex.top_k, ex.precision_k)
         threshold_picker(attr, sample_genes, data.gmap, names, labels, proba, proto.classes, genes, ex.threshold,
                          ex.per_sample_top_k).to_csv(folder / "sample_top_genes.csv", index=False)
         class_maps = class_means(attr, labels, proto.n_classes).astype(np.float32)
