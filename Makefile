@@ -159,12 +159,14 @@ fetch: $(STAMP) ## download a public dataset into data/<DATASET>/, resumable (in
 	@test -n "$(DATASET)$(MANIFEST)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2|tcga-pancan [ONLY='lung ...'] [LIST=1], or make fetch DATASET=gdc MANIFEST=gdc_manifest.txt"; exit 2; }
 	$(PY) -m stages.preprocess.fetch $(DATASET) --dest data $(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(ONLY),--only $(ONLY)) $(if $(LIST),--list --sizes)
 
-bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,layout,loaders,train,explain,mri}.json
+bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,layout,loaders,train,explain,explain_memory,wide,mri}.json
 	$(PY) -m bench.preprocess all
 	$(PY) -m bench.layout
 	$(PY) -m bench.loaders
 	$(PY) -m bench.train
 	$(PY) -m bench.explain
+	$(PY) -m bench.explain_memory
+	$(PY) -m bench.wide
 	$(PY) -m bench.mri
 
 clean-demo: ## remove the demos' fixtures and outputs

@@ -117,7 +117,7 @@ def run(sizes: tuple[int, ...], methods: str, tmp: Path | None = None) -> dict:
             if m["returncode"] != 0:
                 raise SystemExit(f"explain of {n} samples failed: see\n" + log.read_text()[-3000:])
             child = json.loads(log.read_text().strip().splitlines()[-1])
-            per_size[str(n)] = {"test_samples": n, "seconds": round(m["seconds"], 1),
+            per_size[str(n)] = {"test_samples": n, "n_explained": child["n_explained"], "seconds": round(m["seconds"], 1),
                                 "explain_seconds": round(child["seconds"], 1),
                                 "peak_rss_bytes": m["peak_rss_kb"] * 1024,
                                 "output_bytes": folder_bytes(out), "input_bytes": folder_bytes(exp / "preprocess"),

@@ -73,3 +73,29 @@ def test_loaders_bench_reads_the_same_matrix_both_ways(tmp_path):
         assert entry["ours"]["shape"] == entry["pandas"]["shape"] == [int(n), 400]
         assert entry["ours"]["dtype"] == "float32"
     assert doc["read_speedup_vs_pandas"] > 0 and "peak_rss_ratio" in doc and doc["projected"]["samples"] == 17382
+
+
+def test_explain_memory_bench_explains_every_test_sample_at_each_size(tmp_path):
+    from bench.explain_memory import main
+
+    out = tmp_path / "explain_memory.json"
+    assert main(["--sizes", "40,80", "--methods", "saliency", "--tmp", str(tmp_path), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    small, large = doc["sizes"]["40"], doc["sizes"]["80"]
+    assert (small["n_explained"], large["n_explained"]) == (40, 80)
+    assert large["output_bytes"] > small["output_bytes"] > 0 and small["peak_rss_bytes"] > 0
+    assert doc["explain_peak_rss_growth"] > 0 and doc["samples_ratio"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["explain_memory.json"]  # the experiments are removed
+
+
+def test_wide_bench_runs_every_stage_on_all_genes(tmp_path):
+    from bench.wide import main
+
+    out = tmp_path / "wide.json"
+    assert main(["--samples", "300", "--genes", "400", "--epochs", "1", "--tmp", str(tmp_path), "--out",
+                 str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert set(doc["stages"]) == {"preprocess", "train_torch", "explain"}
+    assert all(s["peak_rss_gib"] > 0 for s in doc["stages"].values())
+    assert set(doc["models"]) == {"dense", "logistic_regression", "random_forest"}
+    assert all(0 <= m["macro_f1"] <= 1 for m in doc["models"].values())

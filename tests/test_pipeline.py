@@ -296,7 +296,8 @@ def check_chunked_explanations(exp, tmp_path):
         np.testing.assert_allclose(x.varm[f"{m}_class_means"], y.varm[f"{m}_class_means"], rtol=1e-5, atol=1e-7)
     pd.testing.assert_frame_equal(x.obs, y.obs)
 
-    light = {"methods": ["saliency"], "smoothgrad": {}, "faithfulness": {"enabled": False}, "sanity": {"enabled": False}}
+    light = {"methods": ["saliency"], "smoothgrad": {}, "faithfulness": {"enabled": False},
+             "sanity": {"enabled": False}}
     _, c = run(tmp_path / "half", chunk_size=16, attribution_dtype="float16", per_sample={"arrays_max_samples": n},
                **light)
     saliency = np.load(c / "saliency" / "attributions.npy")
