@@ -307,14 +307,15 @@ def explain_method(model, name: str, method_name: str, data: ModelInputs, classe
         for start, attr in attribute_chunks(method, data.array, data.labels, device, p.batch_size, p.chunk_size,
                                             f"{name} {method_name}", scale=data.scale):
             rows = np.arange(start, start + len(attr))
-            attr_means.add(attr, data.labels[rows])
+            labels = data.labels[start:start + len(attr)]
+            attr_means.add(attr, labels)
             kept.offer(start, attr)
             if arrays:
                 attr_file.write(attr)
             if gene_names is None:
                 continue
             genes = data.to_genes(attr, rows).astype(np.float32)
-            genes_means.add(genes, data.labels[rows])
+            genes_means.add(genes, labels)
             kept_genes.offer(start, genes)
             if genes_file is not None:
                 genes_file.write(genes)

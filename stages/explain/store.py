@@ -15,10 +15,6 @@ import numpy as np
 import pandas as pd
 
 
-def chunks(n: int, size: int) -> list[slice]:
-    return [slice(s, min(s + size, n)) for s in range(0, n, size)]
-
-
 class LazyRows:
     """Some rows of an ``.npy`` file, read only when indexed: ``view[k]`` is ``array[rows[k]]`` as an array in memory,
     read with plain file reads (one per run of consecutive rows), so a chunk costs its own size whatever the number
