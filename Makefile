@@ -13,6 +13,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 IMAGE_PREFIX ?= oncoxai
 PYTEST_ARGS ?=
+# make test's pytest-xdist workers (test files are the unit: a file's fixtures stay in one worker); 1 runs the
+# suite in this process. Each worker's torch/OpenMP threads: the cores shared out (tests/conftest.py).
+TEST_WORKERS ?= 2
 # The project's version (pyproject.toml): images are tagged <version>-<source hash> besides :latest.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # Where make save-images writes the image tarballs and make load-images reads them.
@@ -121,8 +124,8 @@ stage-%: $(NEEDS_VENV) ## run one stage (and what it needs): stage-preprocess, s
 	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) $(if $(VARIANT),--variant $(VARIANT)) --stage $(subst -,_,$*)); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline-$(subst -,_,$*) RUNNER=$(RUNNER)
 
-test: $(STAMP) ## run the test suite (fast tests and the small end-to-end run)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## run the test suite (fast tests and the small end-to-end run) [TEST_WORKERS=2 processes]
+	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 docs: $(STAMP) ## rewrite the README's "Stages" section from the stages' declarations (a test checks it)
 	$(PY) -m shared.docs --write

@@ -25,6 +25,9 @@
 #     (default 1e-6: the runs are expected to be bit-identical), same package versions and commit in the
 #     manifests, outputs owned by that user, a second run does nothing, the images' user, labels and layers
 #
+# TEST_DOCKER_STEPS=images stops after step 3 (no local reference, no runs): with KEEP_ENGINE_DATA=1 a later full
+# run finds the images current and keeps them (.ci/run builds them this way while make test runs).
+#
 # TEST_DOCKER_ARGS="--set key=value ..." gives both runs the same overrides (the local one then goes to
 # .cache/test-docker/local-outputs), e.g. to shorten them.
 #
@@ -38,6 +41,8 @@ repo=$PWD
 prefix=${IMAGE_PREFIX:-oncoxai}
 work=${TEST_DOCKER_DIR:-$repo/.cache/test-docker}
 engine_mode=${TEST_DOCKER_ENGINE:-auto}
+steps=${TEST_DOCKER_STEPS:-all}
+[[ $steps == all || $steps == images ]] || { echo "error: TEST_DOCKER_STEPS must be all or images, not '$steps'" >&2; exit 2; }
 config=configs/demo.yaml
 export SUMMARY_TOLERANCE=${SUMMARY_TOLERANCE:-1e-6}
 mkdir -p "$work"
@@ -215,13 +220,15 @@ local_demo() {
       PYTHON="${PYTHON:-python3}" &&
     printf 'local_demo\t%s\n' "$((SECONDS - start))" >>"$timings"
 }
-log "local reference: make all CONFIG=$config RUNNER=local${args:+ ARGS=\"$args\"} -> $local_out" \
-  "($([[ ${TEST_DOCKER_SERIAL:-0} == 1 ]] && echo "first" || echo "in the background"))"
 local_pid=
-if [[ ${TEST_DOCKER_SERIAL:-0} == 1 ]]; then
+if [[ $steps == images ]]; then
+  log "TEST_DOCKER_STEPS=images: the engine, the base image and the images only"
+elif [[ ${TEST_DOCKER_SERIAL:-0} == 1 ]]; then
+  log "local reference: make all CONFIG=$config RUNNER=local${args:+ ARGS=\"$args\"} -> $local_out (first)"
   local_demo >"$work/local-demo.log" 2>&1 ||
     { tail -n 40 "$work/local-demo.log" >&2; echo "error: the local demo failed (log: $work/local-demo.log)" >&2; exit 1; }
 else
+  log "local reference: make all CONFIG=$config RUNNER=local${args:+ ARGS=\"$args\"} -> $local_out (in the background)"
   setsid bash -c "$(declare -f local_demo); local_demo" >"$work/local-demo.log" 2>&1 &
   local_pid=$!
 fi
@@ -255,6 +262,9 @@ mkdir -p "$logs"
 : >"$logs/images.tsv"
 BUILD_LOG_DIR=$logs make --no-print-directory images IMAGE_PREFIX="$prefix" BASE_IMAGE="$base"
 phase_done images
+if [[ $steps == images ]]; then
+  exit 0
+fi
 
 # -- the local reference, finished ---------------------------------------------------------------------------
 if [[ -n $local_pid ]]; then

@@ -11,6 +11,25 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".cache" / "numba"))
 os.environ.setdefault("ONCOXAI_PROGRESS", "0")
 
+# Under pytest-xdist (make test: TEST_WORKERS processes) the cores are shared out: each worker, and the stages it
+# starts, gets its share of OpenMP/BLAS threads instead of every process spinning one thread per core. Set before
+# torch or numpy is imported here; an explicit OMP_NUM_THREADS etc. in the environment wins.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+# The longest files first (make test hands whole files to the workers in this order), so that no long file starts
+# last while the other worker idles. Within a file the order is the file's own.
+LONGEST_FIRST = ("test_pipeline.py", "test_reliability.py", "test_seam.py", "test_public_formats.py",
+                 "test_tf_gradcam.py", "test_mri.py", "test_biology.py", "test_bench.py", "test_train.py",
+                 "test_report.py", "test_explain.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 # The test process is a torch process: TensorFlow is kept out of it (shared/frameworks.py); the TensorFlow checks
 # run in their own interpreters, which set ONCOXAI_TEST_TENSORFLOW=1 (tests/test_tf_gradcam.py).
 from shared.frameworks import keep_out  # noqa: E402
