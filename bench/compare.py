@@ -27,6 +27,7 @@ named rather than hidden:
    convention (the rectangle scaled to [0, H] x [0, W] with pixel i spanning [i, i+1), centre i + 0.5; ours
    scales to [0, H-1] x [0, W-1] with pixel centres on the integers).
 """
+
 from __future__ import annotations
 
 import gc
@@ -39,7 +40,6 @@ import numpy as np
 from stages.preprocess.render import MapRenderer, to_uint8
 
 from .pdi import load_image_transformer
-
 
 # ---------------------------------------------------------------------------------------------------- inputs
 
@@ -231,8 +231,9 @@ def placement(ImageTransformer, X, genes, coords, height, width, embedding, disc
 
     gmap, rc, _ = ours_fit(X, genes, height, width, embedding, discretization, seed, coords=coords)
     ours = gene_pixels(gmap)
-    it = ImageTransformer(feature_extractor=FixedCoordinates(coords), discretization=discretization,
-                          pixels=(height, width)).fit(X)
+    it = ImageTransformer(
+        feature_extractor=FixedCoordinates(coords), discretization=discretization, pixels=(height, width)
+    ).fit(X)
     theirs = np.asarray(it.coords())
 
     # 2. same rotation and axis order: their discretiser (what their fit dispatches to) on our upright rectangle
@@ -256,11 +257,16 @@ def placement(ImageTransformer, X, genes, coords, height, width, embedding, disc
             "ours": ours_rect_area(np.asarray(coords, dtype=np.float64), rc, height, width),
             "pydeepinsight": None if rect_theirs is None else float(np.prod(np.ptp(rect_theirs, axis=0))),
         },
-        "pixels_used": {"ours": int(len(np.unique(ours, axis=0))), "pydeepinsight": int(len(np.unique(theirs, axis=0)))},
+        "pixels_used": {
+            "ours": int(len(np.unique(ours, axis=0))),
+            "pydeepinsight": int(len(np.unique(theirs, axis=0))),
+        },
     }
     if discretization == "lsa":  # ties between equally good assignments are legitimate: compare total cost too
+
         def cost(pix):
             return float(((edges - pix) ** 2).sum())
+
         out["same_convention_cost"] = {"ours": cost(ours_their_grid), "pydeepinsight": cost(theirs_upright)}
     out["pixel_values"] = pixel_values(X, gmap, ours, it, theirs, height, width, genes)
     return out
@@ -289,31 +295,53 @@ def pixel_values(X, gmap, ours, it, theirs, height, width, genes) -> dict:
         "same_layout_shared_pixels_max_abs_diff": float(diff[:, shared].max()) if shared.any() else None,
         "own_layouts_genes_alone_in_both": int(len(g)),
         "own_layouts_alone_max_abs_diff_ours": float(np.abs(img_ours[:, ours[g, 0], ours[g, 1]] - gene_vals).max())
-        if len(g) else None,
-        "own_layouts_alone_max_abs_diff_pydeepinsight":
-            float(np.abs(img_theirs[:, theirs[g, 0], theirs[g, 1]] - gene_vals).max()) if len(g) else None,
+        if len(g)
+        else None,
+        "own_layouts_alone_max_abs_diff_pydeepinsight": float(
+            np.abs(img_theirs[:, theirs[g, 0], theirs[g, 1]] - gene_vals).max()
+        )
+        if len(g)
+        else None,
     }
 
 
 # ---------------------------------------------------------------------------------------------------- run
 
 
-def run_compare(n_samples: int = 4000, n_genes: int = 2000, height: int = 64, width: int = 64,
-                embeddings=("pca", "tsne_sklearn"), discretizations=("bin", "lsa"), repeats: int = 3, seed: int = 0,
-                transform_rows=(512, 8192), log=print) -> dict:
+def run_compare(
+    n_samples: int = 4000,
+    n_genes: int = 2000,
+    height: int = 64,
+    width: int = 64,
+    embeddings=("pca", "tsne_sklearn"),
+    discretizations=("bin", "lsa"),
+    repeats: int = 3,
+    seed: int = 0,
+    transform_rows=(512, 8192),
+    log=print,
+) -> dict:
     ImageTransformer, pdi_info = load_image_transformer()
     t0 = time.perf_counter()
     X, genes = realistic_matrix(n_samples, n_genes, seed)
-    log(f"matrix {X.shape[0]} x {X.shape[1]} ({time.perf_counter() - t0:.1f} s), zeros {float((X == 0).mean()):.2f}; "
-        f"image {height}x{width}; best of {repeats}")
+    log(
+        f"matrix {X.shape[0]} x {X.shape[1]} ({time.perf_counter() - t0:.1f} s), zeros {float((X == 0).mean()):.2f}; "
+        f"image {height}x{width}; best of {repeats}"
+    )
     result: dict = {
-        "matrix": {"n_samples": int(X.shape[0]), "n_genes": int(X.shape[1]), "zero_fraction": round(float((X == 0).mean()), 4),
-                   "source": "fixtures.synthetic.make_transcriptome, stage normalize_log1p, top-variance genes, min-max"},
+        "matrix": {
+            "n_samples": int(X.shape[0]),
+            "n_genes": int(X.shape[1]),
+            "zero_fraction": round(float((X == 0).mean()), 4),
+            "source": "fixtures.synthetic.make_transcriptome, stage normalize_log1p, top-variance genes, min-max",
+        },
         "image": [height, width],
         "repeats": repeats,
         "seed": seed,
         "pydeepinsight_import": pdi_info,
-        "fit": {}, "fit_layout_only": {}, "transform": {}, "placement": {},
+        "fit": {},
+        "fit_layout_only": {},
+        "transform": {},
+        "placement": {},
     }
     result["render_compile_s"] = _compile_time(X, genes)
     _warm_up(ImageTransformer, X, genes, embeddings, discretizations, seed)
@@ -324,72 +352,105 @@ def run_compare(n_samples: int = 4000, n_genes: int = 2000, height: int = 64, wi
     for embedding in embeddings:
         for disc in discretizations:
             extractor = Recording(pdi_extractor(embedding, seed, X.shape[1], X.shape[0]))
+            # the timed calls bind this iteration's values (default arguments), though _alternate calls them at once
             (t_o, all_o, (gmap, rc, coords)), (t_t, all_t, it) = _alternate(
-                lambda: ours_fit(XF, genes, height, width, embedding, disc, seed),
-                lambda: ImageTransformer(feature_extractor=extractor, discretization=disc,
-                                         pixels=(height, width)).fit(XF),
-                repeats)
+                lambda embedding=embedding, disc=disc: ours_fit(XF, genes, height, width, embedding, disc, seed),
+                lambda extractor=extractor, disc=disc: ImageTransformer(
+                    feature_extractor=extractor, discretization=disc, pixels=(height, width)
+                ).fit(XF),
+                repeats,
+            )
             key = f"{embedding}/{disc}"
             result["fit"][key] = {
-                "ours_s": t_o, "pydeepinsight_s": t_t, "speedup": t_t / t_o,
-                "ours_all_s": all_o, "pydeepinsight_all_s": all_t,
+                "ours_s": t_o,
+                "pydeepinsight_s": t_t,
+                "speedup": t_t / t_o,
+                "ours_all_s": all_o,
+                "pydeepinsight_all_s": all_t,
                 "embedding_max_abs_diff": float(np.abs(np.asarray(coords) - extractor.last).max()),
             }
             fitted[key] = (gmap, rc, coords, it)
-            log(f"fit {key:10s} ours {t_o:7.3f} s  pyDeepInsight {t_t:7.3f} s  speedup {t_t / t_o:6.2f}x  "
-                f"(embeddings differ by at most {result['fit'][key]['embedding_max_abs_diff']:.2g})")
+            log(
+                f"fit {key:10s} ours {t_o:7.3f} s  pyDeepInsight {t_t:7.3f} s  speedup {t_t / t_o:6.2f}x  "
+                f"(embeddings differ by at most {result['fit'][key]['embedding_max_abs_diff']:.2g})"
+            )
 
     reference = embeddings[-1]  # coordinates for the layout-only fits and the placement checks
     for disc in discretizations:
         coords = fitted[f"{reference}/{disc}"][2]
         (t_o, all_o, _), (t_t, all_t, _) = _alternate(
-            lambda: ours_fit(XF, genes, height, width, reference, disc, seed, coords=coords),
-            lambda: ImageTransformer(feature_extractor=FixedCoordinates(coords), discretization=disc,
-                                     pixels=(height, width)).fit(XF),
-            repeats)
-        result["fit_layout_only"][disc] = {"ours_s": t_o, "pydeepinsight_s": t_t, "speedup": t_t / t_o,
-                                           "ours_all_s": all_o, "pydeepinsight_all_s": all_t}
+            lambda disc=disc, coords=coords: ours_fit(XF, genes, height, width, reference, disc, seed, coords=coords),
+            lambda disc=disc, coords=coords: ImageTransformer(
+                feature_extractor=FixedCoordinates(coords), discretization=disc, pixels=(height, width)
+            ).fit(XF),
+            repeats,
+        )
+        result["fit_layout_only"][disc] = {
+            "ours_s": t_o,
+            "pydeepinsight_s": t_t,
+            "speedup": t_t / t_o,
+            "ours_all_s": all_o,
+            "pydeepinsight_all_s": all_t,
+        }
         log(f"fit layout only ({disc}): ours {t_o:7.3f} s  pyDeepInsight {t_t:7.3f} s  speedup {t_t / t_o:6.2f}x")
 
         gmap, _, _, it = fitted[f"{reference}/{disc}"]
         renderer = MapRenderer(gmap)
 
-        def ours(rows=X):
+        def ours(rows=X, renderer=renderer):
             return renderer(rows, np.uint8)  # the stage's transform: what it writes to images.npy
 
         ours(X[:8]), it.transform(X[:8], img_format="scalar")  # warm up both
         n_rep = max(repeats, SHORT_REPEATS)  # short and noisy (page faults on ~100 MB outputs): more runs
         (t_o, all_o, img_o), (t_t, all_t, img_t) = _alternate(
-            ours, lambda: it.transform(X, img_format="scalar"), n_rep)
-        entry = {"ours_s": t_o, "pydeepinsight_s": t_t, "speedup": t_t / t_o, "ours_all_s": all_o,
-                 "pydeepinsight_all_s": all_t, "rows": int(X.shape[0]), "repeats": n_rep,
-                 "output": {"ours": f"{img_o.dtype} {tuple(img_o.shape)} (quantised as stored by the stage)",
-                            "pydeepinsight": f"{img_t.dtype} {tuple(img_t.shape)}"}}
+            ours, lambda it=it: it.transform(X, img_format="scalar"), n_rep
+        )
+        entry = {
+            "ours_s": t_o,
+            "pydeepinsight_s": t_t,
+            "speedup": t_t / t_o,
+            "ours_all_s": all_o,
+            "pydeepinsight_all_s": all_t,
+            "rows": int(X.shape[0]),
+            "repeats": n_rep,
+            "output": {
+                "ours": f"{img_o.dtype} {tuple(img_o.shape)} (quantised as stored by the stage)",
+                "pydeepinsight": f"{img_t.dtype} {tuple(img_t.shape)}",
+            },
+        }
         del img_o, img_t
         entry.update(_other_renders(gmap, renderer, X, t_t, n_rep))
         entry["by_rows"] = {}
         for rows in transform_rows:  # the ratio depends on the batch: per-pixel loop (theirs) vs memory traffic
             Xr = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])))
-            (r_o, _, _), (r_t, _, _) = _alternate(lambda: ours(Xr), lambda: it.transform(Xr, img_format="scalar"),
-                                                  n_rep)
+            (r_o, _, _), (r_t, _, _) = _alternate(
+                lambda Xr=Xr: ours(Xr), lambda Xr=Xr, it=it: it.transform(Xr, img_format="scalar"), n_rep
+            )
             entry["by_rows"][rows] = {"ours_s": r_o, "pydeepinsight_s": r_t, "speedup": r_t / r_o}
             del Xr
         result["transform"][disc] = entry
-        log(f"transform ({disc}, layout of {reference}): ours {t_o * 1e3:8.2f} ms  pyDeepInsight {t_t * 1e3:8.2f} ms  "
-            f"speedup {t_t / t_o:6.2f}x; by rows " + ", ".join(f"{k}: {v['speedup']:.2f}x" for k, v in entry["by_rows"].items())
+        log(
+            f"transform ({disc}, layout of {reference}): ours {t_o * 1e3:8.2f} ms  pyDeepInsight {t_t * 1e3:8.2f} ms  "
+            f"speedup {t_t / t_o:6.2f}x; by rows "
+            + ", ".join(f"{k}: {v['speedup']:.2f}x" for k, v in entry["by_rows"].items())
             + f"; float32 images {entry['float32']['speedup']:.2f}x, the sparse product + quantising "
-            f"{entry['sparse_product_then_uint8']['speedup']:.2f}x")
+            f"{entry['sparse_product_then_uint8']['speedup']:.2f}x"
+        )
 
         place = placement(ImageTransformer, X, genes, coords, height, width, reference, disc, seed)
         result["placement"][disc] = place
-        log(f"placement ({disc}): same pixel end-to-end {place['end_to_end']:.3f}, same rotation "
-            f"{place['same_rotation']:.3f}, same grid convention {place['same_convention']:.3f}")
+        log(
+            f"placement ({disc}): same pixel end-to-end {place['end_to_end']:.3f}, same rotation "
+            f"{place['same_rotation']:.3f}, same grid convention {place['same_convention']:.3f}"
+        )
 
     result["findings"] = findings(result)
     result["transform_speedup_vs_pydeepinsight"] = min(v["speedup"] for v in result["transform"].values())
     result["fit_speedup_vs_pydeepinsight"] = min(v["speedup"] for v in result["fit"].values())
-    result["headline"] = ("worst case over the measured configurations: transform over discretisations, fit over "
-                          "embedding x discretisation (each the best of `repeats` runs)")
+    result["headline"] = (
+        "worst case over the measured configurations: transform over discretisations, fit over "
+        "embedding x discretisation (each the best of `repeats` runs)"
+    )
     return result
 
 
@@ -399,26 +460,36 @@ def findings(result: dict) -> list[str]:
     for disc, p in result["placement"].items():
         area = p["rectangle_area"]
         if area["pydeepinsight"] is not None and area["pydeepinsight"] > area["exact_minimum"] * (1 + 1e-6):
-            out.append(f"{disc}: pyDeepInsight's bounding rectangle is {area['pydeepinsight'] / area['exact_minimum']:.3f}x "
-                       f"the minimum area (ours {area['ours'] / area['exact_minimum']:.3f}x): it rotates the hull by +angle "
-                       "where the minimum-area rectangle needs -angle (and skips the hull's closing edge), so end-to-end "
-                       f"placements differ ({p['end_to_end']:.3f} of genes on the same pixel)")
+            out.append(
+                f"{disc}: pyDeepInsight's bounding rectangle is {area['pydeepinsight'] / area['exact_minimum']:.3f}x "
+                f"the minimum area (ours {area['ours'] / area['exact_minimum']:.3f}x): it rotates the hull by +angle "
+                "where the minimum-area rectangle needs -angle (and skips the hull's closing edge), so end-to-end "
+                f"placements differ ({p['end_to_end']:.3f} of genes on the same pixel)"
+            )
         if p["same_convention"] == 1.0:
-            out.append(f"{disc}: given the same upright rectangle and the same pixel-grid convention, both put every "
-                       "gene on the same pixel")
+            out.append(
+                f"{disc}: given the same upright rectangle and the same pixel-grid convention, both put every "
+                "gene on the same pixel"
+            )
         elif "same_convention_cost" in p:
             c = p["same_convention_cost"]
-            out.append(f"{disc}: same rectangle and grid convention: {p['same_convention']:.3f} of genes on the same "
-                       f"pixel, assignment costs ours {c['ours']:.6g} vs pyDeepInsight {c['pydeepinsight']:.6g}")
+            out.append(
+                f"{disc}: same rectangle and grid convention: {p['same_convention']:.3f} of genes on the same "
+                f"pixel, assignment costs ours {c['ours']:.6g} vs pyDeepInsight {c['pydeepinsight']:.6g}"
+            )
         if p["same_rotation"] < 1.0:
-            out.append(f"{disc}: with only the rectangle shared, {p['same_rotation']:.3f} agree: pyDeepInsight scales the "
-                       "rectangle to [0, H] x [0, W] with pixel i covering [i, i+1) (floor; lsa centres at i + 0.5), ours "
-                       "to [0, H-1] x [0, W-1] with pixel centres on the integers (rint; lsa centres at i)")
+            out.append(
+                f"{disc}: with only the rectangle shared, {p['same_rotation']:.3f} agree: pyDeepInsight scales the "
+                "rectangle to [0, H] x [0, W] with pixel i covering [i, i+1) (floor; lsa centres at i + 0.5), ours "
+                "to [0, H-1] x [0, W-1] with pixel centres on the integers (rint; lsa centres at i)"
+            )
         v = p["pixel_values"]
         if v["same_layout_max_abs_diff"] < 1e-5:
-            out.append(f"{disc}: on the same placement the images agree to {v['same_layout_max_abs_diff']:.1e} "
-                       f"(float32 vs float64), shared pixels included ({v['same_layout_shared_pixels']} pixels, the mean "
-                       "of their genes in both)")
+            out.append(
+                f"{disc}: on the same placement the images agree to {v['same_layout_max_abs_diff']:.1e} "
+                f"(float32 vs float64), shared pixels included ({v['same_layout_shared_pixels']} pixels, the mean "
+                "of their genes in both)"
+            )
     return out
 
 
@@ -441,8 +512,11 @@ def _warm_up(ImageTransformer, X, genes, embeddings, discretizations, seed) -> N
         for disc in discretizations:
             gmap, _, _ = ours_fit(Xs, gs, side, side, embedding, disc, seed)
             MapRenderer(gmap)(Xs, np.uint8)
-            it = ImageTransformer(feature_extractor=pdi_extractor(embedding, seed, Xs.shape[1], Xs.shape[0]),
-                                  discretization=disc, pixels=(side, side)).fit(np.asfortranarray(Xs))
+            it = ImageTransformer(
+                feature_extractor=pdi_extractor(embedding, seed, Xs.shape[1], Xs.shape[0]),
+                discretization=disc,
+                pixels=(side, side),
+            ).fit(np.asfortranarray(Xs))
             it.transform(Xs, img_format="scalar")
 
 
@@ -450,10 +524,8 @@ def _other_renders(gmap, renderer, X, theirs_s, repeats) -> dict:
     """Our other ways to the same images, timed against pyDeepInsight's time: float32 images from the renderer,
     and the map's definition (the sparse product ``values @ W.T``) then quantised in a second pass."""
     out, images = {}, {}
-    for key, fn in (("float32", lambda: renderer(X)),
-                    ("sparse_product_then_uint8", lambda: to_uint8(gmap.render(X)))):
+    for key, fn in (("float32", lambda: renderer(X)), ("sparse_product_then_uint8", lambda: to_uint8(gmap.render(X)))):
         t, _, images[key] = best_of(fn, repeats)
         out[key] = {"s": t, "speedup": theirs_s / t, "output": f"{images[key].dtype} {tuple(images[key].shape)}"}
     out["float32"]["max_abs_diff_vs_sparse_product"] = float(np.abs(images["float32"] - gmap.render(X)).max())
     return out
-

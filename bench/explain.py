@@ -11,6 +11,7 @@ run, the time its explain stage spent on the deletion curves, the randomisation 
 checks per method and on the biology checks (``demo_biology_seconds``). Written
 to ``outputs/bench/explain.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ def per_sample(model, images: np.ndarray, targets: np.ndarray, scale: float) -> 
     saliency = Saliency(model)
     out = np.empty(images.shape, dtype=np.float32)
     for k in range(len(images)):
-        x = to_tensor(images[k:k + 1], torch.device("cpu"), scale).requires_grad_(True)
+        x = to_tensor(images[k : k + 1], torch.device("cpu"), scale).requires_grad_(True)
         out[k] = saliency.attribute(x, target=int(targets[k]), abs=True).detach().numpy()[0]
     return out
 
@@ -42,10 +43,15 @@ def demo_trust_times(path: Path) -> dict | None:
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
-    return {f"{m}/{k}": {"faithfulness_s": v.get("faithfulness", {}).get("seconds"),
-                         "sanity_s": v.get("sanity", {}).get("seconds"),
-                         "stability_s": v.get("stability", {}).get("seconds")}
-            for m, entry in doc["models"].items() for k, v in entry["methods"].items()}
+    return {
+        f"{m}/{k}": {
+            "faithfulness_s": v.get("faithfulness", {}).get("seconds"),
+            "sanity_s": v.get("sanity", {}).get("seconds"),
+            "stability_s": v.get("stability", {}).get("seconds"),
+        }
+        for m, entry in doc["models"].items()
+        for k, v in entry["methods"].items()
+    }
 
 
 def demo_biology(path: Path) -> dict | None:
@@ -56,9 +62,11 @@ def demo_biology(path: Path) -> dict | None:
     doc = json.loads(path.read_text())
     if "biology_seconds" not in doc:
         return None
-    return {"total_s": doc["biology_seconds"],
-            **{m: e["biology"]["seconds"] for m, e in doc["models"].items() if "biology" in e},
-            **({"baselines": doc["baselines_biology"]["seconds"]} if doc.get("baselines_biology") else {})}
+    return {
+        "total_s": doc["biology_seconds"],
+        **{m: e["biology"]["seconds"] for m, e in doc["models"].items() if "biology" in e},
+        **({"baselines": doc["baselines_biology"]["seconds"]} if doc.get("baselines_biology") else {}),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,17 +89,24 @@ def main(argv: list[str] | None = None) -> int:
     times = {"ours": [], "per_sample": []}
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        ours = attribute_batched(METHODS["saliency"](model), images, targets, torch.device("cpu"), args.batch,
-                                 "bench", scale=scale)
+        ours = attribute_batched(
+            METHODS["saliency"](model), images, targets, torch.device("cpu"), args.batch, "bench", scale=scale
+        )
         times["ours"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         ref = per_sample(model, images, targets, scale)
         times["per_sample"].append(time.perf_counter() - t0)
     best = {k: min(v) for k, v in times.items()}
     result = {
-        "device": "cpu", "arch": args.arch, "image": [1, args.size, args.size], "samples": args.samples,
-        "batch_size": args.batch, "repeats": args.repeats, "torch_threads": torch.get_num_threads(),
-        "ours_samples_per_s": args.samples / best["ours"], "per_sample_samples_per_s": args.samples / best["per_sample"],
+        "device": "cpu",
+        "arch": args.arch,
+        "image": [1, args.size, args.size],
+        "samples": args.samples,
+        "batch_size": args.batch,
+        "repeats": args.repeats,
+        "torch_threads": torch.get_num_threads(),
+        "ours_samples_per_s": args.samples / best["ours"],
+        "per_sample_samples_per_s": args.samples / best["per_sample"],
         "explain_speedup_vs_per_sample_loop": best["per_sample"] / best["ours"],
         "max_abs_difference": float(np.abs(ours - ref).max()),
         "max_relative_difference": float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30)),
@@ -99,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         "demo_biology_seconds": demo_biology(Path(args.demo)),
     }
     write_json_atomic(args.out, result)
-    print(f"saliency on {args.samples} samples: batched {result['ours_samples_per_s']:.0f}/s, one at a time "
-          f"{result['per_sample_samples_per_s']:.0f}/s: {result['explain_speedup_vs_per_sample_loop']:.1f}x "
-          f"(largest difference {result['max_relative_difference']:.2g} of the largest attribution)")
+    print(
+        f"saliency on {args.samples} samples: batched {result['ours_samples_per_s']:.0f}/s, one at a time "
+        f"{result['per_sample_samples_per_s']:.0f}/s: {result['explain_speedup_vs_per_sample_loop']:.1f}x "
+        f"(largest difference {result['max_relative_difference']:.2g} of the largest attribution)"
+    )
     print(f"wrote {args.out}")
     return 0
 

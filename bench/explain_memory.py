@@ -15,6 +15,7 @@ largest), so both sizes write the same kinds of output.
 Reported per size: seconds, peak RSS, bytes written; and ``explain_peak_rss_growth`` = peak RSS at the largest size
 / at the smallest (the issue's bound: < 2). Written to ``outputs/bench/explain_memory.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,14 @@ def write_experiment(exp: Path, n_test: int, n_train: int = 256, seed: int = 0, 
     pd.DataFrame({"gene": genes}).to_csv(data / "genes.csv", index=False)
     n = n_train + n_test
     labels = np.arange(n) % CLASSES
-    pd.DataFrame({"sample": [f"S{i:07d}" for i in range(n)], "label": [f"class{c}" for c in labels],
-                  "label_index": labels, "split": ["train"] * n_train + ["test"] * n_test}
-                 ).to_csv(data / "samples.csv", index=False)
+    pd.DataFrame(
+        {
+            "sample": [f"S{i:07d}" for i in range(n)],
+            "label": [f"class{c}" for c in labels],
+            "label_index": labels,
+            "split": ["train"] * n_train + ["test"] * n_test,
+        }
+    ).to_csv(data / "samples.csv", index=False)
     values = NpyRows(data / "vectors.npy", (n, GENES), np.float32)
     images = NpyRows(data / "images.npy", (n, 1, SIZE, SIZE), np.uint8)
     shift = rng.random((CLASSES, GENES)).astype(np.float32)  # each class a profile of its own
@@ -66,11 +72,24 @@ def write_experiment(exp: Path, n_test: int, n_train: int = 256, seed: int = 0, 
         images.write(np.round(gmap.render(v) * 255).astype(np.uint8))
     values.close()
     images.close()
-    spec = {"arch": "small_cnn", "input_shape": [1, SIZE, SIZE], "n_classes": CLASSES,
-            "classes": [f"class{c}" for c in range(CLASSES)], "dropout": 0.5,
-            "input": {"kind": "image", "spatial_dims": 2, "array": "preprocess/images.npy", "dtype": "uint8",
-                      "scale": 1 / 255, "samples": "preprocess/samples.csv", "features": "preprocess/genes.csv",
-                      "gene_map": "train_torch/small_cnn/pixel_genes.npz", "gene_values": "preprocess/vectors.npy"}}
+    spec = {
+        "arch": "small_cnn",
+        "input_shape": [1, SIZE, SIZE],
+        "n_classes": CLASSES,
+        "classes": [f"class{c}" for c in range(CLASSES)],
+        "dropout": 0.5,
+        "input": {
+            "kind": "image",
+            "spatial_dims": 2,
+            "array": "preprocess/images.npy",
+            "dtype": "uint8",
+            "scale": 1 / 255,
+            "samples": "preprocess/samples.csv",
+            "features": "preprocess/genes.csv",
+            "gene_map": "train_torch/small_cnn/pixel_genes.npz",
+            "gene_values": "preprocess/vectors.npy",
+        },
+    }
     members = []
     for k in range(1):
         torch.manual_seed(k)
@@ -86,14 +105,23 @@ def _child(exp: str, out: str, methods: str, arrays_max: str) -> dict:
     from stages.explain.__main__ import explain_model
     from stages.explain.params import Explain
 
-    p = Explain.model_validate({"methods": methods.split(","), "biology": {"enabled": False},
-                                "stability": {"enabled": False},
-                                "per_sample": {"arrays_max_samples": int(arrays_max)}})
+    p = Explain.model_validate(
+        {
+            "methods": methods.split(","),
+            "biology": {"enabled": False},
+            "stability": {"enabled": False},
+            "per_sample": {"arrays_max_samples": int(arrays_max)},
+        }
+    )
     t0 = time.perf_counter()
-    entry = explain_model("small_cnn", Path(exp) / "train_torch" / "small_cnn", Path(exp), Path(out), p,
-                          torch.device("cpu"), 0)
-    return {"seconds": time.perf_counter() - t0, "n_explained": entry["n_explained"],
-            "per_sample_arrays": entry["per_sample_arrays"]}
+    entry = explain_model(
+        "small_cnn", Path(exp) / "train_torch" / "small_cnn", Path(exp), Path(out), p, torch.device("cpu"), 0
+    )
+    return {
+        "seconds": time.perf_counter() - t0,
+        "n_explained": entry["n_explained"],
+        "per_sample_arrays": entry["per_sample_arrays"],
+    }
 
 
 def folder_bytes(folder: Path) -> int:
@@ -112,24 +140,38 @@ def run(sizes: tuple[int, ...], methods: str, tmp: Path | None = None) -> dict:
             written = time.perf_counter() - t0
             out = exp / "explain"
             log = Path(root) / f"explain{n}.log"
-            m = measure([sys.executable, "-m", "bench.explain_memory", "--child", str(exp), str(out), methods,
-                         str(max(sizes))], log)
+            m = measure(
+                [sys.executable, "-m", "bench.explain_memory", "--child", str(exp), str(out), methods, str(max(sizes))],
+                log,
+            )
             if m["returncode"] != 0:
                 raise SystemExit(f"explain of {n} samples failed: see\n" + log.read_text()[-3000:])
             child = json.loads(log.read_text().strip().splitlines()[-1])
-            per_size[str(n)] = {"test_samples": n, "n_explained": child["n_explained"], "seconds": round(m["seconds"], 1),
-                                "explain_seconds": round(child["seconds"], 1),
-                                "peak_rss_bytes": m["peak_rss_kb"] * 1024,
-                                "output_bytes": folder_bytes(out), "input_bytes": folder_bytes(exp / "preprocess"),
-                                "fixture_seconds": round(written, 1)}
-            print(f"{n} test samples: explain {child['seconds']:.0f} s, peak RSS "
-                  f"{m['peak_rss_kb'] / 2**20:.2f} GiB, {folder_bytes(out) / 2**30:.2f} GiB written", flush=True)
+            per_size[str(n)] = {
+                "test_samples": n,
+                "n_explained": child["n_explained"],
+                "seconds": round(m["seconds"], 1),
+                "explain_seconds": round(child["seconds"], 1),
+                "peak_rss_bytes": m["peak_rss_kb"] * 1024,
+                "output_bytes": folder_bytes(out),
+                "input_bytes": folder_bytes(exp / "preprocess"),
+                "fixture_seconds": round(written, 1),
+            }
+            print(
+                f"{n} test samples: explain {child['seconds']:.0f} s, peak RSS "
+                f"{m['peak_rss_kb'] / 2**20:.2f} GiB, {folder_bytes(out) / 2**30:.2f} GiB written",
+                flush=True,
+            )
             shutil.rmtree(exp)
     low, high = per_size[str(min(sizes))], per_size[str(max(sizes))]
-    return {"what": "explain_model on the 1,024-gene 32 x 32 layout (small_cnn, one fold model), peak RSS of a fresh "
-                    "process at each number of held-out test samples", "methods": methods.split(","),
-            "sizes": per_size, "explain_peak_rss_growth": round(high["peak_rss_bytes"] / low["peak_rss_bytes"], 3),
-            "samples_ratio": max(sizes) / min(sizes)}
+    return {
+        "what": "explain_model on the 1,024-gene 32 x 32 layout (small_cnn, one fold model), peak RSS of a fresh "
+        "process at each number of held-out test samples",
+        "methods": methods.split(","),
+        "sizes": per_size,
+        "explain_peak_rss_growth": round(high["peak_rss_bytes"] / low["peak_rss_bytes"], 3),
+        "samples_ratio": max(sizes) / min(sizes),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.explain_memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated numbers of held-out test samples")
     parser.add_argument("--methods", default="saliency,grad_cam")
-    parser.add_argument("--tmp", type=Path, default=None, help="folder for the experiments (default: the system's "
-                                                                 "temporary folder)")
+    parser.add_argument(
+        "--tmp", type=Path, default=None, help="folder for the experiments (default: the system's temporary folder)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     doc = run(tuple(int(s) for s in args.sizes.split(",")), args.methods, args.tmp)

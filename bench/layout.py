@@ -19,6 +19,7 @@ burst of load does not always hit the same side); speedup = their time / ours. T
 10,000 genes: ``fit_speedup_vs_pydeepinsight``, ``trustworthiness_difference`` (ours - theirs) and
 ``unique_pixel_share_difference``. Written to ``outputs/bench/layout.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,15 @@ def theirs(ImageTransformer, X, size, discretization, seed) -> dict:
     return {"seconds": seconds, "coords": extractor.last, "pixel": pixel}
 
 
-def run_layout(gene_counts=(2000, 10_000, 20_000), n_samples: int = 2000, size: int = 128,
-               discretization: str = "bin", neighbours: int = 5, trust_points: int = 10_000, seed: int = 0) -> dict:
+def run_layout(
+    gene_counts=(2000, 10_000, 20_000),
+    n_samples: int = 2000,
+    size: int = 128,
+    discretization: str = "bin",
+    neighbours: int = 5,
+    trust_points: int = 10_000,
+    seed: int = 0,
+) -> dict:
     ImageTransformer, pdi_info = load_image_transformer()
     sizes = {}
     for i, n_genes in enumerate(gene_counts):
@@ -82,8 +90,11 @@ def run_layout(gene_counts=(2000, 10_000, 20_000), n_samples: int = 2000, size: 
         runs = {}
         order = ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours")
         for side in order:
-            runs[side] = (ours(X, genes, size, discretization, seed) if side == "ours"
-                          else theirs(ImageTransformer, X, size, discretization, seed))
+            runs[side] = (
+                ours(X, genes, size, discretization, seed)
+                if side == "ours"
+                else theirs(ImageTransformer, X, size, discretization, seed)
+            )
             print(f"{n_genes} genes: {side} {runs[side]['seconds']:.1f} s", flush=True)
         profiles = np.ascontiguousarray(X.T)
         rows = np.arange(n_genes)
@@ -91,37 +102,49 @@ def run_layout(gene_counts=(2000, 10_000, 20_000), n_samples: int = 2000, size: 
             rows = np.sort(np.random.default_rng(seed).choice(n_genes, size=trust_points, replace=False))
         entry = {"samples": n_samples, "genes": n_genes, "trust_points": int(len(rows))}
         for side, run in runs.items():
-            entry[side] = {"fit_seconds": round(run["seconds"], 2),
-                           "trustworthiness": round(trust(profiles, run["coords"], neighbours, rows), 4),
-                           "unique_pixel_share": round(unique_share(run["pixel"]), 4)}
+            entry[side] = {
+                "fit_seconds": round(run["seconds"], 2),
+                "trustworthiness": round(trust(profiles, run["coords"], neighbours, rows), 4),
+                "unique_pixel_share": round(unique_share(run["pixel"]), 4),
+            }
         entry["fit_speedup_vs_pydeepinsight"] = round(runs["theirs"]["seconds"] / runs["ours"]["seconds"], 2)
-        entry["trustworthiness_difference"] = round(entry["ours"]["trustworthiness"]
-                                                    - entry["theirs"]["trustworthiness"], 4)
-        entry["unique_pixel_share_difference"] = round(entry["ours"]["unique_pixel_share"]
-                                                       - entry["theirs"]["unique_pixel_share"], 4)
+        entry["trustworthiness_difference"] = round(
+            entry["ours"]["trustworthiness"] - entry["theirs"]["trustworthiness"], 4
+        )
+        entry["unique_pixel_share_difference"] = round(
+            entry["ours"]["unique_pixel_share"] - entry["theirs"]["unique_pixel_share"], 4
+        )
         sizes[str(n_genes)] = entry
         del X, profiles, runs
         gc.collect()
-    doc = {"what": "layout fit (t-SNE of the genes) at several gene counts: ours (openTSNE) vs pyDeepInsight "
-                   "(scikit-learn Barnes-Hut t-SNE)",
-           "pydeepinsight": pdi_info, "image": [size, size], "discretization": discretization, "trust_neighbours": neighbours,
-           "sizes": sizes}
+    doc = {
+        "what": "layout fit (t-SNE of the genes) at several gene counts: ours (openTSNE) vs pyDeepInsight "
+        "(scikit-learn Barnes-Hut t-SNE)",
+        "pydeepinsight": pdi_info,
+        "image": [size, size],
+        "discretization": discretization,
+        "trust_neighbours": neighbours,
+        "sizes": sizes,
+    }
     head = sizes.get(str(HEADLINE_GENES))
     if head is not None:
         for key in ("fit_speedup_vs_pydeepinsight", "trustworthiness_difference", "unique_pixel_share_difference"):
             doc[key] = head[key]
-        doc["quality_bar_met"] = bool(head["trustworthiness_difference"] >= -0.01
-                                      and head["unique_pixel_share_difference"] >= 0)
+        doc["quality_bar_met"] = bool(
+            head["trustworthiness_difference"] >= -0.01 and head["unique_pixel_share_difference"] >= 0
+        )
     return doc
 
 
 def table(doc: dict) -> str:
     lines = ["genes   ours s  theirs s  speedup  trust ours/theirs  unique-pixel share ours/theirs"]
     for n, e in doc["sizes"].items():
-        lines.append(f"{n:>6} {e['ours']['fit_seconds']:>8.1f} {e['theirs']['fit_seconds']:>9.1f} "
-                     f"{e['fit_speedup_vs_pydeepinsight']:>7.2f}x  {e['ours']['trustworthiness']:.4f}/"
-                     f"{e['theirs']['trustworthiness']:.4f}      {e['ours']['unique_pixel_share']:.4f}/"
-                     f"{e['theirs']['unique_pixel_share']:.4f}")
+        lines.append(
+            f"{n:>6} {e['ours']['fit_seconds']:>8.1f} {e['theirs']['fit_seconds']:>9.1f} "
+            f"{e['fit_speedup_vs_pydeepinsight']:>7.2f}x  {e['ours']['trustworthiness']:.4f}/"
+            f"{e['theirs']['trustworthiness']:.4f}      {e['ours']['unique_pixel_share']:.4f}/"
+            f"{e['theirs']['unique_pixel_share']:.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -137,8 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    doc = run_layout(tuple(int(g) for g in args.genes.split(",")), args.samples, args.size, args.discretization,
-                     args.neighbours, args.trust_points, args.seed)
+    doc = run_layout(
+        tuple(int(g) for g in args.genes.split(",")),
+        args.samples,
+        args.size,
+        args.discretization,
+        args.neighbours,
+        args.trust_points,
+        args.seed,
+    )
     write_json_atomic(args.out, doc)
     print(table(doc))
     print(f"wrote {args.out}")

@@ -20,6 +20,7 @@ Both are reported at the largest size (the headline) and per size; time and memo
 ``--project`` samples (the full GTEx v8 matrix: 17,382) by a straight-line fit over the sizes. Written to
 ``outputs/bench/loaders.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,9 +72,10 @@ def _child(which: str, gct: str, labels: str) -> dict:
     import pandas as pd
 
     if which == "ours":
+        import anndata  # noqa: F401  (imported before measuring, as the stage has it)
+
         from stages.preprocess.loaders import read_expression
         from stages.preprocess.params import Expression
-        import anndata  # noqa: F401  (imported before measuring, as the stage has it)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()
     if which == "ours":
@@ -84,44 +86,67 @@ def _child(which: str, gct: str, labels: str) -> dict:
         shape, dtype = frame.shape[::-1], str(frame.dtypes.iloc[0])
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": seconds, "peak_rss_bytes": peak, "rss_before_bytes": before, "shape": list(shape),
-            "dtype": dtype}
+    return {
+        "seconds": seconds,
+        "peak_rss_bytes": peak,
+        "rss_before_bytes": before,
+        "shape": list(shape),
+        "dtype": dtype,
+    }
 
 
 def measure(which: str, gct: Path, labels: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.loaders", "--child", which, str(gct), str(labels)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loaders", "--child", which, str(gct), str(labels)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_loaders(n_genes: int = 56_200, sizes=(500, 1000, 2000), project: int = GTEX_SAMPLES,
-                folder: Path | None = None) -> dict:
+def run_loaders(
+    n_genes: int = 56_200, sizes=(500, 1000, 2000), project: int = GTEX_SAMPLES, folder: Path | None = None
+) -> dict:
     per_size = {}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         for n in sizes:
             gct, labels = write_gtex_like(Path(tmp), n_genes, n)
-            entry = {"genes": n_genes, "samples": n, "file_bytes": gct.stat().st_size,
-                     "kept_float32_bytes": n_genes * n * 4}
+            entry = {
+                "genes": n_genes,
+                "samples": n,
+                "file_bytes": gct.stat().st_size,
+                "kept_float32_bytes": n_genes * n * 4,
+            }
             for which in ("ours", "pandas") if n % 2 else ("pandas", "ours"):
                 entry[which] = measure(which, gct, labels)
-                print(f"{n} samples: {which} {entry[which]['seconds']:.1f} s, peak "
-                      f"{entry[which]['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+                print(
+                    f"{n} samples: {which} {entry[which]['seconds']:.1f} s, peak "
+                    f"{entry[which]['peak_rss_bytes'] / 2**30:.2f} GiB",
+                    flush=True,
+                )
             ours = entry["ours"]
-            entry["peak_rss_ratio"] = round((ours["peak_rss_bytes"] - ours["rss_before_bytes"])
-                                            / entry["kept_float32_bytes"], 3)
+            entry["peak_rss_ratio"] = round(
+                (ours["peak_rss_bytes"] - ours["rss_before_bytes"]) / entry["kept_float32_bytes"], 3
+            )
             entry["read_speedup_vs_pandas"] = round(entry["pandas"]["seconds"] / ours["seconds"], 2)
             per_size[str(n)] = entry
             gct.unlink()
-    doc = {"what": "GTEx-layout gzip GCT read: preprocess loader (pyarrow, streamed, float32) vs pandas.read_csv",
-           "genes": n_genes, "sizes": per_size}
+    doc = {
+        "what": "GTEx-layout gzip GCT read: preprocess loader (pyarrow, streamed, float32) vs pandas.read_csv",
+        "genes": n_genes,
+        "sizes": per_size,
+    }
     head = per_size[str(max(sizes))]
     doc["read_speedup_vs_pandas"] = head["read_speedup_vs_pandas"]
     doc["peak_rss_ratio_at_largest"] = head["peak_rss_ratio"]
     if len(sizes) >= 2:
         # working memory = ratio x kept matrix + fixed: the slope over the sizes is the ratio the issue bounds
         kept = np.array([per_size[str(n)]["kept_float32_bytes"] for n in sizes], dtype=float)
-        used = np.array([per_size[str(n)]["ours"]["peak_rss_bytes"] - per_size[str(n)]["ours"]["rss_before_bytes"]
-                         for n in sizes], dtype=float)
+        used = np.array(
+            [per_size[str(n)]["ours"]["peak_rss_bytes"] - per_size[str(n)]["ours"]["rss_before_bytes"] for n in sizes],
+            dtype=float,
+        )
         slope, fixed = np.polyfit(kept, used, 1)
         doc["peak_rss_ratio"] = round(float(slope), 3)
         doc["peak_rss_fixed_bytes"] = int(fixed)
@@ -140,18 +165,24 @@ def run_loaders(n_genes: int = 56_200, sizes=(500, 1000, 2000), project: int = G
 def table(doc: dict) -> str:
     lines = ["samples  ours s  pandas s  speedup  ours peak GiB  pandas peak GiB  kept GiB  working/kept"]
     for n, e in doc["sizes"].items():
-        lines.append(f"{n:>7} {e['ours']['seconds']:>7.1f} {e['pandas']['seconds']:>9.1f} "
-                     f"{e['read_speedup_vs_pandas']:>7.2f}x {e['ours']['peak_rss_bytes'] / 2**30:>14.2f} "
-                     f"{e['pandas']['peak_rss_bytes'] / 2**30:>16.2f} {e['kept_float32_bytes'] / 2**30:>9.2f} "
-                     f"{e['peak_rss_ratio']:>15.3f}")
+        lines.append(
+            f"{n:>7} {e['ours']['seconds']:>7.1f} {e['pandas']['seconds']:>9.1f} "
+            f"{e['read_speedup_vs_pandas']:>7.2f}x {e['ours']['peak_rss_bytes'] / 2**30:>14.2f} "
+            f"{e['pandas']['peak_rss_bytes'] / 2**30:>16.2f} {e['kept_float32_bytes'] / 2**30:>9.2f} "
+            f"{e['peak_rss_ratio']:>15.3f}"
+        )
     if "peak_rss_ratio" in doc:
-        lines.append(f"working memory = {doc['peak_rss_ratio']:.3f} x kept + {doc['peak_rss_fixed_bytes'] / 2**20:.0f} MiB")
+        lines.append(
+            f"working memory = {doc['peak_rss_ratio']:.3f} x kept + {doc['peak_rss_fixed_bytes'] / 2**20:.0f} MiB"
+        )
     if "projected" in doc:
         p = doc["projected"]
-        lines.append(f"projected to {p['samples']} samples: ours {p['ours_seconds']:.0f} s, "
-                     f"{p['ours_peak_rss_bytes'] / 2**30:.1f} GiB; pandas {p['pandas_seconds']:.0f} s, "
-                     f"{p['pandas_peak_rss_bytes'] / 2**30:.1f} GiB (kept float32: "
-                     f"{p['kept_float32_bytes'] / 2**30:.1f} GiB)")
+        lines.append(
+            f"projected to {p['samples']} samples: ours {p['ours_seconds']:.0f} s, "
+            f"{p['ours_peak_rss_bytes'] / 2**30:.1f} GiB; pandas {p['pandas_seconds']:.0f} s, "
+            f"{p['pandas_peak_rss_bytes'] / 2**30:.1f} GiB (kept float32: "
+            f"{p['kept_float32_bytes'] / 2**30:.1f} GiB)"
+        )
     return "\n".join(lines)
 
 
@@ -164,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genes", type=int, default=56_200)
     parser.add_argument("--samples", default="500,1000,2000", help="comma-separated sample counts")
     parser.add_argument("--project", type=int, default=GTEX_SAMPLES)
-    parser.add_argument("--tmp", type=Path, default=None, help="folder for the synthetic files (default: the "
-                                                                 "system's temporary folder)")
+    parser.add_argument(
+        "--tmp", type=Path, default=None, help="folder for the synthetic files (default: the system's temporary folder)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     doc = run_loaders(args.genes, tuple(int(s) for s in args.samples.split(",")), args.project, args.tmp)

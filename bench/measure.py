@@ -10,6 +10,7 @@ with nothing but the standard library loaded (about 10 MB), so the child it fork
 ``os.wait4`` and writes {returncode, seconds, peak_rss_kb (ru_maxrss), peak_rss_sampled_kb, user_s, sys_s,
 rss_timeline} to RESULT.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,11 +62,19 @@ def _launch(result_path: str, log_path: str, cmd: list[str]) -> int:
         sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
     sampler.join(timeout=2)
-    Path(result_path).write_text(json.dumps({
-        "returncode": proc.returncode, "seconds": seconds, "peak_rss_kb": usage.ru_maxrss,
-        "peak_rss_sampled_kb": sampler.peak_kb, "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
-        "rss_timeline_kb": sampler.samples,
-    }))
+    Path(result_path).write_text(
+        json.dumps(
+            {
+                "returncode": proc.returncode,
+                "seconds": seconds,
+                "peak_rss_kb": usage.ru_maxrss,
+                "peak_rss_sampled_kb": sampler.peak_kb,
+                "user_s": usage.ru_utime,
+                "sys_s": usage.ru_stime,
+                "rss_timeline_kb": sampler.samples,
+            }
+        )
+    )
     return 0
 
 

@@ -8,6 +8,7 @@ one child (``os.wait4``, through the small launcher of ``bench.measure``), cross
 ``/proc/<pid>/status`` while it runs. The images are checked to open as a memory map with the expected shape;
 they are then deleted unless ``keep_outputs`` (the inputs stay: remove ``outputs/bench/million`` to free them).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,27 +25,39 @@ from .measure import measure
 REPO = Path(__file__).resolve().parent.parent
 
 
-def stage_config(h5ad: Path, name: str, n_genes: int, size: int, embedding: str, discretization: str,
-                 chunk_size: int | None) -> dict:
+def stage_config(
+    h5ad: Path, name: str, n_genes: int, size: int, embedding: str, discretization: str, chunk_size: int | None
+) -> dict:
     preprocess = {
-        "n_genes": n_genes, "height": size, "width": size, "transform": "deepinsight",
+        "n_genes": n_genes,
+        "height": size,
+        "width": size,
+        "transform": "deepinsight",
         "deepinsight": {"embedding": embedding, "discretization": discretization},
         "save_vectors": False,
     }
     if chunk_size:
         preprocess["chunk_size"] = chunk_size
     return {
-        "name": name, "seed": 0, "device": "cpu", "stages": ["preprocess"],
+        "name": name,
+        "seed": 0,
+        "device": "cpu",
+        "stages": ["preprocess"],
         "expression": {"path": str(h5ad), "format": "h5ad", "label_key": "tumour_state", "group_key": "donor"},
         "preprocess": preprocess,
     }
 
 
-def run_stage(config_path: Path, outputs_root: Path, log_path: Path, repo: Path = REPO,
-              profile: Path | None = None) -> dict:
+def run_stage(
+    config_path: Path, outputs_root: Path, log_path: Path, repo: Path = REPO, profile: Path | None = None
+) -> dict:
     """Run the preprocess stage in a child process; return wall time, exit code and peak RSS of that child."""
-    env = {**os.environ, "ONCOXAI_OUTPUTS": str(outputs_root), "ONCOXAI_PROGRESS": "0",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH", "")) if p)}
+    env = {
+        **os.environ,
+        "ONCOXAI_OUTPUTS": str(outputs_root),
+        "ONCOXAI_PROGRESS": "0",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH", "")) if p),
+    }
     cmd = [sys.executable]
     if profile is not None:
         cmd += ["-m", "cProfile", "-o", str(profile)]
@@ -69,8 +82,12 @@ def run_stage(config_path: Path, outputs_root: Path, log_path: Path, repo: Path 
 
 
 #: log lines (as the stage writes them today) that open each phase; a phase whose line is missing is None
-_PHASES = (("start", r"INFO read "), ("pass1_done", r"INFO kept \d+ genes"),
-           ("layout_done", r"layout.*genes on \d+ of \d+ pixels"), ("finished", r"finished in [\d.]+ s"))
+_PHASES = (
+    ("start", r"INFO read "),
+    ("pass1_done", r"INFO kept \d+ genes"),
+    ("layout_done", r"layout.*genes on \d+ of \d+ pixels"),
+    ("finished", r"finished in [\d.]+ s"),
+)
 
 
 def phases(log_text: str) -> dict:
@@ -93,14 +110,27 @@ def phases(log_text: str) -> dict:
         d = stamps[b] - stamps[a]
         return d + 86400 if d < 0 else d
 
-    return {"pass1_statistics": span("start", "pass1_done"), "layout_fit": span("pass1_done", "layout_done"),
-            "pass2_images_and_writes": span("layout_done", "finished")}
+    return {
+        "pass1_statistics": span("start", "pass1_done"),
+        "layout_fit": span("pass1_done", "layout_done"),
+        "pass2_images_and_writes": span("layout_done", "finished"),
+    }
 
 
-def run_million(sizes=(100_000, 300_000, 1_000_000), n_genes: int = 2000, image: int = 64,
-                embedding: str = "tsne", discretization: str = "lsa", chunk_size: int | None = None,
-                root: Path = REPO / "outputs" / "bench" / "million", repo: Path = REPO, keep_outputs: bool = False,
-                profile_cells: int | None = None, repeats: int = 1, log=print) -> dict:
+def run_million(
+    sizes=(100_000, 300_000, 1_000_000),
+    n_genes: int = 2000,
+    image: int = 64,
+    embedding: str = "tsne",
+    discretization: str = "lsa",
+    chunk_size: int | None = None,
+    root: Path = REPO / "outputs" / "bench" / "million",
+    repo: Path = REPO,
+    keep_outputs: bool = False,
+    profile_cells: int | None = None,
+    repeats: int = 1,
+    log=print,
+) -> dict:
     """Run the stage at each size (``repeats`` times: the fastest is kept, and the largest peak RSS); returns
     per-size facts plus a linear fit of time against cells."""
     root = Path(root)
@@ -129,25 +159,40 @@ def run_million(sizes=(100_000, 300_000, 1_000_000), n_genes: int = 2000, image:
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         attempts = []
         for rep in range(repeats):
-            log(f"running the preprocess stage on {n} cells ({cfg_path}){f' [{rep + 1}/{repeats}]' if repeats > 1 else ''}")
+            log(
+                f"running the preprocess stage on {n} cells ({cfg_path})"
+                f"{f' [{rep + 1}/{repeats}]' if repeats > 1 else ''}"
+            )
             suffix = "" if rep == 0 else f".r{rep + 1}"
             profile = root / f"{name}.prof" if profile_cells == n and rep == 0 else None
-            run = run_stage(cfg_path.resolve(), runs.resolve(), (root / f"{name}{suffix}.log").resolve(), Path(repo),
-                            profile=profile.resolve() if profile else None)
+            run = run_stage(
+                cfg_path.resolve(),
+                runs.resolve(),
+                (root / f"{name}{suffix}.log").resolve(),
+                Path(repo),
+                profile=profile.resolve() if profile else None,
+            )
             if profile:
                 run["profile"] = str(profile)
             out = runs / name / "preprocess"
             if run["returncode"] == 0:
                 images = np.load(out / "images.npy", mmap_mode="r")
-                run["images"] = {"shape": list(images.shape), "dtype": str(images.dtype), "memory_mapped": True,
-                                 "bytes": (out / "images.npy").stat().st_size,
-                                 "first_image_nonzero_pixels": int(np.count_nonzero(images[0]))}
+                run["images"] = {
+                    "shape": list(images.shape),
+                    "dtype": str(images.dtype),
+                    "memory_mapped": True,
+                    "bytes": (out / "images.npy").stat().st_size,
+                    "first_image_nonzero_pixels": int(np.count_nonzero(images[0])),
+                }
                 del images
                 if not keep_outputs:
                     (out / "images.npy").unlink()
                     run["images"]["deleted_after_check"] = True
-            log(f"  {n} cells: rc {run['returncode']}, {run['seconds']:.1f} s ({run['seconds'] / n * 1e6:.1f} us/cell), "
-                f"peak RSS {run['peak_rss_gb']:.2f} GB, phases {run['phases_s']}")
+            log(
+                f"  {n} cells: rc {run['returncode']}, {run['seconds']:.1f} s "
+                f"({run['seconds'] / n * 1e6:.1f} us/cell), "
+                f"peak RSS {run['peak_rss_gb']:.2f} GB, phases {run['phases_s']}"
+            )
             attempts.append(run)
             if run["returncode"] != 0:
                 break
@@ -163,35 +208,54 @@ def run_million(sizes=(100_000, 300_000, 1_000_000), n_genes: int = 2000, image:
         results.append(entry)
 
     ok = [r for r in results if r["returncode"] == 0]
-    summary: dict = {"sizes": results, "n_genes": n_genes, "image": [image, image], "embedding": embedding,
-                     "discretization": discretization, "chunk_size": chunk_size or "stage default",
-                     "repo": str(repo), "repeats": repeats}
+    summary: dict = {
+        "sizes": results,
+        "n_genes": n_genes,
+        "image": [image, image],
+        "embedding": embedding,
+        "discretization": discretization,
+        "chunk_size": chunk_size or "stage default",
+        "repo": str(repo),
+        "repeats": repeats,
+    }
     if len(ok) >= 2:
         n = np.array([r["n_cells"] for r in ok], dtype=np.float64)
         t = np.array([r["seconds"] for r in ok])
         slope, intercept = np.polyfit(n, t, 1)
         fitted = slope * n + intercept
-        per_cell = [r for r in ok if r["phases_s"].get("pass1_statistics") is not None
-                    and r["phases_s"].get("pass2_images_and_writes") is not None]
+        per_cell = [
+            r
+            for r in ok
+            if r["phases_s"].get("pass1_statistics") is not None
+            and r["phases_s"].get("pass2_images_and_writes") is not None
+        ]
         if len(per_cell) >= 2:  # the two passes over the cells alone, without the fixed layout fit
             nc = np.array([r["n_cells"] for r in per_cell], dtype=np.float64)
-            tc = np.array([r["phases_s"]["pass1_statistics"] + r["phases_s"]["pass2_images_and_writes"]
-                           for r in per_cell], dtype=np.float64)
+            tc = np.array(
+                [r["phases_s"]["pass1_statistics"] + r["phases_s"]["pass2_images_and_writes"] for r in per_cell],
+                dtype=np.float64,
+            )
             summary["passes_over_cells"] = {
-                "seconds": dict(zip([int(x) for x in nc], tc.tolist())),
-                "microseconds_per_cell": dict(zip([int(x) for x in nc], (tc / nc * 1e6).round(1).tolist())),
+                "seconds": dict(zip([int(x) for x in nc], tc.tolist(), strict=False)),
+                "microseconds_per_cell": dict(
+                    zip([int(x) for x in nc], (tc / nc * 1e6).round(1).tolist(), strict=False)
+                ),
             }
         summary["linear_fit"] = {
-            "seconds_per_million_cells": slope * 1e6, "fixed_seconds": intercept,
+            "seconds_per_million_cells": slope * 1e6,
+            "fixed_seconds": intercept,
             "max_relative_residual": float(np.max(np.abs(t - fitted) / t)),
             "note": "seconds = fixed + slope * cells; the fixed part is start-up and the layout fit (t-SNE on at "
-                    "most max_fit_samples training profiles, then lsa), which do not grow with the cells",
+            "most max_fit_samples training profiles, then lsa), which do not grow with the cells",
         }
     million = next((r for r in ok if r["n_cells"] == 1_000_000), None)
     summary["million_cells_seconds"] = million["seconds"] if million else None
     summary["million_cells_peak_rss_gb"] = million["peak_rss_gb"] if million else None
     if million is None and ok:
         largest = max(ok, key=lambda r: r["n_cells"])
-        summary["largest_run"] = {"n_cells": largest["n_cells"], "seconds": largest["seconds"],
-                                  "peak_rss_gb": largest["peak_rss_gb"]}
+        summary["largest_run"] = {
+            "n_cells": largest["n_cells"],
+            "seconds": largest["seconds"],
+            "peak_rss_gb": largest["peak_rss_gb"],
+        }
     return summary

@@ -7,9 +7,11 @@ Each variant runs in a fresh process (so one's allocations cannot hide the other
 ``EfficientNet3d`` with ``freeze``), AdamW over the trainable parameters, a random batch, then training steps
 (forward, focal loss, backward, optimiser step). Peak memory: on a GPU, CUDA's max allocated bytes during a second
 step above what was allocated before it; on CPU, the peak resident set size (sampled every 2 ms from /proc) during
-the first step above the RSS before it (the C allocator would serve a second step from memory the first freed). Written to ``outputs/bench/mri.json`` with
+the first step above the RSS before it (the C allocator would serve a second step from memory the first freed).
+Written to ``outputs/bench/mri.json`` with
 ``peak_memory_ratio_frozen_vs_full`` and ``trainable_params_ratio_frozen_vs_full`` (target: memory <= 1/3).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,9 +90,14 @@ def one_step(model: str, size: int, batch: int, trainable_blocks: int | None, de
         step()
         seconds = time.perf_counter() - t0
         kind = "peak resident set size during the first step above the RSS before it (sampled every 2 ms)"
-    return {"trainable_blocks": trainable_blocks, "trainable_params": trainable_parameters(net),
-            "total_params": sum(p.numel() for p in net.parameters()), "peak_step_memory_bytes": int(peak),
-            "memory_measure": kind, "step_seconds": round(seconds, 3)}
+    return {
+        "trainable_blocks": trainable_blocks,
+        "trainable_params": trainable_parameters(net),
+        "total_params": sum(p.numel() for p in net.parameters()),
+        "peak_step_memory_bytes": int(peak),
+        "memory_measure": kind,
+        "step_seconds": round(seconds, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,28 +116,50 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = {}
     for name, blocks in (("frozen", str(args.trainable_blocks)), ("full", "full")):
-        cmd = [sys.executable, "-m", "bench.mri", "--model", args.model, "--size", str(args.size), "--batch",
-               str(args.batch), "--device", args.device, "--child", blocks]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.mri",
+            "--model",
+            args.model,
+            "--size",
+            str(args.size),
+            "--batch",
+            str(args.batch),
+            "--device",
+            args.device,
+            "--child",
+            blocks,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(proc.stderr[-2000:], file=sys.stderr)
             return proc.returncode
         results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{name}: {results[name]['trainable_params']:,} trainable parameters, "
-              f"{results[name]['peak_step_memory_bytes'] / 2**20:.0f} MiB step memory, "
-              f"{results[name]['step_seconds']:.2f} s per step")
+        print(
+            f"{name}: {results[name]['trainable_params']:,} trainable parameters, "
+            f"{results[name]['peak_step_memory_bytes'] / 2**20:.0f} MiB step memory, "
+            f"{results[name]['step_seconds']:.2f} s per step"
+        )
     frozen, full = results["frozen"], results["full"]
-    out = {"model": args.model, "input": [args.batch, 4, args.size, args.size, args.size], "device": args.device,
-           "frozen": frozen, "full": full,
-           "peak_memory_ratio_frozen_vs_full": frozen["peak_step_memory_bytes"] / full["peak_step_memory_bytes"],
-           "trainable_params_ratio_frozen_vs_full": frozen["trainable_params"] / full["trainable_params"],
-           "step_time_ratio_frozen_vs_full": frozen["step_seconds"] / full["step_seconds"],
-           "target": "peak memory frozen <= 1/3 of full"}
+    out = {
+        "model": args.model,
+        "input": [args.batch, 4, args.size, args.size, args.size],
+        "device": args.device,
+        "frozen": frozen,
+        "full": full,
+        "peak_memory_ratio_frozen_vs_full": frozen["peak_step_memory_bytes"] / full["peak_step_memory_bytes"],
+        "trainable_params_ratio_frozen_vs_full": frozen["trainable_params"] / full["trainable_params"],
+        "step_time_ratio_frozen_vs_full": frozen["step_seconds"] / full["step_seconds"],
+        "target": "peak memory frozen <= 1/3 of full",
+    }
     out["target_met"] = out["peak_memory_ratio_frozen_vs_full"] <= 1 / 3
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out, out)
-    print(f"frozen / full: memory {out['peak_memory_ratio_frozen_vs_full']:.3f}, trainable parameters "
-          f"{out['trainable_params_ratio_frozen_vs_full']:.3f} -> {args.out}")
+    print(
+        f"frozen / full: memory {out['peak_memory_ratio_frozen_vs_full']:.3f}, trainable parameters "
+        f"{out['trainable_params_ratio_frozen_vs_full']:.3f} -> {args.out}"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ them (``opencv-python-headless``, ``grad-cam``, ``torchcam``: the ``bench`` extr
 names, for the duration of the import only, and says so in the benchmark's JSON. The package's files are
 never modified.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -17,8 +18,15 @@ import types
 from importlib import metadata
 
 #: modules pyDeepInsight imports at package import but ImageTransformer never calls
-UNDECLARED = ("cv2", "pytorch_grad_cam", "pytorch_grad_cam.utils", "pytorch_grad_cam.utils.model_targets",
-              "torchcam", "torchcam.methods", "torchcam.methods._utils")
+UNDECLARED = (
+    "cv2",
+    "pytorch_grad_cam",
+    "pytorch_grad_cam.utils",
+    "pytorch_grad_cam.utils.model_targets",
+    "torchcam",
+    "torchcam.methods",
+    "torchcam.methods._utils",
+)
 
 
 def _placeholder(name: str) -> types.ModuleType:

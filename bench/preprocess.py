@@ -12,6 +12,7 @@ there, and prints a short table. The file always holds the four headline keys
 ``million_cells_peak_rss_gb`` (null where not measured), then the details and the machine. Not a test: no
 figure here fails anything; the targets (transform >= 10x, fit >= 1x, 1M cells under 4 GB) are reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,17 @@ from shared.artifacts import write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "outputs" / "bench" / "preprocess.json"
-HEADLINE = ("transform_speedup_vs_pydeepinsight", "fit_speedup_vs_pydeepinsight", "million_cells_seconds",
-            "million_cells_peak_rss_gb")
-TARGETS = {"transform_speedup_vs_pydeepinsight": ">= 10", "fit_speedup_vs_pydeepinsight": ">= 1",
-           "million_cells_peak_rss_gb": "< 4"}
+HEADLINE = (
+    "transform_speedup_vs_pydeepinsight",
+    "fit_speedup_vs_pydeepinsight",
+    "million_cells_seconds",
+    "million_cells_peak_rss_gb",
+)
+TARGETS = {
+    "transform_speedup_vs_pydeepinsight": ">= 10",
+    "fit_speedup_vs_pydeepinsight": ">= 1",
+    "million_cells_peak_rss_gb": "< 4",
+}
 
 
 def machine() -> dict:
@@ -42,15 +50,31 @@ def machine() -> dict:
     except OSError:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "memory_gb": mem_gb, "loadavg_at_write": [round(x, 2) for x in load] if load else None,
-            "platform": platform.platform(), "python": platform.python_version()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gb": mem_gb,
+        "loadavg_at_write": [round(x, 2) for x in load] if load else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 def versions() -> dict:
     out = {}
-    for dist in ("numpy", "scipy", "scikit-learn", "anndata", "scanpy", "h5py", "torch", "pyDeepInsight",
-                 "opencv-python-headless", "grad-cam", "torchcam"):
+    for dist in (
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "anndata",
+        "scanpy",
+        "h5py",
+        "torch",
+        "pyDeepInsight",
+        "opencv-python-headless",
+        "grad-cam",
+        "torchcam",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -86,43 +110,65 @@ def table(doc: dict) -> str:
     c, m = doc.get("compare"), doc.get("million")
     if c:
         h, w = c["image"]
-        lines.append(f"deepinsight vs pyDeepInsight: {c['matrix']['n_samples']} samples x {c['matrix']['n_genes']} "
-                     f"genes, {h}x{w}, best of {c['repeats']}")
+        lines.append(
+            f"deepinsight vs pyDeepInsight: {c['matrix']['n_samples']} samples x {c['matrix']['n_genes']} "
+            f"genes, {h}x{w}, best of {c['repeats']}"
+        )
         lines.append(f"  {'what':28s} {'ours':>10s} {'pyDeepInsight':>14s} {'speedup':>8s}")
         for key, v in c["fit"].items():
             lines.append(f"  {'fit ' + key:28s} {v['ours_s']:9.3f}s {v['pydeepinsight_s']:13.3f}s {v['speedup']:7.2f}x")
         for key, v in c["fit_layout_only"].items():
-            lines.append(f"  {'fit layout only ' + key:28s} {v['ours_s']:9.3f}s {v['pydeepinsight_s']:13.3f}s "
-                         f"{v['speedup']:7.2f}x")
+            lines.append(
+                f"  {'fit layout only ' + key:28s} {v['ours_s']:9.3f}s {v['pydeepinsight_s']:13.3f}s "
+                f"{v['speedup']:7.2f}x"
+            )
         for key, v in c["transform"].items():
-            lines.append(f"  {'transform ' + key + ' (' + str(v['rows']) + ' rows)':28s} {v['ours_s'] * 1e3:8.2f}ms "
-                         f"{v['pydeepinsight_s'] * 1e3:12.2f}ms {v['speedup']:7.2f}x")
+            lines.append(
+                f"  {'transform ' + key + ' (' + str(v['rows']) + ' rows)':28s} {v['ours_s'] * 1e3:8.2f}ms "
+                f"{v['pydeepinsight_s'] * 1e3:12.2f}ms {v['speedup']:7.2f}x"
+            )
             for other in ("float32", "sparse_product_then_uint8"):
                 if other in v:
-                    lines.append(f"  {'  ' + other:28s} {v[other]['s'] * 1e3:8.2f}ms {'':13s} {v[other]['speedup']:7.2f}x")
+                    lines.append(
+                        f"  {'  ' + other:28s} {v[other]['s'] * 1e3:8.2f}ms {'':13s} {v[other]['speedup']:7.2f}x"
+                    )
             for rows, r in v.get("by_rows", {}).items():
-                lines.append(f"  {'transform ' + key + ' (' + str(rows) + ' rows)':28s} {r['ours_s'] * 1e3:8.2f}ms "
-                             f"{r['pydeepinsight_s'] * 1e3:12.2f}ms {r['speedup']:7.2f}x")
+                lines.append(
+                    f"  {'transform ' + key + ' (' + str(rows) + ' rows)':28s} {r['ours_s'] * 1e3:8.2f}ms "
+                    f"{r['pydeepinsight_s'] * 1e3:12.2f}ms {r['speedup']:7.2f}x"
+                )
         lines.append(f"  {'same pixel (of genes)':28s} {'end-to-end':>10s} {'same rotation':>14s} {'same grid':>10s}")
         for key, v in c["placement"].items():
             lines.append(f"  {key:28s} {v['end_to_end']:10.3f} {v['same_rotation']:14.3f} {v['same_convention']:10.3f}")
     if m:
-        lines.append(f"preprocess stage, deepinsight {m['image'][0]}x{m['image'][1]}, {m['n_genes']} genes "
-                     f"({m['embedding']}/{m['discretization']}), backed .h5ad")
-        lines.append(f"  {'cells':>10s} {'seconds':>9s} {'us/cell':>8s} {'peak RSS GB':>12s} {'rc':>3s}   "
-                     f"phases (s): pass 1 / layout fit / pass 2 + writes")
+        lines.append(
+            f"preprocess stage, deepinsight {m['image'][0]}x{m['image'][1]}, {m['n_genes']} genes "
+            f"({m['embedding']}/{m['discretization']}), backed .h5ad"
+        )
+        lines.append(
+            f"  {'cells':>10s} {'seconds':>9s} {'us/cell':>8s} {'peak RSS GB':>12s} {'rc':>3s}   "
+            f"phases (s): pass 1 / layout fit / pass 2 + writes"
+        )
         for r in m["sizes"]:
             ph = r.get("phases_s") or {}
-            lines.append(f"  {r['n_cells']:10d} {r['seconds']:9.1f} {r['seconds_per_cell'] * 1e6:8.1f} "
-                         f"{r['peak_rss_gb']:12.2f} {r['returncode']:3d}   {ph.get('pass1_statistics')} / "
-                         f"{ph.get('layout_fit')} / {ph.get('pass2_images_and_writes')}")
+            lines.append(
+                f"  {r['n_cells']:10d} {r['seconds']:9.1f} {r['seconds_per_cell'] * 1e6:8.1f} "
+                f"{r['peak_rss_gb']:12.2f} {r['returncode']:3d}   {ph.get('pass1_statistics')} / "
+                f"{ph.get('layout_fit')} / {ph.get('pass2_images_and_writes')}"
+            )
         if "passes_over_cells" in m:
-            lines.append("  the two passes over the cells (no layout fit): " + ", ".join(
-                f"{k} cells {v:.0f} us/cell" for k, v in m["passes_over_cells"]["microseconds_per_cell"].items()))
+            lines.append(
+                "  the two passes over the cells (no layout fit): "
+                + ", ".join(
+                    f"{k} cells {v:.0f} us/cell" for k, v in m["passes_over_cells"]["microseconds_per_cell"].items()
+                )
+            )
         if "linear_fit" in m:
             f = m["linear_fit"]
-            lines.append(f"  linear fit: {f['fixed_seconds']:.1f} s + {f['seconds_per_million_cells']:.1f} s per "
-                         f"million cells (max residual {f['max_relative_residual'] * 100:.1f}%)")
+            lines.append(
+                f"  linear fit: {f['fixed_seconds']:.1f} s + {f['seconds_per_million_cells']:.1f} s per "
+                f"million cells (max residual {f['max_relative_residual'] * 100:.1f}%)"
+            )
     lines.append("headline: " + ", ".join(f"{k} = {doc[k]}" for k in HEADLINE))
     return "\n".join(lines)
 
@@ -140,16 +186,23 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--samples", type=int, default=4000)
         p.add_argument("--genes", type=int, default=2000)
         p.add_argument("--size", type=int, default=64, help="image height = width (pyDeepInsight's lsa is square-only)")
-        p.add_argument("--embeddings", default="pca,tsne_sklearn",
-                       help="comma-separated: pca, tsne_sklearn, kpca (those pyDeepInsight can be configured to match)")
+        p.add_argument(
+            "--embeddings",
+            default="pca,tsne_sklearn",
+            help="comma-separated: pca, tsne_sklearn, kpca (those pyDeepInsight can be configured to match)",
+        )
         p.add_argument("--discretizations", default="bin,lsa")
         p.add_argument("--repeats", type=int, default=3)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--transform-rows", default="512,8192", help="extra batch sizes for the transform timing")
     for name in ("million", "all"):
         p = sub.choices[name] if name in sub.choices else sub.add_parser(name)
-        p.add_argument("--cells", type=_sizes, default=None,
-                       help="largest size (default 1000000); the run also does 100k and 300k below it")
+        p.add_argument(
+            "--cells",
+            type=_sizes,
+            default=None,
+            help="largest size (default 1000000); the run also does 100k and 300k below it",
+        )
         p.add_argument("--sizes", type=_sizes, default=None, help="exact comma-separated sizes, e.g. 100000,300000")
         p.add_argument("--chunk-size", type=int, default=None, help="preprocess.chunk_size (default: the stage's)")
         p.add_argument("--repo", type=Path, default=REPO, help="checkout whose stages/ run (default: this one)")
@@ -164,11 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.what in ("compare", "all"):
         from .compare import run_compare
 
-        compare = run_compare(n_samples=args.samples, n_genes=args.genes, height=args.size, width=args.size,
-                              embeddings=tuple(args.embeddings.split(",")),
-                              discretizations=tuple(args.discretizations.split(",")), repeats=args.repeats,
-                              seed=args.seed,
-                              transform_rows=tuple(int(r) for r in args.transform_rows.split(",") if r))
+        compare = run_compare(
+            n_samples=args.samples,
+            n_genes=args.genes,
+            height=args.size,
+            width=args.size,
+            embeddings=tuple(args.embeddings.split(",")),
+            discretizations=tuple(args.discretizations.split(",")),
+            repeats=args.repeats,
+            seed=args.seed,
+            transform_rows=tuple(int(r) for r in args.transform_rows.split(",") if r),
+        )
     if args.what in ("million", "all"):
         from .million import run_million
 
@@ -177,9 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             top = args.cells[0] if args.cells else 1_000_000
             sizes = tuple(s for s in (100_000, 300_000) if s < top) + (top,)
-        million = run_million(sizes=sizes, chunk_size=args.chunk_size, repo=args.repo,
-                              keep_outputs=args.keep_outputs, profile_cells=args.profile_cells,
-                              repeats=args.million_repeats)
+        million = run_million(
+            sizes=sizes,
+            chunk_size=args.chunk_size,
+            repo=args.repo,
+            keep_outputs=args.keep_outputs,
+            profile_cells=args.profile_cells,
+            repeats=args.million_repeats,
+        )
     doc = write_results(args.out, compare=compare, million=million)
     print(table(doc))
     print(f"wrote {args.out}")

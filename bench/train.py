@@ -11,6 +11,7 @@ their ratio, written to ``outputs/bench/train.json`` (key ``throughput_ratio_vs_
 when CUDA is available. ``dense``: the same comparison for the dense network (``dense_preset: small``) on float32
 expression vectors of ``--dense-genes`` genes (default 2,000 and 20,000), in samples per second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from shared.artifacts import write_json_atomic
 from shared.models import build_model
+from shared.torch_training.fit import TrainSettings, run_epoch
 from shared.torch_training.sampling import EpochShuffle
 from stages.train_torch.data import make_loader
-from shared.torch_training.fit import TrainSettings, run_epoch
 
 
 def _data(n: int, size: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,8 +42,9 @@ def _data(n: int, size: int, n_classes: int, seed: int = 0) -> tuple[np.ndarray,
 def _ours(model, images_path: Path, labels, batch: int, device, settings: TrainSettings) -> float:
     images = np.load(images_path, mmap_mode="r")
     sampler = EpochShuffle(len(labels), 0, batch)
-    loader = make_loader(images, labels, np.arange(len(labels)), batch, sampler=sampler,
-                         pin_memory=device.type == "cuda")
+    loader = make_loader(
+        images, labels, np.arange(len(labels)), batch, sampler=sampler, pin_memory=device.type == "cuda"
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     _sync(device)
@@ -80,10 +82,18 @@ def measure(device: torch.device, arch: str, n: int, size: int, batch: int, repe
     images, labels = _data(n, size, 5)
     spec = {"arch": arch, "input_shape": [1, size, size], "n_classes": 5, "stem": "small" if size < 64 else "imagenet"}
     result = _compare(device, spec, images, labels, batch, repeats)
-    return {"device": str(device), "arch": arch, "samples": n, "image": [1, size, size], "batch_size": batch,
-            "ours_images_per_s": result["ours"], "plain_images_per_s": result["plain"],
-            "throughput_ratio_vs_plain_loop": result["ours"] / result["plain"], "repeats": repeats,
-            "ours_mixed_precision_channels_last": device.type == "cuda"}
+    return {
+        "device": str(device),
+        "arch": arch,
+        "samples": n,
+        "image": [1, size, size],
+        "batch_size": batch,
+        "ours_images_per_s": result["ours"],
+        "plain_images_per_s": result["plain"],
+        "throughput_ratio_vs_plain_loop": result["ours"] / result["plain"],
+        "repeats": repeats,
+        "ours_mixed_precision_channels_last": device.type == "cuda",
+    }
 
 
 def measure_dense(device: torch.device, n_genes: int, n: int, batch: int, repeats: int, preset: str = "small") -> dict:
@@ -95,17 +105,24 @@ def measure_dense(device: torch.device, n_genes: int, n: int, batch: int, repeat
     labels = rng.integers(0, 5, size=n).astype(np.int64)
     spec = {"arch": "dense", "input_shape": [n_genes], "n_classes": 5, "widths": DENSE_PRESETS[preset]}
     result = _compare(device, spec, vectors, labels, batch, repeats)
-    return {"device": str(device), "genes": n_genes, "samples": n, "preset": preset, "batch_size": batch,
-            "ours_samples_per_s": round(result["ours"], 1), "plain_samples_per_s": round(result["plain"], 1),
-            "throughput_ratio_vs_plain_loop": round(result["ours"] / result["plain"], 3)}
+    return {
+        "device": str(device),
+        "genes": n_genes,
+        "samples": n,
+        "preset": preset,
+        "batch_size": batch,
+        "ours_samples_per_s": round(result["ours"], 1),
+        "plain_samples_per_s": round(result["plain"], 1),
+        "throughput_ratio_vs_plain_loop": round(result["ours"] / result["plain"], 3),
+    }
 
 
-def _compare(device: torch.device, spec: dict, data: np.ndarray, labels: np.ndarray, batch: int,
-             repeats: int) -> dict:
+def _compare(device: torch.device, spec: dict, data: np.ndarray, labels: np.ndarray, batch: int, repeats: int) -> dict:
     """Best samples/s of the stage's loop and of the plain loop on the same model and data, interleaved."""
     on_gpu = device.type == "cuda"
-    settings = TrainSettings(epochs=1, lr=1e-3, weight_decay=0, mixed_precision=on_gpu, channels_last=on_gpu
-                             and spec["arch"] != "dense")
+    settings = TrainSettings(
+        epochs=1, lr=1e-3, weight_decay=0, mixed_precision=on_gpu, channels_last=on_gpu and spec["arch"] != "dense"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "inputs.npy"
         np.save(path, data)
@@ -130,13 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dense-genes", default="2000,20000", help="gene counts for the dense network's throughput")
     parser.add_argument("--dense-samples", type=int, default=2048)
-    parser.add_argument("--out", default=os.path.join(os.environ.get("ONCOXAI_OUTPUTS", "outputs"), "bench",
-                                                      "train.json"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.environ.get("ONCOXAI_OUTPUTS", "outputs"), "bench", "train.json")
+    )
     args = parser.parse_args(argv)
     cpu = measure(torch.device("cpu"), args.arch, args.samples, args.size, args.batch_size, args.repeats)
     result = {**cpu, "cpu": cpu, "cpu_threads": torch.get_num_threads()}
-    result["dense"] = {g: measure_dense(torch.device("cpu"), int(g), args.dense_samples, args.batch_size, args.repeats)
-                       for g in args.dense_genes.split(",") if g}
+    result["dense"] = {
+        g: measure_dense(torch.device("cpu"), int(g), args.dense_samples, args.batch_size, args.repeats)
+        for g in args.dense_genes.split(",")
+        if g
+    }
     if torch.cuda.is_available():
         gpu = measure(torch.device("cuda"), args.arch, max(args.samples, 8192), args.size, 256, args.repeats)
         result["gpu"] = {**gpu, "name": torch.cuda.get_device_name(0)}
@@ -146,11 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("cpu", "gpu"):
         if key in result:
             r = result[key]
-            print(f"{key}: ours {r['ours_images_per_s']:.0f} img/s, plain loop {r['plain_images_per_s']:.0f} img/s, "
-                  f"ratio {r['throughput_ratio_vs_plain_loop']:.2f}")
+            print(
+                f"{key}: ours {r['ours_images_per_s']:.0f} img/s, plain loop {r['plain_images_per_s']:.0f} img/s, "
+                f"ratio {r['throughput_ratio_vs_plain_loop']:.2f}"
+            )
     for g, r in result["dense"].items():
-        print(f"dense ({r['preset']}) at {g} genes: ours {r['ours_samples_per_s']:.0f} samples/s, plain loop "
-              f"{r['plain_samples_per_s']:.0f} samples/s")
+        print(
+            f"dense ({r['preset']}) at {g} genes: ours {r['ours_samples_per_s']:.0f} samples/s, plain loop "
+            f"{r['plain_samples_per_s']:.0f} samples/s"
+        )
     print(f"wrote {out}")
     return 0
 

@@ -12,6 +12,7 @@ checks off: the random forest's permutation importance permutes every gene, whic
 ``bench.measure`` (peak RSS of that process: ``ru_maxrss``). Written to ``outputs/bench/wide.json`` with the
 held-out macro-F1 of each model, so a run that fits in memory but learns nothing shows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,26 @@ STAGES = ("preprocess", "train_torch", "explain")
 
 def config(h5ad: Path, markers: Path, n_genes: int, epochs: int) -> dict:
     return {
-        "name": "wide", "seed": 0, "device": "cpu", "stages": list(STAGES),
+        "name": "wide",
+        "seed": 0,
+        "device": "cpu",
+        "stages": list(STAGES),
         "expression": {"path": str(h5ad), "format": "h5ad", "label_key": "tumour_state", "group_key": "donor"},
-        "preprocess": {"n_genes": n_genes, "height": 128, "width": 128, "save_vectors": True,
-                       "deepinsight": {"embedding": "tsne", "discretization": "bin"}},
-        "train_torch": {"models": ["dense"], "baselines": ["logistic_regression", "random_forest"], "folds": 3,
-                        "epochs": epochs, "dense_preset": "small", "batch_size": 64},
+        "preprocess": {
+            "n_genes": n_genes,
+            "height": 128,
+            "width": 128,
+            "save_vectors": True,
+            "deepinsight": {"embedding": "tsne", "discretization": "bin"},
+        },
+        "train_torch": {
+            "models": ["dense"],
+            "baselines": ["logistic_regression", "random_forest"],
+            "folds": 3,
+            "epochs": epochs,
+            "dense_preset": "small",
+            "batch_size": 64,
+        },
         "explain": {"methods": ["saliency"], "markers": str(markers), "biology": {"enabled": False}},
     }
 
@@ -52,28 +67,45 @@ def run(n_samples: int, n_genes: int, epochs: int, tmp: Path | None = None) -> d
         h5ad, markers = write_transcriptome(root / "data", n_samples=n_samples, n_genes=n_genes)
         cfg = root / "wide.yaml"
         cfg.write_text(yaml.safe_dump(config(h5ad, markers, n_genes, epochs)))
-        env = {**os.environ, "ONCOXAI_OUTPUTS": str(root / "outputs"), "ONCOXAI_PROGRESS": "0",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+        env = {
+            **os.environ,
+            "ONCOXAI_OUTPUTS": str(root / "outputs"),
+            "ONCOXAI_PROGRESS": "0",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+        }
         stages = {}
         for stage in STAGES:
             log = root / f"{stage}.log"
             m = measure([sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)], log, cwd=REPO, env=env)
             if m["returncode"] != 0:
-                raise SystemExit(f"{stage} failed on {n_genes} genes x {n_samples} samples:\n"
-                                 + log.read_text()[-3000:])
+                raise SystemExit(
+                    f"{stage} failed on {n_genes} genes x {n_samples} samples:\n" + log.read_text()[-3000:]
+                )
             stages[stage] = {"seconds": round(m["seconds"], 1), "peak_rss_gib": round(m["peak_rss_kb"] / 2**20, 3)}
             print(f"{stage}: {m['seconds']:.0f} s, peak RSS {m['peak_rss_kb'] / 2**20:.2f} GiB", flush=True)
         exp = root / "outputs" / "wide"
-        models = {name: {k: json.loads((exp / "train_torch" / name / "metrics.json").read_text())["test"][k]
-                         for k in ("macro_f1", "accuracy")}
-                  for name in ("dense", "logistic_regression", "random_forest")}
+        models = {
+            name: {
+                k: json.loads((exp / "train_torch" / name / "metrics.json").read_text())["test"][k]
+                for k in ("macro_f1", "accuracy")
+            }
+            for name in ("dense", "logistic_regression", "random_forest")
+        }
         explain = json.loads((exp / "explain" / "metrics.json").read_text())
-    return {"what": "preprocess, train_torch (dense + baselines) and explain (saliency) on every gene",
-            "samples": n_samples, "genes": n_genes, "epochs": epochs, "stages": stages,
-            "peak_rss_gib": max(s["peak_rss_gib"] for s in stages.values()),
-            "models": models,
-            "dense_marker_precision": explain["models"].get("dense", {}).get("methods", {}).get("saliency", {})
-            .get("marker_precision_at_10")}
+    return {
+        "what": "preprocess, train_torch (dense + baselines) and explain (saliency) on every gene",
+        "samples": n_samples,
+        "genes": n_genes,
+        "epochs": epochs,
+        "stages": stages,
+        "peak_rss_gib": max(s["peak_rss_gib"] for s in stages.values()),
+        "models": models,
+        "dense_marker_precision": explain["models"]
+        .get("dense", {})
+        .get("methods", {})
+        .get("saliency", {})
+        .get("marker_precision_at_10"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

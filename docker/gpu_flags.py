@@ -9,6 +9,7 @@ docker/gpu_flags.py``. The Makefile's GPU_FLAGS (RUNNER=docker) comes from here 
 
 Standard library only: it runs before any Python environment exists.
 """
+
 from __future__ import annotations
 
 import json

@@ -24,6 +24,7 @@ dependencies and offline: a change of the code rebuilds one small layer and down
 Pip settings of the build host reach this script only through the build stage: the standard ``PIP_*``
 variables (build arguments) and an optional CA bundle ``/tmp/build-pip/ca.pem`` (see docker/build-pip/).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -106,10 +107,22 @@ def lock(pyproject: Path, constraints: Path, work: Path) -> Path:
     reqs = work / "all.txt"
     reqs.write_text("\n".join(requirements(pyproject, list(LOCK_EXTRAS))) + "\n")
     report = work / "resolution.json"
-    pip("install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-        "-c", str(constraints), "-r", str(reqs))
-    pins = sorted(f"{_name(item['metadata']['name'])}=={item['metadata']['version']}"
-                  for item in json.loads(report.read_text())["install"])
+    pip(
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--quiet",
+        "--report",
+        str(report),
+        "-c",
+        str(constraints),
+        "-r",
+        str(reqs),
+    )
+    pins = sorted(
+        f"{_name(item['metadata']['name'])}=={item['metadata']['version']}"
+        for item in json.loads(report.read_text())["install"]
+    )
     out = work / "lock.txt"
     out.write_text("\n".join(pins) + "\n")
     print(f"resolved {len(pins)} packages for .[{','.join(LOCK_EXTRAS)}]", flush=True)
@@ -133,18 +146,21 @@ def deps(args: argparse.Namespace) -> None:
         reqs = work / "requirements.txt"
         wanted = requirements(pyproject, [args.extra], base=not args.no_base)
         reqs.write_text("\n".join(wanted) + "\n")
-        print(f"installing .[{args.extra}]{'' if args.no_base else ' and the base dependencies'}: "
-              + ", ".join(wanted), flush=True)
+        print(
+            f"installing .[{args.extra}]{'' if args.no_base else ' and the base dependencies'}: " + ", ".join(wanted),
+            flush=True,
+        )
         before = installed()
         target = ["--prefix", args.prefix] if args.prefix else []
-        pip("install", "--no-warn-script-location", *target, "-c", str(constraints), "-c", str(pins),
-            "-r", str(reqs))
+        pip("install", "--no-warn-script-location", *target, "-c", str(constraints), "-c", str(pins), "-r", str(reqs))
         if args.prefix:
             after = installed()
             changed = {k: (v, after.get(k)) for k, v in before.items() if after.get(k) != v}
             if changed:
-                raise SystemExit(f"error: installing into {args.prefix} changed packages of the base image "
-                                 f"{changed}; rebuild the base image")
+                raise SystemExit(
+                    f"error: installing into {args.prefix} changed packages of the base image "
+                    f"{changed}; rebuild the base image"
+                )
     # The merged environment must be consistent: check it as the final image will see it.
     env = pip_env()
     if args.prefix:
@@ -156,9 +172,11 @@ def _check_prefix(prefix: str) -> Path:
     site = site_packages(prefix)
     if not site.is_dir():
         found = sorted(str(p) for p in Path(prefix).rglob("site-packages")) + sorted(
-            str(p) for p in Path(prefix).rglob("dist-packages"))
-        raise SystemExit(f"error: expected the packages under {site}, found {found}: the copy onto the venv "
-                         "would miss them")
+            str(p) for p in Path(prefix).rglob("dist-packages")
+        )
+        raise SystemExit(
+            f"error: expected the packages under {site}, found {found}: the copy onto the venv would miss them"
+        )
     return site
 
 
@@ -166,17 +184,32 @@ def backend(args: argparse.Namespace) -> None:
     build = tomllib.loads(Path(args.pyproject).read_text()).get("build-system", {})
     requires = build.get("requires", ["setuptools"])
     subprocess.run([sys.executable, "-m", "venv", str(BACKEND)], check=True)
-    subprocess.run([str(BACKEND / "bin" / "python"), "-m", "pip", "install", "--quiet", *requires], check=True,
-                   env=pip_env())
+    subprocess.run(
+        [str(BACKEND / "bin" / "python"), "-m", "pip", "install", "--quiet", *requires], check=True, env=pip_env()
+    )
 
 
 def code(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"  # a writable copy: setuptools builds in the source tree
         shutil.copytree(args.src, src, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info"))
-        subprocess.run([str(BACKEND / "bin" / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index",
-                        "--no-build-isolation", "--wheel-dir", str(Path(tmp) / "wheels"), str(src)], check=True,
-                       env=pip_env())
+        subprocess.run(
+            [
+                str(BACKEND / "bin" / "python"),
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                "--no-build-isolation",
+                "--wheel-dir",
+                str(Path(tmp) / "wheels"),
+                str(src),
+            ],
+            check=True,
+            env=pip_env(),
+        )
         wheels = sorted((Path(tmp) / "wheels").glob("*.whl"))
         target = ["--prefix", args.prefix] if args.prefix else []
         pip("install", "--no-deps", "--no-index", "--no-warn-script-location", *target, *map(str, wheels))

@@ -14,6 +14,7 @@ upstream manifests), package versions, git commit, device, wall time, the files 
 a fingerprint of everything that determines the result. A stage whose fingerprint matches its manifest is up to
 date and is skipped.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,25 @@ from .errors import UserError
 MANIFEST = "manifest.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _PACKAGES = (
-    "oncoxai", "numpy", "scipy", "pandas", "scikit-learn", "anndata", "scanpy", "umap-learn", "torch",
-    "torchvision", "captum", "tensorflow", "tensorflow-cpu", "keras", "tf-keras-vis", "monai", "torchio", "nibabel", "pydantic",
+    "oncoxai",
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "anndata",
+    "scanpy",
+    "umap-learn",
+    "torch",
+    "torchvision",
+    "captum",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "tf-keras-vis",
+    "monai",
+    "torchio",
+    "nibabel",
+    "pydantic",
 )
 
 
@@ -128,8 +146,13 @@ def git_commit() -> str:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -161,8 +184,10 @@ class _StageLock:
                 fh.seek(0)
                 holder = fh.read().strip() or "unknown"
                 fh.close()
-                raise UserError(f"{self.final}: another run is writing this stage now (pid {holder}); wait for it "
-                                "to finish, or stop it, then run again") from None
+                raise UserError(
+                    f"{self.final}: another run is writing this stage now (pid {holder}); wait for it "
+                    "to finish, or stop it, then run again"
+                ) from None
             try:  # the previous holder removes the file as it leaves: hold the lock of the file that is there
                 if os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino:
                     break
@@ -244,18 +269,25 @@ class StageRun:
                 items.append({"path": path, "listing_sha256": listing_hash(Path(path))})
             for need in self.exp.upstream(self.stage):
                 manifest = read_manifest(self.upstream(need))
-                items.append({"path": str(self.exp_dir / need / MANIFEST), "fingerprint": manifest["fingerprint"],
-                              "files_sha256": sha256_json(manifest["files"])})
+                items.append(
+                    {
+                        "path": str(self.exp_dir / need / MANIFEST),
+                        "fingerprint": manifest["fingerprint"],
+                        "files_sha256": sha256_json(manifest["files"]),
+                    }
+                )
             self._inputs = items
         return self._inputs
 
     def fingerprint(self) -> str:
-        return sha256_json({
-            "stage": self.stage,
-            "config": self.exp.stage_sections(self.stage),
-            "inputs": self.inputs(),
-            "code": code_hash(self.stage),
-        })
+        return sha256_json(
+            {
+                "stage": self.stage,
+                "config": self.exp.stage_sections(self.stage),
+                "inputs": self.inputs(),
+                "code": code_hash(self.stage),
+            }
+        )
 
     def is_current(self) -> bool:
         """True when a finished result exists with the same fingerprint; its manifest is touched for make."""
@@ -275,7 +307,7 @@ class StageRun:
         """A folder that survives a killed run (unlike ``out``) for resumable work; keyed by the fingerprint."""
         return self.exp_dir / ".checkpoints" / self.stage / self._fingerprint[:16]
 
-    def __enter__(self) -> "StageRun":
+    def __enter__(self) -> StageRun:
         # the fingerprint first: a missing upstream result or input stops the run before anything is created
         self._fingerprint = self.fingerprint()
         self.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -309,8 +341,9 @@ class StageRun:
         files = []
         for path in sorted(self.out.rglob("*")):
             if path.is_file():
-                files.append({"path": str(path.relative_to(self.out)), "size": path.stat().st_size,
-                              "sha256": sha256_file(path)})
+                files.append(
+                    {"path": str(path.relative_to(self.out)), "size": path.stat().st_size, "sha256": sha256_file(path)}
+                )
         manifest = {
             "stage": self.stage,
             "experiment": self.exp.name,

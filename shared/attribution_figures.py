@@ -1,5 +1,6 @@
 """Figures of attributions (explain, and trainers that explain their own models): class means, top genes across
 classes, per-sample maps, deletion curves; for vectors, images and volumes alike."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,9 +22,17 @@ def to_plane(class_map: np.ndarray, signed: bool) -> np.ndarray:
     return plane
 
 
-def plot_class_maps(class_maps: np.ndarray, classes: list[str], ranking: pd.DataFrame,
-                    gene_pixels: pd.DataFrame | None, path: Path, title: str, signed: bool = False,
-                    n_marked: int = 5, feature_names=None) -> None:
+def plot_class_maps(
+    class_maps: np.ndarray,
+    classes: list[str],
+    ranking: pd.DataFrame,
+    gene_pixels: pd.DataFrame | None,
+    path: Path,
+    title: str,
+    signed: bool = False,
+    n_marked: int = 5,
+    feature_names=None,
+) -> None:
     """class_maps: (n_classes, features) for vectors, or (n_classes, C, *spatial) for images and volumes.
 
     Vectors: each class's top genes as bars. Images: the map, with the top ``n_marked`` genes of each class circled
@@ -37,11 +46,11 @@ def plot_class_maps(class_maps: np.ndarray, classes: list[str], ranking: pd.Data
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows), squeeze=False)
     where = gene_pixels.set_index("gene") if gene_pixels is not None and {"row", "col"} <= set(gene_pixels) else None
     colour = "lime" if signed else "cyan"
-    for ax, c in zip(axes.ravel(), range(n)):
+    for ax, c in zip(axes.ravel(), range(n), strict=False):
         if vector:
             values = class_maps[c]
             order = np.argsort(-np.nan_to_num(values, nan=-np.inf))[:10][::-1]
-            names = (np.asarray(feature_names)[order] if feature_names is not None else [str(i) for i in order])
+            names = np.asarray(feature_names)[order] if feature_names is not None else [str(i) for i in order]
             ax.barh(range(len(order)), values[order], color="#c44" if signed else "#446")
             ax.set_yticks(range(len(order)), names, fontsize=6)
             ax.tick_params(axis="x", labelsize=6)
@@ -71,7 +80,7 @@ def circle_genes(ax, genes, scores, where: pd.DataFrame, colour: str) -> None:
     """Circle and name ``genes`` at their pixels (``where``: gene -> row, col); radius 0.6-2 pixels by score."""
     scores = np.abs(np.asarray(scores, dtype=float))
     top = float(scores.max()) if len(scores) and scores.max() > 0 else 1.0
-    for gene, score in zip(genes, scores):
+    for gene, score in zip(genes, scores, strict=False):
         if gene not in where.index:
             continue
         r, col = where.loc[gene, ["row", "col"]]
@@ -79,21 +88,34 @@ def circle_genes(ax, genes, scores, where: pd.DataFrame, colour: str) -> None:
         ax.annotate(gene, (col, r), xytext=(3, -3), textcoords="offset points", color=colour, fontsize=6)
 
 
-def plot_top_genes_heatmap(table: pd.DataFrame, ranking: pd.DataFrame, path: Path, title: str,
-                           signed: bool = False) -> None:
+def plot_top_genes_heatmap(
+    table: pd.DataFrame, ranking: pd.DataFrame, path: Path, title: str, signed: bool = False
+) -> None:
     """Each class's top genes (rows, grouped by the class that ranks them) against every class (columns): the
     class-mean attribution, each row divided by its largest absolute value, so a gene specific to its class shows
     as one bright cell (the GTEx reference's figure)."""
-    genes = list(dict.fromkeys(ranking.sort_values(["class", "rank"], key=lambda col: col.map(
-        {c: i for i, c in enumerate(table.columns)}) if col.name == "class" else col)["gene"]))
+    genes = list(
+        dict.fromkeys(
+            ranking.sort_values(
+                ["class", "rank"],
+                key=lambda col: col.map({c: i for i, c in enumerate(table.columns)}) if col.name == "class" else col,
+            )["gene"]
+        )
+    )
     if not genes:
         return
     values = table.loc[genes].to_numpy(dtype=float)
     scale = np.nanmax(np.abs(values), axis=1, keepdims=True)
     values = values / np.where(scale > 0, scale, 1.0)
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * table.shape[1], 1.4 + 0.13 * len(genes)))
-    im = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="RdBu_r" if signed else "magma",
-                   vmin=-1 if signed else 0, vmax=1)
+    im = ax.imshow(
+        values,
+        aspect="auto",
+        interpolation="nearest",
+        cmap="RdBu_r" if signed else "magma",
+        vmin=-1 if signed else 0,
+        vmax=1,
+    )
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(genes)), genes, fontsize=max(3, min(7, 400 // len(genes))))
     owner = ranking.drop_duplicates("gene").set_index("gene")["class"]
@@ -108,9 +130,20 @@ def plot_top_genes_heatmap(table: pd.DataFrame, ranking: pd.DataFrame, path: Pat
     plt.close(fig)
 
 
-def plot_samples(inputs: np.ndarray, attr: np.ndarray, names, labels, predictions, sample_genes: np.ndarray | None,
-                 gene_names, gene_pixels: pd.DataFrame | None, path: Path, title: str, signed: bool = False,
-                 n_marked: int = 5) -> None:
+def plot_samples(
+    inputs: np.ndarray,
+    attr: np.ndarray,
+    names,
+    labels,
+    predictions,
+    sample_genes: np.ndarray | None,
+    gene_names,
+    gene_pixels: pd.DataFrame | None,
+    path: Path,
+    title: str,
+    signed: bool = False,
+    n_marked: int = 5,
+) -> None:
     """A few samples, one row each: the input beside its attribution map, the sample's top ``n_marked`` genes
     circled (radius by score) and named (images with a gene map). Vectors: the sample's top genes as bars, each with
     its input value. Volumes: both projected to a plane."""
@@ -122,7 +155,7 @@ def plot_samples(inputs: np.ndarray, attr: np.ndarray, names, labels, prediction
     for i in range(n):
         head = f"{names[i]}: {labels[i]}" + ("" if labels[i] == predictions[i] else f" (predicted {predictions[i]})")
         scores = sample_genes[i] if sample_genes is not None else attr[i].reshape(-1)
-        order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:n_marked if not vector else 10]
+        order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[: n_marked if not vector else 10]
         if vector:
             ax = axes[i, 0]
             shown = order[::-1]
@@ -133,8 +166,9 @@ def plot_samples(inputs: np.ndarray, attr: np.ndarray, names, labels, prediction
             ax.set_title(f"{head} · top genes (input value)", fontsize=7)
             continue
         ax_in, ax_map = axes[i]
-        ax_in.imshow(to_plane(inputs[i], signed=True) / max(1, inputs[i].shape[0]), cmap="gray",
-                     interpolation="nearest")
+        ax_in.imshow(
+            to_plane(inputs[i], signed=True) / max(1, inputs[i].shape[0]), cmap="gray", interpolation="nearest"
+        )
         ax_in.set_title(f"{head} · input", fontsize=7)
         plane = to_plane(attr[i], signed)
         if signed:
@@ -158,7 +192,7 @@ def plot_samples(inputs: np.ndarray, attr: np.ndarray, names, labels, prediction
 def plot_faithfulness(result: dict, path: Path, method: str) -> None:
     """Mean deletion and insertion curves of a method beside a random order's."""
     fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.0))
-    for ax, kind in zip(axes, ("deletion", "insertion")):
+    for ax, kind in zip(axes, ("deletion", "insertion"), strict=False):
         curve, rand = result[f"{kind}_curve"], result[f"random_{kind}_curve"]
         x = np.linspace(0, 1, len(curve))
         ax.plot(x, curve, color="#c44", lw=1.5, label=f"{method} (AUC {np.trapezoid(curve, x):.3f})")

@@ -10,6 +10,7 @@ The experiment must be finished: every enabled stage has its manifest (make chec
 to run). The zip is deterministic (entries sorted, fixed times and modes), so the same run gives the same bytes;
 it is written under a temporary name and renamed, and its sha256 printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ def describe(name: str, specs: dict) -> str:
         return "this file"
     stage, _, rel = name.partition("/")
     if rel == MANIFEST:
-        return (f"{stage}'s run record: config section, input and output hashes, package versions, commit, "
-                "device, wall time")
+        return (
+            f"{stage}'s run record: config section, input and output hashes, package versions, commit, "
+            "device, wall time"
+        )
     spec = specs.get(stage)
     for output in spec.outputs if spec else ():
         if output.matches(rel):
@@ -70,8 +73,9 @@ def describe(name: str, specs: dict) -> str:
 
 
 def readme(exp_name: str, files: list[tuple[str, Path]], specs: dict, exp_dir: Path) -> str:
-    report = json.loads((exp_dir / "report" / MANIFEST).read_text()) if (exp_dir / "report" / MANIFEST).is_file() \
-        else {}
+    report = (
+        json.loads((exp_dir / "report" / MANIFEST).read_text()) if (exp_dir / "report" / MANIFEST).is_file() else {}
+    )
     lines = [
         f"Experiment '{exp_name}': the report and its material, bundled by `make bundle` (python -m shared.bundle).",
         f"Commit {report.get('git_commit', 'unknown')}; report made {report.get('started', 'unknown')} "
@@ -101,8 +105,10 @@ def _entry(name: str) -> zipfile.ZipInfo:
 def write_bundle(exp_dir: Path, exp_name: str, stages: tuple[str, ...]) -> Path:
     missing = [s for s in stages if not (exp_dir / s / MANIFEST).is_file()]
     if missing:
-        raise UserError(f"{exp_dir}: stage(s) {', '.join(missing)} not finished (no {MANIFEST}); "
-                        f"run make all with this config first")
+        raise UserError(
+            f"{exp_dir}: stage(s) {', '.join(missing)} not finished (no {MANIFEST}); "
+            f"run make all with this config first"
+        )
     specs = discover_stages()
     files = bundle_files(exp_dir, stages)
     out = exp_dir / f"{exp_name}-report.zip"

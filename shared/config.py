@@ -13,6 +13,7 @@ Each stage package declares the sections it reads in ``stages/<stage>/params.py`
 They are discovered here, so a new stage plugs in without changing this module. Every section forbids
 unknown keys and checks types strictly; the first problem is raised as a one-line ``UserError`` naming the key.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,11 +56,11 @@ InputDir = Annotated[str, INPUT_DIR]
 #: these declarations and never by a stage's name, so a new trainer plugs in by adding its own folder.
 ROLES = {
     "dataset": "prepared samples for training: samples.csv (sample, label, label_index, split, group), dataset.json, "
-               "the input arrays, and for genes genes.csv and the pixel->gene map",
+    "the input arrays, and for genes genes.csv and the pixel->gene map",
     "classifiers": "trained models in the classifier result layout (shared.evaluation.results): models.json and per "
-                   "model metrics.json, folds.csv, per_class.csv, confusion matrices, roc.csv, predictions",
+    "model metrics.json, folds.csv, per_class.csv, confusion matrices, roc.csv, predictions",
     "explanations": "attributions in the explanation layout: metrics.json (per model and method, with each method's "
-                    "description) and per model and method top_genes.csv, gene_attributions.csv, figures",
+    "description) and per model and method top_genes.csv, gene_attributions.csv, figures",
 }
 
 
@@ -280,8 +281,10 @@ def _format_error(source: str, err: ValidationError) -> str:
         return f"config error in {source}: missing key '{loc}'"
     got = first.get("input")
     if loc == "name" and isinstance(got, str):
-        return (f"config error in {source}: name: {got!r} is not a plain folder name (letters, digits, _ . -, "
-                "starting with a letter or digit; no '/' or '..'): outputs go to outputs/<name>/")
+        return (
+            f"config error in {source}: name: {got!r} is not a plain folder name (letters, digits, _ . -, "
+            "starting with a letter or digit; no '/' or '..'): outputs go to outputs/<name>/"
+        )
     got_s = f" (got {got!r})" if not isinstance(got, dict) else ""
     return f"config error in {source}: {loc}: {first['msg']}{got_s}"
 
@@ -316,8 +319,10 @@ def validate(raw: Any, source: str = "<config>", check_files: bool = True) -> Ex
         for role in specs[stage].requires:
             if not any(role in specs[s].provides for s in enabled if s in specs):
                 known = [s for s in specs if role in specs[s].provides]
-                raise UserError(f"config error in {source}: stages: '{stage}' needs a stage that provides {role} "
-                                f"({' or '.join(known) or 'none is installed'}); add one to stages")
+                raise UserError(
+                    f"config error in {source}: stages: '{stage}' needs a stage that provides {role} "
+                    f"({' or '.join(known) or 'none is installed'}); add one to stages"
+                )
     sections: dict[str, Section] = {}
     for stage in enabled:
         for key in specs[stage].sections:
@@ -326,18 +331,26 @@ def validate(raw: Any, source: str = "<config>", check_files: bool = True) -> Ex
                 raise UserError(f"config error in {source}: missing section '{key}' (needed by stage {stage})")
             sections[key] = value
     exp = Experiment(
-        name=model.name, seed=model.seed, device=model.device, stages=tuple(_ordered(enabled, specs)),
-        sections=sections, specs=specs, source=source,
+        name=model.name,
+        seed=model.seed,
+        device=model.device,
+        stages=tuple(_ordered(enabled, specs)),
+        sections=sections,
+        specs=specs,
+        source=source,
     )
     if check_files:
         for stage in exp.stages:
             for path in exp.input_files(stage):
                 if not Path(path).is_file():
-                    raise UserError(f"config error in {source}: input file not found: {path} (fix the path or create it)")
+                    raise UserError(
+                        f"config error in {source}: input file not found: {path} (fix the path or create it)"
+                    )
             for path in exp.input_dirs(stage):
                 if not Path(path).is_dir():
-                    raise UserError(f"config error in {source}: input folder not found: {path} (fix the path or "
-                                    "create it)")
+                    raise UserError(
+                        f"config error in {source}: input folder not found: {path} (fix the path or create it)"
+                    )
     return exp
 
 
@@ -364,8 +377,9 @@ def _ordered(enabled: list[str], specs: dict[str, StageSpec]) -> list[str]:
     return done
 
 
-def load(path: str | Path, overrides: list[str] | None = None, check_files: bool = True,
-         variant: str | None = None) -> Experiment:
+def load(
+    path: str | Path, overrides: list[str] | None = None, check_files: bool = True, variant: str | None = None
+) -> Experiment:
     """Read, apply the named ``variant`` and the ``overrides``, and validate a config file."""
     path = Path(path)
     try:
@@ -398,10 +412,14 @@ def check(paths: list[str]) -> int:
                     print(f"error: {exc}", file=sys.stderr)
                     return 2
                 exp = load(path, check_files=False, variant=variant)
-                absent = [p for s in exp.stages for p in [*exp.input_files(s), *exp.input_dirs(s)] if not Path(p).exists()]
+                absent = [
+                    p for s in exp.stages for p in [*exp.input_files(s), *exp.input_dirs(s)] if not Path(p).exists()
+                ]
                 missing = f"; {len(absent)} input(s) not here yet, e.g. {absent[0]}"
-            print(f"ok: {path}{f' (variant {variant})' if variant else ''}: {exp.name}, stages {', '.join(exp.stages)}"
-                  f"{missing}")
+            print(
+                f"ok: {path}{f' (variant {variant})' if variant else ''}: {exp.name}, stages {', '.join(exp.stages)}"
+                f"{missing}"
+            )
     return 0
 
 

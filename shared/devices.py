@@ -1,4 +1,5 @@
 """Device choice: CUDA when present (``device: auto``), or what the config names."""
+
 from __future__ import annotations
 
 from .errors import UserError

@@ -5,6 +5,7 @@ the README's copy differs from what this prints.
     python -m shared.docs           # print the section
     python -m shared.docs --write   # rewrite it in README.md, between the markers
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,18 +20,33 @@ BEGIN, END = "<!-- stages:begin (made by make docs from stages/*/params.py; do n
 def stages_section() -> str:
     """The section for the repository's own stages (not those plugged in through ONCOXAI_STAGE_PATH)."""
     specs = {n: s for n, s in discover_stages().items() if (REPO_ROOT / "stages" / n / "params.py").is_file()}
-    order = sorted(specs, key=lambda n: (0 if "dataset" in specs[n].provides else 1 if "classifiers" in
-                                         specs[n].provides else 2 if "explanations" in specs[n].provides else 3, n))
-    lines = ["Roles: a stage reads every enabled stage that provides a role it requires or uses, never a stage by "
-             "its name.", ""]
+    order = sorted(
+        specs,
+        key=lambda n: (
+            0
+            if "dataset" in specs[n].provides
+            else 1
+            if "classifiers" in specs[n].provides
+            else 2
+            if "explanations" in specs[n].provides
+            else 3,
+            n,
+        ),
+    )
+    lines = [
+        "Roles: a stage reads every enabled stage that provides a role it requires or uses, never a stage by its name.",
+        "",
+    ]
     lines += [f"- `{role}`: {text}" for role, text in ROLES.items()]
     for name in order:
         spec = specs[name]
         lines += ["", f"#### {name}", "", spec.description + ".", ""]
-        facts = [f"provides {', '.join(f'`{r}`' for r in spec.provides)}" if spec.provides else "",
-                 f"requires {', '.join(f'`{r}`' for r in spec.requires)}" if spec.requires else "",
-                 f"uses {', '.join(f'`{r}`' for r in spec.uses)} when enabled" if spec.uses else "",
-                 f"config sections {', '.join(f'`{s}`' for s in spec.sections)}" if spec.sections else ""]
+        facts = [
+            f"provides {', '.join(f'`{r}`' for r in spec.provides)}" if spec.provides else "",
+            f"requires {', '.join(f'`{r}`' for r in spec.requires)}" if spec.requires else "",
+            f"uses {', '.join(f'`{r}`' for r in spec.uses)} when enabled" if spec.uses else "",
+            f"config sections {', '.join(f'`{s}`' for s in spec.sections)}" if spec.sections else "",
+        ]
         lines += ["; ".join(f for f in facts if f).capitalize() + ".", ""]
         lines += [f"| `outputs/<experiment>/{name}/...` | what it holds | written |", "| --- | --- | --- |"]
         for out in spec.outputs:
@@ -42,7 +58,7 @@ def stages_section() -> str:
 def readme_block(text: str) -> str | None:
     if BEGIN not in text or END not in text:
         return None
-    return text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip("\n") + "\n"
+    return text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if readme_block(text) is None:
         print(f"error: {readme} has no '{BEGIN}' ... '{END}' markers", file=sys.stderr)
         return 2
-    new = text[:text.index(BEGIN) + len(BEGIN)] + "\n" + section + text[text.index(END):]
+    new = text[: text.index(BEGIN) + len(BEGIN)] + "\n" + section + text[text.index(END) :]
     if new != text:
         readme.write_text(new)
     return 0

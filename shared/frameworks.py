@@ -10,6 +10,7 @@ container: these libraries fall back to their TensorFlow-free paths, as they do 
 The block is an import finder that answers "no such module", not a ``None`` entry in ``sys.modules``: libraries
 such as einops treat any name present in ``sys.modules`` as an imported framework and import it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,10 @@ TENSORFLOW = ("tensorflow", "keras")
 
 class _Refuse(Loader):
     def create_module(self, spec):
-        raise ModuleNotFoundError(f"import of {spec.name} halted: TensorFlow is kept out of this torch process "
-                                  "(shared/frameworks.py)", name=spec.name)
+        raise ModuleNotFoundError(
+            f"import of {spec.name} halted: TensorFlow is kept out of this torch process (shared/frameworks.py)",
+            name=spec.name,
+        )
 
     def exec_module(self, module):  # never reached: create_module raises
         raise ModuleNotFoundError(module.__name__)

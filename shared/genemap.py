@@ -8,6 +8,7 @@ A pixel's value is the weighted sum of its genes' scaled values, ``image = value
 row sums to 1, so a pixel shared by several genes holds their mean (pyDeepInsight's convention) and a pixel with
 one gene holds that gene. Attributions go back to genes in proportion to each gene's contribution to the pixel.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,33 +23,43 @@ from .errors import UserError
 
 @dataclass(frozen=True)
 class PixelGeneMap:
-    weights: sp.csr_matrix          # (n_pixels, n_genes)
+    weights: sp.csr_matrix  # (n_pixels, n_genes)
     image_shape: tuple[int, int, int]  # (channels, height, width)
-    genes: np.ndarray               # (n_genes,) str
+    genes: np.ndarray  # (n_genes,) str
 
     def __post_init__(self):
         n_pixels = int(np.prod(self.image_shape))
         if self.weights.shape != (n_pixels, len(self.genes)):
-            raise ValueError(f"weights {self.weights.shape} do not match image {self.image_shape} x {len(self.genes)} genes")
+            raise ValueError(
+                f"weights {self.weights.shape} do not match image {self.image_shape} x {len(self.genes)} genes"
+            )
 
     @classmethod
-    def from_assignment(cls, pixel_of_gene: np.ndarray, image_shape: tuple[int, int, int], genes) -> "PixelGeneMap":
+    def from_assignment(cls, pixel_of_gene: np.ndarray, image_shape: tuple[int, int, int], genes) -> PixelGeneMap:
         """Each gene sits on one flat pixel index; genes sharing a pixel get equal weights (their mean)."""
         pixel_of_gene = np.asarray(pixel_of_gene, dtype=np.int64)
         n_pixels = int(np.prod(image_shape))
         counts = np.bincount(pixel_of_gene, minlength=n_pixels).astype(np.float64)
         data = 1.0 / counts[pixel_of_gene]
-        weights = sp.csr_matrix((data, (pixel_of_gene, np.arange(len(pixel_of_gene)))), shape=(n_pixels, len(pixel_of_gene)))
+        weights = sp.csr_matrix(
+            (data, (pixel_of_gene, np.arange(len(pixel_of_gene)))), shape=(n_pixels, len(pixel_of_gene))
+        )
         return cls(weights, tuple(int(s) for s in image_shape), np.asarray(genes, dtype=str))
 
     # -- I/O (no pickles: plain arrays) --------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         w = self.weights.tocsr()
-        np.savez_compressed(path, data=w.data, indices=w.indices, indptr=w.indptr,
-                            image_shape=np.asarray(self.image_shape), genes=self.genes.astype(str))
+        np.savez_compressed(
+            path,
+            data=w.data,
+            indices=w.indices,
+            indptr=w.indptr,
+            image_shape=np.asarray(self.image_shape),
+            genes=self.genes.astype(str),
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "PixelGeneMap":
+    def load(cls, path: str | Path) -> PixelGeneMap:
         try:
             with np.load(path, allow_pickle=False) as z:
                 shape = tuple(int(s) for s in z["image_shape"])

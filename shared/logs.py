@@ -1,10 +1,12 @@
 """Logging and progress bars, configured the same way in every stage."""
+
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 T = TypeVar("T")
 

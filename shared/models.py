@@ -4,6 +4,7 @@ A trained classifier is saved as ``model.json`` (architecture and its arguments,
 standardisation, member checkpoints) plus one ``state_dict`` file per member; ``load_classifier`` rebuilds it
 with ``torch.load(weights_only=True)``: nothing that executes code on load.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,16 @@ def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
-def build_image_classifier(arch: str, in_channels: int, n_classes: int, mean: list[float], std: list[float],
-                           pretrained: bool = False, stem: str = "imagenet", norm: str = "batch") -> nn.Module:
+def build_image_classifier(
+    arch: str,
+    in_channels: int,
+    n_classes: int,
+    mean: list[float],
+    std: list[float],
+    pretrained: bool = False,
+    stem: str = "imagenet",
+    norm: str = "batch",
+) -> nn.Module:
     """A torchvision classifier (ResNet-18, EfficientNet-B0) for (N, in_channels, H, W) images in [0, 1], any size.
 
     With ``pretrained`` the ImageNet weights come from the local torch cache (never downloaded); for an input with
@@ -101,8 +110,10 @@ def build_image_classifier(arch: str, in_channels: int, n_classes: int, mean: li
     if norm not in ("batch", "group"):
         raise UserError(f"unknown norm '{norm}' (batch or group)")
     if norm == "group" and (pretrained or arch != "efficientnet_b0"):
-        raise UserError("train_torch.norm: group is for EfficientNet-B0 trained from scratch (ImageNet weights come "
-                        "with BatchNorm); use norm: batch or auto")
+        raise UserError(
+            "train_torch.norm: group is for EfficientNet-B0 trained from scratch (ImageNet weights come "
+            "with BatchNorm); use norm: batch or auto"
+        )
     kwargs = {"norm_layer": _group_norm} if norm == "group" else {}
     net = getattr(tvm, IMAGE_ARCHS[arch][0])(weights=None, **kwargs)
     if pretrained:
@@ -167,22 +178,36 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int, n_classes: int, image_hw: tuple[int, int], dropout: float = 0.5):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         h, w = (max(1, s // 8) for s in image_hw)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(64 * h * w, 1024), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, n_classes),
+            nn.Flatten(),
+            nn.Linear(64 * h * w, 1024),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(1024, 512),
+            nn.ReLU(),
+            nn.Linear(512, 64),
+            nn.ReLU(),
+            nn.Linear(64, n_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
-def build_model(spec: dict[str, Any], mean: list[float] | None = None, std: list[float] | None = None,
-                pretrained: bool = False) -> nn.Module:
+def build_model(
+    spec: dict[str, Any], mean: list[float] | None = None, std: list[float] | None = None, pretrained: bool = False
+) -> nn.Module:
     """Any classifier of the project from its spec (what ``model.json`` records).
 
     spec: ``arch`` (resnet18, efficientnet_b0, small_cnn, dense), ``input_shape`` ([C, H, W] or [n_genes]),
@@ -193,8 +218,9 @@ def build_model(spec: dict[str, Any], mean: list[float] | None = None, std: list
     mean = mean if mean is not None else [0.0] * shape[0]
     std = std if std is not None else [1.0] * shape[0]
     if arch in IMAGE_ARCHS:
-        return build_image_classifier(arch, shape[0], n_classes, mean, std, pretrained, spec.get("stem", "imagenet"),
-                                      spec.get("norm", "batch"))
+        return build_image_classifier(
+            arch, shape[0], n_classes, mean, std, pretrained, spec.get("stem", "imagenet"), spec.get("norm", "batch")
+        )
     if arch == "small_cnn":
         net = SmallCNN(shape[0], n_classes, (shape[1], shape[2]), spec.get("dropout", 0.5))
     elif arch == "dense":

@@ -9,6 +9,7 @@ leaves make nothing to do. Prints the fragment's path.
 A stage that make does run re-checks its fingerprint (config section, input hashes, code) and skips itself when
 only something irrelevant to it changed (another stage's section, say).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,13 @@ def make_fragment(exp: config.Experiment, exp_dir: Path, config_path: Path) -> s
     ]
     for stage in exp.stages:
         target = exp_dir / stage / MANIFEST
-        prereqs = [str(config_path), *exp.input_files(stage), *exp.input_dirs(stage),
-                   *(str(exp_dir / need / MANIFEST) for need in exp.upstream(stage)), *_sources(stage)]
+        prereqs = [
+            str(config_path),
+            *exp.input_files(stage),
+            *exp.input_dirs(stage),
+            *(str(exp_dir / need / MANIFEST) for need in exp.upstream(stage)),
+            *_sources(stage),
+        ]
         lines += [
             "",
             f"pipeline-{stage}: {target}",
@@ -54,8 +60,11 @@ def plan(config_file: str, overrides: list[str], variant: str | None = None) -> 
     exp = config.load(config_file, overrides, variant=variant)
     exp_dir = experiment_dir(exp.name)
     config_path = exp_dir / "config.yaml"
-    resolved = (f"# Resolved from {config_file}" + (f", variant {variant}" if variant else "")
-                + (f" with {' '.join('--set ' + o for o in overrides)}" if overrides else ""))
+    resolved = (
+        f"# Resolved from {config_file}"
+        + (f", variant {variant}" if variant else "")
+        + (f" with {' '.join('--set ' + o for o in overrides)}" if overrides else "")
+    )
     write_if_changed(config_path, resolved + "\n" + yaml.safe_dump(exp.to_dict(), sort_keys=False))
     fragment = exp_dir / "pipeline.mk"
     write_if_changed(fragment, make_fragment(exp, exp_dir, config_path))

@@ -1,4 +1,5 @@
 """Seeds for python, numpy, torch and TensorFlow (whichever are loaded)."""
+
 from __future__ import annotations
 
 import os

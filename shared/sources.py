@@ -13,13 +13,14 @@ without the project's environment::
     python3 -m shared.sources list STAGE     # the files, one per line, relative to the repository
     python3 -m shared.sources hash STAGE [EXTRA_FILE ...]   # STAGE "-": the extra files only
 """
+
 from __future__ import annotations
 
 import ast
 import hashlib
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _imports(path: Path, module: str) -> tuple[str, ...]:
     """Module names a file imports (absolute names; ``from a import b`` yields both a and a.b)."""
     tree = ast.parse(path.read_text(), filename=str(path))

@@ -4,6 +4,7 @@ It validates the whole config before any work, skips the stage when its manifest
 generator, runs the stage's work inside an atomic ``StageRun`` and turns user mistakes into one line on stderr
 with exit code 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,14 +13,13 @@ import os
 import signal
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from . import config
 from .artifacts import StageRun
 from .errors import UserError
 from .logs import get_logger, setup_logging
 from .seeding import seed_everything
-
 
 #: write failures that are the machine's, not the code's: disk full, quota, file too large, read-only, permissions
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -30,10 +30,18 @@ def _terminate(signum, frame):  # turn SIGTERM into an exception so the temporar
 
 
 def main(stage: str, work: Callable[[StageRun], None], argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m stages.{stage}", description=(sys.modules["__main__"].__doc__ or "").strip() or None)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{stage}", description=(sys.modules["__main__"].__doc__ or "").strip() or None
+    )
     parser.add_argument("--config", required=True, help="experiment YAML (configs/<experiment>.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train_torch.epochs=2 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train_torch.epochs=2 (repeatable)",
+    )
     parser.add_argument("--force", action="store_true", help="run even when the manifest is up to date")
     args = parser.parse_args(argv)
     setup_logging()
@@ -61,6 +69,9 @@ def main(stage: str, work: Callable[[StageRun], None], argv: list[str] | None = 
         if exc.errno not in WRITE_ERRNOS:
             raise
         where = exc.filename or "the outputs folder"
-        print(f"error: {where}: cannot write ({os.strerror(exc.errno)}): free disk space or make the outputs folder "
-              "writable, then run again; the previous result, if any, is unchanged", file=sys.stderr)
+        print(
+            f"error: {where}: cannot write ({os.strerror(exc.errno)}): free disk space or make the outputs folder "
+            "writable, then run again; the previous result, if any, is unchanged",
+            file=sys.stderr,
+        )
         return 2

@@ -5,6 +5,7 @@ reads, its config sections, its outputs); ``shared.config`` discovers every stag
 outside the repository plug in the same way: list their parent folders in ``ONCOXAI_STAGE_PATH`` (os.pathsep
 separated) and ``python -m stages.<name>`` finds them.
 """
+
 import os as _os
 
 __path__ += [p for p in _os.environ.get("ONCOXAI_STAGE_PATH", "").split(_os.pathsep) if p]  # noqa: F821

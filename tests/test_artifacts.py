@@ -1,4 +1,5 @@
 """The artifact contract: a killed stage leaves no manifest, the previous result survives, the next run redoes it."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,13 @@ def _kill_midway(cfg, env):
 
 
 def _run_stage(cfg, env, *extra):
-    return subprocess.run([sys.executable, "-m", "stages.preprocess", "--config", str(cfg), *extra], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.preprocess", "--config", str(cfg), *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_killed_stage_leaves_no_manifest_and_is_redone(tmp_path, small_data, outputs, monkeypatch):

@@ -1,4 +1,5 @@
 """The benchmark harness runs (on a tiny matrix) and writes its JSON; no timing is asserted here (make bench)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,8 +17,26 @@ def test_compare_writes_the_headline_keys_and_placement(tmp_path):
     from bench.preprocess import HEADLINE, main
 
     out = tmp_path / "preprocess.json"
-    assert main(["--out", str(out), "compare", "--samples", "300", "--genes", "100", "--size", "16",
-                 "--embeddings", "pca", "--repeats", "1"]) == 0
+    assert (
+        main(
+            [
+                "--out",
+                str(out),
+                "compare",
+                "--samples",
+                "300",
+                "--genes",
+                "100",
+                "--size",
+                "16",
+                "--embeddings",
+                "pca",
+                "--repeats",
+                "1",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
     for key in HEADLINE:
         assert key in doc
@@ -43,8 +62,25 @@ def test_explain_bench_writes_its_headline_key(tmp_path):
     from bench.explain import main
 
     out = tmp_path / "explain.json"
-    assert main(["--samples", "12", "--size", "8", "--batch", "4", "--repeats", "1", "--out", str(out),
-                 "--demo", str(tmp_path / "none.json")]) == 0
+    assert (
+        main(
+            [
+                "--samples",
+                "12",
+                "--size",
+                "8",
+                "--batch",
+                "4",
+                "--repeats",
+                "1",
+                "--out",
+                str(out),
+                "--demo",
+                str(tmp_path / "none.json"),
+            ]
+        )
+        == 0
+    )
     doc = json.loads(out.read_text())
     assert doc["explain_speedup_vs_per_sample_loop"] > 0
     assert doc["max_abs_difference"] < 1e-4  # both compute the same attributions
@@ -92,8 +128,7 @@ def test_wide_bench_runs_every_stage_on_all_genes(tmp_path):
     from bench.wide import main
 
     out = tmp_path / "wide.json"
-    assert main(["--samples", "300", "--genes", "400", "--epochs", "1", "--tmp", str(tmp_path), "--out",
-                 str(out)]) == 0
+    assert main(["--samples", "300", "--genes", "400", "--epochs", "1", "--tmp", str(tmp_path), "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert set(doc["stages"]) == {"preprocess", "train_torch", "explain"}
     assert all(s["peak_rss_gib"] > 0 for s in doc["stages"].values())

@@ -1,5 +1,6 @@
 """The biology checks of explain (stages/explain/biology.py): DE on the training split only, keep/remove retraining,
 over-representation, GMT input."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,16 @@ def _experiment(tmp_path, n_train=120, n_test=60, n_genes=40, n_classes=3, seed=
     x[np.arange(n), labels] += 3.0
     split = ["train"] * n_train + ["test"] * n_test + ["train"] * augmented
     aug = [""] * (n_train + n_test) + ["s0000"] * augmented
-    samples = pd.DataFrame({"sample": [f"s{i:04d}" for i in range(n)], "label": [f"C{c}" for c in labels],
-                            "label_index": labels, "split": split, "group": "g", "augmented_from": aug})
+    samples = pd.DataFrame(
+        {
+            "sample": [f"s{i:04d}" for i in range(n)],
+            "label": [f"C{c}" for c in labels],
+            "label_index": labels,
+            "split": split,
+            "group": "g",
+            "augmented_from": aug,
+        }
+    )
     (tmp_path / "preprocess").mkdir(exist_ok=True)
     samples.to_csv(tmp_path / "preprocess" / "samples.csv", index=False)
     np.save(tmp_path / "preprocess" / "vectors.npy", x)
@@ -42,13 +51,24 @@ def test_de_is_scanpys_rank_genes_groups_on_the_training_split_only(tmp_path):
     train = ((samples["split"] == "train") & (samples["augmented_from"].fillna("") == "")).to_numpy()
     assert len(data.y_train) == train.sum() == 120 and len(data.y_test) == 60
     de = biology.differential_expression(data)
-    by_hand = ad.AnnData(X=x[train], obs=pd.DataFrame({"label": pd.Categorical(samples["label"][train],
-                                                                                  categories=classes)},
-                                                      index=samples["sample"][train].to_numpy()),
-                         var=pd.DataFrame(index=genes))
+    by_hand = ad.AnnData(
+        X=x[train],
+        obs=pd.DataFrame(
+            {"label": pd.Categorical(samples["label"][train], categories=classes)},
+            index=samples["sample"][train].to_numpy(),
+        ),
+        var=pd.DataFrame(index=genes),
+    )
     for method in ("wilcoxon", "t-test"):
-        sc.tl.rank_genes_groups(by_hand, "label", method=method, use_raw=False, n_genes=len(genes),
-                                tie_correct=method == "wilcoxon", key_added=method)
+        sc.tl.rank_genes_groups(
+            by_hand,
+            "label",
+            method=method,
+            use_raw=False,
+            n_genes=len(genes),
+            tie_correct=method == "wilcoxon",
+            key_added=method,
+        )
         expected = sc.get.rank_genes_groups_df(by_hand, group=None, key=method)
         ours = de[method]["scores"]
         for cls in classes:
@@ -73,7 +93,10 @@ def test_a_test_only_signal_reaches_neither_de_nor_the_retrained_models(tmp_path
     assert de_leaky["wilcoxon"]["scores"]["C0"].rank(ascending=False)["G30"] > 5
     # the DE genes kept by the retraining, and the fitted models, are the same
     scores = np.stack([de_leaky["wilcoxon"]["scores"][c].to_numpy() for c in classes])
-    r_clean, r_leaky = biology.Retrainer(clean, "logistic_regression", 0), biology.Retrainer(leaky, "logistic_regression", 0)
+    r_clean, r_leaky = (
+        biology.Retrainer(clean, "logistic_regression", 0),
+        biology.Retrainer(leaky, "logistic_regression", 0),
+    )
     kept = biology.union_top(scores, 5)
     assert 30 not in kept
     np.testing.assert_array_equal(r_clean.fit(kept).coef_, r_leaky.fit(kept).coef_)
@@ -82,8 +105,9 @@ def test_a_test_only_signal_reaches_neither_de_nor_the_retrained_models(tmp_path
 def _fixture_split(n_genes=300):
     from fixtures.synthetic import make_transcriptome
 
-    adata, markers = make_transcriptome(n_samples=600, n_genes=n_genes, n_classes=3, n_markers=8, n_donors=12,
-                                        fold_change=8.0, seed=2)
+    adata, markers = make_transcriptome(
+        n_samples=600, n_genes=n_genes, n_classes=3, n_markers=8, n_donors=12, fold_change=8.0, seed=2
+    )
     counts = np.asarray(adata.X.todense(), dtype=np.float64)
     x = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
     classes = sorted(adata.obs["tumour_state"].astype(str).unique())
@@ -102,10 +126,17 @@ def test_planted_markers_keep_beats_random_genes_and_removing_them_costs_macro_f
     for cls, group in markers.groupby("class"):  # the planted markers as a perfect ranking
         scores[classes.index(cls), [index[g] for g in group["gene"]]] = 1.0 + np.arange(len(group))[::-1]
     de = biology.differential_expression(data)
-    de_scores = np.stack([de["wilcoxon"]["scores"][c].to_numpy() if c in de["wilcoxon"]["scores"]
-                          else np.full(len(data.genes), np.nan) for c in classes])
-    table = biology.keep_remove(scores, de_scores, [10, 50], biology.Retrainer(data, "logistic_regression", 0),
-                                draws=5, seed=0)
+    de_scores = np.stack(
+        [
+            de["wilcoxon"]["scores"][c].to_numpy()
+            if c in de["wilcoxon"]["scores"]
+            else np.full(len(data.genes), np.nan)
+            for c in classes
+        ]
+    )
+    table = biology.keep_remove(
+        scores, de_scores, [10, 50], biology.Retrainer(data, "logistic_regression", 0), draws=5, seed=0
+    )
     at10 = table.set_index("k").loc[10]
     assert at10["keep_f1"] > at10["random_keep_max"], table
     assert at10["keep_beats_random"]
@@ -232,18 +263,37 @@ def test_a_sample_spot_model_has_no_gene_ranking_and_the_report_says_why(tmp_pat
 
     data = tmp_path / "data"
     write_transcriptome(data, n_samples=160, n_genes=120, n_classes=3, n_markers=5, n_donors=8, fold_change=10.0)
-    cfg = write_config(tmp_path / "c.yaml", data, stages=["preprocess", "train_torch", "explain", "report"],
-                       preprocess={"n_genes": 64, "transform": "sample-spot",
-                                   "sample_spot": {"size": 16, "spot": 3, "n_pcs": 10}},
-                       train_torch={"models": ["resnet18"], "baselines": ["logistic_regression"], "folds": 2,
-                                    "epochs": 1, "batch_size": 32, "patience": 1},
-                       explain={"methods": ["gradient"], "faithfulness": {"enabled": False},
-                                "sanity": {"enabled": False}, "stability": {"enabled": False},
-                                "biology": {"retrain_k": [5, 10], "de_k": [10]}})
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        data,
+        stages=["preprocess", "train_torch", "explain", "report"],
+        preprocess={"n_genes": 64, "transform": "sample-spot", "sample_spot": {"size": 16, "spot": 3, "n_pcs": 10}},
+        train_torch={
+            "models": ["resnet18"],
+            "baselines": ["logistic_regression"],
+            "folds": 2,
+            "epochs": 1,
+            "batch_size": 32,
+            "patience": 1,
+        },
+        explain={
+            "methods": ["gradient"],
+            "faithfulness": {"enabled": False},
+            "sanity": {"enabled": False},
+            "stability": {"enabled": False},
+            "biology": {"retrain_k": [5, 10], "de_k": [10]},
+        },
+    )
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
     for stage in ("preprocess", "train_torch", "explain", "report"):
-        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     exp = tmp_path / "outputs" / "t"
     metrics = json.loads((exp / "explain" / "metrics.json").read_text())

@@ -1,4 +1,5 @@
 """Config loading: unknown keys and wrong types are one-line errors naming the key, before any work."""
+
 from __future__ import annotations
 
 import subprocess
@@ -28,23 +29,29 @@ def test_valid_config_fills_defaults(tmp_path, small_data):
     assert exp.section("preprocess").deepinsight.embedding == "pca"
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda r: r["train_torch"].update(epoch=3), "train_torch.epoch"),
-    (lambda r: r["preprocess"]["deepinsight"].update(embeding="pca"), "preprocess.deepinsight.embeding"),
-    (lambda r: r.update(colour="red"), "colour"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda r: r["train_torch"].update(epoch=3), "train_torch.epoch"),
+        (lambda r: r["preprocess"]["deepinsight"].update(embeding="pca"), "preprocess.deepinsight.embeding"),
+        (lambda r: r.update(colour="red"), "colour"),
+    ],
+)
 def test_unknown_key_is_named(tmp_path, small_data, mutate, key):
     with pytest.raises(UserError, match=rf"unknown key '{key}'"):
         _load(tmp_path, small_data, mutate)
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda r: r["train_torch"].update(epochs="ten"), "train_torch.epochs"),
-    (lambda r: r["train_torch"].update(epochs=2.5), "train_torch.epochs"),
-    (lambda r: r["preprocess"].update(height=-1), "preprocess.height"),
-    (lambda r: r["expression"].update(format="xlsx"), "expression.format"),
-    (lambda r: r.update(seed="0"), "seed"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda r: r["train_torch"].update(epochs="ten"), "train_torch.epochs"),
+        (lambda r: r["train_torch"].update(epochs=2.5), "train_torch.epochs"),
+        (lambda r: r["preprocess"].update(height=-1), "preprocess.height"),
+        (lambda r: r["expression"].update(format="xlsx"), "expression.format"),
+        (lambda r: r.update(seed="0"), "seed"),
+    ],
+)
 def test_wrong_type_is_named(tmp_path, small_data, mutate, key):
     with pytest.raises(UserError) as err:
         _load(tmp_path, small_data, mutate)
@@ -57,13 +64,17 @@ def test_missing_input_file_and_unknown_stage(tmp_path, small_data):
         _load(tmp_path, small_data, lambda r: r["expression"].update(path=str(tmp_path / "nope.h5ad")))
     with pytest.raises(UserError, match="unknown stage 'trian_torch'"):
         _load(tmp_path, small_data, lambda r: r.update(stages=["preprocess", "trian_torch"]))
-    with pytest.raises(UserError, match="'train_torch' needs a stage that provides dataset \(preprocess\)"):
+    with pytest.raises(UserError, match=r"'train_torch' needs a stage that provides dataset \(preprocess\)"):
         _load(tmp_path, small_data, lambda r: r.update(stages=["train_torch"]))
 
 
 def test_set_overrides_parse_values_and_check_keys(tmp_path, small_data):
-    exp = _load(tmp_path, small_data, lambda r: None,
-                ["train_torch.epochs=7", "train_torch.lr=0.01", "preprocess.deepinsight.embedding=tsne"])
+    exp = _load(
+        tmp_path,
+        small_data,
+        lambda r: None,
+        ["train_torch.epochs=7", "train_torch.lr=0.01", "preprocess.deepinsight.embedding=tsne"],
+    )
     assert exp.section("train_torch").epochs == 7
     assert exp.section("train_torch").lr == pytest.approx(0.01)
     assert exp.section("preprocess").deepinsight.embedding == "tsne"
@@ -78,13 +89,16 @@ def test_bad_config_exits_2_with_one_line_before_any_work(tmp_path, small_data, 
     raw = yaml.safe_load(path.read_text())
     raw["preprocess"]["n_gnes"] = 10
     path.write_text(yaml.safe_dump(raw))
-    for cmd in ([sys.executable, "-m", "stages.preprocess", "--config", str(path)],
-                [sys.executable, "-m", "shared.pipeline", "plan", str(path)]):
+    for cmd in (
+        [sys.executable, "-m", "stages.preprocess", "--config", str(path)],
+        [sys.executable, "-m", "shared.pipeline", "plan", str(path)],
+    ):
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 2
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        assert lines == [f"error: config error in {path}: unknown key 'preprocess.n_gnes' "
-                         "(check the spelling; see README 'Config')"]
+        assert lines == [
+            f"error: config error in {path}: unknown key 'preprocess.n_gnes' (check the spelling; see README 'Config')"
+        ]
     assert not outputs.exists()
 
 
@@ -110,7 +124,7 @@ def test_readme_config_lists_every_key_of_every_section():
 
     text = (REPO / "README.md").read_text()
     start = text.index("### Config")
-    block = text[start:text.index("\n### ", start + 1)]
+    block = text[start : text.index("\n### ", start + 1)]
     missing = []
 
     def walk(model, prefix):
@@ -132,10 +146,16 @@ def test_every_shipped_config_and_variant_validates():
     """`python -m shared.config check configs/*.yaml`: each config, and each of its variants, is valid (the data of
     the reference datasets need not be here); and every data file they read is one that make fetch writes."""
     configs = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml"))
-    assert {"configs/gtex.yaml", "configs/gse85217.yaml", "configs/gbm-smartseq2.yaml", "configs/tcga.yaml",
-            "configs/ucsf-pdgm.yaml"} <= set(configs)
-    proc = subprocess.run([sys.executable, "-m", "shared.config", "check", *configs], cwd=REPO, capture_output=True,
-                          text=True)
+    assert {
+        "configs/gtex.yaml",
+        "configs/gse85217.yaml",
+        "configs/gbm-smartseq2.yaml",
+        "configs/tcga.yaml",
+        "configs/ucsf-pdgm.yaml",
+    } <= set(configs)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shared.config", "check", *configs], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     expected = sum(1 + len(config.variant_names(REPO / c)) for c in configs)
     assert len([line for line in proc.stdout.splitlines() if line.startswith("ok: ")]) == expected

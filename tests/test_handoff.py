@@ -4,6 +4,7 @@ tarball scripts' refusals (a fake `docker` on PATH records what would have been 
 The whole hand-off with a real engine (save, a clean engine, load, make all RUNNER=docker from a folder without
 .venv, make bundle) runs in make test-docker (tests/test_docker.py reads what it leaves).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,21 +20,36 @@ from .conftest import REPO
 INFO = REPO / "tests" / "data" / "docker-info"
 
 
-@pytest.mark.parametrize(("recorded", "flags"), [
-    ("nvidia-runtime.json", "--gpus all"),           # nvidia-container-toolkit's runtime registered
-    ("cdi-only.json", "--device nvidia.com/gpu=all"),  # GPUs as CDI devices only (Docker >= 28)
-    ("none.json", ""),                                # this machine's engine: runc only
-    ("no-engine.json", ""),                           # no engine answers: the client's empty info
-])
+@pytest.mark.parametrize(
+    ("recorded", "flags"),
+    [
+        ("nvidia-runtime.json", "--gpus all"),  # nvidia-container-toolkit's runtime registered
+        ("cdi-only.json", "--device nvidia.com/gpu=all"),  # GPUs as CDI devices only (Docker >= 28)
+        ("none.json", ""),  # this machine's engine: runc only
+        ("no-engine.json", ""),  # no engine answers: the client's empty info
+    ],
+)
 def test_gpu_flags_from_recorded_docker_info(recorded, flags):
-    proc = subprocess.run([sys.executable, "docker/gpu_flags.py"], cwd=REPO, input=(INFO / recorded).read_text(),
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "docker/gpu_flags.py"],
+        cwd=REPO,
+        input=(INFO / recorded).read_text(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == flags
 
 
 def test_gpu_flags_on_garbage_is_no_gpu():
-    proc = subprocess.run([sys.executable, "docker/gpu_flags.py"], cwd=REPO, input="Cannot connect\n",
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "docker/gpu_flags.py"],
+        cwd=REPO,
+        input="Cannot connect\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == ""
 
 
@@ -44,8 +60,9 @@ def test_makefile_takes_gpu_flags_from_the_engine_unless_overridden(tmp_path):
     show = ["make", "--no-print-directory", "-C", str(REPO), "-p", "-q", "RUNNER=docker", "help"]
     printed = subprocess.run(show, env=env, capture_output=True, text=True, timeout=120).stdout
     assert "GPU_FLAGS := --device nvidia.com/gpu=all" in printed
-    printed = subprocess.run([*show, "GPU_FLAGS=--gpus device=1"], env=env, capture_output=True, text=True,
-                             timeout=120).stdout
+    printed = subprocess.run(
+        [*show, "GPU_FLAGS=--gpus device=1"], env=env, capture_output=True, text=True, timeout=120
+    ).stdout
     assert "GPU_FLAGS = --gpus device=1" in printed
 
 
@@ -55,11 +72,16 @@ def _fake_docker(tmp_path: Path, info: str = "{}", inspect_ok: bool = True) -> P
     bin_dir.mkdir(exist_ok=True)
     (tmp_path / "info.json").write_text(info)
     script = bin_dir / "docker"
+    image = (
+        "img=${@: -1}; img=${img#oncoxai-}; cd " + str(REPO) + " && bash docker/source-hash.sh ${img//-/_}"
+        if inspect_ok
+        else "exit 1"
+    )
     script.write_text(f"""#!/usr/bin/env bash
 echo "$*" >> {tmp_path}/calls.log
 case "$1" in
   info) cat {tmp_path}/info.json ;;
-  image) {'img=${@: -1}; img=${img#oncoxai-}; cd ' + str(REPO) + ' && bash docker/source-hash.sh ${img//-/_}' if inspect_ok else 'exit 1'} ;;
+  image) {image} ;;
   *) exit 0 ;;
 esac
 """)
@@ -85,8 +107,13 @@ def _loads(tmp_path: Path) -> list[str]:
 def _load(tmp_path: Path, folder: Path) -> subprocess.CompletedProcess:
     fake = _fake_docker(tmp_path)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
-    return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "load-images", f"IMAGES_DIR={folder}"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "load-images", f"IMAGES_DIR={folder}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_load_images_checks_the_sums_then_loads(tmp_path):
@@ -125,8 +152,13 @@ def test_save_images_refuses_a_missing_image_and_writes_nothing(tmp_path):
     fake = _fake_docker(tmp_path, inspect_ok=False)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     out = tmp_path / "dist"
-    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "save-images", f"IMAGES_DIR={out}"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "save-images", f"IMAGES_DIR={out}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "error: no image oncoxai-torch (run: make images" in proc.stderr
     assert not out.exists() or not any(out.iterdir())
     assert "save" not in (tmp_path / "calls.log").read_text().split()

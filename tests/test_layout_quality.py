@@ -1,6 +1,7 @@
 """The default t-SNE layout (openTSNE) against the reference's (scikit-learn's Barnes-Hut t-SNE, what
 pyDeepInsight runs) on a fixture-sized matrix: the issue's quality bar, and the same coordinates for the same seed.
 Speed is measured by make bench (bench/layout.py), never asserted here."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Input readers: every format lands each value on the right sample and gene, and bad inputs stop with one line."""
+
 from __future__ import annotations
 
 import gzip
@@ -42,14 +43,14 @@ def _write(path, text: str, gz: bool = False):
 
 def _matrix_text(rows, cols, values, sep=",", corner="id") -> str:
     lines = [sep.join([corner, *cols])]
-    lines += [sep.join([r, *map(str, row)]) for r, row in zip(rows, values)]
+    lines += [sep.join([r, *map(str, row)]) for r, row in zip(rows, values, strict=False)]
     return "\n".join(lines) + "\n"
 
 
 @pytest.fixture
 def labels_csv(tmp_path):
     # an extra sample (S9) with no matrix column: ignored
-    rows = [f"{s},{c},{p}" for s, c, p in zip(SAMPLES, CLASSES, PATIENTS)] + ["S9,OPC,p9"]
+    rows = [f"{s},{c},{p}" for s, c, p in zip(SAMPLES, CLASSES, PATIENTS, strict=False)] + ["S9,OPC,p9"]
     return _write(tmp_path / "labels.csv", "sample,tumour_state,patient\n" + "\n".join(rows) + "\n")
 
 
@@ -95,7 +96,11 @@ def test_explicit_orientation_and_a_sniffed_labels_separator(tmp_path, labels_cs
 
 
 def test_r_style_header_without_corner_cell(tmp_path, labels_csv):
-    text = "\t".join(GENES) + "\n" + "".join("\t".join([s, *map(str, row)]) + "\n" for s, row in zip(SAMPLES, COUNTS))
+    text = (
+        "\t".join(GENES)
+        + "\n"
+        + "".join("\t".join([s, *map(str, row)]) + "\n" for s, row in zip(SAMPLES, COUNTS, strict=False))
+    )
     matrix = _write(tmp_path / "m.tsv", text)
     _assert_counts(_read(**{**_csv_config(matrix, labels_csv), "format": "tsv"}))
 
@@ -112,8 +117,10 @@ def test_orientation_error_when_both_axes_match(tmp_path, labels_csv):
 
 def test_samples_missing_from_labels_are_left_out_and_counted(tmp_path, labels_csv, caplog):
     """The labels table selects the samples: matrix samples without a row there are not read (logged)."""
-    for orientation, values in (("samples_x_genes", np.arange(30).reshape(6, 5)),
-                                ("genes_x_samples", np.arange(30).reshape(5, 6))):
+    for orientation, values in (
+        ("samples_x_genes", np.arange(30).reshape(6, 5)),
+        ("genes_x_samples", np.arange(30).reshape(5, 6)),
+    ):
         samples, genes = [*SAMPLES, "S5", "S6"], GENES
         rows, cols = (samples, genes) if orientation == "samples_x_genes" else (genes, samples)
         matrix = _write(tmp_path / f"{orientation}.csv", _matrix_text(rows, cols, values))
@@ -145,17 +152,22 @@ BLOOD = ["GTEX-1117F-0003-SM-58Q7G", "GTEX-111FC-0001-SM-58Q7H", "GTEX-111VG-000
 def _gct_text(genes, symbols, samples, values) -> str:
     """GCT 1.2 as GTEx v8 writes it; values genes x samples."""
     lines = ["#1.2", f"{len(genes)}\t{len(samples)}", "\t".join(["Name", "Description", *samples])]
-    lines += ["\t".join([g, s, *map(str, row)]) for g, s, row in zip(genes, symbols, values)]
+    lines += ["\t".join([g, s, *map(str, row)]) for g, s, row in zip(genes, symbols, values, strict=False)]
     return "\n".join(lines) + "\n"
 
 
 def _attributes(tmp_path, with_donor_column=False):
     """A GTEx sample-attribute table (tab separated, .txt), with one sample that has no GCT (ignored)."""
-    tissues = {**{s: "Lung" for s in LUNG}, **{s: "Whole Blood" for s in BLOOD},
-               "GTEX-1117F-0011-R10a-SM-AHZ7F": "Brain - Frontal Cortex (BA9)"}
+    tissues = {
+        **{s: "Lung" for s in LUNG},
+        **{s: "Whole Blood" for s in BLOOD},
+        "GTEX-1117F-0011-R10a-SM-AHZ7F": "Brain - Frontal Cortex (BA9)",
+    }
     header = ["SAMPID", "SMATSSCR", "SMTS", "SMTSD"] + (["donor"] if with_donor_column else [])
-    rows = ["\t".join([s, "1", t.split(" - ")[0], t] + (["d" + s[5:9]] if with_donor_column else []))
-            for s, t in tissues.items()]
+    rows = [
+        "\t".join([s, "1", t.split(" - ")[0], t] + (["d" + s[5:9]] if with_donor_column else []))
+        for s, t in tissues.items()
+    ]
     text = "\n".join(["\t".join(header), *rows]) + "\n"
     return _write(tmp_path / "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt", text)
 
@@ -164,10 +176,14 @@ def _attributes(tmp_path, with_donor_column=False):
 def gtex(tmp_path):
     lung = np.array([[0, 7], [1, 8], [2, 9]])
     blood = np.array([[10, 13, 16], [11, 14, 17], [12, 15, 18]])
-    lung_path = _write(tmp_path / "gene_reads_2017-06-05_v8_lung.gct.gz",
-                       _gct_text(GTEX_GENES, GTEX_SYMBOLS, LUNG, lung), gz=True)
-    blood_path = _write(tmp_path / "gene_reads_2017-06-05_v8_whole_blood.gct.gz",
-                        _gct_text(GTEX_GENES, GTEX_SYMBOLS, BLOOD, blood), gz=True)
+    lung_path = _write(
+        tmp_path / "gene_reads_2017-06-05_v8_lung.gct.gz", _gct_text(GTEX_GENES, GTEX_SYMBOLS, LUNG, lung), gz=True
+    )
+    blood_path = _write(
+        tmp_path / "gene_reads_2017-06-05_v8_whole_blood.gct.gz",
+        _gct_text(GTEX_GENES, GTEX_SYMBOLS, BLOOD, blood),
+        gz=True,
+    )
     return lung_path, blood_path, _attributes(tmp_path)
 
 
@@ -194,7 +210,10 @@ def test_gct_per_tissue_files_with_the_id_column_and_repeated_symbols(tmp_path):
 
     def per_tissue(samples, values):
         lines = ["#1.2", f"{len(genes)}\t{len(samples)}", "\t".join(["id", "Name", "Description", *samples])]
-        lines += ["\t".join([str(i), g, s, *map(str, row)]) for i, (g, s, row) in enumerate(zip(genes, symbols, values))]
+        lines += [
+            "\t".join([str(i), g, s, *map(str, row)])
+            for i, (g, s, row) in enumerate(zip(genes, symbols, values, strict=False))
+        ]
         return "\n".join(lines) + "\n"
 
     lung = np.arange(10).reshape(5, 2)
@@ -217,16 +236,21 @@ def test_gct_group_column_of_the_table_is_used_when_present(tmp_path, gtex):
 def test_gct_files_with_the_same_genes_in_another_order_are_aligned(tmp_path, gtex):
     order = [2, 0, 1]
     blood = np.array([[10, 13, 16], [11, 14, 17], [12, 15, 18]])[order]
-    other = _write(tmp_path / "blood.gct", _gct_text([GTEX_GENES[i] for i in order], [GTEX_SYMBOLS[i] for i in order],
-                                                     BLOOD, blood))
+    other = _write(
+        tmp_path / "blood.gct",
+        _gct_text([GTEX_GENES[i] for i in order], [GTEX_SYMBOLS[i] for i in order], BLOOD, blood),
+    )
     adata = _read(**_gct_config(gtex[0], other, gtex[2]))
     assert list(adata.var["symbol"]) == GTEX_SYMBOLS
     assert adata[BLOOD[2], "ENSG00000243485.5"].X[0, 0] == 18
 
 
 def test_gct_files_with_different_genes_are_an_error(tmp_path, gtex):
-    other = _write(tmp_path / "other.gct.gz", _gct_text(["ENSG00000000003.14", *GTEX_GENES[1:]], GTEX_SYMBOLS, BLOOD,
-                                                       np.ones((3, 3), int)), gz=True)
+    other = _write(
+        tmp_path / "other.gct.gz",
+        _gct_text(["ENSG00000000003.14", *GTEX_GENES[1:]], GTEX_SYMBOLS, BLOOD, np.ones((3, 3), int)),
+        gz=True,
+    )
     assert "ENSG00000000003.14" in _user_error(other, **_gct_config(gtex[0], other, gtex[2]))
 
 
@@ -247,19 +271,60 @@ def test_not_a_gct_file(tmp_path, gtex):
 
 # The 54 GTEx v8 tissues (SMTSD) and the class names of the GTEx prior art (seed 002's per-class table).
 SMTSD = [
-    "Adipose - Subcutaneous", "Adipose - Visceral (Omentum)", "Adrenal Gland", "Artery - Aorta", "Artery - Coronary",
-    "Artery - Tibial", "Bladder", "Brain - Amygdala", "Brain - Anterior cingulate cortex (BA24)",
-    "Brain - Caudate (basal ganglia)", "Brain - Cerebellar Hemisphere", "Brain - Cerebellum", "Brain - Cortex",
-    "Brain - Frontal Cortex (BA9)", "Brain - Hippocampus", "Brain - Hypothalamus",
-    "Brain - Nucleus accumbens (basal ganglia)", "Brain - Putamen (basal ganglia)",
-    "Brain - Spinal cord (cervical c-1)", "Brain - Substantia nigra", "Breast - Mammary Tissue",
-    "Cells - Cultured fibroblasts", "Cells - EBV-transformed lymphocytes", "Cervix - Ectocervix",
-    "Cervix - Endocervix", "Colon - Sigmoid", "Colon - Transverse", "Esophagus - Gastroesophageal Junction",
-    "Esophagus - Mucosa", "Esophagus - Muscularis", "Fallopian Tube", "Heart - Atrial Appendage",
-    "Heart - Left Ventricle", "Kidney - Cortex", "Kidney - Medulla", "Liver", "Lung", "Minor Salivary Gland",
-    "Muscle - Skeletal", "Nerve - Tibial", "Ovary", "Pancreas", "Pituitary", "Prostate",
-    "Skin - Not Sun Exposed (Suprapubic)", "Skin - Sun Exposed (Lower leg)", "Small Intestine - Terminal Ileum",
-    "Spleen", "Stomach", "Testis", "Thyroid", "Uterus", "Vagina", "Whole Blood",
+    "Adipose - Subcutaneous",
+    "Adipose - Visceral (Omentum)",
+    "Adrenal Gland",
+    "Artery - Aorta",
+    "Artery - Coronary",
+    "Artery - Tibial",
+    "Bladder",
+    "Brain - Amygdala",
+    "Brain - Anterior cingulate cortex (BA24)",
+    "Brain - Caudate (basal ganglia)",
+    "Brain - Cerebellar Hemisphere",
+    "Brain - Cerebellum",
+    "Brain - Cortex",
+    "Brain - Frontal Cortex (BA9)",
+    "Brain - Hippocampus",
+    "Brain - Hypothalamus",
+    "Brain - Nucleus accumbens (basal ganglia)",
+    "Brain - Putamen (basal ganglia)",
+    "Brain - Spinal cord (cervical c-1)",
+    "Brain - Substantia nigra",
+    "Breast - Mammary Tissue",
+    "Cells - Cultured fibroblasts",
+    "Cells - EBV-transformed lymphocytes",
+    "Cervix - Ectocervix",
+    "Cervix - Endocervix",
+    "Colon - Sigmoid",
+    "Colon - Transverse",
+    "Esophagus - Gastroesophageal Junction",
+    "Esophagus - Mucosa",
+    "Esophagus - Muscularis",
+    "Fallopian Tube",
+    "Heart - Atrial Appendage",
+    "Heart - Left Ventricle",
+    "Kidney - Cortex",
+    "Kidney - Medulla",
+    "Liver",
+    "Lung",
+    "Minor Salivary Gland",
+    "Muscle - Skeletal",
+    "Nerve - Tibial",
+    "Ovary",
+    "Pancreas",
+    "Pituitary",
+    "Prostate",
+    "Skin - Not Sun Exposed (Suprapubic)",
+    "Skin - Sun Exposed (Lower leg)",
+    "Small Intestine - Terminal Ileum",
+    "Spleen",
+    "Stomach",
+    "Testis",
+    "Thyroid",
+    "Uterus",
+    "Vagina",
+    "Whole Blood",
 ]
 PRIOR_ART_CLASSES = """
 whole_blood brain_frontal_cortex_ba9 adipose_subcutaneous muscle_skeletal artery_tibial artery_coronary
@@ -294,9 +359,11 @@ TCGA_GENES = ["TP53|7157", "EGFR|1956", "?|100130426"]
 
 def _tcga(tmp_path, aliquots=TCGA_ALIQUOTS, label_ids=("TCGA-02-0047-01", "TCGA-06-0125-01", "TCGA-A1-A0SB-01")):
     values = np.array([[1.5, 2.25, 0.0], [10, 20, 30], [0, 0, 4]])  # genes x samples
-    matrix = _write(tmp_path / "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv",
-                    _matrix_text(TCGA_GENES, list(aliquots), values, sep="\t", corner="gene_id"))
-    rows = [f"{s},{t}" for s, t in zip(label_ids, ["GBM", "GBM", "BRCA"])] + ["TCGA-99-9999-01,LUAD"]
+    matrix = _write(
+        tmp_path / "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv",
+        _matrix_text(TCGA_GENES, list(aliquots), values, sep="\t", corner="gene_id"),
+    )
+    rows = [f"{s},{t}" for s, t in zip(label_ids, ["GBM", "GBM", "BRCA"], strict=False)] + ["TCGA-99-9999-01,LUAD"]
     labels = _write(tmp_path / "tcga_labels.csv", "sample,cancer_type\n" + "\n".join(rows) + "\n")
     return dict(path=str(matrix), format="tcga", labels=str(labels), label_key="cancer_type")
 
@@ -313,8 +380,9 @@ def test_tcga_long_barcodes_match_the_labels_sample_ids(tmp_path):
 
 def test_tcga_barcode_rule():
     labels = ["TCGA-02-0047", "TCGA-02-0047-01", "S1"]
-    assert match_tcga_barcodes(["TCGA-02-0047-01A-01R-1849-01", "TCGA-02-0047-11A-01R-1849-01", "S1", "S10"],
-                               labels) == ["TCGA-02-0047-01", "TCGA-02-0047", "S1", None]
+    assert match_tcga_barcodes(
+        ["TCGA-02-0047-01A-01R-1849-01", "TCGA-02-0047-11A-01R-1849-01", "S1", "S10"], labels
+    ) == ["TCGA-02-0047-01", "TCGA-02-0047", "S1", None]
 
 
 def test_tcga_nothing_matches(tmp_path):
@@ -326,8 +394,12 @@ def test_tcga_nothing_matches(tmp_path):
 
 
 def test_h5ad_x_layer_and_raw(tmp_path):
-    adata = ad.AnnData(X=COUNTS.copy(), obs=pd.DataFrame({"state": CLASSES}, index=SAMPLES),
-                       var=pd.DataFrame(index=GENES), layers={"counts": COUNTS * 2})
+    adata = ad.AnnData(
+        X=COUNTS.copy(),
+        obs=pd.DataFrame({"state": CLASSES}, index=SAMPLES),
+        var=pd.DataFrame(index=GENES),
+        layers={"counts": COUNTS * 2},
+    )
     adata.raw = ad.AnnData(X=COUNTS + 1, var=pd.DataFrame(index=GENES))
     path = tmp_path / "x.h5ad"
     adata.write_h5ad(path)
@@ -342,8 +414,9 @@ def test_h5ad_x_layer_and_raw(tmp_path):
 def test_h5ad_sparse_negative_value_is_located(tmp_path):
     X = COUNTS.copy()
     X[2, 4] = -1
-    adata = ad.AnnData(X=sp.csr_matrix(X), obs=pd.DataFrame({"state": CLASSES}, index=SAMPLES),
-                       var=pd.DataFrame(index=GENES))
+    adata = ad.AnnData(
+        X=sp.csr_matrix(X), obs=pd.DataFrame({"state": CLASSES}, index=SAMPLES), var=pd.DataFrame(index=GENES)
+    )
     path = tmp_path / "x.h5ad"
     adata.write_h5ad(path)
     assert "sample 'S3', gene 'G5'" in _user_error(path, path=str(path), label_key="state")

@@ -1,5 +1,6 @@
 """train_3d_mri: the releases' layouts and ids, what is left out and why, bad volumes, the model grid and back,
 freezing and checkpointing, Grad-CAM localisation, and the stage end to end (one process and two under torchrun)."""
+
 from __future__ import annotations
 
 import json
@@ -50,11 +51,25 @@ def _copy(root, table, tmp_path):
 # -- the cohort as released ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value, label", [
-    ("wildtype", "wildtype"), ("Wild-type", "wildtype"), ("IDH-wildtype", "wildtype"), ("negative", "wildtype"),
-    ("mutant (NOS)", "mutant"), ("IDH1 p.R132H", "mutant"), ("IDH1 p.R132C", "mutant"), ("IDH2 p.R172K", "mutant"),
-    ("mutated", "mutant"), ("positive", "mutant"), ("", None), ("unknown", None), (float("nan"), None),
-    ("NA", None)])
+@pytest.mark.parametrize(
+    "value, label",
+    [
+        ("wildtype", "wildtype"),
+        ("Wild-type", "wildtype"),
+        ("IDH-wildtype", "wildtype"),
+        ("negative", "wildtype"),
+        ("mutant (NOS)", "mutant"),
+        ("IDH1 p.R132H", "mutant"),
+        ("IDH1 p.R132C", "mutant"),
+        ("IDH2 p.R172K", "mutant"),
+        ("mutated", "mutant"),
+        ("positive", "mutant"),
+        ("", None),
+        ("unknown", None),
+        (float("nan"), None),
+        ("NA", None),
+    ],
+)
 def test_idh_values_as_the_releases_spell_them(value, label):
     assert idh_label(value) == label
 
@@ -71,13 +86,13 @@ def test_an_idh_value_that_is_neither_is_an_error_naming_the_file(ucsf, tmp_path
 def test_ucsf_pdgm_three_digit_ids_match_four_digit_folders_and_the_left_out_are_counted(ucsf):
     root, table = ucsf
     meta = pd.read_csv(table, dtype=str)
-    assert meta["ID"].str.fullmatch(r"UCSF-PDGM-\d{3}").all()          # the release's 3-digit ids ...
+    assert meta["ID"].str.fullmatch(r"UCSF-PDGM-\d{3}").all()  # the release's 3-digit ids ...
     folders = sorted(p.name for p in root.iterdir() if p.is_dir())
     assert all(len(f.split("_")[0].rsplit("-", 1)[1]) == 4 for f in folders)  # ... and 4-digit folders
     patients = find_cohort(_mri(root, table))
     status = {p.id: p.status for p in patients}
     included = [p for p in patients if p.status == "included"]
-    assert len(included) == 38                   # 40 folders, one without T1c, one without an IDH value
+    assert len(included) == 38  # 40 folders, one without T1c, one without an IDH value
     assert status[folders[1].removesuffix("_nifti")] == "missing T1c"
     assert status[folders[2].removesuffix("_nifti")] == "no IDH value"
     assert sum(s == "no images" for s in status.values()) == 1  # the metadata row without a folder
@@ -96,9 +111,9 @@ def test_the_bias_corrected_suffix_reads_other_files(ucsf, tmp_path):
         f.rename(f.with_name(f.name.replace("_T1.nii.gz", "_T1_bias.nii.gz")))
     patients = {p.id: p for p in find_cohort(_mri(root, table))}
     pid = folder.name.removesuffix("_nifti")
-    assert patients[pid].status == "missing T1"                  # the plain T1 is gone
+    assert patients[pid].status == "missing T1"  # the plain T1 is gone
     bias = {p.id: p for p in find_cohort(_mri(root, table, suffix="_bias"))}
-    assert bias[pid].status == "missing FLAIR, T1c, T2"          # only T1 has a _bias file here
+    assert bias[pid].status == "missing FLAIR, T1c, T2"  # only T1 has a _bias file here
 
 
 def test_brats_layout_with_unpadded_ids(brats):
@@ -108,8 +123,7 @@ def test_brats_layout_with_unpadded_ids(brats):
     patients = find_cohort(_mri(root, table, layout="brats"))
     included = [p for p in patients if p.status == "included"]
     assert len(included) == 6 and all(p.id.startswith("BraTS2021_") for p in included)
-    assert all(p.files["T1c"].name.endswith("_t1ce.nii.gz") and p.mask.name.endswith("_seg.nii.gz")
-               for p in included)
+    assert all(p.files["T1c"].name.endswith("_t1ce.nii.gz") and p.mask.name.endswith("_seg.nii.gz") for p in included)
 
 
 def test_a_missing_column_names_the_key(ucsf):
@@ -138,8 +152,15 @@ def _break(folder, kind):
     return flair
 
 
-@pytest.mark.parametrize("kind, message", [("nan", "NaN or infinite voxels"), ("shape", "shape .* differs from"),
-                                           ("affine", "its affine .* differs"), ("truncated", "unreadable NIfTI")])
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("nan", "NaN or infinite voxels"),
+        ("shape", "shape .* differs from"),
+        ("affine", "its affine .* differs"),
+        ("truncated", "unreadable NIfTI"),
+    ],
+)
 def test_a_bad_volume_is_a_one_line_error_naming_the_file_or_skipped_and_counted(ucsf, tmp_path, kind, message):
     from stages.train_3d_mri.volumes import prepare
 
@@ -174,7 +195,7 @@ def test_volumes_are_reoriented_robustly_normalised_in_the_brain_and_maps_return
         inside = data.x[i][:, data.brain[i]].astype(np.float64)
         q1, median, q3 = np.percentile(inside, [25, 50, 75], axis=1)
         assert np.allclose(median, 0, atol=0.02) and np.allclose((q3 - q1) / 1.349, 1, atol=0.02)
-        assert nib.aff2axcodes(data.affines[i]) == ("R", "A", "S")   # stored L, P, S: reoriented
+        assert nib.aff2axcodes(data.affines[i]) == ("R", "A", "S")  # stored L, P, S: reoriented
         # the tumour mask in the model's grid, sent back, lands on the patient's own mask
         native = to_native(data.tumour[i].astype(np.float32), data.affines[i], patients[i].files["FLAIR"])
         ref = nib.load(patients[i].files["FLAIR"])
@@ -192,11 +213,12 @@ def test_robust_normalisation_keeps_normal_tissue_where_a_large_tumour_would_mov
     brain = np.ones((1, 20, 20, 20), bool)[0]
     normal = rng.normal(1.0, 0.1, (1, 20, 20, 20)).astype(np.float32)
     with_tumour = normal.copy()
-    with_tumour[0, :8] = 3.0                      # 40% of the brain bright
+    with_tumour[0, :8] = 3.0  # 40% of the brain bright
     tissue = np.zeros_like(brain)
     tissue[8:] = True
-    shift_robust = abs(robust_normalise(with_tumour, brain)[0][tissue].mean()
-                       - robust_normalise(normal, brain)[0][tissue].mean())
+    shift_robust = abs(
+        robust_normalise(with_tumour, brain)[0][tissue].mean() - robust_normalise(normal, brain)[0][tissue].mean()
+    )
     z = [(v[0] - v[0][brain].mean()) / v[0][brain].std() for v in (with_tumour, normal)]
     shift_z = abs(z[0][tissue].mean() - z[1][tissue].mean())
     assert shift_robust < 0.2 * shift_z, (shift_robust, shift_z)
@@ -213,8 +235,11 @@ def test_freezing_leaves_the_last_blocks_and_head_trainable_and_keeps_pretrained
     frozen.freeze(2, keep_statistics=True)
     frozen_count = sum(p.numel() for m in (frozen._conv_stem, frozen._bn0, *frozen._blocks[:5]) for p in m.parameters())
     assert trainable_parameters(frozen) == trainable_parameters(full) - frozen_count > 0
-    trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("_blocks") else "")
-                 for n, p in frozen.named_parameters() if p.requires_grad}
+    trainable = {
+        n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("_blocks") else "")
+        for n, p in frozen.named_parameters()
+        if p.requires_grad
+    }
     assert trainable == {"_blocks.5", "_blocks.6", "_conv_head", "_bn1", "_fc"}
     frozen.train()
     assert not frozen._bn0.training and not frozen._blocks[0].training and frozen._blocks[6].training
@@ -224,8 +249,11 @@ def test_freezing_leaves_the_last_blocks_and_head_trainable_and_keeps_pretrained
     frozen(torch.randn(2, 4, 32, 32, 32)).sum().backward()
     opt.step()
     after = frozen.state_dict()
-    changed = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("_blocks") else "")
-               for k in before if not torch.equal(before[k], after[k])}
+    changed = {
+        k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("_blocks") else "")
+        for k in before
+        if not torch.equal(before[k], after[k])
+    }
     assert changed and changed <= {"_blocks.5", "_blocks.6", "_conv_head", "_bn1", "_fc"}
     # local pretrained weights: matching tensors load, others keep their initialisation and are reported
     state = {k: v for k, v in full.state_dict().items()}
@@ -254,7 +282,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         net.train()
         torch.manual_seed(1)  # the same drop-connect draws in both
         net(x).pow(2).sum().backward()
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=False):
         if pa.requires_grad:
             assert torch.allclose(pa.grad, pb.grad, rtol=1e-4, atol=1e-6), name
 
@@ -279,11 +307,22 @@ def test_localisation_share_against_chance():
 
 
 def _config(tmp_path, root, table, **train) -> tuple:
-    cfg = {"name": "m", "seed": 0, "device": "cpu", "stages": ["train_3d_mri", "report"],
-           "mri": {"root": str(root), "layout": "ucsf-pdgm", "metadata": str(table)},
-           "train_3d_mri": {"size": [32, 32, 32], "epochs": 2, "batch_size": 8, "trainable_blocks": 2,
-                            "augment": {"elastic": 0.0}, **train},
-           "report": {}}
+    cfg = {
+        "name": "m",
+        "seed": 0,
+        "device": "cpu",
+        "stages": ["train_3d_mri", "report"],
+        "mri": {"root": str(root), "layout": "ucsf-pdgm", "metadata": str(table)},
+        "train_3d_mri": {
+            "size": [32, 32, 32],
+            "epochs": 2,
+            "batch_size": 8,
+            "trainable_blocks": 2,
+            "augment": {"elastic": 0.0},
+            **train,
+        },
+        "report": {},
+    }
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**__import__("os").environ, "ONCOXAI_OUTPUTS": str(tmp_path / "out"), "ONCOXAI_PROGRESS": "0"}
@@ -296,16 +335,25 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
 
     path, env, exp = _config(tmp_path, *ucsf)
     for stage in ("train_3d_mri", "report"):
-        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(path)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", "--config", str(path)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     out = exp / "train_3d_mri"
     check_declared_outputs(out, "train_3d_mri")
     cohort = pd.read_csv(out / "cohort.csv", dtype=str, keep_default_na=False)
-    assert (cohort["status"] == "included").sum() == 38 and set(cohort["status"]) >= {"missing T1c", "no IDH value",
-                                                                                      "no images"}
+    assert (cohort["status"] == "included").sum() == 38 and set(cohort["status"]) >= {
+        "missing T1c",
+        "no IDH value",
+        "no images",
+    }
     test = cohort[cohort["split"] == "test"]
-    assert len(test) == 6 and set(test["label"]) == {"wildtype", "mutant"}   # 15% of 38, stratified
+    assert len(test) == 6 and set(test["label"]) == {"wildtype", "mutant"}  # 15% of 38, stratified
     model = json.loads((out / "efficientnet-b0" / "model.json").read_text())
     assert model["trainable_blocks"] == 2 and model["trainable_parameters"] == 3591838  # the last 2 stages + head
     member = torch.load(out / "efficientnet-b0" / "member0.pt", weights_only=True)
@@ -320,8 +368,9 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     entry = metrics["models"]["efficientnet-b0"]["methods"]["grad_cam"]
     assert entry["localisation"]["predicted"]["n"] == len(test)
-    assert entry["localisation"]["predicted"]["chance_mean"] == pytest.approx(loc[loc.target == "predicted"]
-                                                                              ["chance"].mean())
+    assert entry["localisation"]["predicted"]["chance_mean"] == pytest.approx(
+        loc[loc.target == "predicted"]["chance"].mean()
+    )
     summary = json.loads((exp / "report" / "summary.json").read_text())
     assert summary["models"]["efficientnet-b0"]["kind"] == "deep"
     assert summary["explanations"]["efficientnet-b0/grad_cam"]["localisation"] == entry["localisation"]
@@ -333,8 +382,18 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
 def test_two_gloo_processes_under_torchrun(ucsf, tmp_path):
     path, env, exp = _config(tmp_path, *ucsf, epochs=1)
     env = {**env, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-           "stages.train_3d_mri", "--config", str(path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "stages.train_3d_mri",
+        "--config",
+        str(path),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads((exp / "train_3d_mri" / "manifest.json").read_text())
@@ -352,5 +411,7 @@ def test_the_memory_benchmark_measures_one_step_of_each_variant(tmp_path):
     frozen, full = result["frozen"], result["full"]
     assert frozen["trainable_params"] < full["trainable_params"] == full["total_params"]
     assert frozen["peak_step_memory_bytes"] > 0 and full["peak_step_memory_bytes"] > 0
-    assert result["peak_memory_ratio_frozen_vs_full"] == frozen["peak_step_memory_bytes"] / full["peak_step_memory_bytes"]
+    assert (
+        result["peak_memory_ratio_frozen_vs_full"] == frozen["peak_step_memory_bytes"] / full["peak_step_memory_bytes"]
+    )
     assert result["trainable_params_ratio_frozen_vs_full"] == pytest.approx(3591838 / 4693534)

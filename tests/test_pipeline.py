@@ -2,6 +2,7 @@
 
 Runs ``configs/demo.yaml`` itself (on its own fixture and output folder), so the test checks what users run.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,13 @@ STAGES = ("preprocess", "train_torch", "explain", "report")
 
 
 def _make(*args, env):
-    return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), *args, "RUNNER=local"], env=env,
-                          capture_output=True, text=True, timeout=2400)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), *args, "RUNNER=local"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +38,10 @@ def pipeline(tmp_path_factory):
     data = tmp / "data"
     write_transcriptome(data)  # the demo's fixture, with the defaults make demo uses
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs")}
-    args = (f"ARGS=--set expression.path={data / 'expression.h5ad'} --set explain.markers={data / 'markers.csv'} "
-            f"--set explain.biology.gene_sets={data / 'gene_sets.gmt'}")
+    args = (
+        f"ARGS=--set expression.path={data / 'expression.h5ad'} --set explain.markers={data / 'markers.csv'} "
+        f"--set explain.biology.gene_sets={data / 'gene_sets.gmt'}"
+    )
     proc = _make("all", "CONFIG=configs/demo.yaml", args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return {"env": env, "args": args, "exp": tmp / "outputs" / "demo"}
@@ -56,8 +64,16 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
     assert frozenset(("resnet18", "random_forest")) in pairs and len(pairs) == 3
     gradient = summary["explanations"]["resnet18/gradient"]
     assert gradient["marker_precision_at_10"] >= 0.8, gradient
-    methods = ("saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
-               "guided_grad_cam", "occlusion")
+    methods = (
+        "saliency",
+        "gradient",
+        "input_x_gradient",
+        "smoothgrad",
+        "integrated_gradients",
+        "grad_cam",
+        "guided_grad_cam",
+        "occlusion",
+    )
     for method in methods:  # every method with its trust measures
         entry = summary["explanations"][f"resnet18/{method}"]
         assert 0 <= entry["marker_precision_at_10"] <= 1
@@ -74,7 +90,9 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
     assert ("did not learn the task" in html) == any(m["at_chance"] for m in summary["models"].values())
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     assert (exp / "train_torch" / "resnet18" / "tensorboard").is_dir()
-    assert any(p.name.startswith("events.out.tfevents") for p in (exp / "train_torch" / "resnet18" / "tensorboard").rglob("*"))
+    assert any(
+        p.name.startswith("events.out.tfevents") for p in (exp / "train_torch" / "resnet18" / "tensorboard").rglob("*")
+    )
     top = (exp / "explain" / "resnet18" / "gradient" / "top_genes.csv").read_text().splitlines()
     assert top[0] == "class,rank,gene,score" and len(top) > 1
     for key in ("fold models: top-k shared", "SmoothGrad draws: top-k shared", "faithful (vs random)"):
@@ -113,8 +131,16 @@ def test_attributions_open_in_scanpy_with_the_readme_line(pipeline):
     matplotlib.use("Agg")
     path = pipeline["exp"] / "explain" / "resnet18" / "attributions.h5ad"
     adata = ad.read_h5ad(path)
-    methods = {"saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
-               "guided_grad_cam", "occlusion"}
+    methods = {
+        "saliency",
+        "gradient",
+        "input_x_gradient",
+        "smoothgrad",
+        "integrated_gradients",
+        "grad_cam",
+        "guided_grad_cam",
+        "occlusion",
+    }
     assert set(adata.layers) == methods and adata.n_vars == 256
     assert {f"{m}_class_means" for m in methods} <= set(adata.varm)
     assert {"top_genes", "trust", "config", "classes", "methods"} <= set(adata.uns)
@@ -148,10 +174,17 @@ def test_bundle_holds_what_collaborators_read_and_is_deterministic(pipeline, tmp
         readme = zf.read("README.txt").decode()
         assert zf.testzip() is None
     assert names == sorted(set(names) - {"README.txt"}) + ["README.txt"]
-    for name in ("config.yaml", "report/index.html", "report/summary.json", "explain/resnet18/attributions.h5ad",
-                 "train_torch/resnet18/metrics.json", "train_torch/resnet18/per_class.csv",
-                 "explain/resnet18/gradient/top_genes.csv", "explain/resnet18/gradient/figures/class_maps.png",
-                 *(f"{stage}/manifest.json" for stage in STAGES)):
+    for name in (
+        "config.yaml",
+        "report/index.html",
+        "report/summary.json",
+        "explain/resnet18/attributions.h5ad",
+        "train_torch/resnet18/metrics.json",
+        "train_torch/resnet18/per_class.csv",
+        "explain/resnet18/gradient/top_genes.csv",
+        "explain/resnet18/gradient/figures/class_maps.png",
+        *(f"{stage}/manifest.json" for stage in STAGES),
+    ):
         assert name in names, name
     assert not [n for n in names if n.endswith((".pt", ".npy", ".npz")) or "/tensorboard/" in n]
     for name in set(names) - {"README.txt"}:  # every file described, from the stages' declared outputs
@@ -204,8 +237,16 @@ def test_explanations_are_checked_against_biology(pipeline):
         raise AssertionError(f"summary.json holds {constant}")
 
     summary = json.loads((exp / "report" / "summary.json").read_text(), parse_constant=no_nan)
-    methods = {"saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
-               "guided_grad_cam", "occlusion"}
+    methods = {
+        "saliency",
+        "gradient",
+        "input_x_gradient",
+        "smoothgrad",
+        "integrated_gradients",
+        "grad_cam",
+        "guided_grad_cam",
+        "occlusion",
+    }
     assert set(summary["biology"]) == {"resnet18", "baselines"}
     assert set(summary["biology"]["resnet18"]) == methods
     assert set(summary["biology"]["baselines"]) == {"logistic_regression", "random_forest"}
@@ -230,9 +271,11 @@ def test_explanations_are_checked_against_biology(pipeline):
     train = ((samples["split"] == "train") & samples["augmented_from"].isna()).to_numpy()
     vectors = np.load(exp / "preprocess" / "vectors.npy")[train]
     genes = pd.read_csv(exp / "preprocess" / "genes.csv", dtype={"gene": str})["gene"].to_numpy()
-    hand = ad.AnnData(X=vectors, obs=pd.DataFrame({"label": pd.Categorical(samples["label"][train])},
-                                                   index=samples["sample"][train].to_numpy()),
-                      var=pd.DataFrame(index=genes))
+    hand = ad.AnnData(
+        X=vectors,
+        obs=pd.DataFrame({"label": pd.Categorical(samples["label"][train])}, index=samples["sample"][train].to_numpy()),
+        var=pd.DataFrame(index=genes),
+    )
     sc.tl.rank_genes_groups(hand, "label", method="wilcoxon", use_raw=False, n_genes=len(genes), tie_correct=True)
     for cls in marked:
         ours = sc.get.rank_genes_groups_df(adata, group=cls).set_index("names")["scores"]
@@ -264,9 +307,16 @@ def check_chunked_explanations(exp, tmp_path):
     from stages.explain.params import Explain
 
     folder = exp / "train_torch" / "resnet18"
-    base = {"methods": ["saliency", "smoothgrad"], "batch_size": 8, "smoothgrad": {"samples": 2},
-            "faithfulness": {"max_samples": 8, "steps": 3}, "sanity": {"max_samples": 4},
-            "stability": {"enabled": False}, "biology": {"enabled": False}, "per_sample": {"figure_per_class": 1}}
+    base = {
+        "methods": ["saliency", "smoothgrad"],
+        "batch_size": 8,
+        "smoothgrad": {"samples": 2},
+        "faithfulness": {"max_samples": 8, "steps": 3},
+        "sanity": {"max_samples": 4},
+        "stability": {"enabled": False},
+        "biology": {"enabled": False},
+        "per_sample": {"figure_per_class": 1},
+    }
 
     def run(out, **over):
         p = Explain.model_validate({**base, **over})
@@ -282,10 +332,10 @@ def check_chunked_explanations(exp, tmp_path):
         for f in ("attributions.npy", "sample_genes.npy"):
             x, y = np.load(a / m / f), np.load(b / m / f)
             assert x.shape[0] == n and x.dtype == np.float32 and np.array_equal(x, y), (m, f)
-        np.testing.assert_allclose(np.load(a / m / "class_maps.npy"), np.load(b / m / "class_maps.npy"), rtol=1e-5,
-                                   atol=1e-7)
-        for f in ("gene_attributions.csv", "top_genes.csv", "sample_top_genes.csv", "faithfulness.csv",
-                  "sanity.csv"):
+        np.testing.assert_allclose(
+            np.load(a / m / "class_maps.npy"), np.load(b / m / "class_maps.npy"), rtol=1e-5, atol=1e-7
+        )
+        for f in ("gene_attributions.csv", "top_genes.csv", "sample_top_genes.csv", "faithfulness.csv", "sanity.csv"):
             pd.testing.assert_frame_equal(pd.read_csv(a / m / f), pd.read_csv(b / m / f), rtol=1e-5, obj=f"{m}/{f}")
     x, y = ad.read_h5ad(a / "attributions.h5ad"), ad.read_h5ad(b / "attributions.h5ad")
     assert x.n_obs == n and set(x.layers) == set(base["methods"])
@@ -296,10 +346,15 @@ def check_chunked_explanations(exp, tmp_path):
         np.testing.assert_allclose(x.varm[f"{m}_class_means"], y.varm[f"{m}_class_means"], rtol=1e-5, atol=1e-7)
     pd.testing.assert_frame_equal(x.obs, y.obs)
 
-    light = {"methods": ["saliency"], "smoothgrad": {}, "faithfulness": {"enabled": False},
-             "sanity": {"enabled": False}}
-    _, c = run(tmp_path / "half", chunk_size=16, attribution_dtype="float16", per_sample={"arrays_max_samples": n},
-               **light)
+    light = {
+        "methods": ["saliency"],
+        "smoothgrad": {},
+        "faithfulness": {"enabled": False},
+        "sanity": {"enabled": False},
+    }
+    _, c = run(
+        tmp_path / "half", chunk_size=16, attribution_dtype="float16", per_sample={"arrays_max_samples": n}, **light
+    )
     saliency = np.load(c / "saliency" / "attributions.npy")
     assert saliency.dtype == np.float16
     np.testing.assert_array_equal(saliency, np.load(a / "saliency" / "attributions.npy").astype(np.float16))
@@ -310,6 +365,7 @@ def check_chunked_explanations(exp, tmp_path):
     assert not list(d.glob("*/attributions.npy")) and not list(d.glob("*/sample_genes.npy"))
     z = ad.read_h5ad(d / "attributions.h5ad")
     np.testing.assert_array_equal(z.layers["saliency"], x.layers["saliency"])
-    pd.testing.assert_frame_equal(pd.read_csv(d / "saliency" / "sample_top_genes.csv"),
-                                  pd.read_csv(a / "saliency" / "sample_top_genes.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(d / "saliency" / "sample_top_genes.csv"), pd.read_csv(a / "saliency" / "sample_top_genes.csv")
+    )
     assert not list(tmp_path.rglob(".*.tmp"))  # nothing left half-written

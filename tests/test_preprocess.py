@@ -1,4 +1,5 @@
 """preprocess: the layout is fitted on training samples only, and a sample's image depends on its own values."""
+
 from __future__ import annotations
 
 import os
@@ -10,17 +11,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shared.evaluation.splits import holdout_split
 from shared.genemap import PixelGeneMap
 from stages.preprocess.transforms import to_uint8
 from stages.preprocess.transforms.deepinsight import fit_deepinsight
-from shared.evaluation.splits import holdout_split
 
 from .conftest import REPO, write_config
 
 
 def _preprocess(cfg):
-    proc = subprocess.run([sys.executable, "-m", "stages.preprocess", "--config", str(cfg)], cwd=REPO,
-                          env={**os.environ}, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.preprocess", "--config", str(cfg)],
+        cwd=REPO,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -64,7 +70,7 @@ def test_image_depends_on_own_values_only():
     gmap, _ = fit_deepinsight(train, [f"g{i}" for i in range(50)], 8, 8, "pca", "lsa", seed=0)
     new = rng.random((10, 50)).astype(np.float32)
     together = to_uint8(gmap.render(new))
-    alone = np.stack([to_uint8(gmap.render(new[i:i + 1]))[0] for i in range(10)])
+    alone = np.stack([to_uint8(gmap.render(new[i : i + 1]))[0] for i in range(10)])
     np.testing.assert_array_equal(together, alone)
     other = new.copy()
     other[1:] = rng.random((9, 50))
@@ -83,11 +89,18 @@ def test_holdout_split_is_stratified_and_never_cuts_a_group():
     assert plain.sum() == 100
 
 
-@pytest.mark.parametrize("problem, mutate, message", [
-    ("missing label", lambda a: a.obs.drop(columns="tumour_state", inplace=True), "label_key 'tumour_state' is not an obs column"),
-    ("negative counts", lambda a: a.X.data.__setitem__(0, -3.0), "negative values"),
-    ("NaN", lambda a: a.X.data.__setitem__(0, np.nan), "NaN or inf"),
-])
+@pytest.mark.parametrize(
+    "problem, mutate, message",
+    [
+        (
+            "missing label",
+            lambda a: a.obs.drop(columns="tumour_state", inplace=True),
+            "label_key 'tumour_state' is not an obs column",
+        ),
+        ("negative counts", lambda a: a.X.data.__setitem__(0, -3.0), "negative values"),
+        ("NaN", lambda a: a.X.data.__setitem__(0, np.nan), "NaN or inf"),
+    ],
+)
 def test_bad_inputs_fail_with_one_line_and_no_output(tmp_path, small_data, monkeypatch, problem, mutate, message):
     adata = ad.read_h5ad(small_data / "expression.h5ad")
     mutate(adata)
@@ -96,8 +109,13 @@ def test_bad_inputs_fail_with_one_line_and_no_output(tmp_path, small_data, monke
     adata.write_h5ad(bad / "expression.h5ad")
     cfg = write_config(tmp_path / "c.yaml", bad)
     monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "out"))
-    proc = subprocess.run([sys.executable, "-m", "stages.preprocess", "--config", str(cfg)], cwd=REPO,
-                          env={**os.environ}, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.preprocess", "--config", str(cfg)],
+        cwd=REPO,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and message in lines[0] and str(bad / "expression.h5ad") in lines[0]
@@ -109,9 +127,17 @@ def test_augmentation_uses_training_samples_only(tmp_path, small_data, monkeypat
     base = write_config(tmp_path / "base.yaml", small_data)
     monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "plain"))
     _preprocess(base)
-    aug_cfg = write_config(tmp_path / "aug.yaml", small_data, preprocess={
-        "n_genes": 256, "height": 16, "width": 16, "deepinsight": {"embedding": "pca"},
-        "augmentation": {"method": method, "min_samples": 150}})
+    aug_cfg = write_config(
+        tmp_path / "aug.yaml",
+        small_data,
+        preprocess={
+            "n_genes": 256,
+            "height": 16,
+            "width": 16,
+            "deepinsight": {"embedding": "pca"},
+            "augmentation": {"method": method, "min_samples": 150},
+        },
+    )
     monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "aug"))
     _preprocess(aug_cfg)
     plain, aug = tmp_path / "plain" / "t" / "preprocess", tmp_path / "aug" / "t" / "preprocess"

@@ -6,6 +6,7 @@ dictionaries), GEO series matrix files (NCBI GEO "Series Matrix File" format), G
 sample sheet (GDC data release 32 on), the TCGA pan-cancer matrix (PanCanAtlas EBPlusPlus), and a Single Cell Portal
 metadata file (NAME/TYPE header rows) beside a GEO TPM matrix (genes x cells).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -59,24 +60,44 @@ def _gtex_tables(tmp_path):
     """The sample-attribute table (every GTEx sample: far more rows than any file holds, many empty fields) and the
     subject-phenotype table, tab separated, as the portal serves them."""
     attr_header = ["SAMPID", "SMATSSCR", "SMCENTER", "SMPTHNTS", "SMRIN", "SMTS", "SMTSD", "SMUBRID", "SMTSISCH"]
-    rows = [attr_header,
-            ["GTEX-1117F-0003-SM-58Q7G", "", "B1", "", "", "Blood", "Whole Blood", "0013756", "1188"],
-            ["GTEX-1117F-0226-SM-5GZZ7", "0", "B1", "2 pieces, ~15% vessel stroma, rep delineated", "6.8", "Adipose Tissue",
-             "Adipose - Subcutaneous", "0002190", "1214"],
-            ["GTEX-111CU-1826-SM-5GZYN", "1", "B1", "", "7.1", "Lung", "Lung", "0008952", ""],
-            ["GTEX-111FC-0226-SM-5N9B8", "", "C1", "", "", "Adipose Tissue", "Adipose - Subcutaneous", "0002190", ""],
-            ["K-562-SM-26GMQ", "", "C1", "", "", "Bone Marrow", "Cells - Leukemia cell line (CML)", "", ""]]
+    rows = [
+        attr_header,
+        ["GTEX-1117F-0003-SM-58Q7G", "", "B1", "", "", "Blood", "Whole Blood", "0013756", "1188"],
+        [
+            "GTEX-1117F-0226-SM-5GZZ7",
+            "0",
+            "B1",
+            "2 pieces, ~15% vessel stroma, rep delineated",
+            "6.8",
+            "Adipose Tissue",
+            "Adipose - Subcutaneous",
+            "0002190",
+            "1214",
+        ],
+        ["GTEX-111CU-1826-SM-5GZYN", "1", "B1", "", "7.1", "Lung", "Lung", "0008952", ""],
+        ["GTEX-111FC-0226-SM-5N9B8", "", "C1", "", "", "Adipose Tissue", "Adipose - Subcutaneous", "0002190", ""],
+        ["K-562-SM-26GMQ", "", "C1", "", "", "Bone Marrow", "Cells - Leukemia cell line (CML)", "", ""],
+    ]
     attributes = _write(tmp_path / "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt", _tsv(rows))
-    phenotypes = _write(tmp_path / "GTEx_Analysis_v8_Annotations_SubjectPhenotypesDS.txt", _tsv(
-        [["SUBJID", "SEX", "AGE", "DTHHRDY"], ["GTEX-1117F", 2, "60-69", 4], ["GTEX-111CU", 1, "50-59", 0],
-         ["GTEX-111FC", 1, "60-69", 1], ["GTEX-111VG", 1, "60-69", ""]]))
+    phenotypes = _write(
+        tmp_path / "GTEx_Analysis_v8_Annotations_SubjectPhenotypesDS.txt",
+        _tsv(
+            [
+                ["SUBJID", "SEX", "AGE", "DTHHRDY"],
+                ["GTEX-1117F", 2, "60-69", 4],
+                ["GTEX-111CU", 1, "50-59", 0],
+                ["GTEX-111FC", 1, "60-69", 1],
+                ["GTEX-111VG", 1, "60-69", ""],
+            ]
+        ),
+    )
     return attributes, phenotypes
 
 
 def _all_tissue_gct(tmp_path, values) -> Path:
     """The all-tissue matrix (GTEx_Analysis_2017-06-05_v8_RNASeQCv1.1.9_gene_reads.gct.gz): no id column."""
     rows = [["#1.2"], [len(GENES), len(SAMPLES)], ["Name", "Description", *SAMPLES]]
-    rows += [[g, s, *v] for g, s, v in zip(GENES, SYMBOLS, values)]
+    rows += [[g, s, *v] for g, s, v in zip(GENES, SYMBOLS, values, strict=False)]
     return _write(tmp_path / "GTEx_Analysis_2017-06-05_v8_RNASeQCv1.1.9_gene_reads.gct.gz", _tsv(rows), gz=True)
 
 
@@ -84,8 +105,14 @@ def test_gtex_all_tissue_gct_with_phenotypes_as_labels_and_donors_as_groups(tmp_
     values = np.arange(12).reshape(4, 3) * 10  # genes x samples
     attributes, phenotypes = _gtex_tables(tmp_path)
     gct = _all_tissue_gct(tmp_path, values)
-    adata = _read(path=str(gct), format="gct", labels=str(attributes), phenotypes=str(phenotypes), label_key="AGE",
-                  group_key="donor")
+    adata = _read(
+        path=str(gct),
+        format="gct",
+        labels=str(attributes),
+        phenotypes=str(phenotypes),
+        label_key="AGE",
+        group_key="donor",
+    )
     assert list(adata.obs_names) == SAMPLES and list(adata.var_names) == GENES
     assert list(adata.var["symbol"]) == SYMBOLS  # repeated symbols kept, ids distinct
     assert list(adata.obs["label"]) == ["60-69", "50-59", "60-69"]
@@ -100,7 +127,7 @@ def test_gtex_all_tissue_gct_with_phenotypes_as_labels_and_donors_as_groups(tmp_
 def test_gtex_gct_header_naming_fewer_samples_than_line_2_declares(tmp_path):
     attributes, _ = _gtex_tables(tmp_path)
     rows = [["#1.2"], [len(GENES), 4], ["Name", "Description", *SAMPLES]]
-    rows += [[g, s, 1, 2, 3] for g, s in zip(GENES, SYMBOLS)]
+    rows += [[g, s, 1, 2, 3] for g, s in zip(GENES, SYMBOLS, strict=False)]
     gct = _write(tmp_path / "short_header.gct", _tsv(rows))
     message = _error(gct, path=str(gct), format="gct", labels=str(attributes), label_key="SMTSD")
     assert "declares 4 samples but the header names 3" in message and "Download it again" in message
@@ -136,24 +163,32 @@ def _series_matrix(tmp_path, values=None, subgroup=True) -> Path:
     """A series matrix as GEO writes it: quoted !Series_/!Sample_ cells, a blank line, repeated
     !Sample_characteristics_ch1 lines whose keys are not aligned across samples (sample 3 has no age, so its gender
     sits on the age line), then the data table (or none)."""
-    lines = ['!Series_title\t"Medulloblastomics revisited: a test series"', '!Series_geo_accession\t"GSE85217"',
-             '!Series_status\t"Public on Jun 01 2017"', '!Series_platform_id\t"GPL22286"', "",
-             "!Sample_title\t" + _q(TITLES), "!Sample_geo_accession\t" + _q(GSM),
-             "!Sample_status\t" + _q(["Public on Jun 01 2017"] * 4),
-             "!Sample_source_name_ch1\t" + _q(["Medulloblastoma"] * 4),
-             "!Sample_organism_ch1\t" + _q(["Homo sapiens"] * 4)]
+    lines = [
+        '!Series_title\t"Medulloblastomics revisited: a test series"',
+        '!Series_geo_accession\t"GSE85217"',
+        '!Series_status\t"Public on Jun 01 2017"',
+        '!Series_platform_id\t"GPL22286"',
+        "",
+        "!Sample_title\t" + _q(TITLES),
+        "!Sample_geo_accession\t" + _q(GSM),
+        "!Sample_status\t" + _q(["Public on Jun 01 2017"] * 4),
+        "!Sample_source_name_ch1\t" + _q(["Medulloblastoma"] * 4),
+        "!Sample_organism_ch1\t" + _q(["Homo sapiens"] * 4),
+    ]
     if subgroup:
         lines.append("!Sample_characteristics_ch1\t" + _q(f"subgroup: {s}" for s in SUBGROUPS))
-    lines += ["!Sample_characteristics_ch1\t" + _q(["subtype: WNT_alpha", "subtype: SHH_beta", "subtype: Group3_gamma",
-                                                    "subtype: Group4_alpha"]),
-              "!Sample_characteristics_ch1\t" + _q(["age: 7.5", "age: 1.2", "gender: M", "age: 9"]),
-              "!Sample_characteristics_ch1\t" + _q(["gender: F", "gender: M", "", "gender: F"]),
-              "!Sample_description\t" + _q(TITLES),
-              "!Sample_data_row_count\t" + _q([len(PROBES) if values is not None else 0] * 4),
-              "!series_matrix_table_begin"]
+    lines += [
+        "!Sample_characteristics_ch1\t"
+        + _q(["subtype: WNT_alpha", "subtype: SHH_beta", "subtype: Group3_gamma", "subtype: Group4_alpha"]),
+        "!Sample_characteristics_ch1\t" + _q(["age: 7.5", "age: 1.2", "gender: M", "age: 9"]),
+        "!Sample_characteristics_ch1\t" + _q(["gender: F", "gender: M", "", "gender: F"]),
+        "!Sample_description\t" + _q(TITLES),
+        "!Sample_data_row_count\t" + _q([len(PROBES) if values is not None else 0] * 4),
+        "!series_matrix_table_begin",
+    ]
     if values is not None:
         lines.append(_q(["ID_REF", *GSM]))
-        lines += [f'"{p}"\t' + "\t".join(map(str, row)) for p, row in zip(PROBES, values)]
+        lines += [f'"{p}"\t' + "\t".join(map(str, row)) for p, row in zip(PROBES, values, strict=False)]
     lines.append("!series_matrix_table_end")
     return _write(tmp_path / "GSE85217_series_matrix.txt.gz", "\n".join(lines) + "\n", gz=True)
 
@@ -180,13 +215,16 @@ def test_geo_supplementary_matrix_matched_by_title(tmp_path):
     another order than the series matrix."""
     series = _series_matrix(tmp_path)
     order = [2, 0, 3, 1]
-    rows = [["HG_ID", "Gene_Symbol", "Chromosome", *[TITLES[i] for i in order]],
-            ["ENSG00000141510", "TP53", "chr17", 5.5, 6.5, 7.5, 8.5],
-            ["ENSG00000164458", "TBXT", "chr6", 1.0, 2.0, 3.0, 4.0],
-            ["ENSG00000168036", "CTNNB1", "chr3", 9.25, 9.5, 9.75, 10.0]]
+    rows = [
+        ["HG_ID", "Gene_Symbol", "Chromosome", *[TITLES[i] for i in order]],
+        ["ENSG00000141510", "TP53", "chr17", 5.5, 6.5, 7.5, 8.5],
+        ["ENSG00000164458", "TBXT", "chr6", 1.0, 2.0, 3.0, 4.0],
+        ["ENSG00000168036", "CTNNB1", "chr3", 9.25, 9.5, 9.75, 10.0],
+    ]
     matrix = _write(tmp_path / "GSE85217_M_exp_763_MB_SubtypeStudy_TaylorLab.txt.gz", _tsv(rows), gz=True)
-    adata = _read(path=str(matrix), labels=str(series), format="geo", label_key="subgroup", group_key="gender",
-                  normalized=True)
+    adata = _read(
+        path=str(matrix), labels=str(series), format="geo", label_key="subgroup", group_key="gender", normalized=True
+    )
     assert list(adata.obs_names) == [TITLES[i] for i in order]
     assert list(adata.obs["label"]) == [SUBGROUPS[i] for i in order]
     assert list(adata.obs["geo_accession"]) == [GSM[i] for i in order]
@@ -214,21 +252,41 @@ def test_geo_supplementary_matrix_of_another_series(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ GDC STAR counts
 
-STAR_HEADER = ["gene_id", "gene_name", "gene_type", "unstranded", "stranded_first", "stranded_second",
-               "tpm_unstranded", "fpkm_unstranded", "fpkm_uq_unstranded"]
-STAR_GENES = [("ENSG00000000003.15", "TSPAN6", "protein_coding"), ("ENSG00000002586.20", "CD99", "protein_coding"),
-              ("ENSG00000002586.20_PAR_Y", "CD99", "protein_coding"), ("ENSG00000228253.1", "MT-ATP8", "protein_coding")]
-FILE_IDS = ["6b1b0e8a-7c3e-4c3f-9b8a-5f7f1b7b0c01", "0f5d9e2c-1a2b-4c3d-8e9f-0a1b2c3d4e02",
-            "a3c4d5e6-f708-4192-a3b4-c5d6e7f8a903"]
+STAR_HEADER = [
+    "gene_id",
+    "gene_name",
+    "gene_type",
+    "unstranded",
+    "stranded_first",
+    "stranded_second",
+    "tpm_unstranded",
+    "fpkm_unstranded",
+    "fpkm_uq_unstranded",
+]
+STAR_GENES = [
+    ("ENSG00000000003.15", "TSPAN6", "protein_coding"),
+    ("ENSG00000002586.20", "CD99", "protein_coding"),
+    ("ENSG00000002586.20_PAR_Y", "CD99", "protein_coding"),
+    ("ENSG00000228253.1", "MT-ATP8", "protein_coding"),
+]
+FILE_IDS = [
+    "6b1b0e8a-7c3e-4c3f-9b8a-5f7f1b7b0c01",
+    "0f5d9e2c-1a2b-4c3d-8e9f-0a1b2c3d4e02",
+    "a3c4d5e6-f708-4192-a3b4-c5d6e7f8a903",
+]
 SAMPLE_IDS = ["TCGA-06-0125-01A", "TCGA-02-0047-01A", "TCGA-A1-A0SB-01A"]
 
 
 def _star_file(folder: Path, file_id: str, counts: list[int]) -> Path:
     rows = [["# gene-model: GENCODE v36"], STAR_HEADER]
-    rows += [[name, "", "", 1_000_000 + i, 500_000, 500_000, "", "", ""]
-             for i, name in enumerate(("N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous"))]
-    rows += [[g, s, t, c, c // 2, c - c // 2, round(c * 0.731, 4), round(c * 0.2, 4), round(c * 0.25, 4)]
-             for (g, s, t), c in zip(STAR_GENES, counts)]
+    rows += [
+        [name, "", "", 1_000_000 + i, 500_000, 500_000, "", "", ""]
+        for i, name in enumerate(("N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous"))
+    ]
+    rows += [
+        [g, s, t, c, c // 2, c - c // 2, round(c * 0.731, 4), round(c * 0.2, 4), round(c * 0.25, 4)]
+        for (g, s, t), c in zip(STAR_GENES, counts, strict=False)
+    ]
     name = f"{file_id}.rna_seq.augmented_star_gene_counts.tsv"
     return _write(folder / file_id / name, _tsv(rows))
 
@@ -238,11 +296,35 @@ def _gdc(tmp_path, with_files=(0, 1, 2)):
     counts = [[10, 0, 0, 3], [20, 5, 1, 7], [30, 9, 0, 11]]
     for i in with_files:
         _star_file(download, FILE_IDS[i], counts[i])
-    header = ["File ID", "File Name", "Data Category", "Data Type", "Project ID", "Case ID", "Sample ID",
-              "Tissue Type", "Tumor Descriptor", "Specimen Type", "Preservation Method"]
-    rows = [header] + [[f, f"{f}.rna_seq.augmented_star_gene_counts.tsv", "Transcriptome Profiling",
-                        "Gene Expression Quantification", p, s[:12], s, "Tumor", "Primary", "Solid Tissue", "Unknown"]
-                       for f, s, p in zip(FILE_IDS, SAMPLE_IDS, ["TCGA-GBM", "TCGA-GBM", "TCGA-BRCA"])]
+    header = [
+        "File ID",
+        "File Name",
+        "Data Category",
+        "Data Type",
+        "Project ID",
+        "Case ID",
+        "Sample ID",
+        "Tissue Type",
+        "Tumor Descriptor",
+        "Specimen Type",
+        "Preservation Method",
+    ]
+    rows = [header] + [
+        [
+            f,
+            f"{f}.rna_seq.augmented_star_gene_counts.tsv",
+            "Transcriptome Profiling",
+            "Gene Expression Quantification",
+            p,
+            s[:12],
+            s,
+            "Tumor",
+            "Primary",
+            "Solid Tissue",
+            "Unknown",
+        ]
+        for f, s, p in zip(FILE_IDS, SAMPLE_IDS, ["TCGA-GBM", "TCGA-GBM", "TCGA-BRCA"], strict=False)
+    ]
     sheet = _write(tmp_path / "gdc_sample_sheet.2026-12-03.tsv", _tsv(rows))
     return dict(path=str(sheet), files_dir=str(download), format="gdc", label_key="Project ID", group_key="Case ID")
 
@@ -273,11 +355,18 @@ def test_gdc_files_not_downloaded_are_left_out_and_none_is_an_error(tmp_path):
 def test_tcga_pancan_matrix_with_na_genes(tmp_path):
     """EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv: gene_id SYMBOL|Entrez, aliquot barcodes, NA."""
     barcodes = ["TCGA-OR-A5J1-01A-11R-A29S-07", "TCGA-02-0047-01A-01R-1849-01", "TCGA-06-0125-01A-01R-1849-01"]
-    rows = [["gene_id", *barcodes], ["?|100130426", 0, 0, 0.9066], ["SLC35E2|728661", "NA", 12.3, 10.1],
-            ["SLC35E2|9906", 1.5, 2.5, 3.5], ["TP53|7157", 100.25, 200.5, 300.75]]
+    rows = [
+        ["gene_id", *barcodes],
+        ["?|100130426", 0, 0, 0.9066],
+        ["SLC35E2|728661", "NA", 12.3, 10.1],
+        ["SLC35E2|9906", 1.5, 2.5, 3.5],
+        ["TP53|7157", 100.25, 200.5, 300.75],
+    ]
     matrix = _write(tmp_path / "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv", _tsv(rows))
-    labels = _write(tmp_path / "types.tsv", _tsv([["sample", "type"], ["TCGA-OR-A5J1-01", "ACC"],
-                                                 ["TCGA-02-0047-01", "GBM"], ["TCGA-06-0125-01", "GBM"]]))
+    labels = _write(
+        tmp_path / "types.tsv",
+        _tsv([["sample", "type"], ["TCGA-OR-A5J1-01", "ACC"], ["TCGA-02-0047-01", "GBM"], ["TCGA-06-0125-01", "GBM"]]),
+    )
     cfg = dict(path=str(matrix), labels=str(labels), format="tcga", label_key="type", normalized=True)
     assert "missing: drop_genes" in _error(matrix, **cfg)
     adata = _read(**cfg, missing="drop_genes")
@@ -295,10 +384,19 @@ def test_smartseq2_tpm_matrix_with_single_cell_portal_metadata(tmp_path):
     cells = ["MGH101-P1-A04", "MGH101-P1-A05", "MGH102-P1-B03", "BT771-P1-C11"]
     rows = [["GENE", *cells], ["A1BG", 0, 1.2, 0, 3.45], ["SOX2", 6.1, 5.9, 0, 7.0], ["EGFR", 8.0, 0, 9.125, 4.0]]
     matrix = _write(tmp_path / "GSM3828672_Smartseq2_GBM_IDHwt_processed_TPM.tsv.gz", _tsv(rows), gz=True)
-    meta = _write(tmp_path / "IDHwtGBM.Metadata.SS2.txt", _tsv(
-        [["NAME", "tumour name", "Adult/Pediatric", "CellAssignment"], ["TYPE", "group", "group", "group"],
-         [cells[0], "MGH101", "Adult", "Malignant"], [cells[1], "MGH101", "Adult", "Malignant"],
-         [cells[2], "MGH102", "Adult", "Macrophage"], [cells[3], "BT771", "Pediatric", "Malignant"]]))
+    meta = _write(
+        tmp_path / "IDHwtGBM.Metadata.SS2.txt",
+        _tsv(
+            [
+                ["NAME", "tumour name", "Adult/Pediatric", "CellAssignment"],
+                ["TYPE", "group", "group", "group"],
+                [cells[0], "MGH101", "Adult", "Malignant"],
+                [cells[1], "MGH101", "Adult", "Malignant"],
+                [cells[2], "MGH102", "Adult", "Macrophage"],
+                [cells[3], "BT771", "Pediatric", "Malignant"],
+            ]
+        ),
+    )
     adata = _read(path=str(matrix), labels=str(meta), format="tsv", label_key="tumour name", normalized=True)
     assert list(adata.obs_names) == cells and list(adata.var_names) == ["A1BG", "SOX2", "EGFR"]
     assert list(adata.obs["label"]) == ["MGH101", "MGH101", "MGH102", "BT771"]
@@ -311,12 +409,23 @@ def test_smartseq2_tpm_matrix_with_single_cell_portal_metadata(tmp_path):
 def test_bad_input_stops_the_stage_with_exit_2_and_writes_nothing(tmp_path):
     series = _series_matrix(tmp_path, np.ones((3, 4)), subgroup=False)
     config = tmp_path / "geo.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "bad_geo", "stages": ["preprocess"],
-        "expression": {"path": str(series), "format": "geo", "label_key": "subgroup", "normalized": True}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "bad_geo",
+                "stages": ["preprocess"],
+                "expression": {"path": str(series), "format": "geo", "label_key": "subgroup", "normalized": True},
+            }
+        )
+    )
     outputs = tmp_path / "outputs"
-    proc = subprocess.run([sys.executable, "-m", "stages.preprocess", "--config", str(config)], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, "ONCOXAI_OUTPUTS": str(outputs)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.preprocess", "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ONCOXAI_OUTPUTS": str(outputs)},
+    )
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(series) in errors[0] and "subgroup" in errors[0]
@@ -329,13 +438,24 @@ def test_smartseq2_metadata_as_geo_serves_it_in_an_xlsx_workbook(tmp_path):
     import pandas as pd
 
     cells = ["MGH101-P1-A04", "MGH102-P1-B03", "BT771-P1-C11"]
-    rows = [["GBM Smart-seq2 cells", None, None], ["NAME", "tumour name", "Adult/Pediatric"],
-            [cells[0], "MGH101", "Adult"], [cells[1], "MGH102", "Adult"], [cells[2], "BT771", "Pediatric"]]
+    rows = [
+        ["GBM Smart-seq2 cells", None, None],
+        ["NAME", "tumour name", "Adult/Pediatric"],
+        [cells[0], "MGH101", "Adult"],
+        [cells[1], "MGH102", "Adult"],
+        [cells[2], "BT771", "Pediatric"],
+    ]
     book = tmp_path / "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx"
     pd.DataFrame(rows).to_excel(book, header=False, index=False)
     matrix = _write(tmp_path / "tpm.tsv", _tsv([["GENE", *cells], ["SOX2", 1.5, 0, 2.5], ["EGFR", 0, 3.25, 1]]))
-    adata = _read(path=str(matrix), labels=str(book), format="tsv", label_key="tumour name", group_key="Adult/Pediatric",
-                  normalized=True)
+    adata = _read(
+        path=str(matrix),
+        labels=str(book),
+        format="tsv",
+        label_key="tumour name",
+        group_key="Adult/Pediatric",
+        normalized=True,
+    )
     assert list(adata.obs["label"]) == ["MGH101", "MGH102", "BT771"]
     assert list(adata.obs["group"]) == ["Adult", "Adult", "Pediatric"] and adata.X[1, 1] == 3.25
     broken = _write(tmp_path / "broken.xlsx", "")
@@ -361,20 +481,31 @@ def test_gtex_layout_fixture_through_make_all(tmp_path):
 
     gcts, attributes, phenotypes, markers = write_gtex(tmp_path / "gtex-v8")
     raw = yaml.safe_load((REPO / "configs" / "gtex.yaml").read_text())
-    raw["expression"].update(path=str(gcts[0]), more_paths=[str(p) for p in gcts[1:]], labels=str(attributes),
-                             phenotypes=str(phenotypes))
-    raw["preprocess"].update(n_genes=100, height=10, width=10, augmentation={"method": "gtex_noise",
-                                                                             "min_samples": 60})
+    raw["expression"].update(
+        path=str(gcts[0]), more_paths=[str(p) for p in gcts[1:]], labels=str(attributes), phenotypes=str(phenotypes)
+    )
+    raw["preprocess"].update(n_genes=100, height=10, width=10, augmentation={"method": "gtex_noise", "min_samples": 60})
     raw["train_torch"].update(folds=2, epochs=6, patience=6, baselines=["logistic_regression"])
-    raw["explain"] = {"methods": ["saliency", "integrated_gradients"], "markers": str(markers), "top_k": 10,
-                      "integrated_gradients": {"steps": 8}, "faithfulness": {"max_samples": 16, "steps": 5},
-                      "sanity": {"max_samples": 8}, "stability": {"max_samples": 16}}
+    raw["explain"] = {
+        "methods": ["saliency", "integrated_gradients"],
+        "markers": str(markers),
+        "top_k": 10,
+        "integrated_gradients": {"steps": 8},
+        "faithfulness": {"max_samples": 16, "steps": 5},
+        "sanity": {"max_samples": 8},
+        "stability": {"max_samples": 16},
+    }
     raw.pop("variants")
     config = tmp_path / "gtex.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
-    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}",
-                           "RUNNER=local"], env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}", "RUNNER=local"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = tmp_path / "outputs" / "gtex"
     samples = pd.read_csv(exp / "preprocess" / "samples.csv")

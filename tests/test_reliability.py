@@ -6,15 +6,16 @@ The stages run in this process (``shared.stage.main``, what ``python -m stages.<
 seconds, not an interpreter per row; the TensorFlow row runs in its own interpreter (TensorFlow is kept out of
 the test process).
 """
+
 from __future__ import annotations
 
 import gzip
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -44,21 +45,32 @@ def _matrix(samples=None, genes=GENES, seed=0, cell=None) -> str:
     values = np.random.default_rng(seed).poisson(20, size=(len(samples), len(genes))).astype(str)
     if cell:
         values[cell[0], cell[1]] = cell[2]
-    lines = [",".join(["sample", *genes])] + [",".join([s, *row]) for s, row in zip(samples, values)]
+    lines = [",".join(["sample", *genes])] + [",".join([s, *row]) for s, row in zip(samples, values, strict=False)]
     return "\n".join(lines) + "\n"
 
 
 def _labels(samples=None, classes=None) -> str:
     samples = samples or _samples()
     classes = classes or [CLASSES[i % 3] for i in range(len(samples))]
-    return "sample,state,donor\n" + "".join(f"{s},{c},d{i % 12}\n" for i, (s, c) in enumerate(zip(samples, classes)))
+    return "sample,state,donor\n" + "".join(
+        f"{s},{c},d{i % 12}\n" for i, (s, c) in enumerate(zip(samples, classes, strict=False))
+    )
 
 
 def _config(tmp: Path, stages=("preprocess",), name="bad", **sections) -> dict:
-    cfg = {"name": name, "seed": 0, "device": "cpu", "stages": list(stages),
-           "expression": {"path": _write(tmp / "base.csv", _matrix()), "format": "csv",
-                          "labels": _write(tmp / "labels.csv", _labels()), "label_key": "state"},
-           "preprocess": {"n_genes": 16, "height": 4, "width": 4, "deepinsight": {"embedding": "pca"}}}
+    cfg = {
+        "name": name,
+        "seed": 0,
+        "device": "cpu",
+        "stages": list(stages),
+        "expression": {
+            "path": _write(tmp / "base.csv", _matrix()),
+            "format": "csv",
+            "labels": _write(tmp / "labels.csv", _labels()),
+            "label_key": "state",
+        },
+        "preprocess": {"n_genes": 16, "height": 4, "width": 4, "deepinsight": {"embedding": "pca"}},
+    }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **value}
@@ -83,8 +95,10 @@ def _h5ad(tmp: Path) -> Path:
     import anndata as ad
     import pandas as pd
 
-    adata = ad.AnnData(np.ones((30, 10), np.float32), obs=pd.DataFrame({"state": ["a", "b", "c"] * 10},
-                                                                        index=[f"c{i}" for i in range(30)]))
+    adata = ad.AnnData(
+        np.ones((30, 10), np.float32),
+        obs=pd.DataFrame({"state": ["a", "b", "c"] * 10}, index=[f"c{i}" for i in range(30)]),
+    )
     path = tmp / "cells.h5ad"
     adata.write_h5ad(path)
     return path
@@ -104,87 +118,267 @@ def _series(tmp: Path, text: str) -> str:
     return _write(tmp / "GSE1_series_matrix.txt.gz", gzip.compress(text.encode()))
 
 
-SERIES_HEAD = ('!Series_title\t"t"\n!Sample_title\t"A"\t"B"\n!Sample_geo_accession\t"GSM1"\t"GSM2"\n'
-               '!Sample_characteristics_ch1\t"subgroup: WNT"\t"subgroup: SHH"\n!series_matrix_table_begin\n'
-               '"ID_REF"\t"GSM1"\t"GSM2"\n"p1"\t1.5\t2.5\n')
+SERIES_HEAD = (
+    '!Series_title\t"t"\n!Sample_title\t"A"\t"B"\n!Sample_geo_accession\t"GSM1"\t"GSM2"\n'
+    '!Sample_characteristics_ch1\t"subgroup: WNT"\t"subgroup: SHH"\n!series_matrix_table_begin\n'
+    '"ID_REF"\t"GSM1"\t"GSM2"\n"p1"\t1.5\t2.5\n'
+)
 
 CASES: list[Case] = [
     # --- empty, truncated and foreign files of each format
-    Case("h5ad-empty", lambda t: (_expr(t, path=_write(t / "e.h5ad", b""), format="h5ad", labels=None), "preprocess",
-                                  "e.h5ad", "cannot read as .h5ad")),
-    Case("h5ad-truncated", lambda t: (_expr(t, path=_write(t / "cut.h5ad", _h5ad(t).read_bytes()[:3000]),
-                                            format="h5ad", labels=None), "preprocess", "cut.h5ad", "is the file complete")),
+    Case(
+        "h5ad-empty",
+        lambda t: (
+            _expr(t, path=_write(t / "e.h5ad", b""), format="h5ad", labels=None),
+            "preprocess",
+            "e.h5ad",
+            "cannot read as .h5ad",
+        ),
+    ),
+    Case(
+        "h5ad-truncated",
+        lambda t: (
+            _expr(t, path=_write(t / "cut.h5ad", _h5ad(t).read_bytes()[:3000]), format="h5ad", labels=None),
+            "preprocess",
+            "cut.h5ad",
+            "is the file complete",
+        ),
+    ),
     Case("csv-empty", lambda t: (_expr(t, path=_write(t / "e.csv", "")), "preprocess", "e.csv", "empty")),
-    Case("csv-gz-truncated", lambda t: (_expr(t, path=_write(t / "cut.csv.gz", gzip.compress(_matrix().encode())[:400])),
-                                        "preprocess", "cut.csv.gz", "truncated")),
-    Case("gzip-that-is-not-one", lambda t: (_expr(t, path=_write(t / "fake.csv.gz", b"\x1f\x8b" + os.urandom(300))),
-                                            "preprocess", "fake.csv.gz", "gzip")),
-    Case("tsv-binary", lambda t: (_expr(t, path=_write(t / "bin.tsv", bytes(range(256)) * 8), format="tsv"),
-                                  "preprocess", "bin.tsv", "not a text")),
-    Case("gct-empty", lambda t: (_expr(t, path=_write(t / "e.gct", ""), format="gct", labels=_attributes(t),
-                                       label_key="SMTSD"), "preprocess", "e.gct", "empty")),
-    Case("gct-truncated", lambda t: (_expr(t, path=_write(t / "cut.gct", _gct(rows=3)), format="gct",
-                                           labels=_attributes(t), label_key="SMTSD"), "preprocess", "cut.gct",
-                                     "declares 5 genes")),
-    Case("gct-header-fewer-samples", lambda t: (_expr(t, path=_write(t / "h.gct", _gct(rows=5, declared_samples=4)),
-                                                      format="gct", labels=_attributes(t), label_key="SMTSD"),
-                                                "preprocess", "h.gct", "declares 4 samples")),
-    Case("gct-attributes-without-smtsd", lambda t: (_expr(t, path=_write(t / "ok.gct", _gct(rows=5)), format="gct",
-                                                          labels=_attributes(t, "SMTS"), label_key="SMTSD"),
-                                                    "preprocess", "attributes.txt", "SMTSD")),
-    Case("series-matrix-empty", lambda t: (_expr(t, path=_write(t / "e_series_matrix.txt", ""), format="geo",
-                                                 labels=None, label_key="subgroup"), "preprocess",
-                                           "e_series_matrix.txt", "series matrix")),
-    Case("series-matrix-truncated", lambda t: (_expr(t, path=_series(t, SERIES_HEAD), format="geo", labels=None,
-                                                     label_key="subgroup", normalized=True), "preprocess",
-                                               "GSE1_series_matrix.txt.gz", "truncated")),
-    Case("series-matrix-without-label", lambda t: (_expr(t, path=_series(t, SERIES_HEAD + "!series_matrix_table_end\n"),
-                                                         format="geo", labels=None, label_key="subtype",
-                                                         normalized=True), "preprocess", "GSE1_series_matrix.txt.gz",
-                                                   "'subtype' is not a characteristic")),
+    Case(
+        "csv-gz-truncated",
+        lambda t: (
+            _expr(t, path=_write(t / "cut.csv.gz", gzip.compress(_matrix().encode())[:400])),
+            "preprocess",
+            "cut.csv.gz",
+            "truncated",
+        ),
+    ),
+    Case(
+        "gzip-that-is-not-one",
+        lambda t: (
+            _expr(t, path=_write(t / "fake.csv.gz", b"\x1f\x8b" + os.urandom(300))),
+            "preprocess",
+            "fake.csv.gz",
+            "gzip",
+        ),
+    ),
+    Case(
+        "tsv-binary",
+        lambda t: (
+            _expr(t, path=_write(t / "bin.tsv", bytes(range(256)) * 8), format="tsv"),
+            "preprocess",
+            "bin.tsv",
+            "not a text",
+        ),
+    ),
+    Case(
+        "gct-empty",
+        lambda t: (
+            _expr(t, path=_write(t / "e.gct", ""), format="gct", labels=_attributes(t), label_key="SMTSD"),
+            "preprocess",
+            "e.gct",
+            "empty",
+        ),
+    ),
+    Case(
+        "gct-truncated",
+        lambda t: (
+            _expr(t, path=_write(t / "cut.gct", _gct(rows=3)), format="gct", labels=_attributes(t), label_key="SMTSD"),
+            "preprocess",
+            "cut.gct",
+            "declares 5 genes",
+        ),
+    ),
+    Case(
+        "gct-header-fewer-samples",
+        lambda t: (
+            _expr(
+                t,
+                path=_write(t / "h.gct", _gct(rows=5, declared_samples=4)),
+                format="gct",
+                labels=_attributes(t),
+                label_key="SMTSD",
+            ),
+            "preprocess",
+            "h.gct",
+            "declares 4 samples",
+        ),
+    ),
+    Case(
+        "gct-attributes-without-smtsd",
+        lambda t: (
+            _expr(
+                t,
+                path=_write(t / "ok.gct", _gct(rows=5)),
+                format="gct",
+                labels=_attributes(t, "SMTS"),
+                label_key="SMTSD",
+            ),
+            "preprocess",
+            "attributes.txt",
+            "SMTSD",
+        ),
+    ),
+    Case(
+        "series-matrix-empty",
+        lambda t: (
+            _expr(t, path=_write(t / "e_series_matrix.txt", ""), format="geo", labels=None, label_key="subgroup"),
+            "preprocess",
+            "e_series_matrix.txt",
+            "series matrix",
+        ),
+    ),
+    Case(
+        "series-matrix-truncated",
+        lambda t: (
+            _expr(t, path=_series(t, SERIES_HEAD), format="geo", labels=None, label_key="subgroup", normalized=True),
+            "preprocess",
+            "GSE1_series_matrix.txt.gz",
+            "truncated",
+        ),
+    ),
+    Case(
+        "series-matrix-without-label",
+        lambda t: (
+            _expr(
+                t,
+                path=_series(t, SERIES_HEAD + "!series_matrix_table_end\n"),
+                format="geo",
+                labels=None,
+                label_key="subtype",
+                normalized=True,
+            ),
+            "preprocess",
+            "GSE1_series_matrix.txt.gz",
+            "'subtype' is not a characteristic",
+        ),
+    ),
     # --- values
-    Case("non-numeric", lambda t: (_expr(t, path=_write(t / "x.csv", _matrix(cell=(3, 2, "1.2.3")))), "preprocess",
-                                   "x.csv", "non-numeric value '1.2.3'")),
-    Case("nan", lambda t: (_expr(t, path=_write(t / "x.csv", _matrix(cell=(4, 1, "nan")))), "preprocess", "x.csv",
-                           "NaN")),
-    Case("inf", lambda t: (_expr(t, path=_write(t / "x.csv", _matrix(cell=(4, 1, "inf")))), "preprocess", "x.csv",
-                           "inf")),
-    Case("negative-counts", lambda t: (_expr(t, path=_write(t / "x.csv", _matrix(cell=(5, 5, "-3")))), "preprocess",
-                                       "x.csv", "normalized: true")),
-    Case("duplicate-sample", lambda t: (_expr(t, path=_write(t / "x.csv", _matrix(samples=_samples()[:-1] + ["S000"]))),
-                                        "preprocess", "x.csv", "duplicate")),
-    Case("duplicate-gene", lambda t: (_expr(t, path=_write(t / "x.csv", _matrix(genes=GENES[:-1] + ["G0"]))),
-                                      "preprocess", "x.csv", "duplicate")),
+    Case(
+        "non-numeric",
+        lambda t: (
+            _expr(t, path=_write(t / "x.csv", _matrix(cell=(3, 2, "1.2.3")))),
+            "preprocess",
+            "x.csv",
+            "non-numeric value '1.2.3'",
+        ),
+    ),
+    Case(
+        "nan", lambda t: (_expr(t, path=_write(t / "x.csv", _matrix(cell=(4, 1, "nan")))), "preprocess", "x.csv", "NaN")
+    ),
+    Case(
+        "inf", lambda t: (_expr(t, path=_write(t / "x.csv", _matrix(cell=(4, 1, "inf")))), "preprocess", "x.csv", "inf")
+    ),
+    Case(
+        "negative-counts",
+        lambda t: (
+            _expr(t, path=_write(t / "x.csv", _matrix(cell=(5, 5, "-3")))),
+            "preprocess",
+            "x.csv",
+            "normalized: true",
+        ),
+    ),
+    Case(
+        "duplicate-sample",
+        lambda t: (
+            _expr(t, path=_write(t / "x.csv", _matrix(samples=_samples()[:-1] + ["S000"]))),
+            "preprocess",
+            "x.csv",
+            "duplicate",
+        ),
+    ),
+    Case(
+        "duplicate-gene",
+        lambda t: (
+            _expr(t, path=_write(t / "x.csv", _matrix(genes=GENES[:-1] + ["G0"]))),
+            "preprocess",
+            "x.csv",
+            "duplicate",
+        ),
+    ),
     # --- labels and classes
-    Case("labels-match-no-sample", lambda t: (_expr(t, labels=_write(t / "other.csv", _labels([f"Z{i}" for i in range(60)]))),
-                                              "preprocess", "other.csv", "sample ids")),
-    Case("labels-missing-column", lambda t: (_expr(t, label_key="subtype"), "preprocess", "labels.csv",
-                                             "expression.label_key 'subtype'")),
-    Case("single-class", lambda t: (_expr(t, labels=_write(t / "one.csv", _labels(classes=["AC"] * 60))), "preprocess",
-                                    "expression.label_key", "one class")),
-    Case("class-too-small-for-the-test-split", lambda t: (
-        _expr(t, labels=_write(t / "rare.csv", _labels(classes=["AC"] * 30 + ["MES"] * 29 + ["NPC"]))), "preprocess",
-        "NPC", "test split")),
-    Case("lsa-grid-too-small", lambda t: (_config(t, preprocess={"n_genes": 30, "height": 4, "width": 4,
-                                                                 "deepinsight": {"embedding": "pca",
-                                                                                 "discretization": "lsa"}}),
-                                          "preprocess", "preprocess.deepinsight.discretization", "n_genes (30)")),
-    Case("gene-filter-matches-nothing", lambda t: (_expr(t, gene_filter=_write(t / "keep.txt", "ENSG1\nENSG2\n")),
-                                                   "preprocess", "keep.txt", "no gene")),
+    Case(
+        "labels-match-no-sample",
+        lambda t: (
+            _expr(t, labels=_write(t / "other.csv", _labels([f"Z{i}" for i in range(60)]))),
+            "preprocess",
+            "other.csv",
+            "sample ids",
+        ),
+    ),
+    Case(
+        "labels-missing-column",
+        lambda t: (_expr(t, label_key="subtype"), "preprocess", "labels.csv", "expression.label_key 'subtype'"),
+    ),
+    Case(
+        "single-class",
+        lambda t: (
+            _expr(t, labels=_write(t / "one.csv", _labels(classes=["AC"] * 60))),
+            "preprocess",
+            "expression.label_key",
+            "one class",
+        ),
+    ),
+    Case(
+        "class-too-small-for-the-test-split",
+        lambda t: (
+            _expr(t, labels=_write(t / "rare.csv", _labels(classes=["AC"] * 30 + ["MES"] * 29 + ["NPC"]))),
+            "preprocess",
+            "NPC",
+            "test split",
+        ),
+    ),
+    Case(
+        "lsa-grid-too-small",
+        lambda t: (
+            _config(
+                t,
+                preprocess={
+                    "n_genes": 30,
+                    "height": 4,
+                    "width": 4,
+                    "deepinsight": {"embedding": "pca", "discretization": "lsa"},
+                },
+            ),
+            "preprocess",
+            "preprocess.deepinsight.discretization",
+            "n_genes (30)",
+        ),
+    ),
+    Case(
+        "gene-filter-matches-nothing",
+        lambda t: (_expr(t, gene_filter=_write(t / "keep.txt", "ENSG1\nENSG2\n")), "preprocess", "keep.txt", "no gene"),
+    ),
     # --- config
-    Case("unknown-key", lambda t: (_config(t, preprocess={"n_gnes": 5}), "preprocess", "preprocess.n_gnes",
-                                   "unknown key")),
-    Case("wrong-type", lambda t: (_config(t, preprocess={"n_genes": "many"}), "preprocess", "preprocess.n_genes",
-                                  "integer")),
-    Case("missing-input-file", lambda t: (_expr(t, path=str(t / "nowhere.csv")), "preprocess", "nowhere.csv",
-                                          "not found")),
+    Case(
+        "unknown-key",
+        lambda t: (_config(t, preprocess={"n_gnes": 5}), "preprocess", "preprocess.n_gnes", "unknown key"),
+    ),
+    Case(
+        "wrong-type",
+        lambda t: (_config(t, preprocess={"n_genes": "many"}), "preprocess", "preprocess.n_genes", "integer"),
+    ),
+    Case(
+        "missing-input-file",
+        lambda t: (_expr(t, path=str(t / "nowhere.csv")), "preprocess", "nowhere.csv", "not found"),
+    ),
     Case("name-with-separator", lambda t: (_config(t, name="a/b"), "preprocess", "name: 'a/b'", "folder name")),
     Case("name-with-dotdot", lambda t: (_config(t, name=".."), "preprocess", "name: '..'", "folder name")),
-    Case("name-escaping-outputs", lambda t: (_config(t, name="../../etc"), "preprocess", "name: '../../etc'",
-                                             "folder name")),
+    Case(
+        "name-escaping-outputs",
+        lambda t: (_config(t, name="../../etc"), "preprocess", "name: '../../etc'", "folder name"),
+    ),
     Case("stage-not-enabled", lambda t: (_config(t), "train_torch", "train_torch", "not enabled")),
-    Case("upstream-not-run", lambda t: (_config(t, stages=["preprocess", "train_torch"], train_torch={"folds": 2}),
-                                        "train_torch", "preprocess", "make stage-preprocess")),
+    Case(
+        "upstream-not-run",
+        lambda t: (
+            _config(t, stages=["preprocess", "train_torch"], train_torch={"folds": 2}),
+            "train_torch",
+            "preprocess",
+            "make stage-preprocess",
+        ),
+    ),
 ]
 
 
@@ -238,9 +432,14 @@ def cohort(tmp_path_factory) -> Path:
 
 
 def _mri_config(root: Path, name="bad_mri") -> dict:
-    return {"name": name, "seed": 0, "device": "cpu", "stages": ["train_3d_mri"],
-            "mri": {"root": str(root), "layout": "ucsf-pdgm", "metadata": str(root / "UCSF-PDGM-metadata_v2.csv")},
-            "train_3d_mri": {"size": [16, 16, 16], "epochs": 1, "batch_size": 2}}
+    return {
+        "name": name,
+        "seed": 0,
+        "device": "cpu",
+        "stages": ["train_3d_mri"],
+        "mri": {"root": str(root), "layout": "ucsf-pdgm", "metadata": str(root / "UCSF-PDGM-metadata_v2.csv")},
+        "train_3d_mri": {"size": [16, 16, 16], "epochs": 1, "batch_size": 2},
+    }
 
 
 def _damage(root: Path, tmp: Path, how: str) -> tuple[Path, Path]:
@@ -274,9 +473,13 @@ def _damage(root: Path, tmp: Path, how: str) -> tuple[Path, Path]:
     return copy, t2
 
 
-MRI_CASES = [("nifti-empty", "empty", "is the file complete"), ("nifti-truncated", "truncated", "is the file complete"),
-             ("nifti-shape-disagrees", "shape", "differs"), ("nifti-affine-disagrees", "affine", "affine"),
-             ("mask-labels-outside-the-set", "labels", "labels")]
+MRI_CASES = [
+    ("nifti-empty", "empty", "is the file complete"),
+    ("nifti-truncated", "truncated", "is the file complete"),
+    ("nifti-shape-disagrees", "shape", "differs"),
+    ("nifti-affine-disagrees", "affine", "affine"),
+    ("mask-labels-outside-the-set", "labels", "labels"),
+]
 
 
 @pytest.mark.parametrize("how,says", [c[1:] for c in MRI_CASES], ids=[c[0] for c in MRI_CASES])
@@ -300,25 +503,46 @@ def trained(tmp_path_factory):
     """A small finished preprocess + train_torch run (one experiment folder) the later rows start from."""
     tmp = tmp_path_factory.mktemp("trained")
     outputs = tmp / "outputs"
-    cfg = _config(tmp, stages=["preprocess", "train_torch", "explain"], name="trained",
-                  preprocess={"n_genes": 40, "height": 8, "width": 8},
-                  train_torch={"folds": 2, "epochs": 1, "batch_size": 32, "baselines": []},
-                  explain={"methods": ["saliency"]})
+    cfg = _config(
+        tmp,
+        stages=["preprocess", "train_torch", "explain"],
+        name="trained",
+        preprocess={"n_genes": 40, "height": 8, "width": 8},
+        train_torch={"folds": 2, "epochs": 1, "batch_size": 32, "baselines": []},
+        explain={"methods": ["saliency"]},
+    )
     config = tmp / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(outputs)}
     for stage in ("preprocess", "train_torch"):
-        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(config)], cwd=REPO, env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", "--config", str(config)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     return tmp, cfg, outputs
 
 
 TRAINED_CASES = [
-    ("markers-with-unknown-classes", "explain", lambda t: {"explain": {"methods": ["saliency"], "markers": _write(
-        t / "markers.csv", "class,gene\nOPC,G1\nAC,G2\n")}}, "markers.csv", "OPC"),
-    ("too-few-samples-for-the-folds", "train_torch", lambda t: {"train_torch": {"folds": 40, "epochs": 1}},
-     "train_torch.folds", "fold"),
+    (
+        "markers-with-unknown-classes",
+        "explain",
+        lambda t: {
+            "explain": {"methods": ["saliency"], "markers": _write(t / "markers.csv", "class,gene\nOPC,G1\nAC,G2\n")}
+        },
+        "markers.csv",
+        "OPC",
+    ),
+    (
+        "too-few-samples-for-the-folds",
+        "train_torch",
+        lambda t: {"train_torch": {"folds": 40, "epochs": 1}},
+        "train_torch.folds",
+        "fold",
+    ),
 ]
 
 
@@ -348,14 +572,21 @@ def test_tensorflow_layer_that_does_not_exist(trained, tmp_path):
     base, cfg, outputs = trained
     copy = tmp_path / "outputs"
     shutil.copytree(outputs, copy)
-    cfg = {**cfg, "stages": ["preprocess", "train_tf_gradcam"],
-           "train_tf_gradcam": {"models": ["reference_cnn"], "folds": 2, "epochs": 1,
-                                "explain": {"layer": "conv9"}}}
+    cfg = {
+        **cfg,
+        "stages": ["preprocess", "train_tf_gradcam"],
+        "train_tf_gradcam": {"models": ["reference_cnn"], "folds": 2, "epochs": 1, "explain": {"layer": "conv9"}},
+    }
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(copy), "ONCOXAI_TEST_TENSORFLOW": "1"}
-    proc = subprocess.run([sys.executable, "-m", "stages.train_tf_gradcam", "--config", str(config)], cwd=REPO,
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.train_tf_gradcam", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
     assert "conv9" in errors[0] and "train_tf_gradcam.explain.layer" in errors[0], errors[0]
@@ -372,12 +603,21 @@ VOLATILE_KEYS = {"seconds", "wall_time_s", "started", "command", "total_wall_tim
 
 
 def _pipeline_config(tmp: Path) -> Path:
-    cfg = _config(tmp, stages=list(PIPELINE), name="rel", preprocess={"n_genes": 40, "height": 8, "width": 8},
-                  train_torch={"folds": 2, "epochs": 3, "batch_size": 16, "baselines": ["logistic_regression"]},
-                  explain={"methods": ["saliency", "integrated_gradients"], "integrated_gradients": {"steps": 8},
-                           "faithfulness": {"max_samples": 8, "steps": 4}, "sanity": {"max_samples": 4},
-                           "stability": {"max_samples": 8}},
-                  report={})
+    cfg = _config(
+        tmp,
+        stages=list(PIPELINE),
+        name="rel",
+        preprocess={"n_genes": 40, "height": 8, "width": 8},
+        train_torch={"folds": 2, "epochs": 3, "batch_size": 16, "baselines": ["logistic_regression"]},
+        explain={
+            "methods": ["saliency", "integrated_gradients"],
+            "integrated_gradients": {"steps": 8},
+            "faithfulness": {"max_samples": 8, "steps": 4},
+            "sanity": {"max_samples": 4},
+            "stability": {"max_samples": 8},
+        },
+        report={},
+    )
     path = tmp / "rel.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -428,15 +668,20 @@ def _snapshot(folder: Path) -> dict:
             snap[key] = snap.get(key, 0) + 1
         elif path.name == "manifest.json":
             files = json.loads(path.read_text())["files"]
-            snap[rel] = sorted((f["path"], f["sha256"]) for f in files
-                               if f["path"].endswith((".npy", ".npz", ".csv", ".pt")))
+            snap[rel] = sorted(
+                (f["path"], f["sha256"]) for f in files if f["path"].endswith((".npy", ".npz", ".csv", ".pt"))
+            )
         elif path.suffix == ".json":
             snap[rel] = _strip(json.loads(path.read_text()))
         elif path.suffix == ".h5ad":
             a = ad.read_h5ad(path)
-            snap[rel] = (a.X.tobytes(), {k: np.asarray(v).tobytes() for k, v in a.layers.items()},
-                         a.obs.to_csv(), {k: np.asarray(v).tobytes() for k, v in a.varm.items()},
-                         json.dumps(_strip(_json_value(a.uns.get("trust", {}))), default=str, sort_keys=True))
+            snap[rel] = (
+                a.X.tobytes(),
+                {k: np.asarray(v).tobytes() for k, v in a.layers.items()},
+                a.obs.to_csv(),
+                {k: np.asarray(v).tobytes() for k, v in a.varm.items()},
+                json.dumps(_strip(_json_value(a.uns.get("trust", {}))), default=str, sort_keys=True),
+            )
         elif path.suffix == ".html":  # up to the provenance (wall times, fingerprints), without the generation time
             text = path.read_text().split("<h2>Provenance</h2>")[0]
             snap[rel] = re.sub(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", "generated <t>", text)
@@ -465,7 +710,7 @@ def _copy_upstream(reference: Path, dest: Path, stage: str) -> None:
     """The reference outputs up to (not including) ``stage``."""
     import shutil
 
-    for upstream in PIPELINE[:PIPELINE.index(stage)]:
+    for upstream in PIPELINE[: PIPELINE.index(stage)]:
         shutil.copytree(reference / "rel" / upstream, dest / "rel" / upstream)
 
 
@@ -483,8 +728,13 @@ def test_a_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(stag
     _copy_upstream(reference, outputs, stage)
     killed = 0
     for fraction in sorted(rng.uniform(0.3, 0.95, size=2)):
-        proc = subprocess.Popen(_stage_cmd(stage, config, "--force"), cwd=REPO, env=_env(outputs),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _stage_cmd(stage, config, "--force"),
+            cwd=REPO,
+            env=_env(outputs),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(fraction * seconds[stage])
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -501,15 +751,27 @@ def test_a_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(stag
 def test_a_second_writer_of_a_stage_stops_at_once_naming_the_first(tmp_path):
     """One writer per stage folder: while a run holds the stage, another run of it exits 2 with one line."""
     config, outputs = _pipeline_config(tmp_path), tmp_path / "outputs"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom shared import config\nfrom shared.artifacts import StageRun\n"
-        "with StageRun(config.load(sys.argv[1]), 'preprocess') as run:\n"
-        "    print('holding', flush=True)\n    time.sleep(30)\n"), str(config)], cwd=REPO, env=_env(outputs),
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\nfrom shared import config\nfrom shared.artifacts import StageRun\n"
+                "with StageRun(config.load(sys.argv[1]), 'preprocess') as run:\n"
+                "    print('holding', flush=True)\n    time.sleep(30)\n"
+            ),
+            str(config),
+        ],
+        cwd=REPO,
+        env=_env(outputs),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
-        proc = subprocess.run(_stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            _stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True
+        )
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
         assert "another run is writing this stage now" in errors[0] and f"pid {holder.pid}" in errors[0]
@@ -526,8 +788,10 @@ def test_a_second_writer_of_a_stage_stops_at_once_naming_the_first(tmp_path):
 def test_two_make_all_runs_of_one_experiment_at_once(tmp_path):
     config, outputs = _pipeline_config(tmp_path), tmp_path / "outputs"
     cmd = ["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}", "RUNNER=local"]
-    runs = [subprocess.Popen(cmd, env=_env(outputs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(cmd, env=_env(outputs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=900), p.stderr.read()) for p in runs]
     assert any(code == 0 for code, _ in results), [err[-1500:] for _, err in results]
     for code, err in results:
@@ -545,8 +809,9 @@ def test_a_write_that_fails_leaves_the_previous_result_and_one_line(tmp_path):
     import signal
 
     config, outputs = _pipeline_config(tmp_path), tmp_path / "outputs"
-    first = subprocess.run(_stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True,
-                           text=True)
+    first = subprocess.run(
+        _stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     before = _snapshot(outputs / "rel" / "preprocess")
     manifest = (outputs / "rel" / "preprocess" / "manifest.json").read_bytes()
@@ -555,9 +820,14 @@ def test_a_write_that_fails_leaves_the_previous_result_and_one_line(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-    proc = subprocess.run(_stage_cmd("preprocess", config, "--force"), cwd=REPO,
-                          env={**_env(outputs), "PYTHONDONTWRITEBYTECODE": "1"}, capture_output=True, text=True,
-                          preexec_fn=small_disk)
+    proc = subprocess.run(
+        _stage_cmd("preprocess", config, "--force"),
+        cwd=REPO,
+        env={**_env(outputs), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        preexec_fn=small_disk,
+    )
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
     assert "cannot write" in errors[0] and "previous result" in errors[0], errors[0]
@@ -592,8 +862,12 @@ def test_no_code_executing_loads_of_files_a_user_could_supply():
     import re
 
     offenders = []
-    for path in [*REPO.glob("shared/**/*.py"), *REPO.glob("stages/**/*.py"), *REPO.glob("fixtures/*.py"),
-                 *REPO.glob("bench/*.py")]:
+    for path in [
+        *REPO.glob("shared/**/*.py"),
+        *REPO.glob("stages/**/*.py"),
+        *REPO.glob("fixtures/*.py"),
+        *REPO.glob("bench/*.py"),
+    ]:
         text = path.read_text()
         for n, line in enumerate(text.splitlines(), 1):
             code = line.split("#")[0]
@@ -610,8 +884,8 @@ def test_no_code_executing_loads_of_files_a_user_could_supply():
 
 def test_stage_containers_run_as_the_user_without_network_on_a_read_only_root():
     text = (REPO / "Makefile").read_text()
-    run_stage = text[text.index("RUN_STAGE = bash docker/check-image.sh"):]
-    run_stage = run_stage[:run_stage.index("\n\n")] if "\n\n" in run_stage else run_stage
+    run_stage = text[text.index("RUN_STAGE = bash docker/check-image.sh") :]
+    run_stage = run_stage[: run_stage.index("\n\n")] if "\n\n" in run_stage else run_stage
     for flag in ("--network none", "--user $(DOCKER_USER)", "--read-only", ":/app/data:ro"):
         assert flag in run_stage, flag
 
@@ -631,22 +905,29 @@ def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_resul
     config.write_text(yaml.safe_dump(cfg))
     reference, outputs = tmp_path / "reference", tmp_path / "outputs"
     start = time.monotonic()
-    proc = subprocess.run(_stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(reference), capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        _stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(reference), capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     seconds = time.monotonic() - start
     killed = 0
     for fraction in sorted(np.random.default_rng(11).uniform(0.4, 0.95, size=2)):
-        run = subprocess.Popen(_stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(outputs),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run = subprocess.Popen(
+            _stage_cmd("train_3d_mri", config),
+            cwd=REPO,
+            env=_env(outputs),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(fraction * seconds)
         if run.poll() is None:
             run.send_signal(signal.SIGKILL)
             killed += 1
         run.wait()
     assert killed >= 1
-    rerun = subprocess.run(_stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(outputs), capture_output=True,
-                           text=True)
+    rerun = subprocess.run(
+        _stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert _snapshot(outputs / "rel_mri" / "train_3d_mri") == _snapshot(reference / "rel_mri" / "train_3d_mri")
     left = [p.name for p in (outputs / "rel_mri").iterdir() if ".tmp-" in p.name or ".old-" in p.name]

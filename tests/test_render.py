@@ -1,4 +1,5 @@
 """The stage's image renderer against the map's definition (image = values @ weights.T)."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -10,7 +11,7 @@ from stages.preprocess.render import MapRenderer, to_uint8
 def _maps(rng):
     genes = np.array([f"g{i}" for i in range(300)])
     one_each = PixelGeneMap.from_assignment(rng.permutation(400)[:300], (1, 20, 20), genes)  # lsa-like
-    crowded = PixelGeneMap.from_assignment(rng.integers(0, 100, 300), (1, 10, 10), genes)    # bin-like: shared
+    crowded = PixelGeneMap.from_assignment(rng.integers(0, 100, 300), (1, 10, 10), genes)  # bin-like: shared
     # three channels, unequal weights (not a mean): every pixel kind, weights that are not 1
     rows = np.concatenate([rng.integers(0, 3 * 64, 300), rng.integers(0, 3 * 64, 150)])
     cols = np.concatenate([np.arange(300), rng.integers(0, 300, 150)])
@@ -58,7 +59,7 @@ def test_a_sample_image_does_not_depend_on_the_batch():
     values = np.random.default_rng(3).random((40, 300), dtype=np.float32)
     renderer = MapRenderer(gmap)
     together = renderer(values, np.uint8)
-    alone = np.stack([renderer(values[i:i + 1], np.uint8)[0] for i in range(40)])
+    alone = np.stack([renderer(values[i : i + 1], np.uint8)[0] for i in range(40)])
     assert np.array_equal(together, alone)
 
 
@@ -71,7 +72,8 @@ def test_a_refitted_transform_renders_with_its_new_map():
     for name in ("crowded", "one_each"):  # a new map, even of another shape, replaces the renderer
         transform.gene_map = maps[name]
         np.testing.assert_allclose(transform.transform(values), maps[name].render(values), rtol=1e-6, atol=1e-7)
-    second = PixelGeneMap.from_assignment(np.random.default_rng(6).permutation(400)[:300], (1, 20, 20),
-                                          maps["one_each"].genes)  # same shape, other placement
+    second = PixelGeneMap.from_assignment(
+        np.random.default_rng(6).permutation(400)[:300], (1, 20, 20), maps["one_each"].genes
+    )  # same shape, other placement
     transform.gene_map = second
     np.testing.assert_allclose(transform.transform(values), second.render(values), rtol=1e-6, atol=1e-7)

@@ -4,6 +4,7 @@ A small pipeline whose class and gene names are HTML (a class named ``<script>al
 like tags with handlers) runs through preprocess -> train_torch -> explain -> report; the page must show those
 names as text, and headless Chromium (network blocked) must see no dialog, no console error and no request.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,23 +47,48 @@ def hostile(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
     data = tmp / "data"
     data.mkdir()
-    adata, markers = make_transcriptome(n_samples=360, n_genes=200, n_classes=3, n_markers=6, n_donors=12,
-                                        fold_change=12.0, seed=3, states=HOSTILE_CLASSES)
+    adata, markers = make_transcriptome(
+        n_samples=360,
+        n_genes=200,
+        n_classes=3,
+        n_markers=6,
+        n_donors=12,
+        fold_change=12.0,
+        seed=3,
+        states=HOSTILE_CLASSES,
+    )
     rename = {g: HOSTILE_GENE.format(i) for i, g in enumerate(markers["gene"])}
     adata.var_names = [rename.get(g, g) for g in adata.var_names]
     markers["gene"] = markers["gene"].map(rename)
     ad.AnnData(adata.X, obs=adata.obs, var=adata.var).write_h5ad(data / "expression.h5ad")
     markers.to_csv(data / "markers.csv", index=False)
-    cfg = write_config(tmp / "c.yaml", data, stages=["preprocess", "train_torch", "explain", "report"],
-                       preprocess={"n_genes": 144, "height": 12, "width": 12, "deepinsight": {"embedding": "pca"}},
-                       train_torch={"models": ["dense"], "baselines": ["logistic_regression"], "folds": 2,
-                                    "epochs": 3, "batch_size": 32, "dense_preset": "custom", "dense_widths": [32],
-                                    "patience": 3},
-                       explain={"methods": ["gradient"], "markers": str(data / "markers.csv"), "precision_k": 6})
+    cfg = write_config(
+        tmp / "c.yaml",
+        data,
+        stages=["preprocess", "train_torch", "explain", "report"],
+        preprocess={"n_genes": 144, "height": 12, "width": 12, "deepinsight": {"embedding": "pca"}},
+        train_torch={
+            "models": ["dense"],
+            "baselines": ["logistic_regression"],
+            "folds": 2,
+            "epochs": 3,
+            "batch_size": 32,
+            "dense_preset": "custom",
+            "dense_widths": [32],
+            "patience": 3,
+        },
+        explain={"methods": ["gradient"], "markers": str(data / "markers.csv"), "precision_k": 6},
+    )
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs")}
     for stage in ("preprocess", "train_torch", "explain", "report"):
-        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp / "outputs"
 
@@ -98,8 +124,13 @@ def test_the_page_in_a_real_browser_shows_names_as_text(hostile):
         table = page.locator("table.sortable", has=page.locator("th", has_text="support")).first
         header = table.locator("th", has_text="support")
         column = int(header.evaluate("th => th.cellIndex"))
-        values = lambda: [float(v) for v in table.evaluate(  # noqa: E731
-            f"t => Array.from(t.tBodies[0].rows).map(r => r.cells[{column}].textContent)")]
+
+        def values():
+            return [
+                float(v)
+                for v in table.evaluate(f"t => Array.from(t.tBodies[0].rows).map(r => r.cells[{column}].textContent)")
+            ]
+
         header.click()
         assert values() == sorted(values()) and header.get_attribute("aria-sort") == "ascending"
         header.click()

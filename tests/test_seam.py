@@ -4,13 +4,12 @@ input scaling from the model's spec, and change detection from each stage's impo
 A trainer defined only here (tests/extra_stages/train_sklearn, plugged in through ONCOXAI_STAGE_PATH) must appear in
 the report and summary.json beside train_torch's models, with no change to explain or report.
 """
+
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,17 +25,34 @@ STAGES = ("preprocess", "train_torch", "train_sklearn", "explain", "report")
 
 
 def _make(repo: Path, *args, env) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-C", str(repo), *args, "RUNNER=local",
-                           f"VENV={REPO / '.venv'}"], env=env, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(repo), *args, "RUNNER=local", f"VENV={REPO / '.venv'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
 
 
 def _config(tmp_path: Path, data: Path, stages=STAGES) -> Path:
-    cfg = write_config(tmp_path / "c.yaml", data, stages=[s for s in stages if s != "train_sklearn"],
-                       train_torch={"models": ["dense"], "baselines": ["logistic_regression"], "folds": 3,
-                                    "epochs": 3, "batch_size": 32, "dense_preset": "custom", "dense_widths": [64],
-                                    "dropout": 0.0, "lr": 0.003, "patience": 5},
-                       explain={"methods": ["gradient", "input_x_gradient"], "markers": str(data / "markers.csv"),
-                                "precision_k": 6})
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        data,
+        stages=[s for s in stages if s != "train_sklearn"],
+        train_torch={
+            "models": ["dense"],
+            "baselines": ["logistic_regression"],
+            "folds": 3,
+            "epochs": 3,
+            "batch_size": 32,
+            "dense_preset": "custom",
+            "dense_widths": [64],
+            "dropout": 0.0,
+            "lr": 0.003,
+            "patience": 5,
+        },
+        explain={"methods": ["gradient", "input_x_gradient"], "markers": str(data / "markers.csv"), "precision_k": 6},
+    )
     if "train_sklearn" in stages:
         import yaml
 
@@ -92,8 +108,9 @@ def test_a_trainer_added_as_a_folder_appears_in_report_and_summary(plugged):
     assert summary["models"]["dense"]["provider"] == "train_torch"
     # the same folds (the protocol is shared), so the new model is compared fold by fold with the others
     pairs = {frozenset((c["a"], c["b"])) for c in summary["comparisons"]}
-    assert pairs == {frozenset(p) for p in (("dense", "logistic_regression"), ("dense", "knn"),
-                                            ("logistic_regression", "knn"))}
+    assert pairs == {
+        frozenset(p) for p in (("dense", "logistic_regression"), ("dense", "knn"), ("logistic_regression", "knn"))
+    }
     assert summary["not_paired"] == []
     html = (exp / "report" / "index.html").read_text()
     assert "Model: knn" in html and "trained by <code>train_sklearn</code>" in html
@@ -112,9 +129,11 @@ def test_a_trainer_added_as_a_folder_appears_in_report_and_summary(plugged):
     assert adata.shape[0] == n_test and set(adata.layers) == {"gradient", "input_x_gradient"}
     assert {"label", "prediction", "split"} <= set(adata.obs) and "gradient_class_means" in adata.varm
     assert adata.layers["gradient"].shape == adata.shape and set(adata.uns["top_genes"]["gradient"]) == set(
-        adata.obs["label"].cat.categories)
-    np.testing.assert_allclose(adata.layers["gradient"],
-                               np.load(exp / "explain" / "dense" / "gradient" / "attributions.npy"), rtol=1e-6)
+        adata.obs["label"].cat.categories
+    )
+    np.testing.assert_allclose(
+        adata.layers["gradient"], np.load(exp / "explain" / "dense" / "gradient" / "attributions.npy"), rtol=1e-6
+    )
     # explain's and report's upstream are found by role: the plugged-in trainer is an input of report's manifest
     report_inputs = [i["path"] for i in json.loads((exp / "report" / "manifest.json").read_text())["inputs"]]
     assert any("train_sklearn" in p for p in report_inputs)
@@ -143,8 +162,10 @@ def test_explain_on_a_dense_model_equals_captum_on_the_unscaled_vectors(plugged)
     test = np.flatnonzero(samples["split"].to_numpy() == "test")
     x = torch.from_numpy(np.load(exp / "preprocess" / "vectors.npy")[test]).float().requires_grad_(True)
     target = torch.from_numpy(samples["label_index"].to_numpy()[test])
-    by_hand = {"gradient": Saliency(model).attribute(x, target=target, abs=False).detach().numpy(),
-               "input_x_gradient": InputXGradient(model).attribute(x, target=target).detach().numpy()}
+    by_hand = {
+        "gradient": Saliency(model).attribute(x, target=target, abs=False).detach().numpy(),
+        "input_x_gradient": InputXGradient(model).attribute(x, target=target).detach().numpy(),
+    }
     for method, expected in by_hand.items():
         got = np.load(exp / "explain" / "dense" / method / "attributions.npy")
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
@@ -163,8 +184,15 @@ def test_correct_only_explains_just_the_correctly_classified_test_samples(plugge
     from stages.explain.params import Explain
 
     exp = plugged["exp"]
-    p = Explain.model_validate({"methods": ["gradient"], "correct_only": True, "sanity": {"enabled": False},
-                                "faithfulness": {"enabled": False}, "per_sample": {"figure_per_class": 1}})
+    p = Explain.model_validate(
+        {
+            "methods": ["gradient"],
+            "correct_only": True,
+            "sanity": {"enabled": False},
+            "faithfulness": {"enabled": False},
+            "per_sample": {"figure_per_class": 1},
+        }
+    )
     entry = explain_model("dense", exp / "train_torch" / "dense", exp, tmp_path, p, torch.device("cpu"), seed=0)
     predictions = pd.read_csv(exp / "train_torch" / "dense" / "test_predictions.csv")
     n_correct = int((predictions["label"] == predictions["predicted"]).sum())
@@ -191,8 +219,14 @@ def test_report_runs_without_a_dataset_provider_and_without_explanations(plugged
     cfg = tmp_path / "r.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     env = {**plugged["env"], "ONCOXAI_OUTPUTS": str(out)}
-    proc = subprocess.run([sys.executable, "-m", "stages.report", "--config", str(cfg)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.report", "--config", str(cfg)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     # with no classifier provider enabled, the config says so before any work
     assert proc.returncode == 2 and "needs a stage that provides classifiers" in proc.stderr, proc.stderr
     raw["stages"] = ["train_sklearn", "report"]
@@ -200,8 +234,14 @@ def test_report_runs_without_a_dataset_provider_and_without_explanations(plugged
     cfg.write_text(yaml.safe_dump(raw))
     shutil.rmtree(out / "t" / "train_sklearn")
     for stage in ("train_sklearn", "report"):  # the trainer reads its own inputs, then report
-        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "t" / "report" / "summary.json").read_text())
     assert set(summary["models"]) == {"knn"} and summary["explanations"] == {}
@@ -217,8 +257,10 @@ def test_evaluation_layer_imports_no_deep_learning_framework():
         names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not names & {"torch", "torchvision", "tensorflow", "keras", "captum", "monai"}, path
-    code = "import sys, shared.evaluation.results, shared.evaluation.baselines, shared.evaluation.compare, " \
-           "shared.evaluation.rankings; assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules"
+    code = (
+        "import sys, shared.evaluation.results, shared.evaluation.baselines, shared.evaluation.compare, "
+        "shared.evaluation.rankings; assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
 
 
@@ -232,15 +274,17 @@ def test_stage_sources_follow_imports_and_nothing_else():
     for stage in ("preprocess", "train_torch", "explain", "report"):
         files = {display(p) for p in stage_sources(stage)}
         assert not any(f.startswith(("fixtures/", "bench/", "tests/")) for f in files), stage
-        assert not any(f.startswith("stages/") and not f.startswith((f"stages/{stage}/", "stages/__init__"))
-                       for f in files), f"{stage} imports another stage"
+        assert not any(
+            f.startswith("stages/") and not f.startswith((f"stages/{stage}/", "stages/__init__")) for f in files
+        ), f"{stage} imports another stage"
     assert "stages/report/templates/index.html" in {display(p) for p in stage_sources("report")}
     assert "shared/evaluation/results.py" in {display(p) for p in stage_sources("train_torch")}
 
 
 def _copy_tree(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
-                           check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in files:
         src = REPO / name
         if src.is_file() and not name.startswith(("outputs/", "data/")):
@@ -311,22 +355,24 @@ def test_attribution_class_means_and_figures_work_for_vectors_images_and_volumes
     import torch
     from torch import nn
 
+    from shared.attribution_figures import plot_class_maps
     from shared.evaluation.rankings import class_means
     from shared.models import Standardize
     from stages.explain.attributions import METHODS, attribute_batched
-    from shared.attribution_figures import plot_class_maps
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     for shape, conv in (((8,), None), ((1, 6, 6), nn.Conv2d), ((2, 4, 5, 6), nn.Conv3d)):
         spatial = len(shape) - 1
-        body = [nn.Flatten(), nn.Linear(int(np.prod(shape)), 3)] if conv is None else \
-            [conv(shape[0], 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * int(np.prod(shape[1:])), 3)]
+        body = (
+            [nn.Flatten(), nn.Linear(int(np.prod(shape)), 3)]
+            if conv is None
+            else [conv(shape[0], 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * int(np.prod(shape[1:])), 3)]
+        )
         model = nn.Sequential(Standardize([0.5] * shape[0], [0.25] * shape[0], spatial_dims=spatial), *body).eval()
         x = rng.integers(0, 256, size=(7, *shape)).astype(np.uint8)
         y = np.array([0, 1, 2, 0, 1, 2, 0])
-        attr = attribute_batched(METHODS["input_x_gradient"](model), x, y, torch.device("cpu"), 3, "t",
-                                 scale=1 / 255)
+        attr = attribute_batched(METHODS["input_x_gradient"](model), x, y, torch.device("cpu"), 3, "t", scale=1 / 255)
         assert attr.shape == x.shape
         # against the definition, in one batch: gradient of the target logit times the scaled input
         xt = torch.from_numpy(x).float().div(255).requires_grad_(True)
@@ -336,8 +382,16 @@ def test_attribution_class_means_and_figures_work_for_vectors_images_and_volumes
         assert maps.shape == (3, *shape)
         np.testing.assert_allclose(maps[1], attr[y == 1].mean(0), rtol=1e-6)
         png = tmp_path / f"maps{spatial}.png"
-        plot_class_maps(maps.astype(np.float32), ["a", "b", "c"], pd_empty(), None, png, "t", signed=True,
-                        feature_names=[f"g{i}" for i in range(shape[0])] if conv is None else None)
+        plot_class_maps(
+            maps.astype(np.float32),
+            ["a", "b", "c"],
+            pd_empty(),
+            None,
+            png,
+            "t",
+            signed=True,
+            feature_names=[f"g{i}" for i in range(shape[0])] if conv is None else None,
+        )
         assert png.stat().st_size > 1000
 
 
@@ -354,15 +408,23 @@ def test_an_image_is_rebuilt_only_when_its_own_sources_change(tmp_path):
     names = ("torch", "preprocess", "train_torch", "explain", "report")
 
     def hashes():
-        return {n: subprocess.run(["bash", "docker/source-hash.sh", n], cwd=repo, capture_output=True, text=True,
-                                  check=True).stdout.strip() for n in names}
+        return {
+            n: subprocess.run(
+                ["bash", "docker/source-hash.sh", n], cwd=repo, capture_output=True, text=True, check=True
+            ).stdout.strip()
+            for n in names
+        }
 
     before = hashes()
     assert len(set(before.values())) == len(names) and all(len(h) == 16 for h in before.values())
-    edits = {"stages/report/plots.py": {"report"}, "shared/genemap.py": {"preprocess", "explain"},
-             "fixtures/synthetic.py": set(), "shared/evaluation/compare.py": {"report"},
-             "shared/evaluation/results.py": {"train_torch"}, "docker/torch.Dockerfile": {"torch", "train_torch",
-                                                                                          "explain"}}
+    edits = {
+        "stages/report/plots.py": {"report"},
+        "shared/genemap.py": {"preprocess", "explain"},
+        "fixtures/synthetic.py": set(),
+        "shared/evaluation/compare.py": {"report"},
+        "shared/evaluation/results.py": {"train_torch"},
+        "docker/torch.Dockerfile": {"torch", "train_torch", "explain"},
+    }
     for path, touched in edits.items():
         with open(repo / path, "a") as fh:
             fh.write("\n# an edit\n")
@@ -382,9 +444,14 @@ def test_stage_code_hash_is_the_same_where_the_project_is_installed(tmp_path):
     for third_party in ("numpy", "torch", "pandas", "captum", "jinja2"):
         (site / third_party).mkdir()
         (site / third_party / "__init__.py").write_text("# a third-party package\n")
-    code = ("import json; from shared.sources import files_hash, stage_sources; print(json.dumps({s: files_hash("
-            "stage_sources(s)) for s in ('preprocess', 'train_torch', 'explain', 'report')}))")
+    code = (
+        "import json; from shared.sources import files_hash, stage_sources; print(json.dumps({s: files_hash("
+        "stage_sources(s)) for s in ('preprocess', 'train_torch', 'explain', 'report')}))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "ONCOXAI_STAGE_PATH"}
-    installed = json.loads(subprocess.run([sys.executable, "-c", code], cwd=site, env=env, capture_output=True,
-                                          text=True, check=True).stdout)
+    installed = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=site, env=env, capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert installed == {s: files_hash(stage_sources(s)) for s in installed}

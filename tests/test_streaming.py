@@ -1,5 +1,6 @@
 """The streamed matrix reader (pyarrow, block by block, float32) gives exactly pandas.read_csv's values on every
 published layout the loaders read, in blocks as small as a few rows, and keeps only the columns/rows asked for."""
+
 from __future__ import annotations
 
 import gzip
@@ -38,33 +39,85 @@ def _write(path, lines: list[str], gz: bool) -> str:
 def _layouts(tmp_path, rng, gz: bool, missing=False):
     """(name, file, _read_matrix kwargs, pandas.read_csv kwargs, number of id columns) per published layout."""
     v = _values(rng, (len(GENES), len(SAMPLES)), missing)
-    rows = lambda sep, lead=lambda i: [GENES[i]]: [sep.join([*lead(i), *map(str, v[i])]) for i in range(len(GENES))]
+
+    def rows(sep, lead=lambda i: [GENES[i]]):
+        return [sep.join([*lead(i), *map(str, v[i])]) for i in range(len(GENES))]
+
     out = []
     # plain csv, genes x samples, corner header 'gene'
-    out.append(("csv", _write(tmp_path / f"m{gz}.csv", [",".join(["gene", *SAMPLES]), *rows(",")], gz),
-                dict(default_sep=","), dict(sep=",", skiprows=1), 1))
+    out.append(
+        (
+            "csv",
+            _write(tmp_path / f"m{gz}.csv", [",".join(["gene", *SAMPLES]), *rows(",")], gz),
+            dict(default_sep=","),
+            dict(sep=",", skiprows=1),
+            1,
+        )
+    )
     # R write.table: no corner field in the header, tab separated
-    out.append(("r_table", _write(tmp_path / f"r{gz}.tsv", ["\t".join(SAMPLES), *rows("\t")], gz),
-                dict(default_sep="\t"), dict(sep="\t", skiprows=1), 1))
+    out.append(
+        (
+            "r_table",
+            _write(tmp_path / f"r{gz}.tsv", ["\t".join(SAMPLES), *rows("\t")], gz),
+            dict(default_sep="\t"),
+            dict(sep="\t", skiprows=1),
+            1,
+        )
+    )
     # GTEx v8 all-tissue GCT: #1.2, dimensions, Name Description header
-    gct = ["#1.2", f"{len(GENES)}\t{len(SAMPLES)}", "\t".join(["Name", "Description", *SAMPLES]),
-           *rows("\t", lambda i: [GENES[i], f"SYM{i}"])]
-    out.append(("gct", _write(tmp_path / f"a{gz}.gct", gct, gz), dict(sep="\t", skiprows=2, n_id_columns=2),
-                dict(sep="\t", skiprows=3), 2))
+    gct = [
+        "#1.2",
+        f"{len(GENES)}\t{len(SAMPLES)}",
+        "\t".join(["Name", "Description", *SAMPLES]),
+        *rows("\t", lambda i: [GENES[i], f"SYM{i}"]),
+    ]
+    out.append(
+        (
+            "gct",
+            _write(tmp_path / f"a{gz}.gct", gct, gz),
+            dict(sep="\t", skiprows=2, n_id_columns=2),
+            dict(sep="\t", skiprows=3),
+            2,
+        )
+    )
     # GTEx v8 per-tissue GCT: a leading id column
-    tissue = ["#1.2", f"{len(GENES)}\t{len(SAMPLES)}", "\t".join(["id", "Name", "Description", *SAMPLES]),
-              *rows("\t", lambda i: [str(i), GENES[i], f"SYM{i}"])]
-    out.append(("gct_tissue", _write(tmp_path / f"t{gz}.gct", tissue, gz),
-                dict(sep="\t", skiprows=2, n_id_columns=3, first_id=1), dict(sep="\t", skiprows=3), 3))
+    tissue = [
+        "#1.2",
+        f"{len(GENES)}\t{len(SAMPLES)}",
+        "\t".join(["id", "Name", "Description", *SAMPLES]),
+        *rows("\t", lambda i: [str(i), GENES[i], f"SYM{i}"]),
+    ]
+    out.append(
+        (
+            "gct_tissue",
+            _write(tmp_path / f"t{gz}.gct", tissue, gz),
+            dict(sep="\t", skiprows=2, n_id_columns=3, first_id=1),
+            dict(sep="\t", skiprows=3),
+            3,
+        )
+    )
     # TCGA pan-cancer: gene_id 'SYMBOL|entrez', tab separated
     tcga = ["\t".join(["gene_id", *SAMPLES]), *rows("\t", lambda i: [f"SYM{i}|{1000 + i}"])]
-    out.append(("tcga", _write(tmp_path / f"p{gz}.tsv", tcga, gz), dict(default_sep="\t"),
-                dict(sep="\t", skiprows=1), 1))
+    out.append(
+        ("tcga", _write(tmp_path / f"p{gz}.tsv", tcga, gz), dict(default_sep="\t"), dict(sep="\t", skiprows=1), 1)
+    )
     # GEO series matrix data table: quoted ids, then the end marker
-    geo = ["!Series_title\t\"x\"", "!series_matrix_table_begin", "\t".join(['"ID_REF"', *[f'"{s}"' for s in SAMPLES]]),
-           *rows("\t", lambda i: [f'"{GENES[i]}"']), "!series_matrix_table_end"]
-    out.append(("geo", _write(tmp_path / f"g{gz}.txt", geo, gz),
-                dict(sep="\t", skiprows=2, nrows=len(GENES)), dict(sep="\t", skiprows=3, nrows=len(GENES)), 1))
+    geo = [
+        '!Series_title\t"x"',
+        "!series_matrix_table_begin",
+        "\t".join(['"ID_REF"', *[f'"{s}"' for s in SAMPLES]]),
+        *rows("\t", lambda i: [f'"{GENES[i]}"']),
+        "!series_matrix_table_end",
+    ]
+    out.append(
+        (
+            "geo",
+            _write(tmp_path / f"g{gz}.txt", geo, gz),
+            dict(sep="\t", skiprows=2, nrows=len(GENES)),
+            dict(sep="\t", skiprows=3, nrows=len(GENES)),
+            1,
+        )
+    )
     return out
 
 
@@ -81,8 +134,17 @@ def test_streamed_values_equal_pandas_on_every_layout(tmp_path, monkeypatch, gz,
     for name, path, kw, pandas_kw, n_id in _layouts(tmp_path, np.random.default_rng(0), gz):
         for transpose in (False, True):
             table = loaders._read_matrix(path, True, transpose=transpose, **kw)
-            expected = pd.read_csv(path, header=None, dtype={j: np.float32 for j in range(n_id, n_id + len(SAMPLES))},
-                                   compression=compression(path), **pandas_kw).iloc[:, n_id:].to_numpy()
+            expected = (
+                pd.read_csv(
+                    path,
+                    header=None,
+                    dtype={j: np.float32 for j in range(n_id, n_id + len(SAMPLES))},
+                    compression=compression(path),
+                    **pandas_kw,
+                )
+                .iloc[:, n_id:]
+                .to_numpy()
+            )
             assert table.values.dtype == np.float32 and table.values.shape == expected.shape, name
             np.testing.assert_array_equal(table.values, expected, err_msg=name)
             np.testing.assert_array_equal(table.values, _pandas(path, pandas_kw, n_id), err_msg=name)
@@ -98,8 +160,9 @@ def test_kept_columns_and_rows_only(tmp_path, monkeypatch):
     full = _pandas(path, pandas_kw, n_id)
     keep_s = set(SAMPLES[::2])
     keep_g = set(GENES[1::3])
-    table = loaders._read_matrix(path, True, keep_column=keep_s.__contains__, keep_row=keep_g.__contains__,
-                                 transpose=True, **kw)
+    table = loaders._read_matrix(
+        path, True, keep_column=keep_s.__contains__, keep_row=keep_g.__contains__, transpose=True, **kw
+    )
     assert table.col_ids == SAMPLES[::2] and table.row_ids == GENES[1::3]
     np.testing.assert_array_equal(table.values, full[1::3][:, ::2])
     assert table.left_out == len(SAMPLES[1::2]) + (len(GENES) - len(GENES[1::3]))

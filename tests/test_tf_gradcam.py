@@ -5,6 +5,7 @@ TensorFlow is never imported into the pytest process: loading it before torchvis
 import) crashes the interpreter (a native-library clash), and the stage itself never runs beside torch. Each check
 that needs TensorFlow (``check_*``) runs in a fresh interpreter (``_isolated``); the stage runs as a subprocess.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -20,6 +21,7 @@ from shared.errors import UserError
 
 from .conftest import REPO, write_config
 
+
 def _installed(*names: str) -> bool:
     for name in names:
         try:
@@ -30,15 +32,22 @@ def _installed(*names: str) -> bool:
     return False
 
 
-pytestmark = pytest.mark.skipif(not _installed("tensorflow-cpu", "tensorflow"),
-                                reason="TensorFlow is not installed (pyproject.toml's train_tf_gradcam extra)")
+pytestmark = pytest.mark.skipif(
+    not _installed("tensorflow-cpu", "tensorflow"),
+    reason="TensorFlow is not installed (pyproject.toml's train_tf_gradcam extra)",
+)
 
 
 def _isolated(check: str) -> None:
     """Run ``check`` of this module in a fresh interpreter; its assertion errors fail the test with their text."""
-    proc = subprocess.run([sys.executable, "-c", f"import tests.test_tf_gradcam as t; t.{check}()"], cwd=REPO,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "ONCOXAI_TEST_TENSORFLOW": "1"}, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import tests.test_tf_gradcam as t; t.{check}()"],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "ONCOXAI_TEST_TENSORFLOW": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
@@ -67,26 +76,26 @@ def _guided_by_hand(model, x: np.ndarray, target: int) -> np.ndarray:
     """Guided backprop of the tiny network written out: at each ReLU the gradient passes only where the forward
     input is positive AND the incoming gradient is positive."""
     conv, hidden, out = model.get_layer("conv"), model.get_layer("hidden"), model.get_layer("logits")
-    k, b = [v.numpy() for v in conv.weights]          # (3, 3, 1, 2), (2,)
-    w1, b1 = [v.numpy() for v in hidden.weights]      # (2, 3), (3,)
-    w2 = out.weights[0].numpy()                       # (3, 2)
+    k, b = [v.numpy() for v in conv.weights]  # (3, 3, 1, 2), (2,)
+    w1, b1 = [v.numpy() for v in hidden.weights]  # (2, 3), (3,)
+    w2 = out.weights[0].numpy()  # (3, 2)
     img = np.pad(x[0, :, :, 0], 1)
     pre = np.zeros((5, 5, 2))
     for i in range(5):
         for j in range(5):
-            pre[i, j] = np.tensordot(img[i:i + 3, j:j + 3], k[:, :, 0, :], axes=([0, 1], [0, 1])) + b
+            pre[i, j] = np.tensordot(img[i : i + 3, j : j + 3], k[:, :, 0, :], axes=([0, 1], [0, 1])) + b
     act = np.maximum(pre, 0)
     pooled = act.mean(axis=(0, 1))
     h_pre = pooled @ w1 + b1
-    g_h = w2[:, target].copy()                         # d logit / d relu(h_pre)
-    g_h = g_h * (h_pre > 0) * (g_h > 0)                # guided gate at the hidden ReLU
+    g_h = w2[:, target].copy()  # d logit / d relu(h_pre)
+    g_h = g_h * (h_pre > 0) * (g_h > 0)  # guided gate at the hidden ReLU
     g_pooled = w1 @ g_h
     g_act = np.broadcast_to(g_pooled / 25.0, (5, 5, 2)).copy()
-    g_pre = g_act * (pre > 0) * (g_act > 0)            # guided gate at the conv ReLU
+    g_pre = g_act * (pre > 0) * (g_act > 0)  # guided gate at the conv ReLU
     g_img = np.zeros((7, 7))
     for i in range(5):
         for j in range(5):
-            g_img[i:i + 3, j:j + 3] += (k[:, :, 0, :] * g_pre[i, j]).sum(axis=-1)
+            g_img[i : i + 3, j : j + 3] += (k[:, :, 0, :] * g_pre[i, j]).sum(axis=-1)
     return g_img[1:-1, 1:-1]
 
 
@@ -169,24 +178,42 @@ def tcga(tmp_path_factory):
 
 
 def _tf_config(path, data, **tf_section):
-    cfg = write_config(path, data, stages=["preprocess", "train_tf_gradcam"],
-                       preprocess={"n_genes": 64, "height": 8, "width": 8, "transform": "gene-grid"},
-                       train_tf_gradcam={"models": ["reference_cnn"], "folds": 2, "epochs": 3, "min_epochs": 0,
-                                         "explain": {"methods": ["grad_cam", "guided_grad_cam"],
-                                                     "markers": str(data / "markers.csv")}, **tf_section})
+    cfg = write_config(
+        path,
+        data,
+        stages=["preprocess", "train_tf_gradcam"],
+        preprocess={"n_genes": 64, "height": 8, "width": 8, "transform": "gene-grid"},
+        train_tf_gradcam={
+            "models": ["reference_cnn"],
+            "folds": 2,
+            "epochs": 3,
+            "min_epochs": 0,
+            "explain": {"methods": ["grad_cam", "guided_grad_cam"], "markers": str(data / "markers.csv")},
+            **tf_section,
+        },
+    )
     import yaml
 
     raw = yaml.safe_load(cfg.read_text())
-    raw["expression"] = {"path": str(data / "expression.tsv"), "format": "tcga",
-                         "labels": str(data / "tumour_types.tsv"), "label_key": "cancer_type",
-                         "group_key": "participant"}
+    raw["expression"] = {
+        "path": str(data / "expression.tsv"),
+        "format": "tcga",
+        "labels": str(data / "tumour_types.tsv"),
+        "label_key": "cancer_type",
+        "group_key": "participant",
+    }
     cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     return cfg
 
 
 def _run(stage, cfg, env):
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)], env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.mark.slow
@@ -203,12 +230,16 @@ def test_two_runs_give_identical_metrics_and_explain_layout(tcga, tmp_path):
             raw = yaml.safe_load(cfg.read_text())
             raw["stages"] = ["preprocess", "train_tf_gradcam", "report"]
             cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
-        for stage in ("preprocess", "train_tf_gradcam", "report")[:2 + k]:
+        for stage in ("preprocess", "train_tf_gradcam", "report")[: 2 + k]:
             proc = _run(stage, cfg, env)
             assert proc.returncode == 0, proc.stderr[-3000:]
         stage_dir = tmp_path / f"out{k}" / "t" / "train_tf_gradcam"
-        results.append((json.loads((stage_dir / "reference_cnn" / "metrics.json").read_text()),
-                        np.load(stage_dir / "reference_cnn" / "guided_grad_cam" / "attributions.npy")))
+        results.append(
+            (
+                json.loads((stage_dir / "reference_cnn" / "metrics.json").read_text()),
+                np.load(stage_dir / "reference_cnn" / "guided_grad_cam" / "attributions.npy"),
+            )
+        )
     check_declared_outputs(stage_dir, "train_tf_gradcam")
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
@@ -229,8 +260,9 @@ def test_bad_configs_fail_before_training_with_one_line_naming_the_key(tcga, tmp
     cfg = _tf_config(tmp_path / "ok.yaml", tcga)
     assert _run("preprocess", cfg, env).returncode == 0
     for name, section, expected in (
-            ("layer", {"explain": {"layer": "dense2"}}, "train_tf_gradcam.explain.layer"),
-            ("missing", {"explain": {"layer": "nope"}}, "no layer 'nope'")):
+        ("layer", {"explain": {"layer": "dense2"}}, "train_tf_gradcam.explain.layer"),
+        ("missing", {"explain": {"layer": "nope"}}, "no layer 'nope'"),
+    ):
         bad = _tf_config(tmp_path / f"{name}.yaml", tcga, **section)
         proc = _run("train_tf_gradcam", bad, env)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr[-2000:]
@@ -256,11 +288,13 @@ def check_no_gene_map():
     folder.mkdir()
     (folder / "dataset.json").write_text(json.dumps({"classes": ["a", "b"], "transform": "sample-spot"}))
     np.save(folder / "images.npy", np.zeros((4, 1, 16, 16), np.uint8))
-    pd.DataFrame({"sample": list("wxyz"), "label": list("abab"), "label_index": [0, 1, 0, 1],
-                  "split": ["train"] * 4}).to_csv(folder / "samples.csv", index=False)
+    pd.DataFrame(
+        {"sample": list("wxyz"), "label": list("abab"), "label_index": [0, 1, 0, 1], "split": ["train"] * 4}
+    ).to_csv(folder / "samples.csv", index=False)
     data = Images(folder)
-    with pytest.raises(UserError, match="train_tf_gradcam.explain.methods: preprocess.transform 'sample-spot' has no "
-                                        "pixel->gene map"):
+    with pytest.raises(
+        UserError, match="train_tf_gradcam.explain.methods: preprocess.transform 'sample-spot' has no pixel->gene map"
+    ):
         check_before_training(TrainTfGradcam(), data)
     assert check_before_training(TrainTfGradcam.model_validate({"explain": {"methods": []}}), data) is None
 

@@ -1,4 +1,5 @@
 """train_torch: early stopping, resume after a kill, DDP agreement, the statistics, and the baselines."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,18 @@ from shared.torch_training.fit import EarlyStopping
 
 from .conftest import REPO, write_config
 
-DENSE = {"models": ["dense"], "baselines": ["logistic_regression"], "folds": 3, "epochs": 6, "patience": 10,
-         "batch_size": 32, "dense_preset": "custom", "dense_widths": [64, 32], "dropout": 0.0, "lr": 0.003}
+DENSE = {
+    "models": ["dense"],
+    "baselines": ["logistic_regression"],
+    "folds": 3,
+    "epochs": 6,
+    "patience": 10,
+    "batch_size": 32,
+    "dense_preset": "custom",
+    "dense_widths": [64, 32],
+    "dropout": 0.0,
+    "lr": 0.003,
+}
 
 
 def test_early_stopping_stops_after_patience_and_restores_the_best():
@@ -68,8 +79,14 @@ def test_wilcoxon_limits_and_plain_statement():
 
 
 def _stage(cfg, env, *args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "stages.train_torch", "--config", str(cfg), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.train_torch", "--config", str(cfg), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -81,8 +98,13 @@ def prepared(tmp_path_factory, small_data):
     tmp = tmp_path_factory.mktemp("prep")
     cfg = write_config(tmp / "c.yaml", small_data, stages=("preprocess", "train_torch"), train_torch=DENSE)
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs")}
-    proc = subprocess.run([sys.executable, "-m", "stages.preprocess", "--config", str(cfg)], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.preprocess", "--config", str(cfg)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     return {"cfg": cfg, "preprocess": tmp / "outputs" / "t" / "preprocess"}
 
@@ -108,7 +130,9 @@ def test_baselines_share_the_folds_and_beat_chance(tmp_path, prepared):
     from shared.evaluation.compare import compare_all
 
     dense = json.loads((out / "t" / "train_torch" / "dense" / "metrics.json").read_text())
-    assert dense["splits"]["splits"] == metrics["splits"]["splits"] and dense["splits"]["n_test"] == metrics["test"]["n"]
+    assert (
+        dense["splits"]["splits"] == metrics["splits"]["splits"] and dense["splits"]["n_test"] == metrics["test"]["n"]
+    )
     pairs = compare_all([{"name": m["model"], "folds": m["folds"], "splits": m["splits"]} for m in (dense, metrics)])
     assert len(pairs) == 1 and pairs[0]["comparable"] and pairs[0]["a"] == "dense" and pairs[0]["n_folds"] == 3
 
@@ -119,8 +143,13 @@ def test_resume_after_kill_gives_the_same_result(tmp_path, prepared):
     reference = json.loads((out_a / "t" / "train_torch" / "dense" / "metrics.json").read_text())
 
     out_b, env_b = _outputs(tmp_path / "b", prepared)
-    proc = subprocess.Popen([sys.executable, "-m", "stages.train_torch", "--config", str(prepared["cfg"])], cwd=REPO,
-                            env=env_b, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.train_torch", "--config", str(prepared["cfg"])],
+        cwd=REPO,
+        env=env_b,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     target = None
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -138,7 +167,9 @@ def test_resume_after_kill_gives_the_same_result(tmp_path, prepared):
     assert "resumed after epoch" in resumed.stderr
     result = json.loads((out_b / "t" / "train_torch" / "dense" / "metrics.json").read_text())
     assert result["test"] == pytest.approx(reference["test"])
-    assert [f["val_macro_f1"] for f in result["folds"]] == pytest.approx([f["val_macro_f1"] for f in reference["folds"]])
+    assert [f["val_macro_f1"] for f in result["folds"]] == pytest.approx(
+        [f["val_macro_f1"] for f in reference["folds"]]
+    )
     assert not (out_b / "t" / ".checkpoints" / "train_torch").exists()
 
 
@@ -150,8 +181,20 @@ def test_ddp_with_two_gloo_processes_agrees_with_one_process(tmp_path, prepared)
 
     out_b, env_b = _outputs(tmp_path / "b", prepared)
     env_b = {**env_b, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
-           "stages.train_torch", "--config", str(prepared["cfg"]), "--set", "train_torch.baselines=[]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "stages.train_torch",
+        "--config",
+        str(prepared["cfg"]),
+        "--set",
+        "train_torch.baselines=[]",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env_b, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads((out_b / "t" / "train_torch" / "manifest.json").read_text())

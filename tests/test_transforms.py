@@ -1,6 +1,7 @@
 """The image transforms: their pixel->gene maps are exact, fitted on training values only, and applied to each new
 sample on its own; layouts work for any image size; gene-grid's order is seeded; sample-spot is the published
 transductive image."""
+
 from __future__ import annotations
 
 import typing
@@ -41,8 +42,10 @@ MAP_CASES = {
     "deepinsight-qtb": ("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "qtb"}}),
     "deepinsight-lsa": ("deepinsight", {"deepinsight": {"embedding": "kpca", "discretization": "lsa"}}),
     "multichannel-lsa": ("multichannel", {"multichannel": {"embeddings": ["pca", "kpca", "pca"]}}),
-    "multichannel-qtb": ("multichannel", {"multichannel": {"embeddings": ["pca", "kpca", "pca"],
-                                                           "discretization": "qtb"}}),
+    "multichannel-qtb": (
+        "multichannel",
+        {"multichannel": {"embeddings": ["pca", "kpca", "pca"], "discretization": "qtb"}},
+    ),
     "gene-grid-permutation": ("gene-grid", {}),
     "gene-grid-pca": ("gene-grid", {"gene_grid": {"order": "embedding", "embedding": "pca"}}),
     "gene-grid-spectral": ("gene-grid", {"gene_grid": {"order": "embedding", "embedding": "spectral"}}),
@@ -60,6 +63,7 @@ def test_every_configurable_transform_is_registered():
 
 # -- exactness of the maps ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", MAP_CASES)
 def test_pixel_is_the_weighted_sum_of_its_genes(case):
     """For every pixel: value == sum(weight * gene value) over the genes the map lists for it; weights of a
@@ -72,18 +76,21 @@ def test_pixel_is_the_weighted_sum_of_its_genes(case):
     assert images.min() >= 0 and images.max() <= 1 + 1e-6
     w = t.gene_map.weights.tocoo()
     expected = np.zeros((7, t.gene_map.n_pixels))
-    for p, g, weight in zip(w.row, w.col, w.data):
+    for p, g, weight in zip(w.row, w.col, w.data, strict=False):
         expected[:, p] += weight * new[:, g]
     np.testing.assert_allclose(images.reshape(7, -1), expected, rtol=1e-5, atol=1e-7)
     row_sums = np.asarray(t.gene_map.weights.sum(axis=1)).ravel()
     np.testing.assert_allclose(row_sums[row_sums > 0], 1.0)
 
 
-@pytest.mark.parametrize("name,sections", [
-    ("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "lsa"}}),
-    ("fotomics", {"fotomics": {"discretization": "lsa"}}),
-    ("multichannel", {"multichannel": {"embeddings": ["pca", "kpca", "pca"], "discretization": "lsa"}}),
-])
+@pytest.mark.parametrize(
+    "name,sections",
+    [
+        ("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "lsa"}}),
+        ("fotomics", {"fotomics": {"discretization": "lsa"}}),
+        ("multichannel", {"multichannel": {"embeddings": ["pca", "kpca", "pca"], "discretization": "lsa"}}),
+    ],
+)
 @pytest.mark.parametrize("height,width", [(8, 8), (6, 9), (9, 6)])
 def test_lsa_gives_one_gene_per_pixel(name, sections, height, width):
     t = _fitted(name, height=height, width=width, **sections)  # 50 genes on 54 or 64 pixels
@@ -104,13 +111,14 @@ def test_lsa_refuses_more_genes_than_pixels_naming_the_key():
 
 # -- protocol: fitted on training values only, each sample on its own ---------------------------------------
 
+
 @pytest.mark.parametrize("case", MAP_CASES)
 def test_a_new_sample_image_depends_on_its_own_values_only(case):
     name, sections = MAP_CASES[case]
     t = _fitted(name, **sections)
     new = _values(9, 50, seed=2)
     together = t.transform(new)
-    alone = np.concatenate([t.transform(new[i:i + 1]) for i in range(len(new))])
+    alone = np.concatenate([t.transform(new[i : i + 1]) for i in range(len(new))])
     np.testing.assert_array_equal(together, alone)
     others = new.copy()
     others[1:] = np.random.default_rng(3).random((8, 50))
@@ -140,6 +148,7 @@ def test_the_fit_depends_only_on_the_training_values_and_seed(case):
 
 # -- layouts of any size; quantile binning -------------------------------------------------------------------
 
+
 def test_quantile_bins_are_equally_filled():
     v = np.random.default_rng(0).standard_cauchy(240)  # heavy tails: equal-width bins would be nearly empty
     for n_bins in (6, 20, 7):
@@ -151,8 +160,10 @@ def test_quantile_bins_are_equally_filled():
 @pytest.mark.parametrize("height,width", [(6, 20), (20, 6), (8, 8)])
 def test_qtb_spreads_genes_evenly_over_rows_and_columns(height, width):
     values = _values(60, 240)
-    for name, sections in [("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "qtb"}}),
-                           ("fotomics", {"fotomics": {"discretization": "qtb"}})]:
+    for name, sections in [
+        ("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "qtb"}}),
+        ("fotomics", {"fotomics": {"discretization": "qtb"}}),
+    ]:
         t = _fitted(name, values, height, width, **sections)
         per_pixel = t.gene_map.genes_per_pixel()[0]
         rows, cols = per_pixel.sum(axis=1), per_pixel.sum(axis=0)
@@ -170,14 +181,17 @@ def test_qtb_spreads_genes_evenly_over_rows_and_columns(height, width):
     assert binned.max() - binned.min() > 1
 
 
-@pytest.mark.parametrize("name,sections", [
-    ("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "bin"}}),
-    ("deepinsight", {"deepinsight": {"embedding": "kpca", "discretization": "lsa"}}),
-    ("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "qtb"}}),
-    ("fotomics", {"fotomics": {"discretization": "bin"}}),
-    ("fotomics", {"fotomics": {"discretization": "lsa"}}),
-    ("fotomics", {"fotomics": {"discretization": "qtb"}}),
-])
+@pytest.mark.parametrize(
+    "name,sections",
+    [
+        ("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "bin"}}),
+        ("deepinsight", {"deepinsight": {"embedding": "kpca", "discretization": "lsa"}}),
+        ("deepinsight", {"deepinsight": {"embedding": "pca", "discretization": "qtb"}}),
+        ("fotomics", {"fotomics": {"discretization": "bin"}}),
+        ("fotomics", {"fotomics": {"discretization": "lsa"}}),
+        ("fotomics", {"fotomics": {"discretization": "qtb"}}),
+    ],
+)
 @pytest.mark.parametrize("height,width", [(6, 20), (20, 6)])
 def test_non_square_images_work_and_use_the_whole_grid(name, sections, height, width):
     values = _values(60, 100)
@@ -193,6 +207,7 @@ def test_non_square_images_work_and_use_the_whole_grid(name, sections, height, w
 
 
 # -- gene-grid ---------------------------------------------------------------------------------------------------
+
 
 def _pixel_of_gene(gmap):
     csc = gmap.weights.tocsc()
@@ -216,8 +231,9 @@ def test_gene_grid_round_trip_recovers_each_kept_gene_exactly():
     flat = t.transform(new).reshape(6, -1)
     for g, p in _pixel_of_gene(t.gene_map).items():
         np.testing.assert_array_equal(flat[:, p], new[:, g])  # exact: each pixel is one gene, weight 1
-    np.testing.assert_allclose(t.gene_map.gene_attributions(t.transform(new), new)[:, t.kept], new[:, t.kept],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        t.gene_map.gene_attributions(t.transform(new), new)[:, t.kept], new[:, t.kept], rtol=1e-6
+    )
 
 
 def test_gene_grid_permutation_is_seeded():
@@ -240,6 +256,7 @@ def test_gene_grid_embedding_order_follows_the_first_principal_component():
 
 
 # -- fotomics ------------------------------------------------------------------------------------------------------
+
 
 def test_fotomics_coordinates_follow_the_published_recipe():
     """Against a literal transcription of the reference FftTransformer.fft_fit loop."""
@@ -265,6 +282,7 @@ def test_fotomics_coordinates_follow_the_published_recipe():
 
 # -- one small t-SNE check (the slow embeddings) ----------------------------------------------------------------
 
+
 def test_multichannel_with_tsne_puts_each_embedding_in_its_own_channel():
     values = _values(40, 30)
     t = _fitted("multichannel", values, 6, 6, multichannel={"embeddings": ["tsne", "pca", "kpca"]})
@@ -276,15 +294,16 @@ def test_multichannel_with_tsne_puts_each_embedding_in_its_own_channel():
 
 # -- sample-spot -----------------------------------------------------------------------------------------------
 
+
 def _check_spot_images(t, images, n):
     assert images.shape == (n, 3, 128, 128) and images.dtype == np.float32
     assert images.min() >= 0 and images.max() <= 1
-    for img, (r, c), colour in zip(images, t.spots, t.colours):
-        square = img[:, r:r + 7, c:c + 7]
+    for img, (r, c), colour in zip(images, t.spots, t.colours, strict=False):
+        square = img[:, r : r + 7, c : c + 7]
         assert square.shape == (3, 7, 7)  # wholly inside the image
         np.testing.assert_array_equal(square, np.broadcast_to(colour.astype(np.float32)[:, None, None], (3, 7, 7)))
         rest = img.copy()
-        rest[:, r:r + 7, c:c + 7] = 0
+        rest[:, r : r + 7, c : c + 7] = 0
         assert not rest.any()  # black everywhere else
         if colour.any():  # a lit square: the lit pixels are exactly that one 7 x 7 block
             lit_r, lit_c = np.nonzero(img.any(axis=0))
@@ -317,8 +336,9 @@ def test_sample_spot_draws_one_square_per_sample_at_its_tsne_position(monkeypatc
     def unit(v):
         return (v - v.min()) / (v.max() - v.min())
 
-    np.testing.assert_allclose(t.colours, np.column_stack([unit(emb["tsne"][:, 0]), unit(emb["pca"][:, 0]),
-                                                           unit(emb["umap"][:, 0])]))
+    np.testing.assert_allclose(
+        t.colours, np.column_stack([unit(emb["tsne"][:, 0]), unit(emb["pca"][:, 0]), unit(emb["umap"][:, 0])])
+    )
     np.testing.assert_array_equal(t.spots[:, 1], np.rint(unit(emb["tsne"][:, 0]) * 121))  # x -> column
     np.testing.assert_array_equal(t.spots[:, 0], np.rint((1 - unit(emb["tsne"][:, 1])) * 121))  # y up -> row
     np.testing.assert_array_equal(t.render(np.arange(5, 9)), images[5:9])  # chunks render the same images

@@ -1,4 +1,5 @@
 """Simple models on the same splits and genes as the deep models: logistic regression and a random forest."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,9 @@ log = get_logger(__name__)
 __all__ = ["BASELINES", "make_baseline", "fit_predict", "train_sklearn", "train_baseline"]
 
 
-def fit_predict(model, X_train: np.ndarray, y_train: np.ndarray, X_eval: list[np.ndarray],
-                n_classes: int) -> list[np.ndarray]:
+def fit_predict(
+    model, X_train: np.ndarray, y_train: np.ndarray, X_eval: list[np.ndarray], n_classes: int
+) -> list[np.ndarray]:
     """Fit a scikit-learn classifier on the training rows; class probabilities (n, n_classes) for each evaluation
     set (classes absent from the fold's training rows get 0)."""
     model = model.fit(X_train, y_train)
@@ -35,14 +37,26 @@ def train_sklearn(proto: Protocol, name: str, make, X: np.ndarray, seed: int, ki
     for r, k, tr, va in proto.splits:
         tr_rows, va_rows = proto.fold_rows(tr, va)
         tr_rows = np.sort(tr_rows)
-        val_proba, test_proba = fit_predict(make(seed + 1000 * r + k), np.asarray(X[tr_rows]), proto.labels[tr_rows],
-                                            [np.asarray(X[va_rows]), X_test], proto.n_classes)
+        val_proba, test_proba = fit_predict(
+            make(seed + 1000 * r + k),
+            np.asarray(X[tr_rows]),
+            proto.labels[tr_rows],
+            [np.asarray(X[va_rows]), X_test],
+            proto.n_classes,
+        )
         cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
         test_folds.append(test_proba)
         folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba))
         log.info("%s r%d fold %d: val macro-F1 %.3f", name, r, k + 1, folds[-1]["val_macro_f1"])
-    return ModelResult(name=name, kind=kind, framework="sklearn", spec={"arch": name, "input": {"kind": "vector"}},
-                       folds=pd.DataFrame(folds), cv=cv, test_proba=np.mean(test_folds, axis=0))
+    return ModelResult(
+        name=name,
+        kind=kind,
+        framework="sklearn",
+        spec={"arch": name, "input": {"kind": "vector"}},
+        folds=pd.DataFrame(folds),
+        cv=cv,
+        test_proba=np.mean(test_folds, axis=0),
+    )
 
 
 def train_baseline(proto: Protocol, name: str, X: np.ndarray, seed: int) -> ModelResult:

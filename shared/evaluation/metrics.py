@@ -1,10 +1,10 @@
 """Classification metrics (scikit-learn) in the shape the report reads."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score,
-                             roc_curve)
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict:
@@ -18,8 +18,14 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[
     else:
         # one-vs-rest AUC per class present in y_true, averaged (sklearn needs every class present otherwise)
         auc = float(np.mean([roc_auc_score(y_true == c, proba[:, c]) for c in present]))
-    return {"accuracy": float(accuracy_score(y_true, y_pred)), "macro_precision": float(p), "macro_recall": float(r),
-            "macro_f1": float(f), "macro_auc": float(auc), "n": int(len(y_true))}
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_precision": float(p),
+        "macro_recall": float(r),
+        "macro_f1": float(f),
+        "macro_auc": float(auc),
+        "n": int(len(y_true)),
+    }
 
 
 def per_class_table(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -47,4 +53,6 @@ def roc_table(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> pd.D
         if 0 < (y_true == c).sum() < len(y_true):
             fpr, tpr, thr = roc_curve(y_true == c, proba[:, c])
             frames.append(pd.DataFrame({"class": name, "fpr": fpr, "tpr": tpr, "threshold": thr}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["class", "fpr", "tpr", "threshold"])
+    return (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["class", "fpr", "tpr", "threshold"])
+    )

@@ -1,4 +1,5 @@
 """From per-sample gene attributions to class rankings, and their precision against known markers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,21 +43,30 @@ def read_markers(path: str, classes: list[str], genes=None) -> dict[str, set[str
     frame = frame.dropna(subset=["class", "gene"])
     unknown_classes = sorted(set(frame["class"]) - set(classes))
     if unknown_classes == sorted(set(frame["class"])):
-        raise UserError(f"explain.markers ({path}): no class of the markers file is a class of the data "
-                        f"({', '.join(classes)})")
+        raise UserError(
+            f"explain.markers ({path}): no class of the markers file is a class of the data ({', '.join(classes)})"
+        )
     if unknown_classes:
-        raise UserError(f"explain.markers ({path}): {len(unknown_classes)} classes are not classes of the data "
-                        f"({_listed(unknown_classes)}; the data's: {', '.join(classes)}); fix their names or remove "
-                        "their rows")
+        raise UserError(
+            f"explain.markers ({path}): {len(unknown_classes)} classes are not classes of the data "
+            f"({_listed(unknown_classes)}; the data's: {', '.join(classes)}); fix their names or remove "
+            "their rows"
+        )
     frame = frame[frame["class"].isin(classes)]
     if genes is not None:
         known = frame["gene"].isin(set(np.asarray(genes).astype(str)))
         if not known.any():
-            raise UserError(f"explain.markers ({path}): none of its genes is a gene of the data (e.g. "
-                            f"{_listed(sorted(set(frame['gene'])))}); check the gene identifiers (symbols vs Ensembl)")
+            raise UserError(
+                f"explain.markers ({path}): none of its genes is a gene of the data (e.g. "
+                f"{_listed(sorted(set(frame['gene'])))}); check the gene identifiers (symbols vs Ensembl)"
+            )
         if not known.all():
-            log.warning("explain.markers (%s): %d marker genes are not genes of the data, left out: %s", path,
-                        int((~known).sum()), _listed(sorted(set(frame.loc[~known, "gene"]))))
+            log.warning(
+                "explain.markers (%s): %d marker genes are not genes of the data, left out: %s",
+                path,
+                int((~known).sum()),
+                _listed(sorted(set(frame.loc[~known, "gene"]))),
+            )
         frame = frame[known]
     return {c: set(g["gene"]) for c, g in frame.groupby("class")}
 
@@ -73,20 +83,35 @@ def marker_precision(table: pd.DataFrame, markers: dict[str, set[str]], k: int) 
             continue
         top = table[cls].dropna().sort_values(ascending=False, kind="stable").head(k).index
         hits = int(top.isin(list(genes)).sum())
-        rows.append({"class": cls, "k": k, "hits": hits, "precision": hits / k, "n_markers": len(genes),
-                     "recall": hits / len(genes)})
+        rows.append(
+            {
+                "class": cls,
+                "k": k,
+                "hits": hits,
+                "precision": hits / k,
+                "n_markers": len(genes),
+                "recall": hits / len(genes),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def write_gene_rankings(folder: Path, means: np.ndarray, classes: list[str], gene_names,
-                        markers: dict[str, set[str]] | None, top_k: int, precision_k: int) -> tuple[pd.DataFrame,
-                                                                                                pd.DataFrame, dict]:
+def write_gene_rankings(
+    folder: Path,
+    means: np.ndarray,
+    classes: list[str],
+    gene_names,
+    markers: dict[str, set[str]] | None,
+    top_k: int,
+    precision_k: int,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """(n_classes, n_genes) class-mean gene attributions of one method (``class_means`` of its per-sample gene
     attributions) -> ``gene_attributions.csv`` (genes x classes), ``top_genes.csv`` and, with markers,
     ``marker_precision.csv`` in ``folder``; returns (the genes x classes table, the top genes, the metrics entry:
     marker precision overall and per class)."""
-    table = pd.DataFrame(np.asarray(means).T, index=pd.Index(np.asarray(gene_names).astype(str), name="gene"),
-                         columns=classes)
+    table = pd.DataFrame(
+        np.asarray(means).T, index=pd.Index(np.asarray(gene_names).astype(str), name="gene"), columns=classes
+    )
     ranking = top_genes(table, top_k)
     table.to_csv(folder / "gene_attributions.csv")
     ranking.to_csv(folder / "top_genes.csv", index=False)
@@ -95,5 +120,5 @@ def write_gene_rankings(folder: Path, means: np.ndarray, classes: list[str], gen
         prec = marker_precision(table, markers, precision_k)
         prec.to_csv(folder / "marker_precision.csv", index=False)
         result[f"marker_precision_at_{precision_k}"] = float(prec["precision"].mean())
-        result["per_class_precision"] = dict(zip(prec["class"], prec["precision"].astype(float)))
+        result["per_class_precision"] = dict(zip(prec["class"], prec["precision"].astype(float), strict=False))
     return table, ranking, result

@@ -6,11 +6,13 @@ A trainer builds one ``ModelResult`` per model and calls ``write_result``; it wr
 The model files themselves (``model.json`` and weights) are the trainer's, written by its ``save`` callback.
 ``write_models_index`` then writes the stage's ``models.json``, which is how report and explain find the models.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,8 +36,8 @@ class ModelResult:
     """
 
     name: str
-    kind: str                      # "deep" | "baseline" | anything a trainer names
-    framework: str                 # "torch" | "tensorflow" | "sklearn" ...: who can load the model files
+    kind: str  # "deep" | "baseline" | anything a trainer names
+    framework: str  # "torch" | "tensorflow" | "sklearn" ...: who can load the model files
     spec: dict[str, Any]
     folds: pd.DataFrame
     cv: list[pd.DataFrame]
@@ -46,19 +48,38 @@ class ModelResult:
     save: Callable[[Path], None] | None = field(default=None, repr=False)  # writes the model files into a folder
 
 
-def fold_row(proto: Protocol, r: int, k: int, va_rows: np.ndarray, val_proba: np.ndarray, test_proba: np.ndarray,
-             best_epoch: int | None = None, epochs_run: int | None = None) -> dict:
+def fold_row(
+    proto: Protocol,
+    r: int,
+    k: int,
+    va_rows: np.ndarray,
+    val_proba: np.ndarray,
+    test_proba: np.ndarray,
+    best_epoch: int | None = None,
+    epochs_run: int | None = None,
+) -> dict:
     """One row of ``folds.csv``: the fold model's validation and held-out test metrics."""
     fold_val = classification_metrics(proto.labels[va_rows], val_proba, proto.classes)
     fold_test = classification_metrics(proto.labels[proto.test_rows], test_proba, proto.classes)
-    return {"repeat": r, "fold": k, "best_epoch": best_epoch, "epochs_run": epochs_run,
-            **{f"val_{key}": v for key, v in fold_val.items()}, **{f"test_{key}": v for key, v in fold_test.items()}}
+    return {
+        "repeat": r,
+        "fold": k,
+        "best_epoch": best_epoch,
+        "epochs_run": epochs_run,
+        **{f"val_{key}": v for key, v in fold_val.items()},
+        **{f"test_{key}": v for key, v in fold_test.items()},
+    }
 
 
 def predictions(proto: Protocol, rows: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
     classes = np.asarray(proto.classes)
-    frame = pd.DataFrame({"sample": proto.samples["sample"].to_numpy()[rows], "label": classes[proto.labels[rows]],
-                          "predicted": classes[proba.argmax(1)]})
+    frame = pd.DataFrame(
+        {
+            "sample": proto.samples["sample"].to_numpy()[rows],
+            "label": classes[proto.labels[rows]],
+            "predicted": classes[proba.argmax(1)],
+        }
+    )
     for c, name in enumerate(proto.classes):
         frame[f"p_{name}"] = proba[:, c]
     return frame
@@ -72,8 +93,10 @@ def write_result(out: Path, proto: Protocol, result: ModelResult) -> dict:
     y_test = labels[proto.test_rows]
     test = classification_metrics(y_test, result.test_proba, classes)
     cv_frame = pd.concat(result.cv, ignore_index=True)
-    cv_tables = [confusion_table(labels[g["row"].to_numpy()], np.stack(g["proba"]), classes)
-                 for _, g in cv_frame.groupby(["repeat", "fold"])]
+    cv_tables = [
+        confusion_table(labels[g["row"].to_numpy()], np.stack(g["proba"]), classes)
+        for _, g in cv_frame.groupby(["repeat", "fold"])
+    ]
     first = cv_frame[cv_frame["repeat"] == 0]
     cv_metrics = classification_metrics(labels[first["row"].to_numpy()], np.stack(first["proba"]), classes)
     if result.save is not None:
@@ -91,18 +114,43 @@ def write_result(out: Path, proto: Protocol, result: ModelResult) -> dict:
     cv_pred.insert(0, "repeat", cv_frame["repeat"].to_numpy())
     cv_pred.to_csv(folder / "cv_predictions.csv", index=False)
     protocol = proto.describe()
-    metrics = {"model": result.name, "kind": result.kind, "framework": result.framework,
-               "protocol": protocol["text"], "splits": protocol, "classes": list(classes),
-               "test": test, "cv": cv_metrics, "folds": result.folds.to_dict(orient="records"),
-               "n_parameters": result.n_parameters, "pretrained": result.pretrained}
+    metrics = {
+        "model": result.name,
+        "kind": result.kind,
+        "framework": result.framework,
+        "protocol": protocol["text"],
+        "splits": protocol,
+        "classes": list(classes),
+        "test": test,
+        "cv": cv_metrics,
+        "folds": result.folds.to_dict(orient="records"),
+        "n_parameters": result.n_parameters,
+        "pretrained": result.pretrained,
+    }
     write_json_atomic(folder / "metrics.json", metrics)
-    log.info("%s: held-out test (%d samples) accuracy %.3f, macro-F1 %.3f, macro AUC %.3f", result.name, test["n"],
-             test["accuracy"], test["macro_f1"], test["macro_auc"])
+    log.info(
+        "%s: held-out test (%d samples) accuracy %.3f, macro-F1 %.3f, macro AUC %.3f",
+        result.name,
+        test["n"],
+        test["accuracy"],
+        test["macro_f1"],
+        test["macro_auc"],
+    )
     return metrics
 
 
 def write_models_index(out: Path, results: list[ModelResult]) -> None:
     """``models.json``: one entry per model (name, kind, framework, folder, input) -- the classifier role's index."""
-    write_json_atomic(out / "models.json", [
-        {"name": r.name, "kind": r.kind, "framework": r.framework, "folder": r.name,
-         "input": r.spec.get("input", {})} for r in results])
+    write_json_atomic(
+        out / "models.json",
+        [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "framework": r.framework,
+                "folder": r.name,
+                "input": r.spec.get("input", {}),
+            }
+            for r in results
+        ],
+    )

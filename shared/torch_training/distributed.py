@@ -1,9 +1,10 @@
 """torchrun / DistributedDataParallel: the same training code on one process or several (gloo on CPU, NCCL on GPUs)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.distributed as dist

@@ -4,6 +4,7 @@ A checkpoint (model, optimizer, scheduler, early-stopping state, history, RNG st
 epoch, so a killed run resumes where it stopped and ends exactly as an uninterrupted run with the same seed:
 batch order depends only on (seed, epoch), and the torch RNG state travels in the checkpoint.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -77,8 +78,9 @@ def _autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def run_epoch(model, loader, device, loss_fn, optimizer=None, scheduler=None, s: TrainSettings | None = None,
-              reduce=None) -> tuple[float, float]:
+def run_epoch(
+    model, loader, device, loss_fn, optimizer=None, scheduler=None, s: TrainSettings | None = None, reduce=None
+) -> tuple[float, float]:
     """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over every rank's samples."""
     s = s or TrainSettings(epochs=1, lr=0, weight_decay=0)
     model.train(optimizer is not None)
@@ -122,10 +124,12 @@ def predict_proba(model, loader, device, channels_last: bool = False, mixed_prec
 def _rng_state() -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, internal, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
-                                                      gauss],
-            "python": [version, list(internal), gauss_next],
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": [version, list(internal), gauss_next],
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _set_rng_state(state: dict) -> None:
@@ -139,8 +143,14 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _stopper_state(stopper: EarlyStopping) -> dict:
-    return {"patience": stopper.patience, "min_delta": stopper.min_delta, "best": stopper.best,
-            "best_epoch": stopper.best_epoch, "bad_epochs": stopper.bad_epochs, "best_state": stopper.best_state}
+    return {
+        "patience": stopper.patience,
+        "min_delta": stopper.min_delta,
+        "best": stopper.best,
+        "best_epoch": stopper.best_epoch,
+        "bad_epochs": stopper.bad_epochs,
+        "best_state": stopper.best_state,
+    }
 
 
 def _save_checkpoint(path: Path, **state) -> None:
@@ -149,8 +159,20 @@ def _save_checkpoint(path: Path, **state) -> None:
     os.replace(tmp, path)
 
 
-def train_fold(model, train_loader, val_loader, device, s: TrainSettings, loss_fn, *, checkpoint: Path | None = None,
-               writer=None, desc: str = "train", reduce=None, is_main: bool = True) -> tuple[list[dict], EarlyStopping]:
+def train_fold(
+    model,
+    train_loader,
+    val_loader,
+    device,
+    s: TrainSettings,
+    loss_fn,
+    *,
+    checkpoint: Path | None = None,
+    writer=None,
+    desc: str = "train",
+    reduce=None,
+    is_main: bool = True,
+) -> tuple[list[dict], EarlyStopping]:
     """Train with early stopping on validation loss; the best state is restored before returning.
 
     ``model`` may be wrapped in DistributedDataParallel (then ``reduce`` sums statistics over ranks and only
@@ -163,8 +185,9 @@ def train_fold(model, train_loader, val_loader, device, s: TrainSettings, loss_f
         optimizer = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
     scheduler = None
     if s.schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=s.lr, epochs=s.epochs,
-                                                        steps_per_epoch=max(1, len(train_loader)))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=s.lr, epochs=s.epochs, steps_per_epoch=max(1, len(train_loader))
+        )
     stopper = EarlyStopping(s.patience, s.min_delta)
     history: list[dict] = []
     start = 0
@@ -188,24 +211,51 @@ def train_fold(model, train_loader, val_loader, device, s: TrainSettings, loss_f
         train_loss, train_acc = run_epoch(model, train_loader, device, loss_fn, optimizer, scheduler, s, reduce)
         val_loss, val_acc = run_epoch(model, val_loader, device, loss_fn, s=s)
         lr_now = optimizer.param_groups[0]["lr"]
-        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
-                        "val_accuracy": val_acc, "lr": lr_now})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_acc,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "lr": lr_now,
+            }
+        )
         if writer is not None:
             writer.add_scalar("loss/train", train_loss, epoch)
             writer.add_scalar("loss/validation", val_loss, epoch)
             writer.add_scalar("accuracy/validation", val_acc, epoch)
             writer.add_scalar("lr", lr_now, epoch)
-        log.info("%s epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f", desc, epoch, train_loss, train_acc,
-                 val_loss, val_acc)
+        log.info(
+            "%s epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f",
+            desc,
+            epoch,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+        )
         stop = stopper.step(epoch, val_loss, model)
         if checkpoint is not None and is_main:
-            _save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                             scheduler=scheduler.state_dict() if scheduler is not None else None,
-                             stopper=_stopper_state(stopper),
-                             history=history, epoch=epoch, rng=_rng_state(), stopped=stop)
+            _save_checkpoint(
+                checkpoint,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict() if scheduler is not None else None,
+                stopper=_stopper_state(stopper),
+                history=history,
+                epoch=epoch,
+                rng=_rng_state(),
+                stopped=stop,
+            )
         if stop:
-            log.info("%s: early stop after epoch %d (best epoch %d, val loss %.4f)", desc, epoch, stopper.best_epoch,
-                     stopper.best)
+            log.info(
+                "%s: early stop after epoch %d (best epoch %d, val loss %.4f)",
+                desc,
+                epoch,
+                stopper.best_epoch,
+                stopper.best,
+            )
             break
     stopper.restore(model)
     return history, stopper

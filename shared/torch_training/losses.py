@@ -1,4 +1,5 @@
 """Losses: cross-entropy (weighted, label-smoothed) or focal loss (Lin et al. 2017)."""
+
 from __future__ import annotations
 
 import torch

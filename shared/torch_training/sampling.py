@@ -1,4 +1,5 @@
 """Samplers whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,9 @@ class EpochShuffle(Sampler):
     ranks' batches is exactly the single-process batch.
     """
 
-    def __init__(self, n: int, seed: int, batch_size: int, weights: np.ndarray | None = None, rank: int = 0,
-                 world: int = 1):
+    def __init__(
+        self, n: int, seed: int, batch_size: int, weights: np.ndarray | None = None, rank: int = 0, world: int = 1
+    ):
         self.n, self.seed, self.batch_size, self.weights = n, seed, batch_size, weights
         self.rank, self.world, self.epoch = rank, world, 0
 
@@ -30,11 +32,13 @@ class EpochShuffle(Sampler):
     def __iter__(self):
         order = self._order()
         for start in range(0, self.n, self.batch_size):
-            yield from order[start:start + self.batch_size][self.rank::self.world].tolist()
+            yield from order[start : start + self.batch_size][self.rank :: self.world].tolist()
 
     def __len__(self) -> int:
-        return sum(len(range(self.rank, min(self.batch_size, self.n - s), self.world))
-                   for s in range(0, self.n, self.batch_size))
+        return sum(
+            len(range(self.rank, min(self.batch_size, self.n - s), self.world))
+            for s in range(0, self.n, self.batch_size)
+        )
 
 
 def class_balanced_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:

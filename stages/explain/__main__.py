@@ -1,4 +1,5 @@
 """python -m stages.explain --config FILE: attributions, class maps, gene rankings, marker precision."""
+
 from __future__ import annotations
 
 import copy
@@ -11,10 +12,11 @@ import pandas as pd
 import torch
 
 from shared.artifacts import StageRun, write_json_atomic
+from shared.attribution_figures import plot_class_maps, plot_faithfulness, plot_samples, plot_top_genes_heatmap
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
-from shared.frameworks import keep_out
 from shared.evaluation.rankings import class_means, read_markers, write_gene_rankings
+from shared.frameworks import keep_out
 from shared.genemap import PixelGeneMap
 from shared.logs import get_logger
 from shared.models import load_classifier
@@ -22,7 +24,6 @@ from shared.stage import main
 
 from . import biology
 from .attributions import METHODS, attribute_chunks, members, to_tensor
-from shared.attribution_figures import plot_class_maps, plot_faithfulness, plot_samples, plot_top_genes_heatmap
 from .params import Explain
 from .quality import agreement, faithfulness, random_curves, randomisation
 from .store import AnnDataFile, ClassMeans, CsvRows, KeptRows, LazyRows, NpyRows
@@ -50,16 +51,16 @@ class ModelInputs:
         # read a chunk of rows at a time (explain_method), so the test split's size does not bound memory
         self.array = LazyRows(exp_dir / inp["array"], rows)
         self.gmap = PixelGeneMap.load(exp_dir / inp["gene_map"]) if inp.get("gene_map") else None
-        self.gene_values = (LazyRows(exp_dir / inp["gene_values"], rows)
-                            if inp.get("gene_values") else None)
+        self.gene_values = LazyRows(exp_dir / inp["gene_values"], rows) if inp.get("gene_values") else None
         features = exp_dir / inp["features"] if inp.get("features") else None
         # genes.csv: gene (in column order) and, for images, the pixel (row, col) each gene sits on
-        self.genes_table = (pd.read_csv(features, dtype={"gene": str})
-                            if features is not None and features.is_file() else None)
+        self.genes_table = (
+            pd.read_csv(features, dtype={"gene": str}) if features is not None and features.is_file() else None
+        )
         self.features = None if self.genes_table is None else self.genes_table["gene"].to_numpy()
         self.proba: np.ndarray | None = None
 
-    def take(self, rows: np.ndarray) -> "ModelInputs":
+    def take(self, rows: np.ndarray) -> ModelInputs:
         out = copy.copy(self)
         out.samples = self.samples.iloc[rows].reset_index(drop=True)
         out.labels, out.array = self.labels[rows], self.array.take(rows, axis=0)
@@ -73,9 +74,14 @@ class ModelInputs:
 
     def predict(self, model, device, batch: int = 256) -> np.ndarray:
         with torch.no_grad():
-            self.proba = np.concatenate([
-                torch.softmax(model(to_tensor(self.array[s:s + batch], device, self.scale)).float(), 1).cpu().numpy()
-                for s in range(0, len(self.array), batch)])
+            self.proba = np.concatenate(
+                [
+                    torch.softmax(model(to_tensor(self.array[s : s + batch], device, self.scale)).float(), 1)
+                    .cpu()
+                    .numpy()
+                    for s in range(0, len(self.array), batch)
+                ]
+            )
         return self.proba
 
     @property
@@ -108,8 +114,9 @@ def subset(labels: np.ndarray, n: int) -> np.ndarray:
 PER_SAMPLE_COLUMNS = ["sample", "class", "prediction", "gene", "score", "rank"]
 
 
-def per_sample_top(sample_genes: np.ndarray, data: ModelInputs, classes: list[str], gene_names, signed: bool,
-                   k: int, threshold: float) -> pd.DataFrame:
+def per_sample_top(
+    sample_genes: np.ndarray, data: ModelInputs, classes: list[str], gene_names, signed: bool, k: int, threshold: float
+) -> pd.DataFrame:
     """sample, class, prediction, gene, score, rank: each sample's top ``k`` genes whose score is at least
     ``threshold`` x the sample's largest score (signed methods: positive scores only)."""
     rows = []
@@ -117,18 +124,40 @@ def per_sample_top(sample_genes: np.ndarray, data: ModelInputs, classes: list[st
     for i, scores in enumerate(np.nan_to_num(sample_genes, nan=-np.inf)):
         order = np.argsort(-scores, kind="stable")[:k]
         best = scores[order[0]]
-        keep = [g for g in order if np.isfinite(scores[g]) and scores[g] >= threshold * best
-                and (scores[g] > 0 or not signed)]
+        keep = [
+            g
+            for g in order
+            if np.isfinite(scores[g]) and scores[g] >= threshold * best and (scores[g] > 0 or not signed)
+        ]
         for rank, g in enumerate(keep, start=1):
-            rows.append((data.samples["sample"].iat[i], classes[data.labels[i]],
-                         classes[int(data.proba[i].argmax())], names[g], float(scores[g]), rank))
+            rows.append(
+                (
+                    data.samples["sample"].iat[i],
+                    classes[data.labels[i]],
+                    classes[int(data.proba[i].argmax())],
+                    names[g],
+                    float(scores[g]),
+                    rank,
+                )
+            )
     return pd.DataFrame(rows, columns=PER_SAMPLE_COLUMNS)
 
 
-def trust(model, method_name: str, p: Explain, data: ModelInputs, attr, classes: list[str], device,
-          seed: int, folder: Path, cache: dict) -> dict:
+def trust(
+    model,
+    method_name: str,
+    p: Explain,
+    data: ModelInputs,
+    attr,
+    classes: list[str],
+    device,
+    seed: int,
+    folder: Path,
+    cache: dict,
+) -> dict:
     """Faithfulness, sanity and stability figures of one method (each on a bounded subset of the explained
-    samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); ``cache`` keeps the random order's curves, the same reference for every method of a model."""
+    samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); ``cache`` keeps
+    the random order's curves, the same reference for every method of a model."""
     out: dict = {}
     method_cls, options = METHODS[method_name], p.options(method_name)
     if p.faithfulness.enabled:
@@ -137,38 +166,78 @@ def trust(model, method_name: str, p: Explain, data: ModelInputs, attr, classes:
         x, target = data.tensors(rows, device)
         if "random" not in cache:
             cache["random"] = random_curves(model, x, target, p.faithfulness.steps, seed)
-        f = faithfulness(model, x, target, attr[rows], method_cls.signed, p.faithfulness.steps, seed,
-                         p.faithfulness.margin, reference=cache["random"])
+        f = faithfulness(
+            model,
+            x,
+            target,
+            attr[rows],
+            method_cls.signed,
+            p.faithfulness.steps,
+            seed,
+            p.faithfulness.margin,
+            reference=cache["random"],
+        )
         aucs = ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc")
-        table = pd.DataFrame({"sample": data.samples["sample"].to_numpy()[rows],
-                              "class": np.asarray(classes)[data.labels[rows]], **{k: f[k] for k in aucs}})
+        table = pd.DataFrame(
+            {
+                "sample": data.samples["sample"].to_numpy()[rows],
+                "class": np.asarray(classes)[data.labels[rows]],
+                **{k: f[k] for k in aucs},
+            }
+        )
         table.to_csv(folder / "faithfulness.csv", index=False)
         per_class = table.groupby("class", sort=False)[list(aucs)].mean()
         plot_faithfulness(f, folder / "figures" / "faithfulness.png", method_name)
         out["faithfulness"] = {
-            "n_samples": int(len(rows)), "steps": p.faithfulness.steps, **{k: float(table[k].mean()) for k in aucs},
-            **{k: f[k] for k in ("p_deletion", "p_insertion", "deletion_better_than_random",
-                                 "insertion_better_than_random", "better_than_random")},
+            "n_samples": int(len(rows)),
+            "steps": p.faithfulness.steps,
+            **{k: float(table[k].mean()) for k in aucs},
+            **{
+                k: f[k]
+                for k in (
+                    "p_deletion",
+                    "p_insertion",
+                    "deletion_better_than_random",
+                    "insertion_better_than_random",
+                    "better_than_random",
+                )
+            },
             "per_class": {c: {k: float(v) for k, v in r.items()} for c, r in per_class.iterrows()},
-            "seconds": round(time.time() - t0, 2)}
-        log.info("%s: deletion AUC %.3f (random %.3f), insertion AUC %.3f (random %.3f)%s", method_name,
-                 out["faithfulness"]["deletion_auc"], out["faithfulness"]["random_deletion_auc"],
-                 out["faithfulness"]["insertion_auc"], out["faithfulness"]["random_insertion_auc"],
-                 "" if f["better_than_random"] else ": NO BETTER THAN RANDOM")
+            "seconds": round(time.time() - t0, 2),
+        }
+        log.info(
+            "%s: deletion AUC %.3f (random %.3f), insertion AUC %.3f (random %.3f)%s",
+            method_name,
+            out["faithfulness"]["deletion_auc"],
+            out["faithfulness"]["random_deletion_auc"],
+            out["faithfulness"]["insertion_auc"],
+            out["faithfulness"]["random_insertion_auc"],
+            "" if f["better_than_random"] else ": NO BETTER THAN RANDOM",
+        )
     if p.sanity.enabled:
         t0 = time.time()
         rows = subset(data.labels, p.sanity.max_samples)
         x, target = data.tensors(rows, device)
         r = randomisation(model, method_cls, options, x, target, attr[rows], seed)
-        pd.DataFrame([{"step": i + 1, **c} for i, c in enumerate(r["cascade"])]
-                     + [{"step": "all", "randomised_down_to": "all at once", "spearman": r["all_at_once"]}]
-                     ).to_csv(folder / "sanity.csv", index=False)
+        pd.DataFrame(
+            [{"step": i + 1, **c} for i, c in enumerate(r["cascade"])]
+            + [{"step": "all", "randomised_down_to": "all at once", "spearman": r["all_at_once"]}]
+        ).to_csv(folder / "sanity.csv", index=False)
         insensitive = bool(r["all_at_once"] >= p.sanity.threshold)
-        out["sanity"] = {"n_samples": int(len(rows)), "spearman_all_at_once": r["all_at_once"],
-                         "cascade": r["cascade"], "threshold": p.sanity.threshold,
-                         "insensitive_to_model": insensitive, "seconds": round(time.time() - t0, 2)}
-        log.info("%s: rank correlation with a randomised model %.3f%s", method_name, r["all_at_once"],
-                 ": INSENSITIVE TO THE MODEL" if insensitive else "")
+        out["sanity"] = {
+            "n_samples": int(len(rows)),
+            "spearman_all_at_once": r["all_at_once"],
+            "cascade": r["cascade"],
+            "threshold": p.sanity.threshold,
+            "insensitive_to_model": insensitive,
+            "seconds": round(time.time() - t0, 2),
+        }
+        log.info(
+            "%s: rank correlation with a randomised model %.3f%s",
+            method_name,
+            r["all_at_once"],
+            ": INSENSITIVE TO THE MODEL" if insensitive else "",
+        )
     if p.stability.enabled:
         out["stability"] = stability(model, method_name, p, data, classes, device, seed)
     return out
@@ -194,15 +263,23 @@ def stability(model, method_name: str, p: Explain, data: ModelInputs, classes: l
     if method_cls.stochastic:
         out["draws"] = agreement([class_scores(model, seed + d) for d in range(p.stability.draws)], classes, p.top_k)
     out["seconds"] = round(time.time() - t0, 2)
-    shown = {k: f"Spearman {v['spearman']:.3f}, top {p.top_k} shared {v['shared_top_k']:.2f}"
-             for k, v in out.items() if isinstance(v, dict)}
-    log.info("%s: stability across fold models: %s%s", method_name, shown.get("folds", "n/a (one model)"),
-             f"; across {p.stability.draws} draws: {shown['draws']}" if "draws" in shown else "")
+    shown = {
+        k: f"Spearman {v['spearman']:.3f}, top {p.top_k} shared {v['shared_top_k']:.2f}"
+        for k, v in out.items()
+        if isinstance(v, dict)
+    }
+    log.info(
+        "%s: stability across fold models: %s%s",
+        method_name,
+        shown.get("folds", "n/a (one model)"),
+        f"; across {p.stability.draws} draws: {shown['draws']}" if "draws" in shown else "",
+    )
     return out
 
 
-def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, seed: int,
-                  bio: biology.Context | None = None) -> dict:
+def explain_model(
+    name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, seed: int, bio: biology.Context | None = None
+) -> dict:
     """Every configured method for one trained model, then the biology checks of its rankings (``bio``); returns
     its metrics entry. The held-out samples are read, explained and written a chunk at a time (``explain_method``):
     memory does not grow with their number beyond a few numbers per sample."""
@@ -211,21 +288,38 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
     classes = spec["classes"]
     proba = data.predict(model, device)
     correct = proba.argmax(1) == data.labels
-    entry = {"arch": spec["arch"], "input": data.kind, "samples": "correctly classified" if p.correct_only else "all",
-             "n_test": int(len(data.labels)), "n_explained": int(correct.sum() if p.correct_only else len(correct)),
-             "methods": {}, "not_applicable": {}}
+    entry = {
+        "arch": spec["arch"],
+        "input": data.kind,
+        "samples": "correctly classified" if p.correct_only else "all",
+        "n_test": int(len(data.labels)),
+        "n_explained": int(correct.sum() if p.correct_only else len(correct)),
+        "methods": {},
+        "not_applicable": {},
+    }
     if p.correct_only:
         data = data.take(np.flatnonzero(correct))
-        log.info("%s: explaining the %d of %d held-out test samples it classifies correctly", name, len(data.labels),
-                 len(correct))
+        log.info(
+            "%s: explaining the %d of %d held-out test samples it classifies correctly",
+            name,
+            len(data.labels),
+            len(correct),
+        )
         if not len(data.labels):
-            raise UserError(f"explain.correct_only: model '{name}' classifies no held-out test sample correctly; "
-                            "set explain.correct_only: false")
+            raise UserError(
+                f"explain.correct_only: model '{name}' classifies no held-out test sample correctly; "
+                "set explain.correct_only: false"
+            )
     entry["per_sample_arrays"] = len(data.labels) <= p.per_sample.arrays_max_samples
     if not entry["per_sample_arrays"]:
-        log.info("%s: %d samples explained, more than per_sample.arrays_max_samples (%d): no attributions.npy or "
-                 "sample_genes.npy (the class means, rankings, sample_top_genes.csv and the h5ad layers are "
-                 "complete)", name, len(data.labels), p.per_sample.arrays_max_samples)
+        log.info(
+            "%s: %d samples explained, more than per_sample.arrays_max_samples (%d): no attributions.npy or "
+            "sample_genes.npy (the class means, rankings, sample_top_genes.csv and the h5ad layers are "
+            "complete)",
+            name,
+            len(data.labels),
+            p.per_sample.arrays_max_samples,
+        )
     gene_names = data.gene_names
     entry["gene_map"] = gene_names is not None
     if gene_names is None:
@@ -239,23 +333,40 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
         for method_name in p.methods:
             method_cls = METHODS[method_name]
             if kind not in method_cls.kinds:
-                entry["not_applicable"][method_name] = (f"{method_name} applies to "
-                                                        f"{' and '.join(method_cls.kinds)} inputs")
+                entry["not_applicable"][method_name] = (
+                    f"{method_name} applies to {' and '.join(method_cls.kinds)} inputs"
+                )
                 log.info("%s: %s skipped (%s inputs)", name, method_name, kind)
                 continue
-            result, means = explain_method(model, name, method_name, data, classes, markers, p, device, seed,
-                                           out / name / method_name, h5ad, entry["per_sample_arrays"], cache)
+            result, means = explain_method(
+                model,
+                name,
+                method_name,
+                data,
+                classes,
+                markers,
+                p,
+                device,
+                seed,
+                out / name / method_name,
+                h5ad,
+                entry["per_sample_arrays"],
+                cache,
+            )
             entry["methods"][method_name] = result
             if means is not None:
                 gene_means[method_name] = means
         tables, de = {}, None
         if bio is not None and gene_names is None:
-            entry["biology_absent"] = ("its inputs have no pixel->gene map (a sample-spot image): there are no gene "
-                                       "rankings to compare with differential expression or gene sets")
+            entry["biology_absent"] = (
+                "its inputs have no pixel->gene map (a sample-spot image): there are no gene "
+                "rankings to compare with differential expression or gene sets"
+            )
         elif bio is not None and gene_means:
             rankings = {m: (g, METHODS[m].signed) for m, g in gene_means.items()}
-            result = biology.assess_model(name, bio, spec, gene_names, symbols_of(data, gene_names), classes,
-                                          rankings, out / name / "biology")
+            result = biology.assess_model(
+                name, bio, spec, gene_names, symbols_of(data, gene_names), classes, rankings, out / name / "biology"
+            )
             if result is None:
                 entry["biology_absent"] = "the gene values the model read are not stored (preprocess.save_vectors)"
             else:
@@ -272,9 +383,21 @@ def explain_model(name: str, folder: Path, exp_dir: Path, out: Path, p: Explain,
     return entry
 
 
-def explain_method(model, name: str, method_name: str, data: ModelInputs, classes: list[str], markers, p: Explain,
-                   device, seed: int, folder: Path, h5ad: "AnnDataFile | None", arrays: bool,
-                   cache: dict) -> tuple[dict, np.ndarray | None]:
+def explain_method(
+    model,
+    name: str,
+    method_name: str,
+    data: ModelInputs,
+    classes: list[str],
+    markers,
+    p: Explain,
+    device,
+    seed: int,
+    folder: Path,
+    h5ad: AnnDataFile | None,
+    arrays: bool,
+    cache: dict,
+) -> tuple[dict, np.ndarray | None]:
     """One method on every explained sample, ``p.chunk_size`` samples at a time: per chunk the attributions, their
     genes, the class sums, the per-sample top genes and (``arrays``) the per-sample arrays are written and the rows
     the trust checks and figures read are kept; then the class maps, rankings, figures and trust checks. Returns
@@ -284,8 +407,11 @@ def explain_method(model, name: str, method_name: str, data: ModelInputs, classe
     gene_names = data.gene_names
     n, nc = len(data.labels), len(classes)
     dtype = np.dtype(p.attribution_dtype)
-    shown = (subset(data.labels, p.per_sample.figure_per_class * len(classes)) if p.per_sample.figure_per_class
-             else np.zeros(0, dtype=int))
+    shown = (
+        subset(data.labels, p.per_sample.figure_per_class * len(classes))
+        if p.per_sample.figure_per_class
+        else np.zeros(0, dtype=int)
+    )
     read_later = [shown]
     if p.faithfulness.enabled:
         read_later.append(subset(data.labels, p.faithfulness.max_samples))
@@ -304,10 +430,18 @@ def explain_method(model, name: str, method_name: str, data: ModelInputs, classe
         layer = h5ad.dense(f"layers/{method_name}", dtype) if h5ad is not None else None
     torch.manual_seed(seed)
     try:
-        for start, attr in attribute_chunks(method, data.array, data.labels, device, p.batch_size, p.chunk_size,
-                                            f"{name} {method_name}", scale=data.scale):
+        for start, attr in attribute_chunks(
+            method,
+            data.array,
+            data.labels,
+            device,
+            p.batch_size,
+            p.chunk_size,
+            f"{name} {method_name}",
+            scale=data.scale,
+        ):
             rows = np.arange(start, start + len(attr))
-            labels = data.labels[start:start + len(attr)]
+            labels = data.labels[start : start + len(attr)]
             attr_means.add(attr, labels)
             kept.offer(start, attr)
             if arrays:
@@ -321,8 +455,17 @@ def explain_method(model, name: str, method_name: str, data: ModelInputs, classe
                 genes_file.write(genes)
             if layer is not None:
                 layer.write(genes)
-            top_file.write(per_sample_top(genes, data.take(rows), classes, gene_names, method.signed,
-                                          p.per_sample.top_k, p.per_sample.threshold))
+            top_file.write(
+                per_sample_top(
+                    genes,
+                    data.take(rows),
+                    classes,
+                    gene_names,
+                    method.signed,
+                    p.per_sample.top_k,
+                    p.per_sample.threshold,
+                )
+            )
         for w in writers:
             w.close()
     except BaseException:
@@ -336,30 +479,59 @@ def explain_method(model, name: str, method_name: str, data: ModelInputs, classe
     gene_class_means = None
     if gene_names is not None:
         gene_class_means = genes_means.result()
-        table, ranking, scores = write_gene_rankings(folder, gene_class_means, classes, gene_names, markers, p.top_k,
-                                                     p.precision_k)
+        table, ranking, scores = write_gene_rankings(
+            folder, gene_class_means, classes, gene_names, markers, p.top_k, p.precision_k
+        )
         result.update(scores)
-        plot_top_genes_heatmap(table, ranking, folder / "figures" / "top_genes_heatmap.png",
-                               f"{name} · {method_name}: each class's top {p.top_k} genes across all classes",
-                               signed=method.signed)
+        plot_top_genes_heatmap(
+            table,
+            ranking,
+            folder / "figures" / "top_genes_heatmap.png",
+            f"{name} · {method_name}: each class's top {p.top_k} genes across all classes",
+            signed=method.signed,
+        )
         if markers is not None:
-            log.info("%s %s: planted-marker precision@%d = %.3f (per class %s)", name, method_name,
-                     p.precision_k, result[f"marker_precision_at_{p.precision_k}"],
-                     json.dumps(result["per_class_precision"]))
+            log.info(
+                "%s %s: planted-marker precision@%d = %.3f (per class %s)",
+                name,
+                method_name,
+                p.precision_k,
+                result[f"marker_precision_at_{p.precision_k}"],
+                json.dumps(result["per_class_precision"]),
+            )
     class_maps = attr_means.result().astype(np.float32)
     np.save(folder / "class_maps.npy", class_maps)
-    plot_class_maps(class_maps, classes, ranking, data.genes_table, folder / "figures" / "class_maps.png",
-                    f"{name} · {method_name}: class means over held-out test samples"
-                    + ("" if data.kind == "vector" else " (top genes circled)" if data.gmap is not None
-                       else " (no gene map: input space only)"),
-                    signed=method.signed, feature_names=gene_names)
+    plot_class_maps(
+        class_maps,
+        classes,
+        ranking,
+        data.genes_table,
+        folder / "figures" / "class_maps.png",
+        f"{name} · {method_name}: class means over held-out test samples"
+        + (
+            ""
+            if data.kind == "vector"
+            else " (top genes circled)"
+            if data.gmap is not None
+            else " (no gene map: input space only)"
+        ),
+        signed=method.signed,
+        feature_names=gene_names,
+    )
     if len(shown):
-        plot_samples(data.array[shown] * data.scale, kept[shown], data.samples["sample"].to_numpy()[shown],
-                     np.asarray(classes)[data.labels[shown]], np.asarray(classes)[data.proba[shown].argmax(1)],
-                     None if gene_names is None else kept_genes[shown], gene_names, data.genes_table,
-                     folder / "figures" / "samples.png",
-                     f"{name} · {method_name}: held-out test samples, input beside its attribution",
-                     signed=method.signed)
+        plot_samples(
+            data.array[shown] * data.scale,
+            kept[shown],
+            data.samples["sample"].to_numpy()[shown],
+            np.asarray(classes)[data.labels[shown]],
+            np.asarray(classes)[data.proba[shown].argmax(1)],
+            None if gene_names is None else kept_genes[shown],
+            gene_names,
+            data.genes_table,
+            folder / "figures" / "samples.png",
+            f"{name} · {method_name}: held-out test samples, input beside its attribution",
+            signed=method.signed,
+        )
     result.update(trust(model, method_name, p, data, kept, classes, device, seed, folder, cache))
     return result, gene_class_means
 
@@ -367,8 +539,12 @@ def explain_method(model, name: str, method_name: str, data: ModelInputs, classe
 def symbols_of(data: ModelInputs, gene_names) -> np.ndarray | None:
     """The genes' symbols when genes.csv has them in the order of ``gene_names``."""
     table = data.genes_table
-    if table is None or "symbol" not in table or len(table) != len(gene_names) \
-            or not (table["gene"].astype(str).to_numpy() == np.asarray(gene_names).astype(str)).all():
+    if (
+        table is None
+        or "symbol" not in table
+        or len(table) != len(gene_names)
+        or not (table["gene"].astype(str).to_numpy() == np.asarray(gene_names).astype(str)).all()
+    ):
         return None
     return table["symbol"].astype(str).to_numpy()
 
@@ -378,11 +554,16 @@ def open_anndata(path: Path, data: ModelInputs, classes: list[str], p: Explain) 
     genes (and their symbols), X the gene values as the model saw them (vectors; for images the values they were
     rendered from), written a chunk of samples at a time; each method then adds its layer (``explain_method``)."""
     proba = data.proba
-    obs = pd.DataFrame({"label": pd.Categorical(np.asarray(classes)[data.labels], categories=classes),
-                        "prediction": pd.Categorical(np.asarray(classes)[proba.argmax(1)], categories=classes),
-                        "p_true_class": proba[np.arange(len(proba)), data.labels],
-                        "correct": proba.argmax(1) == data.labels,
-                        "split": "test"}, index=pd.Index(data.samples["sample"].astype(str).to_numpy(), name="sample"))
+    obs = pd.DataFrame(
+        {
+            "label": pd.Categorical(np.asarray(classes)[data.labels], categories=classes),
+            "prediction": pd.Categorical(np.asarray(classes)[proba.argmax(1)], categories=classes),
+            "p_true_class": proba[np.arange(len(proba)), data.labels],
+            "correct": proba.argmax(1) == data.labels,
+            "split": "test",
+        },
+        index=pd.Index(data.samples["sample"].astype(str).to_numpy(), name="sample"),
+    )
     var = pd.DataFrame(index=pd.Index(np.asarray(data.gene_names).astype(str), name="gene"))
     if data.genes_table is not None and "symbol" in data.genes_table:
         var["symbol"] = data.genes_table["symbol"].astype(str).to_numpy()
@@ -393,29 +574,48 @@ def open_anndata(path: Path, data: ModelInputs, classes: list[str], p: Explain) 
             x = h5ad.dense("X", np.float32)
             scale = data.scale if data.kind == "vector" else 1.0
             for start in range(0, len(data.labels), p.chunk_size):
-                x.write(np.asarray(values[start:start + p.chunk_size], dtype=np.float32) * np.float32(scale))
+                x.write(np.asarray(values[start : start + p.chunk_size], dtype=np.float32) * np.float32(scale))
     except BaseException:
         h5ad.abort()
         raise
     return h5ad
 
 
-def finish_anndata(h5ad: AnnDataFile, gene_names, classes: list[str], gene_means: dict[str, np.ndarray],
-                   entry: dict, p: Explain, de: dict | None = None, tables: dict | None = None) -> None:
+def finish_anndata(
+    h5ad: AnnDataFile,
+    gene_names,
+    classes: list[str],
+    gene_means: dict[str, np.ndarray],
+    entry: dict,
+    p: Explain,
+    de: dict | None = None,
+    tables: dict | None = None,
+) -> None:
     """attributions.h5ad completed, for scanpy: varm the class means of each method's layer, uns the top genes and
     the trust figures; with the biology checks, uns['rank_genes_groups'] (Wilcoxon, training split; scanpy's own
     layout, so sc.pl.rank_genes_groups and sc.get.rank_genes_groups_df read it), uns['rank_genes_groups_t-test']
     and uns['biology'] (the tables)."""
     varm = {f"{m}_class_means": g.T.astype(np.float32) for m, g in gene_means.items()}
     genes = np.asarray(gene_names).astype(str)
-    uns: dict = {"top_genes": {m: {c: genes[np.argsort(-np.nan_to_num(varm[f"{m}_class_means"][:, k], nan=-np.inf),
-                                                       kind="stable")[:p.top_k]]
-                                   for k, c in enumerate(classes)} for m in gene_means}}
+    uns: dict = {
+        "top_genes": {
+            m: {
+                c: genes[
+                    np.argsort(-np.nan_to_num(varm[f"{m}_class_means"][:, k], nan=-np.inf), kind="stable")[: p.top_k]
+                ]
+                for k, c in enumerate(classes)
+            }
+            for m in gene_means
+        }
+    }
     uns["classes"] = list(classes)
-    uns["methods"] = {m: {k: v for k, v in r.items() if k in ("signed", "description", "layer")}
-                      for m, r in entry["methods"].items()}
-    uns["trust"] = json.dumps({m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r}
-                               for m, r in entry["methods"].items()}, default=float)
+    uns["methods"] = {
+        m: {k: v for k, v in r.items() if k in ("signed", "description", "layer")} for m, r in entry["methods"].items()
+    }
+    uns["trust"] = json.dumps(
+        {m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r} for m, r in entry["methods"].items()},
+        default=float,
+    )
     uns["config"] = json.dumps(p.model_dump(mode="json"))
     for result in (de or {}).values():
         uns[result["key"]] = result["uns"]
@@ -440,19 +640,26 @@ def run(run: StageRun) -> None:
             if entry.get("kind") == "baseline" and entry.get("framework") == "sklearn":
                 baselines.append(name)
             if entry.get("framework") != FRAMEWORK or entry.get("kind") == "baseline":
-                summary["not_explained"][name] = (f"{entry.get('framework')} {entry.get('kind')} model of {stage}: "
-                                                  f"explain computes attributions of {FRAMEWORK} networks")
+                summary["not_explained"][name] = (
+                    f"{entry.get('framework')} {entry.get('kind')} model of {stage}: "
+                    f"explain computes attributions of {FRAMEWORK} networks"
+                )
                 continue
             if entry.get("input", {}).get("kind") not in INPUT_KINDS:
-                summary["not_explained"][name] = (f"{entry['input'].get('kind')} model of {stage}: explained by its "
-                                                  f"trainer (explain reads {' and '.join(INPUT_KINDS)} inputs)")
+                summary["not_explained"][name] = (
+                    f"{entry['input'].get('kind')} model of {stage}: explained by its "
+                    f"trainer (explain reads {' and '.join(INPUT_KINDS)} inputs)"
+                )
                 continue
             if name in where:
-                raise UserError(f"two classifier providers name a model '{name}' ({where[name]} and {stage}): "
-                                "rename one")
+                raise UserError(
+                    f"two classifier providers name a model '{name}' ({where[name]} and {stage}): rename one"
+                )
             where[name] = stage
-            summary["models"][name] = {"provider": stage, **explain_model(
-                name, folder / entry["folder"], run.exp_dir, run.out, p, device, exp.seed, bio)}
+            summary["models"][name] = {
+                "provider": stage,
+                **explain_model(name, folder / entry["folder"], run.exp_dir, run.out, p, device, exp.seed, bio),
+            }
     if bio is not None and baselines and p.biology.baselines:
         summary["baselines_biology"] = baselines_biology(run, bio, baselines)
     seconds = [m["biology"]["seconds"] for m in summary["models"].values() if "biology" in m]
@@ -479,10 +686,13 @@ def baselines_biology(run: StageRun, bio: biology.Context, names: list[str]) -> 
     symbols = genes_table["symbol"].astype(str).to_numpy() if "symbol" in genes_table else None
     spec = {"input": {"kind": "vector", "array": f"{rel}/vectors.npy", "samples": f"{rel}/samples.csv"}}
     prepared = bio.prepared(spec, genes, symbols, dataset["classes"])
-    rankings = {name: (biology.baseline_importances(name, prepared[0], run.exp.seed, bio.p.permutation_repeats), True)
-                for name in names}
-    result = biology.assess_model("baselines", bio, spec, genes, symbols, dataset["classes"], rankings,
-                                  run.out / "baselines" / "biology")
+    rankings = {
+        name: (biology.baseline_importances(name, prepared[0], run.exp.seed, bio.p.permutation_repeats), True)
+        for name in names
+    }
+    result = biology.assess_model(
+        "baselines", bio, spec, genes, symbols, dataset["classes"], rankings, run.out / "baselines" / "biology"
+    )
     result.pop("tables")
     result.pop("de")
     result["seconds"] = round(time.time() - t0, 2)

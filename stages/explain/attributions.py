@@ -10,6 +10,7 @@ The model is the trained classifier (an ``Ensemble`` of fold models, each ``Sequ
 its first layer holds the training mean, which is the "mean" baseline and the value deletion curves put in place
 of a removed input.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -57,10 +58,12 @@ class Saliency(Method):
     """Absolute input gradient of the target logit (Simonyan et al. 2014), via ``captum.attr.Saliency``."""
 
     signed = False
-    description = ("Saliency (Simonyan et al. 2014): the absolute gradient of the true class's logit with respect to "
-                   "each input value, averaged over the held-out test samples of each class (for images, returned "
-                   "to genes through the pixel-to-gene map of training). It shows where the output is sensitive, "
-                   "including to genes whose absence is evidence; it is not a measure of effect size.")
+    description = (
+        "Saliency (Simonyan et al. 2014): the absolute gradient of the true class's logit with respect to "
+        "each input value, averaged over the held-out test samples of each class (for images, returned "
+        "to genes through the pixel-to-gene map of training). It shows where the output is sensitive, "
+        "including to genes whose absence is evidence; it is not a measure of effect size."
+    )
 
     def attribute(self, inputs, target):
         from captum.attr import Saliency as CaptumSaliency
@@ -71,9 +74,11 @@ class Saliency(Method):
 class Gradient(Method):
     """Signed input gradient of the target logit: positive where more of the gene raises the class's score."""
 
-    description = ("Signed gradient of the true class's logit: positive where more of a gene raises the class's "
-                   "score. Genes ranked by it are the class's positive evidence (absolute saliency ranks negative "
-                   "evidence, such as other classes' markers, just as high).")
+    description = (
+        "Signed gradient of the true class's logit: positive where more of a gene raises the class's "
+        "score. Genes ranked by it are the class's positive evidence (absolute saliency ranks negative "
+        "evidence, such as other classes' markers, just as high)."
+    )
 
     def attribute(self, inputs, target):
         from captum.attr import Saliency as CaptumSaliency
@@ -84,8 +89,10 @@ class Gradient(Method):
 class InputXGradient(Method):
     """Gradient times input (``captum.attr.InputXGradient``): the first-order contribution of each input value."""
 
-    description = ("Gradient times input: each gene's first-order contribution to the true class's logit in each "
-                   "held-out test sample, averaged per class; genes ranked by it.")
+    description = (
+        "Gradient times input: each gene's first-order contribution to the true class's logit in each "
+        "held-out test sample, averaged per class; genes ranked by it."
+    )
 
     def attribute(self, inputs, target):
         from captum.attr import InputXGradient as CaptumIxG
@@ -98,9 +105,11 @@ class SmoothGrad(Method):
     (``captum.attr.NoiseTunnel``); noise sd = ``noise_level`` x the input's range (max - min) per sample."""
 
     stochastic = True
-    description = ("SmoothGrad (Smilkov et al. 2017): the signed gradient averaged over copies of each input with "
-                   "Gaussian noise (sd a fixed fraction of the input's range), which removes the gradient's "
-                   "high-frequency noise; genes ranked by it.")
+    description = (
+        "SmoothGrad (Smilkov et al. 2017): the signed gradient averaged over copies of each input with "
+        "Gaussian noise (sd a fixed fraction of the input's range), which removes the gradient's "
+        "high-frequency noise; genes ranked by it."
+    )
 
     def attribute(self, inputs, target):
         from captum.attr import NoiseTunnel
@@ -110,17 +119,25 @@ class SmoothGrad(Method):
         flat = inputs.detach().reshape(len(inputs), -1)
         spread = float((flat.max(1).values - flat.min(1).values).mean())
         return NoiseTunnel(CaptumSaliency(self.model)).attribute(
-            inputs, target=target, abs=False, nt_type="smoothgrad", nt_samples=o.samples,
-            nt_samples_batch_size=max(1, min(o.samples, 256 // max(1, len(inputs)))), stdevs=o.noise_level * spread)
+            inputs,
+            target=target,
+            abs=False,
+            nt_type="smoothgrad",
+            nt_samples=o.samples,
+            nt_samples_batch_size=max(1, min(o.samples, 256 // max(1, len(inputs)))),
+            stdevs=o.noise_level * spread,
+        )
 
 
 class IntegratedGradients(Method):
     """Integrated Gradients (Sundararajan et al. 2017), ``captum.attr.IntegratedGradients``: completeness holds,
     the attributions of a sample sum to its logit minus the baseline's."""
 
-    description = ("Integrated Gradients (Sundararajan et al. 2017): the gradient integrated along the straight path "
-                   "from a baseline (zeros, the training mean, or a blurred copy of the input) to the input, times "
-                   "their difference; a sample's attributions add up to its logit minus the baseline's.")
+    description = (
+        "Integrated Gradients (Sundararajan et al. 2017): the gradient integrated along the straight path "
+        "from a baseline (zeros, the training mean, or a blurred copy of the input) to the input, times "
+        "their difference; a sample's attributions add up to its logit minus the baseline's."
+    )
 
     def baseline(self, inputs: torch.Tensor) -> torch.Tensor:
         kind = self.options.baseline
@@ -129,8 +146,10 @@ class IntegratedGradients(Method):
         if kind == "mean":
             return training_mean(self.model, inputs)
         if inputs.ndim < 4:
-            raise UserError("explain.integrated_gradients.baseline: blurred applies to images and volumes, not to "
-                            "vectors; use zeros or mean")
+            raise UserError(
+                "explain.integrated_gradients.baseline: blurred applies to images and volumes, not to "
+                "vectors; use zeros or mean"
+            )
         from scipy.ndimage import gaussian_filter
 
         sigma = [0, 0, *[max(1.0, s / 8) for s in inputs.shape[2:]]]
@@ -139,8 +158,9 @@ class IntegratedGradients(Method):
     def attribute(self, inputs, target):
         from captum.attr import IntegratedGradients as CaptumIG
 
-        return CaptumIG(self.model).attribute(inputs, baselines=self.baseline(inputs), target=target,
-                                              n_steps=self.options.steps, internal_batch_size=256)
+        return CaptumIG(self.model).attribute(
+            inputs, baselines=self.baseline(inputs), target=target, n_steps=self.options.steps, internal_batch_size=256
+        )
 
 
 def spatial_layers(member: nn.Module, example: torch.Tensor) -> list[str]:
@@ -150,9 +170,18 @@ def spatial_layers(member: nn.Module, example: torch.Tensor) -> list[str]:
     hooks = []
     for name, module in member.named_modules():
         if name and not isinstance(module, Standardize):
-            hooks.append(module.register_forward_hook(
-                lambda m, i, out, name=name: order.append(name) if isinstance(out, torch.Tensor)
-                and out.ndim == example.ndim and out.shape[1] > 1 and int(np.prod(out.shape[2:])) > 1 else None))
+            hooks.append(
+                module.register_forward_hook(
+                    lambda m, i, out, name=name: (
+                        order.append(name)
+                        if isinstance(out, torch.Tensor)
+                        and out.ndim == example.ndim
+                        and out.shape[1] > 1
+                        and int(np.prod(out.shape[2:])) > 1
+                        else None
+                    )
+                )
+            )
     try:
         with torch.no_grad():
             member.eval()(example[:1])
@@ -170,10 +199,12 @@ class GradCAM(Method):
 
     signed = False
     kinds = ("image", "volume")
-    description = ("Grad-CAM (Selvaraju et al. 2017): the activations of a late convolutional layer weighted by their "
-                   "spatially pooled gradients for the true class, up-sampled to the input. Coarse (the layer's "
-                   "resolution) and class-discriminative; on small images the last layer with spatial extent can "
-                   "be a few pixels wide, so its maps are blurry by construction.")
+    description = (
+        "Grad-CAM (Selvaraju et al. 2017): the activations of a late convolutional layer weighted by their "
+        "spatially pooled gradients for the true class, up-sampled to the input. Coarse (the layer's "
+        "resolution) and class-discriminative; on small images the last layer with spatial extent can "
+        "be a few pixels wide, so its maps are blurry by construction."
+    )
 
     def __init__(self, model, options=None):
         super().__init__(model, options)
@@ -193,8 +224,10 @@ class GradCAM(Method):
             name = name if name in modules else f"1.{name}" if f"1.{name}" in modules else None
             if name is None or (wanted == "auto" and not candidates):
                 shown = ", ".join(c.removeprefix("1.") for c in candidates[-8:]) or "none"
-                raise UserError(f"explain.grad_cam.layer: no layer '{wanted}' with spatial extent in the model "
-                                f"(the last candidates: {shown})")
+                raise UserError(
+                    f"explain.grad_cam.layer: no layer '{wanted}' with spatial extent in the model "
+                    f"(the last candidates: {shown})"
+                )
             self.layer_name = name.removeprefix("1.")
             out.append(modules[name])
         self._layers = (tuple(inputs.shape[1:]), out)
@@ -221,9 +254,11 @@ class GuidedGradCAM(GradCAM):
     no-op in eager mode)."""
 
     signed = True
-    description = ("Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation (gradients through ReLUs kept only "
-                   "where positive) times the up-sampled Grad-CAM map: Grad-CAM's class-discriminative regions at "
-                   "the input's resolution.")
+    description = (
+        "Guided Grad-CAM (Selvaraju et al. 2017): guided backpropagation (gradients through ReLUs kept only "
+        "where positive) times the up-sampled Grad-CAM map: Grad-CAM's class-discriminative regions at "
+        "the input's resolution."
+    )
 
     def attribute(self, inputs, target):
         from captum.attr import GuidedBackprop
@@ -236,9 +271,11 @@ class Occlusion(Method):
     """Occlusion (Zeiler & Fergus 2014), ``captum.attr.Occlusion``: the drop of the target logit when a window of
     inputs is set to 0, spread over the window; windows of ``window`` pixels (or genes) a side, every ``stride``."""
 
-    description = ("Occlusion (Zeiler & Fergus 2014): the fall of the true class's logit when a window of inputs "
-                   "(pixels, or consecutive genes for vectors) is set to zero, slid across the input; model-agnostic "
-                   "and slow, a check on the gradient methods.")
+    description = (
+        "Occlusion (Zeiler & Fergus 2014): the fall of the true class's logit when a window of inputs "
+        "(pixels, or consecutive genes for vectors) is set to zero, slid across the input; model-agnostic "
+        "and slow, a check on the gradient methods."
+    )
 
     def attribute(self, inputs, target):
         from captum.attr import Occlusion as CaptumOcclusion
@@ -250,8 +287,14 @@ class Occlusion(Method):
         else:
             window = (inputs.shape[1], *[min(o.window, s) for s in inputs.shape[2:]])
             strides = (inputs.shape[1], *[o.stride] * spatial)
-        return CaptumOcclusion(self.model).attribute(inputs, sliding_window_shapes=window, strides=strides,
-                                                     target=target, baselines=0.0, perturbations_per_eval=16)
+        return CaptumOcclusion(self.model).attribute(
+            inputs,
+            sliding_window_shapes=window,
+            strides=strides,
+            target=target,
+            baselines=0.0,
+            perturbations_per_eval=16,
+        )
 
 
 METHODS: dict[str, type[Method]] = {
@@ -281,8 +324,16 @@ def frozen(model: nn.Module):
             p.requires_grad_(True)
 
 
-def attribute_chunks(method: Method, inputs, targets: np.ndarray, device: torch.device, batch_size: int,
-                     chunk_size: int, desc: str, scale: float = 1.0):
+def attribute_chunks(
+    method: Method,
+    inputs,
+    targets: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+    chunk_size: int,
+    desc: str,
+    scale: float = 1.0,
+):
     """Yields (start, attributions of rows start:start + len) float32, ``chunk_size`` rows at a time (rounded up to
     whole batches, so the batches are those of one pass over all rows): memory bounded by a chunk whatever the number
     of samples. inputs: (n, ...) as stored (uint8 images, float vectors or volumes; an array or anything sliced like
@@ -295,22 +346,29 @@ def attribute_chunks(method: Method, inputs, targets: np.ndarray, device: torch.
         for b in progress(range(0, n, batch_size), desc, unit="batch"):
             start, s = b - b % step, b % step
             if s == 0:
-                block = np.asarray(inputs[start:start + step])
+                block = np.asarray(inputs[start : start + step])
                 out = np.empty(block.shape, dtype=np.float32)
-            x = to_tensor(block[s:s + batch_size], device, scale)
+            x = to_tensor(block[s : s + batch_size], device, scale)
             x.requires_grad_(True)
-            t = torch.from_numpy(np.asarray(targets[b:b + batch_size])).to(device)
-            out[s:s + batch_size] = method.attribute(x, t).detach().cpu().numpy()
+            t = torch.from_numpy(np.asarray(targets[b : b + batch_size])).to(device)
+            out[s : s + batch_size] = method.attribute(x, t).detach().cpu().numpy()
             if s + batch_size >= len(block):
                 yield start, out
 
 
-def attribute_batched(method: Method, inputs: np.ndarray, targets: np.ndarray, device: torch.device,
-                      batch_size: int, desc: str, scale: float = 1.0) -> np.ndarray:
+def attribute_batched(
+    method: Method,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+    desc: str,
+    scale: float = 1.0,
+) -> np.ndarray:
     """All the attributions at once: (n, ...) float32 (``attribute_chunks`` in one array)."""
     out = np.empty(inputs.shape, dtype=np.float32)
     for start, block in attribute_chunks(method, inputs, targets, device, batch_size, len(inputs), desc, scale):
-        out[start:start + len(block)] = block
+        out[start : start + len(block)] = block
     return out
 
 

@@ -13,6 +13,7 @@
 The training values are read once per experiment (``TrainingData``) and the DE result is cached by gene list, so
 several models on the same genes share it.
 """
+
 from __future__ import annotations
 
 import time
@@ -45,15 +46,19 @@ def read_gmt(path: str | Path) -> dict[str, list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not a text GMT file ({exc.reason} at byte {exc.start}); give a plain-text .gmt")
+        raise UserError(
+            f"{path}: not a text GMT file ({exc.reason} at byte {exc.start}); give a plain-text .gmt"
+        ) from exc
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.rstrip("\r\n").split("\t")
         genes = [g.strip() for g in fields[2:] if g.strip()]
         if len(fields) < 3 or not fields[0].strip() or not genes:
-            raise UserError(f"{path}:{n}: a GMT line is 'name<TAB>description<TAB>gene<TAB>gene...' with at least one "
-                            f"gene (this one has {len(fields)} tab-separated fields); fix or remove the line")
+            raise UserError(
+                f"{path}:{n}: a GMT line is 'name<TAB>description<TAB>gene<TAB>gene...' with at least one "
+                f"gene (this one has {len(fields)} tab-separated fields); fix or remove the line"
+            )
         name = fields[0].strip()
         if name in sets:
             raise UserError(f"{path}:{n}: gene set '{name}' is named twice; gene set names must be unique")
@@ -63,8 +68,9 @@ def read_gmt(path: str | Path) -> dict[str, list[str]]:
     return sets
 
 
-def match_gene_sets(sets: dict[str, list[str]], genes: np.ndarray, symbols: np.ndarray | None, path: str,
-                    min_size: int) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def match_gene_sets(
+    sets: dict[str, list[str]], genes: np.ndarray, symbols: np.ndarray | None, path: str, min_size: int
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Each set -> the indices of the data's genes it names (by identifier or, where the data has symbols, by
     symbol). Sets matching no gene are named in a warning, none matching at all is an error; sets with fewer than
     ``min_size`` genes in the data are left out (returned with the reason)."""
@@ -85,14 +91,22 @@ def match_gene_sets(sets: dict[str, list[str]], genes: np.ndarray, symbols: np.n
             matched[name] = idx
     none = [n for n, why in left_out.items() if why == "no gene in the data"]
     if len(none) == len(sets):
-        raise UserError(f"explain.biology.gene_sets ({path}): no gene set shares a gene with the data (e.g. "
-                        f"{', '.join(list(sets)[:3])}); check the identifiers (symbols vs Ensembl ids)")
+        raise UserError(
+            f"explain.biology.gene_sets ({path}): no gene set shares a gene with the data (e.g. "
+            f"{', '.join(list(sets)[:3])}); check the identifiers (symbols vs Ensembl ids)"
+        )
     if none:
-        log.warning("explain.biology.gene_sets (%s): %d sets share no gene with the data, left out: %s", path,
-                    len(none), ", ".join(none[:10]) + (" ..." if len(none) > 10 else ""))
+        log.warning(
+            "explain.biology.gene_sets (%s): %d sets share no gene with the data, left out: %s",
+            path,
+            len(none),
+            ", ".join(none[:10]) + (" ..." if len(none) > 10 else ""),
+        )
     if not matched:
-        raise UserError(f"explain.biology.gene_sets ({path}): no gene set has min_set_size ({min_size}) genes in the "
-                        "data; lower explain.biology.min_set_size or use larger sets")
+        raise UserError(
+            f"explain.biology.gene_sets ({path}): no gene set has min_set_size ({min_size}) genes in the "
+            "data; lower explain.biology.min_set_size or use larger sets"
+        )
     return matched, left_out
 
 
@@ -107,8 +121,16 @@ def over_representation(chosen: np.ndarray, sets: dict[str, np.ndarray], n_backg
         p = float(stats.hypergeom.sf(a - 1, n_background, m, k))
         b, c = k - a, m - a
         d = n_background - a - b - c
-        rows.append({"gene_set": name, "set_size": m, "overlap": a, "expected": k * m / n_background,
-                     "odds_ratio": (a + 0.5) * (d + 0.5) / ((b + 0.5) * (c + 0.5)), "p": p})
+        rows.append(
+            {
+                "gene_set": name,
+                "set_size": m,
+                "overlap": a,
+                "expected": k * m / n_background,
+                "odds_ratio": (a + 0.5) * (d + 0.5) / ((b + 0.5) * (c + 0.5)),
+                "p": p,
+            }
+        )
     table = pd.DataFrame(rows)
     table["p_adj"] = stats.false_discovery_control(table["p"].to_numpy(), method="bh") if len(table) else []
     return table.sort_values(["p", "gene_set"], kind="stable").reset_index(drop=True)
@@ -129,15 +151,16 @@ class TrainingData:
     de: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, exp_dir: Path, spec: dict, genes: np.ndarray, symbols, classes: list[str]) -> "TrainingData | None":
+    def load(cls, exp_dir: Path, spec: dict, genes: np.ndarray, symbols, classes: list[str]) -> TrainingData | None:
         inp = spec["input"]
         source = inp["array"] if inp["kind"] == "vector" else inp.get("gene_values")
         if source is None:
             return None
         scale = float(inp.get("scale", 1.0)) if inp["kind"] == "vector" else 1.0
         samples = pd.read_csv(exp_dir / inp["samples"], dtype={"sample": str, "label": str})
-        original = (samples["augmented_from"].isna() if "augmented_from" in samples
-                    else pd.Series(True, index=samples.index))
+        original = (
+            samples["augmented_from"].isna() if "augmented_from" in samples else pd.Series(True, index=samples.index)
+        )
         train = np.flatnonzero((samples["split"] == "train").to_numpy() & original.to_numpy())
         test = np.flatnonzero((samples["split"] == "test").to_numpy())
         values = np.load(exp_dir / source, mmap_mode="r")
@@ -145,8 +168,10 @@ class TrainingData:
 
         def rows(r):
             return np.asarray(values[r], dtype=np.float32).reshape(len(r), -1) * np.float32(scale)
-        return cls(np.asarray(genes).astype(str), symbols, list(classes), rows(train), labels[train], rows(test),
-                   labels[test])
+
+        return cls(
+            np.asarray(genes).astype(str), symbols, list(classes), rows(train), labels[train], rows(test), labels[test]
+        )
 
 
 def differential_expression(data: TrainingData) -> dict:
@@ -157,16 +182,27 @@ def differential_expression(data: TrainingData) -> dict:
 
     present = [c for i, c in enumerate(data.classes) if (data.y_train == i).sum() >= 2]
     keep = np.isin(data.y_train, [data.classes.index(c) for c in present])
-    adata = ad.AnnData(X=data.x_train[keep].astype(np.float32),
-                       obs=pd.DataFrame({"label": pd.Categorical(np.asarray(data.classes)[data.y_train[keep]],
-                                                                 categories=present)},
-                                        index=[f"s{i}" for i in range(int(keep.sum()))]),
-                       var=pd.DataFrame(index=pd.Index(data.genes, name="gene")))
+    adata = ad.AnnData(
+        X=data.x_train[keep].astype(np.float32),
+        obs=pd.DataFrame(
+            {"label": pd.Categorical(np.asarray(data.classes)[data.y_train[keep]], categories=present)},
+            index=[f"s{i}" for i in range(int(keep.sum()))],
+        ),
+        var=pd.DataFrame(index=pd.Index(data.genes, name="gene")),
+    )
     out = {}
     for method in DE_METHODS:
         key = "rank_genes_groups" if method == "wilcoxon" else f"rank_genes_groups_{method}"
-        sc.tl.rank_genes_groups(adata, "label", method=method, reference="rest", use_raw=False,
-                                n_genes=adata.n_vars, key_added=key, tie_correct=(method == "wilcoxon"))
+        sc.tl.rank_genes_groups(
+            adata,
+            "label",
+            method=method,
+            reference="rest",
+            use_raw=False,
+            n_genes=adata.n_vars,
+            key_added=key,
+            tie_correct=(method == "wilcoxon"),
+        )
         frame = sc.get.rank_genes_groups_df(adata, group=None, key=key)
         scores = frame.pivot(index="names", columns="group", values="scores").reindex(index=data.genes)
         out[method] = {"key": key, "uns": adata.uns[key], "scores": scores[[c for c in present]]}
@@ -185,8 +221,9 @@ def null_overlaps(n_genes: int, k: int, draws: int, seed: int) -> np.ndarray:
     return np.array([int((rng.choice(n_genes, k, replace=False) < k).sum()) for _ in range(draws)])
 
 
-def de_agreement(class_scores: np.ndarray, signed: bool, de: dict, classes: list[str], ks: list[int],
-                 permutations: int, seed: int) -> pd.DataFrame:
+def de_agreement(
+    class_scores: np.ndarray, signed: bool, de: dict, classes: list[str], ks: list[int], permutations: int, seed: int
+) -> pd.DataFrame:
     """(n_classes, n_genes) class-mean attributions against the DE scores: per DE method x class x k the overlap of
     the top-k sets, their Jaccard index, the permutation p-value of the overlap, and the Spearman correlation over
     all genes. Signed rankings are compared with up-regulation (highest DE score first); unsigned ones (magnitudes)
@@ -205,9 +242,19 @@ def de_agreement(class_scores: np.ndarray, signed: bool, de: dict, classes: list
             for k in ks:
                 overlap = len(np.intersect1d(attr_order[:k], de_order[:k]))
                 p = (1 + int((nulls[k] >= overlap).sum())) / (1 + permutations)
-                rows.append({"de_method": method, "class": cls, "k": k, "overlap": overlap,
-                             "expected": k * k / n_genes, "jaccard": overlap / (2 * k - overlap), "p": p,
-                             "better_than_chance": bool(p < 0.05), "spearman": float(rho)})
+                rows.append(
+                    {
+                        "de_method": method,
+                        "class": cls,
+                        "k": k,
+                        "overlap": overlap,
+                        "expected": k * k / n_genes,
+                        "jaccard": overlap / (2 * k - overlap),
+                        "p": p,
+                        "better_than_chance": bool(p < 0.05),
+                        "spearman": float(rho),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -225,8 +272,7 @@ class Retrainer:
     def fit(self, genes: np.ndarray):
         """The cheap model fitted on the training split's ``genes`` (never a test value)."""
         genes = np.sort(np.asarray(genes, dtype=int))
-        return make_baseline(self.model, self.seed).fit(np.ascontiguousarray(self.x_train[:, genes]),
-                                                        self.data.y_train)
+        return make_baseline(self.model, self.seed).fit(np.ascontiguousarray(self.x_train[:, genes]), self.data.y_train)
 
     def score(self, genes: np.ndarray) -> float:
         """Held-out macro-F1 of ``fit(genes)`` (NaN for no genes)."""
@@ -237,8 +283,11 @@ class Retrainer:
                 self.cache[key] = float("nan")
             else:
                 pred = self.fit(genes).predict(np.ascontiguousarray(self.x_test[:, genes]))
-                self.cache[key] = float(f1_score(self.data.y_test, pred, average="macro",
-                                                 labels=np.unique(self.data.y_test), zero_division=0))
+                self.cache[key] = float(
+                    f1_score(
+                        self.data.y_test, pred, average="macro", labels=np.unique(self.data.y_test), zero_division=0
+                    )
+                )
         return self.cache[key]
 
 
@@ -247,8 +296,9 @@ def union_top(class_scores: np.ndarray, k: int) -> np.ndarray:
     return np.unique(np.concatenate([_order(s)[:k] for s in class_scores if not np.isnan(s).all()]))
 
 
-def keep_remove(class_scores: np.ndarray, de_scores: np.ndarray, ks: list[int], retrainer: Retrainer, draws: int,
-                seed: int) -> pd.DataFrame:
+def keep_remove(
+    class_scores: np.ndarray, de_scores: np.ndarray, ks: list[int], retrainer: Retrainer, draws: int, seed: int
+) -> pd.DataFrame:
     """Per k: held-out macro-F1 with only (keep) and without (remove) the union of the classes' top-k genes, beside
     the same number of random genes (``draws`` seeded draws: mean and sd) and the DE top-k union."""
     n = class_scores.shape[1]
@@ -261,13 +311,24 @@ def keep_remove(class_scores: np.ndarray, de_scores: np.ndarray, ks: list[int], 
         keep_r = [retrainer.score(r) for r in randoms]
         remove_r = [retrainer.score(np.setdiff1d(np.arange(n), r)) for r in randoms]
         keep, remove = retrainer.score(chosen), retrainer.score(np.setdiff1d(np.arange(n), chosen))
-        rows.append({"k": k, "n_genes_kept": len(chosen), "keep_f1": keep, "remove_f1": remove,
-                     "random_keep_f1": float(np.mean(keep_r)), "random_keep_sd": float(np.std(keep_r)),
-                     "random_keep_max": float(np.max(keep_r)),
-                     "random_remove_f1": float(np.mean(remove_r)), "random_remove_sd": float(np.std(remove_r)),
-                     "de_keep_f1": retrainer.score(de), "de_remove_f1": retrainer.score(np.setdiff1d(np.arange(n), de)),
-                     "all_genes_f1": everything, "remove_drop": everything - remove,
-                     "keep_beats_random": bool(keep > np.max(keep_r))})
+        rows.append(
+            {
+                "k": k,
+                "n_genes_kept": len(chosen),
+                "keep_f1": keep,
+                "remove_f1": remove,
+                "random_keep_f1": float(np.mean(keep_r)),
+                "random_keep_sd": float(np.std(keep_r)),
+                "random_keep_max": float(np.max(keep_r)),
+                "random_remove_f1": float(np.mean(remove_r)),
+                "random_remove_sd": float(np.std(remove_r)),
+                "de_keep_f1": retrainer.score(de),
+                "de_remove_f1": retrainer.score(np.setdiff1d(np.arange(n), de)),
+                "all_genes_f1": everything,
+                "remove_drop": everything - remove,
+                "keep_beats_random": bool(keep > np.max(keep_r)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -276,8 +337,10 @@ def verdict(retrain: pd.DataFrame, min_drop: float) -> dict:
     less than ``min_drop`` macro-F1 at every k where genes remain."""
     first = retrain.iloc[0]
     drops = retrain["remove_drop"].dropna()
-    return {"keep_no_better_than_random": not bool(first["keep_beats_random"]),
-            "removal_costs_nothing": bool(len(drops) and (drops < min_drop).all())}
+    return {
+        "keep_no_better_than_random": not bool(first["keep_beats_random"]),
+        "removal_costs_nothing": bool(len(drops) and (drops < min_drop).all()),
+    }
 
 
 def usable_ks(p, key: str, n_genes: int, model: str) -> list[int]:
@@ -289,8 +352,10 @@ def usable_ks(p, key: str, n_genes: int, model: str) -> list[int]:
     if not too_big:
         return ks
     if getattr(p, key) != type(p).model_fields[key].get_default(call_default_factory=True):
-        raise UserError(f"explain.biology.{key}: k = {', '.join(map(str, too_big))} is larger than the {n_genes} genes "
-                        f"model '{model}' reads; use values up to {n_genes}")
+        raise UserError(
+            f"explain.biology.{key}: k = {', '.join(map(str, too_big))} is larger than the {n_genes} genes "
+            f"model '{model}' reads; use values up to {n_genes}"
+        )
     kept = [k for k in ks if k <= n_genes] or [n_genes]
     log.info("explain.biology.%s: %s left out (model '%s' reads %d genes)", key, too_big, model, n_genes)
     return kept
@@ -309,8 +374,11 @@ class Context:
     def prepared(self, spec: dict, genes, symbols, classes: list[str]):
         """(training data, DE, retrainer) of a model's genes, computed once per gene list and value source."""
         inp = spec["input"]
-        key = (tuple(np.asarray(genes).astype(str)), inp.get("samples"),
-               inp["array"] if inp["kind"] == "vector" else inp.get("gene_values"))
+        key = (
+            tuple(np.asarray(genes).astype(str)),
+            inp.get("samples"),
+            inp["array"] if inp["kind"] == "vector" else inp.get("gene_values"),
+        )
         if key not in self.by_genes:
             data = TrainingData.load(self.exp_dir, spec, genes, symbols, classes)
             if data is None:
@@ -318,10 +386,18 @@ class Context:
             else:
                 t0 = time.time()
                 de = differential_expression(data)
-                log.info("differential expression (%s) on %d training samples x %d genes: %.1f s",
-                         " and ".join(DE_METHODS), len(data.y_train), len(data.genes), time.time() - t0)
-                sets = (match_gene_sets(self.gene_sets, data.genes, data.symbols, self.p.gene_sets,
-                                        self.p.min_set_size)[0] if self.gene_sets is not None else None)
+                log.info(
+                    "differential expression (%s) on %d training samples x %d genes: %.1f s",
+                    " and ".join(DE_METHODS),
+                    len(data.y_train),
+                    len(data.genes),
+                    time.time() - t0,
+                )
+                sets = (
+                    match_gene_sets(self.gene_sets, data.genes, data.symbols, self.p.gene_sets, self.p.min_set_size)[0]
+                    if self.gene_sets is not None
+                    else None
+                )
                 self.by_genes[key] = (data, de, Retrainer(data, self.p.retrain_model, self.seed), sets)
         return self.by_genes[key]
 
@@ -332,8 +408,15 @@ def de_matrix(de: dict, classes: list[str], n_genes: int) -> np.ndarray:
     return np.stack([scores[c].to_numpy(dtype=float) if c in scores else np.full(n_genes, np.nan) for c in classes])
 
 
-def assess_ranking(class_scores: np.ndarray, signed: bool, prepared, p, seed: int, classes: list[str],
-                   de_scores: np.ndarray | None = None) -> dict:
+def assess_ranking(
+    class_scores: np.ndarray,
+    signed: bool,
+    prepared,
+    p,
+    seed: int,
+    classes: list[str],
+    de_scores: np.ndarray | None = None,
+) -> dict:
     """The checks of one ranking (n_classes x n_genes class scores) under settings ``p``: tables. The keep/remove
     retraining runs when ``de_scores`` (de_matrix, its DE reference) is given."""
     data, de, retrainer, sets = prepared
@@ -346,7 +429,7 @@ def assess_ranking(class_scores: np.ndarray, signed: bool, prepared, p, seed: in
         for c, cls in enumerate(classes):
             if np.isnan(class_scores[c]).all():
                 continue
-            table = over_representation(_order(class_scores[c])[:p.enrichment_k], sets, len(data.genes))
+            table = over_representation(_order(class_scores[c])[: p.enrichment_k], sets, len(data.genes))
             tables.append(table.assign(**{"class": cls}))
         out["enrichment"] = pd.concat(tables, ignore_index=True)
     return out
@@ -375,8 +458,10 @@ def summarise(result: dict, p) -> dict:
 
 def enrichment_summary(table: pd.DataFrame) -> dict:
     """Each class's three best gene sets (enrichment table -> JSON records)."""
-    return {cls: g.head(3)[["gene_set", "overlap", "p", "p_adj"]].to_dict(orient="records")
-            for cls, g in table.groupby("class", sort=False)}
+    return {
+        cls: g.head(3)[["gene_set", "overlap", "p", "p_adj"]].to_dict(orient="records")
+        for cls, g in table.groupby("class", sort=False)
+    }
 
 
 def _summarise(result: dict, p) -> dict:
@@ -384,10 +469,13 @@ def _summarise(result: dict, p) -> dict:
     out: dict = {"de_overlap": {}}
     for (method, k), g in ov.groupby(["de_method", "k"], sort=False):
         out["de_overlap"].setdefault(method, {})[f"top_{k}"] = {
-            "mean_overlap": float(g["overlap"].mean()), "mean_jaccard": float(g["jaccard"].mean()),
+            "mean_overlap": float(g["overlap"].mean()),
+            "mean_jaccard": float(g["jaccard"].mean()),
             "mean_spearman": float(g["spearman"].mean()),
-            "classes_better_than_chance": int(g["better_than_chance"].sum()), "n_classes": int(len(g)),
-            "per_class": {r["class"]: {"overlap": int(r["overlap"]), "p": float(r["p"])} for _, r in g.iterrows()}}
+            "classes_better_than_chance": int(g["better_than_chance"].sum()),
+            "n_classes": int(len(g)),
+            "per_class": {r["class"]: {"overlap": int(r["overlap"]), "p": float(r["p"])} for _, r in g.iterrows()},
+        }
     first = ov[(ov["de_method"] == "wilcoxon") & (ov["k"] == p.de_k[0])]
     out["de_no_better_than_chance"] = bool(len(first) and not first["better_than_chance"].any())
     if "retraining" in result:
@@ -413,14 +501,23 @@ def baseline_importances(name: str, data: TrainingData, seed: int, repeats: int)
         return out
     cols = {int(c): i for i, c in enumerate(clf.classes_)}
     present = np.array([c for c in range(n_classes) if (data.y_test == c).any() and c in cols], dtype=int)
-    drop = permutation_importance(clf.predict_proba, data.x_test, data.y_test,
-                                  [cols[c] for c in present], present, repeats, seed)
+    drop = permutation_importance(
+        clf.predict_proba, data.x_test, data.y_test, [cols[c] for c in present], present, repeats, seed
+    )
     out[present] = drop
     return out
 
 
-def permutation_importance(predict_proba, x: np.ndarray, y: np.ndarray, columns: list[int], classes: np.ndarray,
-                           repeats: int, seed: int, chunk: int = 32) -> np.ndarray:
+def permutation_importance(
+    predict_proba,
+    x: np.ndarray,
+    y: np.ndarray,
+    columns: list[int],
+    classes: np.ndarray,
+    repeats: int,
+    seed: int,
+    chunk: int = 32,
+) -> np.ndarray:
     """(len(classes), n_genes) mean fall, over ``repeats`` seeded permutations of one gene's values across the
     samples, of the mean probability that each class's samples get for their class (``columns``: that class's
     column of ``predict_proba``). The same quantity as scikit-learn's ``permutation_importance`` with a per-class
@@ -431,7 +528,7 @@ def permutation_importance(predict_proba, x: np.ndarray, y: np.ndarray, columns:
     masks = [y == c for c in classes]
 
     def score(proba: np.ndarray) -> np.ndarray:
-        return np.array([proba[m, col].mean() for m, col in zip(masks, columns)])
+        return np.array([proba[m, col].mean() for m, col in zip(masks, columns, strict=False)])
 
     base = score(predict_proba(x))
     drops = np.zeros((len(classes), n_genes))
@@ -452,6 +549,7 @@ def plot_de_overlap(tables: dict[str, pd.DataFrame], k: int, path: Path, title: 
     """Heat map: rankings (rows) x classes (columns), overlap of the top-k with the Wilcoxon DE top-k; a cell whose
     overlap is no better than chance (permutation p >= 0.05) is marked."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -470,8 +568,15 @@ def plot_de_overlap(tables: dict[str, pd.DataFrame], k: int, path: Path, title: 
     for i in range(len(names)):
         for j in range(len(classes)):
             if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}" + ("*" if chance[i, j] else ""), ha="center", va="center",
-                        color="white" if grid[i, j] < 0.6 else "black", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.2f}" + ("*" if chance[i, j] else ""),
+                    ha="center",
+                    va="center",
+                    color="white" if grid[i, j] < 0.6 else "black",
+                    fontsize=8,
+                )
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
     ax.set_yticks(range(len(names)), names)
     fig.colorbar(im, ax=ax, fraction=0.04, label=f"share of the top {k} also in the DE top {k}")
@@ -485,12 +590,13 @@ def plot_keep_remove(tables: dict[str, pd.DataFrame], path: Path, title: str) ->
     """Held-out macro-F1 against k: each ranking's kept genes (solid) and remaining genes (dashed), beside random
     genes (grey band: mean +- sd), the DE top-k genes (black) and all genes (dotted)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), sharey=True)
     first, ref = next(iter(tables.items()))
-    for ax, mode in zip(axes, ("keep", "remove")):
+    for ax, mode in zip(axes, ("keep", "remove"), strict=False):
         k = ref["k"].to_numpy()
         mean, sd = ref[f"random_{mode}_f1"].to_numpy(), ref[f"random_{mode}_sd"].to_numpy()
         # each method keeps its own number of genes at a k (the union of the classes' top-k); the band is drawn for
@@ -504,8 +610,9 @@ def plot_keep_remove(tables: dict[str, pd.DataFrame], path: Path, title: str) ->
         ax.set_xscale("log")
         ax.set_xticks(k, [str(v) for v in k])
         ax.set_xlabel("k (union of the classes' top-k genes)")
-        ax.set_title(("trained on the top genes only (keep)" if mode == "keep"
-                      else "trained without them (remove)"), fontsize=9)
+        ax.set_title(
+            ("trained on the top genes only (keep)" if mode == "keep" else "trained without them (remove)"), fontsize=9
+        )
     axes[0].set_ylabel("held-out macro-F1")
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="center right")
@@ -515,23 +622,37 @@ def plot_keep_remove(tables: dict[str, pd.DataFrame], path: Path, title: str) ->
     plt.close(fig)
 
 
-def assess_model(name: str, ctx: Context, spec: dict, genes, symbols, classes: list[str],
-                 rankings: dict[str, tuple[np.ndarray, bool]], folder: Path) -> dict | None:
+def assess_model(
+    name: str,
+    ctx: Context,
+    spec: dict,
+    genes,
+    symbols,
+    classes: list[str],
+    rankings: dict[str, tuple[np.ndarray, bool]],
+    folder: Path,
+) -> dict | None:
     """Every ranking of one model (method -> (class scores, signed)) checked three ways; writes
     ``folder/{de_overlap,retraining,enrichment}.csv`` and two figures; returns the JSON entry (None: no gene values
     to compare with), with the tables under ``"tables"`` and the DE result under ``"de"`` for the .h5ad."""
     t0 = time.time()
-    p = ctx.p.model_copy(update={"de_k": usable_ks(ctx.p, "de_k", len(genes), name),
-                                 "retrain_k": usable_ks(ctx.p, "retrain_k", len(genes), name),
-                                 "enrichment_k": usable_ks(ctx.p, "enrichment_k", len(genes), name)[0]})
+    p = ctx.p.model_copy(
+        update={
+            "de_k": usable_ks(ctx.p, "de_k", len(genes), name),
+            "retrain_k": usable_ks(ctx.p, "retrain_k", len(genes), name),
+            "enrichment_k": usable_ks(ctx.p, "enrichment_k", len(genes), name)[0],
+        }
+    )
     prepared = ctx.prepared(spec, genes, symbols, classes)
     if prepared is None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "figures").mkdir(exist_ok=True)
     de_top = de_matrix(prepared[1], classes, len(genes))
-    results = {m: assess_ranking(scores, signed, prepared, p, ctx.seed, classes, de_top)
-               for m, (scores, signed) in rankings.items()}
+    results = {
+        m: assess_ranking(scores, signed, prepared, p, ctx.seed, classes, de_top)
+        for m, (scores, signed) in rankings.items()
+    }
     # the DE ranking's own enrichment, the reference of the methods'
     results_de = assess_ranking(de_top, True, prepared, p, ctx.seed, classes) if prepared[3] is not None else {}
     tables = {}
@@ -544,22 +665,39 @@ def assess_model(name: str, ctx: Context, spec: dict, genes, symbols, classes: l
             table = table[["method"] + [c for c in table.columns if c != "method"]]
             table.to_csv(folder / f"{key}.csv", index=False)
             tables[key] = table
-    plot_de_overlap({m: r["de_overlap"] for m, r in results.items()}, p.de_k[0], folder / "figures" / "de_overlap.png",
-                    f"{name}: each class's top {p.de_k[0]} attributed genes vs its top {p.de_k[0]} DE genes "
-                    "(training split)")
-    plot_keep_remove({m: r["retraining"] for m, r in results.items()}, folder / "figures" / "keep_remove.png",
-                     f"{name}: {p.retrain_model} retrained on the training split with or without each method's "
-                     "top genes, scored on the held-out test split")
-    entry = {"n_train": int(len(prepared[0].y_train)), "de_methods": list(DE_METHODS),
-             "retrain_model": p.retrain_model, "methods": {m: summarise(r, p) for m, r in results.items()}}
+    plot_de_overlap(
+        {m: r["de_overlap"] for m, r in results.items()},
+        p.de_k[0],
+        folder / "figures" / "de_overlap.png",
+        f"{name}: each class's top {p.de_k[0]} attributed genes vs its top {p.de_k[0]} DE genes (training split)",
+    )
+    plot_keep_remove(
+        {m: r["retraining"] for m, r in results.items()},
+        folder / "figures" / "keep_remove.png",
+        f"{name}: {p.retrain_model} retrained on the training split with or without each method's "
+        "top genes, scored on the held-out test split",
+    )
+    entry = {
+        "n_train": int(len(prepared[0].y_train)),
+        "de_methods": list(DE_METHODS),
+        "retrain_model": p.retrain_model,
+        "methods": {m: summarise(r, p) for m, r in results.items()},
+    }
     if "enrichment" in results_de:
         entry["de_enrichment"] = json_safe(enrichment_summary(results_de["enrichment"]))
     for m, s in entry["methods"].items():
-        flags = [f for f in ("de_no_better_than_chance", "keep_no_better_than_random", "removal_costs_nothing")
-                 if s.get(f)]
-        log.info("%s %s: DE overlap@%d %.1f of %d (Wilcoxon)%s", name, m, p.de_k[0],
-                 s["de_overlap"]["wilcoxon"][f"top_{p.de_k[0]}"]["mean_overlap"], p.de_k[0],
-                 f"; FLAGGED: {', '.join(flags)}" if flags else "")
+        flags = [
+            f for f in ("de_no_better_than_chance", "keep_no_better_than_random", "removal_costs_nothing") if s.get(f)
+        ]
+        log.info(
+            "%s %s: DE overlap@%d %.1f of %d (Wilcoxon)%s",
+            name,
+            m,
+            p.de_k[0],
+            s["de_overlap"]["wilcoxon"][f"top_{p.de_k[0]}"]["mean_overlap"],
+            p.de_k[0],
+            f"; FLAGGED: {', '.join(flags)}" if flags else "",
+        )
     entry["seconds"] = round(time.time() - t0, 2)
     entry["tables"], entry["de"] = tables, prepared[1]
     return entry

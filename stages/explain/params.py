@@ -1,4 +1,5 @@
 """Config section read by explain."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -11,8 +12,16 @@ from shared.logs import get_logger
 log = get_logger("stages.explain")
 
 
-MethodName = Literal["saliency", "gradient", "input_x_gradient", "smoothgrad", "integrated_gradients", "grad_cam",
-                     "guided_grad_cam", "occlusion"]
+MethodName = Literal[
+    "saliency",
+    "gradient",
+    "input_x_gradient",
+    "smoothgrad",
+    "integrated_gradients",
+    "grad_cam",
+    "guided_grad_cam",
+    "occlusion",
+]
 
 
 class SmoothGradOptions(Section):
@@ -143,15 +152,22 @@ class Explain(Section):
     biology: Biology = Field(default_factory=Biology)
 
     @model_validator(mode="after")
-    def _options_of_chosen_methods(self) -> "Explain":
+    def _options_of_chosen_methods(self) -> Explain:
         """Options set for a method that is not run are named in a warning (a typo, or a method left out)."""
-        owners = {"smoothgrad": ("smoothgrad",), "integrated_gradients": ("integrated_gradients",),
-                  "grad_cam": ("grad_cam", "guided_grad_cam"), "occlusion": ("occlusion",)}
+        owners = {
+            "smoothgrad": ("smoothgrad",),
+            "integrated_gradients": ("integrated_gradients",),
+            "grad_cam": ("grad_cam", "guided_grad_cam"),
+            "occlusion": ("occlusion",),
+        }
         for key, methods in owners.items():
             # non-default options (a resolved config lists every section with its defaults)
             if getattr(self, key) != type(getattr(self, key))() and not set(methods) & set(self.methods):
-                log.warning("explain.%s is set but no method it applies to (%s) is in explain.methods; it is unused",
-                            key, " or ".join(methods))
+                log.warning(
+                    "explain.%s is set but no method it applies to (%s) is in explain.methods; it is unused",
+                    key,
+                    " or ".join(methods),
+                )
         return self
 
     def options(self, method: str):
@@ -166,56 +182,106 @@ STAGE = StageSpec(
     requires=("classifiers",),
     sections={"explain": Explain},
     outputs=(
-        Output("metrics.json", "per model and method: its description, whether it is signed, marker precision, "
-                               "faithfulness, sanity and stability, the biology checks (DE overlap, keep/remove, "
-                               "enrichment, flags); the models left unexplained and why; biology_seconds"),
-        Output("{model}/{method}/attributions.npy", "(n_test, *input_shape) per-sample attributions of the true "
-                                                    "class (attribution_dtype)",
-               when="n_explained <= per_sample.arrays_max_samples"),
+        Output(
+            "metrics.json",
+            "per model and method: its description, whether it is signed, marker precision, "
+            "faithfulness, sanity and stability, the biology checks (DE overlap, keep/remove, "
+            "enrichment, flags); the models left unexplained and why; biology_seconds",
+        ),
+        Output(
+            "{model}/{method}/attributions.npy",
+            "(n_test, *input_shape) per-sample attributions of the true class (attribution_dtype)",
+            when="n_explained <= per_sample.arrays_max_samples",
+        ),
         Output("{model}/{method}/class_maps.npy", "(n_classes, *input_shape) class-mean attributions"),
         Output("{model}/{method}/figures/class_maps.png", "class means with the top genes circled (size by score)"),
-        Output("{model}/{method}/figures/samples.png", "per_sample.figure_per_class samples per class: the input "
-                                                       "beside its map, the sample's top genes circled and named",
-               when="per_sample.figure_per_class > 0"),
-        Output("{model}/{method}/sample_genes.npy", "(n_test, n_genes) per-sample gene attributions "
-                                                    "(attribution_dtype)",
-               when="images with a pixel->gene map and n_explained <= per_sample.arrays_max_samples"),
-        Output("{model}/{method}/gene_attributions.csv", "genes x classes class-mean gene attributions",
-               when="genes known (vectors, or images with a gene map)"),
-        Output("{model}/{method}/top_genes.csv", "class, rank, gene, score: the top_k genes per class",
-               when="genes known"),
-        Output("{model}/{method}/sample_top_genes.csv", "sample, class, prediction, gene, score, rank: each "
-                                                        "sample's top genes above the per_sample threshold",
-               when="genes known"),
-        Output("{model}/{method}/figures/top_genes_heatmap.png", "each class's top_k genes (rows) across all "
-                                                                 "classes (columns)", when="genes known"),
-        Output("{model}/{method}/marker_precision.csv", "precision and recall of the known markers among each "
-                                                        "class's top precision_k genes", when="explain.markers set"),
-        Output("{model}/{method}/faithfulness.csv", "per sample: deletion and insertion AUC of the method's order "
-                                                    "and of a random order", when="faithfulness.enabled"),
-        Output("{model}/{method}/figures/faithfulness.png", "mean deletion and insertion curves beside random",
-               when="faithfulness.enabled"),
-        Output("{model}/{method}/sanity.csv", "rank correlation of the trained and the randomised model's "
-                                              "attributions, block by block and all at once", when="sanity.enabled"),
-        Output("{model}/attributions.h5ad", "AnnData for scanpy: obs the test samples (label, prediction), var the "
-                                            "genes, one layer per method (every explained sample; "
-                                            "attribution_dtype), varm class means, uns top genes and the "
-                                            "trust figures; with biology.enabled uns['rank_genes_groups'] (Wilcoxon, "
-                                            "training split, scanpy's layout), uns['rank_genes_groups_t-test'] and "
-                                            "uns['biology'] (the three tables)", when="genes known"),
-        Output("{model}/biology/de_overlap.csv", "method, de_method, class, k: overlap of the top-k attributed and DE "
-                                                 "genes, Jaccard, permutation p, Spearman over all genes",
-               when="biology.enabled and genes known; {model} = baselines for their own importances"),
-        Output("{model}/biology/retraining.csv", "method, k: held-out macro-F1 of the cheap model with only (keep) and "
-                                                 "without (remove) the top-k genes, random and DE references",
-               when="biology.enabled and genes known"),
-        Output("{model}/biology/enrichment.csv", "method, class, gene_set: overlap, expected, odds ratio, "
-                                                 "hypergeometric p and BH-adjusted p of each class's top genes",
-               when="biology.gene_sets set"),
-        Output("{model}/biology/figures/de_overlap.png", "methods x classes: share of the top-k in the DE top-k, "
-                                                         "chance-level cells marked", when="biology.enabled"),
-        Output("{model}/biology/figures/keep_remove.png", "held-out macro-F1 against k, keep and remove, beside "
-                                                          "random and DE genes", when="biology.enabled"),
+        Output(
+            "{model}/{method}/figures/samples.png",
+            "per_sample.figure_per_class samples per class: the input "
+            "beside its map, the sample's top genes circled and named",
+            when="per_sample.figure_per_class > 0",
+        ),
+        Output(
+            "{model}/{method}/sample_genes.npy",
+            "(n_test, n_genes) per-sample gene attributions (attribution_dtype)",
+            when="images with a pixel->gene map and n_explained <= per_sample.arrays_max_samples",
+        ),
+        Output(
+            "{model}/{method}/gene_attributions.csv",
+            "genes x classes class-mean gene attributions",
+            when="genes known (vectors, or images with a gene map)",
+        ),
+        Output(
+            "{model}/{method}/top_genes.csv", "class, rank, gene, score: the top_k genes per class", when="genes known"
+        ),
+        Output(
+            "{model}/{method}/sample_top_genes.csv",
+            "sample, class, prediction, gene, score, rank: each sample's top genes above the per_sample threshold",
+            when="genes known",
+        ),
+        Output(
+            "{model}/{method}/figures/top_genes_heatmap.png",
+            "each class's top_k genes (rows) across all classes (columns)",
+            when="genes known",
+        ),
+        Output(
+            "{model}/{method}/marker_precision.csv",
+            "precision and recall of the known markers among each class's top precision_k genes",
+            when="explain.markers set",
+        ),
+        Output(
+            "{model}/{method}/faithfulness.csv",
+            "per sample: deletion and insertion AUC of the method's order and of a random order",
+            when="faithfulness.enabled",
+        ),
+        Output(
+            "{model}/{method}/figures/faithfulness.png",
+            "mean deletion and insertion curves beside random",
+            when="faithfulness.enabled",
+        ),
+        Output(
+            "{model}/{method}/sanity.csv",
+            "rank correlation of the trained and the randomised model's attributions, block by block and all at once",
+            when="sanity.enabled",
+        ),
+        Output(
+            "{model}/attributions.h5ad",
+            "AnnData for scanpy: obs the test samples (label, prediction), var the "
+            "genes, one layer per method (every explained sample; "
+            "attribution_dtype), varm class means, uns top genes and the "
+            "trust figures; with biology.enabled uns['rank_genes_groups'] (Wilcoxon, "
+            "training split, scanpy's layout), uns['rank_genes_groups_t-test'] and "
+            "uns['biology'] (the three tables)",
+            when="genes known",
+        ),
+        Output(
+            "{model}/biology/de_overlap.csv",
+            "method, de_method, class, k: overlap of the top-k attributed and DE "
+            "genes, Jaccard, permutation p, Spearman over all genes",
+            when="biology.enabled and genes known; {model} = baselines for their own importances",
+        ),
+        Output(
+            "{model}/biology/retraining.csv",
+            "method, k: held-out macro-F1 of the cheap model with only (keep) and "
+            "without (remove) the top-k genes, random and DE references",
+            when="biology.enabled and genes known",
+        ),
+        Output(
+            "{model}/biology/enrichment.csv",
+            "method, class, gene_set: overlap, expected, odds ratio, "
+            "hypergeometric p and BH-adjusted p of each class's top genes",
+            when="biology.gene_sets set",
+        ),
+        Output(
+            "{model}/biology/figures/de_overlap.png",
+            "methods x classes: share of the top-k in the DE top-k, chance-level cells marked",
+            when="biology.enabled",
+        ),
+        Output(
+            "{model}/biology/figures/keep_remove.png",
+            "held-out macro-F1 against k, keep and remove, beside random and DE genes",
+            when="biology.enabled",
+        ),
     ),
     description="attributions per test sample, class maps, gene rankings, marker precision",
 )

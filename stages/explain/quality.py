@@ -4,6 +4,7 @@ model-randomisation sanity check of Adebayo et al. (2018).
 Both work on the model's input elements (features of a vector, pixels or voxels of every channel): with one gene
 per pixel (lsa) an element is a gene.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,13 +21,14 @@ def _probabilities(model: nn.Module, x: torch.Tensor, target: torch.Tensor, batc
     out = []
     with torch.no_grad():
         for start in range(0, len(x), batch):
-            p = torch.softmax(model(x[start:start + batch]).float(), dim=1)
-            out.append(p.gather(1, target[start:start + batch, None])[:, 0].cpu())
+            p = torch.softmax(model(x[start : start + batch]).float(), dim=1)
+            out.append(p.gather(1, target[start : start + batch, None])[:, 0].cpu())
     return torch.cat(out).numpy()
 
 
-def curves(model: nn.Module, x: torch.Tensor, target: torch.Tensor, order: np.ndarray, steps: int,
-           baseline: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def curves(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, order: np.ndarray, steps: int, baseline: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray]:
     """Deletion and insertion curves, (n, steps + 1) true-class probabilities each.
 
     order: (n, n_elements) element indices, most important first. Deletion replaces the first k elements of the
@@ -58,17 +60,26 @@ def ranking(attr: np.ndarray, signed: bool) -> np.ndarray:
     return np.argsort(-key, axis=1, kind="stable")
 
 
-def random_curves(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int,
-                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+def random_curves(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Deletion and insertion curves of a random order per sample (seeded): the reference of every method."""
     rng = np.random.default_rng(seed)
     order = np.argsort(rng.random((len(x), int(np.prod(x.shape[1:])))), axis=1)
     return curves(model, x, target, order, steps, training_mean(model, x))
 
 
-def faithfulness(model: nn.Module, x: torch.Tensor, target: torch.Tensor, attr: np.ndarray, signed: bool,
-                 steps: int, seed: int, margin: float = 0.0,
-                 reference: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def faithfulness(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    attr: np.ndarray,
+    signed: bool,
+    steps: int,
+    seed: int,
+    margin: float = 0.0,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """Deletion/insertion AUCs of a method's order beside a random order's, per sample, with the verdict.
 
     A faithful ranking makes the true-class probability fall fast when its top elements are deleted (low deletion
@@ -86,11 +97,21 @@ def faithfulness(model: nn.Module, x: torch.Tensor, target: torch.Tensor, attr: 
 
     p_del, del_ok = beats(rdel_auc - del_auc)
     p_ins, ins_ok = beats(ins_auc - rins_auc)
-    return {"deletion_auc": del_auc, "insertion_auc": ins_auc, "random_deletion_auc": rdel_auc,
-            "random_insertion_auc": rins_auc, "deletion_curve": d.mean(0), "insertion_curve": i.mean(0),
-            "random_deletion_curve": rd.mean(0), "random_insertion_curve": ri.mean(0), "p_deletion": p_del,
-            "p_insertion": p_ins, "deletion_better_than_random": del_ok, "insertion_better_than_random": ins_ok,
-            "better_than_random": del_ok and ins_ok}
+    return {
+        "deletion_auc": del_auc,
+        "insertion_auc": ins_auc,
+        "random_deletion_auc": rdel_auc,
+        "random_insertion_auc": rins_auc,
+        "deletion_curve": d.mean(0),
+        "insertion_curve": i.mean(0),
+        "random_deletion_curve": rd.mean(0),
+        "random_insertion_curve": ri.mean(0),
+        "p_deletion": p_del,
+        "p_insertion": p_ins,
+        "deletion_better_than_random": del_ok,
+        "insertion_better_than_random": ins_ok,
+        "better_than_random": del_ok and ins_ok,
+    }
 
 
 def cascade_blocks(model: nn.Module) -> list[str]:
@@ -113,17 +134,26 @@ def _reinitialise(module: nn.Module, generator_seed: int) -> None:
             m.reset_parameters()
 
 
-def randomisation(model: nn.Module, method_cls: type[Method], options, x: torch.Tensor, target: torch.Tensor,
-                  trained_attr: np.ndarray, seed: int) -> dict:
+def randomisation(
+    model: nn.Module,
+    method_cls: type[Method],
+    options,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    trained_attr: np.ndarray,
+    seed: int,
+) -> dict:
     """Adebayo et al. (2018): re-initialise the network top-down, block by block (cascading), and all at once; the
     Spearman rank correlation between each sample's trained and randomised attributions (absolute values, as the
     maps are read), its mean over samples at each step."""
+
     def correlation(randomised: nn.Module) -> float:
         attr = method_cls(randomised, options).attribute(x.clone().requires_grad_(True), target).detach()
         a = np.abs(trained_attr.reshape(len(x), -1))
         b = np.abs(attr.cpu().numpy().reshape(len(x), -1))
-        rho = [stats.spearmanr(a[k], b[k]).statistic if a[k].std() > 0 and b[k].std() > 0 else 0.0
-               for k in range(len(x))]
+        rho = [
+            stats.spearmanr(a[k], b[k]).statistic if a[k].std() > 0 and b[k].std() > 0 else 0.0 for k in range(len(x))
+        ]
         return float(np.nanmean(rho))
 
     blocks = cascade_blocks(model)
@@ -157,12 +187,18 @@ def agreement(class_scores: list[np.ndarray], classes: list[str], k: int) -> dic
     correlation of the genes' scores, and the fraction of the top ``k`` genes shared)."""
     per_class = {}
     for c, name in enumerate(classes):
-        pairs = [top_k_agreement(class_scores[i][c], class_scores[j][c], k)
-                 for i in range(len(class_scores)) for j in range(i + 1, len(class_scores))]
+        pairs = [
+            top_k_agreement(class_scores[i][c], class_scores[j][c], k)
+            for i in range(len(class_scores))
+            for j in range(i + 1, len(class_scores))
+        ]
         rho, shared = np.asarray(pairs, dtype=float).T
         if not np.isnan(shared).all():
             per_class[name] = {"spearman": float(np.nanmean(rho)), "shared_top_k": float(np.nanmean(shared))}
-    return {"n": len(class_scores), "top_k": k,
-            "spearman": float(np.nanmean([v["spearman"] for v in per_class.values()])),
-            "shared_top_k": float(np.mean([v["shared_top_k"] for v in per_class.values()])),
-            "per_class": per_class}
+    return {
+        "n": len(class_scores),
+        "top_k": k,
+        "spearman": float(np.nanmean([v["spearman"] for v in per_class.values()])),
+        "shared_top_k": float(np.mean([v["shared_top_k"] for v in per_class.values()])),
+        "per_class": per_class,
+    }

@@ -6,6 +6,7 @@ Every file is written under a temporary name and renamed into place when complet
 nothing half-written under a declared name. Files are read and written with plain reads and writes (not memory
 maps), so what has been read or written does not stay in the process's resident memory.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,11 @@ class LazyRows:
         self.path = Path(path)
         with open(self.path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
-            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
-                                     else np.lib.format.read_array_header_2_0(fh))
+            shape, fortran, dtype = (
+                np.lib.format.read_array_header_1_0(fh)
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0(fh)
+            )
             self.offset = fh.tell()
         if fortran and len(shape) > 1:
             raise ValueError(f"{self.path}: a Fortran-ordered array; save it in C order")
@@ -46,7 +50,7 @@ class LazyRows:
         buf = out.reshape(len(rows), -1).view(np.uint8)
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         with open(self.path, "rb", buffering=0) as fh:
-            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=False):
                 fh.seek(self.offset + int(rows[lo]) * self.row_bytes)
                 view = memoryview(buf[lo:hi].reshape(-1))
                 while len(view):
@@ -64,7 +68,7 @@ class LazyRows:
     def ndim(self) -> int:
         return len(self.file_shape)
 
-    def take(self, rows: np.ndarray, axis: int = 0) -> "LazyRows":
+    def take(self, rows: np.ndarray, axis: int = 0) -> LazyRows:
         """Some of the rows (as ``ndarray.take(rows, axis=0)``)."""
         assert axis == 0
         out = copy.copy(self)
@@ -185,11 +189,12 @@ class AnnDataFile:
         self.file = h5py.File(self.tmp, "a")
         self.n_obs, self.n_vars = len(obs), len(var)
 
-    def dense(self, key: str, dtype) -> "_Dataset":
+    def dense(self, key: str, dtype) -> _Dataset:
         """key: 'X' or 'layers/<name>'."""
         rows = max(1, min(self.n_obs, (1 << 20) // max(1, self.n_vars * np.dtype(dtype).itemsize)))
-        ds = self.file.create_dataset(key, shape=(self.n_obs, self.n_vars), dtype=dtype,
-                                      chunks=(rows, self.n_vars) if self.n_obs else None)
+        ds = self.file.create_dataset(
+            key, shape=(self.n_obs, self.n_vars), dtype=dtype, chunks=(rows, self.n_vars) if self.n_obs else None
+        )
         ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "array", "0.2.0"
         return _Dataset(ds)
 
@@ -215,7 +220,7 @@ class _Dataset:
         self.ds, self.rows = ds, 0
 
     def write(self, block: np.ndarray) -> None:
-        self.ds[self.rows:self.rows + len(block)] = np.asarray(block, dtype=self.ds.dtype)
+        self.ds[self.rows : self.rows + len(block)] = np.asarray(block, dtype=self.ds.dtype)
         self.rows += len(block)
 
 

@@ -3,10 +3,11 @@
 Two passes over the rows, chunk by chunk: the first checks values and accumulates training statistics (and a
 training subsample to fit the layout on); the second normalises, selects, scales and writes every sample.
 """
+
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -14,9 +15,9 @@ import scipy.sparse as sp
 
 from shared.artifacts import StageRun, write_json_atomic
 from shared.errors import UserError
+from shared.evaluation.splits import holdout_split
 from shared.logs import get_logger, progress
 from shared.stage import main
-from shared.evaluation.splits import holdout_split
 
 from .augment import augment, augmentation_plan
 from .loaders import read_gene_filter, strip_version
@@ -53,13 +54,21 @@ def run(run: StageRun) -> None:
     out = run.out
 
     adata, backed = open_expression(cfg)
-    log.info("read %s: %d samples x %d genes, %d classes%s", cfg.path, adata.n_obs, adata.n_vars,
-             adata.obs["label"].nunique(), " (backed, in chunks)" if backed else "")
+    log.info(
+        "read %s: %d samples x %d genes, %d classes%s",
+        cfg.path,
+        adata.n_obs,
+        adata.n_vars,
+        adata.obs["label"].nunique(),
+        " (backed, in chunks)" if backed else "",
+    )
     cols = _gene_columns(cfg, adata.var_names)
     labels = adata.obs["label"].to_numpy().astype(str)
     if len(set(labels)) < 2:
-        raise UserError(f"{cfg.labels or cfg.path}: expression.label_key '{cfg.label_key}' holds one class only "
-                        f"({labels[0]!r}); a classifier needs at least two: choose another label column")
+        raise UserError(
+            f"{cfg.labels or cfg.path}: expression.label_key '{cfg.label_key}' holds one class only "
+            f"({labels[0]!r}); a classifier needs at least two: choose another label column"
+        )
     groups = adata.obs["group"].to_numpy().astype(str) if "group" in adata.obs else None
     classes = sorted(np.unique(labels))
     label_index = np.searchsorted(classes, labels)
@@ -97,18 +106,28 @@ def run(run: StageRun) -> None:
     n_aug = sum(plan.values())
     n_total = adata.n_obs + n_aug
     if n_aug:
-        log.info("augmentation (%s) adds %d training samples: %s", aug.method, n_aug,
-                 {classes[c]: k for c, k in plan.items()})
+        log.info(
+            "augmentation (%s) adds %d training samples: %s",
+            aug.method,
+            n_aug,
+            {classes[c]: k for c, k in plan.items()},
+        )
 
     # pass 2: every sample, normalised, selected, scaled; written as vectors and images
     keep_for_aug = np.isin(label_index, list(plan)) & ~is_test
     aug_source: list[np.ndarray] = []
     all_values = [] if transform.transductive else None
     with contextlib.ExitStack() as stack:
-        vec_w = stack.enter_context(NpyWriter(out / "vectors.npy", (n_total, len(genes)), np.float32)) \
-            if p.save_vectors or not transform.makes_images else None
-        img_w = stack.enter_context(NpyWriter(out / "images.npy", (n_total, *transform.image_shape), np.uint8)) \
-            if transform.makes_images and not transform.transductive else None
+        vec_w = (
+            stack.enter_context(NpyWriter(out / "vectors.npy", (n_total, len(genes)), np.float32))
+            if p.save_vectors or not transform.makes_images
+            else None
+        )
+        img_w = (
+            stack.enter_context(NpyWriter(out / "images.npy", (n_total, *transform.image_shape), np.uint8))
+            if transform.makes_images and not transform.transductive
+            else None
+        )
         for start, stop, X in progress(iter_chunks(adata, p.chunk_size, cfg, False), "images", unit="chunk"):
             values = scaler.transform(_prepare(X, cols, cfg, p)[:, genes_idx])
             if vec_w:
@@ -121,8 +140,16 @@ def run(run: StageRun) -> None:
                 aug_source.append(values[keep_for_aug[start:stop]])
         aug_frame = None
         if plan:
-            aug_frame, aug_values = _augment(np.vstack(aug_source), np.flatnonzero(keep_for_aug), plan, label_index,
-                                             adata.obs_names, groups, aug, exp.seed)
+            aug_frame, aug_values = _augment(
+                np.vstack(aug_source),
+                np.flatnonzero(keep_for_aug),
+                plan,
+                label_index,
+                adata.obs_names,
+                groups,
+                aug,
+                exp.seed,
+            )
             if vec_w:
                 vec_w.write(aug_values)
             if img_w:
@@ -134,8 +161,14 @@ def run(run: StageRun) -> None:
             for start in range(0, n_total, p.chunk_size):
                 img_w.write(to_uint8(transform.render(slice(start, min(start + p.chunk_size, n_total)))))
 
-    samples = pd.DataFrame({"sample": np.asarray(adata.obs_names).astype(str), "label": labels,
-                            "label_index": label_index, "split": np.where(is_test, "test", "train")})
+    samples = pd.DataFrame(
+        {
+            "sample": np.asarray(adata.obs_names).astype(str),
+            "label": labels,
+            "label_index": label_index,
+            "split": np.where(is_test, "test", "train"),
+        }
+    )
     if groups is not None:
         samples["group"] = groups
     samples["augmented_from"] = ""
@@ -145,19 +178,22 @@ def run(run: StageRun) -> None:
     _write_genes(out, adata, cols[genes_idx], genes, scaler, transform)
 
     counts = samples.groupby(["split", "label"]).size().unstack(fill_value=0)
-    write_json_atomic(out / "dataset.json", {
-        "classes": classes,
-        "image_shape": list(transform.image_shape) if transform.image_shape else None,
-        "n_genes": int(len(genes)),
-        **transform.describe(),
-        "gene_map": "pixel_genes.npz" if transform.gene_map is not None else None,
-        "vectors": "vectors.npy" if vec_w else None,
-        "normalized_input": cfg.normalized,
-        "label_key": cfg.label_key,
-        "group_key": cfg.group_key,
-        "n_augmented": n_aug,
-        "counts": json.loads(counts.to_json()),
-    })
+    write_json_atomic(
+        out / "dataset.json",
+        {
+            "classes": classes,
+            "image_shape": list(transform.image_shape) if transform.image_shape else None,
+            "n_genes": int(len(genes)),
+            **transform.describe(),
+            "gene_map": "pixel_genes.npz" if transform.gene_map is not None else None,
+            "vectors": "vectors.npy" if vec_w else None,
+            "normalized_input": cfg.normalized,
+            "label_key": cfg.label_key,
+            "group_key": cfg.group_key,
+            "n_augmented": n_aug,
+            "counts": json.loads(counts.to_json()),
+        },
+    )
     run.record(n_samples=int(adata.n_obs), n_train=int(len(train)), n_test=int(is_test.sum()), n_augmented=n_aug)
 
 
@@ -169,9 +205,15 @@ def _augment(source_values, source_rows, plan, label_index, obs_names, groups, a
         rows = np.flatnonzero(label_index[source_rows] == c)
         new, src = augment(source_values[rows], n_new, aug.method, rng, aug.noise_sd)
         parents = source_rows[rows[src]]
-        frame = pd.DataFrame({"sample": [f"{obs_names[r]}~aug{i}" for i, r in enumerate(parents)],
-                              "label": None, "label_index": c, "split": "train",
-                              "augmented_from": np.asarray(obs_names[parents]).astype(str)})
+        frame = pd.DataFrame(
+            {
+                "sample": [f"{obs_names[r]}~aug{i}" for i, r in enumerate(parents)],
+                "label": None,
+                "label_index": c,
+                "split": "train",
+                "augmented_from": np.asarray(obs_names[parents]).astype(str),
+            }
+        )
         if groups is not None:
             frame["group"] = groups[parents]
         frames.append(frame)
@@ -194,7 +236,8 @@ def _write_genes(out, adata, var_idx, genes, scaler, transform) -> None:
     table.to_csv(out / "genes.csv", index=False)
     if transform.coords is not None:
         pd.DataFrame({"gene": genes, "row": transform.coords[:, 0], "col": transform.coords[:, 1]}).to_csv(
-            out / "gene_coords.csv", index=False)
+            out / "gene_coords.csv", index=False
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Class balance: extra training samples for small classes, made after the split from training samples only."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 def augmentation_plan(train_labels: np.ndarray, min_samples: int) -> dict[int, int]:
     """How many samples to add per class (label index) to reach ``min_samples`` training samples."""
     classes, counts = np.unique(train_labels, return_counts=True)
-    return {int(c): int(min_samples - n) for c, n in zip(classes, counts) if n < min_samples}
+    return {int(c): int(min_samples - n) for c, n in zip(classes, counts, strict=False) if n < min_samples}
 
 
 def augment(values: np.ndarray, n_new: int, method: str, rng: np.random.Generator, noise_sd: float = 0.5):

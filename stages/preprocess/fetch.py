@@ -66,6 +66,7 @@ The registry
 
     ``--only`` accepts a file's ``name`` or the file name of its ``path``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,9 +78,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from http.client import HTTPException
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any
 
 from shared.errors import UserError
 from shared.logs import get_logger, setup_logging
@@ -169,12 +171,15 @@ def _gtex_v8_files() -> list[dict[str, Any]]:
     for _, slug in GTEX_V8_TISSUES:
         fname = f"gene_reads_2017-06-05_v8_{slug}.gct.gz"
         files.append({"name": slug, "url": f"{_GTEX}/bulk-gex/v8/rna-seq/counts-by-tissue/{fname}", "path": fname})
-    for name, fname in (("sample-attributes", "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt"),
-                        ("subject-phenotypes", "GTEx_Analysis_v8_Annotations_SubjectPhenotypesDS.txt")):
+    for name, fname in (
+        ("sample-attributes", "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt"),
+        ("subject-phenotypes", "GTEx_Analysis_v8_Annotations_SubjectPhenotypesDS.txt"),
+    ):
         files.append({"name": name, "url": f"{_GTEX}/annotations/v8/metadata-files/{fname}", "path": fname})
     fname = "GTEx_Analysis_2017-06-05_v8_RNASeQCv1.1.9_gene_reads.gct.gz"
-    files.append({"name": "all-tissues", "url": f"{_GTEX}/bulk-gex/v8/rna-seq/{fname}", "path": fname,
-                  "optional": True})
+    files.append(
+        {"name": "all-tissues", "url": f"{_GTEX}/bulk-gex/v8/rna-seq/{fname}", "path": fname, "optional": True}
+    )
     return files
 
 
@@ -184,8 +189,8 @@ REGISTRY: dict[str, dict[str, Any]] = {
         "homepage": "https://gtexportal.org/home/downloads/adult-gtex/bulk_tissue_expression",
         "verified": True,
         "notes": "Counts are raw reads per gene (GENCODE v26 ids); SMTSD in the sample attributes is the tissue label; "
-                 "the subject phenotypes hold SEX, AGE (decades) and DTHHRDY. 'all-tissues' (the same counts as one "
-                 "matrix, without the per-tissue files' id column) is fetched only when named with --only.",
+        "the subject phenotypes hold SEX, AGE (decades) and DTHHRDY. 'all-tissues' (the same counts as one "
+        "matrix, without the per-tissue files' id column) is fetched only when named with --only.",
         "files": _gtex_v8_files(),
     },
     "gse85217": {
@@ -193,46 +198,61 @@ REGISTRY: dict[str, dict[str, Any]] = {
         "homepage": "https://www.ncbi.nlm.nih.gov/geo/query/acc.cgi?acc=GSE85217",
         "verified": True,
         "notes": "The supplementary matrix holds the expression values (genes x 763 samples); the series matrix holds "
-                 "the per-sample characteristics, including the subgroup (WNT, SHH, Group3, Group4) and subtype.",
+        "the per-sample characteristics, including the subgroup (WNT, SHH, Group3, Group4) and subtype.",
         "files": [
-            {"name": "expression",
-             "url": f"{_GEO}/series/GSE85nnn/GSE85217/suppl/GSE85217_M_exp_763_MB_SubtypeStudy_TaylorLab.txt.gz",
-             "path": "GSE85217_M_exp_763_MB_SubtypeStudy_TaylorLab.txt.gz"},
-            {"name": "series-matrix",
-             "url": f"{_GEO}/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz",
-             "path": "GSE85217_series_matrix.txt.gz"},
+            {
+                "name": "expression",
+                "url": f"{_GEO}/series/GSE85nnn/GSE85217/suppl/GSE85217_M_exp_763_MB_SubtypeStudy_TaylorLab.txt.gz",
+                "path": "GSE85217_M_exp_763_MB_SubtypeStudy_TaylorLab.txt.gz",
+            },
+            {
+                "name": "series-matrix",
+                "url": f"{_GEO}/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz",
+                "path": "GSE85217_series_matrix.txt.gz",
+            },
         ],
     },
     "gbm-smartseq2": {
         "description": "GEO GSE131928 / GSM3828672 (Neftel et al. 2019): IDH-wt glioblastoma Smart-seq2 cells, TPM",
         "homepage": "https://www.ncbi.nlm.nih.gov/geo/query/acc.cgi?acc=GSM3828672",
         "verified": True,
-        "notes": "Genes x cells of processed TPM values, and the series' table of each cell's tumour and adult/paediatric "
-                 "origin. The malignant cell-state labels (MES/AC/OPC/NPC-like) are not on GEO: they are on the Broad "
-                 "Single Cell Portal (SCP393), which needs a login, so they are not fetched here.",
+        "notes": "Genes x cells of processed TPM values, and the series' table of each cell's tumour and "
+        "adult/paediatric origin. The malignant cell-state labels (MES/AC/OPC/NPC-like) are not on GEO: they are "
+        "on the Broad Single Cell Portal (SCP393), which needs a login, so they are not fetched here.",
         "files": [
-            {"name": "smartseq2-tpm",
-             "url": f"{_GEO}/samples/GSM3828nnn/GSM3828672/suppl/GSM3828672_Smartseq2_GBM_IDHwt_processed_TPM.tsv.gz",
-             "path": "GSM3828672_Smartseq2_GBM_IDHwt_processed_TPM.tsv.gz"},
-            {"name": "cell-metadata",
-             "url": f"{_GEO}/series/GSE131nnn/GSE131928/suppl/"
-                    "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx",
-             "path": "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx"},
+            {
+                "name": "smartseq2-tpm",
+                "url": f"{_GEO}/samples/GSM3828nnn/GSM3828672/suppl/"
+                "GSM3828672_Smartseq2_GBM_IDHwt_processed_TPM.tsv.gz",
+                "path": "GSM3828672_Smartseq2_GBM_IDHwt_processed_TPM.tsv.gz",
+            },
+            {
+                "name": "cell-metadata",
+                "url": f"{_GEO}/series/GSE131nnn/GSE131928/suppl/"
+                "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx",
+                "path": "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx",
+            },
         ],
     },
     "tcga-pancan": {
         "description": "TCGA PanCanAtlas: the batch-corrected RNA-seq matrix (EBPlusPlus, 20,531 genes x 11,069 "
-                       "samples) and the TCGA-CDR clinical table (cancer type per patient)",
+        "samples) and the TCGA-CDR clinical table (cancer type per patient)",
         "homepage": "https://gdc.cancer.gov/about-data/publications/pancanatlas",
         "verified": False,
         "notes": "The matrix is genes (SYMBOL|Entrez) x aliquot barcodes with NA for some genes (configs/tcga.yaml "
-                 "sets missing: drop_genes); TCGA-CDR-SupplementalTableS1.xlsx gives 'type' per bcr_patient_barcode. "
-                 "Per-sample STAR counts of current GDC releases: make fetch DATASET=gdc MANIFEST=gdc_manifest.txt.",
+        "sets missing: drop_genes); TCGA-CDR-SupplementalTableS1.xlsx gives 'type' per bcr_patient_barcode. "
+        "Per-sample STAR counts of current GDC releases: make fetch DATASET=gdc MANIFEST=gdc_manifest.txt.",
         "files": [
-            {"name": "pancan-matrix", "url": f"{_GDC}/data/3586c0da-64d0-4b74-a449-5ff4d9136611",
-             "path": "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv"},
-            {"name": "clinical-cdr", "url": f"{_GDC}/data/1b5f413e-a8d1-4d10-92eb-7c4ae739ed81",
-             "path": "TCGA-CDR-SupplementalTableS1.xlsx"},
+            {
+                "name": "pancan-matrix",
+                "url": f"{_GDC}/data/3586c0da-64d0-4b74-a449-5ff4d9136611",
+                "path": "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv",
+            },
+            {
+                "name": "clinical-cdr",
+                "url": f"{_GDC}/data/1b5f413e-a8d1-4d10-92eb-7c4ae739ed81",
+                "path": "TCGA-CDR-SupplementalTableS1.xlsx",
+            },
         ],
     },
 }
@@ -251,8 +271,10 @@ def gdc_manifest_dataset(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: cannot read the GDC manifest ({exc.strerror or exc})") from None
     header = lines[0].split("\t") if lines else []
     if header[:4] != GDC_MANIFEST_COLUMNS:
-        raise UserError(f"{path}: not a GDC manifest (header {header[:5]}, expected {GDC_MANIFEST_COLUMNS + ['state']}); "
-                        "download it from the GDC portal's cart (Download Cart > Manifest)")
+        raise UserError(
+            f"{path}: not a GDC manifest (header {header[:5]}, expected {GDC_MANIFEST_COLUMNS + ['state']}); "
+            "download it from the GDC portal's cart (Download Cart > Manifest)"
+        )
     files = []
     for n, line in enumerate(lines[1:], 2):
         if not line.strip():
@@ -261,12 +283,23 @@ def gdc_manifest_dataset(path: str | Path) -> dict[str, Any]:
         if len(cells) < 4 or not cells[3].isdigit():
             raise UserError(f"{path}:{n}: expected id, filename, md5, size (tab separated), got {cells[:4]}")
         file_id, name, md5, size = cells[:4]
-        files.append({"name": file_id, "url": f"{_GDC}/data/{file_id}", "path": f"{file_id}/{name}",
-                      "md5": md5.lower(), "size": int(size)})
+        files.append(
+            {
+                "name": file_id,
+                "url": f"{_GDC}/data/{file_id}",
+                "path": f"{file_id}/{name}",
+                "md5": md5.lower(),
+                "size": int(size),
+            }
+        )
     if not files:
         raise UserError(f"{path}: the GDC manifest lists no files")
-    return {"description": f"GDC files listed by {path.name}", "homepage": "https://portal.gdc.cancer.gov/",
-            "verified": True, "files": files}
+    return {
+        "description": f"GDC files listed by {path.name}",
+        "homepage": "https://portal.gdc.cancer.gov/",
+        "verified": True,
+        "files": files,
+    }
 
 
 _HEX = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "md5": re.compile(r"^[0-9a-f]{32}$")}
@@ -303,6 +336,7 @@ def check_registry(registry: dict[str, dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # URLs, checksums, the SHA256SUMS record
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def resolve_url(url: str, mirror: str | None = None) -> str:
     """``url`` with its scheme and host replaced by ``mirror`` (default: ``$ONCOXAI_FETCH_MIRROR``, if set)."""
@@ -377,21 +411,34 @@ def _mismatches(want: dict[str, str], got: dict[str, str]) -> list[str]:
 # Downloading one file
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _progress_bar(desc: str, total: int | None, initial: int):
-    """A byte-counting tqdm bar on stderr; off in logs and CI like shared.logs.progress (ONCOXAI_PROGRESS=1 forces it)."""
+    """A byte-counting tqdm bar on stderr; off in logs and CI like shared.logs.progress
+    (ONCOXAI_PROGRESS=1 forces it)."""
     from tqdm.auto import tqdm
 
     forced = os.environ.get("ONCOXAI_PROGRESS")
     disable = None if forced is None else forced == "0"
-    return tqdm(desc=desc, total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=disable, leave=False, file=sys.stderr)
+    return tqdm(
+        desc=desc,
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=disable,
+        leave=False,
+        file=sys.stderr,
+    )
 
 
 def _http_error(url: str, rel: str, exc: urllib.error.HTTPError, part: Path) -> UserError:
     code = exc.code
     if code in (401, 403, 404, 410):
-        advice = ("the file is not there (moved or renamed?): check its URL in the registry in "
-                  f"stages/preprocess/fetch.py against the dataset's homepage, or set {MIRROR_ENV}")
+        advice = (
+            "the file is not there (moved or renamed?): check its URL in the registry in "
+            f"stages/preprocess/fetch.py against the dataset's homepage, or set {MIRROR_ENV}"
+        )
     elif code == 429 or code >= 500:
         advice = "the server is failing or rate-limiting: wait and run the same command again (it resumes)"
     else:
@@ -403,8 +450,10 @@ def _http_error(url: str, rel: str, exc: urllib.error.HTTPError, part: Path) -> 
 def _network_error(url: str, rel: str, reason: object, part: Path) -> UserError:
     have = part.stat().st_size if part.exists() else 0
     kept = f"; {have} bytes are kept in {part} and the next run resumes from there" if have else ""
-    return UserError(f"{url}: network error while fetching {rel} ({reason}): check the connection (or proxy, "
-                     f"or {MIRROR_ENV}) and run the same command again{kept}")
+    return UserError(
+        f"{url}: network error while fetching {rel} ({reason}): check the connection (or proxy, "
+        f"or {MIRROR_ENV}) and run the same command again{kept}"
+    )
 
 
 class _Writer:
@@ -418,8 +467,10 @@ class _Writer:
             raise self._error(exc) from None
 
     def _error(self, exc: OSError) -> UserError:
-        return UserError(f"{self.path}: cannot write ({exc.strerror or exc}): free disk space or fix the folder's "
-                         f"permissions (or choose another --dest), then run again")
+        return UserError(
+            f"{self.path}: cannot write ({exc.strerror or exc}): free disk space or fix the folder's "
+            f"permissions (or choose another --dest), then run again"
+        )
 
     def write(self, block: bytes) -> None:
         try:
@@ -427,7 +478,7 @@ class _Writer:
         except OSError as exc:
             raise self._error(exc) from None
 
-    def __enter__(self) -> "_Writer":
+    def __enter__(self) -> _Writer:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -501,8 +552,10 @@ def fetch_file(entry: dict[str, Any], folder: Path, sums: Sums, url: str | None 
                 if offset and resp.status == 206:
                     start = _content_range_start(resp.headers.get("Content-Range"))
                     if start != offset:
-                        raise UserError(f"{url}: the server resumed {rel} at byte {start}, not {offset}: delete "
-                                        f"{part} and run again")
+                        raise UserError(
+                            f"{url}: the server resumed {rel} at byte {start}, not {offset}: delete "
+                            f"{part} and run again"
+                        )
                     log.info("%s: resuming at byte %d", rel, offset)
                 elif resp.status in (200, 206):
                     if offset:
@@ -513,8 +566,10 @@ def fetch_file(entry: dict[str, Any], folder: Path, sums: Sums, url: str | None 
                 length = resp.headers.get("Content-Length")
                 length = int(length) if length and length.isdigit() else None
                 received = 0
-                with _Writer(part, mode) as out, _progress_bar(Path(rel).name, None if length is None else
-                                                               offset + length, offset) as bar:
+                with (
+                    _Writer(part, mode) as out,
+                    _progress_bar(Path(rel).name, None if length is None else offset + length, offset) as bar,
+                ):
                     while block := resp.read(CHUNK):
                         out.write(block)
                         received += len(block)
@@ -532,20 +587,25 @@ def fetch_file(entry: dict[str, Any], folder: Path, sums: Sums, url: str | None 
         if have < entry["size"]:
             raise _network_error(url, rel, f"the server sent {have} of the {entry['size']} published bytes", part)
         part.unlink()
-        raise UserError(f"{rel}: {have} bytes downloaded from {url}, but {entry['size']} published: the download was "
-                        "deleted; run again, and if it repeats the source changed")
+        raise UserError(
+            f"{rel}: {have} bytes downloaded from {url}, but {entry['size']} published: the download was "
+            "deleted; run again, and if it repeats the source changed"
+        )
     got = file_digests(part, want)
     bad = _mismatches(want, got)
     if bad:
         part.unlink()
         source = "published checksum" if any(entry.get(a) for a in ("sha256", "md5")) else f"{sums.path.name} record"
-        raise UserError(f"{rel}: checksum mismatch against the {source} ({'; '.join(bad)}), downloaded from {url}: "
-                        f"the download was deleted; run again, and if it repeats the source changed (check it, then "
-                        f"delete the line for {rel} in {sums.path})")
+        raise UserError(
+            f"{rel}: checksum mismatch against the {source} ({'; '.join(bad)}), downloaded from {url}: "
+            f"the download was deleted; run again, and if it repeats the source changed (check it, then "
+            f"delete the line for {rel} in {sums.path})"
+        )
     os.replace(part, final)
     if not want:
-        log.info("%s: no published checksum; recorded sha256 %s in %s (trust on first use)", rel, got["sha256"],
-                 sums.path)
+        log.info(
+            "%s: no published checksum; recorded sha256 %s in %s (trust on first use)", rel, got["sha256"], sums.path
+        )
     sums.record(rel, got["sha256"])
     log.info("%s: downloaded (%d bytes)", rel, final.stat().st_size)
     return "downloaded"
@@ -555,11 +615,13 @@ def fetch_file(entry: dict[str, Any], folder: Path, sums: Sums, url: str | None 
 # A dataset, the CLI
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def get_dataset(name: str, registry: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     registry = REGISTRY if registry is None else registry
     if name not in registry:
-        raise UserError(f"unknown dataset '{name}' (known: {', '.join(sorted(registry))}; "
-                        f"python -m stages.preprocess.fetch --list)")
+        raise UserError(
+            f"unknown dataset '{name}' (known: {', '.join(sorted(registry))}; python -m stages.preprocess.fetch --list)"
+        )
     return registry[name]
 
 
@@ -571,8 +633,9 @@ def select_files(name: str, dataset: dict[str, Any], only: Iterable[str] | None)
     for want in only:
         match = [f for f in files if want in (f["name"], PurePosixPath(f["path"]).name)]
         if not match:
-            raise UserError(f"dataset '{name}' has no file '{want}' (its names: "
-                            f"python -m stages.preprocess.fetch {name} --list)")
+            raise UserError(
+                f"dataset '{name}' has no file '{want}' (its names: python -m stages.preprocess.fetch {name} --list)"
+            )
         chosen.extend(f for f in match if f not in chosen)
     return chosen
 
@@ -594,7 +657,9 @@ class _Lock:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.fh.close()
-            raise UserError(f"{self.path.parent}: another fetch is writing this dataset; wait for it to finish") from None
+            raise UserError(
+                f"{self.path.parent}: another fetch is writing this dataset; wait for it to finish"
+            ) from None
         return self
 
     def __exit__(self, *exc):
@@ -603,16 +668,24 @@ class _Lock:
         return False
 
 
-def fetch_dataset(name: str, dest: str | Path = "data", registry: dict[str, dict[str, Any]] | None = None,
-                  only: Iterable[str] | None = None, timeout: float = 60.0) -> list[Path]:
+def fetch_dataset(
+    name: str,
+    dest: str | Path = "data",
+    registry: dict[str, dict[str, Any]] | None = None,
+    only: Iterable[str] | None = None,
+    timeout: float = 60.0,
+) -> list[Path]:
     """Fetch (the ``only`` files of) a dataset into ``<dest>/<name>/``; returns the final paths."""
     dataset = get_dataset(name, registry)
     check_registry({name: dataset})
     files = select_files(name, dataset, only)
     if not dataset.get("verified", False):
-        log.warning("%s: the URLs of this dataset are NOT verified; if a download fails with HTTP 404, look the "
-                    "files up at %s and correct the registry in stages/preprocess/fetch.py", name,
-                    dataset.get("homepage", "the dataset's homepage"))
+        log.warning(
+            "%s: the URLs of this dataset are NOT verified; if a download fails with HTTP 404, look the "
+            "files up at %s and correct the registry in stages/preprocess/fetch.py",
+            name,
+            dataset.get("homepage", "the dataset's homepage"),
+        )
     folder = Path(dest) / name
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -622,8 +695,14 @@ def fetch_dataset(name: str, dest: str | Path = "data", registry: dict[str, dict
         for i, entry in enumerate(files, 1):
             log.info("[%d/%d] %s <- %s", i, len(files), entry["path"], resolve_url(entry["url"]))
             done[fetch_file(entry, folder, sums, timeout=timeout)] += 1
-    log.info("%s: %d downloaded, %d already present, in %.1f s -> %s", name, done["downloaded"], done["skipped"],
-             time.time() - t0, folder)
+    log.info(
+        "%s: %d downloaded, %d already present, in %.1f s -> %s",
+        name,
+        done["downloaded"],
+        done["skipped"],
+        time.time() - t0,
+        folder,
+    )
     return [folder / f["path"] for f in files]
 
 
@@ -646,7 +725,9 @@ def server_size(url: str, timeout: float = 30.0) -> int | None:
     except urllib.error.HTTPError as exc:
         raise UserError(f"{url}: HTTP {exc.code} ({exc.reason}) when asking for its size; check the URL") from None
     except (urllib.error.URLError, OSError, HTTPException) as exc:
-        raise UserError(f"{url}: cannot ask for its size ({getattr(exc, 'reason', exc)}); check the connection") from None
+        raise UserError(
+            f"{url}: cannot ask for its size ({getattr(exc, 'reason', exc)}); check the connection"
+        ) from None
     return int(length) if length and length.isdigit() else None
 
 
@@ -690,16 +771,24 @@ def main(argv: list[str] | None = None, registry: dict[str, dict[str, Any]] | No
     parser = argparse.ArgumentParser(
         prog="python -m stages.preprocess.fetch",
         description="Download the public files of a named dataset into <dest>/<dataset>/ (resumable, checksummed).",
-        epilog=f"Set {MIRROR_ENV}=http://host:port to fetch every URL from a mirror. Exit code 2 on errors.")
+        epilog=f"Set {MIRROR_ENV}=http://host:port to fetch every URL from a mirror. Exit code 2 on errors.",
+    )
     parser.add_argument("dataset", nargs="?", help="dataset name (see --list)")
     parser.add_argument("--dest", default="data", help="data root; files go to <dest>/<dataset>/ (default: data)")
     parser.add_argument("--list", action="store_true", help="list the datasets, or the files of DATASET, and exit")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these files (names from --list)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up (60)")
-    parser.add_argument("--sizes", action="store_true", help="with --list DATASET: ask the server for sizes not "
-                        "published in the registry (one HEAD request a file)")
-    parser.add_argument("--manifest", metavar="FILE", help="a GDC portal manifest (id, filename, md5, size, state): "
-                        "fetch the files it lists as dataset DATASET (default: gdc), into <id>/<filename>")
+    parser.add_argument(
+        "--sizes",
+        action="store_true",
+        help="with --list DATASET: ask the server for sizes not published in the registry (one HEAD request a file)",
+    )
+    parser.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="a GDC portal manifest (id, filename, md5, size, state): "
+        "fetch the files it lists as dataset DATASET (default: gdc), into <id>/<filename>",
+    )
     args = parser.parse_args(argv)
     registry = REGISTRY if registry is None else registry
     if args.manifest:

@@ -12,6 +12,7 @@ sheet, as the GDC portal and gdc-client write them.
   ``File Name``, ``Data Category``, ``Data Type``, ``Project ID`` (e.g. TCGA-GBM), ``Case ID``, ``Sample ID`` and the
   sample's type columns (``Sample Type`` in older sheets; ``Tissue Type``, ``Tumor Descriptor``... in newer ones).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,14 @@ log = get_logger(__name__)
 
 COUNTS_SUFFIX = ".rna_seq.augmented_star_gene_counts.tsv"
 SUMMARY_ROWS = ("N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous")
-VALUE_COLUMNS = ("unstranded", "stranded_first", "stranded_second", "tpm_unstranded", "fpkm_unstranded",
-                 "fpkm_uq_unstranded")
+VALUE_COLUMNS = (
+    "unstranded",
+    "stranded_first",
+    "stranded_second",
+    "tpm_unstranded",
+    "fpkm_unstranded",
+    "fpkm_uq_unstranded",
+)
 
 
 def find_count_files(folder: Path, names: list[str], ids: list[str] | None) -> dict[str, Path]:
@@ -55,12 +62,21 @@ def read_star_counts(path: Path, column: str) -> tuple[np.ndarray, np.ndarray, n
     skip = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
     header = lines[skip].split("\t") if skip < len(lines) else []
     if header[:2] != ["gene_id", "gene_name"] or column not in header:
-        raise UserError(f"{path}: not a GDC STAR gene-counts file with a '{column}' column (header: {header[:9]}); "
-                        f"expression.counts_column is one of {list(VALUE_COLUMNS)}")
+        raise UserError(
+            f"{path}: not a GDC STAR gene-counts file with a '{column}' column (header: {header[:9]}); "
+            f"expression.counts_column is one of {list(VALUE_COLUMNS)}"
+        )
     with reading(path, "the STAR counts file"):
-        frame = pd.read_csv(path, sep="\t", skiprows=skip, usecols=["gene_id", "gene_name", column],
-                            dtype={"gene_id": str, "gene_name": str, column: np.float32},
-                            compression=compression(path), keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(
+            path,
+            sep="\t",
+            skiprows=skip,
+            usecols=["gene_id", "gene_name", column],
+            dtype={"gene_id": str, "gene_name": str, column: np.float32},
+            compression=compression(path),
+            keep_default_na=False,
+            na_values=[""],
+        )
     frame = frame[~frame["gene_id"].isin(SUMMARY_ROWS)]
     if frame.empty:
         raise UserError(f"{path}: no gene rows after the header; is the file complete? Download it again")

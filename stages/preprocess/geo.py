@@ -10,6 +10,7 @@ lines for different samples, or a cell can be empty. Then ``!series_matrix_table
 ``"ID_REF"`` and the GSM accessions, one row per platform probe), and ``!series_matrix_table_end``. The table is
 empty when the submitters gave the processed values only as a supplementary file.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -59,7 +60,7 @@ def read_series_matrix(path) -> SeriesMatrix:
                 table_line = n + 1
             elif line.startswith("!Sample_"):
                 cells = split(line, "\t")
-                name = cells[0][len("!Sample_"):]
+                name = cells[0][len("!Sample_") :]
                 if name.startswith("characteristics_"):
                     characteristics.append(cells[1:])
                 else:
@@ -69,19 +70,22 @@ def read_series_matrix(path) -> SeriesMatrix:
                     fields[key] = cells[1:]
     accessions = fields.get("geo_accession")
     if not accessions:
-        raise UserError(f"{path}: no !Sample_geo_accession line; is this a GEO series matrix file "
-                        "(GSE..._series_matrix.txt.gz)?")
+        raise UserError(
+            f"{path}: no !Sample_geo_accession line; is this a GEO series matrix file (GSE..._series_matrix.txt.gz)?"
+        )
     n = len(accessions)
     for name, values in [*fields.items(), *(("characteristics", c) for c in characteristics)]:
         if len(values) != n:
-            raise UserError(f"{path}: the !Sample_{name} line has {len(values)} cells for {n} samples; is the file "
-                            "complete? Download it again")
+            raise UserError(
+                f"{path}: the !Sample_{name} line has {len(values)} cells for {n} samples; is the file "
+                "complete? Download it again"
+            )
     samples = pd.DataFrame(fields, index=pd.Index(accessions, dtype=object))
     if not samples.index.is_unique:
         raise UserError(f"{path}: a GSM accession repeats on the !Sample_geo_accession line; download the file again")
     by_key: dict[str, dict[str, str]] = {}
     for cells in characteristics:
-        for accession, cell in zip(accessions, cells):
+        for accession, cell in zip(accessions, cells, strict=False):
             if not cell.strip():
                 continue
             key, sep, value = cell.partition(":")
@@ -106,8 +110,10 @@ def label_column(series: SeriesMatrix, key: str, path, what: str = "label_key") 
     """``key`` if it is a characteristic or a ``!Sample_`` field of the series, else a one-line error."""
     if key in series.samples.columns:
         return key
-    raise UserError(f"{path}: expression.{what} '{key}' is not a characteristic of the samples (the "
-                    f"!Sample_characteristics_ch1 keys are {series.keys or 'none'}); set it to one of them")
+    raise UserError(
+        f"{path}: expression.{what} '{key}' is not a characteristic of the samples (the "
+        f"!Sample_characteristics_ch1 keys are {series.keys or 'none'}); set it to one of them"
+    )
 
 
 def match_field(series: SeriesMatrix, ids: list[str], field: str | None) -> tuple[str, int]:
@@ -116,6 +122,8 @@ def match_field(series: SeriesMatrix, ids: list[str], field: str | None) -> tupl
     wanted = set(ids)
     best = max(candidates, key=lambda c: len(wanted & set(series.samples[c].dropna())) if c in series.samples else -1)
     if best not in series.samples:
-        raise UserError(f"expression.sample_column '{field}' is not a !Sample_ field of the series matrix "
-                        f"(have: {[c for c in series.samples.columns if c not in series.keys]})")
+        raise UserError(
+            f"expression.sample_column '{field}' is not a !Sample_ field of the series matrix "
+            f"(have: {[c for c in series.samples.columns if c not in series.keys]})"
+        )
     return best, len(wanted & set(series.samples[best].dropna()))

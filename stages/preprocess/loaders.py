@@ -8,6 +8,7 @@ nothing half-read is returned.
 
 Table files (csv/tsv/gct/tcga matrices and label tables) may be plain text or gzip, recognised by their content.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,15 @@ log = get_logger(__name__)
 
 def read_expression(cfg: Expression):
     """Return an in-memory AnnData (samples x genes) with ``obs['label']`` (str) and optional ``obs['group']`` (str)."""
-    readers = {"h5ad": _read_h5ad, "csv": _read_csv, "tsv": _read_csv, "gct": _read_gct, "tcga": _read_tcga,
-               "geo": _read_geo, "gdc": _read_gdc}
+    readers = {
+        "h5ad": _read_h5ad,
+        "csv": _read_csv,
+        "tsv": _read_csv,
+        "gct": _read_gct,
+        "tcga": _read_tcga,
+        "geo": _read_geo,
+        "gdc": _read_gdc,
+    }
     if cfg.format not in readers:  # pragma: no cover - the config schema admits only the formats handled above
         raise UserError(f"expression.format: '{cfg.format}' is not supported")
     adata = readers[cfg.format](cfg)
@@ -52,8 +60,12 @@ def _drop_missing_genes(adata, path):
     if not keep.any():
         raise UserError(f"{path}: every gene has a missing value in some sample; nothing is left to train on")
     if not keep.all():
-        log.info("%s: %d of %d genes have missing values in some sample; left out (expression.missing: drop_genes)",
-                 path, int((~keep).sum()), len(keep))
+        log.info(
+            "%s: %d of %d genes have missing values in some sample; left out (expression.missing: drop_genes)",
+            path,
+            int((~keep).sum()),
+            len(keep),
+        )
         adata = adata[:, keep].copy()
     return adata
 
@@ -68,8 +80,9 @@ def _read_h5ad(cfg: Expression):
     try:
         adata = ad.read_h5ad(path)
     except Exception as exc:  # h5py/anndata raise many types for truncated or foreign files
-        raise UserError(f"{path}: cannot read as .h5ad ({type(exc).__name__}: {first_line(exc)}); "
-                        "is the file complete?") from None
+        raise UserError(
+            f"{path}: cannot read as .h5ad ({type(exc).__name__}: {first_line(exc)}); is the file complete?"
+        ) from None
     if cfg.use_raw:
         if adata.raw is None:
             raise UserError(f"{path}: expression.use_raw is true but the file has no .raw")
@@ -100,10 +113,15 @@ def _read_csv(cfg: Expression):
     if orientation == "auto":
         orientation = _peek_orientation(cfg.path, header, sep, known)
     keep = (lambda sample: sample in known) if orientation != "auto" else None
-    table = _read_matrix(cfg.path, cfg.normalized, sep=sep, missing_ok=cfg.missing == "drop_genes",
-                         keep_column=keep if orientation == "genes_x_samples" else None,
-                         keep_row=keep if orientation == "samples_x_genes" else None,
-                         transpose=orientation == "genes_x_samples")
+    table = _read_matrix(
+        cfg.path,
+        cfg.normalized,
+        sep=sep,
+        missing_ok=cfg.missing == "drop_genes",
+        keep_column=keep if orientation == "genes_x_samples" else None,
+        keep_row=keep if orientation == "samples_x_genes" else None,
+        transpose=orientation == "genes_x_samples",
+    )
     if orientation == "auto":
         orientation = detect_orientation(table.row_ids, table.col_ids, labels.index, cfg.path, cfg.labels)
     X, samples, genes = _orient(table, orientation, cfg.path)
@@ -130,12 +148,14 @@ def _labelled_only(X: np.ndarray, samples: list[str], keys: list, path, labels_p
     """(X, samples) without the samples whose labels key is None (logged); an error when none is labelled."""
     found = np.array([k is not None for k in keys], dtype=bool)
     if len(found) and not found.any():
-        raise UserError(f"{path}: no labelled sample among its samples (e.g. {samples[0]!r}) in {labels_path}; "
-                        "check expression.sample_column and that the two files belong together")
+        raise UserError(
+            f"{path}: no labelled sample among its samples (e.g. {samples[0]!r}) in {labels_path}; "
+            "check expression.sample_column and that the two files belong together"
+        )
     if found.all():
         return X, samples
     _log_left_out(path, int((~found).sum()), len(samples), labels_path)
-    return X[found], [s for s, ok in zip(samples, found) if ok]
+    return X[found], [s for s, ok in zip(samples, found, strict=False) if ok]
 
 
 def _log_left_out(path, left_out: int, total: int, labels_path) -> None:
@@ -154,14 +174,17 @@ def detect_orientation(row_ids, col_ids, label_ids, path, labels_path) -> str:
     cols = float(pd.Index(col_ids).isin(known).mean()) if len(col_ids) else 0.0
     hint = "set expression.orientation to samples_x_genes or genes_x_samples"
     if rows == 0 and cols == 0:
-        raise UserError(f"{path}: neither the row ids (e.g. {row_ids[0]!r}) nor the column ids (e.g. {col_ids[0]!r}) "
-                        f"match the sample ids of {labels_path} (e.g. {known[0] if len(known) else None!r}); "
-                        "fix the ids or the labels' sample column")
+        raise UserError(
+            f"{path}: neither the row ids (e.g. {row_ids[0]!r}) nor the column ids (e.g. {col_ids[0]!r}) "
+            f"match the sample ids of {labels_path} (e.g. {known[0] if len(known) else None!r}); "
+            "fix the ids or the labels' sample column"
+        )
     if rows >= 0.5 and cols >= 0.5:
         raise UserError(f"{path}: both the row and the column ids match sample ids of {labels_path}; {hint}")
     orientation = "samples_x_genes" if rows > cols else "genes_x_samples"
-    log.info("%s: %s (%.0f%% of rows, %.0f%% of columns are labelled samples)", path, orientation, 100 * rows,
-             100 * cols)
+    log.info(
+        "%s: %s (%.0f%% of rows, %.0f%% of columns are labelled samples)", path, orientation, 100 * rows, 100 * cols
+    )
     return orientation
 
 
@@ -200,21 +223,34 @@ def _read_gct(cfg: Expression):
     all_samples = _concat_ids([h[1] for h in headers], paths)
     samples = [s for s in all_samples if s in known]
     if not samples:
-        raise UserError(f"{cfg.labels}: none of its sample ids (e.g. {labels.index[0] if len(labels) else None!r}) "
-                        f"names a sample of {cfg.path} (e.g. {all_samples[0]!r}); check expression.sample_column "
-                        "(GTEx: SAMPID) and that the two files belong together")
+        raise UserError(
+            f"{cfg.labels}: none of its sample ids (e.g. {labels.index[0] if len(labels) else None!r}) "
+            f"names a sample of {cfg.path} (e.g. {all_samples[0]!r}); check expression.sample_column "
+            "(GTEx: SAMPID) and that the two files belong together"
+        )
     if len(samples) < len(all_samples):
         _log_left_out(cfg.path, len(all_samples) - len(samples), len(all_samples), cfg.labels)
     n_genes = headers[0][0]
     X = genes = symbols = None
     start = 0
-    for path, (declared, file_samples, lead) in zip(paths, headers):
-        table = _read_matrix(path, cfg.normalized, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead,
-                             missing_ok=cfg.missing == "drop_genes", keep_column=known.__contains__,
-                             transpose=True, expected_rows=declared)
+    for path, (declared, _file_samples, lead) in zip(paths, headers, strict=False):
+        table = _read_matrix(
+            path,
+            cfg.normalized,
+            sep="\t",
+            skiprows=2,
+            n_id_columns=2 + lead,
+            first_id=lead,
+            missing_ok=cfg.missing == "drop_genes",
+            keep_column=known.__contains__,
+            transpose=True,
+            expected_rows=declared,
+        )
         if len(table.row_ids) != declared:
-            raise UserError(f"{path}: line 2 declares {declared} genes but the file holds {len(table.row_ids)}; "
-                            "is the file complete? Download it again")
+            raise UserError(
+                f"{path}: line 2 declares {declared} genes but the file holds {len(table.row_ids)}; "
+                "is the file complete? Download it again"
+            )
         values, file_genes = table.values, pd.Index(table.row_ids)
         if genes is None:
             _check_unique(file_genes, "gene ids (Name column)", path)
@@ -226,7 +262,7 @@ def _read_gct(cfg: Expression):
             break
         if X is None:  # several files: filled file by file, so their data are never held twice
             X = np.empty((len(samples), n_genes), dtype=np.float32)
-        X[start:start + values.shape[1]] = values.T
+        X[start : start + values.shape[1]] = values.T
         start += values.shape[1]
     obs = _join_labels(samples, labels, cfg.path, cfg.labels)
     return _assemble(X, obs, pd.DataFrame({"symbol": symbols}, index=genes))
@@ -239,35 +275,44 @@ def _read_gct_header(path) -> tuple[int, list[str], int]:
     if not lines:
         raise UserError(f"{path}: the file is empty; expected a GCT file (#1.2, dimensions, header, one row per gene)")
     if not lines[0].startswith("#1."):
-        raise UserError(f"{path}: not a GCT file (line 1 is {lines[0][:40]!r}, expected '#1.2'); "
-                        "use format csv/tsv for plain matrices")
+        raise UserError(
+            f"{path}: not a GCT file (line 1 is {lines[0][:40]!r}, expected '#1.2'); "
+            "use format csv/tsv for plain matrices"
+        )
     dims = lines[1].split("\t") if len(lines) > 1 else []
     if len(dims) < 2 or not all(d.strip().isdigit() for d in dims[:2]):
         got = lines[1][:40] if len(lines) > 1 else ""
-        raise UserError(f"{path}: GCT line 2 should be '<n_genes>\\t<n_samples>', got {got!r}; "
-                        "is this a GTEx GCT file?")
+        raise UserError(
+            f"{path}: GCT line 2 should be '<n_genes>\\t<n_samples>', got {got!r}; is this a GTEx GCT file?"
+        )
     header = lines[2].split("\t") if len(lines) > 2 else []
     # GTEx v8's per-tissue read-count files (gene_reads_<date>_v8_<tissue>.gct.gz) put a row-number column `id`
     # before Name and Description; the all-tissue matrices do not.
     lead = 1 if [h.lower() for h in header[:3]] == ["id", "name", "description"] else 0
-    if [h.lower() for h in header[lead:lead + 2]] != ["name", "description"]:
-        raise UserError(f"{path}: GCT line 3 should start with 'Name\\tDescription' (or 'id\\tName\\tDescription'), "
-                        f"got {header[:3]}; is this a GTEx GCT file?")
+    if [h.lower() for h in header[lead : lead + 2]] != ["name", "description"]:
+        raise UserError(
+            f"{path}: GCT line 3 should start with 'Name\\tDescription' (or 'id\\tName\\tDescription'), "
+            f"got {header[:3]}; is this a GTEx GCT file?"
+        )
     n_genes, n_samples = int(dims[0]), int(dims[1])
     if len(header) - 2 - lead != n_samples:
-        raise UserError(f"{path}: line 2 declares {n_samples} samples but the header names {len(header) - 2 - lead}; "
-                        "is the file complete? Download it again")
-    return n_genes, header[2 + lead:], lead
+        raise UserError(
+            f"{path}: line 2 declares {n_samples} samples but the header names {len(header) - 2 - lead}; "
+            "is the file complete? Download it again"
+        )
+    return n_genes, header[2 + lead :], lead
 
 
 def _concat_ids(per_file: list[list[str]], paths: list) -> list[str]:
     """Sample ids of several files in file order; the same id in two files is an error naming both."""
     seen: dict[str, object] = {}
-    for ids, path in zip(per_file, paths):
+    for ids, path in zip(per_file, paths, strict=False):
         for sample in ids:
             if sample in seen:
-                raise UserError(f"{path}: duplicate sample id {sample!r} (also in {seen[sample]}); "
-                                "each sample may appear once across expression.path and more_paths")
+                raise UserError(
+                    f"{path}: duplicate sample id {sample!r} (also in {seen[sample]}); "
+                    "each sample may appear once across expression.path and more_paths"
+                )
             seen[sample] = path
     return list(seen)
 
@@ -278,8 +323,10 @@ def _align_genes(values: np.ndarray, genes: pd.Index, reference: pd.Index, path,
     if len(genes) != len(reference) or not genes.isin(reference).all():
         extra = genes.difference(reference)
         example = extra[0] if len(extra) else reference.difference(genes)[0]
-        raise UserError(f"{path}: its gene ids differ from those of {reference_path} (e.g. {example!r}); "
-                        "all GCT files must come from the same GTEx release")
+        raise UserError(
+            f"{path}: its gene ids differ from those of {reference_path} (e.g. {example!r}); "
+            "all GCT files must come from the same GTEx release"
+        )
     return values[genes.get_indexer(reference)]
 
 
@@ -321,10 +368,15 @@ def _read_tcga(cfg: Expression):
 
     if orientation == "genes_x_samples" and not any(labelled(b) for b in header[1:]):
         raise _no_barcode(cfg, header[1] if len(header) > 1 else None, labels)
-    table = _read_matrix(cfg.path, cfg.normalized, sep=sep, missing_ok=cfg.missing == "drop_genes",
-                         keep_column=labelled if orientation == "genes_x_samples" else None,
-                         keep_row=labelled if orientation == "samples_x_genes" else None,
-                         transpose=orientation == "genes_x_samples")
+    table = _read_matrix(
+        cfg.path,
+        cfg.normalized,
+        sep=sep,
+        missing_ok=cfg.missing == "drop_genes",
+        keep_column=labelled if orientation == "genes_x_samples" else None,
+        keep_row=labelled if orientation == "samples_x_genes" else None,
+        transpose=orientation == "genes_x_samples",
+    )
     X, samples, genes = _orient(table, orientation, cfg.path)
     _log_left_out(cfg.path, table.left_out, len(samples) + table.left_out, cfg.labels)
     keys = match_tcga_barcodes(samples, labels.index)
@@ -338,14 +390,25 @@ def _read_tcga(cfg: Expression):
 # ---------------------------------------------------------------------------------------------------- GEO
 
 #: header names of a gene-symbol column among a supplementary matrix's leading annotation columns
-SYMBOL_HEADERS = {"symbol", "gene_symbol", "gene symbol", "genesymbol", "gene_name", "gene name", "hgnc_symbol",
-                  "description", "gene"}
+SYMBOL_HEADERS = {
+    "symbol",
+    "gene_symbol",
+    "gene symbol",
+    "genesymbol",
+    "gene_name",
+    "gene name",
+    "hgnc_symbol",
+    "description",
+    "gene",
+}
 
 
 def _no_barcode(cfg: Expression, example, labels) -> UserError:
-    return UserError(f"{cfg.path}: no sample barcode (e.g. {example!r}) matches a sample id of {cfg.labels} "
-                     f"(e.g. {labels.index[0] if len(labels) else None!r}); the labels' ids must be the matrix "
-                     "barcodes or a TCGA prefix of them such as TCGA-02-0047-01")
+    return UserError(
+        f"{cfg.path}: no sample barcode (e.g. {example!r}) matches a sample id of {cfg.labels} "
+        f"(e.g. {labels.index[0] if len(labels) else None!r}); the labels' ids must be the matrix "
+        "barcodes or a TCGA prefix of them such as TCGA-02-0047-01"
+    )
 
 
 def _read_geo(cfg: Expression):
@@ -353,8 +416,10 @@ def _read_geo(cfg: Expression):
     (``path`` = the series matrix) or from the series' supplementary matrix (genes x samples). -> AnnData."""
     series_path = cfg.labels or cfg.path
     if not geo.is_series_matrix(series_path):
-        raise UserError(f"{series_path}: not a GEO series matrix (it should start with !Series_ lines); set "
-                        "expression.labels to the series' GSE..._series_matrix.txt.gz")
+        raise UserError(
+            f"{series_path}: not a GEO series matrix (it should start with !Series_ lines); set "
+            "expression.labels to the series' GSE..._series_matrix.txt.gz"
+        )
     series = geo.read_series_matrix(series_path)
     for key, what in ((cfg.label_key, "label_key"), (cfg.group_key, "group_key")):
         if key is not None:
@@ -362,34 +427,63 @@ def _read_geo(cfg: Expression):
     missing_ok = cfg.missing == "drop_genes"
     if cfg.labels is None or Path(cfg.labels).resolve() == Path(cfg.path).resolve():
         if series.table_line is None:
-            raise UserError(f"{series_path}: the series matrix has no data table (its values are in a supplementary "
-                            "file); set expression.path to that file and expression.labels to this series matrix")
-        table = _read_matrix(series_path, cfg.normalized, sep="\t", skiprows=series.table_line,
-                             nrows=series.table_rows, missing_ok=missing_ok, transpose=True)
+            raise UserError(
+                f"{series_path}: the series matrix has no data table (its values are in a supplementary "
+                "file); set expression.path to that file and expression.labels to this series matrix"
+            )
+        table = _read_matrix(
+            series_path,
+            cfg.normalized,
+            sep="\t",
+            skiprows=series.table_line,
+            nrows=series.table_rows,
+            missing_ok=missing_ok,
+            transpose=True,
+        )
         labels = series.samples
     else:
         header, sep = _matrix_header(cfg.path, None, "\t", 0)
         field, hits = geo.match_field(series, header, cfg.sample_column)
         if hits == 0:
-            raise UserError(f"{cfg.path}: no column header (e.g. {header[min(1, len(header) - 1)]!r}) names a sample "
-                            f"of {series_path} (titles e.g. {series.samples['title'].iloc[0] if 'title' in series.samples else None!r}, "
-                            f"accessions e.g. {series.samples.index[0]!r}); check that both files are of the same series")
+            raise UserError(
+                f"{cfg.path}: no column header (e.g. {header[min(1, len(header) - 1)]!r}) names a sample "
+                f"of {series_path} (titles e.g. "
+                f"{series.samples['title'].iloc[0] if 'title' in series.samples else None!r}, "
+                f"accessions e.g. {series.samples.index[0]!r}); check that both files are of the same series"
+            )
         labels = series.samples.dropna(subset=[field])
         _check_unique(labels[field], f"!Sample_{field} values", series_path)
         labels = labels.set_index(labels[field].astype(str))
         first = next(i for i, h in enumerate(header) if h in labels.index)
         if first == 0:
-            raise UserError(f"{cfg.path}: the first column is a sample ({header[0]!r}); expected gene ids first, "
-                            "then one column per sample (genes x samples)")
+            raise UserError(
+                f"{cfg.path}: the first column is a sample ({header[0]!r}); expected gene ids first, "
+                "then one column per sample (genes x samples)"
+            )
         strays = [h for h in header[first:] if h not in labels.index]
         if strays:
-            raise UserError(f"{cfg.path}: {len(strays)} columns after the first sample name no sample of "
-                            f"{series_path} (e.g. {strays[0]!r}); remove them or use the matching series matrix")
+            raise UserError(
+                f"{cfg.path}: {len(strays)} columns after the first sample name no sample of "
+                f"{series_path} (e.g. {strays[0]!r}); remove them or use the matching series matrix"
+            )
         symbol = next((i for i in range(1, first) if header[i].strip().lower() in SYMBOL_HEADERS), None)
-        table = _read_matrix(cfg.path, cfg.normalized, sep=sep, n_id_columns=first, info_column=symbol,
-                             missing_ok=missing_ok, transpose=True)
-        log.info("%s: %d samples matched to %s by !Sample_%s; %d annotation column(s) before them", cfg.path,
-                 len(table.col_ids), series_path, field, first)
+        table = _read_matrix(
+            cfg.path,
+            cfg.normalized,
+            sep=sep,
+            n_id_columns=first,
+            info_column=symbol,
+            missing_ok=missing_ok,
+            transpose=True,
+        )
+        log.info(
+            "%s: %d samples matched to %s by !Sample_%s; %d annotation column(s) before them",
+            cfg.path,
+            len(table.col_ids),
+            series_path,
+            field,
+            first,
+        )
     X, samples, genes = _orient(table, "genes_x_samples", cfg.path)
     obs = _join_labels(samples, labels, cfg.path, series_path)
     var = pd.DataFrame(index=pd.Index(genes))
@@ -406,20 +500,30 @@ def _read_gdc(cfg: Expression):
     (``path``) -> AnnData samples x genes; obs the sheet's columns, obs_names its Sample ID (or the file name when
     a sample has several files); var_names the GENCODE ids, ``var['symbol']`` the gene names."""
     if cfg.files_dir is None:
-        raise UserError(f"{cfg.path}: expression.files_dir is required with format gdc: the folder the STAR counts "
-                        "files were downloaded into (gdc-client download -d <folder>)")
-    sheet = _read_labels(cfg, path=cfg.path, sample_column=cfg.sample_column or "File Name",
-                         extra=("File ID", "Sample ID"))
+        raise UserError(
+            f"{cfg.path}: expression.files_dir is required with format gdc: the folder the STAR counts "
+            "files were downloaded into (gdc-client download -d <folder>)"
+        )
+    sheet = _read_labels(
+        cfg, path=cfg.path, sample_column=cfg.sample_column or "File Name", extra=("File ID", "Sample ID")
+    )
     folder = Path(cfg.files_dir)
     ids = sheet["File ID"].tolist() if "File ID" in sheet else None
     found = gdc.find_count_files(folder, list(sheet.index), ids)
     if not found:
         example = f"{ids[0]}/{sheet.index[0]}" if ids else sheet.index[0]
-        raise UserError(f"{folder}: none of the {len(sheet)} files of {cfg.path} is there (e.g. {example}); download "
-                        "them into this folder (gdc-client download -m <manifest> -d <folder>) or fix files_dir")
+        raise UserError(
+            f"{folder}: none of the {len(sheet)} files of {cfg.path} is there (e.g. {example}); download "
+            "them into this folder (gdc-client download -m <manifest> -d <folder>) or fix files_dir"
+        )
     if len(found) < len(sheet):
-        log.info("%s: %d of %d files of the sample sheet are not in %s; left out", cfg.path, len(sheet) - len(found),
-                 len(sheet), folder)
+        log.info(
+            "%s: %d of %d files of the sample sheet are not in %s; left out",
+            cfg.path,
+            len(sheet) - len(found),
+            len(sheet),
+            folder,
+        )
     names = list(found)
     genes = symbols = X = None
     for i, name in enumerate(names):
@@ -429,8 +533,9 @@ def _read_gdc(cfg: Expression):
             _check_unique(genes, "gene ids (gene_id column)", found[name])
             X = np.empty((len(names), len(genes)), dtype=np.float32)
         elif not np.array_equal(file_genes, genes):
-            values = _align_genes(values[:, None], pd.Index(file_genes), pd.Index(genes), found[name],
-                                  found[names[0]])[:, 0]
+            values = _align_genes(values[:, None], pd.Index(file_genes), pd.Index(genes), found[name], found[names[0]])[
+                :, 0
+            ]
         X[i] = values
         if (i + 1) % 500 == 0:
             log.info("%s: %d of %d files read", folder, i + 1, len(names))
@@ -471,10 +576,22 @@ def _matrix_header(path, sep: str | None, default_sep: str, skiprows: int) -> tu
     return header, sep
 
 
-def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: str = ",", skiprows: int = 0,
-                 n_id_columns: int = 1, first_id: int = 0, info_column: int | None = None, nrows: int | None = None,
-                 missing_ok: bool = False, keep_column=None, keep_row=None, transpose: bool = False,
-                 expected_rows: int | None = None) -> _Table:
+def _read_matrix(
+    path,
+    normalized: bool,
+    sep: str | None = None,
+    default_sep: str = ",",
+    skiprows: int = 0,
+    n_id_columns: int = 1,
+    first_id: int = 0,
+    info_column: int | None = None,
+    nrows: int | None = None,
+    missing_ok: bool = False,
+    keep_column=None,
+    keep_row=None,
+    transpose: bool = False,
+    expected_rows: int | None = None,
+) -> _Table:
     """A delimited matrix file -> _Table. After ``skiprows`` lines: a header of column ids, then one row per id
     (``nrows`` rows, default: to the end of the file).
 
@@ -493,46 +610,79 @@ def _read_matrix(path, normalized: bool, sep: str | None = None, default_sep: st
     if info_column is None and n_id_columns > first_id + 1:
         info_column = first_id + 1
     if len(header) <= n_id_columns:
-        raise UserError(f"{path}: the header has {len(header)} column(s); expected row ids then one column per "
-                        f"sample or gene (is the separator {sep!r} right?)")
+        raise UserError(
+            f"{path}: the header has {len(header)} column(s); expected row ids then one column per "
+            f"sample or gene (is the separator {sep!r} right?)"
+        )
     value_columns = [j for j in range(n_id_columns, len(header)) if keep_column is None or keep_column(header[j])]
     col_ids = [header[j] for j in value_columns]
     if not value_columns:
-        raise UserError(f"{path}: no column of the matrix is a labelled sample (e.g. {header[n_id_columns]!r}); "
-                        "check the labels' sample ids")
+        raise UserError(
+            f"{path}: no column of the matrix is a labelled sample (e.g. {header[n_id_columns]!r}); "
+            "check the labels' sample ids"
+        )
 
     def check(block, row_ids, _):
         _check_values(block, row_ids, col_ids, path, normalized, axes=("row", "column"), missing_ok=missing_ok)
 
     try:
-        streamed = stream_matrix(path, sep, skiprows + 1, len(header), first_id, info_column, value_columns,
-                                 transpose, nrows=nrows, keep_row=keep_row, check=check, expected_rows=expected_rows)
+        streamed = stream_matrix(
+            path,
+            sep,
+            skiprows + 1,
+            len(header),
+            first_id,
+            info_column,
+            value_columns,
+            transpose,
+            nrows=nrows,
+            keep_row=keep_row,
+            check=check,
+            expected_rows=expected_rows,
+        )
     except NonNumeric as exc:
         raise _non_numeric(path, sep, skiprows + 1, first_id, exc.column, header, nrows) from None
     if not streamed.row_ids:
         if keep_row is not None:
             raise UserError(f"{path}: no row of the matrix is a labelled sample; check the labels' sample ids")
         raise UserError(f"{path}: the header is there but no data rows follow; is the file complete?")
-    return _Table(values=streamed.values, row_ids=[str(r) for r in streamed.row_ids], col_ids=col_ids,
-                  row_info=streamed.row_info,
-                  left_out=streamed.rows_left_out + (len(header) - n_id_columns - len(value_columns)))
+    return _Table(
+        values=streamed.values,
+        row_ids=[str(r) for r in streamed.row_ids],
+        col_ids=col_ids,
+        row_info=streamed.row_info,
+        left_out=streamed.rows_left_out + (len(header) - n_id_columns - len(value_columns)),
+    )
 
 
-def _non_numeric(path, sep: str, skiprows: int, id_column: int, column: int, header: list[str],
-                 nrows: int | None) -> UserError:
+def _non_numeric(
+    path, sep: str, skiprows: int, id_column: int, column: int, header: list[str], nrows: int | None
+) -> UserError:
     """The UserError naming the first non-numeric cell of value column ``column`` (re-read as text, with the ids:
     two columns only)."""
     with reading(path, "the matrix"):
-        frame = pd.read_csv(path, sep=sep, header=None, skiprows=skiprows, usecols=[id_column, column], dtype=str,
-                            compression=compression(path), nrows=nrows, names=range(len(header)))
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            header=None,
+            skiprows=skiprows,
+            usecols=[id_column, column],
+            dtype=str,
+            compression=compression(path),
+            nrows=nrows,
+            names=range(len(header)),
+        )
     text = frame[column]
     bad = pd.to_numeric(text, errors="coerce").isna() & text.notna()
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        return UserError(f"{path}: non-numeric value {text.iloc[i]!r} in row {frame[id_column].iloc[i]!r} (line "
-                         f"{skiprows + i + 1}), column {header[column]!r}; the matrix must hold numbers only")
-    return UserError(f"{path}: column {header[column]!r} holds values that are not numbers; check the separator "
-                     "and the file")
+        return UserError(
+            f"{path}: non-numeric value {text.iloc[i]!r} in row {frame[id_column].iloc[i]!r} (line "
+            f"{skiprows + i + 1}), column {header[column]!r}; the matrix must hold numbers only"
+        )
+    return UserError(
+        f"{path}: column {header[column]!r} holds values that are not numbers; check the separator and the file"
+    )
 
 
 def _orient(table: _Table, orientation: str, path) -> tuple[np.ndarray, list[str], list[str]]:
@@ -546,8 +696,13 @@ def _orient(table: _Table, orientation: str, path) -> tuple[np.ndarray, list[str
     return X, samples, genes
 
 
-def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_column: str | None = None,
-                 extra: tuple[str, ...] = ()) -> pd.DataFrame:
+def _read_labels(
+    cfg: Expression,
+    derive_donor: bool = False,
+    path=None,
+    sample_column: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """The labels table (``path``, default ``cfg.labels``) -> DataFrame indexed by sample id (str) with the
     ``label_key`` (and ``group_key``, and any ``extra`` columns present) columns.
 
@@ -558,8 +713,9 @@ def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_
     """
     path = path or cfg.labels
     if path is None:
-        raise UserError(f"expression.labels is required with format '{cfg.format}': a CSV/TSV table of sample id "
-                        f"-> {cfg.label_key}")
+        raise UserError(
+            f"expression.labels is required with format '{cfg.format}': a CSV/TSV table of sample id -> {cfg.label_key}"
+        )
     sheet = _read_excel(path, cfg.label_key) if is_xlsx(path) else None
     if sheet is not None:
         columns = list(sheet.columns)
@@ -574,15 +730,22 @@ def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_
     available = columns + ([] if phenotypes is None else list(phenotypes.columns))
     derive = derive_donor and cfg.group_key not in available
     if sample_column not in columns:
-        raise UserError(f"{path}: expression.sample_column '{sample_column}' is not a column of the labels table "
-                        f"(have: {columns[:20]}{' ...' if len(columns) > 20 else ''})")
+        raise UserError(
+            f"{path}: expression.sample_column '{sample_column}' is not a column of the labels table "
+            f"(have: {columns[:20]}{' ...' if len(columns) > 20 else ''})"
+        )
     for key, name in (("label_key", cfg.label_key), ("group_key", None if derive else cfg.group_key)):
         if name is not None and name not in available:
             where = "the labels table" + ("" if phenotypes is None else f" or of {cfg.phenotypes}")
-            raise UserError(f"{path}: expression.{key} '{name}' is not a column of {where} "
-                            f"(have: {available[:20]}{' ...' if len(available) > 20 else ''})")
-    wanted = list(dict.fromkeys(c for c in (sample_column, cfg.label_key, None if derive else cfg.group_key, *extra)
-                                if c in columns))
+            raise UserError(
+                f"{path}: expression.{key} '{name}' is not a column of {where} "
+                f"(have: {available[:20]}{' ...' if len(available) > 20 else ''})"
+            )
+    wanted = list(
+        dict.fromkeys(
+            c for c in (sample_column, cfg.label_key, None if derive else cfg.group_key, *extra) if c in columns
+        )
+    )
     if sheet is not None:
         table = sheet[wanted]
     else:
@@ -606,8 +769,11 @@ def _read_labels(cfg: Expression, derive_donor: bool = False, path=None, sample_
                 table[key] = values.to_numpy()
     if derive:
         table[cfg.group_key] = [gtex_donor(s) for s in table.index]
-        log.info("%s: no '%s' column; donors derived from the sample ids (GTEX-1117F-0226-... -> GTEX-1117F)",
-                 path, cfg.group_key)
+        log.info(
+            "%s: no '%s' column; donors derived from the sample ids (GTEX-1117F-0226-... -> GTEX-1117F)",
+            path,
+            cfg.group_key,
+        )
     return table
 
 
@@ -624,14 +790,18 @@ def _read_excel(path, label_key: str) -> pd.DataFrame:
         try:
             raw = pd.read_excel(path, sheet_name=0, header=None, dtype=str, engine="openpyxl")
         except Exception as exc:  # zipfile.BadZipFile, openpyxl's InvalidFileException, KeyError for a bad archive
-            raise UserError(f"{path}: cannot read as an .xlsx workbook ({type(exc).__name__}: {first_line(exc)}); "
-                            "is the file complete?") from None
+            raise UserError(
+                f"{path}: cannot read as an .xlsx workbook ({type(exc).__name__}: {first_line(exc)}); "
+                "is the file complete?"
+            ) from None
     rows = [i for i in range(len(raw)) if label_key in set(raw.iloc[i].dropna().str.strip())]
     if not rows:
-        raise UserError(f"{path}: no row of the workbook's first sheet holds the column name "
-                        f"expression.label_key '{label_key}' (first row: {raw.iloc[0].dropna().tolist()[:10] if len(raw) else []})")
+        raise UserError(
+            f"{path}: no row of the workbook's first sheet holds the column name "
+            f"expression.label_key '{label_key}' (first row: {raw.iloc[0].dropna().tolist()[:10] if len(raw) else []})"
+        )
     header = [str(c).strip() if isinstance(c, str) else f"column_{j}" for j, c in enumerate(raw.iloc[rows[0]])]
-    table = raw.iloc[rows[0] + 1:].copy()
+    table = raw.iloc[rows[0] + 1 :].copy()
     table.columns = header
     return table.dropna(how="all").reset_index(drop=True)
 
@@ -641,8 +811,10 @@ def _read_phenotypes(path) -> pd.DataFrame:
     lines = head(path, 1)
     columns = split(lines[0], sniff_sep(lines[0], "\t")) if lines else []
     if "SUBJID" not in columns:
-        raise UserError(f"{path}: expression.phenotypes has no SUBJID column (have: {columns[:10]}); expected "
-                        "GTEx's SubjectPhenotypesDS table")
+        raise UserError(
+            f"{path}: expression.phenotypes has no SUBJID column (have: {columns[:10]}); expected "
+            "GTEx's SubjectPhenotypesDS table"
+        )
     with reading(path, "the phenotype table"):
         table = pd.read_csv(path, sep=sniff_sep(lines[0], "\t"), dtype=str, compression=compression(path))
     table = table.dropna(subset=["SUBJID"]).set_index("SUBJID")
@@ -658,13 +830,17 @@ def _join_labels(samples: list[str], labels: pd.DataFrame, path, labels_path, ke
     keys = pd.Index(samples if keys is None else [k if k is not None else "" for k in keys], dtype=object)
     found = keys.isin(labels.index)
     if len(keys) and not found.any():
-        raise UserError(f"{labels_path}: none of its sample ids (e.g. {labels.index[0] if len(labels) else None!r}) "
-                        f"names a sample of {path} (e.g. {samples[0]!r}); check expression.sample_column and that "
-                        "the two files belong together")
+        raise UserError(
+            f"{labels_path}: none of its sample ids (e.g. {labels.index[0] if len(labels) else None!r}) "
+            f"names a sample of {path} (e.g. {samples[0]!r}); check expression.sample_column and that "
+            "the two files belong together"
+        )
     if not found.all():
-        missing = [s for s, ok in zip(samples, found) if not ok]
-        raise UserError(f"{path}: {len(missing)} of {len(samples)} samples have no row in {labels_path} "
-                        f"(e.g. {missing[0]!r}); add them to the labels table or drop them from the matrix")
+        missing = [s for s, ok in zip(samples, found, strict=False) if not ok]
+        raise UserError(
+            f"{path}: {len(missing)} of {len(samples)} samples have no row in {labels_path} "
+            f"(e.g. {missing[0]!r}); add them to the labels table or drop them from the matrix"
+        )
     unused = int((~labels.index.isin(keys)).sum())
     if unused:
         log.info("%s: %d of %d rows name no sample of %s; ignored", labels_path, unused, len(labels), path)
@@ -693,17 +869,22 @@ def _check_unique(ids, what: str, path) -> None:
 def _check_obs(adata, cfg: Expression, source) -> None:
     """obs[label_key] -> obs['label'] (str), obs[group_key] -> obs['group'] (str); ``source`` is their file."""
     if cfg.label_key not in adata.obs:
-        raise UserError(f"{source}: expression.label_key '{cfg.label_key}' is not an obs column "
-                        f"(have: {list(adata.obs.columns)})")
+        raise UserError(
+            f"{source}: expression.label_key '{cfg.label_key}' is not an obs column (have: {list(adata.obs.columns)})"
+        )
     labels = adata.obs[cfg.label_key]
     if labels.isna().any():
-        raise UserError(f"{source}: '{cfg.label_key}' has {int(labels.isna().sum())} missing labels "
-                        f"(e.g. sample {labels.index[labels.isna()][0]!r}); drop or fill them")
+        raise UserError(
+            f"{source}: '{cfg.label_key}' has {int(labels.isna().sum())} missing labels "
+            f"(e.g. sample {labels.index[labels.isna()][0]!r}); drop or fill them"
+        )
     adata.obs["label"] = labels.astype(str).values
     if cfg.group_key is not None:
         if cfg.group_key not in adata.obs:
-            raise UserError(f"{source}: expression.group_key '{cfg.group_key}' is not an obs column "
-                            f"(have: {list(adata.obs.columns)})")
+            raise UserError(
+                f"{source}: expression.group_key '{cfg.group_key}' is not an obs column "
+                f"(have: {list(adata.obs.columns)})"
+            )
         adata.obs["group"] = adata.obs[cfg.group_key].astype(str).values
     _check_unique(adata.obs_names, "sample ids (obs names)", cfg.path)
     _check_unique(adata.var_names, "gene ids (var names)", cfg.path)
@@ -723,13 +904,17 @@ def _check_values(X, row_ids, col_ids, path, normalized: bool, axes=("sample", "
     finite = (lambda v: ~np.isinf(v)) if missing_ok else np.isfinite
     bad = ~finite(data)
     if bad.any():
-        raise UserError(f"{path}: the expression matrix holds {int(bad.sum())} {'inf' if missing_ok else 'NaN or inf'} "
-                        f"values, e.g. {_cell(X, finite, False, row_ids, col_ids, axes)}; clean them before running"
-                        f"{'' if missing_ok else ', or set expression.missing: drop_genes to leave such genes out'}")
+        raise UserError(
+            f"{path}: the expression matrix holds {int(bad.sum())} {'inf' if missing_ok else 'NaN or inf'} "
+            f"values, e.g. {_cell(X, finite, False, row_ids, col_ids, axes)}; clean them before running"
+            f"{'' if missing_ok else ', or set expression.missing: drop_genes to leave such genes out'}"
+        )
     if not normalized and (data < 0).any():
-        raise UserError(f"{path}: negative values in a matrix of counts, e.g. "
-                        f"{_cell(X, lambda v: v < 0, True, row_ids, col_ids, axes)}; if the data are already "
-                        "normalised set expression.normalized: true")
+        raise UserError(
+            f"{path}: negative values in a matrix of counts, e.g. "
+            f"{_cell(X, lambda v: v < 0, True, row_ids, col_ids, axes)}; if the data are already "
+            "normalised set expression.normalized: true"
+        )
 
 
 def _cell(X, test, expected: bool, row_ids, col_ids, axes) -> str:

@@ -2,6 +2,7 @@
 
 Everything here works chunk by chunk, so that a million cells never need to be in memory at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

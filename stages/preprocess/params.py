@@ -1,4 +1,5 @@
 """Config sections read by preprocess: ``expression`` (the input) and ``preprocess`` (what to do with it)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -43,8 +44,9 @@ class Expression(Section):
     #: gdc: the folder the STAR counts files were downloaded into (<file id>/<file name>, or flat)
     files_dir: InputDir | None = None
     #: gdc: the STAR counts column used as the value (unstranded read counts; tpm_unstranded with normalized: true)
-    counts_column: Literal["unstranded", "stranded_first", "stranded_second", "tpm_unstranded", "fpkm_unstranded",
-                           "fpkm_uq_unstranded"] = "unstranded"
+    counts_column: Literal[
+        "unstranded", "stranded_first", "stranded_second", "tpm_unstranded", "fpkm_unstranded", "fpkm_uq_unstranded"
+    ] = "unstranded"
     #: table formats: error stops on a missing value (NaN, NA, empty); drop_genes leaves out every gene with one
     #: (the TCGA pan-cancer matrix holds NA for some genes)
     missing: Literal["error", "drop_genes"] = "error"
@@ -140,14 +142,23 @@ STAGE = StageSpec(
     provides=("dataset",),
     sections={"expression": Expression, "preprocess": Preprocess},
     outputs=(
-        Output("images.npy", "(n_samples, channels, height, width) uint8 images, memory-mappable",
-               when="a transform that makes images (not vector)"),
-        Output("vectors.npy", "(n_samples, n_genes) float32 scaled gene values the images were rendered from",
-               when="save_vectors: true"),
+        Output(
+            "images.npy",
+            "(n_samples, channels, height, width) uint8 images, memory-mappable",
+            when="a transform that makes images (not vector)",
+        ),
+        Output(
+            "vectors.npy",
+            "(n_samples, n_genes) float32 scaled gene values the images were rendered from",
+            when="save_vectors: true",
+        ),
         Output("samples.csv", "sample, label, label_index, split (train/test), group, augmented_from"),
         Output("genes.csv", "the selected genes in column order, with the training statistics used to scale them"),
-        Output("pixel_genes.npz", "the pixel->gene map (shared.genemap.PixelGeneMap)",
-               when="a transform with a gene map (not sample-spot or vector)"),
+        Output(
+            "pixel_genes.npz",
+            "the pixel->gene map (shared.genemap.PixelGeneMap)",
+            when="a transform with a gene map (not sample-spot or vector)",
+        ),
         Output("gene_coords.csv", "each gene's embedded 2-D position and its pixel", when="an embedding transform"),
         Output("dataset.json", "classes, image shape, transform, counts per split and class"),
     ),

@@ -10,6 +10,7 @@ materialised, and the sums over a shared pixel run in the same (gene) order as t
 the same floats. The sparse product writes a float32 image and quantising it is a second pass: on a machine whose
 memory bandwidth is the limit, that costs more than the product.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,9 @@ from shared.genemap import PixelGeneMap
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """Float images in [0, 1] -> uint8 0..255, rounding halves up (as the render kernel does)."""
-    return np.clip(np.floor(np.asarray(images, dtype=np.float32) * np.float32(255.0) + np.float32(0.5)),
-                   0, 255).astype(np.uint8)
+    return np.clip(np.floor(np.asarray(images, dtype=np.float32) * np.float32(255.0) + np.float32(0.5)), 0, 255).astype(
+        np.uint8
+    )
 
 
 @njit(parallel=True, boundscheck=False)

@@ -1,7 +1,8 @@
 """The expression matrix as a source of row chunks: backed (.h5ad read lazily) or in memory (other formats)."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -20,7 +21,9 @@ def open_expression(cfg: Expression):
     try:
         adata = ad.read_h5ad(cfg.path, backed="r")
     except Exception as exc:  # h5py raises many types for truncated or foreign files
-        raise UserError(f"{cfg.path}: cannot read as .h5ad ({type(exc).__name__}: {exc}); is the file complete?") from None
+        raise UserError(
+            f"{cfg.path}: cannot read as .h5ad ({type(exc).__name__}: {exc}); is the file complete?"
+        ) from None
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise UserError(f"{cfg.path}: empty matrix ({adata.n_obs} samples x {adata.n_vars} genes)")
     _check_obs(adata, cfg, source=cfg.path)

@@ -8,9 +8,11 @@ only wider copy, one block at a time: parsing to float64 and then rounding gives
 checks it, and assembles the matrix in the orientation the caller wants: the blocks are copied into an
 uninitialised array and freed one by one, so the peak stays near one copy of the kept matrix plus a block.
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,8 +22,27 @@ from .textfiles import compression, head, reading
 
 #: pandas.read_csv's default missing-value markers (pandas._libs.parsers.STR_NA_VALUES), so that a cell counts as
 #: missing exactly when pandas would say so
-NA_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
-             "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+NA_VALUES = [
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+]
 #: text per parsed block (~500 GTEx genes x 2,000 samples); measured fastest between 1 and 16 MB, larger blocks
 #: leave the CPU caches
 BLOCK_BYTES = 4 << 20
@@ -37,11 +58,21 @@ class Streamed(NamedTuple):
     rows_left_out: int  # by keep_row
 
 
-def stream_matrix(path, sep: str, skiprows: int, n_columns: int, id_column: int, info_column: int | None,
-                  value_columns: list[int], transpose: bool, nrows: int | None = None,
-                  keep_row: Callable[[str], bool] | None = None,
-                  check: Callable[[np.ndarray, list[str], list[int]], None] | None = None,
-                  block_bytes: int | None = None, expected_rows: int | None = None) -> Streamed:
+def stream_matrix(
+    path,
+    sep: str,
+    skiprows: int,
+    n_columns: int,
+    id_column: int,
+    info_column: int | None,
+    value_columns: list[int],
+    transpose: bool,
+    nrows: int | None = None,
+    keep_row: Callable[[str], bool] | None = None,
+    check: Callable[[np.ndarray, list[str], list[int]], None] | None = None,
+    block_bytes: int | None = None,
+    expected_rows: int | None = None,
+) -> Streamed:
     """The data rows of a matrix file after ``skiprows`` lines (the header is read by the caller).
 
     Each row has ``n_columns`` fields; column ``id_column`` holds the row id and ``info_column`` a second
@@ -59,16 +90,22 @@ def stream_matrix(path, sep: str, skiprows: int, n_columns: int, id_column: int,
     # pyarrow needs the skipped lines (and any one row) inside its first block: never smaller than those
     lines = head(path, skiprows + 1)
     least = 2 * sum(len(line.encode()) + 1 for line in lines) + 1024
-    read = pacsv.ReadOptions(skip_rows=skiprows, column_names=names, block_size=max(block_bytes or BLOCK_BYTES, least),
-                             use_threads=True)
+    read = pacsv.ReadOptions(
+        skip_rows=skiprows, column_names=names, block_size=max(block_bytes or BLOCK_BYTES, least), use_threads=True
+    )
     parse = pacsv.ParseOptions(delimiter=sep, invalid_row_handler=_end_marker if nrows is not None else None)
-    convert = pacsv.ConvertOptions(column_types=types, include_columns=id_names + [names[i] for i in value_columns],
-                                   null_values=NA_VALUES, strings_can_be_null=False)
+    convert = pacsv.ConvertOptions(
+        column_types=types,
+        include_columns=id_names + [names[i] for i in value_columns],
+        null_values=NA_VALUES,
+        strings_can_be_null=False,
+    )
     blocks: list[np.ndarray] = []
     direct = None
     if expected_rows is not None and keep_row is None:
-        direct = np.empty((len(value_columns), expected_rows) if transpose else (expected_rows, len(value_columns)),
-                          dtype=np.float32)
+        direct = np.empty(
+            (len(value_columns), expected_rows) if transpose else (expected_rows, len(value_columns)), dtype=np.float32
+        )
     row_ids: list[str] = []
     row_info: list[str] | None = [] if info_column is not None else None
     left_out = 0
@@ -79,8 +116,9 @@ def stream_matrix(path, sep: str, skiprows: int, n_columns: int, id_column: int,
     with reading(path, "the matrix"):
         try:
             source = pa.input_stream(str(path), compression=compression(path))
-            reader = pacsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert,
-                                    memory_pool=pool)
+            reader = pacsv.open_csv(
+                source, read_options=read, parse_options=parse, convert_options=convert, memory_pool=pool
+            )
             for batch in reader:
                 if nrows is not None and len(row_ids) + batch.num_rows > nrows:
                     batch = batch.slice(0, nrows - len(row_ids))
@@ -148,8 +186,10 @@ def _arrow_error(path, exc: Exception) -> Exception:
         position = int(message.split("In CSV column #", 1)[1].split(":", 1)[0])  # the file's column
         return NonNumeric(position)
     if "Expected" in message and "columns" in message:
-        return UserError(f"{path}: the matrix is malformed ({message[:160]}); every row must have as many fields as "
-                         "the header (check the separator and the quoting)")
+        return UserError(
+            f"{path}: the matrix is malformed ({message[:160]}); every row must have as many fields as "
+            "the header (check the separator and the quoting)"
+        )
     return UserError(f"{path}: cannot parse the matrix ({message[:160]})")
 
 

@@ -3,6 +3,7 @@
 A damaged, truncated or foreign file becomes a one-line ``UserError`` naming it (``reading``); compression is
 recognised by content, not by name.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,7 +16,6 @@ import pandas as pd
 from shared.errors import UserError, first_line
 
 
-
 @contextmanager
 def reading(path, what: str):
     """Turn the errors of a damaged, truncated or foreign file into one-line UserErrors naming it."""
@@ -24,13 +24,15 @@ def reading(path, what: str):
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: {what} is empty") from None
     except pd.errors.ParserError as exc:
-        raise UserError(f"{path}: {what} is malformed ({first_line(exc)}); check the separator and the quoting") \
-            from None
+        raise UserError(
+            f"{path}: {what} is malformed ({first_line(exc)}); check the separator and the quoting"
+        ) from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: {what} is not a text (or gzip) table; check the path") from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise UserError(f"{path}: {what} is a damaged or truncated gzip file ({first_line(exc)}); "
-                        "download or copy it again") from None
+        raise UserError(
+            f"{path}: {what} is a damaged or truncated gzip file ({first_line(exc)}); download or copy it again"
+        ) from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read {what} ({type(exc).__name__}: {first_line(exc)})") from None
 

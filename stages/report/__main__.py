@@ -1,4 +1,5 @@
 """python -m stages.report --config FILE: the self-contained HTML report and summary.json."""
+
 from __future__ import annotations
 
 import base64
@@ -51,25 +52,48 @@ def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
     if datasets:
         dataset = json.loads((next(iter(datasets.values())) / "dataset.json").read_text())
         counts = dataset["counts"]
-        rows = [{"class": c, "train": counts.get(c, {}).get("train", 0), "test": counts.get(c, {}).get("test", 0)}
-                for c in dataset["classes"]]
+        rows = [
+            {"class": c, "train": counts.get(c, {}).get("train", 0), "test": counts.get(c, {}).get("test", 0)}
+            for c in dataset["classes"]
+        ]
         n_test = sum(r["test"] for r in rows)
         return {**dataset, "counts": rows, "n_test": n_test, "n_samples": n_test + sum(r["train"] for r in rows)}
-    first = next(((folder, entry) for folder in classifiers.values()
-                  for entry in json.loads((folder / "models.json").read_text())), None)
+    first = next(
+        (
+            (folder, entry)
+            for folder in classifiers.values()
+            for entry in json.loads((folder / "models.json").read_text())
+        ),
+        None,
+    )
     if first is None:
         return {"classes": [], "counts": [], "n_test": 0, "n_samples": None}
     metrics = json.loads((first[0] / first[1]["folder"] / "metrics.json").read_text())
-    out = {"classes": metrics.get("classes", []), "counts": [], "n_test": metrics["test"]["n"],
-           "n_samples": None, "n_genes": None, "transform": None, "image_shape": None, "cohort": None}
+    out = {
+        "classes": metrics.get("classes", []),
+        "counts": [],
+        "n_test": metrics["test"]["n"],
+        "n_samples": None,
+        "n_genes": None,
+        "transform": None,
+        "image_shape": None,
+        "cohort": None,
+    }
     cohort = first[0] / "cohort.csv"
     if cohort.is_file():  # an MRI trainer: who was included, who was left out and why
         table = pd.read_csv(cohort, dtype=str, keep_default_na=False)
         used = table[table["status"] == "included"]
-        out["counts"] = [{"class": c, "train": int(((used["label"] == c) & (used["split"] == "train")).sum()),
-                          "test": int(((used["label"] == c) & (used["split"] == "test")).sum())} for c in out["classes"]]
-        reasons = table.loc[table["status"] != "included", "status"].str.replace(r"^(bad volume|no IDH value).*",
-                                                                                  r"\1", regex=True)
+        out["counts"] = [
+            {
+                "class": c,
+                "train": int(((used["label"] == c) & (used["split"] == "train")).sum()),
+                "test": int(((used["label"] == c) & (used["split"] == "test")).sum()),
+            }
+            for c in out["classes"]
+        ]
+        reasons = table.loc[table["status"] != "included", "status"].str.replace(
+            r"^(bad volume|no IDH value).*", r"\1", regex=True
+        )
         out["cohort"] = {"found": len(table), "included": len(used), "left_out": reasons.value_counts().to_dict()}
     return out
 
@@ -77,31 +101,59 @@ def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
 def model_section(name: str, entry: dict, folder: Path, figures: Path) -> tuple[dict, dict]:
     """The report's view of one model in the classifier result layout: (template entry, metrics.json)."""
     metrics = json.loads((folder / "metrics.json").read_text())
-    plot_confusion(pd.read_csv(folder / "confusion_matrix.csv", index_col=0), figures / f"{name}_confusion.png",
-                   f"{name}: held-out test")
+    plot_confusion(
+        pd.read_csv(folder / "confusion_matrix.csv", index_col=0),
+        figures / f"{name}_confusion.png",
+        f"{name}: held-out test",
+    )
     plot_roc(pd.read_csv(folder / "roc.csv"), figures / f"{name}_roc.png", f"{name}: one-vs-rest ROC, held-out test")
-    plot_mean_confusion(pd.read_csv(folder / "confusion_matrix_cv_mean.csv", index_col=0),
-                        figures / f"{name}_cv_confusion.png", f"{name}: validation folds, mean (row fractions)")
+    plot_mean_confusion(
+        pd.read_csv(folder / "confusion_matrix_cv_mean.csv", index_col=0),
+        figures / f"{name}_cv_confusion.png",
+        f"{name}: validation folds, mean (row fractions)",
+    )
     history_png = None
     if (folder / "history.csv").is_file():
         plot_history(pd.read_csv(folder / "history.csv"), figures / f"{name}_history.png", f"{name}: per-fold training")
         history_png = _png(figures / f"{name}_history.png")
-    cols = [c for c in ("repeat", "fold", "best_epoch", "epochs_run", "val_accuracy", "val_macro_f1",
-                        "test_accuracy", "test_macro_f1") if c in pd.DataFrame(metrics["folds"]).columns]
+    cols = [
+        c
+        for c in (
+            "repeat",
+            "fold",
+            "best_epoch",
+            "epochs_run",
+            "val_accuracy",
+            "val_macro_f1",
+            "test_accuracy",
+            "test_macro_f1",
+        )
+        if c in pd.DataFrame(metrics["folds"]).columns
+    ]
     return {
-        "name": name, "kind": entry["kind"], "provider": entry["provider"], "protocol": metrics["protocol"],
-        "n_parameters": metrics["n_parameters"], "pretrained": metrics.get("pretrained", False),
-        "test": metrics["test"], "cv": metrics["cv"], "at_chance": at_chance(metrics["test"]),
+        "name": name,
+        "kind": entry["kind"],
+        "provider": entry["provider"],
+        "protocol": metrics["protocol"],
+        "n_parameters": metrics["n_parameters"],
+        "pretrained": metrics.get("pretrained", False),
+        "test": metrics["test"],
+        "cv": metrics["cv"],
+        "at_chance": at_chance(metrics["test"]),
         "per_class_html": _html_table(pd.read_csv(folder / "per_class.csv")),
         "folds_html": _html_table(pd.DataFrame(metrics["folds"])[cols].dropna(axis=1, how="all")),
-        "confusion_png": _png(figures / f"{name}_confusion.png"), "history_png": history_png,
-        "roc_png": _png(figures / f"{name}_roc.png"), "cv_confusion_png": _png(figures / f"{name}_cv_confusion.png"),
+        "confusion_png": _png(figures / f"{name}_confusion.png"),
+        "history_png": history_png,
+        "roc_png": _png(figures / f"{name}_roc.png"),
+        "cv_confusion_png": _png(figures / f"{name}_cv_confusion.png"),
     }, metrics
 
 
-FLAG_TEXT = {"de_no_better_than_chance": "top genes no closer to DE than random genes",
-             "keep_no_better_than_random": "kept genes predict no better than random genes",
-             "removal_costs_nothing": "removing its genes costs nothing"}
+FLAG_TEXT = {
+    "de_no_better_than_chance": "top genes no closer to DE than random genes",
+    "keep_no_better_than_random": "kept genes predict no better than random genes",
+    "removal_costs_nothing": "removing its genes costs nothing",
+}
 
 
 def biology_section(model: str, entry: dict, folder: Path, figures: Path) -> tuple[dict, dict]:
@@ -112,18 +164,27 @@ def biology_section(model: str, entry: dict, folder: Path, figures: Path) -> tup
         k_de = next(iter(r["de_overlap"]["wilcoxon"]))
         de = r["de_overlap"]["wilcoxon"][k_de]
         first = r["retraining"][0] if r.get("retraining") else {}
-        top_sets = {cls: f"{sets[0]['gene_set']} (adj. p {sets[0]['p_adj']:.2g})"
-                    for cls, sets in r.get("enrichment", {}).items() if sets}
+        top_sets = {
+            cls: f"{sets[0]['gene_set']} (adj. p {sets[0]['p_adj']:.2g})"
+            for cls, sets in r.get("enrichment", {}).items()
+            if sets
+        }
         flags = [FLAG_TEXT[f] for f in FLAG_TEXT if r.get(f)]
-        rows.append({"method": method, f"DE overlap@{k_de.split('_')[1]} (mean)": de["mean_overlap"],
-                     "Jaccard": de["mean_jaccard"], "Spearman vs DE": de["mean_spearman"],
-                     "classes above chance": f"{de['classes_better_than_chance']} of {de['n_classes']}",
-                     f"keep@{first.get('k')} macro-F1": first.get("keep_f1"),
-                     f"genes kept@{first.get('k')}": first.get("n_genes_kept"),
-                     "as many random genes (mean macro-F1)": first.get("random_keep_f1"),
-                     f"remove@{first.get('k')} drop": first.get("remove_drop"),
-                     "flags": "; ".join(flags) or "none",
-                     "top gene set per class": "; ".join(f"{c}: {t}" for c, t in top_sets.items()) or None})
+        rows.append(
+            {
+                "method": method,
+                f"DE overlap@{k_de.split('_')[1]} (mean)": de["mean_overlap"],
+                "Jaccard": de["mean_jaccard"],
+                "Spearman vs DE": de["mean_spearman"],
+                "classes above chance": f"{de['classes_better_than_chance']} of {de['n_classes']}",
+                f"keep@{first.get('k')} macro-F1": first.get("keep_f1"),
+                f"genes kept@{first.get('k')}": first.get("n_genes_kept"),
+                "as many random genes (mean macro-F1)": first.get("random_keep_f1"),
+                f"remove@{first.get('k')} drop": first.get("remove_drop"),
+                "flags": "; ".join(flags) or "none",
+                "top gene set per class": "; ".join(f"{c}: {t}" for c, t in top_sets.items()) or None,
+            }
+        )
         summary[method] = {k: v for k, v in r.items()}
     pngs = {}
     for fig in ("de_overlap", "keep_remove"):
@@ -134,13 +195,28 @@ def biology_section(model: str, entry: dict, folder: Path, figures: Path) -> tup
     enrichment = None
     if (folder / "enrichment.csv").is_file():
         table = pd.read_csv(folder / "enrichment.csv")
-        table = table[table["p_adj"] < 0.05].sort_values(["method", "class", "p_adj"]).groupby(
-            ["method", "class"], sort=False).head(3)
-        enrichment = _html_table(table[["method", "class", "gene_set", "set_size", "overlap", "expected", "p",
-                                        "p_adj"]], "{:.3g}") if len(table) else None
-    return {"model": model, "n_train": entry["n_train"], "retrain_model": entry["retrain_model"],
-            "table_html": _html_table(pd.DataFrame(rows).dropna(axis=1, how="all"), "{:.3g}"), "pngs": pngs,
-            "enrichment_html": enrichment, "has_gene_sets": (folder / "enrichment.csv").is_file()}, summary
+        table = (
+            table[table["p_adj"] < 0.05]
+            .sort_values(["method", "class", "p_adj"])
+            .groupby(["method", "class"], sort=False)
+            .head(3)
+        )
+        enrichment = (
+            _html_table(
+                table[["method", "class", "gene_set", "set_size", "overlap", "expected", "p", "p_adj"]], "{:.3g}"
+            )
+            if len(table)
+            else None
+        )
+    return {
+        "model": model,
+        "n_train": entry["n_train"],
+        "retrain_model": entry["retrain_model"],
+        "table_html": _html_table(pd.DataFrame(rows).dropna(axis=1, how="all"), "{:.3g}"),
+        "pngs": pngs,
+        "enrichment_html": enrichment,
+        "has_gene_sets": (folder / "enrichment.csv").is_file(),
+    }, summary
 
 
 def run(run: StageRun) -> None:
@@ -158,29 +234,58 @@ def run(run: StageRun) -> None:
         for entry in json.loads((provider / "models.json").read_text()):
             name = entry["name"]
             if name in summary_models:
-                raise UserError(f"two classifier providers name a model '{name}' "
-                                f"({summary_models[name]['provider']} and {stage}): rename one")
+                raise UserError(
+                    f"two classifier providers name a model '{name}' "
+                    f"({summary_models[name]['provider']} and {stage}): rename one"
+                )
             section, metrics = model_section(name, {**entry, "provider": stage}, provider / entry["folder"], figures)
             models.append(section)
             scored.append({"name": name, "folds": metrics["folds"], "splits": metrics.get("splits")})
-            summary_models[name] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc",
-                                                                     "macro_precision", "macro_recall")}
+            summary_models[name] = {
+                k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc", "macro_precision", "macro_recall")
+            }
             summary_models[name].update(kind=entry["kind"], provider=stage, at_chance=section["at_chance"])
-    overview = pd.DataFrame([{"model": m["name"], "kind": m["kind"], "trained by": m["provider"],
-                              **{k: m["test"][k] for k in ("accuracy", "macro_f1", "macro_auc")},
-                              "cv_macro_f1": m["cv"]["macro_f1"]} for m in models])
+    overview = pd.DataFrame(
+        [
+            {
+                "model": m["name"],
+                "kind": m["kind"],
+                "trained by": m["provider"],
+                **{k: m["test"][k] for k in ("accuracy", "macro_f1", "macro_auc")},
+                "cv_macro_f1": m["cv"]["macro_f1"],
+            }
+            for m in models
+        ]
+    )
     all_pairs = compare_all(scored)
     comparison = [c for c in all_pairs if c["comparable"]]
     not_paired = [c["statement"] for c in all_pairs if not c["comparable"]]
-    comparison_html = _html_table(pd.DataFrame([{
-        "a": c["a"], "b": c["b"], "mean a": c["mean_a"], "mean b": c["mean_b"], "folds": c["n_folds"],
-        "corrected t-test p": c["corrected_ttest"]["p"], "Wilcoxon p": c["wilcoxon"]["p"],
-        "Wilcoxon smallest attainable p": c["wilcoxon"]["min_attainable_p"]} for c in comparison]), "{:.3g}") \
-        if comparison else None
+    comparison_html = (
+        _html_table(
+            pd.DataFrame(
+                [
+                    {
+                        "a": c["a"],
+                        "b": c["b"],
+                        "mean a": c["mean_a"],
+                        "mean b": c["mean_b"],
+                        "folds": c["n_folds"],
+                        "corrected t-test p": c["corrected_ttest"]["p"],
+                        "Wilcoxon p": c["wilcoxon"]["p"],
+                        "Wilcoxon smallest attainable p": c["wilcoxon"]["min_attainable_p"],
+                    }
+                    for c in comparison
+                ]
+            ),
+            "{:.3g}",
+        )
+        if comparison
+        else None
+    )
 
     explanations, summary_expl, trust_rows = [], {}, []
     biology, summary_bio, biology_absent = [], {}, {}
-    for stage, provider in run.providers("explanations").items():
+    for _stage, provider in run.providers("explanations").items():
         ex_metrics = json.loads((provider / "metrics.json").read_text())
         bio_entries = {name: e["biology"] for name, e in ex_metrics["models"].items() if e.get("biology")}
         if ex_metrics.get("baselines_biology"):
@@ -188,104 +293,162 @@ def run(run: StageRun) -> None:
         for name, bio_entry in bio_entries.items():
             section, summary_bio[name] = biology_section(name, bio_entry, provider / name / "biology", figures)
             biology.append(section)
-        biology_absent.update({name: e["biology_absent"] for name, e in ex_metrics["models"].items()
-                               if e.get("biology_absent")})
+        biology_absent.update(
+            {name: e["biology_absent"] for name, e in ex_metrics["models"].items() if e.get("biology_absent")}
+        )
         for name, model_entry in ex_metrics["models"].items():
             for method, entry in model_entry["methods"].items():
                 folder = provider / name / method
-                ranking = (pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
-                           if (folder / "top_genes.csv").is_file()
-                           else pd.DataFrame(columns=["class", "rank", "gene", "score"]))
-                top_tables = [(cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
-                              for cls, g in ranking.groupby("class", sort=False)]
+                ranking = (
+                    pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
+                    if (folder / "top_genes.csv").is_file()
+                    else pd.DataFrame(columns=["class", "rank", "gene", "score"])
+                )
+                top_tables = [
+                    (cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
+                    for cls, g in ranking.groupby("class", sort=False)
+                ]
                 key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
                 faith, sanity, stab = entry.get("faithfulness"), entry.get("sanity"), entry.get("stability")
                 loc = (entry.get("localisation") or {}).get("predicted")
                 folds_stab = (stab or {}).get("folds") or {}
-                trust_rows.append({
-                    "model": name, "method": method,
-                    f"marker precision@{key.rsplit('_', 1)[1]}" if key else "marker precision": entry.get(key),
-                    "deletion AUC": faith and faith["deletion_auc"],
-                    "random deletion AUC": faith and faith["random_deletion_auc"],
-                    "insertion AUC": faith and faith["insertion_auc"],
-                    "random insertion AUC": faith and faith["random_insertion_auc"],
-                    "faithful (vs random)": None if not faith else _faithful(faith),
-                    "rank corr. with randomised model": sanity and sanity["spearman_all_at_once"],
-                    "model-sensitive": None if not sanity else
-                    ("NO: insensitive to the model" if sanity["insensitive_to_model"] else "yes"),
-                    "fold models: Spearman": folds_stab.get("spearman"),
-                    "fold models: top-k shared": folds_stab.get("shared_top_k"),
-                    "SmoothGrad draws: top-k shared": ((stab or {}).get("draws") or {}).get("shared_top_k"),
-                    "CAM share in tumour mask": loc and loc.get("cam_in_mask_mean"),
-                    "mask's share of the brain (chance)": loc and loc.get("chance_mean"),
-                    "patients above chance": loc and f"{loc['above_chance']} of {loc['n']}"})
+                trust_rows.append(
+                    {
+                        "model": name,
+                        "method": method,
+                        f"marker precision@{key.rsplit('_', 1)[1]}" if key else "marker precision": entry.get(key),
+                        "deletion AUC": faith and faith["deletion_auc"],
+                        "random deletion AUC": faith and faith["random_deletion_auc"],
+                        "insertion AUC": faith and faith["insertion_auc"],
+                        "random insertion AUC": faith and faith["random_insertion_auc"],
+                        "faithful (vs random)": None if not faith else _faithful(faith),
+                        "rank corr. with randomised model": sanity and sanity["spearman_all_at_once"],
+                        "model-sensitive": None
+                        if not sanity
+                        else ("NO: insensitive to the model" if sanity["insensitive_to_model"] else "yes"),
+                        "fold models: Spearman": folds_stab.get("spearman"),
+                        "fold models: top-k shared": folds_stab.get("shared_top_k"),
+                        "SmoothGrad draws: top-k shared": ((stab or {}).get("draws") or {}).get("shared_top_k"),
+                        "CAM share in tumour mask": loc and loc.get("cam_in_mask_mean"),
+                        "mask's share of the brain (chance)": loc and loc.get("chance_mean"),
+                        "patients above chance": loc and f"{loc['above_chance']} of {loc['n']}",
+                    }
+                )
                 pngs = {}
                 for fig in ("class_maps", "faithfulness", "top_genes_heatmap", "samples", "overlays"):
                     if (folder / "figures" / f"{fig}.png").is_file():
                         shutil.copy2(folder / "figures" / f"{fig}.png", figures / f"{name}_{method}_{fig}.png")
                         pngs[fig] = _png(folder / "figures" / f"{fig}.png")
-                explanations.append({
-                    "model": name, "method": method,
-                    "at_chance": summary_models.get(name, {}).get("at_chance", False),
-                    "description": entry.get("description", method) + ("" if model_entry.get("gene_map", True) else
-                                   " These inputs have no pixel-to-gene map (a transductive sample image): the maps "
-                                   "show where in the input the model looked, not which genes."),
-                    "samples": model_entry.get("samples", "all"),
-                    "precision": entry.get(key) if key else None, "k": key.rsplit("_", 1)[1] if key else None,
-                    "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
-                    "pngs": pngs, "top_tables": top_tables, "faithfulness": faith, "sanity": sanity,
-                    "stability": stab, "layer": entry.get("layer"), "localisation": entry.get("localisation"),
-                })
-                summary_expl[f"{name}/{method}"] = {k: v for k, v in entry.items()
-                                                    if k not in ("top_k", "signed", "description", "seconds")}
+                explanations.append(
+                    {
+                        "model": name,
+                        "method": method,
+                        "at_chance": summary_models.get(name, {}).get("at_chance", False),
+                        "description": entry.get("description", method)
+                        + (
+                            ""
+                            if model_entry.get("gene_map", True)
+                            else " These inputs have no pixel-to-gene map (a transductive sample image): the maps "
+                            "show where in the input the model looked, not which genes."
+                        ),
+                        "samples": model_entry.get("samples", "all"),
+                        "precision": entry.get(key) if key else None,
+                        "k": key.rsplit("_", 1)[1] if key else None,
+                        "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
+                        "pngs": pngs,
+                        "top_tables": top_tables,
+                        "faithfulness": faith,
+                        "sanity": sanity,
+                        "stability": stab,
+                        "layer": entry.get("layer"),
+                        "localisation": entry.get("localisation"),
+                    }
+                )
+                summary_expl[f"{name}/{method}"] = {
+                    k: v for k, v in entry.items() if k not in ("top_k", "signed", "description", "seconds")
+                }
                 summary_expl[f"{name}/{method}"]["samples"] = model_entry.get("samples", "all")
                 if faith:
                     summary_expl[f"{name}/{method}"]["faithfulness"] = {
-                        k: faith[k] for k in ("deletion_auc", "random_deletion_auc", "insertion_auc",
-                                              "random_insertion_auc", "p_deletion", "p_insertion",
-                                              "deletion_better_than_random", "insertion_better_than_random",
-                                              "better_than_random", "per_class")}
+                        k: faith[k]
+                        for k in (
+                            "deletion_auc",
+                            "random_deletion_auc",
+                            "insertion_auc",
+                            "random_insertion_auc",
+                            "p_deletion",
+                            "p_insertion",
+                            "deletion_better_than_random",
+                            "insertion_better_than_random",
+                            "better_than_random",
+                            "per_class",
+                        )
+                    }
                 if sanity:
                     summary_expl[f"{name}/{method}"]["sanity"] = {
-                        k: sanity[k] for k in ("spearman_all_at_once", "cascade", "insensitive_to_model")}
+                        k: sanity[k] for k in ("spearman_all_at_once", "cascade", "insensitive_to_model")
+                    }
                 if stab:
                     summary_expl[f"{name}/{method}"]["stability"] = {k: v for k, v in stab.items() if k != "seconds"}
 
     provenance = []
     for stage in exp.upstream("report"):
         manifest = read_manifest(run.upstream(stage))
-        provenance.append({"stage": stage, "wall_time_s": manifest["wall_time_s"], "device": manifest["device"],
-                           "fingerprint": manifest["fingerprint"], "started": manifest.get("started", "")})
+        provenance.append(
+            {
+                "stage": stage,
+                "wall_time_s": manifest["wall_time_s"],
+                "device": manifest["device"],
+                "fingerprint": manifest["fingerprint"],
+                "started": manifest.get("started", ""),
+            }
+        )
     first = read_manifest(next(iter(classifiers.values())))
     packages = first["packages"]
     protocol = models[0]["protocol"] if models else ""
 
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
-        title=p.title, experiment=exp.name, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        commit=first["git_commit"], data=data, models=models, explanations=explanations,
-        overview_html=_html_table(overview), comparison=comparison, comparison_html=comparison_html, not_paired=not_paired,
+        title=p.title,
+        experiment=exp.name,
+        generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        commit=first["git_commit"],
+        data=data,
+        models=models,
+        explanations=explanations,
+        overview_html=_html_table(overview),
+        comparison=comparison,
+        comparison_html=comparison_html,
+        not_paired=not_paired,
         protocol=protocol,
-        provenance=provenance, packages=packages, devices=sorted({s["device"] for s in provenance}),
+        provenance=provenance,
+        packages=packages,
+        devices=sorted({s["device"] for s in provenance}),
         total_wall_time=sum(s["wall_time_s"] for s in provenance),
         config_yaml=yaml.safe_dump(exp.to_dict(), sort_keys=False),
         trust_html=_html_table(pd.DataFrame(trust_rows).dropna(axis=1, how="all")) if trust_rows else None,
-        biology=biology, biology_absent=biology_absent,
+        biology=biology,
+        biology_absent=biology_absent,
     )
     (out / "index.html").write_text(html)
-    write_json_atomic(out / "summary.json", {
-        "experiment": exp.name,
-        "title": p.title,
-        "evaluated_on": "held-out test split",
-        "n_test": n_test,
-        "models": summary_models,
-        "comparisons": [{k: c[k] for k in ("a", "b", "metric", "n_folds", "mean_difference", "significant",
-                                          "statement")} for c in comparison],
-        "not_paired": not_paired,
-        "explanations": summary_expl,
-        "biology": summary_bio,
-        "biology_absent": biology_absent,
-    })
+    write_json_atomic(
+        out / "summary.json",
+        {
+            "experiment": exp.name,
+            "title": p.title,
+            "evaluated_on": "held-out test split",
+            "n_test": n_test,
+            "models": summary_models,
+            "comparisons": [
+                {k: c[k] for k in ("a", "b", "metric", "n_folds", "mean_difference", "significant", "statement")}
+                for c in comparison
+            ],
+            "not_paired": not_paired,
+            "explanations": summary_expl,
+            "biology": summary_bio,
+            "biology_absent": biology_absent,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Needs Chromium (Debian's ``chromium`` package; ``CHROMIUM`` names another binary
 extra); Playwright never downloads a browser here. Exit 0 when every page passes, 1 with one line per problem,
 2 when no browser can be started.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Chromium's flags for a headless run in a container or CI (no sandbox as root, no background traffic)
-CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 DESKTOP = {"width": 1100, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
@@ -64,7 +73,8 @@ class PageCheck:
 
 def chromium_path() -> str:
     path = os.environ.get("CHROMIUM") or next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+    )
     if not path:
         raise BrowserUnavailable("no Chromium found (Debian: apt-get install chromium; or set CHROMIUM=/path/to/it)")
     return path
@@ -177,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     problems = [p for r in results for p in r.problems()]
     for r in results:
-        print(f"{r.page}: {r.n_images} images, {r.n_tables} tables"
-              + (f", screenshot {r.screenshot}" if r.screenshot else ""))
+        print(
+            f"{r.page}: {r.n_images} images, {r.n_tables} tables"
+            + (f", screenshot {r.screenshot}" if r.screenshot else "")
+        )
     for p in problems:
         print(p, file=sys.stderr)
     return 1 if problems else 0

@@ -4,6 +4,7 @@ Reads ``<outputs>/<experiment>/report/summary.json`` of each finished experiment
 (atomically): one row per experiment with its held-out size, its best model by macro-F1 and a link to its report.
 Self-contained like the reports (nothing fetched); `make demo` writes it after its experiments.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,15 +24,19 @@ def experiments(root: Path) -> list[dict]:
         summary = json.loads(summary_path.read_text())
         models = summary.get("models", {})
         best = max(models.items(), key=lambda kv: kv[1]["macro_f1"], default=(None, None))
-        rows.append({
-            "name": summary.get("experiment", summary_path.parent.parent.name),
-            "title": summary.get("title", ""),
-            "href": summary_path.parent.relative_to(root).as_posix() + "/index.html",
-            "n_test": summary.get("n_test"), "n_models": len(models),
-            "best": best[0], "best_f1": best[1]["macro_f1"] if best[1] else None,
-            "best_auc": best[1]["macro_auc"] if best[1] else None,
-            "n_explanations": len(summary.get("explanations", {})),
-        })
+        rows.append(
+            {
+                "name": summary.get("experiment", summary_path.parent.parent.name),
+                "title": summary.get("title", ""),
+                "href": summary_path.parent.relative_to(root).as_posix() + "/index.html",
+                "n_test": summary.get("n_test"),
+                "n_models": len(models),
+                "best": best[0],
+                "best_f1": best[1]["macro_f1"] if best[1] else None,
+                "best_auc": best[1]["macro_auc"] if best[1] else None,
+                "n_explanations": len(summary.get("explanations", {})),
+            }
+        )
     return rows
 
 
@@ -41,7 +46,8 @@ def write_index(root: Path) -> Path:
         raise FileNotFoundError(f"{root}: no finished experiment (no */report/summary.json); run make all first")
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
     html = env.get_template("experiments.html").render(
-        rows=rows, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+        rows=rows, generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    )
     out = root / "index.html"
     write_text_atomic(out, html)
     return out

@@ -1,4 +1,5 @@
 """Config section read by report."""
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -17,12 +18,18 @@ STAGE = StageSpec(
     uses=("dataset", "explanations"),
     sections={"report": Report},
     outputs=(
-        Output("index.html", "the self-contained report: data, every classifier of every trainer side by side, "
-                             "paired comparisons, explanations, provenance; nothing fetched from the network"),
+        Output(
+            "index.html",
+            "the self-contained report: data, every classifier of every trainer side by side, "
+            "paired comparisons, explanations, provenance; nothing fetched from the network",
+        ),
         Output("summary.json", "headline figures: models, comparisons, explanations (README, 'summary.json')"),
         Output("figures/*.png", "the figures embedded in the page, for slides and papers"),
-        Output("screenshot.png", "a full-page screenshot of index.html in headless Chromium (make check-report)",
-               when="after the browser check"),
+        Output(
+            "screenshot.png",
+            "a full-page screenshot of index.html in headless Chromium (make check-report)",
+            when="after the browser check",
+        ),
     ),
     description="self-contained index.html and summary.json",
 )

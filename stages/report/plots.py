@@ -1,4 +1,5 @@
 """The report's own figures: confusion matrix and training curves."""
+
 from __future__ import annotations
 
 import textwrap
@@ -31,7 +32,7 @@ def plot_confusion(cm: pd.DataFrame, path: Path, title: str) -> None:
 def plot_history(history: pd.DataFrame, path: Path, title: str) -> None:
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
     for fold, h in history.groupby("fold"):
-        line, = ax_loss.plot(h["epoch"], h["train_loss"], lw=1, label=f"fold {fold} train")
+        (line,) = ax_loss.plot(h["epoch"], h["train_loss"], lw=1, label=f"fold {fold} train")
         ax_loss.plot(h["epoch"], h["val_loss"], lw=1, ls="--", color=line.get_color(), label=f"fold {fold} val")
         ax_acc.plot(h["epoch"], h["val_accuracy"], lw=1, color=line.get_color(), label=f"fold {fold}")
     ax_loss.set_xlabel("epoch")

@@ -3,6 +3,7 @@ EfficientNet, the shared protocol (held-out test patients), and 3-D Grad-CAM sco
 
 Also runs under torchrun (DistributedDataParallel): ``torchrun --nproc-per-node 2 -m stages.train_3d_mri ...``.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,12 +36,26 @@ METHOD = "grad_cam"
 
 
 def model_spec(p: Train3dMri, mri: Mri, pretrained: bool) -> dict:
-    return {"arch": p.model, "channels": list(CHANNELS), "classes": list(CLASSES), "n_classes": len(CLASSES),
-            "input_shape": [len(CHANNELS), *p.size], "trainable_blocks": p.trainable_blocks, "pretrained": pretrained,
-            "input": {"kind": "mri", "spatial_dims": 3, "channels": list(CHANNELS), "size": list(p.size),
-                      "spacing": p.spacing, "orientation": "RAS (ToCanonical)", "layout": mri.layout,
-                      "normalisation": {"zscore": "z-score", "robust": "minus the median, over IQR / 1.349"}[
-                          p.normalisation] + " per channel inside the brain (voxels where any sequence is non-zero)"}}
+    return {
+        "arch": p.model,
+        "channels": list(CHANNELS),
+        "classes": list(CLASSES),
+        "n_classes": len(CLASSES),
+        "input_shape": [len(CHANNELS), *p.size],
+        "trainable_blocks": p.trainable_blocks,
+        "pretrained": pretrained,
+        "input": {
+            "kind": "mri",
+            "spatial_dims": 3,
+            "channels": list(CHANNELS),
+            "size": list(p.size),
+            "spacing": p.spacing,
+            "orientation": "RAS (ToCanonical)",
+            "layout": mri.layout,
+            "normalisation": {"zscore": "z-score", "robust": "minus the median, over IQR / 1.349"}[p.normalisation]
+            + " per channel inside the brain (voxels where any sequence is non-zero)",
+        },
+    }
 
 
 def build_member(spec: dict, p: Train3dMri, on_gpu: bool):
@@ -61,32 +76,62 @@ def loader(data, labels, rows, batch_size: int, augment=None, sampler=None, pin:
     # training drops each epoch's incomplete last batch (a batch of one has nothing to normalise at the network's
     # 1-voxel stages); the per-epoch shuffle gives every patient its turn
     drop_last = sampler is not None and len(rows) > batch_size
-    return DataLoader(Volumes(data, labels, rows, augment), batch_size=per_rank, sampler=sampler, shuffle=False,
-                      pin_memory=pin, drop_last=drop_last)
+    return DataLoader(
+        Volumes(data, labels, rows, augment),
+        batch_size=per_rank,
+        sampler=sampler,
+        shuffle=False,
+        pin_memory=pin,
+        drop_last=drop_last,
+    )
 
 
 def split_patients(data, p: Train3dMri, seed: int) -> pd.DataFrame:
     labels = np.array([CLASSES.index(pt.label) for pt in data.patients])
     counts = np.bincount(labels, minlength=2)
     if counts.min() < 4:
-        raise UserError(f"{counts[0]} wild-type and {counts[1]} mutant patients are usable: each class needs at least "
-                        "4 for a held-out test split and training (see cohort.csv for the patients left out)")
+        raise UserError(
+            f"{counts[0]} wild-type and {counts[1]} mutant patients are usable: each class needs at least "
+            "4 for a held-out test split and training (see cohort.csv for the patients left out)"
+        )
     is_test = holdout_split(labels, None, p.test_fraction, seed)
-    return pd.DataFrame({"sample": [pt.id for pt in data.patients], "label": [pt.label for pt in data.patients],
-                         "label_index": labels, "split": np.where(is_test, "test", "train")})
+    return pd.DataFrame(
+        {
+            "sample": [pt.id for pt in data.patients],
+            "label": [pt.label for pt in data.patients],
+            "label_index": labels,
+            "split": np.where(is_test, "test", "train"),
+        }
+    )
 
 
-def train(run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist) -> tuple[ModelResult, list, Protocol]:
+def train(
+    run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist
+) -> tuple[ModelResult, list, Protocol]:
     from .network import trainable_parameters
     from .volumes import augmentation
 
     seed = run.exp.seed
-    proto = Protocol(samples, list(CLASSES), p.folds, p.repeats, seed, key="train_3d_mri.folds",
-                     validation_fraction=p.validation_fraction)
+    proto = Protocol(
+        samples,
+        list(CLASSES),
+        p.folds,
+        p.repeats,
+        seed,
+        key="train_3d_mri.folds",
+        validation_fraction=p.validation_fraction,
+    )
     on_gpu = dist.device.type == "cuda"
     spec = model_spec(p, mri, bool(p.pretrained_weights))
-    s = TrainSettings(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay, optimizer="adamw", schedule="onecycle",
-                      patience=p.patience, mixed_precision=p.mixed_precision and on_gpu)
+    s = TrainSettings(
+        epochs=p.epochs,
+        lr=p.lr,
+        weight_decay=p.weight_decay,
+        optimizer="adamw",
+        schedule="onecycle",
+        patience=p.patience,
+        mixed_precision=p.mixed_precision and on_gpu,
+    )
     labels = proto.labels
     test_loader = loader(data, labels, proto.test_rows, p.batch_size, pin=on_gpu)
     augment = augmentation(p.augment)
@@ -102,17 +147,33 @@ def train(run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, d
         model = dist.wrap(net)
         weights = balanced_weights(labels[tr_rows], 2) if p.class_weights == "balanced" else None
         loss_fn = make_loss(p.loss, weights, 0.0, p.focal_gamma).to(dist.device)
-        sampler = EpochShuffle(len(tr_rows), fold_seed, p.batch_size, rank=dist.rank, world=dist.world,
-                               weights=class_balanced_weights(labels[tr_rows], 2) if p.sampler == "weighted" else None)
+        sampler = EpochShuffle(
+            len(tr_rows),
+            fold_seed,
+            p.batch_size,
+            rank=dist.rank,
+            world=dist.world,
+            weights=class_balanced_weights(labels[tr_rows], 2) if p.sampler == "weighted" else None,
+        )
         train_loader = loader(data, labels, tr_rows, p.batch_size, augment, sampler, pin=on_gpu)
         val_loader = loader(data, labels, va_rows, p.batch_size, pin=on_gpu)
         ckpt = run.checkpoints / p.model / f"r{r}k{k}.pt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         writer = SummaryWriter(log_dir=str(run.out / p.model / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
         try:
-            hist, stopper = train_fold(model, train_loader, val_loader, dist.device, s, loss_fn, checkpoint=ckpt,
-                                       writer=writer, desc=f"{p.model} r{r} fold {k + 1}/{len(proto.splits)}",
-                                       reduce=dist.reduce, is_main=dist.is_main)
+            hist, stopper = train_fold(
+                model,
+                train_loader,
+                val_loader,
+                dist.device,
+                s,
+                loss_fn,
+                checkpoint=ckpt,
+                writer=writer,
+                desc=f"{p.model} r{r} fold {k + 1}/{len(proto.splits)}",
+                reduce=dist.reduce,
+                is_main=dist.is_main,
+            )
         finally:
             if writer is not None:
                 writer.close()
@@ -125,10 +186,19 @@ def train(run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, d
         members.append(net.float().cpu())
     ensemble = Ensemble(members).to(dist.device).eval()
     test_proba = predict_proba(ensemble, test_loader, dist.device)
-    result = ModelResult(name=p.model, kind="deep", framework="torch", spec=spec, folds=pd.DataFrame(folds), cv=cv,
-                         test_proba=test_proba, n_parameters=sum(t.numel() for t in members[0].parameters()),
-                         history=pd.DataFrame(history), pretrained=bool(p.pretrained_weights),
-                         save=lambda folder: save_classifier(folder, spec, members))
+    result = ModelResult(
+        name=p.model,
+        kind="deep",
+        framework="torch",
+        spec=spec,
+        folds=pd.DataFrame(folds),
+        cv=cv,
+        test_proba=test_proba,
+        n_parameters=sum(t.numel() for t in members[0].parameters()),
+        history=pd.DataFrame(history),
+        pretrained=bool(p.pretrained_weights),
+        save=lambda folder: save_classifier(folder, spec, members),
+    )
     return result, members, proto
 
 
@@ -147,43 +217,86 @@ def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, 
     shown = {c: 0 for c in range(len(CLASSES))}
     for j, row in enumerate(proto.test_rows):
         patient = data.patients[row]
-        x = torch.from_numpy(np.asarray(data.x[row:row + 1], dtype=np.float32))
+        x = torch.from_numpy(np.asarray(data.x[row : row + 1], dtype=np.float32))
         label, predicted = int(proto.labels[row]), int(test_proba[j].argmax())
         cams = {}
         for target in sorted({predicted, label}):
             cams[target] = grad_cams(members, layer, x, target)[0]
             to_native(cams[target], data.affines[row], patient.files["FLAIR"]).to_filename(
-                folder / "nifti" / f"{patient.id}_{CLASSES[target]}.nii.gz")
+                folder / "nifti" / f"{patient.id}_{CLASSES[target]}.nii.gz"
+            )
         for kind, target in (("predicted", predicted), ("true", label)):
-            loc = localisation(cams[target], data.tumour[row], data.brain[row]) if data.has_mask[row] else \
-                {"cam_in_mask": float("nan"), "chance": float("nan"), "ratio": float("nan")}
-            rows.append({"patient": patient.id, "label": CLASSES[label], "predicted": CLASSES[predicted],
-                         "target": kind, "class": CLASSES[target], **loc,
-                         "nifti": f"nifti/{patient.id}_{CLASSES[target]}.nii.gz"})
+            loc = (
+                localisation(cams[target], data.tumour[row], data.brain[row])
+                if data.has_mask[row]
+                else {"cam_in_mask": float("nan"), "chance": float("nan"), "ratio": float("nan")}
+            )
+            rows.append(
+                {
+                    "patient": patient.id,
+                    "label": CLASSES[label],
+                    "predicted": CLASSES[predicted],
+                    "target": kind,
+                    "class": CLASSES[target],
+                    **loc,
+                    "nifti": f"nifti/{patient.id}_{CLASSES[target]}.nii.gz",
+                }
+            )
         if data.has_mask[row] and shown[label] < p.grad_cam.figure_per_class:
             shown[label] += 1
             loc = rows[-2]
-            figure.append({"patient": patient.id, "label": CLASSES[label], "predicted": CLASSES[predicted],
-                           "flair": data.x[row, 0].astype(np.float32), "cam": cams[predicted],
-                           "tumour": data.tumour[row], "brain": data.brain[row], "share": loc["cam_in_mask"],
-                           "chance": loc["chance"]})
+            figure.append(
+                {
+                    "patient": patient.id,
+                    "label": CLASSES[label],
+                    "predicted": CLASSES[predicted],
+                    "flair": data.x[row, 0].astype(np.float32),
+                    "cam": cams[predicted],
+                    "tumour": data.tumour[row],
+                    "brain": data.brain[row],
+                    "share": loc["cam_in_mask"],
+                    "chance": loc["chance"],
+                }
+            )
     table = pd.DataFrame(rows)
     table.to_csv(folder / "localisation.csv", index=False)
     if figure:
         (folder / "figures").mkdir()
         figure.sort(key=lambda e: e["label"])
-        plot_overlays(figure, folder / "figures" / "overlays.png",
-                      f"{p.model} Grad-CAM ({layer}) of the predicted class on held-out patients")
+        plot_overlays(
+            figure,
+            folder / "figures" / "overlays.png",
+            f"{p.model} Grad-CAM ({layer}) of the predicted class on held-out patients",
+        )
     summary = summarise(rows)
     for kind, entry in summary.items():
-        log.info("Grad-CAM (%s class) in the tumour mask: %.3f of the map on average vs %.3f by chance (%d of %d "
-                 "patients above chance, sign test p = %.2g)", kind, entry["cam_in_mask_mean"], entry["chance_mean"],
-                 entry["above_chance"], entry["n"], entry["p_sign_test"])
-    return {"arch": p.model, "input": "mri", "samples": "all", "target": "predicted and true class",
-            "methods": {METHOD: {"description": DESCRIPTION, "layer": layer, "signed": False,
-                                 "n_patients": int(len(proto.test_rows)),
-                                 "n_without_mask": int((~data.has_mask[proto.test_rows]).sum()),
-                                 "localisation": summary, "seconds": round(time.time() - t0, 1)}}}
+        log.info(
+            "Grad-CAM (%s class) in the tumour mask: %.3f of the map on average vs %.3f by chance (%d of %d "
+            "patients above chance, sign test p = %.2g)",
+            kind,
+            entry["cam_in_mask_mean"],
+            entry["chance_mean"],
+            entry["above_chance"],
+            entry["n"],
+            entry["p_sign_test"],
+        )
+    return {
+        "arch": p.model,
+        "input": "mri",
+        "samples": "all",
+        "target": "predicted and true class",
+        "methods": {
+            METHOD: {
+                "description": DESCRIPTION,
+                "layer": layer,
+                "signed": False,
+                "n_patients": int(len(proto.test_rows)),
+                "n_without_mask": int((~data.has_mask[proto.test_rows]).sum()),
+                "localisation": summary,
+                "seconds": round(time.time() - t0, 1),
+            }
+        },
+    }
 
 
 def run(run: StageRun) -> None:
@@ -197,13 +310,24 @@ def run(run: StageRun) -> None:
     dist = distributed.setup(exp.device)
     run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
     t0 = time.time()
-    data = prepare(patients, p.size, p.spacing, run.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume,
-                   p.normalisation)
-    log.info("%d of %d patients in the model's grid %s in %.1f s", len(data.patients), len(patients), p.size,
-             time.time() - t0)
+    data = prepare(
+        patients, p.size, p.spacing, run.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume, p.normalisation
+    )
+    log.info(
+        "%d of %d patients in the model's grid %s in %.1f s",
+        len(data.patients),
+        len(patients),
+        p.size,
+        time.time() - t0,
+    )
     table = cohort_table(patients, Path(mri.root))
-    counts = table["status"].str.replace(r"^bad volume: .*", "bad volume", regex=True).str.replace(
-        r"^no IDH value.*", "no IDH value", regex=True).value_counts().to_dict()
+    counts = (
+        table["status"]
+        .str.replace(r"^bad volume: .*", "bad volume", regex=True)
+        .str.replace(r"^no IDH value.*", "no IDH value", regex=True)
+        .value_counts()
+        .to_dict()
+    )
     for status, n in counts.items():
         if status != "included":
             log.info("left out: %d patient%s (%s)", n, "s" if n > 1 else "", status)
@@ -215,18 +339,33 @@ def run(run: StageRun) -> None:
     write_models_index(run.out, [result])
     table = table.merge(samples[["sample", "split"]].rename(columns={"sample": "patient"}), on="patient", how="left")
     table.to_csv(run.out / "cohort.csv", index=False)
-    explanations = {"target": "predicted and true class", "split": "held-out test",
-                    "models": {p.model: explain(run, p, data, proto, members, result.test_proba)},
-                    "not_explained": {}}
+    explanations = {
+        "target": "predicted and true class",
+        "split": "held-out test",
+        "models": {p.model: explain(run, p, data, proto, members, result.test_proba)},
+        "not_explained": {},
+    }
     write_json_atomic(run.out / "metrics.json", explanations)
     loc = explanations["models"][p.model]["methods"][METHOD]["localisation"]
-    run.record(cohort={"found": len(patients), "included": int(counts.get("included", 0)), "left_out": {
-                   k: int(v) for k, v in counts.items() if k != "included"}},
-               models={p.model: {"arch": p.model, "n_parameters": result.n_parameters,
-                                 "trainable_parameters": result.spec["trainable_parameters"],
-                                 "input_shape": result.spec["input_shape"], "kind": "deep"}},
-               arguments=p.model_dump(mode="json"), headline={p.model: headline["test"]},
-               localisation=loc)
+    run.record(
+        cohort={
+            "found": len(patients),
+            "included": int(counts.get("included", 0)),
+            "left_out": {k: int(v) for k, v in counts.items() if k != "included"},
+        },
+        models={
+            p.model: {
+                "arch": p.model,
+                "n_parameters": result.n_parameters,
+                "trainable_parameters": result.spec["trainable_parameters"],
+                "input_shape": result.spec["input_shape"],
+                "kind": "deep",
+            }
+        },
+        arguments=p.model_dump(mode="json"),
+        headline={p.model: headline["test"]},
+        localisation=loc,
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ t1ce,t2,seg}.nii.gz`` with a label table keyed by ``BraTS21ID`` (``0``, ``00000`
 are matched on the number in their ids. Nothing is guessed: a patient missing a sequence, an IDH value, a
 metadata row or its images is left out, and counted with its reason.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,11 +24,20 @@ from .params import Mri
 #: the model's channels, in order, and each layout's file name for them
 CHANNELS = ("FLAIR", "T1", "T1c", "T2")
 LAYOUTS = {
-    "ucsf-pdgm": {"folder": re.compile(r"^(UCSF-PDGM-(\d+))_nifti$"), "id_column": "ID",
-                  "files": {"FLAIR": "FLAIR", "T1": "T1", "T1c": "T1c", "T2": "T2"}, "mask": "tumor_segmentation",
-                  "suffixed": True},
-    "brats": {"folder": re.compile(r"^(BraTS20\d\d_(\d+))$"), "id_column": "BraTS21ID",
-              "files": {"FLAIR": "flair", "T1": "t1", "T1c": "t1ce", "T2": "t2"}, "mask": "seg", "suffixed": False},
+    "ucsf-pdgm": {
+        "folder": re.compile(r"^(UCSF-PDGM-(\d+))_nifti$"),
+        "id_column": "ID",
+        "files": {"FLAIR": "FLAIR", "T1": "T1", "T1c": "T1c", "T2": "T2"},
+        "mask": "tumor_segmentation",
+        "suffixed": True,
+    },
+    "brats": {
+        "folder": re.compile(r"^(BraTS20\d\d_(\d+))$"),
+        "id_column": "BraTS21ID",
+        "files": {"FLAIR": "flair", "T1": "t1", "T1c": "t1ce", "T2": "t2"},
+        "mask": "seg",
+        "suffixed": False,
+    },
 }
 CLASSES = ("wildtype", "mutant")
 _MISSING = {"", "nan", "na", "n/a", "none", "unknown", "not available", "not tested", "not done", "-", "?"}
@@ -41,8 +51,12 @@ def idh_label(value) -> str | None:
         return None
     if "wild" in text or text in ("wt", "negative", "0", "0.0", "false", "no"):
         return "wildtype"
-    if ("mut" in text or re.search(r"idh[12]?\s*[-_ ]?\s*p\.", text) or re.search(r"r1(32|72)", text)
-            or text in ("positive", "1", "1.0", "true", "yes")):
+    if (
+        "mut" in text
+        or re.search(r"idh[12]?\s*[-_ ]?\s*p\.", text)
+        or re.search(r"r1(32|72)", text)
+        or text in ("positive", "1", "1.0", "true", "yes")
+    ):
         return "mutant"
     raise ValueError(text)
 
@@ -54,11 +68,11 @@ def _number(text) -> int | None:
 
 @dataclass
 class Patient:
-    id: str                             # the folder's id (UCSF-PDGM-0004, BraTS2021_00000)
+    id: str  # the folder's id (UCSF-PDGM-0004, BraTS2021_00000)
     folder: Path
-    label: str | None = None            # wildtype / mutant
-    idh_value: str = ""                 # as the table writes it
-    files: dict[str, Path] = field(default_factory=dict)   # channel -> NIfTI
+    label: str | None = None  # wildtype / mutant
+    idh_value: str = ""  # as the table writes it
+    files: dict[str, Path] = field(default_factory=dict)  # channel -> NIfTI
     mask: Path | None = None
     status: str = "included"
 
@@ -81,21 +95,26 @@ def read_labels(mri: Mri) -> dict[int, tuple[str, str | None]]:
     table.columns = [c.strip() for c in table.columns]
     for column, key in ((id_column, "mri.id_column"), (mri.label_column, "mri.label_column")):
         if column not in table:
-            raise UserError(f"{mri.metadata}: no column '{column}' (set {key}; columns: "
-                            f"{', '.join(table.columns[:12])})")
+            raise UserError(
+                f"{mri.metadata}: no column '{column}' (set {key}; columns: {', '.join(table.columns[:12])})"
+            )
     labels: dict[int, tuple[str, str | None]] = {}
-    for raw_id, value in zip(table[id_column], table[mri.label_column]):
+    for raw_id, value in zip(table[id_column], table[mri.label_column], strict=False):
         number = _number(raw_id)
         if number is None:
             raise UserError(f"{mri.metadata}: {id_column} '{raw_id}' has no patient number")
         try:
             label = idh_label(value)
         except ValueError:
-            raise UserError(f"{mri.metadata}: {mri.label_column} '{value}' of {raw_id} is neither wild-type nor mutant "
-                            "(expected e.g. wildtype, mutant (NOS), IDH1 p.R132H; empty for unknown)") from None
+            raise UserError(
+                f"{mri.metadata}: {mri.label_column} '{value}' of {raw_id} is neither wild-type nor mutant "
+                "(expected e.g. wildtype, mutant (NOS), IDH1 p.R132H; empty for unknown)"
+            ) from None
         if number in labels and labels[number][1] != label:
-            raise UserError(f"{mri.metadata}: patient {raw_id} appears twice with different {mri.label_column} "
-                            f"values ('{labels[number][0]}', '{value}'); keep one row")
+            raise UserError(
+                f"{mri.metadata}: patient {raw_id} appears twice with different {mri.label_column} "
+                f"values ('{labels[number][0]}', '{value}'); keep one row"
+            )
         labels[number] = (str(value).strip(), label)
     return labels
 
@@ -134,18 +153,31 @@ def find_cohort(mri: Mri) -> list[Patient]:
         patients.append(patient)
     if not patients:
         example = "UCSF-PDGM-0004_nifti" if mri.layout == "ucsf-pdgm" else "BraTS2021_00000"
-        raise UserError(f"{root}: no patient folders of the {mri.layout} layout (folders like {example}/); check "
-                        "mri.root and mri.layout")
+        raise UserError(
+            f"{root}: no patient folders of the {mri.layout} layout (folders like {example}/); check "
+            "mri.root and mri.layout"
+        )
     width = 4 if mri.layout == "ucsf-pdgm" else 5
     prefix = "UCSF-PDGM-" if mri.layout == "ucsf-pdgm" else "BraTS2021_"
     for number, (value, label) in sorted(labels.items()):
         if number not in seen:
-            patients.append(Patient(id=f"{prefix}{number:0{width}d}", folder=root, label=label, idh_value=value,
-                                    status="no images"))
+            patients.append(
+                Patient(id=f"{prefix}{number:0{width}d}", folder=root, label=label, idh_value=value, status="no images")
+            )
     return patients
 
 
 def cohort_table(patients: list[Patient], root: Path) -> pd.DataFrame:
-    return pd.DataFrame([{"patient": p.id, "folder": str(p.folder.relative_to(root)) if p.folder != root else "",
-                          "idh_value": p.idh_value, "label": p.label or "", "has_mask": p.mask is not None,
-                          "status": p.status} for p in patients])
+    return pd.DataFrame(
+        [
+            {
+                "patient": p.id,
+                "folder": str(p.folder.relative_to(root)) if p.folder != root else "",
+                "idh_value": p.idh_value,
+                "label": p.label or "",
+                "has_mask": p.mask is not None,
+                "status": p.status,
+            }
+            for p in patients
+        ]
+    )

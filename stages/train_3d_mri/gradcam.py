@@ -7,15 +7,18 @@ is the share of the CAM's energy (its sum over the brain) that lies inside the t
 spread evenly over the brain would put there (the mask's volume over the brain's): a ratio above 1 means the map
 prefers the tumour.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch import nn
 
-DESCRIPTION = ("Grad-CAM (3-D): the chosen layer's feature maps weighted by the class logit's mean gradient, ReLU, "
-               "trilinear up-sampling to the input grid; maps are the mean over the fold models. Localisation: the "
-               "share of the map's energy inside the tumour mask beside the mask's share of the brain (chance).")
+DESCRIPTION = (
+    "Grad-CAM (3-D): the chosen layer's feature maps weighted by the class logit's mean gradient, ReLU, "
+    "trilinear up-sampling to the input grid; maps are the mean over the fold models. Localisation: the "
+    "share of the map's energy inside the tumour mask beside the mask's share of the brain (chance)."
+)
 
 
 def grad_cams(members: list[nn.Module], layer: str, x: torch.Tensor, target: int) -> np.ndarray:
@@ -56,14 +59,22 @@ def summarise(rows: list[dict]) -> dict:
         share = np.array([r["cam_in_mask"] for r in sel])
         chance = np.array([r["chance"] for r in sel])
         above = int((share > chance).sum())
-        out[target] = {"n": len(sel), "cam_in_mask_mean": float(share.mean()), "chance_mean": float(chance.mean()),
-                       "ratio_mean": float(np.mean(share / chance)), "above_chance": above,
-                       "p_sign_test": float(binomtest(above, len(sel), 0.5, alternative="greater").pvalue),
-                       "per_class": {c: {"n": int(sum(r["class"] == c for r in sel)),
-                                         "cam_in_mask_mean": float(np.mean([r["cam_in_mask"] for r in sel
-                                                                            if r["class"] == c])),
-                                         "chance_mean": float(np.mean([r["chance"] for r in sel if r["class"] == c]))}
-                                     for c in sorted({r["class"] for r in sel})}}
+        out[target] = {
+            "n": len(sel),
+            "cam_in_mask_mean": float(share.mean()),
+            "chance_mean": float(chance.mean()),
+            "ratio_mean": float(np.mean(share / chance)),
+            "above_chance": above,
+            "p_sign_test": float(binomtest(above, len(sel), 0.5, alternative="greater").pvalue),
+            "per_class": {
+                c: {
+                    "n": int(sum(r["class"] == c for r in sel)),
+                    "cam_in_mask_mean": float(np.mean([r["cam_in_mask"] for r in sel if r["class"] == c])),
+                    "chance_mean": float(np.mean([r["chance"] for r in sel if r["class"] == c])),
+                }
+                for c in sorted({r["class"] for r in sel})
+            },
+        }
     return out
 
 
@@ -76,11 +87,11 @@ def plot_overlays(entries: list[dict], path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(entries), 3, figsize=(7.5, 2.6 * len(entries)), squeeze=False)
-    for row, e in zip(axes, entries):
+    for row, e in zip(axes, entries, strict=False):
         where = e["tumour"] if e["tumour"].any() else e["brain"]
         centre = [int(round(c)) for c in np.argwhere(where).mean(axis=0)]
         cam = e["cam"] / (e["cam"].max() or 1.0)
-        for ax, axis, name in zip(row, range(3), ("sagittal", "coronal", "axial")):
+        for ax, axis, name in zip(row, range(3), ("sagittal", "coronal", "axial"), strict=False):
             take = [slice(None)] * 3
             take[axis] = centre[axis]
             flair, c, mask = (np.rot90(a[tuple(take)]) for a in (e["flair"], cam, e["tumour"]))
@@ -92,8 +103,9 @@ def plot_overlays(entries: list[dict], path, title: str) -> None:
             ax.set_yticks([])
             if axis == 0:
                 ax.set_ylabel(f"{e['patient']}\ntrue {e['label']}\npred. {e['predicted']}", fontsize=7)
-            ax.set_title(f"{name}: in mask {e['share']:.2f} (chance {e['chance']:.2f})" if axis == 1 else name,
-                         fontsize=7)
+            ax.set_title(
+                f"{name}: in mask {e['share']:.2f} (chance {e['chance']:.2f})" if axis == 1 else name, fontsize=7
+            )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -7,9 +7,8 @@ frozen layers' activations: that is where the memory goes. With pretrained weigh
 keep their running statistics (evaluation mode while training); from a random initialisation they keep adapting
 their statistics, which is all a random frozen layer can learn.
 """
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 import torch
 from monai.networks.nets import EfficientNetBN
@@ -32,8 +31,9 @@ class EfficientNet3d(EfficientNetBN):
         # multiple of 8), which has no running statistics to lag and no dependence on the batch, for training from
         # scratch on small batches of volumes
         layer = ("batch", {"eps": 1e-3, "momentum": 0.1}) if norm == "batch" else ("group", {"num_groups": 8})
-        super().__init__(name, pretrained=False, spatial_dims=3, in_channels=in_channels, num_classes=n_classes,
-                         norm=layer)
+        super().__init__(
+            name, pretrained=False, spatial_dims=3, in_channels=in_channels, num_classes=n_classes, norm=layer
+        )
         # MONAI initialises the classifier uniformly in +-1/sqrt(n_classes): +-0.7 for two classes, which starts
         # the logits at +-10 and the loss near 10; a small normal start (as for a fine-tuned head) trains smoothly
         nn.init.normal_(self._fc.weight, std=0.01)
@@ -77,8 +77,9 @@ class EfficientNet3d(EfficientNetBN):
 
 
 def build(spec: dict) -> EfficientNet3d:
-    net = EfficientNet3d(spec["arch"], in_channels=len(spec["channels"]), n_classes=len(spec["classes"]),
-                         norm=spec.get("norm", "batch"))
+    net = EfficientNet3d(
+        spec["arch"], in_channels=len(spec["channels"]), n_classes=len(spec["classes"]), norm=spec.get("norm", "batch")
+    )
     net.freeze(spec.get("trainable_blocks"), spec.get("pretrained", False))
     return net
 
@@ -97,14 +98,20 @@ def load_pretrained(net: nn.Module, path: str) -> dict:
     state = {k.removeprefix("module."): v for k, v in state.items()}
     loaded = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not loaded:
-        raise UserError(f"{path}: no tensor matches the {type(net).__name__} architecture by name and shape; is it "
-                        "a state_dict of the same EfficientNet variant?")
+        raise UserError(
+            f"{path}: no tensor matches the {type(net).__name__} architecture by name and shape; is it "
+            "a state_dict of the same EfficientNet variant?"
+        )
     skipped = sorted(k for k in state if k not in loaded)
     net.load_state_dict(loaded, strict=False)
-    log.info("pretrained weights %s: %d tensors loaded, %d kept their initialisation (%s)", path, len(loaded),
-             len(own) - len(loaded), ", ".join(skipped[:4]) + (" ..." if len(skipped) > 4 else ""))
-    return {"loaded": len(loaded), "kept_initialisation": sorted(k for k in own if k not in loaded),
-            "skipped": skipped}
+    log.info(
+        "pretrained weights %s: %d tensors loaded, %d kept their initialisation (%s)",
+        path,
+        len(loaded),
+        len(own) - len(loaded),
+        ", ".join(skipped[:4]) + (" ..." if len(skipped) > 4 else ""),
+    )
+    return {"loaded": len(loaded), "kept_initialisation": sorted(k for k in own if k not in loaded), "skipped": skipped}
 
 
 def trainable_parameters(net: nn.Module) -> int:
@@ -121,8 +128,10 @@ def cam_layer(net: EfficientNet3d, size: list[int], layer: str, min_size: int) -
             raise UserError(f"train_3d_mri.grad_cam.layer: no module '{layer}' (e.g. {stages}, _conv_head)")
         return layer
     shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [names[n].register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[2:])))
-             for n in (*(f"_blocks.{i}" for i in range(N_STAGES)), "_conv_head")]
+    hooks = [
+        names[n].register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[2:])))
+        for n in (*(f"_blocks.{i}" for i in range(N_STAGES)), "_conv_head")
+    ]
     was_training = net.training
     net.eval()
     with torch.no_grad():

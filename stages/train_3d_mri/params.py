@@ -1,4 +1,5 @@
 """Config sections read by train_3d_mri: ``mri`` (the cohort) and ``train_3d_mri`` (model, training, Grad-CAM)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -34,10 +35,10 @@ class Mri(Section):
 class Augment(Section):
     """TorchIO augmentation of training patients (never validation or test): each transform's probability."""
 
-    flip: float = Field(0.5, ge=0, le=1)          # left-right flip
-    affine: float = Field(0.5, ge=0, le=1)        # scale +-10%, rotation +-10 degrees, translation +-5 mm
-    elastic: float = Field(0.2, ge=0, le=1)       # elastic deformation (7 control points, up to 7.5 mm)
-    intensity: float = Field(0.5, ge=0, le=1)     # gamma, bias field and noise, each with this probability
+    flip: float = Field(0.5, ge=0, le=1)  # left-right flip
+    affine: float = Field(0.5, ge=0, le=1)  # scale +-10%, rotation +-10 degrees, translation +-5 mm
+    elastic: float = Field(0.2, ge=0, le=1)  # elastic deformation (7 control points, up to 7.5 mm)
+    intensity: float = Field(0.5, ge=0, le=1)  # gamma, bias field and noise, each with this probability
 
 
 class GradCam(Section):
@@ -100,17 +101,30 @@ STAGE = StageSpec(
         Output("{model}/model.json", "architecture, classes, frozen layers, the input grid and the sequences"),
         Output("{model}/member*.pt", "one state_dict per fold model (torch.load(weights_only=True))"),
         Output("{model}/tensorboard/**", "TensorBoard event files per fold"),
-        Output("cohort.csv", "every patient found: id, folder, IDH value as written, label, status (included or why "
-                             "left out)"),
-        Output("metrics.json", "explanations in explain's layout: per model, Grad-CAM's description, layer and "
-                               "localisation (CAM energy inside the tumour mask vs the mask's share of the brain)"),
-        Output("{model}/{method}/localisation.csv", "per test patient and target (predicted, true class): CAM "
-                                                    "share inside the tumour mask, the chance share, their ratio"),
-        Output("{model}/{method}/nifti/*.nii.gz", "the CAM of each test patient and target in the patient's "
-                                                  "original space (its FLAIR's grid and affine)"),
-        Output("{model}/{method}/figures/overlays.png", "three orthogonal slices through the tumour: FLAIR, the CAM "
-                                                        "and the mask outline", when="figure_per_class > 0"),
+        Output(
+            "cohort.csv",
+            "every patient found: id, folder, IDH value as written, label, status (included or why left out)",
+        ),
+        Output(
+            "metrics.json",
+            "explanations in explain's layout: per model, Grad-CAM's description, layer and "
+            "localisation (CAM energy inside the tumour mask vs the mask's share of the brain)",
+        ),
+        Output(
+            "{model}/{method}/localisation.csv",
+            "per test patient and target (predicted, true class): CAM "
+            "share inside the tumour mask, the chance share, their ratio",
+        ),
+        Output(
+            "{model}/{method}/nifti/*.nii.gz",
+            "the CAM of each test patient and target in the patient's original space (its FLAIR's grid and affine)",
+        ),
+        Output(
+            "{model}/{method}/figures/overlays.png",
+            "three orthogonal slices through the tumour: FLAIR, the CAM and the mask outline",
+            when="figure_per_class > 0",
+        ),
     ),
     description="3-D EfficientNet on 4-channel MRI (FLAIR, T1, T1c, T2) for IDH status; 3-D Grad-CAM vs the "
-                "tumour mask",
+    "tumour mask",
 )

@@ -9,6 +9,7 @@ both releases are skull-stripped): z-scored (``ZNormalization``) or by its media
 size trains in bounded memory. Augmentation (flips, affine, elastic, intensity) is drawn per training patient and
 epoch from torch's generator, which the fold checkpoints carry, and is never applied to validation or test patients.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,10 @@ def _load(path: Path):
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises many kinds (ImageFileError, EOFError, zlib errors, OSError)
-        raise BadVolume(f"{path}: unreadable NIfTI ({type(exc).__name__}: {first_line(exc)}); is the file complete? "
-                        "copy or download it again") from None
+        raise BadVolume(
+            f"{path}: unreadable NIfTI ({type(exc).__name__}: {first_line(exc)}); is the file complete? "
+            "copy or download it again"
+        ) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -66,16 +69,20 @@ def check_patient(patient: Patient) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if name == "mask":
             outside = np.setdiff1d(np.unique(data), MASK_LABELS)
             if len(outside):
-                raise BadVolume(f"{path}: tumour-mask labels {outside[:5].tolist()} outside the documented set "
-                                f"{list(MASK_LABELS)} (BraTS: 1 necrotic core, 2 oedema, 3 or 4 enhancing); is this "
-                                "the tumour segmentation?")
+                raise BadVolume(
+                    f"{path}: tumour-mask labels {outside[:5].tolist()} outside the documented set "
+                    f"{list(MASK_LABELS)} (BraTS: 1 necrotic core, 2 oedema, 3 or 4 enhancing); is this "
+                    "the tumour segmentation?"
+                )
         if ref_shape is None:
             ref_shape, ref_affine, ref_path = data.shape, affine, path
         elif data.shape != ref_shape:
             raise BadVolume(f"{path}: shape {data.shape} differs from {ref_path.name}'s {ref_shape}")
         elif not np.allclose(affine, ref_affine, atol=1e-3):
-            raise BadVolume(f"{path}: its affine (voxel-to-world) differs from {ref_path.name}'s; the sequences must be "
-                            "co-registered on one grid")
+            raise BadVolume(
+                f"{path}: its affine (voxel-to-world) differs from {ref_path.name}'s; the sequences must be "
+                "co-registered on one grid"
+            )
         out[name] = (data, affine)
     return out
 
@@ -134,15 +141,22 @@ class Prepared:
     has_mask: np.ndarray
 
 
-def prepare(patients: list[Patient], size: list[int], spacing: list[float] | None, scratch: Path,
-            on_bad: str, normalisation: str = "zscore") -> Prepared:
+def prepare(
+    patients: list[Patient],
+    size: list[int],
+    spacing: list[float] | None,
+    scratch: Path,
+    on_bad: str,
+    normalisation: str = "zscore",
+) -> Prepared:
     """Check and transform every included patient; a bad volume is an error or (on_bad 'skip') a left-out patient
     whose ``status`` says why."""
     transform = model_space(size, spacing, normalisation)
     included = [p for p in patients if p.status == "included"]
     scratch.mkdir(parents=True, exist_ok=True)
-    x = np.lib.format.open_memmap(scratch / "volumes.npy", mode="w+", dtype=np.float16,
-                                  shape=(len(included), len(CHANNELS), *size))
+    x = np.lib.format.open_memmap(
+        scratch / "volumes.npy", mode="w+", dtype=np.float16, shape=(len(included), len(CHANNELS), *size)
+    )
     tumour = np.zeros((len(included), *size), bool)
     brain = np.zeros((len(included), *size), bool)
     affines = np.zeros((len(included), 4, 4))
@@ -168,16 +182,18 @@ def prepare(patients: list[Patient], size: list[int], spacing: list[float] | Non
     x.flush()
     kept = [included[i] for i in keep]
     if len(keep) < len(included):  # rewrite the array without the skipped rows
-        compact = np.lib.format.open_memmap(scratch / "volumes.kept.npy", mode="w+", dtype=np.float16,
-                                            shape=(len(keep), len(CHANNELS), *size))
+        compact = np.lib.format.open_memmap(
+            scratch / "volumes.kept.npy", mode="w+", dtype=np.float16, shape=(len(keep), len(CHANNELS), *size)
+        )
         for j, i in enumerate(keep):
             compact[j] = x[i]
         compact.flush()
         del x
         (scratch / "volumes.kept.npy").replace(scratch / "volumes.npy")
         x = np.load(scratch / "volumes.npy", mmap_mode="r")
-    return Prepared(kept, x, tumour[keep], brain[keep], affines[keep],
-                    np.array([p.mask is not None for p in kept], bool))
+    return Prepared(
+        kept, x, tumour[keep], brain[keep], affines[keep], np.array([p.mask is not None for p in kept], bool)
+    )
 
 
 def augmentation(a: Augment):
@@ -192,8 +208,11 @@ def augmentation(a: Augment):
     if a.elastic:
         steps.append(tio.RandomElasticDeformation(num_control_points=7, max_displacement=7.5, p=a.elastic))
     if a.intensity:
-        steps += [tio.RandomGamma(log_gamma=0.2, p=a.intensity), tio.RandomBiasField(coefficients=0.3, p=a.intensity),
-                  tio.RandomNoise(std=0.05, p=a.intensity)]
+        steps += [
+            tio.RandomGamma(log_gamma=0.2, p=a.intensity),
+            tio.RandomBiasField(coefficients=0.3, p=a.intensity),
+            tio.RandomNoise(std=0.05, p=a.intensity),
+        ]
     return tio.Compose(steps) if steps else None
 
 

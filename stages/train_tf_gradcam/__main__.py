@@ -1,5 +1,6 @@
 """python -m stages.train_tf_gradcam --config FILE: Keras CNNs on preprocess's images, the shared protocol, and their
 Grad-CAM family explanations in explain's layout."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,9 @@ import shutil
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs (tf.data graph notices) off; errors surface as Python exceptions
+os.environ.setdefault(
+    "TF_CPP_MIN_LOG_LEVEL", "3"
+)  # TF C++ logs (tf.data graph notices) off; errors surface as Python exceptions
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -16,8 +19,8 @@ import pandas as pd  # noqa: E402
 from shared.artifacts import StageRun, write_json_atomic  # noqa: E402
 from shared.attribution_figures import plot_class_maps, plot_top_genes_heatmap  # noqa: E402
 from shared.errors import UserError  # noqa: E402
-from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result  # noqa: E402
 from shared.evaluation.rankings import class_means, read_markers, write_gene_rankings  # noqa: E402
+from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result  # noqa: E402
 from shared.evaluation.splits import Protocol  # noqa: E402
 from shared.genemap import PixelGeneMap  # noqa: E402
 from shared.logs import get_logger  # noqa: E402
@@ -35,11 +38,14 @@ class Images:
         self.folder = folder
         self.dataset = json.loads((folder / "dataset.json").read_text())
         if not (folder / "images.npy").is_file():
-            raise UserError(f"train_tf_gradcam: preprocess.transform '{self.dataset.get('transform')}' makes no images; "
-                            "use an image transform (gene-grid, deepinsight, ...)")
+            raise UserError(
+                f"train_tf_gradcam: preprocess.transform '{self.dataset.get('transform')}' makes no images; "
+                "use an image transform (gene-grid, deepinsight, ...)"
+            )
         self.stored = np.load(folder / "images.npy", mmap_mode="r")  # (n, C, H, W) uint8
-        self.samples = pd.read_csv(folder / "samples.csv", dtype={"sample": str, "label": str, "group": str,
-                                                                  "augmented_from": str})
+        self.samples = pd.read_csv(
+            folder / "samples.csv", dtype={"sample": str, "label": str, "group": str, "augmented_from": str}
+        )
         self.samples["augmented_from"] = self.samples.get("augmented_from", pd.Series(dtype=str)).fillna("")
         self.classes = list(self.dataset["classes"])
         self.labels = self.samples["label_index"].to_numpy(np.int64)
@@ -50,8 +56,9 @@ class Images:
         self.genes_table = pd.read_csv(genes, dtype={"gene": str}) if genes.is_file() else None
 
     def x(self, rows: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(self.stored[np.sort(rows)]).transpose(0, 2, 3, 1)[
-            np.argsort(np.argsort(rows))], dtype=np.float32) / np.float32(255)
+        return np.ascontiguousarray(
+            np.asarray(self.stored[np.sort(rows)]).transpose(0, 2, 3, 1)[np.argsort(np.argsort(rows))], dtype=np.float32
+        ) / np.float32(255)
 
 
 def seed_everything(seed: int) -> None:
@@ -86,9 +93,11 @@ def check_before_training(p: TrainTfGradcam, data: Images) -> dict | None:
         if p.explain.methods and p.explain.methods != ["guided_backprop"]:
             networks.target_layer(model, p.explain.layer)
     if p.explain.methods and data.gmap is None:
-        raise UserError(f"train_tf_gradcam.explain.methods: preprocess.transform '{data.dataset.get('transform')}' "
-                        "has no pixel->gene map, so maps cannot be returned to genes; use a transform with one "
-                        "(gene-grid, deepinsight) or set train_tf_gradcam.explain.methods: []")
+        raise UserError(
+            f"train_tf_gradcam.explain.methods: preprocess.transform '{data.dataset.get('transform')}' "
+            "has no pixel->gene map, so maps cannot be returned to genes; use a transform with one "
+            "(gene-grid, deepinsight) or set train_tf_gradcam.explain.methods: []"
+        )
     if p.explain.markers and data.gmap is not None:
         return read_markers(p.explain.markers, data.classes, data.gmap.genes)
     return None
@@ -105,50 +114,104 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
         tr_rows, va_rows = proto.fold_rows(tr, va)
         seed_everything(seed + 1000 * r + k)
         model = networks.build(arch, data.shape, proto.n_classes, p.dropout)
-        model.compile(optimizer=keras.optimizers.Adam(p.lr),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(p.lr),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
         y = proto.labels
         weights = None
         if p.class_weights == "balanced":
             counts = np.bincount(y[tr_rows], minlength=proto.n_classes).astype(float)
             weights = {c: float(len(tr_rows) / (proto.n_classes * n)) for c, n in enumerate(counts) if n > 0}
-        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=p.patience, restore_best_weights=True,
-                                             start_from_epoch=p.min_epochs)
+        stop = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=p.patience, restore_best_weights=True, start_from_epoch=p.min_epochs
+        )
         board = keras.callbacks.TensorBoard(log_dir=str(run.out / arch / "tensorboard" / f"r{r}k{k}"))
         t0 = time.time()
-        fit = model.fit(data.x(tr_rows), y[tr_rows], validation_data=(data.x(va_rows), y[va_rows]),
-                        epochs=p.epochs, batch_size=p.batch_size, class_weight=weights, shuffle=True, verbose=0,
-                        callbacks=[stop, board])
+        fit = model.fit(
+            data.x(tr_rows),
+            y[tr_rows],
+            validation_data=(data.x(va_rows), y[va_rows]),
+            epochs=p.epochs,
+            batch_size=p.batch_size,
+            class_weight=weights,
+            shuffle=True,
+            verbose=0,
+            callbacks=[stop, board],
+        )
         h = fit.history
         best = int(np.argmin(h["val_loss"]))
-        log.info("%s r%d fold %d/%d: %d epochs in %.1f s, best %d (val loss %.3f, accuracy %.3f)", arch, r, k + 1,
-                 p.folds, len(h["loss"]), time.time() - t0, best + 1, h["val_loss"][best], h["val_accuracy"][best])
-        history += [{"repeat": r, "fold": k, "epoch": e, "train_loss": h["loss"][e], "train_accuracy": h["accuracy"][e],
-                     "val_loss": h["val_loss"][e], "val_accuracy": h["val_accuracy"][e], "lr": p.lr}
-                    for e in range(len(h["loss"]))]
+        log.info(
+            "%s r%d fold %d/%d: %d epochs in %.1f s, best %d (val loss %.3f, accuracy %.3f)",
+            arch,
+            r,
+            k + 1,
+            p.folds,
+            len(h["loss"]),
+            time.time() - t0,
+            best + 1,
+            h["val_loss"][best],
+            h["val_accuracy"][best],
+        )
+        history += [
+            {
+                "repeat": r,
+                "fold": k,
+                "epoch": e,
+                "train_loss": h["loss"][e],
+                "train_accuracy": h["accuracy"][e],
+                "val_loss": h["val_loss"][e],
+                "val_accuracy": h["val_accuracy"][e],
+                "lr": p.lr,
+            }
+            for e in range(len(h["loss"]))
+        ]
         val_proba = predict([model], data.x(va_rows), p.batch_size)
         test_proba = predict([model], x_test, p.batch_size)
         cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
         folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, best, len(h["loss"])))
         members.append(model)
-    spec = {"arch": arch, "input_shape": [data.shape[2], data.shape[0], data.shape[1]], "n_classes": proto.n_classes,
-            "classes": proto.classes, "dropout": p.dropout,
-            "input": {"kind": "image", "spatial_dims": 2, "array": f"{data.folder.name}/images.npy", "dtype": "uint8",
-                      "scale": 1 / 255, "layout": "channels_last (the stored (n, C, H, W) array transposed)",
-                      "samples": f"{data.folder.name}/samples.csv", "features": f"{data.folder.name}/genes.csv",
-                      **({"gene_map": f"{run.stage}/pixel_genes.npz"} if data.gmap is not None else {})}}
+    spec = {
+        "arch": arch,
+        "input_shape": [data.shape[2], data.shape[0], data.shape[1]],
+        "n_classes": proto.n_classes,
+        "classes": proto.classes,
+        "dropout": p.dropout,
+        "input": {
+            "kind": "image",
+            "spatial_dims": 2,
+            "array": f"{data.folder.name}/images.npy",
+            "dtype": "uint8",
+            "scale": 1 / 255,
+            "layout": "channels_last (the stored (n, C, H, W) array transposed)",
+            "samples": f"{data.folder.name}/samples.csv",
+            "features": f"{data.folder.name}/genes.csv",
+            **({"gene_map": f"{run.stage}/pixel_genes.npz"} if data.gmap is not None else {}),
+        },
+    }
 
     def save(folder: Path) -> None:
         names = []
         for i, m in enumerate(members):
             m.save(folder / f"member{i}.keras")
             names.append(f"member{i}.keras")
-        (folder / "model.json").write_text(json.dumps({**spec, "framework": "tensorflow", "members": names},
-                                                      indent=2) + "\n")
+        (folder / "model.json").write_text(
+            json.dumps({**spec, "framework": "tensorflow", "members": names}, indent=2) + "\n"
+        )
 
-    result = ModelResult(name=arch, kind="deep", framework="tensorflow", spec=spec, folds=pd.DataFrame(folds), cv=cv,
-                         test_proba=predict(members, x_test, p.batch_size), n_parameters=members[0].count_params(),
-                         history=pd.DataFrame(history), save=save)
+    result = ModelResult(
+        name=arch,
+        kind="deep",
+        framework="tensorflow",
+        spec=spec,
+        folds=pd.DataFrame(folds),
+        cv=cv,
+        test_proba=predict(members, x_test, p.batch_size),
+        n_parameters=members[0].count_params(),
+        history=pd.DataFrame(history),
+        save=save,
+    )
     return result, members
 
 
@@ -165,41 +228,93 @@ def explain(arch: str, members, p: TrainTfGradcam, data: Images, proto: Protocol
     values = None if data.values is None else np.asarray(data.values[rows])
     layer = networks.target_layer(members[0], ex.layer)
     genes = np.asarray(data.gmap.genes).astype(str)
-    entry = {"arch": arch, "input": "image", "gene_map": True, "framework": "tensorflow", "samples": "all",
-             "n_test": int(len(rows)), "n_explained": int(len(rows)), "methods": {}, "not_applicable": {}}
+    entry = {
+        "arch": arch,
+        "input": "image",
+        "gene_map": True,
+        "framework": "tensorflow",
+        "samples": "all",
+        "n_test": int(len(rows)),
+        "n_explained": int(len(rows)),
+        "methods": {},
+        "not_applicable": {},
+    }
     for method in ex.methods:
         t0 = time.time()
         folder = out / arch / method
         (folder / "figures").mkdir(parents=True)
-        attr = np.concatenate([cams.attribute(method, members, x[s:s + ex.batch_size], labels[s:s + ex.batch_size],
-                                              layer) for s in range(0, len(x), ex.batch_size)])
+        attr = np.concatenate(
+            [
+                cams.attribute(method, members, x[s : s + ex.batch_size], labels[s : s + ex.batch_size], layer)
+                for s in range(0, len(x), ex.batch_size)
+            ]
+        )
         attr = np.ascontiguousarray(attr.transpose(0, 3, 1, 2), dtype=np.float32)  # (n, C, H, W) as explain's
         np.save(folder / "attributions.npy", attr)
         sample_genes = data.gmap.gene_attributions(attr, values).astype(np.float32)
         np.save(folder / "sample_genes.npy", sample_genes)
-        table, ranking, result = write_gene_rankings(folder, class_means(sample_genes, labels, proto.n_classes),
-                                                     proto.classes, genes, markers, ex.top_k, ex.precision_k)
-        threshold_picker(attr, sample_genes, data.gmap, names, labels, proba, proto.classes, genes, ex.threshold,
-                         ex.per_sample_top_k).to_csv(folder / "sample_top_genes.csv", index=False)
+        table, ranking, result = write_gene_rankings(
+            folder,
+            class_means(sample_genes, labels, proto.n_classes),
+            proto.classes,
+            genes,
+            markers,
+            ex.top_k,
+            ex.precision_k,
+        )
+        threshold_picker(
+            attr, sample_genes, data.gmap, names, labels, proba, proto.classes, genes, ex.threshold, ex.per_sample_top_k
+        ).to_csv(folder / "sample_top_genes.csv", index=False)
         class_maps = class_means(attr, labels, proto.n_classes).astype(np.float32)
         np.save(folder / "class_maps.npy", class_maps)
         signed = cams.SIGNED[method]
-        plot_class_maps(class_maps, proto.classes, ranking, data.genes_table, folder / "figures" / "class_maps.png",
-                        f"{arch} · {method}: class means over held-out test samples (top genes circled)",
-                        signed=signed)
-        plot_top_genes_heatmap(table, ranking, folder / "figures" / "top_genes_heatmap.png",
-                               f"{arch} · {method}: each class's top {ex.top_k} genes across all classes", signed=signed)
-        entry["methods"][method] = {"top_k": ex.top_k, "signed": signed, "description": cams.DESCRIPTIONS[method],
-                                    **({"layer": layer} if method != "guided_backprop" else {}), **result,
-                                    "seconds": round(time.time() - t0, 2)}
+        plot_class_maps(
+            class_maps,
+            proto.classes,
+            ranking,
+            data.genes_table,
+            folder / "figures" / "class_maps.png",
+            f"{arch} · {method}: class means over held-out test samples (top genes circled)",
+            signed=signed,
+        )
+        plot_top_genes_heatmap(
+            table,
+            ranking,
+            folder / "figures" / "top_genes_heatmap.png",
+            f"{arch} · {method}: each class's top {ex.top_k} genes across all classes",
+            signed=signed,
+        )
+        entry["methods"][method] = {
+            "top_k": ex.top_k,
+            "signed": signed,
+            "description": cams.DESCRIPTIONS[method],
+            **({"layer": layer} if method != "guided_backprop" else {}),
+            **result,
+            "seconds": round(time.time() - t0, 2),
+        }
         key = f"marker_precision_at_{ex.precision_k}"
-        log.info("%s %s: %.1f s%s", arch, method, time.time() - t0,
-                 f", planted-marker precision@{ex.precision_k} = {result[key]:.3f}" if key in result else "")
+        log.info(
+            "%s %s: %.1f s%s",
+            arch,
+            method,
+            time.time() - t0,
+            f", planted-marker precision@{ex.precision_k} = {result[key]:.3f}" if key in result else "",
+        )
     return entry
 
 
-def threshold_picker(attr: np.ndarray, sample_genes: np.ndarray, gmap: PixelGeneMap, names, labels, proba,
-                     classes: list[str], genes: np.ndarray, threshold: float, k: int) -> pd.DataFrame:
+def threshold_picker(
+    attr: np.ndarray,
+    sample_genes: np.ndarray,
+    gmap: PixelGeneMap,
+    names,
+    labels,
+    proba,
+    classes: list[str],
+    genes: np.ndarray,
+    threshold: float,
+    k: int,
+) -> pd.DataFrame:
     """The reference's gene picker, per sample: the pixels whose map (channels summed) is at least ``threshold`` x
     the sample's maximum, and the genes on them, ranked by their gene attribution (at most ``k`` per sample)."""
     on_pixel = (gmap.weights > 0).T.tocsr()  # (genes, pixels)
@@ -213,8 +328,16 @@ def threshold_picker(attr: np.ndarray, sample_genes: np.ndarray, gmap: PixelGene
         picked = np.flatnonzero(on_pixel @ hot)
         picked = picked[np.argsort(-sample_genes[i, picked], kind="stable")][:k]
         for rank, g in enumerate(picked, start=1):
-            rows.append((names[i], classes[labels[i]], classes[int(proba[i].argmax())], genes[g],
-                         float(sample_genes[i, g]), rank))
+            rows.append(
+                (
+                    names[i],
+                    classes[labels[i]],
+                    classes[int(proba[i].argmax())],
+                    genes[g],
+                    float(sample_genes[i, g]),
+                    rank,
+                )
+            )
     return pd.DataFrame(rows, columns=["sample", "class", "prediction", "gene", "score", "rank"])
 
 
@@ -240,9 +363,13 @@ def run(run: StageRun) -> None:
         if (data.folder / name).is_file():
             shutil.copy2(data.folder / name, run.out / name)
     write_json_atomic(run.out / "metrics.json", explanations)
-    run.record(models={r.name: {"arch": r.spec["arch"], "n_parameters": r.n_parameters, "kind": r.kind,
-                                "framework": "tensorflow"} for r in results},
-               arguments=p.model_dump(mode="json"))
+    run.record(
+        models={
+            r.name: {"arch": r.spec["arch"], "n_parameters": r.n_parameters, "kind": r.kind, "framework": "tensorflow"}
+            for r in results
+        },
+        arguments=p.model_dump(mode="json"),
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ returns (n, H, W, C) maps of the ensemble's mean logit. CAMs are computed at the
 up-sampled to the exact image size with bilinear interpolation on pixel centres (``tf.image.resize``, as torch's
 ``align_corners=False``): no pixel shift, whatever the ratio of sizes.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -25,8 +26,9 @@ def _score(targets: np.ndarray):
 
 def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(n, h, w) -> (n, H, W), bilinear on pixel centres (half-pixel offsets)."""
-    return tf.image.resize(tf.convert_to_tensor(cam[..., None], tf.float32), size, method="bilinear",
-                           antialias=False).numpy()[..., 0]
+    return tf.image.resize(
+        tf.convert_to_tensor(cam[..., None], tf.float32), size, method="bilinear", antialias=False
+    ).numpy()[..., 0]
 
 
 def cam(models, x: np.ndarray, targets: np.ndarray, layer: str, plus_plus: bool = False) -> np.ndarray:
@@ -38,8 +40,15 @@ def cam(models, x: np.ndarray, targets: np.ndarray, layer: str, plus_plus: bool 
     for model in models:
         tool = (GradcamPlusPlus if plus_plus else Gradcam)(model, clone=True)
         kwargs = {"activation_modifier": None} if not plus_plus else {}
-        raw = tool(_score(targets), x, penultimate_layer=layer, seek_penultimate_conv_layer=False, expand_cam=False,
-                   normalize_cam=False, **kwargs)
+        raw = tool(
+            _score(targets),
+            x,
+            penultimate_layer=layer,
+            seek_penultimate_conv_layer=False,
+            expand_cam=False,
+            normalize_cam=False,
+            **kwargs,
+        )
         raw = np.asarray(raw, dtype=np.float32) / len(models)
         total = raw if total is None else total + raw
     return np.maximum(upsample(total, x.shape[1:3]), 0)[..., None]
@@ -55,7 +64,8 @@ def guided_backprop(models, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
     total = None
     for model in models:
         grads = Saliency(model, model_modifier=GuidedBackpropagation(), clone=True)(
-            _score(targets), x, keepdims=True, gradient_modifier=None, normalize_map=False)
+            _score(targets), x, keepdims=True, gradient_modifier=None, normalize_map=False
+        )
         grads = np.asarray(grads, dtype=np.float32) / len(models)
         total = grads if total is None else total + grads
     return total
@@ -67,16 +77,24 @@ def guided_grad_cam(models, x: np.ndarray, targets: np.ndarray, layer: str) -> n
 
 
 DESCRIPTIONS = {
-    "grad_cam": ("Grad-CAM (Selvaraju et al. 2017), Keras/tf-keras-vis: the activations of the last convolution "
-                 "weighted by their spatially pooled gradients for the true class, summed over the fold models, "
-                 "ReLU, up-sampled to the exact image size. Coarse by construction."),
-    "grad_cam_plus_plus": ("Grad-CAM++ (Chattopadhay et al. 2018), tf-keras-vis: Grad-CAM with pixel-wise weights of "
-                           "the positive gradients, which separates several instances of a class better."),
-    "guided_backprop": ("Guided backpropagation (Springenberg et al. 2015): the input gradient with every ReLU's "
-                        "gradient kept only where both its input and the incoming gradient are positive; sharp, but "
-                        "known to depend little on the upper layers (Adebayo et al. 2018)."),
-    "guided_grad_cam": ("Guided Grad-CAM: guided backpropagation times the up-sampled Grad-CAM, computed for real (the "
-                        "TensorFlow prior art's guided part was a no-op in eager mode)."),
+    "grad_cam": (
+        "Grad-CAM (Selvaraju et al. 2017), Keras/tf-keras-vis: the activations of the last convolution "
+        "weighted by their spatially pooled gradients for the true class, summed over the fold models, "
+        "ReLU, up-sampled to the exact image size. Coarse by construction."
+    ),
+    "grad_cam_plus_plus": (
+        "Grad-CAM++ (Chattopadhay et al. 2018), tf-keras-vis: Grad-CAM with pixel-wise weights of "
+        "the positive gradients, which separates several instances of a class better."
+    ),
+    "guided_backprop": (
+        "Guided backpropagation (Springenberg et al. 2015): the input gradient with every ReLU's "
+        "gradient kept only where both its input and the incoming gradient are positive; sharp, but "
+        "known to depend little on the upper layers (Adebayo et al. 2018)."
+    ),
+    "guided_grad_cam": (
+        "Guided Grad-CAM: guided backpropagation times the up-sampled Grad-CAM, computed for real (the "
+        "TensorFlow prior art's guided part was a no-op in eager mode)."
+    ),
 }
 SIGNED = {"grad_cam": False, "grad_cam_plus_plus": False, "guided_backprop": True, "guided_grad_cam": True}
 

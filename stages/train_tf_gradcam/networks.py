@@ -1,6 +1,7 @@
 """Keras 3 networks by name. Each returns logits (softmax is applied when predicting), and every ReLU is a layer's
 ``activation`` (a Conv2D's, a Dense's or an ``Activation`` layer's), which is where guided backpropagation gates the
 gradients."""
+
 from __future__ import annotations
 
 import keras
@@ -13,8 +14,10 @@ def reference_cnn(shape: tuple[int, int, int], n_classes: int, dropout: float) -
     """The prior art's CNN: three 3x3 convolutions (32, 64, 64), each followed by 2x2 max-pooling; dense 1024 ->
     512 -> 64 with dropout; a linear output."""
     if min(shape[:2]) < 8:
-        raise UserError(f"train_tf_gradcam.models: reference_cnn pools three times by 2 and needs images of at least "
-                        f"8 x 8 pixels (these are {shape[0]} x {shape[1]}); use larger preprocess.height/width")
+        raise UserError(
+            f"train_tf_gradcam.models: reference_cnn pools three times by 2 and needs images of at least "
+            f"8 x 8 pixels (these are {shape[0]} x {shape[1]}); use larger preprocess.height/width"
+        )
     x = inputs = keras.Input(shape, name="image")
     for i, width in enumerate((32, 64, 64), start=1):
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"conv{i}")(x)
@@ -30,8 +33,10 @@ def small_resnet(shape: tuple[int, int, int], n_classes: int, dropout: float) ->
     """A stem convolution and three residual stages (16, 32, 64 channels; the last two stride 2), each two 3x3
     convolutions with batch normalisation and an identity (or 1x1) shortcut; global average pooling; linear output."""
     if min(shape[:2]) < 4:
-        raise UserError(f"train_tf_gradcam.models: small_resnet halves the image twice and needs at least 4 x 4 "
-                        f"pixels (these are {shape[0]} x {shape[1]})")
+        raise UserError(
+            f"train_tf_gradcam.models: small_resnet halves the image twice and needs at least 4 x 4 "
+            f"pixels (these are {shape[0]} x {shape[1]})"
+        )
     x = inputs = keras.Input(shape, name="image")
     x = layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
@@ -63,9 +68,13 @@ def build(arch: str, shape: tuple[int, int, int], n_classes: int, dropout: float
 def feature_maps(model: keras.Model) -> list[str]:
     """Names of the layers whose output is a feature map with spatial extent (4-D, > 1 pixel): convolutions and
     the activations and sums of convolutional blocks; pooling layers excluded. In the model's order."""
-    return [layer.name for layer in model.layers if len(layer.output.shape) == 4
-            and layer.output.shape[1] * layer.output.shape[2] > 1
-            and not isinstance(layer, (layers.MaxPooling2D, layers.AveragePooling2D, layers.InputLayer))]
+    return [
+        layer.name
+        for layer in model.layers
+        if len(layer.output.shape) == 4
+        and layer.output.shape[1] * layer.output.shape[2] > 1
+        and not isinstance(layer, (layers.MaxPooling2D, layers.AveragePooling2D, layers.InputLayer))
+    ]
 
 
 def target_layer(model: keras.Model, wanted: str) -> str:
@@ -74,14 +83,19 @@ def target_layer(model: keras.Model, wanted: str) -> str:
     maps = feature_maps(model)
     if wanted == "auto":
         if not maps:
-            raise UserError("train_tf_gradcam.explain.layer: the model has no convolutional feature map with "
-                            "spatial extent")
+            raise UserError(
+                "train_tf_gradcam.explain.layer: the model has no convolutional feature map with spatial extent"
+            )
         return maps[-1]
     names = [layer.name for layer in model.layers]
     if wanted not in names:
-        raise UserError(f"train_tf_gradcam.explain.layer: no layer '{wanted}' in {model.name} (its convolutional "
-                        f"layers: {', '.join(maps)})")
+        raise UserError(
+            f"train_tf_gradcam.explain.layer: no layer '{wanted}' in {model.name} (its convolutional "
+            f"layers: {', '.join(maps)})"
+        )
     if wanted not in maps:
-        raise UserError(f"train_tf_gradcam.explain.layer: '{wanted}' is not a convolutional feature map with spatial "
-                        f"extent in {model.name} (those are: {', '.join(maps)})")
+        raise UserError(
+            f"train_tf_gradcam.explain.layer: '{wanted}' is not a convolutional feature map with spatial "
+            f"extent in {model.name} (those are: {', '.join(maps)})"
+        )
     return wanted

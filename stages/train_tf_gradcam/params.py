@@ -1,4 +1,5 @@
 """Config section read by train_tf_gradcam."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -14,8 +15,9 @@ TfMethod = Literal["grad_cam", "grad_cam_plus_plus", "guided_backprop", "guided_
 class TfExplain(Section):
     """The explanations computed in the stage, of every held-out test sample's true class."""
 
-    methods: list[TfMethod] = Field(default_factory=lambda: ["grad_cam", "grad_cam_plus_plus", "guided_backprop",
-                                                             "guided_grad_cam"])
+    methods: list[TfMethod] = Field(
+        default_factory=lambda: ["grad_cam", "grad_cam_plus_plus", "guided_backprop", "guided_grad_cam"]
+    )
     #: the convolution the CAMs are taken at: auto (the last convolution) or a layer name (e.g. conv2)
     layer: str = "auto"
     #: the reference's gene picker: a sample's pixels whose map is at least this fraction of its maximum
@@ -32,8 +34,9 @@ class TfExplain(Section):
 class TrainTfGradcam(Section):
     #: reference_cnn: three 3x3 convolutions (32, 64, 64) each with 2x2 max-pooling, dense 1024 -> 512 -> 64 with
     #: dropout (the prior art's); small_resnet: a stem and three residual stages (16, 32, 64), global pooling
-    models: list[Literal["reference_cnn", "small_resnet"]] = Field(default_factory=lambda: ["reference_cnn"],
-                                                                   min_length=1)
+    models: list[Literal["reference_cnn", "small_resnet"]] = Field(
+        default_factory=lambda: ["reference_cnn"], min_length=1
+    )
     folds: int = Field(3, ge=2)
     repeats: int = Field(1, ge=1)
     epochs: int = Field(30, ge=1)
@@ -62,17 +65,25 @@ STAGE = StageSpec(
         Output("{model}/tensorboard/**", "TensorBoard logs per fold"),
         Output("pixel_genes.npz", "the pixel->gene map of the images (copied from preprocess)"),
         Output("dataset.json", "classes, image shape, transform (copied from preprocess)"),
-        Output("metrics.json", "explanations in explain's layout: per model and method its description, layer, "
-                               "marker precision"),
+        Output(
+            "metrics.json",
+            "explanations in explain's layout: per model and method its description, layer, marker precision",
+        ),
         Output("{model}/{method}/attributions.npy", "(n_test, 1, H, W) float32 maps of the true class"),
         Output("{model}/{method}/class_maps.npy", "(n_classes, 1, H, W) class-mean maps"),
         Output("{model}/{method}/sample_genes.npy", "(n_test, n_genes) float32 per-sample gene attributions"),
         Output("{model}/{method}/gene_attributions.csv", "genes x classes class-mean gene attributions"),
         Output("{model}/{method}/top_genes.csv", "class, rank, gene, score: the top_k genes per class"),
-        Output("{model}/{method}/sample_top_genes.csv", "sample, class, prediction, gene, score, rank: the genes on "
-                                                        "pixels at or above threshold x the sample's maximum"),
-        Output("{model}/{method}/marker_precision.csv", "precision of the known markers among each class's top "
-                                                        "precision_k genes", when="explain.markers set"),
+        Output(
+            "{model}/{method}/sample_top_genes.csv",
+            "sample, class, prediction, gene, score, rank: the genes on "
+            "pixels at or above threshold x the sample's maximum",
+        ),
+        Output(
+            "{model}/{method}/marker_precision.csv",
+            "precision of the known markers among each class's top precision_k genes",
+            when="explain.markers set",
+        ),
         Output("{model}/{method}/figures/class_maps.png", "class means with the top genes circled"),
         Output("{model}/{method}/figures/top_genes_heatmap.png", "each class's top genes across all classes"),
     ),

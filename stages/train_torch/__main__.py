@@ -2,10 +2,10 @@
 
 Also runs under torchrun (DistributedDataParallel): ``torchrun --nproc-per-node 2 -m stages.train_torch ...``.
 """
+
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,10 +14,10 @@ import torch
 from shared.artifacts import StageRun
 from shared.devices import describe_device
 from shared.errors import UserError
-from shared.frameworks import keep_out
 from shared.evaluation.baselines import train_baseline
 from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result
 from shared.evaluation.splits import Protocol
+from shared.frameworks import keep_out
 from shared.logs import get_logger
 from shared.models import DENSE_PRESETS, Ensemble, build_model, cached_weights_file, save_classifier
 from shared.stage import main
@@ -39,16 +39,20 @@ def model_spec(arch: str, p: TrainTorch, data: PreparedData, data_dir: str, own_
     array = data.inputs(arch)
     shape = list(array.shape[1:])
     vector = arch == "dense"
-    inp = {"kind": "vector" if vector else "image", "spatial_dims": len(shape) - 1,
-           "array": f"{data_dir}/{'vectors.npy' if vector else 'images.npy'}",
-           "dtype": str(array.dtype), "scale": 1 / 255 if array.dtype == np.uint8 else 1.0,
-           "samples": f"{data_dir}/samples.csv", "features": f"{data_dir}/genes.csv"}
+    inp = {
+        "kind": "vector" if vector else "image",
+        "spatial_dims": len(shape) - 1,
+        "array": f"{data_dir}/{'vectors.npy' if vector else 'images.npy'}",
+        "dtype": str(array.dtype),
+        "scale": 1 / 255 if array.dtype == np.uint8 else 1.0,
+        "samples": f"{data_dir}/samples.csv",
+        "features": f"{data_dir}/genes.csv",
+    }
     if not vector and data.dataset.get("gene_map"):
         inp["gene_map"] = f"{own_dir}/pixel_genes.npz"
     if not vector and data.dataset.get("vectors"):
         inp["gene_values"] = f"{data_dir}/{data.dataset['vectors']}"
-    spec = {"arch": arch, "input_shape": shape, "n_classes": len(data.classes), "classes": data.classes,
-            "input": inp}
+    spec = {"arch": arch, "input_shape": shape, "n_classes": len(data.classes), "classes": data.classes, "input": inp}
     if arch in IMAGE_PRETRAINABLE:
         spec["stem"] = p.stem if p.stem != "auto" else ("small" if min(shape[1:]) < 64 else "imagenet")
     if arch == "dense":
@@ -75,18 +79,30 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
     if arch in IMAGE_PRETRAINABLE and p.pretrained == "auto":
         pretrained = cached_weights_file(arch) is not None
         if not pretrained:
-            log.info("no ImageNet weights for %s in the local torch cache (%s); random initialisation", arch,
-                     torch.hub.get_dir())
+            log.info(
+                "no ImageNet weights for %s in the local torch cache (%s); random initialisation",
+                arch,
+                torch.hub.get_dir(),
+            )
     spec["pretrained"] = pretrained
     if arch == "efficientnet_b0":
         spec["norm"] = p.norm if p.norm != "auto" else ("batch" if pretrained else "group")
     on_gpu = dist.device.type == "cuda"
-    s = TrainSettings(epochs=p.epochs, lr=p.lr, weight_decay=p.weight_decay, optimizer=p.optimizer,
-                      schedule=p.schedule, patience=p.patience, min_delta=p.min_delta, input_dropout=p.input_dropout,
-                      mixed_precision=p.mixed_precision and on_gpu,
-                      channels_last=p.channels_last and on_gpu and inputs.ndim in (4, 5))
-    test_loader = make_loader(inputs, data.labels, proto.test_rows, p.batch_size, num_workers=p.num_workers,
-                              pin_memory=on_gpu)
+    s = TrainSettings(
+        epochs=p.epochs,
+        lr=p.lr,
+        weight_decay=p.weight_decay,
+        optimizer=p.optimizer,
+        schedule=p.schedule,
+        patience=p.patience,
+        min_delta=p.min_delta,
+        input_dropout=p.input_dropout,
+        mixed_precision=p.mixed_precision and on_gpu,
+        channels_last=p.channels_last and on_gpu and inputs.ndim in (4, 5),
+    )
+    test_loader = make_loader(
+        inputs, data.labels, proto.test_rows, p.batch_size, num_workers=p.num_workers, pin_memory=on_gpu
+    )
     from torch.utils.tensorboard import SummaryWriter
 
     members, folds, history, cv = [], [], [], []
@@ -101,20 +117,37 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
         model = dist.wrap(net)
         weights = balanced_weights(data.labels[tr_rows], proto.n_classes) if p.class_weights == "balanced" else None
         loss_fn = make_loss(p.loss, weights, p.label_smoothing, p.focal_gamma).to(dist.device)
-        sampler = EpochShuffle(len(tr_rows), fold_seed, p.batch_size, rank=dist.rank, world=dist.world,
-                               weights=class_balanced_weights(data.labels[tr_rows], proto.n_classes)
-                               if p.sampler == "weighted" else None)
-        train_loader = make_loader(inputs, data.labels, tr_rows, p.batch_size, sampler=sampler,
-                                   num_workers=p.num_workers, pin_memory=on_gpu)
-        val_loader = make_loader(inputs, data.labels, va_rows, p.batch_size, num_workers=p.num_workers,
-                                 pin_memory=on_gpu)
+        sampler = EpochShuffle(
+            len(tr_rows),
+            fold_seed,
+            p.batch_size,
+            rank=dist.rank,
+            world=dist.world,
+            weights=class_balanced_weights(data.labels[tr_rows], proto.n_classes) if p.sampler == "weighted" else None,
+        )
+        train_loader = make_loader(
+            inputs, data.labels, tr_rows, p.batch_size, sampler=sampler, num_workers=p.num_workers, pin_memory=on_gpu
+        )
+        val_loader = make_loader(
+            inputs, data.labels, va_rows, p.batch_size, num_workers=p.num_workers, pin_memory=on_gpu
+        )
         ckpt = run.checkpoints / arch / f"r{r}k{k}.pt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         writer = SummaryWriter(log_dir=str(run.out / arch / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
         try:
-            hist, stopper = train_fold(model, train_loader, val_loader, dist.device, s, loss_fn, checkpoint=ckpt,
-                                       writer=writer, desc=f"{arch} r{r} fold {k + 1}/{p.folds}", reduce=dist.reduce,
-                                       is_main=dist.is_main)
+            hist, stopper = train_fold(
+                model,
+                train_loader,
+                val_loader,
+                dist.device,
+                s,
+                loss_fn,
+                checkpoint=ckpt,
+                writer=writer,
+                desc=f"{arch} r{r} fold {k + 1}/{p.folds}",
+                reduce=dist.reduce,
+                is_main=dist.is_main,
+            )
         finally:
             if writer is not None:
                 writer.close()
@@ -128,10 +161,19 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
 
     ensemble = Ensemble(members).to(dist.device).eval()
     test_proba = predict_proba(ensemble, test_loader, dist.device)
-    return ModelResult(name=arch, kind="deep", framework="torch", spec=spec, folds=pd.DataFrame(folds), cv=cv,
-                       test_proba=test_proba, n_parameters=sum(t.numel() for t in members[0].parameters()),
-                       history=pd.DataFrame(history), pretrained=pretrained,
-                       save=lambda folder: save_classifier(folder, spec, members))
+    return ModelResult(
+        name=arch,
+        kind="deep",
+        framework="torch",
+        spec=spec,
+        folds=pd.DataFrame(folds),
+        cv=cv,
+        test_proba=test_proba,
+        n_parameters=sum(t.numel() for t in members[0].parameters()),
+        history=pd.DataFrame(history),
+        pretrained=pretrained,
+        save=lambda folder: save_classifier(folder, spec, members),
+    )
 
 
 def run(run: StageRun) -> None:
@@ -156,9 +198,19 @@ def run(run: StageRun) -> None:
     for name in ("pixel_genes.npz", "dataset.json"):
         if (pre / name).is_file():  # a transductive transform has no pixel->gene map
             shutil.copy2(pre / name, run.out / name)
-    run.record(models={r.name: {"arch": r.spec["arch"], "n_parameters": r.n_parameters,
-                                "input_shape": r.spec.get("input_shape"), "kind": r.kind} for r in results},
-               arguments=p.model_dump(mode="json"), headline={k: v["test"] for k, v in summary.items()})
+    run.record(
+        models={
+            r.name: {
+                "arch": r.spec["arch"],
+                "n_parameters": r.n_parameters,
+                "input_shape": r.spec.get("input_shape"),
+                "kind": r.kind,
+            }
+            for r in results
+        },
+        arguments=p.model_dump(mode="json"),
+        headline={k: v["test"] for k, v in summary.items()},
+    )
 
 
 if __name__ == "__main__":

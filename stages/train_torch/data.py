@@ -1,4 +1,5 @@
 """Feeding the memory-mapped arrays of preprocess (uint8 images or float32 vectors) to torch."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,17 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from shared.torch_training.sampling import EpochShuffle
-
 from shared.errors import UserError
+from shared.torch_training.sampling import EpochShuffle
 
 
 @dataclass
 class PreparedData:
-    images: np.ndarray | None   # (n_samples, channels, height, width) uint8, memory-mapped
+    images: np.ndarray | None  # (n_samples, channels, height, width) uint8, memory-mapped
     vectors: np.ndarray | None  # (n_samples, n_genes) float32 in [0, 1], memory-mapped
-    labels: np.ndarray          # (n_samples,) int64
+    labels: np.ndarray  # (n_samples,) int64
     groups: np.ndarray | None
-    split: np.ndarray           # (n_samples,) 'train' | 'test'
+    split: np.ndarray  # (n_samples,) 'train' | 'test'
     samples: pd.DataFrame
     classes: list[str]
     dataset: dict
@@ -33,8 +33,9 @@ class PreparedData:
                 raise UserError("train_torch.models: 'dense' needs preprocess.save_vectors: true")
             return self.vectors
         if self.images is None:
-            raise UserError(f"train_torch.models: '{arch}' needs images; preprocess.transform is "
-                            f"'{self.dataset.get('transform')}'")
+            raise UserError(
+                f"train_torch.models: '{arch}' needs images; preprocess.transform is '{self.dataset.get('transform')}'"
+            )
         return self.images
 
 
@@ -42,14 +43,23 @@ def load_prepared(folder: Path) -> PreparedData:
     dataset = json.loads((folder / "dataset.json").read_text())
     images = np.load(folder / "images.npy", mmap_mode="r") if (folder / "images.npy").is_file() else None
     vectors = np.load(folder / "vectors.npy", mmap_mode="r") if (folder / "vectors.npy").is_file() else None
-    samples = pd.read_csv(folder / "samples.csv", dtype={"sample": str, "label": str, "group": str,
-                                                         "augmented_from": str})
+    samples = pd.read_csv(
+        folder / "samples.csv", dtype={"sample": str, "label": str, "group": str, "augmented_from": str}
+    )
     if "augmented_from" not in samples:
         samples["augmented_from"] = ""
     samples["augmented_from"] = samples["augmented_from"].fillna("")
     groups = samples["group"].to_numpy() if "group" in samples else None
-    return PreparedData(images, vectors, samples["label_index"].to_numpy(np.int64), groups, samples["split"].to_numpy(),
-                        samples, list(dataset["classes"]), dataset)
+    return PreparedData(
+        images,
+        vectors,
+        samples["label_index"].to_numpy(np.int64),
+        groups,
+        samples["split"].to_numpy(),
+        samples,
+        list(dataset["classes"]),
+        dataset,
+    )
 
 
 class MemmapRows(Dataset):
@@ -77,16 +87,32 @@ def _collate(batch):
     return batch  # __getitems__ already returns stacked (x, y)
 
 
-def make_loader(array: np.ndarray, labels: np.ndarray, index: np.ndarray, batch_size: int, *,
-                sampler: EpochShuffle | None = None, num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    array: np.ndarray,
+    labels: np.ndarray,
+    index: np.ndarray,
+    batch_size: int,
+    *,
+    sampler: EpochShuffle | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """Batches of (x, y); ``x`` keeps the array's dtype (uint8 images are scaled on the device)."""
     per_rank = batch_size if sampler is None else max(1, batch_size // sampler.world)
-    return DataLoader(MemmapRows(array, labels, index), batch_size=per_rank, sampler=sampler, shuffle=False,
-                      num_workers=num_workers, pin_memory=pin_memory, collate_fn=_collate)
+    return DataLoader(
+        MemmapRows(array, labels, index),
+        batch_size=per_rank,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        collate_fn=_collate,
+    )
 
 
-def input_stats(array: np.ndarray, index: np.ndarray, scale: float = 1.0,
-                chunk: int = 4096) -> tuple[list[float], list[float]]:
+def input_stats(
+    array: np.ndarray, index: np.ndarray, scale: float = 1.0, chunk: int = 4096
+) -> tuple[list[float], list[float]]:
     """Mean and std of the model's inputs (``array * scale``) over ``index`` (a fold's training rows): per channel
     for images and volumes (n, C, *spatial), per feature for vectors (n, features)."""
     axes = (0, *range(2, array.ndim))
@@ -94,7 +120,7 @@ def input_stats(array: np.ndarray, index: np.ndarray, scale: float = 1.0,
     sq = np.zeros(array.shape[1])
     n = 0
     for start in range(0, len(index), chunk):
-        x = array[np.sort(index[start:start + chunk])].astype(np.float64) * scale
+        x = array[np.sort(index[start : start + chunk])].astype(np.float64) * scale
         total += x.sum(axis=axes)
         sq += (x**2).sum(axis=axes)
         n += x.size // array.shape[1]

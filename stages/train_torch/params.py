@@ -1,4 +1,5 @@
 """Config section read by train_torch."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -13,10 +14,12 @@ class TrainTorch(Section):
     #: deep models, each trained with the same protocol: resnet18 / efficientnet_b0 (torchvision) and small_cnn on
     #: images, dense on the expression vectors
     models: list[Literal["resnet18", "efficientnet_b0", "small_cnn", "dense"]] = Field(
-        default_factory=lambda: ["resnet18"], min_length=1)
+        default_factory=lambda: ["resnet18"], min_length=1
+    )
     #: simple models fitted on the same splits and genes (the scaled expression vectors)
     baselines: list[Literal["logistic_regression", "random_forest"]] = Field(
-        default_factory=lambda: ["logistic_regression", "random_forest"])
+        default_factory=lambda: ["logistic_regression", "random_forest"]
+    )
     pretrained: Literal["auto", "never"] = "auto"
     #: auto: the small stem (ResNet: 3x3 stride 2, no max-pool; EfficientNet: 3x3 stride 1) for images under 64
     #: pixels a side, else ImageNet's
@@ -62,13 +65,20 @@ STAGE = StageSpec(
     outputs=(
         Output("models.json", "the classifier index: name, kind, framework, folder, input of every model"),
         *CLASSIFIER_OUTPUTS,
-        Output("{model}/model.json", "architecture, classes, input spec (array, scaling, gene map) and member files",
-               when="deep models"),
-        Output("{model}/member*.pt", "one state_dict per fold model (torch.load(weights_only=True))",
-               when="deep models"),
+        Output(
+            "{model}/model.json",
+            "architecture, classes, input spec (array, scaling, gene map) and member files",
+            when="deep models",
+        ),
+        Output(
+            "{model}/member*.pt", "one state_dict per fold model (torch.load(weights_only=True))", when="deep models"
+        ),
         Output("{model}/tensorboard/**", "TensorBoard event files per fold", when="deep models"),
-        Output("pixel_genes.npz", "the pixel->gene map the models were trained through, copied from the dataset",
-               when="images with a gene map"),
+        Output(
+            "pixel_genes.npz",
+            "the pixel->gene map the models were trained through, copied from the dataset",
+            when="images with a gene map",
+        ),
         Output("dataset.json", "the dataset description the models were trained on, copied from the dataset"),
     ),
     description="CNNs / dense network with k-fold early stopping, baselines on the same splits, held-out test",

@@ -11,6 +11,7 @@ Every transform follows ``base.Transform``: fitted on training values, applied u
 - ``vector``: no image
 The shared layout pieces (embeddings, hull and rotation, discretisations) are in ``layout.py``.
 """
+
 from __future__ import annotations
 
 from ..render import to_uint8
@@ -22,8 +23,9 @@ from .multichannel import Multichannel
 from .sample_spot import SampleSpot
 from .vector import Vector
 
-TRANSFORMS: dict[str, type[Transform]] = {t.name: t for t in (DeepInsight, Multichannel, GeneGrid, Fotomics,
-                                                              SampleSpot, Vector)}
+TRANSFORMS: dict[str, type[Transform]] = {
+    t.name: t for t in (DeepInsight, Multichannel, GeneGrid, Fotomics, SampleSpot, Vector)
+}
 
 
 def build_transform(params) -> Transform:

@@ -1,4 +1,5 @@
 """The transform interface: fitted on training values, then applied unchanged to any samples."""
+
 from __future__ import annotations
 
 from typing import ClassVar

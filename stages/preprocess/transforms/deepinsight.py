@@ -6,6 +6,7 @@ or not); coordinates are discretised by binning (``bin``), quantile binning (``q
 sum assignment (``lsa``). The layout is fitted once and then applied unchanged, sample by sample: a sample's
 image depends on its own values only. The layout pieces live in ``layout.py`` and are re-exported here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,9 +22,18 @@ log = get_logger(__name__)
 __all__ = ["DeepInsight", "discretize", "embed_genes", "fit_deepinsight", "fit_to_grid", "quantile_bins"]
 
 
-def fit_deepinsight(train_values: np.ndarray, genes, height: int, width: int, embedding: str, discretization: str,
-                    seed: int, perplexity: float = 30.0, max_fit_samples: int = 5000,
-                    key: str = "preprocess.deepinsight.discretization"):
+def fit_deepinsight(
+    train_values: np.ndarray,
+    genes,
+    height: int,
+    width: int,
+    embedding: str,
+    discretization: str,
+    seed: int,
+    perplexity: float = 30.0,
+    max_fit_samples: int = 5000,
+    key: str = "preprocess.deepinsight.discretization",
+):
     """Fit the DeepInsight layout on training values (n_train, n_genes) in [0, 1].
 
     Returns ``(PixelGeneMap, coords)`` where coords are the genes' (row, col) positions before discretisation.
@@ -42,9 +52,17 @@ class DeepInsight(MapTransform):
 
     def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
         d = self.params.deepinsight
-        self.gene_map, self.coords = fit_deepinsight(train_values, genes, self.params.height, self.params.width,
-                                                     d.embedding, d.discretization, seed, d.perplexity,
-                                                     d.max_fit_samples)
+        self.gene_map, self.coords = fit_deepinsight(
+            train_values,
+            genes,
+            self.params.height,
+            self.params.width,
+            d.embedding,
+            d.discretization,
+            seed,
+            d.perplexity,
+            d.max_fit_samples,
+        )
 
     def describe(self) -> dict:
         d = self.params.deepinsight

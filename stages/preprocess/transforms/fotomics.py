@@ -17,6 +17,7 @@ The coordinates then go through the same convex hull, minimum-area rotation and 
 ``np.digitize`` over equal-width bins, close to ``bin``). Image (1, H, W), any H and W. The coordinates depend on
 the training values alone (a mean over the training rows, so not on their order), never on test samples.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,7 @@ def fourier_coordinates(train_values: np.ndarray, outliers: bool = True, chunk: 
     n, g = train_values.shape
     total = np.zeros((2, g))
     for start in range(0, n, chunk):
-        x = np.asarray(train_values[start:start + chunk], dtype=np.float64)
+        x = np.asarray(train_values[start : start + chunk], dtype=np.float64)
         spectrum = np.fft.fftshift(np.fft.fft(x, axis=1), axes=1)
         for k, part in enumerate((spectrum.real, spectrum.imag)):
             total[k] += (_zero_outliers(part) if outliers else part).sum(axis=0)

@@ -15,6 +15,7 @@ The order lives only in the pixel->gene map that is saved with the images, so tr
 explanations can never use different orders. The prior art's per-image min-max scaling is not reproduced: pixels
 are the training-scaled gene values themselves, so the map stays exact (pixel == its gene's value).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -78,15 +79,30 @@ class GeneGrid(MapTransform):
         weights = sp.csr_matrix((np.ones(n * n), (np.arange(n * n), kept)), shape=(n * n, len(genes)))
         self.gene_map = PixelGeneMap(weights, (1, n, n), genes)
         if (self.params.height, self.params.width) != (n, n):
-            log.info("gene-grid images are %d x %d (floor(sqrt(%d genes))), not the configured %d x %d",
-                     n, n, len(genes), self.params.height, self.params.width)
-        log.info("gene-grid: %d of %d genes on a %d x %d grid, ordered by %s", n * n, len(genes), n, n,
-                 "a seeded permutation" if g.order == "permutation" else f"1-D {g.embedding}")
+            log.info(
+                "gene-grid images are %d x %d (floor(sqrt(%d genes))), not the configured %d x %d",
+                n,
+                n,
+                len(genes),
+                self.params.height,
+                self.params.width,
+            )
+        log.info(
+            "gene-grid: %d of %d genes on a %d x %d grid, ordered by %s",
+            n * n,
+            len(genes),
+            n,
+            n,
+            "a seeded permutation" if g.order == "permutation" else f"1-D {g.embedding}",
+        )
 
     def describe(self) -> dict:
         g = self.params.gene_grid
-        extra = {"order": g.order, "grid_side": int(self.gene_map.image_shape[1]) if self.gene_map else None,
-                 "n_genes_on_grid": int(len(self.kept)) if self.kept is not None else None}
+        extra = {
+            "order": g.order,
+            "grid_side": int(self.gene_map.image_shape[1]) if self.gene_map else None,
+            "n_genes_on_grid": int(len(self.kept)) if self.kept is not None else None,
+        }
         if g.order == "embedding":
             extra["embedding"] = g.embedding
         return {**super().describe(), **extra}

@@ -5,6 +5,7 @@ hull's minimum-area bounding rectangle rotated upright and scaled onto the H x W
 pixel per gene (``discretize``: ``bin``, ``qtb`` or ``lsa``) -> a ``PixelGeneMap``. Every function works for any
 height and width, square or not (pyDeepInsight's assignment crashes or scrambles on non-square images).
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import os
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
 from scipy.spatial import ConvexHull
+from scipy.spatial.distance import cdist
 from scipy.stats import rankdata
 
 from shared.errors import UserError
@@ -57,8 +58,9 @@ def embed_genes(profiles: np.ndarray, method: str, seed: int, perplexity: float 
         if method == "tsne_sklearn":  # the reference: scikit-learn's Barnes-Hut t-SNE, as pyDeepInsight runs it
             from sklearn.manifold import TSNE
 
-            return TSNE(n_components=2, perplexity=perp, init="pca", metric="cosine",
-                        random_state=seed).fit_transform(reduced)
+            return TSNE(n_components=2, perplexity=perp, init="pca", metric="cosine", random_state=seed).fit_transform(
+                reduced
+            )
         return opentsne_embedding(reduced, perp, seed)
     if method == "umap":
         umap = import_umap()
@@ -83,8 +85,16 @@ def opentsne_embedding(reduced: np.ndarray, perplexity: float, seed: int) -> np.
     from openTSNE import TSNE
 
     n_jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    tsne = TSNE(n_components=2, perplexity=perplexity, metric="cosine", initialization="pca", n_jobs=n_jobs,
-                random_state=seed, verbose=False, **OPENTSNE)
+    tsne = TSNE(
+        n_components=2,
+        perplexity=perplexity,
+        metric="cosine",
+        initialization="pca",
+        n_jobs=n_jobs,
+        random_state=seed,
+        verbose=False,
+        **OPENTSNE,
+    )
     return np.asarray(tsne.fit(np.ascontiguousarray(reduced, dtype=np.float64)), dtype=np.float64)
 
 
@@ -140,8 +150,9 @@ def quantile_bins(v: np.ndarray, n_bins: int) -> np.ndarray:
     return np.clip(np.floor(r * n_bins / len(v)), 0, n_bins - 1).astype(np.int64)
 
 
-def discretize(rc: np.ndarray, height: int, width: int, method: str,
-               key: str = "preprocess.deepinsight.discretization") -> np.ndarray:
+def discretize(
+    rc: np.ndarray, height: int, width: int, method: str, key: str = "preprocess.deepinsight.discretization"
+) -> np.ndarray:
     """(n_genes, 2) pixel coordinates (row, col) -> flat pixel index per gene (row * width + col).
 
     ``bin``: the nearest pixel (several genes may share one). ``qtb``: quantile binning as pyDeepInsight's 'qtb':
@@ -160,8 +171,10 @@ def discretize(rc: np.ndarray, height: int, width: int, method: str,
         return quantile_bins(rc[:, 0], height) * width + quantile_bins(rc[:, 1], width)
     if method == "lsa":
         if len(rc) > height * width:
-            raise UserError(f"{key}: lsa needs n_genes ({len(rc)}) <= height*width "
-                            f"({height * width}); enlarge the image or use bin or qtb")
+            raise UserError(
+                f"{key}: lsa needs n_genes ({len(rc)}) <= height*width "
+                f"({height * width}); enlarge the image or use bin or qtb"
+            )
         rows, cols = np.mgrid[0:height, 0:width]
         centres = np.column_stack([rows.ravel(), cols.ravel()]).astype(np.float64)
         cost = cdist(rc, centres, "sqeuclidean")  # 15x faster than broadcasting, same values
@@ -172,8 +185,9 @@ def discretize(rc: np.ndarray, height: int, width: int, method: str,
     raise ValueError(f"unknown discretization {method!r}")
 
 
-def layout_genes(coords: np.ndarray, height: int, width: int, discretization: str,
-                 key: str = "preprocess.deepinsight.discretization") -> tuple[np.ndarray, np.ndarray]:
+def layout_genes(
+    coords: np.ndarray, height: int, width: int, discretization: str, key: str = "preprocess.deepinsight.discretization"
+) -> tuple[np.ndarray, np.ndarray]:
     """2-D gene coordinates -> (flat pixel index per gene, (row, col) positions before discretisation)."""
     rc = fit_to_grid(coords, height, width)
     return discretize(rc, height, width, discretization, key), rc
@@ -188,5 +202,11 @@ def stack_channels(maps: list[PixelGeneMap]) -> PixelGeneMap:
 
 def log_layout(gmap: PixelGeneMap, what: str = "layout") -> None:
     per_pixel = gmap.genes_per_pixel()
-    log.info("%s: %d genes on %d of %d pixels (%d pixels shared by several genes)", what, len(gmap.genes),
-             int((per_pixel > 0).sum()), per_pixel.size, int((per_pixel > 1).sum()))
+    log.info(
+        "%s: %d genes on %d of %d pixels (%d pixels shared by several genes)",
+        what,
+        len(gmap.genes),
+        int((per_pixel > 0).sum()),
+        per_pixel.size,
+        int((per_pixel > 1).sum()),
+    )

@@ -5,6 +5,7 @@ and kernel PCA of the genes' training profiles), with its own hull, rotation and
 H x W grid. The image is (3, H, W); the single pixel->gene map covers all 3*H*W pixels, so every gene sits on
 one pixel in each channel and an attribution returns to a gene from all three.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,13 @@ class Multichannel(MapTransform):
         profiles = training_profiles(train_values, m.max_fit_samples, seed)
         maps, coords = [], []
         for c, embedding in enumerate(m.embeddings):
-            log.info("channel %d: embedding %d genes by %s of %d training profiles", c, profiles.shape[0],
-                     embedding, profiles.shape[1])
+            log.info(
+                "channel %d: embedding %d genes by %s of %d training profiles",
+                c,
+                profiles.shape[0],
+                embedding,
+                profiles.shape[1],
+            )
             xy = embed_genes(profiles, embedding, seed, m.perplexity)
             pixel_of_gene, rc = layout_genes(xy, h, w, m.discretization, "preprocess.multichannel.discretization")
             maps.append(PixelGeneMap.from_assignment(pixel_of_gene, (1, h, w), genes))

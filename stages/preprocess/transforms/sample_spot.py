@@ -14,6 +14,7 @@ independent of the other samples and a new sample cannot be imaged without refit
 prior art's protocol, kept as a named option so it can be compared, not the pipeline's default. Component counts,
 neighbours and perplexity are capped for very small inputs (PCA needs n_pcs < min(samples, genes)).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,8 +54,11 @@ def embed_samples(values: np.ndarray, n_pcs: int, n_neighbors: int, seed: int) -
     sc.tl.umap(adata, n_components=2, random_state=seed)
     perplexity = min(TSNE_PERPLEXITY, max(1.0, (n - 1) / 3.0))
     sc.tl.tsne(adata, n_pcs=k, perplexity=perplexity, random_state=seed)
-    return {"pca": np.asarray(adata.obsm["X_pca"]), "umap": np.asarray(adata.obsm["X_umap"]),
-            "tsne": np.asarray(adata.obsm["X_tsne"])}
+    return {
+        "pca": np.asarray(adata.obsm["X_pca"]),
+        "umap": np.asarray(adata.obsm["X_umap"]),
+        "tsne": np.asarray(adata.obsm["X_tsne"]),
+    }
 
 
 class SampleSpot(Transform):
@@ -67,7 +71,7 @@ class SampleSpot(Transform):
         if s.spot > s.size:
             raise UserError(f"preprocess.sample_spot.spot ({s.spot}) must not exceed size ({s.size})")
         self.colours: np.ndarray | None = None  # (n, 3) RGB in [0, 1]: t-SNE 1, PC 1, UMAP 1
-        self.spots: np.ndarray | None = None    # (n, 2) (row, col) of each square's top-left pixel
+        self.spots: np.ndarray | None = None  # (n, 2) (row, col) of each square's top-left pixel
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -80,8 +84,12 @@ class SampleSpot(Transform):
     def fit_all(self, values: np.ndarray, seed: int) -> None:
         """Embed every sample and fix each one's square (position and colour)."""
         s = self.params.sample_spot
-        log.info("sample-spot: PCA (%d), %d-neighbour graph, UMAP and t-SNE of all %d samples", s.n_pcs,
-                 s.n_neighbors, len(values))
+        log.info(
+            "sample-spot: PCA (%d), %d-neighbour graph, UMAP and t-SNE of all %d samples",
+            s.n_pcs,
+            s.n_neighbors,
+            len(values),
+        )
         emb = embed_samples(values, s.n_pcs, s.n_neighbors, seed)
         tsne = emb["tsne"]
         self.colours = np.column_stack([_unit(tsne[:, 0]), _unit(emb["pca"][:, 0]), _unit(emb["umap"][:, 0])])
@@ -97,7 +105,7 @@ class SampleSpot(Transform):
         images = np.zeros((len(idx), 3, s.size, s.size), dtype=np.float32)
         for i, j in enumerate(idx):
             r, c = self.spots[j]
-            images[i, :, r:r + s.spot, c:c + s.spot] = self.colours[j][:, None, None]
+            images[i, :, r : r + s.spot, c : c + s.spot] = self.colours[j][:, None, None]
         return images
 
     def fit_transform_all(self, values: np.ndarray, seed: int) -> np.ndarray:
@@ -106,5 +114,11 @@ class SampleSpot(Transform):
 
     def describe(self) -> dict:
         s = self.params.sample_spot
-        return {**super().describe(), "n_pcs": s.n_pcs, "n_neighbors": s.n_neighbors, "spot": s.spot,
-                "size": s.size, "channels": ["tsne_1", "pc_1", "umap_1"]}
+        return {
+            **super().describe(),
+            "n_pcs": s.n_pcs,
+            "n_neighbors": s.n_neighbors,
+            "spot": s.spot,
+            "size": s.size,
+            "channels": ["tsne_1", "pc_1", "umap_1"],
+        }

@@ -1,4 +1,5 @@
 """``vector``: no image; the normalised, scaled gene vector itself, for the dense network."""
+
 from __future__ import annotations
 
 import numpy as np

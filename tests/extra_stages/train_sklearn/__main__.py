@@ -1,4 +1,5 @@
 """python -m stages.train_sklearn --config FILE (with ONCOXAI_STAGE_PATH=tests/extra_stages)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,9 @@ def run(run: StageRun) -> None:
     classes = samples.drop_duplicates("label_index").sort_values("label_index")["label"].tolist()
     proto = Protocol(samples, classes, p.folds, 1, run.exp.seed, key="train_sklearn.folds")
     vectors = np.load(data / "vectors.npy", mmap_mode="r")
-    result = train_sklearn(proto, "knn", lambda seed: KNeighborsClassifier(p.neighbours), vectors, run.exp.seed,
-                           kind="knn")
+    result = train_sklearn(
+        proto, "knn", lambda seed: KNeighborsClassifier(p.neighbours), vectors, run.exp.seed, kind="knn"
+    )
     write_result(run.out, proto, result)
     write_models_index(run.out, [result])
 

@@ -1,4 +1,5 @@
 """Config section read by train_sklearn."""
+
 from __future__ import annotations
 
 from pydantic import Field
