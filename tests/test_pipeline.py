@@ -1,7 +1,6 @@
 """End to end through make: the demo config finds the planted markers, and a second run does no work.
 
-Runs ``configs/demo.yaml`` itself (on its own fixture and output folder), cut to test size (TEST_SIZE), so the test
-checks what users run.
+Runs ``configs/demo.yaml`` itself (on its own fixture and output folder), so the test checks what users run.
 """
 
 from __future__ import annotations
@@ -33,19 +32,6 @@ def _make(*args, env):
     )
 
 
-# configs/demo.yaml cut to test size (make demo runs it whole): 2 folds, 8 epochs, every method, lighter trust and
-# biology checks. It still fails for real: macro-F1 >= 0.9, planted markers found and enriched, faithful gradients
-# (measured 78 s on a machine where the whole demo's first experiment takes ~200 s: macro-F1 0.965, gradient
-# precision@10 0.975).
-TEST_SIZE = (
-    "--set train_torch.folds=2 --set train_torch.epochs=8 --set explain.smoothgrad.samples=4 "
-    "--set explain.integrated_gradients.steps=8 --set explain.faithfulness.max_samples=16 "
-    "--set explain.faithfulness.steps=5 --set explain.sanity.max_samples=6 --set explain.stability.max_samples=16 "
-    "--set explain.biology.permutations=100 --set explain.biology.retrain_k=[10,50] "
-    "--set explain.biology.random_draws=2 --set explain.biology.permutation_repeats=1"
-)
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
@@ -54,7 +40,7 @@ def pipeline(tmp_path_factory):
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs")}
     args = (
         f"ARGS=--set expression.path={data / 'expression.h5ad'} --set explain.markers={data / 'markers.csv'} "
-        f"--set explain.biology.gene_sets={data / 'gene_sets.gmt'} {TEST_SIZE}"
+        f"--set explain.biology.gene_sets={data / 'gene_sets.gmt'}"
     )
     proc = _make("all", "CONFIG=configs/demo.yaml", args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -93,8 +79,8 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
         assert 0 <= entry["marker_precision_at_10"] <= 1
         assert isinstance(entry["faithfulness"]["better_than_random"], bool)
         assert isinstance(entry["sanity"]["insensitive_to_model"], bool)
-        folds = entry["stability"]["folds"]  # the two fold models (test size), each explained on its own
-        assert folds["n"] == 2 and 0 <= folds["shared_top_k"] <= 1 and -1 <= folds["spearman"] <= 1
+        folds = entry["stability"]["folds"]  # three fold models, each explained on its own
+        assert folds["n"] == 3 and 0 <= folds["shared_top_k"] <= 1 and -1 <= folds["spearman"] <= 1
         assert ("draws" in entry["stability"]) == (method == "smoothgrad")
         assert (exp / "explain" / "resnet18" / method / "sample_top_genes.csv").is_file()
     # the planted model's gradient ranking is faithful (its deletion curve falls faster than a random order's)
