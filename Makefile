@@ -125,8 +125,7 @@ stage-%: $(NEEDS_VENV) ## run one stage (and what it needs): stage-preprocess, s
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline-$(subst -,_,$*) RUNNER=$(RUNNER)
 
 test: $(STAMP) ## ruff, then the test suite: unit, stage and e2e layers (tests/conftest.py) [TEST_WORKERS=2 processes]
-	$(PY) -m ruff check --quiet .
-	$(PY) -m ruff format --check --quiet .
+	PYTHON=$(PYTHON) bash docker/lint.sh ruff
 	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the unit layer only (no stage or pipeline run): the inner loop while coding
@@ -160,12 +159,7 @@ load-images: ## check IMAGES_DIR's SHA256SUMS, then docker load its tarballs (a 
 test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo, TF and MRI runs
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(PYTHON) bash docker/test-docker.sh
 
-# ruff as pinned in pyproject.toml's dev extra: the .venv's, else a small venv of its own (a CI lint job has no .venv)
-RUFF_PIN := $(shell grep -o '"ruff==[0-9.]*"' pyproject.toml | tr -d '"')
 lint: ## ruff (lint and format check, pyproject.toml), hadolint on the Dockerfiles, actionlint on the CI workflow; make test runs all three
-	ruff=$(VENV)/bin/ruff; if [ ! -x $$ruff ]; then ruff=.cache/lint-venv/bin/ruff; \
-	  [ -x $$ruff ] || { $(PYTHON) -m venv .cache/lint-venv && .cache/lint-venv/bin/pip install --quiet $(RUFF_PIN); }; fi; \
-	$$ruff check . && $$ruff format --check .
 	PYTHON=$(PYTHON) bash docker/lint.sh
 
 fetch: $(STAMP) ## download a public dataset into data/<DATASET>/, resumable (internet): DATASET=gtex-v8|gse85217|gbm-smartseq2|tcga-pancan, or DATASET=gdc MANIFEST=gdc_manifest.txt [ONLY='lung ...'] [LIST=1]

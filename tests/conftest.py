@@ -48,8 +48,8 @@ LAYERS = {
         "test_tf_gradcam.py",
         "test_report.py",
         "test_bench.py",
-        "test_layout_quality.py",
-    ),  # openTSNE fits at a measured size: seconds each, not a unit's budget
+        "test_layout_quality.py",  # openTSNE fits at a measured size: seconds each, not a unit's budget
+    ),
     "e2e": (
         "test_pipeline.py",
         "test_seam.py",
