@@ -295,7 +295,23 @@ class StageRun:
         if manifest is None or manifest.get("fingerprint") != self.fingerprint():
             return False
         os.utime(self.final / MANIFEST)
+        if self.publish:  # what a killed forced rerun left beside the current result goes too, unless a run is writing
+            lock = _StageLock(self.exp_dir / f".{self.stage}.lock", self.final)
+            try:
+                lock.acquire()
+            except UserError:
+                return True
+            try:
+                self._clear_stale()
+            finally:
+                lock.release()
         return True
+
+    def _clear_stale(self) -> None:
+        """The temporary and replaced folders of earlier runs that were killed (called with the stage's lock held)."""
+        for pattern in (f".{self.stage}.tmp-*", f".{self.stage}.old-*"):
+            for stale in self.exp_dir.glob(pattern):
+                shutil.rmtree(stale, ignore_errors=True)
 
     # -- running -------------------------------------------------------------------------------------------
     def record(self, **values: Any) -> None:
@@ -314,9 +330,7 @@ class StageRun:
         if self.publish:
             self._lock = _StageLock(self.exp_dir / f".{self.stage}.lock", self.final)
             self._lock.acquire()
-            for pattern in (f".{self.stage}.tmp-*", f".{self.stage}.old-*"):
-                for stale in self.exp_dir.glob(pattern):
-                    shutil.rmtree(stale, ignore_errors=True)
+            self._clear_stale()
         self.out.mkdir(parents=True)
         self._started = time.time()
         return self

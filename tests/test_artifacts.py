@@ -63,10 +63,13 @@ def test_killed_stage_leaves_no_manifest_and_is_redone(tmp_path, small_data, out
     assert (final / "manifest.json").read_text() == before
     assert (final / "images.npy").read_bytes()[:6] == b"\x93NUMPY"
 
-    # an unchanged rerun is skipped; a changed section reruns
+    # an unchanged rerun is skipped, and clears what the killed forced run left beside the result
+    assert list((outputs / "t").glob(".preprocess.tmp-*"))
     proc = _run_stage(cfg, env)
     assert "up to date" in proc.stderr
     assert (final / "manifest.json").read_text() == before
+    assert not list((outputs / "t").glob(".preprocess.tmp-*"))
+    # a changed section reruns
     proc = _run_stage(cfg, env, "--set", "preprocess.n_genes=128")
     assert proc.returncode == 0 and "up to date" not in proc.stderr
     assert json.loads((final / "manifest.json").read_text())["config"]["preprocess"]["n_genes"] == 128
