@@ -48,6 +48,24 @@ def test_integrated_gradients_satisfies_completeness():
             assert torch.allclose(base, torch.full_like(x, 0.5))
 
 
+def test_gradient_methods_on_a_linear_model_are_its_weights_with_their_signs():
+    """logit = W x + b: the gradient is W[target] (signs kept), saliency |W[target]|, gradient x input x * W[target]."""
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3).eval()
+    weights = model.weight.detach()
+    assert (weights > 0).any() and (weights < 0).any()
+    x = torch.rand(4, 6) + 0.5
+    target = torch.tensor([0, 1, 2, 1])
+    expected = weights[target]
+
+    def attribute(name):
+        return METHODS[name](model).attribute(x.clone().requires_grad_(True), target).detach()
+
+    torch.testing.assert_close(attribute("gradient"), expected)
+    torch.testing.assert_close(attribute("saliency"), expected.abs())
+    torch.testing.assert_close(attribute("input_x_gradient"), x * expected)
+
+
 def test_grad_cam_is_the_activations_weighted_by_pooled_gradients():
     members = [_cnn(1), _cnn(2)]
     model = Ensemble(members).eval()

@@ -14,12 +14,17 @@ def _values(n=20, g=30, seed=0):
 
 
 def test_save_load_round_trip(tmp_path):
-    gmap = PixelGeneMap.from_assignment(np.array([0, 5, 5, 7, 3]), (1, 3, 3), [f"g{i}" for i in range(5)])
+    """Genes in no sorted order: a save or load that reorders names (or weights) without the other is caught."""
+    genes = ["TP53", "EGFR", "ACTB", "SOX2", "CD44"]
+    gmap = PixelGeneMap.from_assignment(np.array([0, 5, 5, 7, 3]), (1, 3, 3), genes)
     gmap.save(tmp_path / "m.npz")
     back = PixelGeneMap.load(tmp_path / "m.npz")
     assert back.image_shape == (1, 3, 3)
-    assert list(back.genes) == list(gmap.genes)
+    assert list(back.genes) == genes
     assert (back.weights != gmap.weights).nnz == 0
+    x = np.arange(1, 6, dtype=np.float32)[None]  # each gene its own value
+    np.testing.assert_array_equal(back.render(x), gmap.render(x))
+    assert back.render(x)[0, 0].ravel()[7] == x[0, genes.index("SOX2")]  # SOX2's pixel holds SOX2's value
 
 
 def test_shared_pixel_holds_the_mean_and_its_weights_reproduce_it():
