@@ -124,7 +124,7 @@ stage-%: $(NEEDS_VENV) ## run one stage (and what it needs): stage-preprocess, s
 	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) $(if $(VARIANT),--variant $(VARIANT)) --stage $(subst -,_,$*)); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline-$(subst -,_,$*) RUNNER=$(RUNNER)
 
-test: $(STAMP) ## ruff, then the test suite: unit, stage and e2e layers (tests/conftest.py) [TEST_WORKERS=2 processes]
+test: $(STAMP) ## ruff, then the test suite: the unit, stage and e2e layers (tests/unit, tests/stage, tests/e2e) [TEST_WORKERS=2 processes]
 	PYTHON=$(PYTHON) bash docker/lint.sh ruff
 	$(PY) -m pytest $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 

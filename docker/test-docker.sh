@@ -21,7 +21,7 @@
 #  4b. the TensorFlow stage: configs/demo_tcga.yaml cut to preprocess -> train_tf_gradcam -> report and 3 epochs
 #  4c. the MRI stage: configs/demo_mri.yaml (train_3d_mri -> report) with 2 epochs
 #     (TEST_DOCKER_TF_ARGS), run locally and with RUNNER=docker
-#  5. pytest -m docker tests/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE
+#  5. pytest -m docker tests/e2e/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE
 #     (default 1e-6: the runs are expected to be bit-identical), same package versions and commit in the
 #     manifests, outputs owned by that user, a second run does nothing, the images' user, labels and layers
 #
@@ -356,5 +356,5 @@ ONCOXAI_DOCKER_OUTPUTS=$docker_out ONCOXAI_LOCAL_OUTPUTS=$local_out TEST_DOCKER_
   ONCOXAI_TF_LOCAL_OUTPUTS=$tf_local ONCOXAI_MRI_LOCAL_OUTPUTS=$mri_local \
   TEST_DOCKER_COLLABORATOR=$clean TEST_DOCKER_IMAGES_DIR=$images_dir TEST_DOCKER_HANDOFF=$handoff \
   TEST_DOCKER_ARGS=$args \
-  TEST_DOCKER_LOG_DIR=$work .venv/bin/python -m pytest -q -p no:cacheprovider -m docker tests/test_docker.py
+  TEST_DOCKER_LOG_DIR=$work .venv/bin/python -m pytest -q -p no:cacheprovider -m docker tests/e2e/test_docker.py
 phase_done compare

@@ -11,7 +11,7 @@ import yaml
 from shared import config
 from shared.errors import UserError
 
-from .conftest import REPO, write_config
+from ..support import REPO, write_config
 
 
 def _load(tmp_path, small_data, mutate, overrides=()):
@@ -120,7 +120,7 @@ def test_readme_config_lists_every_key_of_every_section():
 
     from shared.config import discover_stages
 
-    from .conftest import REPO
+    from ..support import REPO
 
     text = (REPO / "README.md").read_text()
     start = text.index("### Config")

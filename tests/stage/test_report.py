@@ -15,27 +15,13 @@ import sys
 
 import pytest
 
-from .conftest import REPO, write_config
+from ..support import REPO, browser_or_skip, write_config
 
 pytestmark = pytest.mark.slow
 
 HOSTILE_CLASS = "<script>alert(1)</script>"
 HOSTILE_CLASSES = (HOSTILE_CLASS, 'AC-like" onmouseover="alert(2)', "NPC & <b>bold</b>")
 HOSTILE_GENE = "<img src=x onerror=alert({})>"  # every planted marker gene is named so, numbered
-
-
-def browser_or_skip():
-    """Playwright + Chromium here, or a skip that says why (a failure where BROWSER_REQUIRED=1, as in CI)."""
-    from stages.report.browser import BrowserUnavailable, chromium_path
-
-    try:
-        import playwright.sync_api  # noqa: F401
-
-        chromium_path()
-    except (ImportError, BrowserUnavailable) as exc:
-        if os.environ.get("BROWSER_REQUIRED") == "1":
-            pytest.fail(f"BROWSER_REQUIRED=1 but no headless browser: {exc}")
-        pytest.skip(f"no headless browser here ({exc}); .ci/run installs Debian's chromium")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from stages.preprocess import fetch
 
-from .conftest import REPO
+from ..support import REPO
 
 pytestmark = pytest.mark.timeout(120)
 

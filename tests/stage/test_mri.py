@@ -20,7 +20,7 @@ from shared.errors import UserError
 from stages.train_3d_mri.cohort import find_cohort, idh_label
 from stages.train_3d_mri.params import Mri
 
-from .conftest import REPO
+from ..support import REPO
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +331,7 @@ def _config(tmp_path, root, table, **train) -> tuple:
 
 @pytest.mark.slow
 def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
-    from .test_seam import check_declared_outputs
+    from ..support import check_declared_outputs
 
     path, env, exp = _config(tmp_path, *ucsf)
     for stage in ("train_3d_mri", "report"):

@@ -19,7 +19,7 @@ import pytest
 
 from shared.errors import UserError
 
-from .conftest import REPO, write_config
+from ..support import REPO, write_config
 
 
 def _installed(*names: str) -> bool:
@@ -218,7 +218,7 @@ def _run(stage, cfg, env):
 
 @pytest.mark.slow
 def test_two_runs_give_identical_metrics_and_explain_layout(tcga, tmp_path):
-    from .test_seam import check_declared_outputs
+    from ..support import check_declared_outputs
 
     results = []
     for k in range(2):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from .conftest import REPO, write_config
+from ..support import REPO, check_declared_outputs, write_config
 
 EXTRA_STAGES = REPO / "tests" / "extra_stages"
 STAGES = ("preprocess", "train_torch", "train_sklearn", "explain", "report")
@@ -54,8 +55,6 @@ def _config(tmp_path: Path, data: Path, stages=STAGES) -> Path:
         explain={"methods": ["gradient", "input_x_gradient"], "markers": str(data / "markers.csv"), "precision_k": 6},
     )
     if "train_sklearn" in stages:
-        import yaml
-
         raw = yaml.safe_load(cfg.read_text())
         raw["stages"] = list(stages)
         raw["train_sklearn"] = {"folds": 3}
@@ -64,20 +63,6 @@ def _config(tmp_path: Path, data: Path, stages=STAGES) -> Path:
 
 
 # -- declared outputs -------------------------------------------------------------------------------------------
-def check_declared_outputs(stage_dir: Path, stage: str) -> None:
-    """Every file of a finished stage folder is declared, and every declared output without a `when` is there."""
-    from shared.config import discover_stages
-
-    spec = discover_stages()[stage]
-    files = [str(p.relative_to(stage_dir)) for p in stage_dir.rglob("*") if p.is_file() and p.name != "manifest.json"]
-    undeclared = [f for f in files if not any(o.matches(f) for o in spec.outputs)]
-    assert not undeclared, f"{stage} wrote files its StageSpec.outputs does not declare: {undeclared[:10]}"
-    missing = [o.path for o in spec.outputs if not o.when and not any(o.matches(f) for f in files)]
-    assert not missing, f"{stage} declares outputs it did not write: {missing}"
-    manifest = json.loads((stage_dir / "manifest.json").read_text())
-    assert sorted(f["path"] for f in manifest["files"]) == sorted(files)
-
-
 def test_declared_output_patterns_match_what_they_say():
     from shared.config import Output
 
@@ -209,8 +194,6 @@ def test_correct_only_explains_just_the_correctly_classified_test_samples(plugge
 def test_report_runs_without_a_dataset_provider_and_without_explanations(plugged, tmp_path):
     """Report requires classifiers only: a trainer that reads its inputs itself (the 3-D stage) needs no
     preprocess. Here the classifier folders of a finished run are reused without any dataset stage enabled."""
-    import yaml
-
     out = tmp_path / "outputs"
     for stage in ("train_torch", "train_sklearn"):
         shutil.copytree(plugged["exp"] / stage, out / "t" / stage)
@@ -302,10 +285,15 @@ def test_make_reruns_what_an_edit_touches_and_nothing_else(tmp_path):
     repo = _copy_tree(tmp_path / "repo")
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
     env.pop("ONCOXAI_STAGE_PATH", None)
-    proc = _make(repo, "fixture", env=env)
+    fixtures = ("data/demo/.fixture", "data/demo_tcga/.fixture")  # the two made by fixtures/synthetic.py
+    proc = _make(repo, *fixtures, env=env)
     assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stdout + proc.stderr
     stages = ("preprocess", "train_torch", "report")
     cfg = _config(tmp_path, repo / "data" / "demo", stages=stages)
+    raw = yaml.safe_load(cfg.read_text())  # what reruns is the question here, not the model: the smallest sizes
+    raw["preprocess"].update(n_genes=64, height=8, width=8)
+    raw["train_torch"].update(folds=2, epochs=1)
+    cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     proc = _make(repo, "all", f"CONFIG={cfg}", env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = tmp_path / "outputs" / "t"
@@ -314,7 +302,7 @@ def test_make_reruns_what_an_edit_touches_and_nothing_else(tmp_path):
     # the fixture generator: make regenerates the fixture, whose bytes do not change; no stage reruns
     with open(repo / "fixtures" / "synthetic.py", "a") as fh:
         fh.write("\n# an edit that changes no data\n")
-    proc = _make(repo, "fixture", env=env)
+    proc = _make(repo, *fixtures, env=env)
     assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stdout + proc.stderr
     proc = _make(repo, "all", f"CONFIG={cfg}", env=env)
     assert proc.returncode == 0 and "Nothing to be done" in proc.stdout, proc.stdout + proc.stderr

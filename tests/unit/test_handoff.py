@@ -2,7 +2,7 @@
 tarball scripts' refusals (a fake `docker` on PATH records what would have been run).
 
 The whole hand-off with a real engine (save, a clean engine, load, make all RUNNER=docker from a folder without
-.venv, make bundle) runs in make test-docker (tests/test_docker.py reads what it leaves).
+.venv, make bundle) runs in make test-docker (tests/e2e/test_docker.py reads what it leaves).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from ..support import REPO
 
 INFO = REPO / "tests" / "data" / "docker-info"
 

@@ -19,7 +19,7 @@ from scipy import stats
 from shared.evaluation.compare import compare_models, corrected_resampled_ttest, wilcoxon, wilcoxon_min_p
 from shared.torch_training.fit import EarlyStopping
 
-from .conftest import REPO, write_config
+from ..support import REPO, write_config
 
 DENSE = {
     "models": ["dense"],

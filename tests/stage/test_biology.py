@@ -259,7 +259,7 @@ def test_a_sample_spot_model_has_no_gene_ranking_and_the_report_says_why(tmp_pat
 
     from fixtures.synthetic import write_transcriptome
 
-    from .conftest import REPO, write_config
+    from ..support import REPO, write_config
 
     data = tmp_path / "data"
     write_transcriptome(data, n_samples=160, n_genes=120, n_classes=3, n_markers=5, n_donors=8, fold_change=10.0)

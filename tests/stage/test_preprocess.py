@@ -16,7 +16,7 @@ from shared.genemap import PixelGeneMap
 from stages.preprocess.transforms import to_uint8
 from stages.preprocess.transforms.deepinsight import fit_deepinsight
 
-from .conftest import REPO, write_config
+from ..support import REPO, write_config
 
 
 def _preprocess(cfg):

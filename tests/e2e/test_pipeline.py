@@ -15,8 +15,7 @@ import pytest
 
 from fixtures.synthetic import write_transcriptome
 
-from .conftest import REPO
-from .test_seam import check_declared_outputs
+from ..support import REPO, browser_or_skip, check_declared_outputs
 
 pytestmark = pytest.mark.slow
 STAGES = ("preprocess", "train_torch", "explain", "report")
@@ -201,8 +200,6 @@ def test_demo_report_and_index_in_a_real_browser(pipeline):
     """Headless Chromium, network blocked, opens the experiments' index and the demo report it links: no console
     error, no failed or outgoing request, every image decodes with alt text, fits a phone, prints; a screenshot."""
     from stages.report.experiments import write_index
-
-    from .test_report import browser_or_skip
 
     browser_or_skip()
     from stages.report.browser import check_pages

@@ -9,7 +9,7 @@ import sys
 from shared import config
 from shared.artifacts import StageRun, read_manifest
 
-from .conftest import REPO, write_config
+from ..support import REPO, write_config
 
 KILLED_RUN = """
 import os, signal, sys

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, write_config
+from ..support import REPO, write_config
 
 STAGES = ("preprocess", "train_torch", "explain", "report")
 TORCH_STAGES = ("train_torch", "explain")

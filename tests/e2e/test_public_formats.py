@@ -24,7 +24,7 @@ from stages.preprocess.geo import read_series_matrix
 from stages.preprocess.loaders import read_expression
 from stages.preprocess.params import Expression
 
-REPO = Path(__file__).resolve().parent.parent
+from ..support import REPO
 
 
 def _read(**kw):

@@ -1,0 +1,100 @@
+"""What the test layers (tests/unit, tests/stage, tests/e2e) share: the repository root, a small config over a
+synthetic fixture, the declared-outputs check, the browser check, and inputs built once per test run for every
+pytest-xdist worker that only reads them."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(path: Path, data: Path, stages=("preprocess",), **sections) -> Path:
+    """A small config over a synthetic transcriptome written by fixtures.synthetic.write_transcriptome; ``sections``
+    replace whole sections."""
+    cfg = {
+        "name": "t",
+        "seed": 0,
+        "device": "cpu",
+        "stages": list(stages),
+        "expression": {
+            "path": str(data / "expression.h5ad"),
+            "format": "h5ad",
+            "label_key": "tumour_state",
+            "group_key": "donor",
+        },
+        "preprocess": {"n_genes": 256, "height": 16, "width": 16, "deepinsight": {"embedding": "pca"}},
+        "train_torch": {"folds": 2, "epochs": 2, "batch_size": 64, "patience": 2},
+        "explain": {"markers": str(data / "markers.csv"), "precision_k": 6},
+        "report": {},
+    }
+    for key, value in sections.items():
+        cfg[key] = value
+    cfg = {
+        k: v for k, v in cfg.items() if k in ("name", "seed", "device", "stages") or k in stages or k == "expression"
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def check_declared_outputs(stage_dir: Path, stage: str) -> None:
+    """Every file of a finished stage folder is declared, and every declared output without a `when` is there."""
+    from shared.config import discover_stages
+
+    spec = discover_stages()[stage]
+    files = [str(p.relative_to(stage_dir)) for p in stage_dir.rglob("*") if p.is_file() and p.name != "manifest.json"]
+    undeclared = [f for f in files if not any(o.matches(f) for o in spec.outputs)]
+    assert not undeclared, f"{stage} wrote files its StageSpec.outputs does not declare: {undeclared[:10]}"
+    missing = [o.path for o in spec.outputs if not o.when and not any(o.matches(f) for f in files)]
+    assert not missing, f"{stage} declares outputs it did not write: {missing}"
+    manifest = json.loads((stage_dir / "manifest.json").read_text())
+    assert sorted(f["path"] for f in manifest["files"]) == sorted(files)
+
+
+def browser_or_skip() -> None:
+    """Playwright + Chromium here, or a skip that says why (a failure where BROWSER_REQUIRED=1, as in CI)."""
+    from stages.report.browser import BrowserUnavailable, chromium_path
+
+    try:
+        import playwright.sync_api  # noqa: F401
+
+        chromium_path()
+    except (ImportError, BrowserUnavailable) as exc:
+        if os.environ.get("BROWSER_REQUIRED") == "1":
+            pytest.fail(f"BROWSER_REQUIRED=1 but no headless browser: {exc}")
+        pytest.skip(f"no headless browser here ({exc}); .ci/run installs Debian's chromium")
+
+
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every pytest-xdist worker of this test run sees: the workers' temporary folders' parent (the
+    run's own temporary folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_once(root: Path, name: str, key: object, build: Callable[[Path], None]) -> Path:
+    """``root/<name>-<hash of key>``, made by ``build(folder)`` once per test run by whichever worker asks first;
+    the others wait on a file lock, then read it. A build that failed leaves no ``.built`` marker: the next asker
+    builds again (and fails the same way, in its own test)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    folder = root / f"{name}-{digest}"
+    with open(root / f"{name}-{digest}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (folder / ".built").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
+                build(folder)
+                (folder / ".built").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder
