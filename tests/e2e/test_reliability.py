@@ -602,7 +602,9 @@ PIPELINE = ("preprocess", "train_torch", "explain", "report")
 VOLATILE_KEYS = {"seconds", "wall_time_s", "started", "command", "total_wall_time_s", "biology_seconds"}
 
 
-def _pipeline_config(tmp: Path) -> Path:
+def _pipeline_config(tmp: Path, light: bool = False) -> Path:
+    """The small pipeline; ``light``: one explanation method and no trust or biology checks (for the tests of who
+    writes a stage when, where what the stages compute does not matter)."""
     cfg = _config(
         tmp,
         stages=list(PIPELINE),
@@ -618,6 +620,9 @@ def _pipeline_config(tmp: Path) -> Path:
         },
         report={},
     )
+    if light:
+        off = {"enabled": False}
+        cfg["explain"] = {"methods": ["saliency"], "faithfulness": off, "sanity": off, "stability": off, "biology": off}
     path = tmp / "rel.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -804,7 +809,7 @@ def test_a_second_writer_of_a_stage_stops_at_once_naming_the_first(tmp_path):
 
 @pytest.mark.slow
 def test_two_make_all_runs_of_one_experiment_at_once(tmp_path):
-    config, outputs = _pipeline_config(tmp_path), tmp_path / "outputs"
+    config, outputs = _pipeline_config(tmp_path, light=True), tmp_path / "outputs"
     cmd = ["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}", "RUNNER=local"]
     runs = [
         subprocess.Popen(cmd, env=_env(outputs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -893,15 +898,11 @@ def test_stage_containers_run_as_the_user_without_network_on_a_read_only_root():
 
 
 @pytest.mark.slow
-def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(tmp_path):
+def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(cohort, tmp_path):
     import signal
     import time
 
-    from fixtures.mri import write_mri
-
-    root = tmp_path / "cohort"
-    write_mri(root, n_patients=16, mutant_fraction=0.5, defects=False, seed=7)
-    cfg = _mri_config(root, name="rel_mri")
+    cfg = _mri_config(cohort, name="rel_mri")
     cfg["train_3d_mri"].update(size=[32, 32, 32], epochs=2, trainable_blocks=5, grad_cam={"figure_per_class": 1})
     config = tmp_path / "mri.yaml"
     config.write_text(yaml.safe_dump(cfg))
