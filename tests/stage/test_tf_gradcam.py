@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(
 def _isolated(check: str) -> None:
     """Run ``check`` of this module in a fresh interpreter; its assertion errors fail the test with their text."""
     proc = subprocess.run(
-        [sys.executable, "-c", f"import tests.test_tf_gradcam as t; t.{check}()"],
+        [sys.executable, "-c", f"import {__name__} as t; t.{check}()"],
         cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "ONCOXAI_TEST_TENSORFLOW": "1"},
         capture_output=True,
