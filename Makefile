@@ -131,7 +131,7 @@ test: $(STAMP) ## ruff, then the test suite: the unit, stage and e2e layers (tes
 test-fast: $(STAMP) ## the unit layer only (no stage or pipeline run): the inner loop while coding
 	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
 
-docs: $(STAMP) ## rewrite the README's "Stages" section from the stages' declarations (a test checks it)
+docs: $(STAMP) ## rewrite the README's generated sections: "Stages" (the stages' declarations), "Test times" (docs/test-times.yaml); a test checks them
 	$(PY) -m shared.docs --write
 
 bundle: $(NEEDS_VENV) ## zip a finished run for collaborators: outputs/<experiment>/<experiment>-report.zip, sha256 printed

@@ -1,9 +1,10 @@
-"""The README's "Stages" section, made from what the stages declare (``StageSpec``: roles, config sections,
-outputs), so that the documentation cannot drift from the code: ``make docs`` rewrites it, and a test fails when
-the README's copy differs from what this prints.
+"""The README's generated sections, so that the documentation cannot drift from what it describes: "Stages", made
+from what the stages declare (``StageSpec``: roles, config sections, outputs), and "Test times", made from the
+measured runs in docs/test-times.yaml. ``make docs`` rewrites them, and a test fails when the README's copy differs
+from what this prints.
 
-    python -m shared.docs           # print the section
-    python -m shared.docs --write   # rewrite it in README.md, between the markers
+    python -m shared.docs           # print the sections
+    python -m shared.docs --write   # rewrite them in README.md, between their markers
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from .config import ROLES, discover_stages
 from .sources import REPO_ROOT
 
-BEGIN, END = "<!-- stages:begin (made by make docs from stages/*/params.py; do not edit) -->", "<!-- stages:end -->"
+TEST_TIMES = REPO_ROOT / "docs" / "test-times.yaml"
 
 
 def stages_section() -> str:
@@ -55,26 +56,68 @@ def stages_section() -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_block(text: str) -> str | None:
-    if BEGIN not in text or END not in text:
+def test_times_section() -> str:
+    """A table of the measured runs of the README's test commands, newest (last in the file) first, each with its
+    machine's speed."""
+    import yaml
+
+    runs = yaml.safe_load(TEST_TIMES.read_text())["runs"]
+
+    def minutes(seconds) -> str:
+        return "" if seconds is None else f"{seconds / 60:.1f} min"
+
+    lines = [
+        "| date | commit | machine: train images/s (cores) | `make setup` | `make test-fast` | `make test` | "
+        "`make test-docker` | `.ci/run` | tests: unit / stage / e2e | how |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in reversed(runs):
+        tests = run.get("tests") or {}
+        counts = " / ".join(str(tests.get(layer, "")) for layer in ("unit", "stage", "e2e")) if tests else ""
+        machine = run["machine"]
+        lines.append(
+            f"| {run['date']} | {run['commit']} | {machine['train_images_per_s']} ({machine['cores']}) | "
+            f"{minutes(run.get('setup_s'))} | {minutes(run.get('test_fast_s'))} | {minutes(run.get('test_s'))} | "
+            f"{minutes(run.get('test_docker_s'))} | {minutes(run.get('ci_run_s'))} | {counts} | {run['how']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+#: name -> (what makes it, the source named in its begin marker)
+SECTIONS = {
+    "stages": (stages_section, "stages/*/params.py"),
+    "test-times": (test_times_section, "docs/test-times.yaml"),
+}
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:begin (made by make docs from {SECTIONS[name][1]}; do not edit) -->", f"<!-- {name}:end -->"
+
+
+def readme_block(text: str, name: str = "stages") -> str | None:
+    begin, end = markers(name)
+    if begin not in text or end not in text:
         return None
-    return text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip("\n") + "\n"
+    return text[text.index(begin) + len(begin) : text.index(end)].strip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.docs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the section in README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the sections in README.md")
     args = parser.parse_args(argv)
-    section = stages_section()
+    made = {name: make() for name, (make, _) in SECTIONS.items()}
     if not args.write:
-        sys.stdout.write(section)
+        sys.stdout.write("\n".join(made.values()))
         return 0
     readme = REPO_ROOT / "README.md"
-    text = readme.read_text()
-    if readme_block(text) is None:
-        print(f"error: {readme} has no '{BEGIN}' ... '{END}' markers", file=sys.stderr)
-        return 2
-    new = text[: text.index(BEGIN) + len(BEGIN)] + "\n" + section + text[text.index(END) :]
+    text = new = readme.read_text()
+    for name, section in made.items():
+        if readme_block(new, name) is None:
+            begin, end = markers(name)
+            print(f"error: {readme} has no '{begin}' ... '{end}' markers", file=sys.stderr)
+            return 2
+        begin, end = markers(name)
+        new = new[: new.index(begin) + len(begin)] + "\n" + section + new[new.index(end) :]
     if new != text:
         readme.write_text(new)
     return 0

@@ -329,12 +329,15 @@ def test_make_reruns_what_an_edit_touches_and_nothing_else(tmp_path):
     assert "stages.preprocess" in proc.stdout + proc.stderr
 
 
-def test_readme_stages_section_is_made_from_the_declarations():
-    from shared.docs import readme_block, stages_section
+def test_readme_generated_sections_are_current():
+    """The Stages section equals what the stages declare, the Test times table what docs/test-times.yaml holds."""
+    from shared.docs import SECTIONS, readme_block
 
-    block = readme_block((REPO / "README.md").read_text())
-    assert block is not None, "README.md lacks the stages markers"
-    assert block == stages_section(), "README's Stages section is stale: run make docs"
+    text = (REPO / "README.md").read_text()
+    for name, (make, _) in SECTIONS.items():
+        block = readme_block(text, name)
+        assert block is not None, f"README.md lacks the {name} markers"
+        assert block == make(), f"README's {name} section is stale: run make docs"
 
 
 def test_attribution_class_means_and_figures_work_for_vectors_images_and_volumes(tmp_path):
