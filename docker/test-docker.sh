@@ -2,8 +2,8 @@
 # make test-docker: the containers are real. Builds every image and checks that `make all RUNNER=docker`
 # reproduces the local run of the demo.
 #
-#  0. make setup and make fixture; the local reference, make all CONFIG=configs/demo.yaml RUNNER=local (nothing to
-#     do when outputs/demo is current), runs in the background through steps 1-4 (TEST_DOCKER_SERIAL=1: first, alone)
+#  0. make setup; the local reference, make all CONFIG=configs/demo.yaml RUNNER=local (nothing to do when
+#     outputs/demo is current), runs in the background meanwhile (TEST_DOCKER_SERIAL=1: first, alone)
 #  1. an engine: the one that answers (DOCKER_HOST or the default socket), else a private dockerd started here
 #     (installing Debian's docker.io if needed) with --bridge=none --iptables=false --ip-masq=false and its own
 #     data-root, exec-root, pidfile, socket and config file, reached through DOCKER_HOST; it is stopped on exit,
@@ -82,7 +82,7 @@ print_summary() {
       echo "demo, the four stages' own wall times (manifests): docker $(stage_time "$docker_out/demo") s," \
         "local $(stage_time "$local_out/demo") s"
       echo "demo end to end: docker $(phase_time docker_demo) s$([[ $local_ran == 1 ]] &&
-        echo ", local $(phase_time local_demo) s (beside the builds and the container runs unless TEST_DOCKER_SERIAL=1)")"
+        echo ", local $(phase_time local_demo) s (in parallel with the builds unless TEST_DOCKER_SERIAL=1)")"
     fi
     if [[ -f $work/summary-diff.json ]]; then
       echo "local vs docker: $(tr -d '\n' <"$work/summary-diff.json" | sed -E 's/.*"max_abs_diff": ([^,]*),.*"files_byte_identical": "([^"]*)".*/largest difference in summary.json \1; \2 output files byte-identical/')"
@@ -199,8 +199,7 @@ start_engine() {
 
 # -- 0. the local environment, and the local reference in the background --------------------------------------
 # The local demo (make demo RUNNER=local: nothing to do when outputs/demo is current) runs while the engine
-# starts, the images build and the containers run (the comparison waits for it); TEST_DOCKER_SERIAL=1 runs it
-# first, alone (cleaner timings, a longer run).
+# starts and the images build; TEST_DOCKER_SERIAL=1 runs it first, alone (cleaner timings, a longer run).
 # With TEST_DOCKER_ARGS (e.g. "--set train_torch.epochs=3") both runs get those overrides, and the local
 # reference goes to .cache/test-docker/local-outputs instead of outputs/.
 phase "local environment (make setup)"
@@ -214,15 +213,11 @@ else
   local_out=${ONCOXAI_OUTPUTS:-outputs}
 fi
 export config args local_out timings
-# The fixtures first, in the foreground (seconds): the collaborator's folder below copies the demo's.
-if [[ $steps != images ]]; then
-  make --no-print-directory fixture PYTHON="${PYTHON:-python3}" >"$work/fixture.log" 2>&1 ||
-    { tail -n 40 "$work/fixture.log" >&2; echo "error: make fixture failed (log: $work/fixture.log)" >&2; exit 1; }
-fi
 local_demo() {
   local start=$SECONDS
-  ONCOXAI_OUTPUTS=$local_out make --no-print-directory all CONFIG="$config" ARGS="$args" RUNNER=local \
-    PYTHON="${PYTHON:-python3}" &&
+  make --no-print-directory fixture PYTHON="${PYTHON:-python3}" &&
+    ONCOXAI_OUTPUTS=$local_out make --no-print-directory all CONFIG="$config" ARGS="$args" RUNNER=local \
+      PYTHON="${PYTHON:-python3}" &&
     printf 'local_demo\t%s\n' "$((SECONDS - start))" >>"$timings"
 }
 local_pid=
@@ -270,6 +265,20 @@ phase_done images
 if [[ $steps == images ]]; then
   exit 0
 fi
+
+# -- the local reference, finished ---------------------------------------------------------------------------
+if [[ -n $local_pid ]]; then
+  phase "waiting for the local reference"
+  if ! wait "$local_pid"; then
+    local_pid=
+    tail -n 40 "$work/local-demo.log" >&2
+    echo "error: the local demo failed (log: $work/local-demo.log)" >&2
+    exit 1
+  fi
+  local_pid=
+  phase_done wait_local
+fi
+if grep -q "stages\." "$work/local-demo.log"; then local_ran=1; else local_ran=0; fi
 
 # -- 3b. the hand-off: tarballs, a clean engine, a collaborator's folder ------------------------------------------
 images_dir=$work/images
@@ -340,20 +349,6 @@ tf_local=$work/local-outputs-tf
 other_experiment tf configs/demo_tcga.yaml "${TEST_DOCKER_TF_ARGS:-"--set stages=[preprocess,train_tf_gradcam,report] --set train_tf_gradcam.epochs=3 --set train_tf_gradcam.min_epochs=0"}" "$tf_local"
 mri_local=$work/local-outputs-mri
 other_experiment mri configs/demo_mri.yaml "${TEST_DOCKER_MRI_ARGS:-"--set train_3d_mri.epochs=2"}" "$mri_local"
-
-# -- the local reference, finished (it ran beside the builds and the container runs) ---------------------------
-if [[ -n $local_pid ]]; then
-  phase "waiting for the local reference"
-  if ! wait "$local_pid"; then
-    local_pid=
-    tail -n 40 "$work/local-demo.log" >&2
-    echo "error: the local demo failed (log: $work/local-demo.log)" >&2
-    exit 1
-  fi
-  local_pid=
-  phase_done wait_local
-fi
-if grep -q "stages\." "$work/local-demo.log"; then local_ran=1; else local_ran=0; fi
 
 # -- 5. the comparison -----------------------------------------------------------------------------------------
 phase "compare with the local run (tolerance $SUMMARY_TOLERANCE)"
