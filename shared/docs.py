@@ -94,7 +94,7 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:begin (made by make docs from {SECTIONS[name][1]}; do not edit) -->", f"<!-- {name}:end -->"
 
 
-def readme_block(text: str, name: str = "stages") -> str | None:
+def readme_block(text: str, name: str) -> str | None:
     begin, end = markers(name)
     if begin not in text or end not in text:
         return None
@@ -112,11 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     readme = REPO_ROOT / "README.md"
     text = new = readme.read_text()
     for name, section in made.items():
+        begin, end = markers(name)
         if readme_block(new, name) is None:
-            begin, end = markers(name)
             print(f"error: {readme} has no '{begin}' ... '{end}' markers", file=sys.stderr)
             return 2
-        begin, end = markers(name)
         new = new[: new.index(begin) + len(begin)] + "\n" + section + new[new.index(end) :]
     if new != text:
         readme.write_text(new)

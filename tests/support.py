@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +46,25 @@ def write_config(path: Path, data: Path, stages=("preprocess",), **sections) -> 
     }
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def stage_cmd(stage: str, config: Path, *extra: str) -> list[str]:
+    """``python -m stages.<stage> --config FILE [extra]``: a stage as make runs it, in a fresh interpreter."""
+    return [sys.executable, "-m", f"stages.{stage}", "--config", str(config), *extra]
+
+
+def run_stage(stage: str, config: Path, env: dict, *extra: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """One stage run from the repository root, its output captured."""
+    return subprocess.run(
+        stage_cmd(stage, config, *extra), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def run_stages(config: Path, env: dict, *stages: str) -> None:
+    """The stages one after the other; each must exit 0 (the failing one's stderr is the assertion's message)."""
+    for stage in stages:
+        proc = run_stage(stage, config, env)
+        assert proc.returncode == 0, f"{stage}: {proc.stderr[-3000:]}"
 
 
 def check_declared_outputs(stage_dir: Path, stage: str) -> None:

@@ -23,7 +23,7 @@ import yaml
 
 from shared.stage import main as stage_main
 
-from ..support import REPO
+from ..support import REPO, run_stage, run_stages, stage_cmd
 
 GENES = [f"G{i}" for i in range(40)]
 CLASSES = ["AC", "MES", "NPC"]
@@ -514,15 +514,7 @@ def trained(tmp_path_factory):
     config = tmp / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(outputs)}
-    for stage in ("preprocess", "train_torch"):
-        proc = subprocess.run(
-            [sys.executable, "-m", f"stages.{stage}", "--config", str(config)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
+    run_stages(config, env, "preprocess", "train_torch")
     return tmp, cfg, outputs
 
 
@@ -628,10 +620,6 @@ def _pipeline_config(tmp: Path, light: bool = False) -> Path:
     return path
 
 
-def _stage_cmd(stage: str, config: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", f"stages.{stage}", "--config", str(config), *extra]
-
-
 def _env(outputs: Path) -> dict:
     return {**os.environ, "ONCOXAI_OUTPUTS": str(outputs)}
 
@@ -705,7 +693,7 @@ def reference_run(tmp_path_factory):
     seconds = {}
     for stage in PIPELINE:
         start = time.monotonic()
-        proc = subprocess.run(_stage_cmd(stage, config), cwd=REPO, env=_env(outputs), capture_output=True, text=True)
+        proc = run_stage(stage, config, _env(outputs))
         assert proc.returncode == 0, proc.stderr[-2000:]
         seconds[stage] = time.monotonic() - start
     return config, outputs, seconds
@@ -738,7 +726,7 @@ def test_a_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(stag
     killed = 0
     for fraction in sorted(rng.uniform(0.3, 0.95, size=2)):
         proc = subprocess.Popen(
-            _stage_cmd(stage, config, "--force"),
+            stage_cmd(stage, config, "--force"),
             cwd=REPO,
             env=_env(outputs),
             stdout=subprocess.DEVNULL,
@@ -750,7 +738,7 @@ def test_a_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(stag
             killed += 1
         proc.wait()
     assert killed >= 1, f"{stage} finished before every kill point"
-    rerun = subprocess.run(_stage_cmd(stage, config), cwd=REPO, env=_env(outputs), capture_output=True, text=True)
+    rerun = run_stage(stage, config, _env(outputs))
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert _snapshot(outputs / "rel" / stage) == _snapshot(reference / "rel" / stage)
     left = [p.name for p in (outputs / "rel").iterdir() if ".tmp-" in p.name or ".old-" in p.name]
@@ -764,9 +752,7 @@ def test_train_torch_run_twice_from_scratch_gives_the_same_result(reference_run,
     config, reference, _ = reference_run
     outputs = tmp_path / "outputs"
     _copy_upstream(reference, outputs, "train_torch")
-    proc = subprocess.run(
-        _stage_cmd("train_torch", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True
-    )
+    proc = run_stage("train_torch", config, _env(outputs))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _snapshot(outputs / "rel" / "train_torch") == _snapshot(reference / "rel" / "train_torch")
 
@@ -792,9 +778,7 @@ def test_a_second_writer_of_a_stage_stops_at_once_naming_the_first(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "holding"
-        proc = subprocess.run(
-            _stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True
-        )
+        proc = run_stage("preprocess", config, _env(outputs))
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
         assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
         assert "another run is writing this stage now" in errors[0] and f"pid {holder.pid}" in errors[0]
@@ -802,7 +786,7 @@ def test_a_second_writer_of_a_stage_stops_at_once_naming_the_first(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    proc = subprocess.run(_stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True)
+    proc = run_stage("preprocess", config, _env(outputs))
     assert proc.returncode == 0, proc.stderr[-2000:]  # a killed holder leaves no stale lock
     assert not list((outputs / "rel").glob(".preprocess.tmp-*"))
 
@@ -832,9 +816,7 @@ def test_a_write_that_fails_leaves_the_previous_result_and_one_line(tmp_path):
     import signal
 
     config, outputs = _pipeline_config(tmp_path), tmp_path / "outputs"
-    first = subprocess.run(
-        _stage_cmd("preprocess", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True
-    )
+    first = run_stage("preprocess", config, _env(outputs))
     assert first.returncode == 0, first.stderr[-2000:]
     before = _snapshot(outputs / "rel" / "preprocess")
     manifest = (outputs / "rel" / "preprocess" / "manifest.json").read_bytes()
@@ -844,7 +826,7 @@ def test_a_write_that_fails_leaves_the_previous_result_and_one_line(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
     proc = subprocess.run(
-        _stage_cmd("preprocess", config, "--force"),
+        stage_cmd("preprocess", config, "--force"),
         cwd=REPO,
         env={**_env(outputs), "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
@@ -891,10 +873,10 @@ def test_no_code_executing_loads_of_files_a_user_could_supply():
 
 def test_stage_containers_run_as_the_user_without_network_on_a_read_only_root():
     text = (REPO / "Makefile").read_text()
-    run_stage = text[text.index("RUN_STAGE = bash docker/check-image.sh") :]
-    run_stage = run_stage[: run_stage.index("\n\n")] if "\n\n" in run_stage else run_stage
+    rule = text[text.index("RUN_STAGE = bash docker/check-image.sh") :]
+    rule = rule[: rule.index("\n\n")] if "\n\n" in rule else rule
     for flag in ("--network none", "--user $(DOCKER_USER)", "--read-only", ":/app/data:ro"):
-        assert flag in run_stage, flag
+        assert flag in rule, flag
 
 
 @pytest.mark.slow
@@ -908,15 +890,13 @@ def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_resul
     config.write_text(yaml.safe_dump(cfg))
     reference, outputs = tmp_path / "reference", tmp_path / "outputs"
     start = time.monotonic()
-    proc = subprocess.run(
-        _stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(reference), capture_output=True, text=True
-    )
+    proc = run_stage("train_3d_mri", config, _env(reference))
     assert proc.returncode == 0, proc.stderr[-2000:]
     seconds = time.monotonic() - start
     killed = 0
     for fraction in sorted(np.random.default_rng(11).uniform(0.4, 0.95, size=2)):
         run = subprocess.Popen(
-            _stage_cmd("train_3d_mri", config),
+            stage_cmd("train_3d_mri", config),
             cwd=REPO,
             env=_env(outputs),
             stdout=subprocess.DEVNULL,
@@ -928,9 +908,7 @@ def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_resul
             killed += 1
         run.wait()
     assert killed >= 1
-    rerun = subprocess.run(
-        _stage_cmd("train_3d_mri", config), cwd=REPO, env=_env(outputs), capture_output=True, text=True
-    )
+    rerun = run_stage("train_3d_mri", config, _env(outputs))
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert _snapshot(outputs / "rel_mri" / "train_3d_mri") == _snapshot(reference / "rel_mri" / "train_3d_mri")
     left = [p.name for p in (outputs / "rel_mri").iterdir() if ".tmp-" in p.name or ".old-" in p.name]

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ..support import REPO, check_declared_outputs, write_config
+from ..support import REPO, check_declared_outputs, run_stages, write_config
 
 EXTRA_STAGES = REPO / "tests" / "extra_stages"
 STAGES = ("preprocess", "train_torch", "train_sklearn", "explain", "report")
@@ -216,16 +216,7 @@ def test_report_runs_without_a_dataset_provider_and_without_explanations(plugged
     raw["train_sklearn"]["data"] = str(plugged["exp"] / "preprocess")
     cfg.write_text(yaml.safe_dump(raw))
     shutil.rmtree(out / "t" / "train_sklearn")
-    for stage in ("train_sklearn", "report"):  # the trainer reads its own inputs, then report
-        proc = subprocess.run(
-            [sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
+    run_stages(cfg, env, "train_sklearn", "report")  # the trainer reads its own inputs, then report
     summary = json.loads((out / "t" / "report" / "summary.json").read_text())
     assert set(summary["models"]) == {"knn"} and summary["explanations"] == {}
 

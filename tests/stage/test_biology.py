@@ -254,12 +254,10 @@ def test_a_sample_spot_model_has_no_gene_ranking_and_the_report_says_why(tmp_pat
     """sample-spot images have no pixel->gene map: explain records why the biology checks are absent for that
     model, the report says so, and the baseline (on genes) is still checked."""
     import os
-    import subprocess
-    import sys
 
     from fixtures.synthetic import write_transcriptome
 
-    from ..support import REPO, write_config
+    from ..support import run_stages, write_config
 
     data = tmp_path / "data"
     write_transcriptome(data, n_samples=160, n_genes=120, n_classes=3, n_markers=5, n_donors=8, fold_change=10.0)
@@ -285,16 +283,7 @@ def test_a_sample_spot_model_has_no_gene_ranking_and_the_report_says_why(tmp_pat
         },
     )
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
-    for stage in ("preprocess", "train_torch", "explain", "report"):
-        proc = subprocess.run(
-            [sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    run_stages(cfg, env, "preprocess", "train_torch", "explain", "report")
     exp = tmp_path / "outputs" / "t"
     metrics = json.loads((exp / "explain" / "metrics.json").read_text())
     assert "biology" not in metrics["models"]["resnet18"]

@@ -20,7 +20,7 @@ from shared.errors import UserError
 from stages.train_3d_mri.cohort import find_cohort, idh_label
 from stages.train_3d_mri.params import Mri
 
-from ..support import REPO
+from ..support import REPO, run_stages
 
 
 @pytest.fixture(scope="module")
@@ -334,16 +334,7 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
     from ..support import check_declared_outputs
 
     path, env, exp = _config(tmp_path, *ucsf)
-    for stage in ("train_3d_mri", "report"):
-        proc = subprocess.run(
-            [sys.executable, "-m", f"stages.{stage}", "--config", str(path)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    run_stages(path, env, "train_3d_mri", "report")
     out = exp / "train_3d_mri"
     check_declared_outputs(out, "train_3d_mri")
     cohort = pd.read_csv(out / "cohort.csv", dtype=str, keep_default_na=False)

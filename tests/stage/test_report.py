@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from ..support import REPO, browser_or_skip, write_config
+from ..support import browser_or_skip, run_stages, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -66,16 +64,7 @@ def hostile(tmp_path_factory):
         explain={"methods": ["gradient"], "markers": str(data / "markers.csv"), "precision_k": 6},
     )
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs")}
-    for stage in ("preprocess", "train_torch", "explain", "report"):
-        proc = subprocess.run(
-            [sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    run_stages(cfg, env, "preprocess", "train_torch", "explain", "report")
     return tmp / "outputs"
 
 

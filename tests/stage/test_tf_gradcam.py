@@ -19,7 +19,7 @@ import pytest
 
 from shared.errors import UserError
 
-from ..support import REPO, write_config
+from ..support import REPO, run_stage, write_config
 
 
 def _installed(*names: str) -> bool:
@@ -206,16 +206,6 @@ def _tf_config(path, data, **tf_section):
     return cfg
 
 
-def _run(stage, cfg, env):
-    return subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}", "--config", str(cfg)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 @pytest.mark.slow
 def test_two_runs_give_identical_metrics_and_explain_layout(tcga, tmp_path):
     from ..support import check_declared_outputs
@@ -231,7 +221,7 @@ def test_two_runs_give_identical_metrics_and_explain_layout(tcga, tmp_path):
             raw["stages"] = ["preprocess", "train_tf_gradcam", "report"]
             cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
         for stage in ("preprocess", "train_tf_gradcam", "report")[: 2 + k]:
-            proc = _run(stage, cfg, env)
+            proc = run_stage(stage, cfg, env)
             assert proc.returncode == 0, proc.stderr[-3000:]
         stage_dir = tmp_path / f"out{k}" / "t" / "train_tf_gradcam"
         results.append(
@@ -258,13 +248,13 @@ def test_two_runs_give_identical_metrics_and_explain_layout(tcga, tmp_path):
 def test_bad_configs_fail_before_training_with_one_line_naming_the_key(tcga, tmp_path):
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "out")}
     cfg = _tf_config(tmp_path / "ok.yaml", tcga)
-    assert _run("preprocess", cfg, env).returncode == 0
+    assert run_stage("preprocess", cfg, env).returncode == 0
     for name, section, expected in (
         ("layer", {"explain": {"layer": "dense2"}}, "train_tf_gradcam.explain.layer"),
         ("missing", {"explain": {"layer": "nope"}}, "no layer 'nope'"),
     ):
         bad = _tf_config(tmp_path / f"{name}.yaml", tcga, **section)
-        proc = _run("train_tf_gradcam", bad, env)
+        proc = run_stage("train_tf_gradcam", bad, env)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr[-2000:]
         assert "epochs in" not in proc.stderr  # nothing was trained
         assert not (tmp_path / "out" / "t" / "train_tf_gradcam").exists()
