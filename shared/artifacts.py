@@ -295,7 +295,7 @@ class StageRun:
         if manifest is None or manifest.get("fingerprint") != self.fingerprint():
             return False
         os.utime(self.final / MANIFEST)
-        if self.publish:  # what a killed forced rerun left beside the current result goes too, unless a run is writing
+        if self.publish:  # what a killed forced rerun left (folders, checkpoints) goes too, unless a run is writing
             lock = _StageLock(self.exp_dir / f".{self.stage}.lock", self.final)
             try:
                 lock.acquire()
@@ -303,6 +303,7 @@ class StageRun:
                 return True
             try:
                 self._clear_stale()
+                shutil.rmtree(self.exp_dir / ".checkpoints" / self.stage, ignore_errors=True)
             finally:
                 lock.release()
         return True

@@ -119,3 +119,29 @@ def build_once(root: Path, name: str, key: object, build: Callable[[Path], None]
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return folder
+
+
+def kill_at_points(cmd: list[str], env: dict, seconds: float, fractions, tries: int = 4) -> int:
+    """Start ``cmd`` once per fraction and SIGKILL it at ``fraction x seconds``; returns how many runs were killed.
+
+    ``seconds`` is the uninterrupted run's time, measured under whatever load the machine had then. A run that ends
+    before its kill point shows the machine is faster now: its own time becomes the base and it is started again
+    (up to ``tries`` times per point), so the kill lands inside the run on a loaded or an idle machine alike."""
+    import signal
+    import time
+
+    killed = 0
+    for fraction in sorted(fractions):
+        base = seconds
+        for _ in range(tries):
+            start = time.monotonic()
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                proc.wait(timeout=fraction * base)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                killed += 1
+                break
+            base = time.monotonic() - start
+    return killed

@@ -23,7 +23,7 @@ import yaml
 
 from shared.stage import main as stage_main
 
-from ..support import REPO, run_stage, run_stages, stage_cmd
+from ..support import REPO, kill_at_points, run_stage, run_stages, stage_cmd
 
 GENES = [f"G{i}" for i in range(40)]
 CLASSES = ["AC", "MES", "NPC"]
@@ -716,27 +716,12 @@ def test_a_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(stag
     Preprocess, explain and report keep no checkpoints, so their rerun is a run from scratch on the reference's
     upstream outputs: with train_torch run twice from scratch below, the whole pipeline run twice gives the same
     files, summary.json included (every file is compared)."""
-    import signal
-    import time
-
     config, reference, seconds = reference_run
     rng = np.random.default_rng(PIPELINE.index(stage))
     outputs = tmp_path / "outputs"
     _copy_upstream(reference, outputs, stage)
-    killed = 0
-    for fraction in sorted(rng.uniform(0.3, 0.95, size=2)):
-        proc = subprocess.Popen(
-            stage_cmd(stage, config, "--force"),
-            cwd=REPO,
-            env=_env(outputs),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(fraction * seconds[stage])
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait()
+    fractions = rng.uniform(0.3, 0.95, size=2)
+    killed = kill_at_points(stage_cmd(stage, config, "--force"), _env(outputs), seconds[stage], fractions)
     assert killed >= 1, f"{stage} finished before every kill point"
     rerun = run_stage(stage, config, _env(outputs))
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -767,7 +752,7 @@ def test_a_second_writer_of_a_stage_stops_at_once_naming_the_first(tmp_path):
             (
                 "import sys, time\nfrom shared import config\nfrom shared.artifacts import StageRun\n"
                 "with StageRun(config.load(sys.argv[1]), 'preprocess') as run:\n"
-                "    print('holding', flush=True)\n    time.sleep(30)\n"
+                "    print('holding', flush=True)\n    time.sleep(600)\n"
             ),
             str(config),
         ],
@@ -881,7 +866,6 @@ def test_stage_containers_run_as_the_user_without_network_on_a_read_only_root():
 
 @pytest.mark.slow
 def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_result(cohort, tmp_path):
-    import signal
     import time
 
     cfg = _mri_config(cohort, name="rel_mri")
@@ -893,20 +877,8 @@ def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_resul
     proc = run_stage("train_3d_mri", config, _env(reference))
     assert proc.returncode == 0, proc.stderr[-2000:]
     seconds = time.monotonic() - start
-    killed = 0
-    for fraction in sorted(np.random.default_rng(11).uniform(0.4, 0.95, size=2)):
-        run = subprocess.Popen(
-            stage_cmd("train_3d_mri", config),
-            cwd=REPO,
-            env=_env(outputs),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(fraction * seconds)
-        if run.poll() is None:
-            run.send_signal(signal.SIGKILL)
-            killed += 1
-        run.wait()
+    fractions = np.random.default_rng(11).uniform(0.4, 0.95, size=2)
+    killed = kill_at_points(stage_cmd("train_3d_mri", config, "--force"), _env(outputs), seconds, fractions)
     assert killed >= 1
     rerun = run_stage("train_3d_mri", config, _env(outputs))
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -18,6 +18,8 @@ from shared.artifacts import StageRun
 exp = config.load(sys.argv[1])
 with StageRun(exp, "preprocess") as run:
     (run.out / "images.npy").write_bytes(b"half a file")
+    run.checkpoints.mkdir(parents=True)
+    (run.checkpoints / "epoch1.pt").write_bytes(b"a checkpoint")
     os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -64,11 +66,12 @@ def test_killed_stage_leaves_no_manifest_and_is_redone(tmp_path, small_data, out
     assert (final / "images.npy").read_bytes()[:6] == b"\x93NUMPY"
 
     # an unchanged rerun is skipped, and clears what the killed forced run left beside the result
-    assert list((outputs / "t").glob(".preprocess.tmp-*"))
+    assert list((outputs / "t").glob(".preprocess.tmp-*")) and (outputs / "t" / ".checkpoints" / "preprocess").exists()
     proc = _run_stage(cfg, env)
     assert "up to date" in proc.stderr
     assert (final / "manifest.json").read_text() == before
     assert not list((outputs / "t").glob(".preprocess.tmp-*"))
+    assert not (outputs / "t" / ".checkpoints" / "preprocess").exists()
     # a changed section reruns
     proc = _run_stage(cfg, env, "--set", "preprocess.n_genes=128")
     assert proc.returncode == 0 and "up to date" not in proc.stderr
