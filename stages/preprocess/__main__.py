@@ -21,7 +21,14 @@ from shared.stage import main
 
 from .augment import augment, augmentation_plan
 from .loaders import read_gene_filter, strip_version
-from .normalize import GeneMoments, MinMaxScaler, highly_variable_genes, normalize_log1p, top_variance_genes
+from .normalize import (
+    GeneMoments,
+    LoggedCheck,
+    MinMaxScaler,
+    highly_variable_genes,
+    to_log1p,
+    top_variance_genes,
+)
 from .npywriter import NpyWriter
 from .params import Expression, Preprocess
 from .source import iter_chunks, open_expression, sample_rows
@@ -43,8 +50,7 @@ def _gene_columns(cfg: Expression, var_names) -> np.ndarray:
 
 
 def _prepare(X, cols: np.ndarray, cfg: Expression, p: Preprocess):
-    X = X[:, cols]
-    return X.astype(np.float32) if cfg.normalized else normalize_log1p(X, p.target_sum)
+    return to_log1p(X[:, cols], cfg.scale, p.target_sum)
 
 
 def run(run: StageRun) -> None:
@@ -78,13 +84,18 @@ def run(run: StageRun) -> None:
 
     # pass 1: value checks, training moments, and the training subsample the layout is fitted on
     moments = GeneMoments(len(cols))
+    logged = LoggedCheck()
     fit_parts = []
     for start, stop, X in progress(iter_chunks(adata, p.chunk_size, cfg, backed), "statistics", unit="chunk"):
+        if cfg.scale == "counts":
+            logged.update(X)
         Xn = _prepare(X, cols, cfg, p)
         moments.update(Xn[~is_test[start:stop]])
         in_fit = fit_rows[(fit_rows >= start) & (fit_rows < stop)] - start
         fit_parts.append(Xn[in_fit])
     fit_X = sp.vstack(fit_parts).tocsr() if sp.issparse(fit_parts[0]) else np.vstack(fit_parts)
+    if warning := logged.warning(cfg.path):
+        log.warning(warning)
 
     if p.gene_selection == "hvg":
         genes_idx = highly_variable_genes(fit_X, p.n_genes)
@@ -187,7 +198,7 @@ def run(run: StageRun) -> None:
             **transform.describe(),
             "gene_map": "pixel_genes.npz" if transform.gene_map is not None else None,
             "vectors": "vectors.npy" if vec_w else None,
-            "normalized_input": cfg.normalized,
+            "input_scale": cfg.scale,
             "label_key": cfg.label_key,
             "group_key": cfg.group_key,
             "n_augmented": n_aug,

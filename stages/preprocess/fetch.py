@@ -238,7 +238,7 @@ REGISTRY: dict[str, dict[str, Any]] = {
         "description": "TCGA PanCanAtlas: the batch-corrected RNA-seq matrix (EBPlusPlus, 20,531 genes x 11,069 "
         "samples) and the TCGA-CDR clinical table (cancer type per patient)",
         "homepage": "https://gdc.cancer.gov/about-data/publications/pancanatlas",
-        "verified": False,
+        "verified": True,
         "notes": "The matrix is genes (SYMBOL|Entrez) x aliquot barcodes with NA for some genes (configs/tcga.yaml "
         "sets missing: drop_genes); TCGA-CDR-SupplementalTableS1.xlsx gives 'type' per bcr_patient_barcode. "
         "Per-sample STAR counts of current GDC releases: make fetch DATASET=gdc MANIFEST=gdc_manifest.txt.",
@@ -247,11 +247,15 @@ REGISTRY: dict[str, dict[str, Any]] = {
                 "name": "pancan-matrix",
                 "url": f"{_GDC}/data/3586c0da-64d0-4b74-a449-5ff4d9136611",
                 "path": "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv",
+                "md5": "02e72c33071307ff6570621480d3c90b",  # md5 and size as GDC's PanCanAtlas manifest lists them
+                "size": 1882540959,
             },
             {
                 "name": "clinical-cdr",
                 "url": f"{_GDC}/data/1b5f413e-a8d1-4d10-92eb-7c4ae739ed81",
                 "path": "TCGA-CDR-SupplementalTableS1.xlsx",
+                "md5": "a4591b2dcee39591f59e5e25a6ce75fa",
+                "size": 2945129,
             },
         ],
     },

@@ -1,7 +1,8 @@
 """GDC (NCI Genomic Data Commons) RNA-seq downloads: one STAR gene-counts file per sample plus the cart's sample
 sheet, as the GDC portal and gdc-client write them.
 
-- ``<file id>.rna_seq.augmented_star_gene_counts.tsv`` (GDC data release 32 on, "STAR - Counts" workflow): a comment
+- ``<uuid>.rna_seq.augmented_star_gene_counts.tsv`` (GDC data release 32 on, "STAR - Counts" workflow; the UUID
+  that starts the name is not the File ID, so files are found by the sample sheet's File Name): a comment
   line ``# gene-model: GENCODE v36``, a header ``gene_id gene_name gene_type unstranded stranded_first
   stranded_second tpm_unstranded fpkm_unstranded fpkm_uq_unstranded`` (tab separated), four STAR summary rows
   (``N_unmapped``, ``N_multimapping``, ``N_noFeature``, ``N_ambiguous``: counts only, the other cells empty), then

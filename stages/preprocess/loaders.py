@@ -93,7 +93,7 @@ def _read_h5ad(cfg: Expression):
         adata = ad.AnnData(X=adata.layers[cfg.layer], obs=adata.obs, var=adata.var)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise UserError(f"{path}: empty matrix ({adata.n_obs} samples x {adata.n_vars} genes)")
-    _check_values(adata.X, adata.obs_names, adata.var_names, path, cfg.normalized, axes=("sample", "gene"))
+    _check_values(adata.X, adata.obs_names, adata.var_names, path, cfg.negatives_ok, axes=("sample", "gene"))
     return adata
 
 
@@ -115,7 +115,7 @@ def _read_csv(cfg: Expression):
     keep = (lambda sample: sample in known) if orientation != "auto" else None
     table = _read_matrix(
         cfg.path,
-        cfg.normalized,
+        cfg.negatives_ok,
         sep=sep,
         missing_ok=cfg.missing == "drop_genes",
         keep_column=keep if orientation == "genes_x_samples" else None,
@@ -236,7 +236,7 @@ def _read_gct(cfg: Expression):
     for path, (declared, _file_samples, lead) in zip(paths, headers, strict=False):
         table = _read_matrix(
             path,
-            cfg.normalized,
+            cfg.negatives_ok,
             sep="\t",
             skiprows=2,
             n_id_columns=2 + lead,
@@ -370,7 +370,7 @@ def _read_tcga(cfg: Expression):
         raise _no_barcode(cfg, header[1] if len(header) > 1 else None, labels)
     table = _read_matrix(
         cfg.path,
-        cfg.normalized,
+        cfg.negatives_ok,
         sep=sep,
         missing_ok=cfg.missing == "drop_genes",
         keep_column=labelled if orientation == "genes_x_samples" else None,
@@ -433,7 +433,7 @@ def _read_geo(cfg: Expression):
             )
         table = _read_matrix(
             series_path,
-            cfg.normalized,
+            cfg.negatives_ok,
             sep="\t",
             skiprows=series.table_line,
             nrows=series.table_rows,
@@ -469,7 +469,7 @@ def _read_geo(cfg: Expression):
         symbol = next((i for i in range(1, first) if header[i].strip().lower() in SYMBOL_HEADERS), None)
         table = _read_matrix(
             cfg.path,
-            cfg.normalized,
+            cfg.negatives_ok,
             sep=sep,
             n_id_columns=first,
             info_column=symbol,
@@ -539,7 +539,7 @@ def _read_gdc(cfg: Expression):
         X[i] = values
         if (i + 1) % 500 == 0:
             log.info("%s: %d of %d files read", folder, i + 1, len(names))
-    _check_values(X, names, list(genes), folder, cfg.normalized, missing_ok=cfg.missing == "drop_genes")
+    _check_values(X, names, list(genes), folder, cfg.negatives_ok, missing_ok=cfg.missing == "drop_genes")
     obs = sheet.loc[names].copy()
     sample_ids = obs["Sample ID"] if "Sample ID" in obs else None
     if sample_ids is not None and sample_ids.notna().all() and sample_ids.is_unique:
@@ -578,7 +578,7 @@ def _matrix_header(path, sep: str | None, default_sep: str, skiprows: int) -> tu
 
 def _read_matrix(
     path,
-    normalized: bool,
+    negatives_ok: bool,
     sep: str | None = None,
     default_sep: str = ",",
     skiprows: int = 0,
@@ -602,7 +602,7 @@ def _read_matrix(
     ever stored, as float32; ``expected_rows``, when the file declares its rows, lets the blocks go straight into
     the result). ``transpose``: the values are stored columns-first, so that ``values.T`` (the
     samples x genes matrix of a genes x samples file) costs no copy. Values are checked block by block
-    (NaN/inf unless ``missing_ok`` allows NaN, negatives unless ``normalized``).
+    (NaN/inf unless ``missing_ok`` allows NaN, negatives unless ``negatives_ok``).
     """
     from .streaming import NonNumeric, stream_matrix
 
@@ -623,7 +623,7 @@ def _read_matrix(
         )
 
     def check(block, row_ids, _):
-        _check_values(block, row_ids, col_ids, path, normalized, axes=("row", "column"), missing_ok=missing_ok)
+        _check_values(block, row_ids, col_ids, path, negatives_ok, axes=("row", "column"), missing_ok=missing_ok)
 
     try:
         streamed = stream_matrix(
@@ -890,7 +890,7 @@ def _check_obs(adata, cfg: Expression, source) -> None:
     _check_unique(adata.var_names, "gene ids (var names)", cfg.path)
 
 
-def _check_values(X, row_ids, col_ids, path, normalized: bool, axes=("sample", "gene"), missing_ok=False) -> None:
+def _check_values(X, row_ids, col_ids, path, negatives_ok: bool, axes=("sample", "gene"), missing_ok=False) -> None:
     """Stop on a non-numeric matrix, NaN (unless ``missing_ok``)/inf, or negative counts; the message names one
     offending cell.
 
@@ -909,11 +909,11 @@ def _check_values(X, row_ids, col_ids, path, normalized: bool, axes=("sample", "
             f"values, e.g. {_cell(X, finite, False, row_ids, col_ids, axes)}; clean them before running"
             f"{'' if missing_ok else ', or set expression.missing: drop_genes to leave such genes out'}"
         )
-    if not normalized and (data < 0).any():
+    if not negatives_ok and (data < 0).any():
         raise UserError(
             f"{path}: negative values in a matrix of counts, e.g. "
             f"{_cell(X, lambda v: v < 0, True, row_ids, col_ids, axes)}; if the data are already "
-            "normalised set expression.normalized: true"
+            "normalised declare expression.scale: normalized"
         )
 
 

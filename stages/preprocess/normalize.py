@@ -25,6 +25,43 @@ def normalize_log1p(X, target_sum: float):
     return chunk.X
 
 
+def to_log1p(X, scale: str, target_sum: float):
+    """Values as ``expression.scale`` declares them -> natural-log expression, the scale every later step reads.
+
+    counts: library size to ``target_sum``, then log1p; log2_tpm10: log2(TPM/10+1) x ln 2 = ln(TPM/10+1), so that
+    scanpy's fold changes (which undo log1p with expm1) stay right; log1p and normalized: as they are."""
+    if scale == "counts":
+        return normalize_log1p(X, target_sum)
+    X = X.astype(np.float32)
+    return X * np.float32(np.log(2)) if scale == "log2_tpm10" else X
+
+
+class LoggedCheck:
+    """Whether values declared as counts look already log-transformed: not whole numbers and none above
+    ``LOGGED_MAX`` (log2 of a million is 20; counts and TPM reach thousands)."""
+
+    LOGGED_MAX = 30.0
+
+    def __init__(self):
+        self.max = -np.inf
+        self.fractional = False
+
+    def update(self, X) -> None:
+        data = X.data if sp.issparse(X) else np.asarray(X)
+        if data.size:
+            self.max = max(self.max, float(data.max()))
+            self.fractional = self.fractional or bool((data != np.round(data)).any())
+
+    def warning(self, path) -> str | None:
+        if self.fractional and self.max <= self.LOGGED_MAX:
+            return (
+                f"{path}: the values look already log-transformed (not whole numbers, none above {self.max:.3g}) "
+                "but expression.scale is counts, so they are normalised and logged again; declare "
+                "expression.scale: log1p, log2_tpm10 or normalized if they are"
+            )
+        return None
+
+
 class GeneMoments:
     """Streaming per-gene count, mean, variance, minimum and maximum over the rows it is shown."""
 

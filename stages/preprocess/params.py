@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.config import InputDir, InputFile, Output, Section, StageSpec
 
@@ -32,7 +32,11 @@ class Expression(Section):
     layer: str | None = None
     use_raw: bool = False
     gene_filter: InputFile | None = None
-    normalized: bool = False
+    #: what the values are, as the source publishes them: counts (raw reads or TPM: scaled to preprocess.target_sum
+    #: per sample, then log1p), log1p (natural log of normalised values, e.g. scanpy's X: used as they are),
+    #: log2_tpm10 (log2(TPM/10+1), Neftel et al.'s convention for GSE131928: turned into ln(TPM/10+1)), normalized
+    #: (anything else already normalised, negatives allowed: array intensities, batch-corrected RSEM: used as they are)
+    scale: Literal["counts", "log1p", "log2_tpm10", "normalized"] = "counts"
     more_paths: list[InputFile] = Field(default_factory=list)
     labels: InputFile | None = None
     #: the labels table's sample-id column (default: its first; gdc: File Name; geo: the !Sample_ field that names
@@ -43,13 +47,28 @@ class Expression(Section):
     phenotypes: InputFile | None = None
     #: gdc: the folder the STAR counts files were downloaded into (<file id>/<file name>, or flat)
     files_dir: InputDir | None = None
-    #: gdc: the STAR counts column used as the value (unstranded read counts; tpm_unstranded with normalized: true)
+    #: gdc: the STAR counts column used as the value (unstranded read counts; tpm_unstranded is also scale: counts)
     counts_column: Literal[
         "unstranded", "stranded_first", "stranded_second", "tpm_unstranded", "fpkm_unstranded", "fpkm_uq_unstranded"
     ] = "unstranded"
     #: table formats: error stops on a missing value (NaN, NA, empty); drop_genes leaves out every gene with one
     #: (the TCGA pan-cancer matrix holds NA for some genes)
     missing: Literal["error", "drop_genes"] = "error"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "normalized" in data:
+            raise ValueError(
+                "expression.normalized is now expression.scale: write scale: normalized for normalized: true, "
+                "scale: counts for false (or log1p, log2_tpm10: see README 'Config')"
+            )
+        return data
+
+    @property
+    def negatives_ok(self) -> bool:
+        """Only values declared normalised may be negative (array intensities, batch-corrected values)."""
+        return self.scale == "normalized"
 
 
 #: tsne: openTSNE (FFT-accelerated from 10,000 genes up); tsne_sklearn: scikit-learn's Barnes-Hut t-SNE, what

@@ -36,7 +36,7 @@ def iter_chunks(adata, chunk_size: int, cfg: Expression, backed: bool) -> Iterat
         stop = min(start + chunk_size, adata.n_obs)
         X = adata.X[start:stop]
         if backed:
-            _check_values(X, adata.obs_names[start:stop], adata.var_names, cfg.path, cfg.normalized)
+            _check_values(X, adata.obs_names[start:stop], adata.var_names, cfg.path, cfg.negatives_ok)
         yield start, stop, X
 
 

@@ -204,7 +204,7 @@ def test_geo_series_matrix_characteristics_are_parsed_per_cell(tmp_path):
 def test_geo_series_matrix_with_its_data_table(tmp_path):
     values = np.round(np.arange(12).reshape(3, 4) * 0.37 + 2, 3)  # probes x samples (log2 RMA-like)
     path = _series_matrix(tmp_path, values)
-    adata = _read(path=str(path), format="geo", label_key="subgroup", normalized=True)
+    adata = _read(path=str(path), format="geo", label_key="subgroup", scale="normalized")
     assert list(adata.obs_names) == GSM and list(adata.var_names) == PROBES
     assert list(adata.obs["label"]) == SUBGROUPS and adata.obs.loc[GSM[0], "subtype"] == "WNT_alpha"
     assert adata.X[2, 1] == pytest.approx(values[1, 2]) and adata.X[3, 0] == pytest.approx(values[0, 3])
@@ -223,7 +223,7 @@ def test_geo_supplementary_matrix_matched_by_title(tmp_path):
     ]
     matrix = _write(tmp_path / "GSE85217_M_exp_763_MB_SubtypeStudy_TaylorLab.txt.gz", _tsv(rows), gz=True)
     adata = _read(
-        path=str(matrix), labels=str(series), format="geo", label_key="subgroup", group_key="gender", normalized=True
+        path=str(matrix), labels=str(series), format="geo", label_key="subgroup", group_key="gender", scale="normalized"
     )
     assert list(adata.obs_names) == [TITLES[i] for i in order]
     assert list(adata.obs["label"]) == [SUBGROUPS[i] for i in order]
@@ -274,10 +274,19 @@ FILE_IDS = [
     "0f5d9e2c-1a2b-4c3d-8e9f-0a1b2c3d4e02",
     "a3c4d5e6-f708-4192-a3b4-c5d6e7f8a903",
 ]
+#: a STAR counts file's name starts with a UUID of its own, not its File ID (GDC sample sheets and manifests show both)
+FILE_NAMES = [
+    f"{u}.rna_seq.augmented_star_gene_counts.tsv"
+    for u in (
+        "d6a8c0e4-2f1b-4e5d-9c3a-7b8e9f0a1b11",
+        "5e7f9a1b-3c2d-4e6f-8a0b-1c2d3e4f5a12",
+        "9b8a7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c13",
+    )
+]
 SAMPLE_IDS = ["TCGA-06-0125-01A", "TCGA-02-0047-01A", "TCGA-A1-A0SB-01A"]
 
 
-def _star_file(folder: Path, file_id: str, counts: list[int]) -> Path:
+def _star_file(folder: Path, file_id: str, name: str, counts: list[int]) -> Path:
     rows = [["# gene-model: GENCODE v36"], STAR_HEADER]
     rows += [
         [name, "", "", 1_000_000 + i, 500_000, 500_000, "", "", ""]
@@ -287,7 +296,6 @@ def _star_file(folder: Path, file_id: str, counts: list[int]) -> Path:
         [g, s, t, c, c // 2, c - c // 2, round(c * 0.731, 4), round(c * 0.2, 4), round(c * 0.25, 4)]
         for (g, s, t), c in zip(STAR_GENES, counts, strict=False)
     ]
-    name = f"{file_id}.rna_seq.augmented_star_gene_counts.tsv"
     return _write(folder / file_id / name, _tsv(rows))
 
 
@@ -295,7 +303,7 @@ def _gdc(tmp_path, with_files=(0, 1, 2)):
     download = tmp_path / "gdc_download"
     counts = [[10, 0, 0, 3], [20, 5, 1, 7], [30, 9, 0, 11]]
     for i in with_files:
-        _star_file(download, FILE_IDS[i], counts[i])
+        _star_file(download, FILE_IDS[i], FILE_NAMES[i], counts[i])
     header = [
         "File ID",
         "File Name",
@@ -312,7 +320,7 @@ def _gdc(tmp_path, with_files=(0, 1, 2)):
     rows = [header] + [
         [
             f,
-            f"{f}.rna_seq.augmented_star_gene_counts.tsv",
+            n,
             "Transcriptome Profiling",
             "Gene Expression Quantification",
             p,
@@ -323,7 +331,7 @@ def _gdc(tmp_path, with_files=(0, 1, 2)):
             "Solid Tissue",
             "Unknown",
         ]
-        for f, s, p in zip(FILE_IDS, SAMPLE_IDS, ["TCGA-GBM", "TCGA-GBM", "TCGA-BRCA"], strict=False)
+        for f, n, s, p in zip(FILE_IDS, FILE_NAMES, SAMPLE_IDS, ["TCGA-GBM", "TCGA-GBM", "TCGA-BRCA"], strict=True)
     ]
     sheet = _write(tmp_path / "gdc_sample_sheet.2026-12-03.tsv", _tsv(rows))
     return dict(path=str(sheet), files_dir=str(download), format="gdc", label_key="Project ID", group_key="Case ID")
@@ -337,7 +345,7 @@ def test_gdc_star_counts_with_the_sample_sheet(tmp_path):
     assert list(adata.var_names) == [g for g, _, _ in STAR_GENES]  # the N_ summary rows are not genes
     assert list(adata.var["symbol"]) == ["TSPAN6", "CD99", "CD99", "MT-ATP8"]
     assert adata.X[1, 3] == 7 and adata.X[2, 1] == 9
-    tpm = _read(**_gdc(tmp_path), counts_column="tpm_unstranded", normalized=True)
+    tpm = _read(**_gdc(tmp_path), counts_column="tpm_unstranded", scale="normalized")
     assert tpm.X[2, 0] == pytest.approx(30 * 0.731)
 
 
@@ -367,7 +375,7 @@ def test_tcga_pancan_matrix_with_na_genes(tmp_path):
         tmp_path / "types.tsv",
         _tsv([["sample", "type"], ["TCGA-OR-A5J1-01", "ACC"], ["TCGA-02-0047-01", "GBM"], ["TCGA-06-0125-01", "GBM"]]),
     )
-    cfg = dict(path=str(matrix), labels=str(labels), format="tcga", label_key="type", normalized=True)
+    cfg = dict(path=str(matrix), labels=str(labels), format="tcga", label_key="type", scale="normalized")
     assert "missing: drop_genes" in _error(matrix, **cfg)
     adata = _read(**cfg, missing="drop_genes")
     assert list(adata.var_names) == ["?|100130426", "SLC35E2|9906", "TP53|7157"]
@@ -378,29 +386,85 @@ def test_tcga_pancan_matrix_with_na_genes(tmp_path):
 # ------------------------------------------------------------------------------------------------ GBM Smart-seq2
 
 
-def test_smartseq2_tpm_matrix_with_single_cell_portal_metadata(tmp_path):
-    """GSM3828672's processed TPM (genes x cells, tab, gzip) with a Single Cell Portal metadata file (NAME header,
-    TYPE row), labels from 'tumour name'."""
-    cells = ["MGH101-P1-A04", "MGH101-P1-A05", "MGH102-P1-B03", "BT771-P1-C11"]
-    rows = [["GENE", *cells], ["A1BG", 0, 1.2, 0, 3.45], ["SOX2", 6.1, 5.9, 0, 7.0], ["EGFR", 8.0, 0, 9.125, 4.0]]
-    matrix = _write(tmp_path / "GSM3828672_Smartseq2_GBM_IDHwt_processed_TPM.tsv.gz", _tsv(rows), gz=True)
+SS2_CELLS = ["MGH101-P1-A04", "MGH101-P1-A05", "MGH102-P1-B03", "BT771-P1-C11"]
+
+
+def _ss2_matrix(tmp_path, name="GSM3828672_Smartseq2_GBM_IDHwt_processed_TPM.tsv.gz") -> Path:
+    """GSM3828672 as GEO serves it (the same bytes as the Single Cell Portal's IDHwtGBM.processed.SS2.logTPM.txt):
+    genes x cells, tab separated, first column GENE, values log2(TPM/10+1)."""
+    tpm = np.array([[0, 14.0, 0, 90.0], [680.0, 590.0, 0, 1270.0], [2550.0, 0, 5490.0, 150.0]])
+    values = np.round(np.log2(tpm / 10 + 1), 6)
+    rows = [["GENE", *SS2_CELLS], *([g, *v] for g, v in zip(["A1BG", "SOX2", "EGFR"], values.tolist(), strict=True))]
+    return _write(tmp_path / name, _tsv(rows), gz=name.endswith(".gz"))
+
+
+def test_smartseq2_matrix_with_single_cell_portal_metadata(tmp_path):
+    """The Single Cell Portal's IDHwt.GBM.Metadata.SS2.txt: NAME, Sample (the tumour), GBMType, CellAssignment, ...,
+    then the TYPE row; no 'tumour name' column. The matrix is log2(TPM/10+1) (scale: log2_tpm10)."""
+    matrix = _ss2_matrix(tmp_path)
     meta = _write(
-        tmp_path / "IDHwtGBM.Metadata.SS2.txt",
+        tmp_path / "IDHwt.GBM.Metadata.SS2.txt",
         _tsv(
             [
-                ["NAME", "tumour name", "Adult/Pediatric", "CellAssignment"],
-                ["TYPE", "group", "group", "group"],
-                [cells[0], "MGH101", "Adult", "Malignant"],
-                [cells[1], "MGH101", "Adult", "Malignant"],
-                [cells[2], "MGH102", "Adult", "Macrophage"],
-                [cells[3], "BT771", "Pediatric", "Malignant"],
+                ["NAME", "Sample", "GBMType", "CellAssignment", "MESlike2", "MESlike1", "AClike", "OPClike"],
+                ["TYPE", "group", "group", "group", "numeric", "numeric", "numeric", "numeric"],
+                [SS2_CELLS[0], "MGH101", "Adult", "Malignant", 0.1, -0.2, 0.3, -0.1],
+                [SS2_CELLS[1], "MGH101", "Adult", "Malignant", 0.2, 0.1, -0.4, 0.0],
+                [SS2_CELLS[2], "MGH102", "Adult", "Macrophage", "NA", "NA", "NA", "NA"],
+                [SS2_CELLS[3], "BT771", "Pediatric", "Malignant", -0.3, 0.2, 0.1, 0.5],
             ]
         ),
     )
-    adata = _read(path=str(matrix), labels=str(meta), format="tsv", label_key="tumour name", normalized=True)
-    assert list(adata.obs_names) == cells and list(adata.var_names) == ["A1BG", "SOX2", "EGFR"]
+    adata = _read(path=str(matrix), labels=str(meta), format="tsv", label_key="Sample", scale="log2_tpm10")
+    assert list(adata.obs_names) == SS2_CELLS and list(adata.var_names) == ["A1BG", "SOX2", "EGFR"]
     assert list(adata.obs["label"]) == ["MGH101", "MGH101", "MGH102", "BT771"]
-    assert adata.X[2, 2] == pytest.approx(9.125) and adata.X[3, 0] == pytest.approx(3.45)
+    assert adata.X[2, 2] == pytest.approx(np.log2(550)) and adata.X[3, 0] == pytest.approx(np.log2(10))
+    message = _error(meta, path=str(matrix), labels=str(meta), format="tsv", label_key="tumour name")
+    assert "'tumour name' is not a column" in message and "Sample" in message
+
+
+def _geo_cell_workbook(path: Path, cells: dict[str, tuple[str, str, str]]) -> Path:
+    """GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx as GEO serves it: 43 rows of notes before the
+    header (Sample name, tumour name, adult/pediatric, processed data file), then every cell of both platforms."""
+    import pandas as pd
+
+    notes = [["Single cell RNA-seq of adult and paediatric IDH-wildtype glioblastomas"], []] + [
+        [f"note {i}: processed data are log2(TPM/10+1)"] for i in range(41)
+    ]
+    header = [["Sample name", "tumour name", "adult/pediatric", "processed data file"]]
+    rows = [[cell, *values] for cell, values in cells.items()]
+    pd.DataFrame(notes + header + rows).to_excel(path, header=False, index=False)
+    return path
+
+
+def test_smartseq2_cells_as_geo_serves_them_in_its_workbook(tmp_path):
+    """GEO's workbook: the header is the 44th row (found as the row naming label_key); 10X cells, which the
+    Smart-seq2 matrix does not hold, are left out of the join."""
+    ss2 = "GSM3828672_Smartseq2_GBM_IDHwt_processed_TPM.tsv"
+    tenx = "GSM3828673_10X_GBM_IDHwt_processed_TPM.tsv"
+    cells = {
+        SS2_CELLS[0]: ("MGH101", "adult", ss2),
+        SS2_CELLS[1]: ("MGH101", "adult", ss2),
+        SS2_CELLS[2]: ("MGH102", "adult", ss2),
+        SS2_CELLS[3]: ("BT771", "pediatric", ss2),
+        "MGH105A_AAACCTGAGCTCCCAG": ("MGH105", "adult", tenx),
+        "MGH105A_AAACCTGCAATGAAAC": ("MGH105", "adult", tenx),
+    }
+    book = _geo_cell_workbook(tmp_path / "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx", cells)
+    matrix = _ss2_matrix(tmp_path)
+    adata = _read(
+        path=str(matrix),
+        labels=str(book),
+        format="tsv",
+        label_key="tumour name",
+        group_key="adult/pediatric",
+        scale="log2_tpm10",
+    )
+    assert list(adata.obs_names) == SS2_CELLS and list(adata.obs["label"]) == ["MGH101", "MGH101", "MGH102", "BT771"]
+    assert list(adata.obs["group"]) == ["adult", "adult", "adult", "pediatric"]
+    broken = _write(tmp_path / "broken.xlsx", "")
+    broken.write_bytes(book.read_bytes()[:200])
+    assert "xlsx" in _error(broken, path=str(matrix), labels=str(broken), format="tsv", label_key="tumour name")
 
 
 # ------------------------------------------------------------------------------------------------ the stage
@@ -414,7 +478,7 @@ def test_bad_input_stops_the_stage_with_exit_2_and_writes_nothing(tmp_path):
             {
                 "name": "bad_geo",
                 "stages": ["preprocess"],
-                "expression": {"path": str(series), "format": "geo", "label_key": "subgroup", "normalized": True},
+                "expression": {"path": str(series), "format": "geo", "label_key": "subgroup", "scale": "normalized"},
             }
         )
     )
@@ -430,37 +494,6 @@ def test_bad_input_stops_the_stage_with_exit_2_and_writes_nothing(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(series) in errors[0] and "subgroup" in errors[0]
     assert not outputs.exists() or not any(p.is_file() for p in outputs.rglob("*"))
-
-
-def test_smartseq2_metadata_as_geo_serves_it_in_an_xlsx_workbook(tmp_path):
-    """GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx: the labels in a workbook, here with a title
-    row above the header (the header is found as the row holding label_key)."""
-    import pandas as pd
-
-    cells = ["MGH101-P1-A04", "MGH102-P1-B03", "BT771-P1-C11"]
-    rows = [
-        ["GBM Smart-seq2 cells", None, None],
-        ["NAME", "tumour name", "Adult/Pediatric"],
-        [cells[0], "MGH101", "Adult"],
-        [cells[1], "MGH102", "Adult"],
-        [cells[2], "BT771", "Pediatric"],
-    ]
-    book = tmp_path / "GSE131928_single_cells_tumor_name_and_adult_or_peidatric.xlsx"
-    pd.DataFrame(rows).to_excel(book, header=False, index=False)
-    matrix = _write(tmp_path / "tpm.tsv", _tsv([["GENE", *cells], ["SOX2", 1.5, 0, 2.5], ["EGFR", 0, 3.25, 1]]))
-    adata = _read(
-        path=str(matrix),
-        labels=str(book),
-        format="tsv",
-        label_key="tumour name",
-        group_key="Adult/Pediatric",
-        normalized=True,
-    )
-    assert list(adata.obs["label"]) == ["MGH101", "MGH102", "BT771"]
-    assert list(adata.obs["group"]) == ["Adult", "Adult", "Pediatric"] and adata.X[1, 1] == 3.25
-    broken = _write(tmp_path / "broken.xlsx", "")
-    broken.write_bytes(book.read_bytes()[:200])
-    assert "xlsx" in _error(broken, path=str(matrix), labels=str(broken), format="tsv", label_key="tumour name")
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -232,7 +232,7 @@ CASES: list[Case] = [
     Case(
         "series-matrix-truncated",
         lambda t: (
-            _expr(t, path=_series(t, SERIES_HEAD), format="geo", labels=None, label_key="subgroup", normalized=True),
+            _expr(t, path=_series(t, SERIES_HEAD), format="geo", labels=None, label_key="subgroup", scale="normalized"),
             "preprocess",
             "GSE1_series_matrix.txt.gz",
             "truncated",
@@ -247,7 +247,7 @@ CASES: list[Case] = [
                 format="geo",
                 labels=None,
                 label_key="subtype",
-                normalized=True,
+                scale="normalized",
             ),
             "preprocess",
             "GSE1_series_matrix.txt.gz",
@@ -276,7 +276,7 @@ CASES: list[Case] = [
             _expr(t, path=_write(t / "x.csv", _matrix(cell=(5, 5, "-3")))),
             "preprocess",
             "x.csv",
-            "normalized: true",
+            "scale: normalized",
         ),
     ),
     Case(

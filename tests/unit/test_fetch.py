@@ -424,6 +424,12 @@ def test_malformed_registry_entries_are_refused(tmp_path, capsys, bad):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+PANCAN_SUMS = {
+    "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv": ("02e72c33071307ff6570621480d3c90b", 1882540959),
+    "TCGA-CDR-SupplementalTableS1.xlsx": ("a4591b2dcee39591f59e5e25a6ce75fa", 2945129),
+}
+
+
 def test_builtin_registry_is_well_formed():
     fetch.check_registry(fetch.REGISTRY)
     assert {"gtex-v8", "gse85217", "gbm-smartseq2"} <= set(fetch.REGISTRY)
@@ -437,8 +443,10 @@ def test_builtin_registry_is_well_formed():
     )
     assert any(f["path"] == "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt" for f in gtex)
     assert all(fetch.gtex_slug(t) == s for t, s in fetch.GTEX_V8_TISSUES)
-    for ds in fetch.REGISTRY.values():  # no invented checksums: none of these sources publishes one
-        assert all(f["url"].startswith("https://") and not f.get("sha256") and not f.get("md5") for f in ds["files"])
+    for name, ds in fetch.REGISTRY.items():  # no invented checksums: only GDC publishes them (its PanCanAtlas manifest)
+        assert all(f["url"].startswith("https://") for f in ds["files"])
+        sums = {f["path"]: (f.get("md5"), f.get("size")) for f in ds["files"] if f.get("md5") or f.get("sha256")}
+        assert ds["verified"] and sums == (PANCAN_SUMS if name == "tcga-pancan" else {}), name
 
 
 def test_mirror_replaces_scheme_and_host():
@@ -534,7 +542,11 @@ def test_gdc_manifest_files_land_in_id_folders_with_published_md5_and_size(serve
     data = [_payload(70_000, seed=3), _payload(50_000, seed=4)]
     for file_id, payload in zip(ids, data, strict=False):
         server.add(f"data/{file_id}", payload)
-    names = [f"{i}.rna_seq.augmented_star_gene_counts.tsv" for i in ids]
+    # a STAR counts file's name starts with a UUID of its own, not the File ID the URL and the folder use
+    names = [
+        f"{u}.rna_seq.augmented_star_gene_counts.tsv"
+        for u in ("d6a8c0e4-2f1b-4e5d-9c3a-7b8e9f0a1b11", "5e7f9a1b-3c2d-4e6f-8a0b-1c2d3e4f5a12")
+    ]
     manifest = _manifest(
         tmp_path, [(i, n, hashlib.md5(d).hexdigest(), len(d)) for i, n, d in zip(ids, names, data, strict=False)]
     )

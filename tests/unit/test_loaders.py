@@ -487,8 +487,44 @@ def test_negative_counts_unless_normalized(tmp_path, labels_csv):
     values = COUNTS.copy()
     values[0, 1] = -0.5
     matrix = _write(tmp_path / "m.csv", _matrix_text(SAMPLES, GENES, values))
-    assert "normalized: true" in _user_error(matrix, **_csv_config(matrix, labels_csv))
-    assert _read(**_csv_config(matrix, labels_csv, normalized=True)).X[0, 1] == -0.5
+    assert "scale: normalized" in _user_error(matrix, **_csv_config(matrix, labels_csv))
+    assert _read(**_csv_config(matrix, labels_csv, scale="normalized")).X[0, 1] == -0.5
+
+
+def test_each_declared_scale_reaches_natural_log_expression():
+    """counts: library size then log1p; log2(TPM/10+1) becomes ln(TPM/10+1); log1p and normalized stay as they are."""
+    from stages.preprocess.normalize import to_log1p
+
+    tpm = np.array([[0.0, 90.0, 910.0], [40.0, 0.0, 2550.0]])
+    log2_tpm10 = np.log2(tpm / 10 + 1)
+    assert to_log1p(log2_tpm10, "log2_tpm10", 1e4) == pytest.approx(np.log1p(tpm / 10), rel=1e-6)
+    counts = np.array([[1.0, 3.0, 6.0], [0.0, 5.0, 5.0]])
+    assert to_log1p(counts, "counts", 10.0) == pytest.approx(np.log1p(counts / counts.sum(1, keepdims=True) * 10))
+    for scale in ("log1p", "normalized"):
+        assert to_log1p(log2_tpm10, scale, 1e4) == pytest.approx(log2_tpm10)
+
+
+def test_values_that_look_logged_but_are_declared_counts_draw_a_warning():
+    from stages.preprocess.normalize import LoggedCheck
+
+    def warning(*chunks):
+        check = LoggedCheck()
+        for chunk in chunks:
+            check.update(chunk)
+        return check.warning("m.tsv")
+
+    logged = np.log2(np.array([[0.0, 90.0], [40.0, 5490.0]]) / 10 + 1)
+    message = warning(logged[:1], sp.csr_matrix(logged[1:]))
+    assert message.startswith("m.tsv:") and "expression.scale" in message and "log2_tpm10" in message
+    assert warning(np.array([[0.0, 3.0], [12.0, 7.0]])) is None  # counts: whole numbers
+    assert warning(np.array([[0.5, 3.25], [812.5, 7.0]])) is None  # TPM: fractions, but far above any log value
+
+
+def test_the_retired_normalized_key_names_its_replacement():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="expression.scale: write scale: normalized"):
+        Expression(path="m.csv", label_key="x", normalized=True)
 
 
 def test_duplicate_gene_ids(tmp_path, labels_csv):
