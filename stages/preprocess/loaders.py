@@ -362,11 +362,23 @@ def _read_tcga(cfg: Expression):
     orientation = "genes_x_samples" if cfg.orientation == "auto" else cfg.orientation
     header, sep = _matrix_header(cfg.path, None, default_sep(cfg.path), 0)
     known = set(labels.index)  # built once: labelled() is called for every column (or row) of the matrix
+    types = set(cfg.sample_types)
+    other_type: set[str] = set()
 
     def labelled(barcode: str) -> bool:
+        if barcode.startswith("TCGA-") and len(barcode) >= 15 and barcode[13:15] not in types:
+            other_type.add(barcode)
+            return False
         return match_tcga_barcodes([barcode], known)[0] is not None
 
-    if orientation == "genes_x_samples" and not any(labelled(b) for b in header[1:]):
+    if orientation == "genes_x_samples" and not any([labelled(b) for b in header[1:]]):
+        if other_type:
+            example = sorted(other_type)[0]
+            raise UserError(
+                f"{cfg.path}: no sample of the kept sample types ({', '.join(sorted(types))}) matches {cfg.labels}; "
+                f"{len(other_type)} samples of other types (e.g. {example!r}, type {example[13:15]}) are left out: "
+                "set expression.sample_types"
+            )
         raise _no_barcode(cfg, header[1] if len(header) > 1 else None, labels)
     table = _read_matrix(
         cfg.path,
@@ -378,7 +390,16 @@ def _read_tcga(cfg: Expression):
         transpose=orientation == "genes_x_samples",
     )
     X, samples, genes = _orient(table, orientation, cfg.path)
-    _log_left_out(cfg.path, table.left_out, len(samples) + table.left_out, cfg.labels)
+    if other_type:
+        by_type = pd.Series([b[13:15] for b in other_type]).value_counts().sort_index()
+        log.info(
+            "%s: %d samples of sample types other than %s left out (%s); keep them with expression.sample_types",
+            cfg.path,
+            len(other_type),
+            ", ".join(sorted(types)),
+            ", ".join(f"{code}: {n}" for code, n in by_type.items()),
+        )
+    _log_left_out(cfg.path, table.left_out - len(other_type), len(samples) + table.left_out, cfg.labels)
     keys = match_tcga_barcodes(samples, labels.index)
     obs = _join_labels(samples, labels, cfg.path, cfg.labels, keys=keys)
     var = pd.DataFrame(index=pd.Index(genes))
@@ -401,6 +422,17 @@ SYMBOL_HEADERS = {
     "description",
     "gene",
 }
+
+
+def _symbol_column(annotation: list[str]) -> int | None:
+    """The gene-symbol column among a supplementary matrix's annotation columns (not the first, the row id): a header
+    naming a symbol first (GSE85217's ``HGNC_symbol_from_ensemblv77``, after ``Probe.Set.Name`` and two others),
+    else one of ``SYMBOL_HEADERS`` (gene_name, description, ...)."""
+    names = [h.strip().lower() for h in annotation]
+    ranked = [
+        (0 if "symbol" in n else 1, i) for i, n in enumerate(names) if i and ("symbol" in n or n in SYMBOL_HEADERS)
+    ]
+    return min(ranked)[1] if ranked else None
 
 
 def _no_barcode(cfg: Expression, example, labels) -> UserError:
@@ -466,7 +498,7 @@ def _read_geo(cfg: Expression):
                 f"{cfg.path}: {len(strays)} columns after the first sample name no sample of "
                 f"{series_path} (e.g. {strays[0]!r}); remove them or use the matching series matrix"
             )
-        symbol = next((i for i in range(1, first) if header[i].strip().lower() in SYMBOL_HEADERS), None)
+        symbol = _symbol_column(header[:first])
         table = _read_matrix(
             cfg.path,
             cfg.negatives_ok,

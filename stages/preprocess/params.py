@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from shared.config import InputDir, InputFile, Output, Section, StageSpec
 
@@ -51,6 +51,12 @@ class Expression(Section):
     counts_column: Literal[
         "unstranded", "stranded_first", "stranded_second", "tpm_unstranded", "fpkm_unstranded", "fpkm_uq_unstranded"
     ] = "unstranded"
+    #: tcga: the TCGA sample-type codes kept (characters 14-15 of a barcode): 01 primary solid tumour, 03 primary
+    #: blood-derived cancer; the others (06 metastatic, 10-19 normals, ...) are left out and counted, since a patient's
+    #: label would otherwise be given to its normal tissue
+    sample_types: list[Annotated[str, StringConstraints(pattern=r"^\d\d$")]] = Field(
+        default_factory=lambda: ["01", "03"], min_length=1
+    )
     #: table formats: error stops on a missing value (NaN, NA, empty); drop_genes leaves out every gene with one
     #: (the TCGA pan-cancer matrix holds NA for some genes)
     missing: Literal["error", "drop_genes"] = "error"
@@ -136,6 +142,18 @@ class Augmentation(Section):
     noise_sd: float = Field(0.5, gt=0)
 
 
+class SmallClasses(Section):
+    """Classes with fewer than ``min_samples`` samples (all splits, before augmentation), too small for the
+    held-out split (2 at least) or for the trainer's folds (about folds / (1 - test_size)).
+
+    error: stop, naming them and their counts; leave_out: drop their samples before the held-out split, named with
+    their counts in the log, the manifest, dataset.json and the report. (No keep: augmented copies never validate.)
+    """
+
+    policy: Literal["error", "leave_out"] = "error"
+    min_samples: int = Field(2, ge=2)
+
+
 class Preprocess(Section):
     n_genes: int = Field(1024, ge=2)
     #: variance: the top n_genes by training variance; hvg: scanpy's highly variable genes on training samples
@@ -151,6 +169,7 @@ class Preprocess(Section):
     fotomics: Fotomics = Field(default_factory=Fotomics)
     sample_spot: SampleSpot = Field(default_factory=SampleSpot)
     augmentation: Augmentation = Field(default_factory=Augmentation)
+    small_classes: SmallClasses = Field(default_factory=SmallClasses)
     chunk_size: int = Field(8192, ge=1)
     #: write vectors.npy (n_samples x n_genes float32); needed by the vector transform and used by explain
     save_vectors: bool = True

@@ -211,15 +211,18 @@ def test_geo_series_matrix_with_its_data_table(tmp_path):
 
 
 def test_geo_supplementary_matrix_matched_by_title(tmp_path):
-    """The series' supplementary matrix: annotation columns, then one column per sample named by its title, in
-    another order than the series matrix."""
+    """GSE85217_M_exp_763_MB_SubtypeStudy_TaylorLab.txt.gz: five annotation columns (Probe.Set.Name first, symbols in
+    HGNC_symbol_from_ensemblv77, EnsemblGeneID_from_ensemblv77 fifth; the evidence drops columns 2 and 3 by position,
+    so their names here are stand-ins), then one column per sample named by its title, in another order than the
+    series matrix."""
     series = _series_matrix(tmp_path)
     order = [2, 0, 3, 1]
+    annotation = ["Probe.Set.Name", "Chromosome", "Description", "HGNC_symbol_from_ensemblv77"]
     rows = [
-        ["HG_ID", "Gene_Symbol", "Chromosome", *[TITLES[i] for i in order]],
-        ["ENSG00000141510", "TP53", "chr17", 5.5, 6.5, 7.5, 8.5],
-        ["ENSG00000164458", "TBXT", "chr6", 1.0, 2.0, 3.0, 4.0],
-        ["ENSG00000168036", "CTNNB1", "chr3", 9.25, 9.5, 9.75, 10.0],
+        [*annotation, "EnsemblGeneID_from_ensemblv77", *[TITLES[i] for i in order]],
+        ["ENSG00000141510_at", "17", "tumor protein p53", "TP53", "ENSG00000141510", 5.5, 6.5, 7.5, 8.5],
+        ["ENSG00000164458_at", "6", "T-box transcription factor T", "TBXT", "ENSG00000164458", 1.0, 2.0, 3.0, 4.0],
+        ["ENSG00000168036_at", "3", "catenin beta 1", "CTNNB1", "ENSG00000168036", 9.25, 9.5, 9.75, 10.0],
     ]
     matrix = _write(tmp_path / "GSE85217_M_exp_763_MB_SubtypeStudy_TaylorLab.txt.gz", _tsv(rows), gz=True)
     adata = _read(
@@ -228,8 +231,8 @@ def test_geo_supplementary_matrix_matched_by_title(tmp_path):
     assert list(adata.obs_names) == [TITLES[i] for i in order]
     assert list(adata.obs["label"]) == [SUBGROUPS[i] for i in order]
     assert list(adata.obs["geo_accession"]) == [GSM[i] for i in order]
-    assert list(adata.var["symbol"]) == ["TP53", "TBXT", "CTNNB1"]
-    assert adata[TITLES[0], "ENSG00000168036"].X[0, 0] == 9.5  # TITLES[0] is the second sample column
+    assert list(adata.var["symbol"]) == ["TP53", "TBXT", "CTNNB1"]  # not the description before it
+    assert adata[TITLES[0], "ENSG00000168036_at"].X[0, 0] == 9.5  # TITLES[0] is the second sample column
 
 
 def test_geo_series_matrix_without_the_label_field(tmp_path):
@@ -381,6 +384,36 @@ def test_tcga_pancan_matrix_with_na_genes(tmp_path):
     assert list(adata.var_names) == ["?|100130426", "SLC35E2|9906", "TP53|7157"]
     assert list(adata.var["symbol"]) == ["?", "SLC35E2", "TP53"]
     assert list(adata.obs["label"]) == ["ACC", "GBM", "GBM"] and adata.X[2, 2] == pytest.approx(300.75)
+
+
+def test_tcga_normal_and_metastatic_aliquots_are_left_out_by_sample_type(tmp_path, caplog):
+    """The PanCanAtlas matrix holds normal-tissue aliquots (sample types 10-19) beside the tumours, and TCGA-CDR keys
+    its cancer type by patient (bcr_patient_barcode, 12 characters): a normal must not take its patient's tumour type.
+    Kept by default: 01 (primary solid tumour) and 03 (primary blood-derived cancer)."""
+    import logging
+
+    barcodes = [
+        "TCGA-02-0047-01A-01R-1849-01",  # GBM primary tumour
+        "TCGA-06-0125-11A-01R-1849-01",  # its patient's normal tissue
+        "TCGA-AB-2803-03A-01T-0734-13",  # LAML, primary blood-derived cancer
+        "TCGA-EE-A2GJ-06A-11R-A18T-07",  # SKCM metastasis
+        "TCGA-06-0125-01A-01R-1849-01",  # GBM primary tumour
+    ]
+    rows = [["gene_id", *barcodes], ["TP53|7157", 1.5, 2.5, 3.5, 4.5, 5.5], ["EGFR|1956", 9.0, 8.0, 7.0, 6.0, 5.0]]
+    matrix = _write(tmp_path / "EBPlusPlusAdjustPANCAN_IlluminaHiSeq_RNASeqV2.geneExp.tsv", _tsv(rows))
+    cdr = [["bcr_patient_barcode", "type"]]
+    cdr += [["TCGA-02-0047", "GBM"], ["TCGA-06-0125", "GBM"], ["TCGA-AB-2803", "LAML"], ["TCGA-EE-A2GJ", "SKCM"]]
+    labels = _write(tmp_path / "cdr.tsv", _tsv(cdr))
+    cfg = dict(path=str(matrix), labels=str(labels), format="tcga", label_key="type", scale="normalized")
+    with caplog.at_level(logging.INFO, logger="stages.preprocess"):
+        adata = _read(**cfg)
+    assert list(adata.obs_names) == [barcodes[0], barcodes[2], barcodes[4]]
+    assert list(adata.obs["label"]) == ["GBM", "LAML", "GBM"] and adata.X[2, 1] == 5.0
+    assert "2 samples of sample types other than 01, 03 left out (06: 1, 11: 1)" in caplog.text
+    with_metastases = _read(**cfg, sample_types=["01", "03", "06"])
+    assert list(with_metastases.obs["label"]) == ["GBM", "LAML", "SKCM", "GBM"]
+    message = _error(matrix, **cfg, sample_types=["02"])
+    assert "set expression.sample_types" in message and "5 samples of other types" in message
 
 
 # ------------------------------------------------------------------------------------------------ GBM Smart-seq2
