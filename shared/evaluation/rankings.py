@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +34,49 @@ def top_genes(table: pd.DataFrame, k: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["class", "rank", "gene", "score"])
 
 
-def read_markers(path: str, classes: list[str], genes=None) -> dict[str, set[str]]:
-    """A markers CSV (columns class, gene) -> {class: genes}. A class the data lacks is an error (a misspelt or
-    foreign class would silently shrink the check); genes the data lacks are named in a warning and left out (a
-    marker list is often longer than the selected genes); no gene matching at all is an error."""
+def class_key(name: str) -> str:
+    """A class name compared without case, spaces or punctuation: the label table's 'Whole Blood' and the data's
+    'whole_blood' (GTEx tissues renamed after the prior art) are one class."""
+    return re.sub(r"[^0-9a-z]+", "", str(name).lower())
+
+
+def gene_lookup(genes, symbols=None) -> dict[str, list[str]]:
+    """How biologists may name the data's genes -> the data's gene ids: each id names itself; where the data has
+    symbols (GTEx, GDC and TCGA keyed by Ensembl or SYMBOL|Entrez ids), a symbol names every gene that carries it."""
+    lookup: dict[str, list[str]] = {}
+    ids = np.asarray(genes).astype(str)
+    for g in ids:
+        lookup.setdefault(g, [g])
+    if symbols is not None:
+        by_symbol: dict[str, list[str]] = {}
+        for g, sym in zip(ids, np.asarray(symbols).astype(str), strict=True):
+            if sym and sym not in ("nan", "?") and sym not in lookup:
+                by_symbol.setdefault(sym, []).append(g)
+        lookup.update(by_symbol)
+    return lookup
+
+
+def repeated_symbols(names, lookup: dict[str, list[str]]) -> list[str]:
+    """The names among ``names`` that stand for several genes of the data, as 'SYMBOL (n genes)'."""
+    return [f"{n} ({len(lookup[n])} genes)" for n in dict.fromkeys(names) if len(lookup.get(n, ())) > 1]
+
+
+def read_markers(path: str, classes: list[str], genes=None, symbols=None) -> dict[str, set[str]]:
+    """A markers CSV (columns class, gene) -> {class: gene ids of the data}.
+
+    Classes match the data's whatever their case, spaces or punctuation (``class_key``). Genes may be the data's ids
+    or, where it has them, symbols: a symbol carried by several genes stands for all of them (named in the log). A
+    class the data lacks is an error (a misspelt or foreign class would silently shrink the check); genes the data
+    lacks are named in a warning and left out (a marker list is often longer than the selected genes); no gene
+    matching at all is an error."""
     frame = pd.read_csv(path, dtype=str)
     if not {"class", "gene"} <= set(frame.columns):
         raise UserError(f"{path}: a markers file needs the columns class, gene (has {list(frame.columns)})")
-    frame = frame.dropna(subset=["class", "gene"])
+    frame = frame.dropna(subset=["class", "gene"]).copy()
+    keys: dict[str, list[str]] = {}
+    for c in classes:
+        keys.setdefault(class_key(c), []).append(c)
+    frame["class"] = [c if c in classes else next(iter(keys.get(class_key(c), [])[:1]), c) for c in frame["class"]]
     unknown_classes = sorted(set(frame["class"]) - set(classes))
     if unknown_classes == sorted(set(frame["class"])):
         raise UserError(
@@ -53,22 +89,27 @@ def read_markers(path: str, classes: list[str], genes=None) -> dict[str, set[str
             "their rows"
         )
     frame = frame[frame["class"].isin(classes)]
-    if genes is not None:
-        known = frame["gene"].isin(set(np.asarray(genes).astype(str)))
-        if not known.any():
-            raise UserError(
-                f"explain.markers ({path}): none of its genes is a gene of the data (e.g. "
-                f"{_listed(sorted(set(frame['gene'])))}); check the gene identifiers (symbols vs Ensembl)"
-            )
-        if not known.all():
-            log.warning(
-                "explain.markers (%s): %d marker genes are not genes of the data, left out: %s",
-                path,
-                int((~known).sum()),
-                _listed(sorted(set(frame.loc[~known, "gene"]))),
-            )
-        frame = frame[known]
-    return {c: set(g["gene"]) for c, g in frame.groupby("class")}
+    if genes is None:
+        return {c: set(g["gene"]) for c, g in frame.groupby("class")}
+    lookup = gene_lookup(genes, symbols)
+    known = frame["gene"].isin(set(lookup))
+    if not known.any():
+        raise UserError(
+            f"explain.markers ({path}): none of its genes is a gene of the data (e.g. "
+            f"{_listed(sorted(set(frame['gene'])))}; the data's e.g. {_listed(list(lookup)[:3])}); check the gene "
+            "identifiers (symbols vs Ensembl ids)"
+        )
+    if not known.all():
+        log.warning(
+            "explain.markers (%s): %d marker genes are not genes of the data, left out: %s",
+            path,
+            int((~known).sum()),
+            _listed(sorted(set(frame.loc[~known, "gene"]))),
+        )
+    frame = frame[known]
+    if repeated := repeated_symbols(frame["gene"], lookup):
+        log.info("explain.markers (%s): symbols carried by several genes, each counted: %s", path, _listed(repeated))
+    return {c: {i for g in grp["gene"] for i in lookup[g]} for c, grp in frame.groupby("class")}
 
 
 def _listed(names: list[str], n: int = 10) -> str:

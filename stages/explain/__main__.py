@@ -324,7 +324,11 @@ def explain_model(
     entry["gene_map"] = gene_names is not None
     if gene_names is None:
         log.info("%s: the '%s' inputs have no pixel->gene map: attributions stay in input space", name, data.kind)
-    markers = read_markers(p.markers, classes, gene_names) if p.markers and gene_names is not None else None
+    markers = (
+        read_markers(p.markers, classes, gene_names, symbols_of(data, gene_names))
+        if p.markers and gene_names is not None
+        else None
+    )
     kind = data.kind if data.kind == "vector" else ("image" if data.array.ndim == 4 else "volume")
     h5ad = None if gene_names is None else open_anndata(out / name / "attributions.h5ad", data, classes, p)
     try:

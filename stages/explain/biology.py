@@ -27,6 +27,7 @@ from sklearn.metrics import f1_score
 
 from shared.errors import UserError
 from shared.evaluation.baseline_models import make_baseline
+from shared.evaluation.rankings import gene_lookup, repeated_symbols
 from shared.logs import get_logger
 
 log = get_logger("stages.explain")
@@ -74,15 +75,18 @@ def match_gene_sets(
     """Each set -> the indices of the data's genes it names (by identifier or, where the data has symbols, by
     symbol). Sets matching no gene are named in a warning, none matching at all is an error; sets with fewer than
     ``min_size`` genes in the data are left out (returned with the reason)."""
-    index: dict[str, int] = {}
-    for i, g in enumerate(np.asarray(genes).astype(str)):
-        index.setdefault(g, i)
-    if symbols is not None:
-        for i, s in enumerate(np.asarray(symbols).astype(str)):
-            index.setdefault(s, i)
+    position = {g: i for i, g in enumerate(np.asarray(genes).astype(str))}
+    lookup = gene_lookup(genes, symbols)
+    repeated = repeated_symbols([g for members in sets.values() for g in members], lookup)
+    if repeated:
+        log.info(
+            "explain.biology.gene_sets (%s): symbols carried by several genes, each counted: %s",
+            path,
+            ", ".join(repeated[:10]),
+        )
     matched, left_out = {}, {}
     for name, members in sets.items():
-        idx = np.unique([index[g] for g in members if g in index]).astype(int)
+        idx = np.unique([position[i] for g in members for i in lookup.get(g, ())]).astype(int)
         if not len(idx):
             left_out[name] = "no gene in the data"
         elif len(idx) < min_size:

@@ -251,6 +251,35 @@ def test_markers_with_unknown_genes_warn_and_unknown_classes_are_an_error(tmp_pa
         read_markers(str(path), ["a", "b"], genes=["g1", "g3"])
 
 
+def test_markers_and_gene_sets_in_symbols_match_data_keyed_by_ensembl_ids(tmp_path, caplog):
+    """GTEx and GDC data are keyed by Ensembl ids with a symbol column: a markers file or GMT in symbols matches through
+    it (a symbol carried by several genes stands for all of them, named in the log), and a markers file naming
+    classes as the label table spells them ('Whole Blood') matches the data's renamed classes ('whole_blood')."""
+    from shared.evaluation.rankings import read_markers
+    from stages.explain import biology
+
+    genes = ["ENSG00000223972.5", "ENSG00000199916.1", "ENSG00000201317.1", "ENSG00000244734.3"]
+    symbols = ["DDX11L1", "Y_RNA", "Y_RNA", "HBB"]
+    path = tmp_path / "markers.csv"
+    path.write_text("class,gene\nWhole Blood,HBB\nBrain - Cortex,Y_RNA\nBrain - Cortex,ENSG00000223972.5\n")
+    classes = ["brain_cortex", "whole_blood"]
+    with caplog.at_level("INFO"):
+        markers = read_markers(str(path), classes, genes, symbols)
+    assert markers == {"whole_blood": {genes[3]}, "brain_cortex": {genes[0], genes[1], genes[2]}}
+    assert "Y_RNA (2 genes)" in caplog.text
+    path.write_text("class,gene\nwhole_blood,HBB\nbrain_cortex,Y_RNA\n")
+    with pytest.raises(UserError, match="none of its genes is a gene of the data"):
+        read_markers(str(path), classes, genes)  # without the symbols, ids only
+    path.write_text("class,gene\nWhole  blood,HBB\nLung,HBB\n")
+    with pytest.raises(UserError, match=r"1 classes are not classes of the data \(Lung;"):
+        read_markers(str(path), classes, genes, symbols)
+
+    gmt = tmp_path / "sets.gmt"
+    gmt.write_text("RNA\td\tY_RNA\tDDX11L1\nBLOOD\td\tHBB\tENSG00000199916.1\n")
+    matched, _ = biology.match_gene_sets(biology.read_gmt(gmt), np.array(genes), np.array(symbols), str(gmt), 2)
+    assert list(matched["RNA"]) == [0, 1, 2] and list(matched["BLOOD"]) == [1, 3]
+
+
 def test_options_of_a_method_that_is_not_run_are_named_in_a_warning(caplog):
     with caplog.at_level("WARNING"):
         Explain.model_validate({"methods": ["saliency"], "grad_cam": {"layer": "layer3"}})
