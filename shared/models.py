@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -228,6 +228,21 @@ def build_model(
     else:
         raise UserError(f"unknown architecture '{arch}' (known: {', '.join([*IMAGE_ARCHS, 'small_cnn', 'dense'])})")
     return nn.Sequential(Standardize(mean, std, spatial_dims), net)
+
+
+def check_input_size(spec: dict[str, Any], section: str) -> None:
+    """One zero sample through the network built from ``spec``: a network whose layers shrink the input below one
+    pixel (small_cnn's three poolings on a 4 x 4 image) stops here, before any training, naming the keys to change."""
+    net = build_model(spec).eval()
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, *spec["input_shape"]))
+    except RuntimeError as exc:
+        shape = " x ".join(map(str, spec["input_shape"]))
+        raise UserError(
+            f"{section}.models: {spec['arch']} cannot take {shape} inputs ({first_line(exc)[:120]}); make the images "
+            f"larger (preprocess.height, preprocess.width) or leave {spec['arch']} out of {section}.models"
+        ) from None
 
 
 def save_classifier(folder: Path, spec: dict[str, Any], members: list[nn.Module]) -> None:

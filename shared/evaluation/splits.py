@@ -2,6 +2,10 @@
 ``samples.csv``'s ``split`` column) that nothing ever trains, stops or tunes on, and repeated stratified
 (group-aware) k-fold inside the training split, or one stratified training / validation split (``folds`` 1).
 Augmented copies follow their source sample into its fold's training part, never into a validation fold.
+
+Classes too small for the protocol (``small_classes``) are the provider's to declare: a policy stops on them or
+leaves them out, with their counts, before the held-out split. Augmentation cannot rescue them: it adds copies of
+training samples, never an independent sample a validation fold or the test split could hold.
 """
 
 from __future__ import annotations
@@ -65,6 +69,53 @@ def with_augmented(samples: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([rows, augmented])
 
 
+#: what to do with classes under the threshold: error stops with their names and counts; leave_out drops their
+#: samples before the held-out split. No "keep": augmented copies may never sit on both sides of a split, so a class
+#: with fewer than `folds` training samples has folds without one to validate on, whatever augmentation adds.
+SMALL_CLASS_POLICIES = ("error", "leave_out")
+
+
+def too_small_classes(labels: np.ndarray, min_samples: int) -> dict[str, int]:
+    """``{class: samples}`` of the classes with fewer than ``min_samples`` samples, in class order."""
+    classes, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
+    return {str(c): int(n) for c, n in zip(classes, counts, strict=True) if n < min_samples}
+
+
+def _named(counts: dict[str, int]) -> str:
+    return ", ".join(f"'{c}' ({n})" for c, n in counts.items())
+
+
+def apply_small_class_policy(
+    labels: np.ndarray, policy: str, min_samples: int, key: str = "preprocess.small_classes", source: str = ""
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Return ``(kept, left_out)``: a boolean mask of the samples kept and ``{class: samples}`` of the classes left
+    out (those with fewer than ``min_samples`` samples, counted before the held-out split). ``key`` names the config
+    section of ``policy`` and ``min_samples`` in the errors, ``source`` the labels' file."""
+    at = f"{source}: " if source else ""
+    if policy not in SMALL_CLASS_POLICIES:
+        raise UserError(f"{key}.policy: unknown policy {policy!r}; use one of {', '.join(SMALL_CLASS_POLICIES)}")
+    if isinstance(min_samples, bool) or not isinstance(min_samples, (int, np.integer)) or min_samples < 2:
+        raise UserError(
+            f"{key}.min_samples: {min_samples!r} is not an integer >= 2 (the held-out split needs 2 samples a class)"
+        )
+    labels = np.asarray(labels).astype(str)
+    small = too_small_classes(labels, min_samples)
+    if small and policy == "error":
+        raise UserError(
+            f"{at}{len(small)} class{'es' if len(small) > 1 else ''} with fewer than {key}.min_samples={min_samples} "
+            f"samples: {_named(small)}; set {key}.policy: leave_out to leave them out (named in the log, the "
+            f"manifest and the report){', or lower min_samples (2 at least)' if min_samples > 2 else ''}"
+        )
+    kept = ~np.isin(labels, list(small))
+    n_left = len(np.unique(labels[kept]))
+    if n_left < 2:
+        raise UserError(
+            f"{at}{key}: min_samples={min_samples} leaves {n_left} class{'' if n_left == 1 else 'es'} of "
+            f"{len(np.unique(labels))} (left out: {_named(small)}); a classifier needs two: lower min_samples"
+        )
+    return kept, small
+
+
 @dataclass
 class Protocol:
     """The rows every model of an experiment is trained and scored on.
@@ -81,6 +132,9 @@ class Protocol:
     key: str = "folds"
     #: with folds 1: the validation share of the training split
     validation_fraction: float = 0.15
+    #: the provider's config section that leaves small classes out (its policy and min_samples), named in the error
+    #: a class too small for the folds gives; None: the provider has none
+    small_classes_key: str | None = None
     splits: list = field(init=False)
 
     def __post_init__(self):
@@ -92,6 +146,7 @@ class Protocol:
         self.train_rows = np.flatnonzero((split == "train") & original)
         self.test_rows = np.flatnonzero(split == "test")
         groups = None if self.groups is None else self.groups[self.train_rows]
+        self._check_class_sizes(original)
         self.splits = fold_splits(
             self.labels[self.train_rows],
             groups,
@@ -101,6 +156,28 @@ class Protocol:
             self.key,
             self.validation_fraction,
         )
+
+    def _check_class_sizes(self, original: np.ndarray) -> None:
+        """Every class needs ``folds`` training samples (2 with folds 1): one line naming those short of it, with
+        the keys that fix it."""
+        need = self.folds if self.folds > 1 else 2
+        n_train = np.bincount(self.labels[self.train_rows], minlength=self.n_classes)
+        n_all = np.bincount(self.labels[original], minlength=self.n_classes)
+        short = [c for c in range(self.n_classes) if n_all[c] and n_train[c] < need]
+        if not short:
+            return
+        named = ", ".join(
+            f"'{self.classes[c]}' ({n_train[c]} training sample{'' if n_train[c] == 1 else 's'} of {n_all[c]})"
+            for c in short
+        )
+        fix = f"lower {self.key}"
+        if self.small_classes_key:
+            fix += (
+                f", or leave such classes out: {self.small_classes_key}.policy: leave_out with "
+                f"{self.small_classes_key}.min_samples: {max(n_all[c] for c in short) + 1} or more"
+            )
+        plural = "es" if len(short) > 1 else ""
+        raise UserError(f"class{plural} {named}: fewer than {self.key}={self.folds} needs; {fix}")
 
     @property
     def n_classes(self) -> int:

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from shared.artifacts import StageRun, write_json_atomic
 from shared.errors import UserError
-from shared.evaluation.splits import holdout_split
+from shared.evaluation.splits import apply_small_class_policy, holdout_split
 from shared.logs import get_logger, progress
 from shared.stage import main
 
@@ -76,6 +76,20 @@ def run(run: StageRun) -> None:
             f"({labels[0]!r}); a classifier needs at least two: choose another label column"
         )
     groups = adata.obs["group"].to_numpy().astype(str) if "group" in adata.obs else None
+    small = p.small_classes
+    kept, left_out = apply_small_class_policy(labels, small.policy, small.min_samples, source=cfg.labels or cfg.path)
+    if left_out:
+        log.warning(
+            "left out %d classes with fewer than preprocess.small_classes.min_samples=%d samples (%d samples): %s",
+            len(left_out),
+            small.min_samples,
+            sum(left_out.values()),
+            ", ".join(f"{c} ({n})" for c, n in left_out.items()),
+        )
+        labels = labels[kept]
+        groups = None if groups is None else groups[kept]
+    obs_names = np.asarray(adata.obs_names).astype(str)[kept]
+    n_obs = len(labels)
     classes = sorted(np.unique(labels))
     label_index = np.searchsorted(classes, labels)
     is_test = holdout_split(labels, groups, p.test_size, exp.seed)
@@ -86,7 +100,9 @@ def run(run: StageRun) -> None:
     moments = GeneMoments(len(cols))
     logged = LoggedCheck()
     fit_parts = []
-    for start, stop, X in progress(iter_chunks(adata, p.chunk_size, cfg, backed), "statistics", unit="chunk"):
+    for start, stop, X in progress(
+        _kept(iter_chunks(adata, p.chunk_size, cfg, backed), kept), "statistics", unit="chunk"
+    ):
         if cfg.scale == "counts":
             logged.update(X)
         Xn = _prepare(X, cols, cfg, p)
@@ -115,7 +131,7 @@ def run(run: StageRun) -> None:
     if plan and transform.transductive:
         raise UserError(f"preprocess.augmentation: not possible with the transductive '{p.transform}' transform")
     n_aug = sum(plan.values())
-    n_total = adata.n_obs + n_aug
+    n_total = n_obs + n_aug
     if n_aug:
         log.info(
             "augmentation (%s) adds %d training samples: %s",
@@ -139,7 +155,8 @@ def run(run: StageRun) -> None:
             if transform.makes_images and not transform.transductive
             else None
         )
-        for start, stop, X in progress(iter_chunks(adata, p.chunk_size, cfg, False), "images", unit="chunk"):
+        chunks = _kept(iter_chunks(adata, p.chunk_size, cfg, False), kept)
+        for start, stop, X in progress(chunks, "images", unit="chunk"):
             values = scaler.transform(_prepare(X, cols, cfg, p)[:, genes_idx])
             if vec_w:
                 vec_w.write(values)
@@ -156,7 +173,7 @@ def run(run: StageRun) -> None:
                 np.flatnonzero(keep_for_aug),
                 plan,
                 label_index,
-                adata.obs_names,
+                obs_names,
                 groups,
                 aug,
                 exp.seed,
@@ -174,7 +191,7 @@ def run(run: StageRun) -> None:
 
     samples = pd.DataFrame(
         {
-            "sample": np.asarray(adata.obs_names).astype(str),
+            "sample": obs_names,
             "label": labels,
             "label_index": label_index,
             "split": np.where(is_test, "test", "train"),
@@ -189,6 +206,9 @@ def run(run: StageRun) -> None:
     _write_genes(out, adata, cols[genes_idx], genes, scaler, transform)
 
     counts = samples.groupby(["split", "label"]).size().unstack(fill_value=0)
+    # the policy, and the classes it left out with their sample counts: train_torch names the key in its error on a
+    # class too small for its folds, the report lists them
+    small_classes = {"key": "preprocess.small_classes", **small.model_dump(), "left_out": left_out}
     write_json_atomic(
         out / "dataset.json",
         {
@@ -202,10 +222,28 @@ def run(run: StageRun) -> None:
             "label_key": cfg.label_key,
             "group_key": cfg.group_key,
             "n_augmented": n_aug,
+            "small_classes": small_classes,
             "counts": json.loads(counts.to_json()),
         },
     )
-    run.record(n_samples=int(adata.n_obs), n_train=int(len(train)), n_test=int(is_test.sum()), n_augmented=n_aug)
+    run.record(
+        n_samples=n_obs,
+        n_train=int(len(train)),
+        n_test=int(is_test.sum()),
+        n_augmented=n_aug,
+        left_out_classes=left_out,
+        n_left_out=int((~kept).sum()),
+    )
+
+
+def _kept(chunks, kept: np.ndarray):
+    """``chunks`` without the samples of left-out classes; ``start``/``stop`` count kept samples only."""
+    at = 0
+    for start, stop, X in chunks:
+        rows = np.flatnonzero(kept[start:stop])
+        if len(rows):
+            yield at, at + len(rows), X if len(rows) == stop - start else X[rows]
+        at += len(rows)
 
 
 def _augment(source_values, source_rows, plan, label_index, obs_names, groups, aug, seed):

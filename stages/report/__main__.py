@@ -57,7 +57,13 @@ def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
             for c in dataset["classes"]
         ]
         n_test = sum(r["test"] for r in rows)
-        return {**dataset, "counts": rows, "n_test": n_test, "n_samples": n_test + sum(r["train"] for r in rows)}
+        return {
+            **dataset,
+            "counts": rows,
+            "n_test": n_test,
+            "n_samples": n_test + sum(r["train"] for r in rows),
+            "small_classes": small_classes_summary(dataset),
+        }
     first = next(
         (
             (folder, entry)
@@ -96,6 +102,15 @@ def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
         )
         out["cohort"] = {"found": len(table), "included": len(used), "left_out": reasons.value_counts().to_dict()}
     return out
+
+
+def small_classes_summary(dataset: dict) -> dict | None:
+    """The provider's policy for classes too small for the protocol and the classes it left out with their sample
+    counts (``{"policy", "min_samples", "key", "left_out": {class: samples}}``); None when it declares none."""
+    small = dataset.get("small_classes")
+    if not small:
+        return None
+    return {k: small[k] for k in ("key", "policy", "min_samples")} | {"left_out": dict(small.get("left_out", {}))}
 
 
 def model_section(name: str, entry: dict, folder: Path, figures: Path) -> tuple[dict, dict]:
@@ -438,6 +453,7 @@ def run(run: StageRun) -> None:
             "title": p.title,
             "evaluated_on": "held-out test split",
             "n_test": n_test,
+            "small_classes": data.get("small_classes"),
             "models": summary_models,
             "comparisons": [
                 {k: c[k] for k in ("a", "b", "metric", "n_folds", "mean_difference", "significant", "statement")}

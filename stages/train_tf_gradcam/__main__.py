@@ -350,7 +350,15 @@ def run(run: StageRun) -> None:
     markers = check_before_training(p, data)
     gpus = tf.config.list_physical_devices("GPU")
     run.device = f"tensorflow {tf.__version__} on " + (f"{len(gpus)} GPU(s)" if gpus else "CPU")
-    proto = Protocol(data.samples, data.classes, p.folds, p.repeats, exp.seed, key="train_tf_gradcam.folds")
+    proto = Protocol(
+        data.samples,
+        data.classes,
+        p.folds,
+        p.repeats,
+        exp.seed,
+        key="train_tf_gradcam.folds",
+        small_classes_key=(data.dataset.get("small_classes") or {}).get("key"),
+    )
     results, explanations = [], {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
     for arch in p.models:
         result, members = train(arch, p, data, proto, run, exp.seed)

@@ -19,7 +19,14 @@ from shared.evaluation.results import ModelResult, fold_row, write_models_index,
 from shared.evaluation.splits import Protocol
 from shared.frameworks import keep_out
 from shared.logs import get_logger
-from shared.models import DENSE_PRESETS, Ensemble, build_model, cached_weights_file, save_classifier
+from shared.models import (
+    DENSE_PRESETS,
+    Ensemble,
+    build_model,
+    cached_weights_file,
+    check_input_size,
+    save_classifier,
+)
 from shared.stage import main
 from shared.torch_training import distributed
 from shared.torch_training.fit import TrainSettings, predict_proba, train_fold
@@ -67,7 +74,15 @@ class Run:
 
     def __init__(self, run: StageRun, p: TrainTorch, data: PreparedData, dist: distributed.Dist, data_dir: str):
         self.run, self.p, self.data, self.dist, self.data_dir = run, p, data, dist, data_dir
-        self.proto = Protocol(data.samples, data.classes, p.folds, p.repeats, run.exp.seed, key="train_torch.folds")
+        self.proto = Protocol(
+            data.samples,
+            data.classes,
+            p.folds,
+            p.repeats,
+            run.exp.seed,
+            key="train_torch.folds",
+            small_classes_key=(data.dataset.get("small_classes") or {}).get("key"),
+        )
 
 
 def train_deep(ctx: Run, arch: str) -> ModelResult:
@@ -186,6 +201,8 @@ def run(run: StageRun) -> None:
     run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
     ctx = Run(run, p, data, dist, pre.name)
 
+    for arch in p.models:  # every model fits its input before any trains
+        check_input_size(model_spec(arch, p, data, pre.name, run.stage), "train_torch")
     results = [train_deep(ctx, arch) for arch in p.models]
     if p.baselines and dist.is_main:
         if data.vectors is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -158,3 +159,60 @@ def test_augmentation_uses_training_samples_only(tmp_path, small_data, monkeypat
     np.testing.assert_array_equal(np.load(aug / "images.npy")[:n], np.load(plain / "images.npy"))
     values = np.load(aug / "vectors.npy")
     assert values[n:].min() >= 0 and values[n:].max() <= 1
+
+
+def _with_rare_class(folder, small_data, rows):
+    """small_data with the samples at ``rows`` relabelled 'rare' (spread over several chunks)."""
+    adata = ad.read_h5ad(small_data / "expression.h5ad")
+    adata.obs["tumour_state"] = adata.obs["tumour_state"].astype(str)
+    adata.obs.iloc[rows, adata.obs.columns.get_loc("tumour_state")] = "rare"
+    folder.mkdir()
+    adata.write_h5ad(folder / "expression.h5ad")
+    return adata
+
+
+def test_small_classes_left_out_are_named_in_log_manifest_and_dataset(tmp_path, small_data, monkeypatch):
+    """preprocess.small_classes leave_out: the rare class's samples are dropped before the split, chunk by chunk,
+    and named with their count; the default policy (error) stops on a class of one sample and writes nothing."""
+    from shared.artifacts import read_manifest
+
+    rows = [5, 150, 300, 450]
+    adata = _with_rare_class(tmp_path / "rare", small_data, rows)
+    section = {"n_genes": 64, "transform": "vector", "chunk_size": 128}
+    small = {"policy": "leave_out", "min_samples": 5}
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "rare", preprocess={**section, "small_classes": small})
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "out"))
+    proc = _preprocess(cfg)
+    logged = "left out 1 classes with fewer than preprocess.small_classes.min_samples=5 samples (4 samples): rare (4)"
+    assert logged in proc.stderr
+    folder = tmp_path / "out" / "t" / "preprocess"
+    samples = pd.read_csv(folder / "samples.csv")
+    kept = np.delete(np.asarray(adata.obs_names), rows)
+    assert list(samples["sample"]) == list(kept) and "rare" not in set(samples["label"])
+    dataset = json.loads((folder / "dataset.json").read_text())
+    assert "rare" not in dataset["classes"] and len(dataset["classes"]) == 4
+    assert dataset["small_classes"] == {"key": "preprocess.small_classes", **small, "left_out": {"rare": 4}}
+    assert read_manifest(folder)["left_out_classes"] == {"rare": 4}
+    # each row is its own kept sample's values (library size, log1p, the training min-max of the kept genes)
+    genes = pd.read_csv(folder / "genes.csv")
+    X = adata[kept].X.toarray()
+    X = np.log1p(X / X.sum(1, keepdims=True) * 1e4)[:, adata.var_names.get_indexer(genes["gene"])]
+    low, high = genes["train_min"].to_numpy(), genes["train_max"].to_numpy()
+    expected = np.clip((X - low) / np.where(high > low, high - low, 1.0), 0, 1)
+    np.testing.assert_allclose(np.load(folder / "vectors.npy"), expected, atol=1e-4)
+
+    one = _with_rare_class(tmp_path / "one", small_data, [7])
+    cfg = write_config(tmp_path / "e.yaml", tmp_path / "one", preprocess=section)
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "err"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.preprocess", "--config", str(cfg)],
+        cwd=REPO,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and one.n_obs == 500
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "'rare' (1)" in lines[0] and "preprocess.small_classes.policy: leave_out" in lines[0]
+    assert str(tmp_path / "one" / "expression.h5ad") in lines[0]
+    assert not (tmp_path / "err" / "t" / "preprocess").exists()

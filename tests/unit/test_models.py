@@ -1,0 +1,22 @@
+"""The classifiers: a network that cannot take its input size stops before training with the keys to change."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import UserError
+from shared.models import check_input_size
+
+
+@pytest.mark.parametrize("arch", ["small_cnn", "resnet18", "efficientnet_b0"])
+def test_every_image_model_is_checked_against_its_input_size(arch):
+    spec = {"arch": arch, "input_shape": [3, 4, 4], "n_classes": 3, "stem": "small", "dropout": 0.5}
+    if arch != "small_cnn":  # global pooling: any size of at least one pixel
+        check_input_size(spec, "train_torch")
+        return
+    with pytest.raises(UserError) as err:  # three 2x2 poolings shrink 4 x 4 below one pixel
+        check_input_size(spec, "train_torch")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("train_torch.models: small_cnn cannot take 3 x 4 x 4 inputs")
+    assert "preprocess.height, preprocess.width" in message
+    check_input_size({**spec, "input_shape": [3, 8, 8]}, "train_torch")
