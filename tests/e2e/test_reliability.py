@@ -326,7 +326,7 @@ CASES: list[Case] = [
             _expr(t, labels=_write(t / "rare.csv", _labels(classes=["AC"] * 30 + ["MES"] * 29 + ["NPC"]))),
             "preprocess",
             "NPC",
-            "test split",
+            "preprocess.small_classes.policy: leave_out",
         ),
     ),
     Case(
