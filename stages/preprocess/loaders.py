@@ -7,6 +7,23 @@ symbols, and obs holding the label (and group) columns of its label source. ``re
 nothing half-read is returned.
 
 Table files (csv/tsv/gct/tcga matrices and label tables) may be plain text or gzip, recognised by their content.
+
+Where each published layout was confirmed (none of the real files could be downloaded here; each fixture follows
+the evidence, tests/e2e/test_public_formats.py and fixtures/public.py):
+- GTEx v8 GCT 1.2 and the annotation tables: the GTEx portal's data dictionaries and downloads page; the 54
+  tissues' RNA-seq sample counts (17,382) from the portal's tissue summary as saved in Sun-lab/gtex_AnVIL
+  (data/GTEx_Portal.csv).
+- GEO series matrix: NCBI GEO's "Series Matrix File" documentation (geo.py).
+- GSE85217's supplementary matrix: public analysis scripts that read it by its column names (``Probe.Set.Name``,
+  ``HGNC_symbol_from_ensemblv77``, ``EnsemblGeneID_from_ensemblv77``) and take the samples from the sixth column
+  on; the names of its second and third columns were not confirmed.
+- GSM3828672 and GSE131928's workbook: scripts reading the Single Cell Portal copy
+  (``IDHwtGBM.processed.SS2.logTPM.txt``, "values = log2((tpm/10) + 1)"), a data register recording the GEO file
+  as byte-identical to it, 7,930 Smart-seq2 of 24,131 cells, and a parser taking the workbook's header from its
+  44th row; the portal's ``IDHwt.GBM.Metadata.SS2.txt`` (NAME, Sample, GBMType, CellAssignment, a TYPE row).
+- TCGA PanCanAtlas: GDC's PanCanAtlas manifest (file ids, md5, sizes); the matrix's ``SYMBOL|Entrez`` ids and
+  aliquot barcodes (TCGA's barcode documentation for the sample-type field).
+- GDC STAR counts and sample sheets: gdc.py.
 """
 
 from __future__ import annotations
