@@ -368,6 +368,25 @@ def match_tcga_barcodes(barcodes, label_ids) -> list[str | None]:
     return matched
 
 
+def tcga_sample_type(barcode: str) -> str | None:
+    """The sample-type code of a TCGA barcode (characters 14-15: 01 primary solid tumour, 03 primary blood-derived
+    cancer, 06 metastatic, 10-19 normals, ...), or None for an id that is not a TCGA sample barcode."""
+    return barcode[13:15] if barcode.startswith("TCGA-") and len(barcode) >= 15 else None
+
+
+def _log_other_types(path, left_out, types) -> None:
+    """Count the TCGA samples left out by ``expression.sample_types`` by their type, in the log."""
+    if left_out:
+        by_type = pd.Series([tcga_sample_type(b) for b in left_out]).value_counts().sort_index()
+        log.info(
+            "%s: %d samples of sample types other than %s left out (%s); keep them with expression.sample_types",
+            path,
+            len(left_out),
+            ", ".join(sorted(types)),
+            ", ".join(f"{code}: {n}" for code, n in by_type.items()),
+        )
+
+
 def _read_tcga(cfg: Expression):
     """A TCGA matrix (genes x samples unless ``orientation`` says otherwise) plus the labels table -> AnnData.
 
@@ -383,7 +402,7 @@ def _read_tcga(cfg: Expression):
     other_type: set[str] = set()
 
     def labelled(barcode: str) -> bool:
-        if barcode.startswith("TCGA-") and len(barcode) >= 15 and barcode[13:15] not in types:
+        if tcga_sample_type(barcode) not in (None, *types):
             other_type.add(barcode)
             return False
         return match_tcga_barcodes([barcode], known)[0] is not None
@@ -407,15 +426,7 @@ def _read_tcga(cfg: Expression):
         transpose=orientation == "genes_x_samples",
     )
     X, samples, genes = _orient(table, orientation, cfg.path)
-    if other_type:
-        by_type = pd.Series([b[13:15] for b in other_type]).value_counts().sort_index()
-        log.info(
-            "%s: %d samples of sample types other than %s left out (%s); keep them with expression.sample_types",
-            cfg.path,
-            len(other_type),
-            ", ".join(sorted(types)),
-            ", ".join(f"{code}: {n}" for code, n in by_type.items()),
-        )
+    _log_other_types(cfg.path, other_type, types)
     _log_left_out(cfg.path, table.left_out - len(other_type), len(samples) + table.left_out, cfg.labels)
     keys = match_tcga_barcodes(samples, labels.index)
     obs = _join_labels(samples, labels, cfg.path, cfg.labels, keys=keys)
@@ -556,6 +567,15 @@ def _read_gdc(cfg: Expression):
     sheet = _read_labels(
         cfg, path=cfg.path, sample_column=cfg.sample_column or "File Name", extra=("File ID", "Sample ID")
     )
+    if "Sample ID" in sheet:  # a TCGA cart holds normals beside the tumours, under the same Project ID
+        other = sheet["Sample ID"].astype(str).map(tcga_sample_type).isin(set(cfg.sample_types) | {None})
+        _log_other_types(cfg.path, list(sheet.loc[~other, "Sample ID"].astype(str)), cfg.sample_types)
+        if not other.any():
+            raise UserError(
+                f"{cfg.path}: every sample of the sheet is of a sample type other than "
+                f"{', '.join(cfg.sample_types)} (e.g. {sheet['Sample ID'].iloc[0]}); set expression.sample_types"
+            )
+        sheet = sheet[other]
     folder = Path(cfg.files_dir)
     ids = sheet["File ID"].tolist() if "File ID" in sheet else None
     found = gdc.find_count_files(folder, list(sheet.index), ids)

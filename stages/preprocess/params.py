@@ -51,9 +51,9 @@ class Expression(Section):
     counts_column: Literal[
         "unstranded", "stranded_first", "stranded_second", "tpm_unstranded", "fpkm_unstranded", "fpkm_uq_unstranded"
     ] = "unstranded"
-    #: tcga: the TCGA sample-type codes kept (characters 14-15 of a barcode): 01 primary solid tumour, 03 primary
-    #: blood-derived cancer; the others (06 metastatic, 10-19 normals, ...) are left out and counted, since a patient's
-    #: label would otherwise be given to its normal tissue
+    #: tcga, gdc: the TCGA sample-type codes kept (characters 14-15 of a barcode or Sample ID): 01 primary solid
+    #: tumour, 03 primary blood-derived cancer; the others (06 metastatic, 10-19 normals, ...) are left out and
+    #: counted, since a patient's label (or the cart's Project ID) would otherwise be given to its normal tissue
     sample_types: list[Annotated[str, StringConstraints(pattern=r"^\d\d$")]] = Field(
         default_factory=lambda: ["01", "03"], min_length=1
     )

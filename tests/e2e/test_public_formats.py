@@ -276,6 +276,7 @@ FILE_IDS = [
     "6b1b0e8a-7c3e-4c3f-9b8a-5f7f1b7b0c01",
     "0f5d9e2c-1a2b-4c3d-8e9f-0a1b2c3d4e02",
     "a3c4d5e6-f708-4192-a3b4-c5d6e7f8a903",
+    "c1d2e3f4-a5b6-4c7d-8e9f-a0b1c2d3e404",
 ]
 #: a STAR counts file's name starts with a UUID of its own, not its File ID (GDC sample sheets and manifests show both)
 FILE_NAMES = [
@@ -284,9 +285,11 @@ FILE_NAMES = [
         "d6a8c0e4-2f1b-4e5d-9c3a-7b8e9f0a1b11",
         "5e7f9a1b-3c2d-4e6f-8a0b-1c2d3e4f5a12",
         "9b8a7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c13",
+        "3f2e1d0c-9b8a-4f7e-8d6c-5b4a3f2e1d14",
     )
 ]
-SAMPLE_IDS = ["TCGA-06-0125-01A", "TCGA-02-0047-01A", "TCGA-A1-A0SB-01A"]
+#: the last: a normal (sample type 11) of the first sample's patient, under the same Project ID in the cart
+SAMPLE_IDS = ["TCGA-06-0125-01A", "TCGA-02-0047-01A", "TCGA-A1-A0SB-01A", "TCGA-06-0125-11A"]
 
 
 def _star_file(folder: Path, file_id: str, name: str, counts: list[int]) -> Path:
@@ -302,9 +305,9 @@ def _star_file(folder: Path, file_id: str, name: str, counts: list[int]) -> Path
     return _write(folder / file_id / name, _tsv(rows))
 
 
-def _gdc(tmp_path, with_files=(0, 1, 2)):
+def _gdc(tmp_path, with_files=(0, 1, 2, 3)):
     download = tmp_path / "gdc_download"
-    counts = [[10, 0, 0, 3], [20, 5, 1, 7], [30, 9, 0, 11]]
+    counts = [[10, 0, 0, 3], [20, 5, 1, 7], [30, 9, 0, 11], [40, 2, 2, 2]]
     for i in with_files:
         _star_file(download, FILE_IDS[i], FILE_NAMES[i], counts[i])
     header = [
@@ -329,22 +332,28 @@ def _gdc(tmp_path, with_files=(0, 1, 2)):
             p,
             s[:12],
             s,
-            "Tumor",
-            "Primary",
+            "Normal" if s.endswith("11A") else "Tumor",
+            "Not Applicable" if s.endswith("11A") else "Primary",
             "Solid Tissue",
             "Unknown",
         ]
-        for f, n, s, p in zip(FILE_IDS, FILE_NAMES, SAMPLE_IDS, ["TCGA-GBM", "TCGA-GBM", "TCGA-BRCA"], strict=True)
+        for f, n, s, p in zip(
+            FILE_IDS, FILE_NAMES, SAMPLE_IDS, ["TCGA-GBM", "TCGA-GBM", "TCGA-BRCA", "TCGA-GBM"], strict=True
+        )
     ]
     sheet = _write(tmp_path / "gdc_sample_sheet.2026-12-03.tsv", _tsv(rows))
     return dict(path=str(sheet), files_dir=str(download), format="gdc", label_key="Project ID", group_key="Case ID")
 
 
-def test_gdc_star_counts_with_the_sample_sheet(tmp_path):
-    adata = _read(**_gdc(tmp_path))
-    assert list(adata.obs_names) == SAMPLE_IDS
+def test_gdc_star_counts_with_the_sample_sheet(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="stages.preprocess"):
+        adata = _read(**_gdc(tmp_path))
+    assert list(adata.obs_names) == SAMPLE_IDS[:3]  # the normal is left out, not called TCGA-GBM
+    assert "1 samples of sample types other than 01, 03 left out (11: 1)" in caplog.text
     assert list(adata.obs["label"]) == ["TCGA-GBM", "TCGA-GBM", "TCGA-BRCA"]
-    assert list(adata.obs["group"]) == [s[:12] for s in SAMPLE_IDS]
+    assert list(adata.obs["group"]) == [s[:12] for s in SAMPLE_IDS[:3]]
     assert list(adata.var_names) == [g for g, _, _ in STAR_GENES]  # the N_ summary rows are not genes
     assert list(adata.var["symbol"]) == ["TSPAN6", "CD99", "CD99", "MT-ATP8"]
     assert adata.X[1, 3] == 7 and adata.X[2, 1] == 9
