@@ -16,9 +16,8 @@ from torch.utils.data import DataLoader
 
 from shared.artifacts import StageRun, write_json_atomic
 from shared.devices import describe_device
-from shared.errors import UserError
 from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result
-from shared.evaluation.splits import Protocol, holdout_split
+from shared.evaluation.splits import Protocol
 from shared.frameworks import keep_out
 from shared.logs import get_logger
 from shared.models import Ensemble, save_classifier
@@ -28,7 +27,7 @@ from shared.torch_training.fit import TrainSettings, predict_proba, train_fold
 from shared.torch_training.losses import balanced_weights, make_loss
 from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
 
-from .cohort import CHANNELS, CLASSES, cohort_table, find_cohort
+from .cohort import CHANNELS, CLASSES, cohort_table, find_cohort, split_patients
 from .params import Mri, Train3dMri
 
 log = get_logger("stages.train_3d_mri")
@@ -83,25 +82,6 @@ def loader(data, labels, rows, batch_size: int, augment=None, sampler=None, pin:
         shuffle=False,
         pin_memory=pin,
         drop_last=drop_last,
-    )
-
-
-def split_patients(data, p: Train3dMri, seed: int) -> pd.DataFrame:
-    labels = np.array([CLASSES.index(pt.label) for pt in data.patients])
-    counts = np.bincount(labels, minlength=2)
-    if counts.min() < 4:
-        raise UserError(
-            f"{counts[0]} wild-type and {counts[1]} mutant patients are usable: each class needs at least "
-            "4 for a held-out test split and training (see cohort.csv for the patients left out)"
-        )
-    is_test = holdout_split(labels, None, p.test_fraction, seed)
-    return pd.DataFrame(
-        {
-            "sample": [pt.id for pt in data.patients],
-            "label": [pt.label for pt in data.patients],
-            "label_index": labels,
-            "split": np.where(is_test, "test", "train"),
-        }
     )
 
 
@@ -314,7 +294,7 @@ def run(run: StageRun) -> None:
         patients, p.size, p.spacing, run.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume, p.normalisation
     )
     log.info(
-        "%d of %d patients in the model's grid %s in %.1f s",
+        "%d of %d exams in the model's grid %s in %.1f s",
         len(data.patients),
         len(patients),
         p.size,
@@ -330,14 +310,14 @@ def run(run: StageRun) -> None:
     )
     for status, n in counts.items():
         if status != "included":
-            log.info("left out: %d patient%s (%s)", n, "s" if n > 1 else "", status)
-    samples = split_patients(data, p, exp.seed)
+            log.info("left out: %d exam%s (%s)", n, "s" if n > 1 else "", status)
+    samples = split_patients(data.patients, p.test_fraction, exp.seed)
     result, members, proto = train(run, p, mri, data, samples, dist)
     if not dist.is_main:
         return
     headline = write_result(run.out, proto, result)
     write_models_index(run.out, [result])
-    table = table.merge(samples[["sample", "split"]].rename(columns={"sample": "patient"}), on="patient", how="left")
+    table = table.merge(samples[["sample", "split"]].rename(columns={"sample": "exam"}), on="exam", how="left")
     table.to_csv(run.out / "cohort.csv", index=False)
     explanations = {
         "target": "predicted and true class",

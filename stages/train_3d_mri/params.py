@@ -13,22 +13,32 @@ EFFICIENTNETS = tuple(f"efficientnet-b{i}" for i in range(8))
 
 
 class Mri(Section):
-    #: the release's folder: ucsf-pdgm holds UCSF-PDGM-0004_nifti/ folders, brats BraTS2021_00000/ folders
+    #: the release's folder: ucsf-pdgm holds UCSF-PDGM-0004_nifti/ (and follow-ups UCSF-PDGM-0433_FU007d_nifti/)
+    #: folders, brats BraTS2021_00000/ folders. One release per run
     root: InputDir
     layout: Literal["ucsf-pdgm", "brats"]
-    #: the metadata / label table (CSV): UCSF-PDGM-metadata_v*.csv (ID like UCSF-PDGM-004), or for BraTS a table
-    #: with a BraTS21ID column (00000, 0 or BraTS2021_00000)
+    #: the metadata / label table (CSV): UCSF-PDGM-metadata_v*.csv (ID like UCSF-PDGM-004, UCSF-PDGM-0433_FU007d); for
+    #: brats the same UCSF-PDGM table (its BraTS21 ID column names the case; rows with none are left out and counted)
+    #: or a table with a BraTS21ID column (00000, 0 or BraTS2021_00000)
     metadata: InputFile
-    #: the table's patient id column; auto: ID (ucsf-pdgm) or BraTS21ID (brats)
+    #: the table's exam id column; auto: ID (ucsf-pdgm), or for brats BraTS21ID, else UCSF-PDGM's BraTS21 ID
     id_column: str = "auto"
-    #: the IDH status column; values are mapped to wildtype / mutant (wildtype, wild-type, negative; mutant,
-    #: mutant (NOS), IDH1 p.R132H, IDH2 p.R172K, positive, ...); empty, NA, unknown: the patient is left out
+    #: the IDH status column; its values are read as wildtype / mutant (wildtype, wild-type, IDH-wildtype; mutant,
+    #: mutated (NOS), IDH1 p.R132H, IDH2 p.R172K, ...); empty, NA, unknown: the exam is left out. Any other value is
+    #: an error (0/1, positive/negative are how MGMT columns are written), unless label_values declares it
     label_column: str = "IDH"
+    #: a declared map of the label column's values to wildtype / mutant for a table that codes IDH otherwise, e.g.
+    #: {"0": wildtype, "1": mutant}; it replaces the spellings above. null: only IDH spellings are read
+    label_values: dict[str, Literal["wildtype", "mutant"]] | None = None
+    #: baselines (default): one exam per patient, so held-out metrics count patients and no tumour is scored twice;
+    #: all: UCSF-PDGM's six follow-up exams (the same tumour and IDH status, 1-175 days later) are used too, always
+    #: on their baseline's side of every split. Left-out follow-ups are counted in cohort.csv and the report
+    exams: Literal["baselines", "all"] = "baselines"
     #: after the sequence name in the file names: "" (UCSF-PDGM_0004_T1.nii.gz) or "_bias" (the release's
     #: bias-field-corrected volumes, UCSF-PDGM-0004_T1_bias.nii.gz); BraTS files have none
     suffix: str = ""
     #: a volume that cannot be read, holds NaN or disagrees with its siblings in shape or affine: error (one line
-    #: naming the file) or skip (the patient is left out and counted in cohort.csv and the report)
+    #: naming the file) or skip (the exam is left out and counted in cohort.csv and the report)
     on_bad_volume: Literal["error", "skip"] = "error"
 
 
@@ -103,7 +113,8 @@ STAGE = StageSpec(
         Output("{model}/tensorboard/**", "TensorBoard event files per fold"),
         Output(
             "cohort.csv",
-            "every patient found: id, folder, IDH value as written, label, status (included or why left out)",
+            "every exam found: exam id, patient, the baseline a follow-up belongs to (follow_up_of), folder, IDH "
+            "value as written, label, status (included or why left out), split",
         ),
         Output(
             "metrics.json",

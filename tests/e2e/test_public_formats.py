@@ -541,6 +541,23 @@ def test_bad_input_stops_the_stage_with_exit_2_and_writes_nothing(tmp_path):
 # ------------------------------------------------------------------------------------------------ end to end
 
 
+def _make_all(raw: dict, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
+    """Write the config ``raw`` (a shipped config pointed at a fixture and made small), run ``make all`` on it with
+    the local runner; -> (the finished process, the experiment's output folder). Fails the test on a non-zero exit."""
+    config = tmp_path / f"{raw['name']}.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}", "RUNNER=local"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, tmp_path / "outputs" / raw["name"]
+
+
 @pytest.mark.slow
 def test_gtex_layout_fixture_through_make_all(tmp_path):
     """configs/gtex.yaml, pointed at a GTEx-layout fixture of five tissues (per-tissue GCT files with the id column,
@@ -571,18 +588,7 @@ def test_gtex_layout_fixture_through_make_all(tmp_path):
         "stability": {"max_samples": 16},
     }
     raw.pop("variants")
-    config = tmp_path / "gtex.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
-    proc = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}", "RUNNER=local"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    exp = tmp_path / "outputs" / "gtex"
+    _, exp = _make_all(raw, tmp_path)
     samples = pd.read_csv(exp / "preprocess" / "samples.csv")
     real = samples[samples["augmented_from"].isna()]
     assert sorted(real["label"].unique()) == sorted(gtex_tissue_name(t) for t in (*GTEX_TISSUES, GTEX_REFERENCE))
@@ -643,18 +649,7 @@ def test_shipped_config_runs_through_make_all_on_its_published_layout(dataset, t
         "stability": off,
         "biology": off,
     }
-    config = tmp_path / f"{dataset}.yaml"
-    config.write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp_path / "outputs")}
-    proc = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO), "all", f"CONFIG={config}", "RUNNER=local"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    exp = tmp_path / "outputs" / raw["name"]
+    proc, exp = _make_all(raw, tmp_path)
     samples = pd.read_csv(exp / "preprocess" / "samples.csv")
     assert sorted(samples["label"].unique()) == fixture["classes"]
     if fixture["left_out"]:
@@ -669,3 +664,60 @@ def test_shipped_config_runs_through_make_all_on_its_published_layout(dataset, t
     # planted markers above chance: 8 markers of each class among 100 genes, 0.08 at random
     precision = summary["explanations"]["resnet18/saliency"]["marker_precision_at_8"]
     assert precision >= 0.16, summary["explanations"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["ucsf-pdgm", "brats2021"])
+def test_shipped_mri_config_runs_through_make_all_on_its_published_layout(dataset, tmp_path):
+    """configs/ucsf-pdgm.yaml and configs/brats2021.yaml, pointed at cohorts in the layouts the releases publish
+    (fixtures/mri.py: UCSF-PDGM v5's exam folders with each sequence as acquired and bias-corrected, ADC and DWI
+    beside them, follow-up exams under their baseline's number; BraTS 2021 case folders beside the RSNA-MICCAI MGMT
+    table, labelled through UCSF-PDGM's BraTS21 ID) and made small, run through make all. UCSF-PDGM runs with every
+    exam (mri.exams: all): follow-ups are read and trained on, always on their patient's side of the held-out split.
+    BraTS runs as shipped: a case is labelled by the row naming it, and the cases and rows the join cannot use are
+    left out and counted."""
+    import json
+
+    import pandas as pd
+
+    from fixtures.mri import write_mri
+    from stages.train_3d_mri.cohort import FOLLOW_UP, NO_BRATS_ID
+
+    root = tmp_path / "data" / dataset
+    layout = "ucsf-pdgm" if dataset == "ucsf-pdgm" else "brats"
+    table = write_mri(
+        root, layout=layout, n_patients=20, mutant_fraction=0.45, follow_ups=3 if layout == "ucsf-pdgm" else 1,
+        shape=(28, 32, 24), seed=11, release_files=True,
+    )  # fmt: skip
+    raw = yaml.safe_load((REPO / "configs" / f"{dataset}.yaml").read_text())
+    raw.pop("variants", None)
+    raw["device"] = "cpu"
+    raw["mri"].update(root=str(root), metadata=str(table))
+    if layout == "ucsf-pdgm":
+        raw["mri"]["exams"] = "all"
+    raw["train_3d_mri"].update(size=[32, 32, 32], folds=2, epochs=2, batch_size=8, augment={"elastic": 0.0})
+    proc, exp = _make_all(raw, tmp_path)
+    cohort = pd.read_csv(exp / "train_3d_mri" / "cohort.csv", dtype=str, keep_default_na=False)
+    used = cohort[cohort["status"] == "included"]
+    assert {"missing T1c", "no IDH value"} <= set(cohort["status"]), cohort["status"].value_counts()
+    assert (used.groupby("patient")["split"].nunique() == 1).all(), "a patient's exams on both sides of the split"
+    meta = pd.read_csv(table, dtype=str, keep_default_na=False)
+    if layout == "ucsf-pdgm":
+        follow_ups = used[used["follow_up_of"] != ""]
+        assert len(follow_ups) == 3 and (follow_ups["exam"].str.split("_").str[0] == follow_ups["follow_up_of"]).all()
+        assert (follow_ups["patient"] == follow_ups["follow_up_of"]).all()
+        ids = meta["ID"].str.replace(r"^UCSF-PDGM-(\d+)", lambda m: f"UCSF-PDGM-{int(m[1]):04d}", regex=True)
+        truth = dict(zip(ids, meta["IDH"], strict=True))
+    else:
+        counts = cohort["status"].value_counts()
+        assert counts[NO_BRATS_ID] == 2 and counts["no metadata row"] == 2 and counts[FOLLOW_UP] == 1, counts
+        assert (
+            used["exam"].str.match(r"^BraTS2021_\d{5}$").all() and used["patient"].str.match(r"^UCSF-PDGM-\d{4}$").all()
+        )
+        truth = dict(zip(meta["BraTS21 ID"], meta["IDH"], strict=True))  # the join: the row naming the case
+    assert len(used) >= 14
+    for exam, value in zip(used["exam"], used["idh_value"], strict=True):
+        assert value == truth[exam], f"{exam} labelled by another row's IDH"
+    summary = json.loads((exp / "report" / "summary.json").read_text())
+    assert summary["models"]["efficientnet-b0"]["kind"] == "deep"
+    assert (exp / "report" / "index.html").is_file()

@@ -38,7 +38,7 @@ def brats(tmp_path_factory):
 
 
 def _mri(root, table, **kw) -> Mri:
-    layout = "brats" if "BraTS" in str(next(root.iterdir())) or table.name == "labels.csv" else "ucsf-pdgm"
+    layout = "brats" if any(p.name.startswith("BraTS") for p in root.iterdir()) else "ucsf-pdgm"
     return Mri(root=str(root), layout=kw.pop("layout", layout), metadata=str(table), **kw)
 
 
@@ -57,13 +57,12 @@ def _copy(root, table, tmp_path):
         ("wildtype", "wildtype"),
         ("Wild-type", "wildtype"),
         ("IDH-wildtype", "wildtype"),
-        ("negative", "wildtype"),
         ("mutant (NOS)", "mutant"),
+        ("mutated (NOS)", "mutant"),
         ("IDH1 p.R132H", "mutant"),
         ("IDH1 p.R132C", "mutant"),
         ("IDH2 p.R172K", "mutant"),
         ("mutated", "mutant"),
-        ("positive", "mutant"),
         ("", None),
         ("unknown", None),
         (float("nan"), None),
@@ -116,13 +115,15 @@ def test_the_bias_corrected_suffix_reads_other_files(ucsf, tmp_path):
     assert bias[pid].status == "missing FLAIR, T1c, T2"  # only T1 has a _bias file here
 
 
-def test_brats_layout_with_unpadded_ids(brats):
+def test_brats_layout_labelled_through_ucsf_pdgms_brats21_id(brats):
     root, table = brats
-    meta = pd.read_csv(table, dtype=str)
-    assert not meta["BraTS21ID"].str.startswith("0").all()
+    assert table.name == "UCSF-PDGM-metadata_v5.csv"
+    rsna = pd.read_csv(root / "train_labels.csv", dtype=str)
+    assert list(rsna) == ["BraTS21ID", "MGMT_value"] and rsna["BraTS21ID"].str.fullmatch(r"\d{5}").all()
     patients = find_cohort(_mri(root, table, layout="brats"))
     included = [p for p in patients if p.status == "included"]
-    assert len(included) == 6 and all(p.id.startswith("BraTS2021_") for p in included)
+    assert len(included) == 4 and all(p.id.startswith("BraTS2021_") for p in included)  # 8 - 2 other - 2 defects
+    assert all(p.patient.startswith("UCSF-PDGM-") for p in included)
     assert all(p.files["T1c"].name.endswith("_t1ce.nii.gz") and p.mask.name.endswith("_seg.nii.gz") for p in included)
 
 
@@ -338,6 +339,7 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
     out = exp / "train_3d_mri"
     check_declared_outputs(out, "train_3d_mri")
     cohort = pd.read_csv(out / "cohort.csv", dtype=str, keep_default_na=False)
+    assert list(cohort)[:3] == ["exam", "patient", "follow_up_of"] and (cohort["exam"] == cohort["patient"]).all()
     assert (cohort["status"] == "included").sum() == 38 and set(cohort["status"]) >= {
         "missing T1c",
         "no IDH value",
