@@ -407,7 +407,9 @@ def _read_tcga(cfg: Expression):
             return False
         return match_tcga_barcodes([barcode], known)[0] is not None
 
-    if orientation == "genes_x_samples" and not any([labelled(b) for b in header[1:]]):
+    # genes x samples: the columns to keep are known from the header, so each barcode is matched once
+    kept = {b for b in header[1:] if labelled(b)} if orientation == "genes_x_samples" else None
+    if kept is not None and not kept:
         if other_type:
             example = sorted(other_type)[0]
             raise UserError(
@@ -421,7 +423,7 @@ def _read_tcga(cfg: Expression):
         cfg.negatives_ok,
         sep=sep,
         missing_ok=cfg.missing == "drop_genes",
-        keep_column=labelled if orientation == "genes_x_samples" else None,
+        keep_column=kept.__contains__ if kept is not None else None,
         keep_row=labelled if orientation == "samples_x_genes" else None,
         transpose=orientation == "genes_x_samples",
     )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import anndata as ad
 import numpy as np
@@ -17,17 +15,11 @@ from shared.genemap import PixelGeneMap
 from stages.preprocess.transforms import to_uint8
 from stages.preprocess.transforms.deepinsight import fit_deepinsight
 
-from ..support import REPO, write_config
+from ..support import run_stage, write_config
 
 
 def _preprocess(cfg):
-    proc = subprocess.run(
-        [sys.executable, "-m", "stages.preprocess", "--config", str(cfg)],
-        cwd=REPO,
-        env={**os.environ},
-        capture_output=True,
-        text=True,
-    )
+    proc = run_stage("preprocess", cfg, {**os.environ})
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -110,13 +102,7 @@ def test_bad_inputs_fail_with_one_line_and_no_output(tmp_path, small_data, monke
     adata.write_h5ad(bad / "expression.h5ad")
     cfg = write_config(tmp_path / "c.yaml", bad)
     monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "out"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "stages.preprocess", "--config", str(cfg)],
-        cwd=REPO,
-        env={**os.environ},
-        capture_output=True,
-        text=True,
-    )
+    proc = run_stage("preprocess", cfg, {**os.environ})
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and message in lines[0] and str(bad / "expression.h5ad") in lines[0]
@@ -204,13 +190,7 @@ def test_small_classes_left_out_are_named_in_log_manifest_and_dataset(tmp_path, 
     one = _with_rare_class(tmp_path / "one", small_data, [7])
     cfg = write_config(tmp_path / "e.yaml", tmp_path / "one", preprocess=section)
     monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "err"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "stages.preprocess", "--config", str(cfg)],
-        cwd=REPO,
-        env={**os.environ},
-        capture_output=True,
-        text=True,
-    )
+    proc = run_stage("preprocess", cfg, {**os.environ})
     assert proc.returncode == 2 and one.n_obs == 500
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "'rare' (1)" in lines[0] and "preprocess.small_classes.policy: leave_out" in lines[0]
