@@ -24,7 +24,8 @@ import torch
 
 from shared.artifacts import write_json_atomic
 from shared.models import build_model
-from stages.explain.attributions import METHODS, attribute_batched, to_tensor
+from stages.explain.attributions import attribute_batched, to_tensor
+from stages.explain.methods import METHODS
 
 
 def per_sample(model, images: np.ndarray, targets: np.ndarray, scale: float) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The README's generated sections, so that the documentation cannot drift from what it describes: "Stages", made
-from what the stages declare (``StageSpec``: roles, config sections, outputs), and "Test times", made from the
-measured runs in docs/test-times.yaml. ``make docs`` rewrites them, and a test fails when the README's copy differs
+from what the stages declare (``StageSpec``: roles, config sections, outputs), the attribution methods' table, made
+from their declarations (stages/explain/methods.py), and "Test times", made from the measured runs in
+docs/test-times.yaml. ``make docs`` rewrites them, and a test fails when the README's copy differs
 from what this prints.
 
     python -m shared.docs           # print the sections
@@ -83,8 +84,27 @@ def test_times_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+def methods_section() -> str:
+    """A table of explain's attribution methods, made from their declarations (stages/explain/methods.py)."""
+    from stages.explain.methods import METHODS
+
+    lines = [
+        "| method | signed | inputs | options (`explain.<key>`: defaults) | what it shows |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for cls in METHODS.values():
+        options = ""
+        if cls.Options is not None:
+            defaults = ", ".join(f"{k} {f.default!r}" for k, f in cls.Options.model_fields.items())
+            options = f"`{cls.options_key}`: {defaults}"
+        kinds = ", ".join(cls.kinds)
+        lines.append(f"| `{cls.name}` | {'yes' if cls.signed else 'no'} | {kinds} | {options} | {cls.description} |")
+    return "\n".join(lines) + "\n"
+
+
 #: name -> (what makes it, the source named in its begin marker)
 SECTIONS = {
+    "methods": (methods_section, "stages/explain/methods.py"),
     "stages": (stages_section, "stages/*/params.py"),
     "test-times": (test_times_section, "docs/test-times.yaml"),
 }

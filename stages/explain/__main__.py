@@ -23,7 +23,8 @@ from shared.models import load_classifier
 from shared.stage import main
 
 from . import biology
-from .attributions import METHODS, attribute_chunks, members, to_tensor
+from .attributions import attribute_chunks, members, to_tensor
+from .methods import METHODS
 from .params import Explain
 from .quality import agreement, faithfulness, random_curves, randomisation
 from .store import AnnDataFile, ClassMeans, CsvRows, KeptRows, LazyRows, NpyRows
@@ -50,6 +51,10 @@ class ModelInputs:
         self.labels = samples["label_index"].to_numpy()[rows]
         # read a chunk of rows at a time (explain_method), so the test split's size does not bound memory
         self.array = LazyRows(exp_dir / inp["array"], rows)
+        # the training samples as measured (not augmented copies): the reference distribution of some methods
+        real = samples["augmented_from"].isna() if "augmented_from" in samples else True
+        self._training = (exp_dir / inp["array"], np.flatnonzero((samples["split"] == "train") & real))
+        self._backgrounds: dict = {}
         self.gmap = PixelGeneMap.load(exp_dir / inp["gene_map"]) if inp.get("gene_map") else None
         self.gene_values = LazyRows(exp_dir / inp["gene_values"], rows) if inp.get("gene_values") else None
         features = exp_dir / inp["features"] if inp.get("features") else None
@@ -71,6 +76,15 @@ class ModelInputs:
     def tensors(self, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's inputs and the true classes of ``rows``, on the device."""
         return (to_tensor(self.array[rows], device, self.scale), torch.from_numpy(self.labels[rows]).to(device))
+
+    def background(self, n: int, seed: int, device) -> torch.Tensor:
+        """``n`` training samples drawn at random (seeded; all of them when there are fewer), as model inputs."""
+        key = (n, seed, str(device))
+        if key not in self._backgrounds:
+            path, rows = self._training
+            rows = np.sort(np.random.default_rng(seed).choice(rows, size=min(n, len(rows)), replace=False))
+            self._backgrounds[key] = to_tensor(LazyRows(path, rows)[np.arange(len(rows))], device, self.scale)
+        return self._backgrounds[key]
 
     def predict(self, model, device, batch: int = 256) -> np.ndarray:
         with torch.no_grad():
@@ -143,6 +157,15 @@ def per_sample_top(
     return pd.DataFrame(rows, columns=PER_SAMPLE_COLUMNS)
 
 
+def make_method(method_name: str, net, p: Explain, data: ModelInputs, device, seed: int):
+    """The method ``method_name`` of the network ``net`` (the model, a fold model or a randomised copy) with its
+    configured options and, for methods that compare with training samples, their seeded draw (the same draw for
+    every network)."""
+    cls, options = METHODS[method_name], p.options(method_name)
+    background = data.background(options.background, seed, device) if cls.needs_background else None
+    return cls(net, options, background)
+
+
 def trust(
     model,
     method_name: str,
@@ -159,7 +182,7 @@ def trust(
     samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); ``cache`` keeps
     the random order's curves, the same reference for every method of a model."""
     out: dict = {}
-    method_cls, options = METHODS[method_name], p.options(method_name)
+    method_cls = METHODS[method_name]
     if p.faithfulness.enabled:
         t0 = time.time()
         rows = subset(data.labels, p.faithfulness.max_samples)
@@ -218,7 +241,8 @@ def trust(
         t0 = time.time()
         rows = subset(data.labels, p.sanity.max_samples)
         x, target = data.tensors(rows, device)
-        r = randomisation(model, method_cls, options, x, target, attr[rows], seed)
+        make = lambda net: make_method(method_name, net, p, data, device, seed)  # noqa: E731
+        r = randomisation(model, make, x, target, attr[rows], seed)
         pd.DataFrame(
             [{"step": i + 1, **c} for i, c in enumerate(r["cascade"])]
             + [{"step": "all", "randomised_down_to": "all at once", "spearman": r["all_at_once"]}]
@@ -247,20 +271,20 @@ def stability(model, method_name: str, p: Explain, data: ModelInputs, classes: l
     """How much a class's top genes depend on the fold model explained (each fold model explained on its own) and,
     for stochastic methods (SmoothGrad), on the random draws (the method run again with other seeds)."""
     t0 = time.time()
-    method_cls, options = METHODS[method_name], p.options(method_name)
     rows = subset(data.labels, p.stability.max_samples)
     x, target = data.tensors(rows, device)
 
     def class_scores(net, draw_seed: int) -> np.ndarray:
         torch.manual_seed(draw_seed)
-        attr = method_cls(net, options).attribute(x.clone().requires_grad_(True), target).detach().cpu().numpy()
+        method = make_method(method_name, net, p, data, device, seed)
+        attr = method.attribute(x.clone().requires_grad_(True), target).detach().cpu().numpy()
         return class_means(data.to_genes(attr, rows), data.labels[rows], len(classes))
 
     out: dict = {"n_samples": int(len(rows))}
     folds = members(model)
     if len(folds) > 1:
         out["folds"] = agreement([class_scores(m, seed) for m in folds], classes, p.top_k)
-    if method_cls.stochastic:
+    if METHODS[method_name].stochastic:
         out["draws"] = agreement([class_scores(model, seed + d) for d in range(p.stability.draws)], classes, p.top_k)
     out["seconds"] = round(time.time() - t0, 2)
     shown = {
@@ -335,12 +359,10 @@ def explain_model(
         gene_means: dict[str, np.ndarray] = {}
         cache: dict = {}
         for method_name in p.methods:
-            method_cls = METHODS[method_name]
-            if kind not in method_cls.kinds:
-                entry["not_applicable"][method_name] = (
-                    f"{method_name} applies to {' and '.join(method_cls.kinds)} inputs"
-                )
-                log.info("%s: %s skipped (%s inputs)", name, method_name, kind)
+            reason = METHODS[method_name].not_applicable(kind, spec.get("arch"))
+            if reason is not None:
+                entry["not_applicable"][method_name] = reason
+                log.info("%s: %s skipped (%s)", name, method_name, reason)
                 continue
             result, means = explain_method(
                 model,
@@ -407,7 +429,7 @@ def explain_method(
     the trust checks and figures read are kept; then the class maps, rankings, figures and trust checks. Returns
     the method's metrics entry and its (n_classes, n_genes) class-mean gene attributions (None without genes)."""
     (folder / "figures").mkdir(parents=True)
-    method = METHODS[method_name](model, p.options(method_name))
+    method = make_method(method_name, model, p, data, device, seed)
     gene_names = data.gene_names
     n, nc = len(data.labels), len(classes)
     dtype = np.dtype(p.attribution_dtype)

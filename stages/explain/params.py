@@ -4,49 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
 from shared.config import InputFile, Output, Section, StageSpec
 from shared.logs import get_logger
 
+from .methods import METHODS, option_sections, owners
+
 log = get_logger("stages.explain")
 
 
-MethodName = Literal[
-    "saliency",
-    "gradient",
-    "input_x_gradient",
-    "smoothgrad",
-    "integrated_gradients",
-    "grad_cam",
-    "guided_grad_cam",
-    "occlusion",
-]
-
-
-class SmoothGradOptions(Section):
-    #: noise sd as a fraction of each input's range; Smilkov et al. (2017) found 10-20% best
-    noise_level: float = Field(0.15, gt=0, le=1)
-    #: noisy copies averaged (the paper: 50; 25 halves the cost with little change)
-    samples: int = Field(25, ge=1)
-
-
-class IntegratedGradientsOptions(Section):
-    #: Riemann steps along the path (Sundararajan et al. 2017: 20 to 300; 50 keeps completeness within a few %)
-    steps: int = Field(50, ge=2)
-    #: zeros | mean (the training mean, per channel or gene) | blurred (Gaussian-blurred input; images, volumes)
-    baseline: Literal["zeros", "mean", "blurred"] = "zeros"
-
-
-class GradCamOptions(Section):
-    #: auto: the last layer whose output keeps spatial extent; or a module name of a fold model (e.g. layer3)
-    layer: str = "auto"
-
-
-class OcclusionOptions(Section):
-    #: window side in pixels (images, volumes) or genes (vectors), and the step between windows
-    window: int = Field(3, ge=1)
-    stride: int = Field(2, ge=1)
+#: the methods users can choose: stages/explain/methods.py declares each once
+MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 
 
 class Faithfulness(Section):
@@ -126,7 +95,9 @@ class Biology(Section):
     min_set_size: int = Field(3, ge=1)
 
 
-class Explain(Section):
+class ExplainSettings(Section):
+    """explain's settings other than the methods' options."""
+
     methods: list[MethodName] = Field(default_factory=lambda: ["saliency"], min_length=1)
     #: explain only the held-out test samples the model classifies correctly (as the GTEx reference did)
     correct_only: bool = False
@@ -141,10 +112,6 @@ class Explain(Section):
     #: known marker genes, a CSV with columns class, gene (the synthetic fixtures write their planted ones)
     markers: InputFile | None = None
     precision_k: int = Field(10, ge=1)
-    smoothgrad: SmoothGradOptions = Field(default_factory=SmoothGradOptions)
-    integrated_gradients: IntegratedGradientsOptions = Field(default_factory=IntegratedGradientsOptions)
-    grad_cam: GradCamOptions = Field(default_factory=GradCamOptions)
-    occlusion: OcclusionOptions = Field(default_factory=OcclusionOptions)
     faithfulness: Faithfulness = Field(default_factory=Faithfulness)
     sanity: Sanity = Field(default_factory=Sanity)
     stability: Stability = Field(default_factory=Stability)
@@ -152,17 +119,12 @@ class Explain(Section):
     biology: Biology = Field(default_factory=Biology)
 
     @model_validator(mode="after")
-    def _options_of_chosen_methods(self) -> Explain:
+    def _options_of_chosen_methods(self) -> ExplainSettings:
         """Options set for a method that is not run are named in a warning (a typo, or a method left out)."""
-        owners = {
-            "smoothgrad": ("smoothgrad",),
-            "integrated_gradients": ("integrated_gradients",),
-            "grad_cam": ("grad_cam", "guided_grad_cam"),
-            "occlusion": ("occlusion",),
-        }
-        for key, methods in owners.items():
+        for key, section in option_sections().items():
+            methods = owners(key)
             # non-default options (a resolved config lists every section with its defaults)
-            if getattr(self, key) != type(getattr(self, key))() and not set(methods) & set(self.methods):
+            if getattr(self, key) != section() and not set(methods) & set(self.methods):
                 log.warning(
                     "explain.%s is set but no method it applies to (%s) is in explain.methods; it is unused",
                     key,
@@ -171,9 +133,19 @@ class Explain(Section):
         return self
 
     def options(self, method: str):
-        """The option section of ``method`` (Grad-CAM's serves Guided Grad-CAM too), or None."""
-        key = "grad_cam" if method == "guided_grad_cam" else method
-        return getattr(self, key, None) if key in type(self).model_fields else None
+        """The options section ``method`` reads (Grad-CAM's serves Guided Grad-CAM too), or None."""
+        key = METHODS[method].options_key
+        return getattr(self, key) if key else None
+
+
+#: explain's config section: the settings above and one options section per method that has options
+#: (explain.smoothgrad, explain.integrated_gradients, ...), made from the methods' declarations
+Explain = create_model(
+    "Explain",
+    __base__=ExplainSettings,
+    __module__=__name__,
+    **{key: (section, Field(default_factory=section)) for key, section in option_sections().items()},
+)
 
 
 STAGE = StageSpec(

@@ -14,7 +14,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from .attributions import Method, members, training_mean
+from .attributions import members, training_mean
 
 
 def _probabilities(model: nn.Module, x: torch.Tensor, target: torch.Tensor, batch: int = 512) -> np.ndarray:
@@ -136,8 +136,7 @@ def _reinitialise(module: nn.Module, generator_seed: int) -> None:
 
 def randomisation(
     model: nn.Module,
-    method_cls: type[Method],
-    options,
+    make,
     x: torch.Tensor,
     target: torch.Tensor,
     trained_attr: np.ndarray,
@@ -145,10 +144,10 @@ def randomisation(
 ) -> dict:
     """Adebayo et al. (2018): re-initialise the network top-down, block by block (cascading), and all at once; the
     Spearman rank correlation between each sample's trained and randomised attributions (absolute values, as the
-    maps are read), its mean over samples at each step."""
+    maps are read), its mean over samples at each step. ``make(network)``: the method of a network."""
 
     def correlation(randomised: nn.Module) -> float:
-        attr = method_cls(randomised, options).attribute(x.clone().requires_grad_(True), target).detach()
+        attr = make(randomised).attribute(x.clone().requires_grad_(True), target).detach()
         a = np.abs(trained_attr.reshape(len(x), -1))
         b = np.abs(attr.cpu().numpy().reshape(len(x), -1))
         rho = [

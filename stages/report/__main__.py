@@ -343,7 +343,7 @@ def run(run: StageRun) -> None:
                         else ("NO: insensitive to the model" if sanity["insensitive_to_model"] else "yes"),
                         "fold models: Spearman": folds_stab.get("spearman"),
                         "fold models: top-k shared": folds_stab.get("shared_top_k"),
-                        "SmoothGrad draws: top-k shared": ((stab or {}).get("draws") or {}).get("shared_top_k"),
+                        "random draws: top-k shared": ((stab or {}).get("draws") or {}).get("shared_top_k"),
                         "CAM share in tumour mask": loc and loc.get("cam_in_mask_mean"),
                         "mask's share of the brain (chance)": loc and loc.get("chance_mean"),
                         "patients above chance": loc and f"{loc['above_chance']} of {loc['n']}",

@@ -97,8 +97,13 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """Batches of (x, y); ``x`` keeps the array's dtype (uint8 images are scaled on the device)."""
+    """Batches of (x, y); ``x`` keeps the array's dtype (uint8 images are scaled on the device). A training loader
+    (``sampler`` set) leaves out an epoch's last batch when it would hold a single sample: batch normalisation has
+    nothing to normalise where the network's maps are 1 x 1 (ResNet-18 on a 12 x 12 image), and the per-epoch
+    shuffle gives every sample its turn."""
     per_rank = batch_size if sampler is None else max(1, batch_size // sampler.world)
+    # decided on the global batches, so that every rank of a distributed run leaves out the same (last) step
+    one_left = sampler is not None and sampler.n > sampler.batch_size and sampler.n % sampler.batch_size == 1
     return DataLoader(
         MemmapRows(array, labels, index),
         batch_size=per_rank,
@@ -107,6 +112,7 @@ def make_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         collate_fn=_collate,
+        drop_last=one_left,
     )
 
 

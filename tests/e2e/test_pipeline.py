@@ -94,7 +94,7 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
     )
     top = (exp / "explain" / "resnet18" / "gradient" / "top_genes.csv").read_text().splitlines()
     assert top[0] == "class,rank,gene,score" and len(top) > 1
-    for key in ("fold models: top-k shared", "SmoothGrad draws: top-k shared", "faithful (vs random)"):
+    for key in ("fold models: top-k shared", "random draws: top-k shared", "faithful (vs random)"):
         assert key in html
     for stage in STAGES:  # every file declared, every always-written output there
         check_declared_outputs(exp / stage, stage)

@@ -340,7 +340,8 @@ def test_attribution_class_means_and_figures_work_for_vectors_images_and_volumes
     from shared.attribution_figures import plot_class_maps
     from shared.evaluation.rankings import class_means
     from shared.models import Standardize
-    from stages.explain.attributions import METHODS, attribute_batched
+    from stages.explain.attributions import attribute_batched
+    from stages.explain.methods import METHODS
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)

@@ -9,9 +9,11 @@ from torch import nn
 
 from shared.errors import UserError
 from shared.models import Ensemble, Standardize
-from stages.explain.attributions import METHODS
-from stages.explain.params import Explain, GradCamOptions, IntegratedGradientsOptions
+from stages.explain.methods import METHODS
+from stages.explain.params import Explain
 from stages.explain.quality import faithfulness, randomisation
+
+IGOptions, GradCamOptions = METHODS["integrated_gradients"].Options, METHODS["grad_cam"].Options
 
 
 def _cnn(seed: int, channels: int = 2) -> nn.Module:
@@ -38,7 +40,7 @@ def test_integrated_gradients_satisfies_completeness():
     x = torch.rand(5, 6)
     target = torch.tensor([0, 1, 2, 0, 1])
     for baseline in ("zeros", "mean"):
-        method = METHODS["integrated_gradients"](model, IntegratedGradientsOptions(steps=200, baseline=baseline))
+        method = METHODS["integrated_gradients"](model, IGOptions(steps=200, baseline=baseline))
         attr = method.attribute(x.clone().requires_grad_(True), target)
         with torch.no_grad():
             base = method.baseline(x)
@@ -157,11 +159,11 @@ def test_randomisation_flags_a_method_that_ignores_the_weights_and_passes_the_gr
     x = torch.rand(16, 2, 8, 8)
     x[:, :, 2:5, 2:5] += 1.0
     target = torch.zeros(16, dtype=torch.long)
-    ignore = randomisation(model, InputAsAttribution, None, x, target, x.numpy(), seed=0)
+    ignore = randomisation(model, InputAsAttribution, x, target, x.numpy(), seed=0)
     assert ignore["all_at_once"] > 0.99 and all(c["spearman"] > 0.99 for c in ignore["cascade"])
     gradient = METHODS["gradient"]
     trained = gradient(model).attribute(x.clone().requires_grad_(True), target).detach().numpy()
-    real = randomisation(model, gradient, None, x, target, trained, seed=0)
+    real = randomisation(model, gradient, x, target, trained, seed=0)
     assert real["all_at_once"] < 0.5, real
     assert [c["randomised_down_to"] for c in real["cascade"]] == ["6", "2", "0"]  # Linear, Conv, Conv: top down
 
@@ -375,3 +377,90 @@ def test_anndata_written_in_parts_reads_back_in_anndata(tmp_path):
     assert list(back.obs_names) == ["s0", "s1", "s2"] and list(back.var_names) == ["g0", "g1"]
     assert back.varm["saliency_class_means"].shape == (2, 2) and list(back.uns["classes"]) == ["a", "b"]
     assert [p.name for p in tmp_path.iterdir()] == ["x.h5ad"]
+
+
+class _ReusedReLU(nn.Module):
+    """A residual block calling one ReLU module twice, as torchvision's ResNet blocks do."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.relu, self.head = nn.Linear(6, 6), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3)
+
+    def forward(self, x):
+        out = self.relu(self.fc1(x))
+        return self.head(self.relu(self.fc2(out) + x))
+
+
+def test_deeplift_adds_up_to_the_logit_difference_even_where_a_module_is_called_twice():
+    """DeepLIFT's rescale rule through ReLU and linear layers: a sample's attributions sum to its logit minus the
+    reference's. Captum refuses a ReLU module called twice in a forward pass; the method splits it into one copy per
+    call (the function is unchanged) and the sums still hold, from zeros and from the training mean."""
+    from captum.attr import DeepLift as CaptumDeepLift
+
+    from stages.explain.attributions import one_module_per_call
+
+    torch.manual_seed(0)
+    model = Ensemble([nn.Sequential(Standardize([0.5] * 6, [0.2] * 6, spatial_dims=0), _ReusedReLU())]).eval()
+    x, target = torch.rand(5, 6), torch.tensor([0, 1, 2, 0, 1])
+    with pytest.raises(RuntimeError, match="used more than once"):
+        CaptumDeepLift(model).attribute(x.clone().requires_grad_(True), target=target)
+    split = one_module_per_call(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(split(x), model(x))
+    cls = METHODS["deeplift"]
+    for baseline, value in (("zeros", 0.0), ("mean", 0.5)):
+        attr = cls(model, cls.Options(baseline=baseline)).attribute(x.clone().requires_grad_(True), target).detach()
+        with torch.no_grad():
+            gap = (model(x) - model(torch.full_like(x, value))).gather(1, target[:, None])[:, 0]
+        torch.testing.assert_close(attr.sum(1), gap, rtol=1e-4, atol=1e-5)
+
+
+def test_deeplift_runs_on_resnet18_and_declines_efficientnet():
+    from shared.models import build_model
+
+    spec = {"arch": "resnet18", "input_shape": [3, 16, 16], "n_classes": 3}
+    model = Ensemble([build_model(spec, [0.5] * 3, [0.2] * 3).eval()]).eval()
+    x = torch.rand(2, 3, 16, 16)
+    attr = METHODS["deeplift"](model).attribute(x.clone().requires_grad_(True), torch.tensor([0, 2]))
+    assert attr.shape == x.shape and torch.isfinite(attr).all() and attr.abs().sum() > 0
+    assert METHODS["deeplift"].not_applicable("image", "resnet18") is None
+    assert "efficientnet_b0 has nonlinearities" in METHODS["deeplift"].not_applicable("image", "efficientnet_b0")
+    assert "applies to vector and image" in METHODS["deeplift"].not_applicable("volume", None)
+
+
+def test_gradient_shap_is_the_gradient_times_the_distance_to_the_training_background():
+    """On a linear model the gradient is W[target] everywhere, so GradientSHAP (expected gradients) is
+    W[target] * (x - the mean of the background rows drawn): exact when every background row is the same, and its sum
+    tends to the logit minus the background's mean logit as draws grow."""
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3).eval()
+    x, target = torch.rand(4, 6), torch.tensor([0, 1, 2, 1])
+    cls = METHODS["gradient_shap"]
+    one = torch.full((8, 6), 0.3)
+    attr = cls(model, cls.Options(samples=5), one).attribute(x.clone().requires_grad_(True), target).detach()
+    torch.testing.assert_close(attr, model.weight.detach()[target] * (x - 0.3), rtol=1e-5, atol=1e-6)
+    background = torch.rand(64, 6)
+    attr = cls(model, cls.Options(samples=2000), background).attribute(x.clone().requires_grad_(True), target).detach()
+    with torch.no_grad():
+        gap = model(x).gather(1, target[:, None])[:, 0] - model(background)[:, target].mean(0)
+    torch.testing.assert_close(attr.sum(1), gap, rtol=0.05, atol=0.03)
+    with pytest.raises(ValueError, match="needs its training background"):
+        cls(model).attribute(x, target)
+
+
+def test_every_method_is_declared_once_and_the_config_follows_the_declarations():
+    """The config's choices, its option sections and the options each method reads come from METHODS; every method
+    has a description (its docstring) and says whether it is signed."""
+    from typing import get_args
+
+    from stages.explain.methods import option_sections, owners
+
+    assert list(get_args(Explain.model_fields["methods"].annotation.__args__[0])) == list(METHODS)
+    assert {"deeplift", "gradient_shap"} <= set(METHODS)
+    for key, section in option_sections().items():
+        assert Explain.model_fields[key].annotation is section and owners(key)
+    assert owners("grad_cam") == ["grad_cam", "guided_grad_cam"]
+    settings = Explain(methods=["guided_grad_cam", "deeplift"], grad_cam={"layer": "layer3"})
+    assert settings.options("guided_grad_cam").layer == "layer3" and settings.options("saliency") is None
+    for cls in METHODS.values():
+        assert len(cls.description) > 80 and isinstance(cls.signed, bool), cls.name
