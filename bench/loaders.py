@@ -74,7 +74,7 @@ def _child(which: str, gct: str, labels: str) -> dict:
     if which == "ours":
         import anndata  # noqa: F401  (imported before measuring, as the stage has it)
 
-        from stages.preprocess.loaders import read_expression
+        from stages.preprocess.formats import read_expression
         from stages.preprocess.params import Expression
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0 = time.perf_counter()

@@ -1,5 +1,5 @@
 """The baselines' scikit-learn models and their settings, in one place: train_torch trains them through the protocol
-(shared.evaluation.baselines) and explain refits them for the biology checks (stages/explain/biology.py), so both
+(shared.evaluation.baselines) and explain refits them for the biology checks (stages/explain/biology/), so both
 use the same hyperparameters. Kept apart from the protocol code so that explain does not depend on it."""
 
 from __future__ import annotations

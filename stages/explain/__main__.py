@@ -24,6 +24,7 @@ from shared.stage import main
 
 from . import biology
 from .attributions import attribute_chunks, members, to_tensor
+from .biology import importances
 from .methods import METHODS
 from .params import Explain
 from .quality import agreement, faithfulness, random_curves, randomisation
@@ -713,7 +714,7 @@ def baselines_biology(run: StageRun, bio: biology.Context, names: list[str]) -> 
     spec = {"input": {"kind": "vector", "array": f"{rel}/vectors.npy", "samples": f"{rel}/samples.csv"}}
     prepared = bio.prepared(spec, genes, symbols, dataset["classes"])
     rankings = {
-        name: (biology.baseline_importances(name, prepared[0], run.exp.seed, bio.p.permutation_repeats), True)
+        name: (importances.baseline_importances(name, prepared[0], run.exp.seed, bio.p.permutation_repeats), True)
         for name in names
     }
     result = biology.assess_model(

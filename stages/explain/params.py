@@ -66,7 +66,7 @@ class PerSample(Section):
 
 class Biology(Section):
     """Do the explanations agree with biology? DE beside every ranking, keep/remove retraining, gene-set
-    enrichment (stages/explain/biology.py)."""
+    enrichment (stages/explain/biology/)."""
 
     enabled: bool = True
     #: top-k sizes compared with the differential-expression top-k (overlap, Jaccard, permutation p)

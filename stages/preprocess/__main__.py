@@ -20,7 +20,7 @@ from shared.logs import get_logger, progress
 from shared.stage import main
 
 from .augment import augment, augmentation_plan
-from .loaders import read_gene_filter, strip_version
+from .formats.tables import read_gene_filter, strip_version
 from .normalize import (
     GeneMoments,
     LoggedCheck,

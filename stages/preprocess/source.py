@@ -8,7 +8,8 @@ import numpy as np
 
 from shared.errors import UserError
 
-from .loaders import _check_obs, _check_values, read_expression
+from .formats import read_expression
+from .formats.tables import check_obs, check_values
 from .params import Expression
 
 
@@ -26,7 +27,7 @@ def open_expression(cfg: Expression):
         ) from None
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise UserError(f"{cfg.path}: empty matrix ({adata.n_obs} samples x {adata.n_vars} genes)")
-    _check_obs(adata, cfg, source=cfg.path)
+    check_obs(adata, cfg, source=cfg.path)
     return adata, True
 
 
@@ -36,7 +37,7 @@ def iter_chunks(adata, chunk_size: int, cfg: Expression, backed: bool) -> Iterat
         stop = min(start + chunk_size, adata.n_obs)
         X = adata.X[start:stop]
         if backed:
-            _check_values(X, adata.obs_names[start:stop], adata.var_names, cfg.path, cfg.negatives_ok)
+            check_values(X, adata.obs_names[start:stop], adata.var_names, cfg.path, cfg.negatives_ok)
         yield start, stop, X
 
 

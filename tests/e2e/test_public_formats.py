@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from shared.errors import UserError
-from stages.preprocess.geo import read_series_matrix
-from stages.preprocess.loaders import read_expression
+from stages.preprocess.formats import read_expression
+from stages.preprocess.formats.geo import read_series_matrix
 from stages.preprocess.params import Expression
 
 from ..support import REPO
@@ -569,7 +569,7 @@ def test_gtex_layout_fixture_through_make_all(tmp_path):
     import pandas as pd
 
     from fixtures.synthetic import GTEX_REFERENCE, GTEX_TISSUES, write_gtex
-    from stages.preprocess.loaders import gtex_tissue_name
+    from stages.preprocess.formats.gtex import gtex_tissue_name
 
     gcts, attributes, phenotypes, markers = write_gtex(tmp_path / "gtex-v8")
     raw = yaml.safe_load((REPO / "configs" / "gtex.yaml").read_text())

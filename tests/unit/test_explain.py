@@ -258,7 +258,7 @@ def test_markers_and_gene_sets_in_symbols_match_data_keyed_by_ensembl_ids(tmp_pa
     it (a symbol carried by several genes stands for all of them, named in the log), and a markers file naming
     classes as the label table spells them ('Whole Blood') matches the data's renamed classes ('whole_blood')."""
     from shared.evaluation.rankings import read_markers
-    from stages.explain import biology
+    from stages.explain.biology import gene_sets
 
     genes = ["ENSG00000223972.5", "ENSG00000199916.1", "ENSG00000201317.1", "ENSG00000244734.3"]
     symbols = ["DDX11L1", "Y_RNA", "Y_RNA", "HBB"]
@@ -278,7 +278,7 @@ def test_markers_and_gene_sets_in_symbols_match_data_keyed_by_ensembl_ids(tmp_pa
 
     gmt = tmp_path / "sets.gmt"
     gmt.write_text("RNA\td\tY_RNA\tDDX11L1\nBLOOD\td\tHBB\tENSG00000199916.1\n")
-    matched, _ = biology.match_gene_sets(biology.read_gmt(gmt), np.array(genes), np.array(symbols), str(gmt), 2)
+    matched, _ = gene_sets.match_gene_sets(gene_sets.read_gmt(gmt), np.array(genes), np.array(symbols), str(gmt), 2)
     assert list(matched["RNA"]) == [0, 1, 2] and list(matched["BLOOD"]) == [1, 3]
 
 

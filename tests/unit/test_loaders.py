@@ -12,7 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from shared.errors import UserError
-from stages.preprocess.loaders import gtex_donor, gtex_tissue_name, match_tcga_barcodes, read_expression
+from stages.preprocess.formats import read_expression
+from stages.preprocess.formats.gtex import gtex_donor, gtex_tissue_name
+from stages.preprocess.formats.tcga import match_tcga_barcodes
 from stages.preprocess.params import Expression
 
 SAMPLES = ["S1", "S2", "S3", "S4"]

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from shared.errors import UserError
-from stages.preprocess import loaders, streaming
+from stages.preprocess import streaming
+from stages.preprocess.formats import tables
 from stages.preprocess.textfiles import compression
 
 GENES = [f"ENSG{i:011d}.{i % 7 + 1}" for i in range(23)]
@@ -133,7 +134,7 @@ def test_streamed_values_equal_pandas_on_every_layout(tmp_path, monkeypatch, gz,
         monkeypatch.setattr(streaming, "BLOCK_BYTES", block)  # a few rows per block: many blocks
     for name, path, kw, pandas_kw, n_id in _layouts(tmp_path, np.random.default_rng(0), gz):
         for transpose in (False, True):
-            table = loaders._read_matrix(path, True, transpose=transpose, **kw)
+            table = tables.read_matrix(path, True, transpose=transpose, **kw)
             expected = (
                 pd.read_csv(
                     path,
@@ -160,7 +161,7 @@ def test_kept_columns_and_rows_only(tmp_path, monkeypatch):
     full = _pandas(path, pandas_kw, n_id)
     keep_s = set(SAMPLES[::2])
     keep_g = set(GENES[1::3])
-    table = loaders._read_matrix(
+    table = tables.read_matrix(
         path, True, keep_column=keep_s.__contains__, keep_row=keep_g.__contains__, transpose=True, **kw
     )
     assert table.col_ids == SAMPLES[::2] and table.row_ids == GENES[1::3]
@@ -170,12 +171,12 @@ def test_kept_columns_and_rows_only(tmp_path, monkeypatch):
 
 def test_missing_values_as_pandas_or_refused(tmp_path):
     for name, path, kw, pandas_kw, n_id in _layouts(tmp_path, np.random.default_rng(2), False, missing=True):
-        table = loaders._read_matrix(path, True, missing_ok=True, **kw)
+        table = tables.read_matrix(path, True, missing_ok=True, **kw)
         expected = _pandas(path, pandas_kw, n_id)
         assert np.isnan(expected).sum() == 2, name
         np.testing.assert_array_equal(table.values, expected, err_msg=name)  # NaN where pandas has NaN
         with pytest.raises(UserError, match="NaN") as err:
-            loaders._read_matrix(path, True, **kw)
+            tables.read_matrix(path, True, **kw)
         assert path in str(err.value) and "\n" not in str(err.value)
 
 
@@ -185,7 +186,7 @@ def test_a_non_numeric_cell_is_named_with_its_row_and_column(tmp_path, monkeypat
     lines[15] = ",".join([GENES[14], "1", "1", "1.2.3", *["1"] * (len(SAMPLES) - 3)])
     path = _write(tmp_path / "bad.csv.gz", lines, True)
     with pytest.raises(UserError) as err:
-        loaders._read_matrix(path, True)
+        tables.read_matrix(path, True)
     message = str(err.value)
     assert "'1.2.3'" in message and repr(GENES[14]) in message and repr(SAMPLES[2]) in message and "line 16" in message
 
@@ -195,5 +196,5 @@ def test_a_ragged_row_is_a_one_line_error(tmp_path):
     lines[7] += ",9"
     path = _write(tmp_path / "ragged.csv", lines, False)
     with pytest.raises(UserError, match="malformed") as err:
-        loaders._read_matrix(path, True)
+        tables.read_matrix(path, True)
     assert path in str(err.value) and "\n" not in str(err.value)

@@ -13,13 +13,19 @@ empty when the submitters gave the processed values only as a supplementary file
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
 from shared.errors import UserError
+from shared.logs import get_logger
 
-from .textfiles import open_text, reading, split
+from ..params import Expression
+from ..textfiles import open_text, reading, split
+from .tables import assemble, check_unique, join_labels, matrix_header, orient, read_matrix
+
+log = get_logger(__name__)
 
 BEGIN, END = "!series_matrix_table_begin", "!series_matrix_table_end"
 
@@ -127,3 +133,109 @@ def match_field(series: SeriesMatrix, ids: list[str], field: str | None) -> tupl
             f"(have: {[c for c in series.samples.columns if c not in series.keys]})"
         )
     return best, len(wanted & set(series.samples[best].dropna()))
+
+
+#: header names of a gene-symbol column among a supplementary matrix's leading annotation columns
+SYMBOL_HEADERS = {
+    "symbol",
+    "gene_symbol",
+    "gene symbol",
+    "genesymbol",
+    "gene_name",
+    "gene name",
+    "hgnc_symbol",
+    "description",
+    "gene",
+}
+
+
+def symbol_column(annotation: list[str]) -> int | None:
+    """The gene-symbol column among a supplementary matrix's annotation columns (not the first, the row id): a header
+    naming a symbol first (GSE85217's ``HGNC_symbol_from_ensemblv77``, after ``Probe.Set.Name`` and two others),
+    else one of ``SYMBOL_HEADERS`` (gene_name, description, ...)."""
+    names = [h.strip().lower() for h in annotation]
+    ranked = [
+        (0 if "symbol" in n else 1, i) for i, n in enumerate(names) if i and ("symbol" in n or n in SYMBOL_HEADERS)
+    ]
+    return min(ranked)[1] if ranked else None
+
+
+def read(cfg: Expression):
+    """A GEO series: labels from the series matrix (``labels``, or ``path`` itself) and values from its data table
+    (``path`` = the series matrix) or from the series' supplementary matrix (genes x samples). -> AnnData."""
+    series_path = cfg.labels or cfg.path
+    if not is_series_matrix(series_path):
+        raise UserError(
+            f"{series_path}: not a GEO series matrix (it should start with !Series_ lines); set "
+            "expression.labels to the series' GSE..._series_matrix.txt.gz"
+        )
+    series = read_series_matrix(series_path)
+    for key, what in ((cfg.label_key, "label_key"), (cfg.group_key, "group_key")):
+        if key is not None:
+            label_column(series, key, series_path, what)
+    missing_ok = cfg.missing == "drop_genes"
+    if cfg.labels is None or Path(cfg.labels).resolve() == Path(cfg.path).resolve():
+        if series.table_line is None:
+            raise UserError(
+                f"{series_path}: the series matrix has no data table (its values are in a supplementary "
+                "file); set expression.path to that file and expression.labels to this series matrix"
+            )
+        table = read_matrix(
+            series_path,
+            cfg.negatives_ok,
+            sep="\t",
+            skiprows=series.table_line,
+            nrows=series.table_rows,
+            missing_ok=missing_ok,
+            transpose=True,
+        )
+        labels = series.samples
+    else:
+        header, sep = matrix_header(cfg.path, None, "\t", 0)
+        field, hits = match_field(series, header, cfg.sample_column)
+        if hits == 0:
+            raise UserError(
+                f"{cfg.path}: no column header (e.g. {header[min(1, len(header) - 1)]!r}) names a sample "
+                f"of {series_path} (titles e.g. "
+                f"{series.samples['title'].iloc[0] if 'title' in series.samples else None!r}, "
+                f"accessions e.g. {series.samples.index[0]!r}); check that both files are of the same series"
+            )
+        labels = series.samples.dropna(subset=[field])
+        check_unique(labels[field], f"!Sample_{field} values", series_path)
+        labels = labels.set_index(labels[field].astype(str))
+        first = next(i for i, h in enumerate(header) if h in labels.index)
+        if first == 0:
+            raise UserError(
+                f"{cfg.path}: the first column is a sample ({header[0]!r}); expected gene ids first, "
+                "then one column per sample (genes x samples)"
+            )
+        strays = [h for h in header[first:] if h not in labels.index]
+        if strays:
+            raise UserError(
+                f"{cfg.path}: {len(strays)} columns after the first sample name no sample of "
+                f"{series_path} (e.g. {strays[0]!r}); remove them or use the matching series matrix"
+            )
+        symbol = symbol_column(header[:first])
+        table = read_matrix(
+            cfg.path,
+            cfg.negatives_ok,
+            sep=sep,
+            n_id_columns=first,
+            info_column=symbol,
+            missing_ok=missing_ok,
+            transpose=True,
+        )
+        log.info(
+            "%s: %d samples matched to %s by !Sample_%s; %d annotation column(s) before them",
+            cfg.path,
+            len(table.col_ids),
+            series_path,
+            field,
+            first,
+        )
+    X, samples, genes = orient(table, "genes_x_samples", cfg.path)
+    obs = join_labels(samples, labels, cfg.path, series_path)
+    var = pd.DataFrame(index=pd.Index(genes))
+    if table.row_info is not None:
+        var["symbol"] = table.row_info
+    return assemble(X, obs, var)
