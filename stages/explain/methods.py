@@ -14,12 +14,16 @@ torch and Captum are imported inside the methods, when they run.
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
 from shared.config import Section
 from shared.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: this module imports without torch
+    from .inputs import ModelInputs
+    from .params import Explain
 
 #: every method, by config name, in the order the README and the config's choices list them
 METHODS: dict[str, type[Method]] = {}
@@ -378,3 +382,12 @@ def option_sections() -> dict[str, type[Section]]:
 def owners(key: str) -> list[str]:
     """The methods that read the options section ``key``."""
     return [m.name for m in METHODS.values() if m.options_key == key]
+
+
+def make_method(method_name: str, net, p: Explain, data: ModelInputs, device, seed: int):
+    """The method ``method_name`` of the network ``net`` (the model, a fold model or a randomised copy) with its
+    configured options and, for methods that compare with training samples, their seeded draw (the same draw for
+    every network)."""
+    cls, options = METHODS[method_name], p.options(method_name)
+    background = data.background(options.background, seed, device) if cls.needs_background else None
+    return cls(net, options, background)

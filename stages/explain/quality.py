@@ -1,5 +1,6 @@
-"""How far an explanation can be trusted, measured: faithfulness (deletion and insertion curves) and the
-model-randomisation sanity check of Adebayo et al. (2018).
+"""How far an explanation can be trusted, measured: faithfulness (deletion and insertion curves), the
+model-randomisation sanity check of Adebayo et al. (2018) and stability across fold models and random draws; and
+``trust``, which runs them for one method of one model and writes their tables and figures.
 
 Both work on the model's input elements (features of a vector, pixels or voxels of every channel): with one gene
 per pixel (lsa) an element is a gene.
@@ -8,13 +9,25 @@ per pixel (lsa) an element is a gene.
 from __future__ import annotations
 
 import copy
+import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy import stats
 from torch import nn
 
+from shared.attribution_figures import plot_faithfulness
+from shared.evaluation.rankings import class_means
+from shared.logs import get_logger
+
 from .attributions import members, training_mean
+from .inputs import ModelInputs, subset
+from .methods import METHODS, make_method
+from .params import Explain
+
+log = get_logger("stages.explain")
 
 
 def _probabilities(model: nn.Module, x: torch.Tensor, target: torch.Tensor, batch: int = 512) -> np.ndarray:
@@ -201,3 +214,139 @@ def agreement(class_scores: list[np.ndarray], classes: list[str], k: int) -> dic
         "shared_top_k": float(np.mean([v["shared_top_k"] for v in per_class.values()])),
         "per_class": per_class,
     }
+
+
+# ------------------------------------------------------------------------------------ the checks of a method
+def trust(
+    model,
+    method_name: str,
+    p: Explain,
+    data: ModelInputs,
+    attr,
+    classes: list[str],
+    device,
+    seed: int,
+    folder: Path,
+    cache: dict,
+) -> dict:
+    """Faithfulness, sanity and stability figures of one method (each on a bounded subset of the explained
+    samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); ``cache`` keeps
+    the random order's curves, the same reference for every method of a model."""
+    out: dict = {}
+    method_cls = METHODS[method_name]
+    if p.faithfulness.enabled:
+        t0 = time.time()
+        rows = subset(data.labels, p.faithfulness.max_samples)
+        x, target = data.tensors(rows, device)
+        if "random" not in cache:
+            cache["random"] = random_curves(model, x, target, p.faithfulness.steps, seed)
+        f = faithfulness(
+            model,
+            x,
+            target,
+            attr[rows],
+            method_cls.signed,
+            p.faithfulness.steps,
+            seed,
+            p.faithfulness.margin,
+            reference=cache["random"],
+        )
+        aucs = ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc")
+        table = pd.DataFrame(
+            {
+                "sample": data.samples["sample"].to_numpy()[rows],
+                "class": np.asarray(classes)[data.labels[rows]],
+                **{k: f[k] for k in aucs},
+            }
+        )
+        table.to_csv(folder / "faithfulness.csv", index=False)
+        per_class = table.groupby("class", sort=False)[list(aucs)].mean()
+        plot_faithfulness(f, folder / "figures" / "faithfulness.png", method_name)
+        out["faithfulness"] = {
+            "n_samples": int(len(rows)),
+            "steps": p.faithfulness.steps,
+            **{k: float(table[k].mean()) for k in aucs},
+            **{
+                k: f[k]
+                for k in (
+                    "p_deletion",
+                    "p_insertion",
+                    "deletion_better_than_random",
+                    "insertion_better_than_random",
+                    "better_than_random",
+                )
+            },
+            "per_class": {c: {k: float(v) for k, v in r.items()} for c, r in per_class.iterrows()},
+            "seconds": round(time.time() - t0, 2),
+        }
+        log.info(
+            "%s: deletion AUC %.3f (random %.3f), insertion AUC %.3f (random %.3f)%s",
+            method_name,
+            out["faithfulness"]["deletion_auc"],
+            out["faithfulness"]["random_deletion_auc"],
+            out["faithfulness"]["insertion_auc"],
+            out["faithfulness"]["random_insertion_auc"],
+            "" if f["better_than_random"] else ": NO BETTER THAN RANDOM",
+        )
+    if p.sanity.enabled:
+        t0 = time.time()
+        rows = subset(data.labels, p.sanity.max_samples)
+        x, target = data.tensors(rows, device)
+        make = lambda net: make_method(method_name, net, p, data, device, seed)  # noqa: E731
+        r = randomisation(model, make, x, target, attr[rows], seed)
+        pd.DataFrame(
+            [{"step": i + 1, **c} for i, c in enumerate(r["cascade"])]
+            + [{"step": "all", "randomised_down_to": "all at once", "spearman": r["all_at_once"]}]
+        ).to_csv(folder / "sanity.csv", index=False)
+        insensitive = bool(r["all_at_once"] >= p.sanity.threshold)
+        out["sanity"] = {
+            "n_samples": int(len(rows)),
+            "spearman_all_at_once": r["all_at_once"],
+            "cascade": r["cascade"],
+            "threshold": p.sanity.threshold,
+            "insensitive_to_model": insensitive,
+            "seconds": round(time.time() - t0, 2),
+        }
+        log.info(
+            "%s: rank correlation with a randomised model %.3f%s",
+            method_name,
+            r["all_at_once"],
+            ": INSENSITIVE TO THE MODEL" if insensitive else "",
+        )
+    if p.stability.enabled:
+        out["stability"] = stability(model, method_name, p, data, classes, device, seed)
+    return out
+
+
+def stability(model, method_name: str, p: Explain, data: ModelInputs, classes: list[str], device, seed: int) -> dict:
+    """How much a class's top genes depend on the fold model explained (each fold model explained on its own) and,
+    for stochastic methods (SmoothGrad), on the random draws (the method run again with other seeds)."""
+    t0 = time.time()
+    rows = subset(data.labels, p.stability.max_samples)
+    x, target = data.tensors(rows, device)
+
+    def class_scores(net, draw_seed: int) -> np.ndarray:
+        torch.manual_seed(draw_seed)
+        method = make_method(method_name, net, p, data, device, seed)
+        attr = method.attribute(x.clone().requires_grad_(True), target).detach().cpu().numpy()
+        return class_means(data.to_genes(attr, rows), data.labels[rows], len(classes))
+
+    out: dict = {"n_samples": int(len(rows))}
+    folds = members(model)
+    if len(folds) > 1:
+        out["folds"] = agreement([class_scores(m, seed) for m in folds], classes, p.top_k)
+    if METHODS[method_name].stochastic:
+        out["draws"] = agreement([class_scores(model, seed + d) for d in range(p.stability.draws)], classes, p.top_k)
+    out["seconds"] = round(time.time() - t0, 2)
+    shown = {
+        k: f"Spearman {v['spearman']:.3f}, top {p.top_k} shared {v['shared_top_k']:.2f}"
+        for k, v in out.items()
+        if isinstance(v, dict)
+    }
+    log.info(
+        "%s: stability across fold models: %s%s",
+        method_name,
+        shown.get("folds", "n/a (one model)"),
+        f"; across {p.stability.draws} draws: {shown['draws']}" if "draws" in shown else "",
+    )
+    return out

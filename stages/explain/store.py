@@ -1,6 +1,7 @@
 """Explanations of any number of samples in bounded memory: inputs read a chunk of rows at a time, per-sample results
 written as they come (``.npy`` rows appended after a declared header, CSV rows appended, AnnData layers filled in
-place), class means accumulated, and the few rows the trust checks and figures need kept aside.
+place), class means accumulated, and the few rows the trust checks and figures need kept aside; and
+attributions.h5ad assembled for scanpy (``open_anndata``, ``finish_anndata``).
 
 Every file is written under a temporary name and renamed into place when complete, so an interrupted run leaves
 nothing half-written under a declared name. Files are read and written with plain reads and writes (not memory
@@ -10,10 +11,16 @@ maps), so what has been read or written does not stay in the process's resident 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from .inputs import ModelInputs
+    from .params import Explain
 
 
 class LazyRows:
@@ -230,3 +237,79 @@ def _write_elem():
     except ImportError:
         from anndata.experimental import write_elem
     return write_elem
+
+
+# ------------------------------------------------------------------------------ attributions.h5ad, for scanpy
+def open_anndata(path: Path, data: ModelInputs, classes: list[str], p: Explain) -> AnnDataFile:
+    """attributions.h5ad begun: obs the explained samples (label, prediction, p_true_class, correct, split), var the
+    genes (and their symbols), X the gene values as the model saw them (vectors; for images the values they were
+    rendered from), written a chunk of samples at a time; each method then adds its layer (``explain_method``)."""
+    proba = data.proba
+    obs = pd.DataFrame(
+        {
+            "label": pd.Categorical(np.asarray(classes)[data.labels], categories=classes),
+            "prediction": pd.Categorical(np.asarray(classes)[proba.argmax(1)], categories=classes),
+            "p_true_class": proba[np.arange(len(proba)), data.labels],
+            "correct": proba.argmax(1) == data.labels,
+            "split": "test",
+        },
+        index=pd.Index(data.samples["sample"].astype(str).to_numpy(), name="sample"),
+    )
+    var = pd.DataFrame(index=pd.Index(np.asarray(data.gene_names).astype(str), name="gene"))
+    if data.genes_table is not None and "symbol" in data.genes_table:
+        var["symbol"] = data.genes_table["symbol"].astype(str).to_numpy()
+    h5ad = AnnDataFile(path, obs, var)
+    try:
+        values = data.array if data.kind == "vector" else data.gene_values
+        if values is not None:
+            x = h5ad.dense("X", np.float32)
+            scale = data.scale if data.kind == "vector" else 1.0
+            for start in range(0, len(data.labels), p.chunk_size):
+                x.write(np.asarray(values[start : start + p.chunk_size], dtype=np.float32) * np.float32(scale))
+    except BaseException:
+        h5ad.abort()
+        raise
+    return h5ad
+
+
+def finish_anndata(
+    h5ad: AnnDataFile,
+    gene_names,
+    classes: list[str],
+    gene_means: dict[str, np.ndarray],
+    entry: dict,
+    p: Explain,
+    de: dict | None = None,
+    tables: dict | None = None,
+) -> None:
+    """attributions.h5ad completed, for scanpy: varm the class means of each method's layer, uns the top genes and
+    the trust figures; with the biology checks, uns['rank_genes_groups'] (Wilcoxon, training split; scanpy's own
+    layout, so sc.pl.rank_genes_groups and sc.get.rank_genes_groups_df read it), uns['rank_genes_groups_t-test']
+    and uns['biology'] (the tables)."""
+    varm = {f"{m}_class_means": g.T.astype(np.float32) for m, g in gene_means.items()}
+    genes = np.asarray(gene_names).astype(str)
+    uns: dict = {
+        "top_genes": {
+            m: {
+                c: genes[
+                    np.argsort(-np.nan_to_num(varm[f"{m}_class_means"][:, k], nan=-np.inf), kind="stable")[: p.top_k]
+                ]
+                for k, c in enumerate(classes)
+            }
+            for m in gene_means
+        }
+    }
+    uns["classes"] = list(classes)
+    uns["methods"] = {
+        m: {k: v for k, v in r.items() if k in ("signed", "description", "layer")} for m, r in entry["methods"].items()
+    }
+    uns["trust"] = json.dumps(
+        {m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r} for m, r in entry["methods"].items()},
+        default=float,
+    )
+    uns["config"] = json.dumps(p.model_dump(mode="json"))
+    for result in (de or {}).values():
+        uns[result["key"]] = result["uns"]
+    if tables:
+        uns["biology"] = {k: t.astype({c: str for c in t.columns if t[c].dtype == object}) for k, t in tables.items()}
+    h5ad.finish({"varm": varm, "uns": uns})

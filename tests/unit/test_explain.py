@@ -173,7 +173,7 @@ def _vector_inputs(x: np.ndarray, labels: np.ndarray):
     """A ModelInputs of vectors held in memory (explain reads them from the experiment folder)."""
     import pandas as pd
 
-    from stages.explain.__main__ import ModelInputs
+    from stages.explain.inputs import ModelInputs
 
     data = object.__new__(ModelInputs)
     data.kind, data.scale, data.array, data.labels = "vector", 1.0, x, labels
@@ -194,7 +194,7 @@ def _dense(seed: int, planted: bool) -> nn.Module:
 
 
 def test_stability_is_perfect_for_identical_fold_models_and_not_for_unrelated_ones():
-    from stages.explain.__main__ import stability
+    from stages.explain.quality import stability
 
     rng = np.random.default_rng(0)
     x = rng.random((30, 40)).astype(np.float32)
