@@ -58,6 +58,10 @@ def test_small_demo_classifies_and_finds_planted_markers(pipeline):
     for name, entry in summary["models"].items():
         assert entry["at_chance"] == (entry["macro_auc"] < 0.6), name
         assert entry["provider"] == "train_torch"
+        own = json.loads((exp / "train_torch" / name / "metrics.json").read_text())["test"]  # each model its own
+        assert {k: entry[k] for k in ("accuracy", "macro_f1", "macro_auc")} == {
+            k: own[k] for k in ("accuracy", "macro_f1", "macro_auc")
+        }, name
     assert not model["at_chance"]
     pairs = {frozenset((c["a"], c["b"])) for c in summary["comparisons"]}
     assert frozenset(("resnet18", "random_forest")) in pairs and len(pairs) == 3

@@ -66,6 +66,11 @@ def test_gradient_methods_on_a_linear_model_are_its_weights_with_their_signs():
     torch.testing.assert_close(attribute("gradient"), expected)
     torch.testing.assert_close(attribute("saliency"), expected.abs())
     torch.testing.assert_close(attribute("input_x_gradient"), x * expected)
+    # the gradient is the same everywhere, so noise changes nothing: SmoothGrad is W[target] too, signs kept
+    torch.testing.assert_close(attribute("smoothgrad"), expected, rtol=1e-5, atol=1e-6)
+    # DeepLIFT and Integrated Gradients from zeros are (x - 0) * W[target] on a linear model
+    torch.testing.assert_close(attribute("deeplift"), x * expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(attribute("integrated_gradients"), x * expected, rtol=1e-4, atol=1e-5)
 
 
 def test_grad_cam_is_the_activations_weighted_by_pooled_gradients():
