@@ -76,12 +76,12 @@ def test_killed_stage_leaves_no_manifest_and_is_redone(tmp_path, small_data, out
     proc = _run_stage(cfg, env, "--set", "preprocess.n_genes=128")
     assert proc.returncode == 0 and "up to date" not in proc.stderr
     assert json.loads((final / "manifest.json").read_text())["config"]["preprocess"]["n_genes"] == 128
-    # so does another seed (the held-out split is drawn from it): the seed is part of every stage's fingerprint
-    split = (final / "samples.csv").read_text()
+    # so does another seed (the split and the layout's fit are drawn from it): the seed is in every fingerprint
+    fingerprint = json.loads((final / "manifest.json").read_text())["fingerprint"]
     proc = _run_stage(cfg, env, "--set", "preprocess.n_genes=128", "--set", "seed=1")
     assert proc.returncode == 0 and "up to date" not in proc.stderr, proc.stderr[-500:]
-    assert json.loads((final / "manifest.json").read_text())["config"]["seed"] == 1
-    assert (final / "samples.csv").read_text() != split
+    manifest = json.loads((final / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 1 and manifest["fingerprint"] != fingerprint
 
 
 def test_failing_stage_keeps_previous_result(tmp_path, small_data, outputs):
