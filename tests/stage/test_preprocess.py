@@ -56,6 +56,13 @@ def test_test_samples_do_not_influence_the_fit(tmp_path, small_data, monkeypatch
     np.testing.assert_array_equal(img_a[~test], img_b[~test])
     assert not np.array_equal(img_a[test], img_b[test])
 
+    # the map names the genes the pixels were drawn from: each gene's values (vectors.npy, in genes.csv's order),
+    # put where the map says that gene sits, render the stored images again
+    genes = pd.read_csv(first / "genes.csv", dtype={"gene": str})["gene"].tolist()
+    vectors = np.load(first / "vectors.npy")
+    columns = [genes.index(g) for g in a.genes]
+    np.testing.assert_array_equal(to_uint8(a.render(vectors[:, columns])), img_a)
+
 
 def test_image_depends_on_own_values_only():
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from ..support import browser_or_skip, run_stages, write_config
+from ..support import browser_or_skip, check_declared_outputs, run_stages, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +77,7 @@ def test_every_label_and_gene_name_is_escaped(hostile):
     # a quote in text is harmless; inside a tag it would be an attribute: no tag carries a handler
     assert not re.search(r"<[^>]*\bon(mouseover|error)\s*=", html) and "NPC &amp; &lt;b&gt;bold&lt;/b&gt;" in html
     assert html.count("<script>") == 1  # the page's own sorting script, nothing else
+    check_declared_outputs(hostile / "t" / "report", "report")  # and nothing the report does not declare
 
 
 def test_the_page_in_a_real_browser_shows_names_as_text(hostile):
