@@ -45,7 +45,7 @@ class Method:
     stochastic: ClassVar[bool] = False
     #: input kinds the method applies to
     kinds: ClassVar[tuple[str, ...]] = ("vector", "image", "volume")
-    #: training inputs it compares with (``background``): how many, from its options' ``background``
+    #: it compares with training inputs (``background``): set for a method whose options have a ``background`` count
     needs_background: ClassVar[bool] = False
     #: the docstring, as one paragraph (set for every subclass)
     description: ClassVar[str] = ""
@@ -55,6 +55,7 @@ class Method:
         cls.description = " ".join(inspect.cleandoc(cls.__doc__ or "").split())
         if cls.Options is not None and cls.options_key is None:
             cls.options_key = cls.name
+        cls.needs_background = cls.Options is not None and "background" in cls.Options.model_fields
         if cls.name:
             METHODS[cls.name] = cls
 
@@ -72,6 +73,12 @@ class Method:
 
     def attribute(self, inputs, target):
         raise NotImplementedError
+
+
+def input_range(inputs) -> float:
+    """The mean over the batch of each input's range (max - min): the scale of the noise methods add."""
+    flat = inputs.detach().reshape(len(inputs), -1)
+    return float((flat.max(1).values - flat.min(1).values).mean())
 
 
 def reference_input(model, inputs, kind: str, option: str):
@@ -153,8 +160,6 @@ class SmoothGrad(Method):
         from captum.attr import Saliency as CaptumSaliency
 
         o = self.options
-        flat = inputs.detach().reshape(len(inputs), -1)
-        spread = float((flat.max(1).values - flat.min(1).values).mean())
         return NoiseTunnel(CaptumSaliency(self.model)).attribute(
             inputs,
             target=target,
@@ -162,7 +167,7 @@ class SmoothGrad(Method):
             nt_type="smoothgrad",
             nt_samples=o.samples,
             nt_samples_batch_size=max(1, min(o.samples, 256 // max(1, len(inputs)))),
-            stdevs=o.noise_level * spread,
+            stdevs=o.noise_level * input_range(inputs),
         )
 
 
@@ -206,6 +211,7 @@ class DeepLift(Method):
     kinds = ("vector", "image")
     #: architectures whose every nonlinearity has a DeepLIFT rule in Captum
     architectures: ClassVar[tuple[str, ...]] = ("dense", "small_cnn", "resnet18")
+    _split = None  # the model with one module per call, made on the first batch
 
     @classmethod
     def not_applicable(cls, kind, arch):
@@ -223,7 +229,7 @@ class DeepLift(Method):
 
         from .attributions import one_module_per_call
 
-        if getattr(self, "_split", None) is None:
+        if self._split is None:
             self._split = one_module_per_call(self.model, inputs)
         base = reference_input(self.model, inputs, self.options.baseline, "explain.deeplift.baseline")
         return CaptumDeepLift(self._split).attribute(inputs, baselines=base, target=target)
@@ -245,7 +251,6 @@ class GradientShap(Method):
 
     name = "gradient_shap"
     stochastic = True
-    needs_background = True
 
     def attribute(self, inputs, target):
         from captum.attr import GradientShap as CaptumGradientShap
@@ -253,14 +258,12 @@ class GradientShap(Method):
         if self.background is None:
             raise ValueError("gradient_shap needs its training background")
         o = self.options
-        flat = inputs.detach().reshape(len(inputs), -1)
-        spread = float((flat.max(1).values - flat.min(1).values).mean())
         return CaptumGradientShap(self.model).attribute(
             inputs,
             baselines=self.background.to(inputs.device, inputs.dtype),
             target=target,
             n_samples=o.samples,
-            stdevs=o.noise_level * spread,
+            stdevs=o.noise_level * input_range(inputs),
         )
 
 

@@ -18,16 +18,13 @@ NEW = ("deeplift", "gradient_shap")
 
 @pytest.fixture(scope="module")
 def explained(tmp_path_factory):
-    from fixtures.synthetic import make_transcriptome
+    from fixtures.synthetic import write_transcriptome
 
     tmp = tmp_path_factory.mktemp("methods")
     data = tmp / "data"
-    data.mkdir()
-    adata, markers = make_transcriptome(
-        n_samples=360, n_genes=200, n_classes=3, n_markers=6, n_donors=12, fold_change=12.0, seed=4
+    write_transcriptome(
+        data, n_samples=360, n_genes=200, n_classes=3, n_markers=6, n_donors=12, fold_change=12.0, seed=4
     )
-    adata.write_h5ad(data / "expression.h5ad")
-    markers.to_csv(data / "markers.csv", index=False)
     cfg = write_config(
         tmp / "c.yaml",
         data,
