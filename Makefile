@@ -20,7 +20,7 @@ TEST_WORKERS ?= 2
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # Where make save-images writes the image tarballs and make load-images reads them.
 IMAGES_DIR ?= dist/images
-# Containers (RUNNER=docker, make images, make test-docker; README "Containers").
+# Containers (RUNNER=docker, make images, make test-docker; docs/how-to/containers.md).
 BASE_IMAGE ?=
 DOCKER_USER ?= $$(id -u):$$(id -g)
 DOCKER_SHM_SIZE ?= 2g
@@ -131,8 +131,9 @@ test: $(STAMP) ## ruff, then the test suite: the unit, stage and e2e layers (tes
 test-fast: $(STAMP) ## the unit layer only (no stage or pipeline run): the inner loop while coding
 	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
 
-docs: $(STAMP) ## rewrite the README's generated sections: "Stages" (the stages' declarations), "Test times" (docs/test-times.yaml); a test checks them
-	$(PY) -m shared.docs --write
+docs: $(STAMP) ## build the documentation site into site/ (mkdocs-material, --strict: any warning fails; make test builds it too)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict 2>&1 | { grep -v "^INFO" || true; }
+	@echo "Site: $(CURDIR)/site/index.html"
 
 bundle: $(NEEDS_VENV) ## zip a finished run for collaborators: outputs/<experiment>/<experiment>-report.zip, sha256 printed
 	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) $(if $(VARIANT),--variant $(VARIANT))); \

@@ -1,7 +1,7 @@
 # Stage image: python -m stages.preprocess, with only the dependencies of pyproject.toml's `preprocess` extra (pinned to the
 # whole project's resolution, so that a container gives the same result as the local .venv).
 #
-#   make images                      (builds every stage image; the README's "Containers" section)
+#   make images                      (builds every stage image; docs/how-to/containers.md)
 #   docker run --rm --network none --user "$(id -u):$(id -g)" -v "$PWD/data:/app/data:ro" \
 #     -v "$PWD/outputs:/app/outputs" oncoxai-preprocess --config outputs/<experiment>/config.yaml
 #

@@ -1,7 +1,7 @@
 # Stage image: python -m stages.report, with only the dependencies of pyproject.toml's `report` extra (pinned to the
 # whole project's resolution, so that a container gives the same result as the local .venv).
 #
-#   make images                      (builds every stage image; the README's "Containers" section)
+#   make images                      (builds every stage image; docs/how-to/containers.md)
 #   docker run --rm --network none --user "$(id -u):$(id -g)" -v "$PWD/data:/app/data:ro" \
 #     -v "$PWD/outputs:/app/outputs" oncoxai-report --config outputs/<experiment>/config.yaml
 #

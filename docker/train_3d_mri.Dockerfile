@@ -2,7 +2,7 @@
 # make images) plus only the other dependencies of pyproject.toml's `train_3d_mri` extra (MONAI, TorchIO, nibabel,
 # Captum), pinned to the whole project's resolution so that a container gives the same result as the local .venv.
 #
-#   make images                      (builds every stage image; the README's "Containers" section)
+#   make images                      (builds every stage image; docs/how-to/containers.md)
 #   docker run --rm --network none --user "$(id -u):$(id -g)" --gpus all -v "$PWD/data:/app/data:ro" \
 #     -v "$PWD/outputs:/app/outputs" oncoxai-train-3d-mri --config outputs/<experiment>/config.yaml
 ARG TORCH_IMAGE=oncoxai-torch:latest

@@ -2,7 +2,7 @@
 # extra (TensorFlow's CPU wheel, Keras 3, tf-keras-vis; no torch), pinned to the whole project's resolution, so that a
 # container gives the same result as the local .venv. For a GPU, build on a CUDA base (BASE_IMAGE) with tensorflow.
 #
-#   make images                      (builds every stage image; the README's "Containers" section)
+#   make images                      (builds every stage image; docs/how-to/containers.md)
 #   docker run --rm --network none --user "$(id -u):$(id -g)" -v "$PWD/data:/app/data:ro" \
 #     -v "$PWD/outputs:/app/outputs" oncoxai-train-tf-gradcam --config outputs/<experiment>/config.yaml
 #

@@ -9,7 +9,7 @@
 - ``evaluation``: the protocol, framework-free: splits, the classifier result layout, metrics, comparisons,
   baselines, rankings and marker scores.
 - ``sources``: which files each stage runs (its import closure), for fingerprints, make and image hashes.
-- ``docs``: the README's "Stages" section, made from the stages' declarations.
+- ``docs``: the documentation site's generated parts (config reference, stage outputs, methods, measured figures).
 
 Nothing here imports a stage, and nothing here imports torch at module level except ``models``. The synthetic
 fixture generators are data, not part of this contract: they live in ``fixtures/``.

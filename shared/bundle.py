@@ -3,7 +3,7 @@
 Writes ``outputs/<experiment>/<experiment>-report.zip`` with the report (index.html, its figures, its screenshot when
 the browser check made one), summary.json, the resolved config, every stage's manifest, the tables (CSV), the
 figures (PNG/SVG), the NIfTI maps, ``attributions.h5ad``, and a ``README.txt`` saying what each file is (from the
-stages' declared outputs, the same declarations the README's tables come from). Model weights, arrays (.npy/.npz)
+stages' declared outputs, the same declarations the docs' tables come from). Model weights, arrays (.npy/.npz)
 and TensorBoard logs stay out: they are for rerunning, not for reading.
 
 The experiment must be finished: every enabled stage has its manifest (make checks beforehand that nothing is left

@@ -87,7 +87,7 @@ class Output:
 @dataclass(frozen=True)
 class StageSpec:
     """What a stage declares about itself: the roles it provides and reads, the config sections it reads and the
-    files it writes (``outputs``: tests check every run against them; the README's tables are made from them)."""
+    files it writes (``outputs``: tests check every run against them; the docs' tables are made from them)."""
 
     name: str
     provides: tuple[str, ...] = ()
@@ -276,7 +276,9 @@ def _format_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if p != "__root__")
     if first["type"] == "extra_forbidden":
-        return f"config error in {source}: unknown key '{loc}' (check the spelling; see README 'Config')"
+        return (
+            f"config error in {source}: unknown key '{loc}' (check the spelling; see docs/reference/configuration.md)"
+        )
     if first["type"] == "missing":
         return f"config error in {source}: missing key '{loc}'"
     got = first.get("input")
@@ -289,13 +291,21 @@ def _format_error(source: str, err: ValidationError) -> str:
     return f"config error in {source}: {loc}: {first['msg']}{got_s}"
 
 
+#: The experiment-wide keys, {key: (type, default, what it is)}; every other top-level key is a stage's section.
+TOP_KEYS: dict[str, tuple[Any, Any, str]] = {
+    "name": (
+        str,
+        Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+        "the experiment's name (letters, digits, '_', '.', '-'): outputs go to outputs/<name>/",
+    ),
+    "seed": (int, 0, "seeds numpy, torch, Python and TensorFlow, the splits and every random draw"),
+    "device": (str, "auto", "auto (CUDA when present) | cpu | cuda | cuda:1 ..."),
+    "stages": (list[str], ..., "the stages to run, e.g. [preprocess, train_torch, explain, report]"),
+}
+
+
 def _top_model(specs: dict[str, StageSpec]) -> type[BaseModel]:
-    fields: dict[str, Any] = {
-        "name": (str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")),
-        "seed": (int, 0),
-        "device": (str, "auto"),
-        "stages": (list[str], ...),
-    }
+    fields: dict[str, Any] = {key: (kind, default) for key, (kind, default, _) in TOP_KEYS.items()}
     for key, model in _section_models(specs).items():
         default = None if _has_required_fields(model) else Field(default_factory=model)
         fields[key] = (model | None, default)

@@ -1,48 +1,63 @@
-"""The README's generated sections, so that the documentation cannot drift from what it describes: "Stages", made
-from what the stages declare (``StageSpec``: roles, config sections, outputs), the attribution methods' table, made
-from their declarations (stages/explain/methods.py), and "Test times", made from the measured runs in
-docs/test-times.yaml. ``make docs`` rewrites them, and a test fails when the README's copy differs
-from what this prints.
+"""The documentation site's generated parts, so that the docs cannot drift from what they describe.
 
-    python -m shared.docs           # print the sections
-    python -m shared.docs --write   # rewrite them in README.md, between their markers
+A page under docs/ holds a marker line ``<!-- generated: NAME -->`` where a generated part goes; the site's build
+hook (docs/hooks.py, run by ``make docs``: ``mkdocs build --strict``) replaces it with what ``GENERATED[NAME]``
+makes, at build time, so nothing generated is committed and re-measuring rewrites a data file, never a page:
+
+- ``config``: every config key with its type, default and comment, from the pydantic sections the stages declare
+  (``#:`` comments above a field are its documentation, as Sphinx reads them);
+- ``stages``: each stage's roles, config sections and outputs, from its ``StageSpec``;
+- ``methods``: explain's attribution methods, from their declarations (stages/explain/methods.py);
+- ``test-times``: the measured test runs, from docs/data/test-times.yaml;
+- ``benchmarks``: ``make bench``'s headline figures, from docs/data/benchmarks.yaml.
+
+    python -m shared.docs NAME      # print one generated part (config, stages, methods, test-times, benchmarks)
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
+import re
 import sys
+import textwrap
+import typing
+from collections.abc import Callable
+from typing import Any
 
-from .config import ROLES, discover_stages
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from .config import ROLES, TOP_KEYS, Section, StageSpec, _section_models, discover_stages
 from .sources import REPO_ROOT
 
-TEST_TIMES = REPO_ROOT / "docs" / "test-times.yaml"
+DATA = REPO_ROOT / "docs" / "data"
+TEST_TIMES = DATA / "test-times.yaml"
+BENCHMARKS = DATA / "benchmarks.yaml"
+MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
+
+
+def _own_stages() -> dict[str, StageSpec]:
+    """The repository's own stages (not those plugged in through ONCOXAI_STAGE_PATH), data first, then trainers,
+    explainers, the rest."""
+    specs = {n: s for n, s in discover_stages().items() if (REPO_ROOT / "stages" / n / "params.py").is_file()}
+
+    def rank(name: str) -> int:
+        provides = specs[name].provides
+        return next((i for i, role in enumerate(("dataset", "classifiers", "explanations")) if role in provides), 3)
+
+    return {name: specs[name] for name in sorted(specs, key=lambda n: (rank(n), n))}
 
 
 def stages_section() -> str:
-    """The section for the repository's own stages (not those plugged in through ONCOXAI_STAGE_PATH)."""
-    specs = {n: s for n, s in discover_stages().items() if (REPO_ROOT / "stages" / n / "params.py").is_file()}
-    order = sorted(
-        specs,
-        key=lambda n: (
-            0
-            if "dataset" in specs[n].provides
-            else 1
-            if "classifiers" in specs[n].provides
-            else 2
-            if "explanations" in specs[n].provides
-            else 3,
-            n,
-        ),
-    )
     lines = [
         "Roles: a stage reads every enabled stage that provides a role it requires or uses, never a stage by its name.",
         "",
     ]
     lines += [f"- `{role}`: {text}" for role, text in ROLES.items()]
-    for name in order:
-        spec = specs[name]
-        lines += ["", f"#### {name}", "", spec.description + ".", ""]
+    for name, spec in _own_stages().items():
+        lines += ["", f"## {name}", "", spec.description + ".", ""]
         facts = [
             f"provides {', '.join(f'`{r}`' for r in spec.provides)}" if spec.provides else "",
             f"requires {', '.join(f'`{r}`' for r in spec.requires)}" if spec.requires else "",
@@ -57,12 +72,138 @@ def stages_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- the configuration reference ----------------------------------------------------------------------------------
+
+
+def field_comments(model: type[BaseModel]) -> dict[str, str]:
+    """{field: the ``#:`` comment lines right above it, joined} for a pydantic model and its bases. Written by hand:
+    pydantic reads docstrings below fields (``use_attribute_docstrings``), not the ``#:`` comments above them that
+    this code base (and Sphinx's autodoc) uses."""
+    comments: dict[str, str] = {}
+    for klass in reversed(model.__mro__):
+        if not (isinstance(klass, type) and issubclass(klass, BaseModel)) or klass.__module__.startswith("pydantic"):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):  # made by create_model: no source of its own
+            continue
+        lines = source.splitlines()
+        for node in ast.parse(source).body[0].body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                above, i = [], node.lineno - 2
+                while i >= 0 and lines[i].strip().startswith("#:"):
+                    above.insert(0, lines[i].strip()[2:].strip())
+                    i -= 1
+                if above:
+                    comments[node.target.id] = " ".join(above)
+    return comments
+
+
+def _sub_section(annotation: Any) -> type[BaseModel] | None:
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def type_text(annotation: Any) -> str:
+    """A config reader's name for a type: ``a | b`` for a Literal, ``list of ...``, ``... | null``, ``path``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if origin is typing.Annotated:
+        from .config import INPUT_DIR, INPUT_FILE
+
+        kind = "file" if INPUT_FILE in args[1:] else "folder" if INPUT_DIR in args[1:] else None
+        return f"path ({kind})" if kind else type_text(args[0])
+    if origin in (list, tuple):
+        return f"list of {type_text(args[0])}" if args else "list"
+    if origin is dict:
+        return f"mapping {type_text(args[0])} → {type_text(args[1])}"
+    if args and (origin is typing.Union or type(annotation).__name__ == "UnionType"):
+        return " \\| ".join("null" if a is type(None) else type_text(a) for a in args)
+    return {str: "text", int: "integer", float: "number", bool: "true \\| false"}.get(annotation, str(annotation))
+
+
+def _bounds(field) -> str:
+    signs = {"ge": "≥", "gt": ">", "le": "≤", "lt": "<", "min_length": "length ≥", "max_length": "length ≤"}
+    found = []
+    for meta in field.metadata:
+        for attr, sign in signs.items():
+            value = getattr(meta, attr, None)
+            if value is not None:
+                found.append(f"{sign} {value}")
+    return f" ({', '.join(found)})" if found else ""
+
+
+def _default_text(field) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    import yaml
+
+    return f"`{yaml.safe_dump(value, default_flow_style=True, width=1 << 16).strip().removesuffix('...').strip()}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _section_tables(key: str, model: type[BaseModel], level: int, reader: str = "") -> list[str]:
+    """One table per section (dotted key) and one per sub-section below it."""
+    lines = [f"{'#' * level} `{key}`", ""] + ([f"Read by {reader}.", ""] if reader else [])
+    doc = inspect.getdoc(model)
+    if doc and doc != inspect.getdoc(Section):
+        lines += [" ".join(doc.split()), ""]
+    comments, subs = field_comments(model), []
+    lines += ["| key | type | default | what it is |", "| --- | --- | --- | --- |"]
+    for name, field in model.model_fields.items():
+        sub = _sub_section(field.annotation)
+        if sub is not None:
+            lines.append(f"| `{name}` | section | | see [`{key}.{name}`](#{(key + '.' + name).replace('.', '')}) |")
+            subs.append((name, sub))
+            continue
+        kind = type_text(field.annotation) + _bounds(field)
+        lines.append(f"| `{name}` | {kind} | {_default_text(field)} | {_cell(comments.get(name, ''))} |")
+    for name, sub in subs:
+        lines += [""] + _section_tables(f"{key}.{name}", sub, level + 1)
+    return lines
+
+
+def config_section() -> str:
+    """Every key of an experiment config: the top-level keys, then each stage's sections in stage order."""
+    lines = ["## Top-level keys", "", "| key | type | default | what it is |", "| --- | --- | --- | --- |"]
+    for key, (kind, default, text) in TOP_KEYS.items():
+        shown = "required" if default is ... or hasattr(default, "metadata") else f"`{default}`"
+        lines.append(f"| `{key}` | {type_text(kind)} | {shown} | {_cell(text)} |")
+    specs = _own_stages()
+    models = _section_models(specs)
+    for stage, spec in specs.items():
+        for key in spec.sections:
+            lines += [""] + _section_tables(key, models[key], 2, reader=stage)
+    return "\n".join(lines) + "\n"
+
+
+# ---- measured figures -----------------------------------------------------------------------------------------
+
+
+def _load(path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def _machine(machine: dict) -> str:
+    speed = machine.get("train_images_per_s")
+    return f"{'not recorded' if speed is None else speed} ({machine.get('cores', '?')})"
+
+
 def test_times_section() -> str:
     """A table of the measured runs of the README's test commands, newest (last in the file) first, each with its
     machine's speed."""
-    import yaml
-
-    runs = yaml.safe_load(TEST_TIMES.read_text())["runs"]
 
     def minutes(seconds) -> str:
         return "" if seconds is None else f"{seconds / 60:.1f} min"
@@ -72,16 +213,34 @@ def test_times_section() -> str:
         "`make test-docker` | `.ci/run` | tests: unit / stage / e2e | how |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for run in reversed(runs):
+    for run in reversed(_load(TEST_TIMES)["runs"]):
         tests = run.get("tests") or {}
         counts = " / ".join(str(tests.get(layer, "")) for layer in ("unit", "stage", "e2e")) if tests else ""
-        machine = run["machine"]
         lines.append(
-            f"| {run['date']} | {run['commit']} | {machine['train_images_per_s']} ({machine['cores']}) | "
+            f"| {run['date']} | {run['commit']} | {_machine(run['machine'])} | "
             f"{minutes(run.get('setup_s'))} | {minutes(run.get('test_fast_s'))} | {minutes(run.get('test_s'))} | "
             f"{minutes(run.get('test_docker_s'))} | {minutes(run.get('ci_run_s'))} | {counts} | {run['how']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def benchmarks_section() -> str:
+    """One table per benchmark of docs/data/benchmarks.yaml: what was measured, ours, the reference, the ratio."""
+    lines: list[str] = []
+    for bench in _load(BENCHMARKS)["benchmarks"]:
+        lines += [f"### `{bench['file']}`", "", bench["what"].strip(), ""]
+        lines += [
+            f"Reference: {bench['reference']}. Command: `{bench['command']}`. Measured {bench['date']}; machine: "
+            f"{_machine(bench['machine'])} train images/s (cores){'; ' + bench['note'] if bench.get('note') else ''}.",
+            "",
+            "| measure | ours | reference | ratio | bar |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in bench["figures"]:
+            cells = [row["measure"], *(str(row.get(k, "")) for k in ("ours", "reference", "ratio", "bar"))]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def methods_section() -> str:
@@ -102,43 +261,33 @@ def methods_section() -> str:
     return "\n".join(lines) + "\n"
 
 
-#: name -> (what makes it, the source named in its begin marker)
-SECTIONS = {
-    "methods": (methods_section, "stages/explain/methods.py"),
-    "stages": (stages_section, "stages/*/params.py"),
-    "test-times": (test_times_section, "docs/test-times.yaml"),
+#: marker name -> what makes it
+GENERATED: dict[str, Callable[[], str]] = {
+    "config": config_section,
+    "stages": stages_section,
+    "methods": methods_section,
+    "test-times": test_times_section,
+    "benchmarks": benchmarks_section,
 }
 
 
-def markers(name: str) -> tuple[str, str]:
-    return f"<!-- {name}:begin (made by make docs from {SECTIONS[name][1]}; do not edit) -->", f"<!-- {name}:end -->"
+def render(markdown: str, page: str = "<page>") -> str:
+    """The page with each ``<!-- generated: NAME -->`` line replaced by its part; an unknown NAME is an error."""
 
+    def part(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in GENERATED:
+            raise ValueError(f"{page}: unknown generated part '{name}' (known: {', '.join(GENERATED)})")
+        return GENERATED[name]().rstrip("\n")
 
-def readme_block(text: str, name: str) -> str | None:
-    begin, end = markers(name)
-    if begin not in text or end not in text:
-        return None
-    return text[text.index(begin) + len(begin) : text.index(end)].strip("\n") + "\n"
+    return MARKER.sub(part, markdown)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.docs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", action="store_true", help="rewrite the sections in README.md")
+    parser.add_argument("name", choices=sorted(GENERATED), help="the generated part to print")
     args = parser.parse_args(argv)
-    made = {name: make() for name, (make, _) in SECTIONS.items()}
-    if not args.write:
-        sys.stdout.write("\n".join(made.values()))
-        return 0
-    readme = REPO_ROOT / "README.md"
-    text = new = readme.read_text()
-    for name, section in made.items():
-        begin, end = markers(name)
-        if readme_block(new, name) is None:
-            print(f"error: {readme} has no '{begin}' ... '{end}' markers", file=sys.stderr)
-            return 2
-        new = new[: new.index(begin) + len(begin)] + "\n" + section + new[new.index(end) :]
-    if new != text:
-        readme.write_text(new)
+    sys.stdout.write(GENERATED[args.name]())
     return 0
 
 

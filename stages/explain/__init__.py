@@ -7,6 +7,6 @@ images and volumes go through the same code. For every method named in the confi
 in batches, averaged per class, and mapped back to genes where the inputs have genes. The samples are read,
 explained and written a chunk at a time (``store.py``), so memory does not grow with their number.
 
-Outputs: ``STAGE.outputs`` in params.py (the README's "Stages" section is made from it; tests check every run
-against it).
+Outputs: ``STAGE.outputs`` in params.py (the docs' "Stages and their outputs" page is made from it; tests check
+every run against it).
 """

@@ -1,10 +1,10 @@
 """The attribution methods, each declared once: a class per method whose name, options section, signedness, input
 kinds and description are all the pipeline knows of it. The config's method list (``explain.methods``), its option
 sections (``explain.<method>``), the warning for options set for a method not run, the description in metrics.json
-and the report, and the README's method table (``make docs``) are derived from ``METHODS``; adding a method is one
+and the report, and the docs' method table (``make docs``) are derived from ``METHODS``; adding a method is one
 class here (docs/adding-a-method.md).
 
-A class's docstring is its description as users read it (the report, the README); how it is computed is said in
+A class's docstring is its description as users read it (the report, the docs); how it is computed is said in
 comments. Its ``Options`` (a config section) holds the settings users can change, with their defaults.
 
 This module must import without torch (every stage validates the whole config, and some images have no torch):
@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # annotations only: this module imports without torch
     from .inputs import ModelInputs
     from .params import Explain
 
-#: every method, by config name, in the order the README and the config's choices list them
+#: every method, by config name, in the order the docs and the config's choices list them
 METHODS: dict[str, type[Method]] = {}
 
 
@@ -350,8 +350,9 @@ class Occlusion(Method):
     gradient methods."""
 
     class Options(Section):
-        #: window side in pixels (images, volumes) or genes (vectors), and the step between windows
+        #: window side in pixels (images, volumes) or genes (vectors)
         window: int = Field(3, ge=1)
+        #: the step between windows
         stride: int = Field(2, ge=1)
 
     name = "occlusion"

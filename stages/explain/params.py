@@ -21,6 +21,7 @@ MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 class Faithfulness(Section):
     """Deletion and insertion curves: input values removed (or added) in the order a method ranks them."""
 
+    #: false: no deletion and insertion curves
     enabled: bool = True
     #: points on each curve (fractions 0, 1/steps, ..., 1 of the input values)
     steps: int = Field(20, ge=2)
@@ -33,7 +34,9 @@ class Faithfulness(Section):
 class Sanity(Section):
     """The model-randomisation test of Adebayo et al. (2018)."""
 
+    #: false: no model-randomisation test
     enabled: bool = True
+    #: held-out test samples compared between the trained and the randomised model
     max_samples: int = Field(32, ge=2)
     #: Spearman correlation (of absolute attributions) between the trained and the fully randomised model at or
     #: above which a method is flagged "insensitive to the model"
@@ -43,7 +46,9 @@ class Sanity(Section):
 class Stability(Section):
     """How much a class's top genes depend on the fold model explained and, for SmoothGrad, on the noise draws."""
 
+    #: false: no fold-model or seed comparison
     enabled: bool = True
+    #: held-out test samples explained by each fold model
     max_samples: int = Field(64, ge=2)
     #: runs of a stochastic method (SmoothGrad) with different seeds, compared pairwise
     draws: int = Field(3, ge=2)
@@ -68,6 +73,7 @@ class Biology(Section):
     """Do the explanations agree with biology? DE beside every ranking, keep/remove retraining, gene-set
     enrichment (stages/explain/biology/)."""
 
+    #: false: none of the biology checks
     enabled: bool = True
     #: top-k sizes compared with the differential-expression top-k (overlap, Jaccard, permutation p)
     de_k: list[int] = Field(default_factory=lambda: [20, 50], min_length=1)
@@ -98,9 +104,11 @@ class Biology(Section):
 class ExplainSettings(Section):
     """explain's settings other than the methods' options."""
 
+    #: attribution methods run on every model (docs: Explanations, the methods table)
     methods: list[MethodName] = Field(default_factory=lambda: ["saliency"], min_length=1)
     #: explain only the held-out test samples the model classifies correctly (as the GTEx reference did)
     correct_only: bool = False
+    #: samples attributed per forward/backward pass
     batch_size: int = Field(64, ge=1)
     #: samples read, attributed and written at a time (rounded up to whole batches): memory is bounded by a chunk
     #: whatever the number of samples explained
@@ -108,9 +116,11 @@ class ExplainSettings(Section):
     #: storage type of the per-sample attributions (attributions.npy, sample_genes.npy, the h5ad layers); float16
     #: halves the files (3 significant digits); class means and rankings are computed in float64 either way
     attribution_dtype: Literal["float32", "float16"] = "float32"
+    #: genes (or regions) listed per class in top_genes.csv
     top_k: int = Field(20, ge=1)
     #: known marker genes, a CSV with columns class, gene (the synthetic fixtures write their planted ones)
     markers: InputFile | None = None
+    #: k of the planted-marker precision@k when markers are given
     precision_k: int = Field(10, ge=1)
     faithfulness: Faithfulness = Field(default_factory=Faithfulness)
     sanity: Sanity = Field(default_factory=Sanity)

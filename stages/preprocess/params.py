@@ -25,23 +25,32 @@ class Expression(Section):
     sheet, ``files_dir`` the folder of the STAR gene-counts files, ``counts_column`` the value column).
     """
 
+    #: the expression file (h5ad, a matrix, a GDC sample sheet, a GEO series matrix or supplementary matrix)
     path: InputFile
     format: Literal["h5ad", "csv", "tsv", "gct", "tcga", "geo", "gdc"] = "h5ad"
+    #: obs column (h5ad) or column of the labels table
     label_key: str
+    #: optional: splits never cut a group
     group_key: str | None = None
+    #: h5ad: use this layer instead of X
     layer: str | None = None
+    #: h5ad: or use .raw
     use_raw: bool = False
+    #: optional: file of gene ids to keep (ENSEMBL version suffixes ignored)
     gene_filter: InputFile | None = None
     #: what the values are, as the source publishes them: counts (raw reads or TPM: scaled to preprocess.target_sum
     #: per sample, then log1p), log1p (natural log of normalised values, e.g. scanpy's X: used as they are),
     #: log2_tpm10 (log2(TPM/10+1), Neftel et al.'s convention for GSE131928: turned into ln(TPM/10+1)), normalized
     #: (anything else already normalised, negatives allowed: array intensities, batch-corrected RSEM: used as they are)
     scale: Literal["counts", "log1p", "log2_tpm10", "normalized"] = "counts"
+    #: gct: further per-tissue files, concatenated by samples
     more_paths: list[InputFile] = Field(default_factory=list)
+    #: csv/tsv/gct/tcga: the table of sample id -> label (and group); geo: the series matrix
     labels: InputFile | None = None
     #: the labels table's sample-id column (default: its first; gdc: File Name; geo: the !Sample_ field that names
     #: the matrix's columns, found by matching)
     sample_column: str | None = None
+    #: csv/tsv: samples_x_genes | genes_x_samples | auto (matched against the labels)
     orientation: Literal["auto", "samples_x_genes", "genes_x_samples"] = "auto"
     #: GTEx subject phenotypes (GTEx_Analysis_v8_Annotations_SubjectPhenotypesDS.txt), joined by donor (SUBJID)
     phenotypes: InputFile | None = None
@@ -67,7 +76,7 @@ class Expression(Section):
         if isinstance(data, dict) and "normalized" in data:
             raise ValueError(
                 "expression.normalized is now expression.scale: write scale: normalized for normalized: true, "
-                "scale: counts for false (or log1p, log2_tpm10: see README 'Config')"
+                "scale: counts for false (or log1p, log2_tpm10: see docs/reference/configuration.md)"
             )
         return data
 
@@ -87,20 +96,26 @@ Discretization = Literal["bin", "qtb", "lsa"]
 class DeepInsight(Section):
     """Genes placed in 2-D by an embedding of their training profiles, then discretised onto the grid."""
 
+    #: tsne (openTSNE) | tsne_sklearn (pyDeepInsight's) | pca | kpca | umap of the genes' profiles
     embedding: Embedding = "tsne"
     #: bin: nearest pixel (genes may share one); qtb: quantile bins per axis; lsa: linear sum assignment, one gene
     #: per pixel when n_genes <= height*width
     discretization: Discretization = "lsa"
+    #: t-SNE's perplexity
     perplexity: float = Field(30.0, gt=1)
+    #: training samples (at most) the layout is fitted on
     max_fit_samples: int = Field(5000, ge=10)
 
 
 class Multichannel(Section):
     """Three embeddings of the genes, one per channel."""
 
+    #: the three embeddings, one per channel (as deepinsight.embedding)
     embeddings: list[Embedding] = Field(default_factory=lambda: ["tsne", "pca", "kpca"], min_length=3, max_length=3)
     discretization: Discretization = "lsa"
+    #: t-SNE's perplexity
     perplexity: float = Field(30.0, gt=1)
+    #: training samples (at most) the layouts are fitted on
     max_fit_samples: int = Field(5000, ge=10)
 
 
@@ -109,7 +124,9 @@ class GeneGrid(Section):
 
     #: permutation: seeded by the experiment seed; embedding: the 1-D order of ``embedding`` of the genes' profiles
     order: Literal["permutation", "embedding"] = "permutation"
+    #: pca | spectral, for order: embedding
     embedding: Literal["pca", "spectral"] = "pca"
+    #: training samples (at most) the variance and the order are computed on
     max_fit_samples: int = Field(5000, ge=10)
 
 
@@ -124,9 +141,13 @@ class Fotomics(Section):
 class SampleSpot(Section):
     """The brain-tumour paper's transductive sample image, as published (128 x 128 RGB, one 7 x 7 spot)."""
 
+    #: principal components of the samples (sc.pp.pca)
     n_pcs: int = Field(50, ge=2)
+    #: neighbours of the samples' graph (sc.pp.neighbors), for the UMAP
     n_neighbors: int = Field(15, ge=2)
+    #: side of each sample's square, in pixels
     spot: int = Field(7, ge=1)
+    #: image side in pixels (RGB)
     size: int = Field(128, ge=8)
 
 
@@ -137,8 +158,11 @@ class Augmentation(Section):
     interpolate: a random point between two training samples of the same class.
     """
 
+    #: none | gtex_noise (sample x |N(1, noise_sd)|) | interpolate (same-class mixing)
     method: Literal["none", "gtex_noise", "interpolate"] = "none"
+    #: add training samples to classes below this count (after the split)
     min_samples: int = Field(0, ge=0)
+    #: gtex_noise: sd of the multiplicative noise
     noise_sd: float = Field(0.5, gt=0)
 
 
@@ -150,18 +174,27 @@ class SmallClasses(Section):
     their counts in the log, the manifest, dataset.json and the report. (No keep: augmented copies never validate.)
     """
 
+    #: error: stop, naming them and their counts | leave_out: drop them before the split, named with their counts in
+    #: the log, the manifest, dataset.json and the report
     policy: Literal["error", "leave_out"] = "error"
+    #: too small: fewer samples than this (>= 2); a class needs train_torch.folds training samples after the held-out
+    #: split, about folds / (1 - test_size): 7 for 5 folds and test_size 0.2
     min_samples: int = Field(2, ge=2)
 
 
 class Preprocess(Section):
+    #: genes kept, chosen on the training split
     n_genes: int = Field(1024, ge=2)
     #: variance: the top n_genes by training variance; hvg: scanpy's highly variable genes on training samples
     gene_selection: Literal["variance", "hvg"] = "variance"
+    #: library-size normalisation target before log1p
     target_sum: float = Field(1e4, gt=0)
+    #: held-out test split (stratified, group-aware)
     test_size: float = Field(0.2, gt=0, lt=1)
     transform: Literal["deepinsight", "multichannel", "gene-grid", "fotomics", "sample-spot", "vector"] = "deepinsight"
+    #: image height in pixels (any size, square or not)
     height: int = Field(32, ge=2)
+    #: image width in pixels
     width: int = Field(32, ge=2)
     deepinsight: DeepInsight = Field(default_factory=DeepInsight)
     multichannel: Multichannel = Field(default_factory=Multichannel)
@@ -170,6 +203,7 @@ class Preprocess(Section):
     sample_spot: SampleSpot = Field(default_factory=SampleSpot)
     augmentation: Augmentation = Field(default_factory=Augmentation)
     small_classes: SmallClasses = Field(default_factory=SmallClasses)
+    #: rows per chunk: memory stays bounded whatever the number of cells
     chunk_size: int = Field(8192, ge=1)
     #: write vectors.npy (n_samples x n_genes float32); needed by the vector transform and used by explain
     save_vectors: bool = True

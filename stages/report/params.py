@@ -8,7 +8,9 @@ from shared.config import Output, Section, StageSpec
 
 
 class Report(Section):
+    #: the report page's title
     title: str = "Explainable tumour transcriptomics"
+    #: rows of each class's top-genes table in the page
     top_genes_shown: int = Field(10, ge=1)
 
 
@@ -23,7 +25,7 @@ STAGE = StageSpec(
             "the self-contained report: data, every classifier of every trainer side by side, "
             "paired comparisons, explanations, provenance; nothing fetched from the network",
         ),
-        Output("summary.json", "headline figures: models, comparisons, explanations (README, 'summary.json')"),
+        Output("summary.json", "headline figures: models, comparisons, explanations (docs/reference/summary-json.md)"),
         Output("figures/*.png", "the figures embedded in the page, for slides and papers"),
         Output(
             "screenshot.png",

@@ -16,6 +16,7 @@ class Mri(Section):
     #: the release's folder: ucsf-pdgm holds UCSF-PDGM-0004_nifti/ (and follow-ups UCSF-PDGM-0433_FU007d_nifti/)
     #: folders, brats BraTS2021_00000/ folders. One release per run
     root: InputDir
+    #: the release's folder and file naming (one release per run)
     layout: Literal["ucsf-pdgm", "brats"]
     #: the metadata / label table (CSV): UCSF-PDGM-metadata_v*.csv (ID like UCSF-PDGM-004, UCSF-PDGM-0433_FU007d); for
     #: brats the same UCSF-PDGM table (its BraTS21 ID column names the case; rows with none are left out and counted)
@@ -45,22 +46,28 @@ class Mri(Section):
 class Augment(Section):
     """TorchIO augmentation of training patients (never validation or test): each transform's probability."""
 
-    flip: float = Field(0.5, ge=0, le=1)  # left-right flip
-    affine: float = Field(0.5, ge=0, le=1)  # scale +-10%, rotation +-10 degrees, translation +-5 mm
-    elastic: float = Field(0.2, ge=0, le=1)  # elastic deformation (7 control points, up to 7.5 mm)
-    intensity: float = Field(0.5, ge=0, le=1)  # gamma, bias field and noise, each with this probability
+    #: left-right flip (TorchIO RandomFlip)
+    flip: float = Field(0.5, ge=0, le=1)
+    #: scale +-10%, rotation +-10 degrees, translation +-5 mm (TorchIO RandomAffine)
+    affine: float = Field(0.5, ge=0, le=1)
+    #: elastic deformation, 7 control points, up to 7.5 mm (TorchIO RandomElasticDeformation)
+    elastic: float = Field(0.2, ge=0, le=1)
+    #: gamma, bias field and noise, each with this probability (TorchIO RandomGamma, RandomBiasField, RandomNoise)
+    intensity: float = Field(0.5, ge=0, le=1)
 
 
 class GradCam(Section):
     #: the layer whose activations and gradients make the map: auto: the deepest block stage whose feature map is
     #: at least ``min_size`` voxels along every axis; else a module name (_blocks.4, _conv_head)
     layer: str = "auto"
+    #: layer: auto picks the deepest stage whose map has at least this many voxels a side
     min_size: int = Field(4, ge=1)
     #: overlays (three orthogonal slices through the tumour) of this many test patients per class in the report
     figure_per_class: int = Field(2, ge=0)
 
 
 class Train3dMri(Section):
+    #: MONAI's 3-D EfficientNet variant
     model: Literal[EFFICIENTNETS] = "efficientnet-b0"  # type: ignore[valid-type]
     #: a state_dict file of the same architecture (e.g. converted MONAI / timm-3d weights); nothing is downloaded.
     #: Tensors whose shape differs (the 4-channel stem, the 2-class head) keep their initialisation and are listed
@@ -75,24 +82,33 @@ class Train3dMri(Section):
     #: the model's input grid (voxels); volumes are reoriented to RAS, then resampled to ``spacing`` and cropped or
     #: padded to ``size`` about the brain's centre, or (spacing null) resized to ``size``
     size: list[int] = Field(default_factory=lambda: [128, 128, 128], min_length=3, max_length=3)
+    #: mm: resample, then crop/pad about the brain; null: resize to size
     spacing: list[float] | None = Field(None, min_length=3, max_length=3)
     #: per channel inside the brain: zscore (TorchIO's ZNormalization: mean and standard deviation) or robust
     #: (median and IQR / 1.349, which a large bright tumour barely moves, so normal tissue keeps its values)
     normalisation: Literal["zscore", "robust"] = "zscore"
 
+    #: held-out test patients (stratified)
     test_fraction: float = Field(0.15, gt=0, lt=1)
     #: k-fold CV on the training patients (the fold models' mean is scored on the test split); 1: one stratified
     #: training / validation split (the reference's 70/15/15 with the fractions below)
     folds: int = Field(1, ge=1)
+    #: patients of the training split held for validation when folds is 1
     validation_fraction: float = Field(0.15, gt=0, lt=1)
+    #: repeated k-fold: the folds drawn again with other seeds
     repeats: int = Field(1, ge=1)
+    #: most epochs (early stopping may end training sooner)
     epochs: int = Field(30, ge=1)
+    #: patients per training step
     batch_size: int = Field(4, ge=1)
     #: AdamW, with OneCycle warm-up to this learning rate and annealing
     lr: float = Field(1e-3, gt=0)
+    #: AdamW's weight decay
     weight_decay: float = Field(1e-2, ge=0)
+    #: early stopping on validation loss, the best weights restored
     patience: int = Field(7, ge=1)
     loss: Literal["focal", "cross_entropy"] = "focal"
+    #: the focal loss's focusing parameter (loss: focal)
     focal_gamma: float = Field(2.0, ge=0)
     class_weights: Literal["balanced", "none"] = "none"
     #: weighted: classes drawn equally often (WeightedRandomSampler's draw, seeded per epoch); shuffle: permutation

@@ -15,6 +15,7 @@ TfMethod = Literal["grad_cam", "grad_cam_plus_plus", "guided_backprop", "guided_
 class TfExplain(Section):
     """The explanations computed in the stage, of every held-out test sample's true class."""
 
+    #: the Grad-CAM family computed in the stage
     methods: list[TfMethod] = Field(
         default_factory=lambda: ["grad_cam", "grad_cam_plus_plus", "guided_backprop", "guided_grad_cam"]
     )
@@ -24,10 +25,13 @@ class TfExplain(Section):
     threshold: float = Field(0.7, gt=0, le=1)
     #: genes listed per sample (most important first) in sample_top_genes.csv
     per_sample_top_k: int = Field(50, ge=1)
+    #: genes listed per class in top_genes.csv
     top_k: int = Field(20, ge=1)
     #: known marker genes, a CSV with columns class, gene
     markers: InputFile | None = None
+    #: k of the planted-marker precision@k when markers are given
     precision_k: int = Field(10, ge=1)
+    #: samples per gradient pass
     batch_size: int = Field(64, ge=1)
 
 
@@ -37,16 +41,22 @@ class TrainTfGradcam(Section):
     models: list[Literal["reference_cnn", "small_resnet"]] = Field(
         default_factory=lambda: ["reference_cnn"], min_length=1
     )
+    #: the same protocol as train_torch: same folds and held-out test for the same seed
     folds: int = Field(3, ge=2)
+    #: repeated k-fold: more paired scores for the model comparison
     repeats: int = Field(1, ge=1)
+    #: most epochs per fold (early stopping may end a fold sooner)
     epochs: int = Field(30, ge=1)
+    #: samples per training step
     batch_size: int = Field(32, ge=1)
+    #: Adam's learning rate
     lr: float = Field(1e-3, gt=0)
     #: epochs without a lower validation loss before a fold stops; the best epoch's weights are restored
     patience: int = Field(5, ge=1)
     #: epochs always run before early stopping may stop a fold (the reference CNN sits on a plateau for the first
     #: few epochs of a small data set before it starts to learn)
     min_epochs: int = Field(10, ge=0)
+    #: dropout rate after each dense layer (reference_cnn) or before the output (small_resnet)
     dropout: float = Field(0.5, ge=0, lt=1)
     class_weights: Literal["balanced", "none"] = "balanced"
     explain: TfExplain = Field(default_factory=TfExplain)

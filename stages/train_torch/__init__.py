@@ -6,6 +6,6 @@ with early stopping on its validation fold and restores its best checkpoint; the
 (mean of logits) scored once on the held-out test split, which no fold or stopping rule ever saw. Baselines are
 fitted on the same folds and genes. Results in the classifier result layout (shared.evaluation.results).
 
-Outputs: ``STAGE.outputs`` in params.py (the README's "Stages" section is made from it; tests check every run
-against it).
+Outputs: ``STAGE.outputs`` in params.py (the docs' "Stages and their outputs" page is made from it; tests check
+every run against it).
 """

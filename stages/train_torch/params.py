@@ -20,6 +20,7 @@ class TrainTorch(Section):
     baselines: list[Literal["logistic_regression", "random_forest"]] = Field(
         default_factory=lambda: ["logistic_regression", "random_forest"]
     )
+    #: ImageNet weights when in the local torch cache, else random initialisation
     pretrained: Literal["auto", "never"] = "auto"
     #: auto: the small stem (ResNet: 3x3 stride 2, no max-pool; EfficientNet: 3x3 stride 1) for images under 64
     #: pixels a side, else ImageNet's
@@ -27,21 +28,33 @@ class TrainTorch(Section):
     #: EfficientNet-B0's normalisation. auto: GroupNorm when it is trained from scratch (BatchNorm's running
     #: statistics lag a small run and leave it at chance in evaluation mode), BatchNorm with ImageNet weights
     norm: Literal["auto", "batch", "group"] = "auto"
+    #: small | gtex (19291 -> 7000 -> 2916 -> 540 -> classes) | custom (dense_widths)
     dense_preset: Literal["small", "gtex", "custom"] = "small"
+    #: hidden widths of dense_preset: custom
     dense_widths: list[int] = Field(default_factory=list)
+    #: dense network and small_cnn
     dropout: float = Field(0.5, ge=0, lt=1)
 
+    #: stratified (group-aware) k-fold on the training split
     folds: int = Field(5, ge=2)
+    #: repeated k-fold: more paired scores for the model comparison
     repeats: int = Field(1, ge=1)
+    #: most epochs per fold (early stopping may end a fold sooner)
     epochs: int = Field(30, ge=1)
+    #: samples per training step
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adam", "adamw"] = "adam"
+    #: learning rate (with schedule: onecycle, its peak)
     lr: float = Field(1e-3, gt=0)
+    #: the optimizer's weight decay (L2 for adam, decoupled for adamw)
     weight_decay: float = Field(1e-4, ge=0)
     schedule: Literal["none", "onecycle"] = "none"
+    #: early stopping on validation loss; best checkpoint restored
     patience: int = Field(5, ge=1)
+    #: smallest fall in validation loss that counts as an improvement for early stopping
     min_delta: float = Field(0.0, ge=0)
     loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    #: the focal loss's focusing parameter (loss: focal)
     focal_gamma: float = Field(2.0, ge=0)
     #: balanced: the loss weighted by inverse class frequency of the fold's training rows
     class_weights: Literal["balanced", "none"] = "balanced"
@@ -50,10 +63,13 @@ class TrainTorch(Section):
     #: training-time augmentation: each input value (gene) is zeroed with this probability, as dropout events are
     #: in sequencing; it keeps a large CNN from memorising a few hundred samples
     input_dropout: float = Field(0.0, ge=0, lt=1)
+    #: cross-entropy label smoothing
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     #: on a GPU: bfloat16 autocast and channels-last memory format (ignored on CPU)
     mixed_precision: bool = True
+    #: channels-last memory format on a GPU
     channels_last: bool = True
+    #: DataLoader worker processes
     num_workers: int = Field(0, ge=0)
 
 

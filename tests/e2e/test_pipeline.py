@@ -125,7 +125,7 @@ def test_changed_section_reruns_only_what_depends_on_it(pipeline):
 
 
 def test_attributions_open_in_scanpy_with_the_readme_line(pipeline):
-    """attributions.h5ad has the layers, varm and uns the README names, and the README's scanpy line runs on it."""
+    """attributions.h5ad has the layers, varm and uns the docs name, and the docs' scanpy lines run on it."""
     import re
 
     import anndata as ad
@@ -150,11 +150,12 @@ def test_attributions_open_in_scanpy_with_the_readme_line(pipeline):
     assert {"label", "prediction", "p_true_class", "correct", "split"} <= set(adata.obs)
     trust = json.loads(adata.uns["trust"])
     assert set(trust["gradient"]) == {"faithfulness", "sanity", "stability"}
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"attributions\.h5ad` for scanpy.*?```python\n(.*?)```", readme, re.S).group(1)
+    page = (REPO / "docs" / "concepts" / "explanations.md").read_text()
+    block = re.search(r"attributions\.h5ad` for scanpy.*?```python\n(.*?)```", page, re.S).group(1)
     code = block.replace('"outputs/demo/explain/resnet18/attributions.h5ad"', repr(str(path)))
     assert code != block
-    exec(compile(code, "README", "exec"), {})  # matplotlib's Agg backend: the figure is drawn, not shown
+    # matplotlib's Agg backend: the figure is drawn, not shown
+    exec(compile(code, "docs/concepts/explanations.md", "exec"), {})
 
 
 def test_bundle_holds_what_collaborators_read_and_is_deterministic(pipeline, tmp_path):
@@ -282,7 +283,7 @@ def test_explanations_are_checked_against_biology(pipeline):
         ours = sc.get.rank_genes_groups_df(adata, group=cls).set_index("names")["scores"]
         want = sc.get.rank_genes_groups_df(hand, group=cls).set_index("names")["scores"]
         np.testing.assert_allclose(ours.reindex(genes).to_numpy(), want.reindex(genes).to_numpy(), rtol=1e-6)
-    sc.pl.rank_genes_groups(adata, n_genes=10, show=False)  # the README's line
+    sc.pl.rank_genes_groups(adata, n_genes=10, show=False)  # the docs' line
 
 
 def test_chunked_explanations_equal_the_one_shot_result(pipeline, tmp_path):

@@ -320,17 +320,6 @@ def test_make_reruns_what_an_edit_touches_and_nothing_else(tmp_path):
     assert "stages.preprocess" in proc.stdout + proc.stderr
 
 
-def test_readme_generated_sections_are_current():
-    """The Stages section equals what the stages declare, the Test times table what docs/test-times.yaml holds."""
-    from shared.docs import SECTIONS, readme_block
-
-    text = (REPO / "README.md").read_text()
-    for name, (make, _) in SECTIONS.items():
-        block = readme_block(text, name)
-        assert block is not None, f"README.md lacks the {name} markers"
-        assert block == make(), f"README's {name} section is stale: run make docs"
-
-
 def test_attribution_class_means_and_figures_work_for_vectors_images_and_volumes(tmp_path):
     """The same code for every modality (MONAI's spatial_dims as the model): batched attribution, class means,
     standardisation and the class-map figure, on vectors, 2-D images and 3-D volumes."""

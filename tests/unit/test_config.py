@@ -97,7 +97,8 @@ def test_bad_config_exits_2_with_one_line_before_any_work(tmp_path, small_data, 
         assert proc.returncode == 2
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert lines == [
-            f"error: config error in {path}: unknown key 'preprocess.n_gnes' (check the spelling; see README 'Config')"
+            f"error: config error in {path}: unknown key 'preprocess.n_gnes' "
+            "(check the spelling; see docs/reference/configuration.md)"
         ]
     assert not outputs.exists()
 
@@ -112,34 +113,6 @@ def test_invalid_yaml_and_empty_file(tmp_path):
         config.load(bad)
     with pytest.raises(UserError, match="config file not found"):
         config.load(tmp_path / "missing.yaml")
-
-
-def test_readme_config_lists_every_key_of_every_section():
-    """The README's Config block is the reference users read: every key a stage declares is in it."""
-    import re
-
-    from shared.config import discover_stages
-
-    from ..support import REPO
-
-    text = (REPO / "README.md").read_text()
-    start = text.index("### Config")
-    block = text[start : text.index("\n### ", start + 1)]
-    missing = []
-
-    def walk(model, prefix):
-        for name, field in model.model_fields.items():
-            if not re.search(rf"^\s*{name}:", block, re.M):
-                missing.append(prefix + name)
-            if isinstance(field.annotation, type) and hasattr(field.annotation, "model_fields"):
-                walk(field.annotation, f"{prefix}{name}.")
-
-    for spec in discover_stages().values():
-        for key, model in spec.sections.items():
-            if not re.search(rf"^{key}:", block, re.M):
-                missing.append(key)
-            walk(model, f"{key}.")
-    assert not missing, f"README 'Config' lacks {missing}"
 
 
 def test_every_shipped_config_and_variant_validates():

@@ -1,0 +1,90 @@
+"""The documentation site: it builds with no warning, and its generated parts say what the code declares."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import typing
+
+import pytest
+
+from shared import docs
+from shared.config import _section_models
+
+from ..support import REPO
+
+pytestmark = pytest.mark.unit
+
+
+def _leaves(model, prefix=""):
+    for name, field in model.model_fields.items():
+        sub = docs._sub_section(field.annotation)
+        if sub is not None:
+            yield from _leaves(sub, f"{prefix}{name}.")
+        else:
+            yield prefix + name, field, docs.field_comments(model).get(name)
+
+
+def _sections():
+    return _section_models(docs._own_stages())
+
+
+def test_site_builds_strict(tmp_path):
+    """make docs's build: a broken link, a page left out of the nav or an unknown generated part fails it."""
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    page = (tmp_path / "site" / "reference" / "configuration" / "index.html").read_text()
+    assert "<!-- generated:" not in page
+    assert "explain.faithfulness" in page and "points on each curve" in page  # a nested section's key and comment
+
+
+def test_config_reference_has_every_key_with_its_type_default_and_comment():
+    """Every key a stage declares has a row (key, type, default); every key whose type is not a closed list of
+    choices has a comment saying what it does, so the reference is complete when a key is added."""
+    text = docs.config_section()
+    undocumented = []
+    for key, model in _sections().items():
+        assert f"`{key}`" in text
+        for path, field, comment in _leaves(model, f"{key}."):
+            name = path.rsplit(".", 1)[-1]
+            row = next((r for r in text.splitlines() if r.startswith(f"| `{name}` |")), None)
+            assert row is not None, path
+            if comment is None and typing.get_origin(field.annotation) is not typing.Literal:
+                undocumented.append(path)
+    assert not undocumented, f"config keys without a #: comment: {undocumented}"
+    faithfulness = text[text.index("`explain.faithfulness`") :]
+    assert re.search(r"^\| `steps` \| integer \(≥ 2\) \| `20` \| points on each curve", faithfulness, re.M)
+    assert "| `name` | text | required |" in text
+
+
+def test_field_comments_are_read_from_the_source():
+    from stages.train_torch.params import TrainTorch
+
+    comments = docs.field_comments(TrainTorch)
+    assert comments["input_dropout"].startswith("training-time augmentation: each input value (gene) is zeroed")
+    assert "epochs" in comments and "optimizer" not in comments  # a closed Literal speaks for itself
+
+
+def test_render_fills_known_parts_and_refuses_unknown_ones():
+    page = "# Title\n\n<!-- generated: test-times -->\n\nafter\n"
+    out = docs.render(page, "p.md")
+    assert "| date | commit |" in out and out.endswith("after\n") and "generated:" not in out
+    with pytest.raises(ValueError, match="p.md: unknown generated part 'nope'"):
+        docs.render("<!-- generated: nope -->\n", "p.md")
+
+
+def test_readme_is_short_and_its_links_resolve():
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    for target in re.findall(r"\]\(([^)#]+)", text):
+        if "://" not in target:
+            assert (REPO / target).exists(), target
