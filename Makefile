@@ -165,7 +165,7 @@ lint: ## ruff (lint and format check, pyproject.toml), hadolint on the Dockerfil
 
 fetch: $(STAMP) ## download a public dataset into data/<DATASET>/, resumable (internet): DATASET=gtex-v8|gse85217|gbm-smartseq2|tcga-pancan, or DATASET=gdc MANIFEST=gdc_manifest.txt [ONLY='lung ...'] [LIST=1]
 	@test -n "$(DATASET)$(MANIFEST)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2|tcga-pancan [ONLY='lung ...'] [LIST=1], or make fetch DATASET=gdc MANIFEST=gdc_manifest.txt"; exit 2; }
-	$(PY) -m stages.preprocess.fetch $(DATASET) --dest data $(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(ONLY),--only $(ONLY)) $(if $(LIST),--list --sizes)
+	$(PY) -m fetch $(DATASET) --dest data $(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(ONLY),--only $(ONLY)) $(if $(LIST),--list --sizes)
 
 bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,layout,loaders,train,explain,explain_memory,wide,mri}.json
 	$(PY) -m bench.preprocess all

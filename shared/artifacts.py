@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -165,11 +166,20 @@ def code_hash(stage: str) -> str:
     return files_hash(stage_sources(stage))
 
 
-class _StageLock:
-    """An exclusive, non-blocking flock on a file in the experiment folder, holding the owner's pid."""
+class ExclusiveLock:
+    """An exclusive, non-blocking flock on ``path``, holding the owner's pid: one writer at a time.
 
-    def __init__(self, path: Path, final: Path):
-        self.path, self.final, self.fh = path, final, None
+    A second process that tries to take it gets a ``UserError`` whose message is ``busy(pid)`` (the holder's pid as
+    the file records it, or "unknown"). The lock dies with its process, so a killed holder never leaves a stale lock;
+    a holder that releases it removes the file. Not POSIX (no fcntl): no lock. Used by ``StageRun`` (one run per
+    stage folder) and by ``fetch`` (one download per dataset folder)::
+
+        with ExclusiveLock(folder / ".fetch.lock", lambda pid: f"{folder}: busy (pid {pid})"):
+            ...
+    """
+
+    def __init__(self, path: str | Path, busy: Callable[[str], str]):
+        self.path, self.busy, self.fh = Path(path), busy, None
 
     def acquire(self) -> None:
         try:
@@ -184,10 +194,7 @@ class _StageLock:
                 fh.seek(0)
                 holder = fh.read().strip() or "unknown"
                 fh.close()
-                raise UserError(
-                    f"{self.final}: another run is writing this stage now (pid {holder}); wait for it "
-                    "to finish, or stop it, then run again"
-                ) from None
+                raise UserError(self.busy(holder)) from None
             try:  # the previous holder removes the file as it leaves: hold the lock of the file that is there
                 if os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino:
                     break
@@ -208,6 +215,25 @@ class _StageLock:
                 pass
             self.fh.close()
             self.fh = None
+
+    def __enter__(self) -> ExclusiveLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.release()
+        return False
+
+
+def _stage_lock(exp_dir: Path, stage: str, final: Path) -> ExclusiveLock:
+    """The lock of one stage folder: ``outputs/<experiment>/.<stage>.lock``."""
+    return ExclusiveLock(
+        exp_dir / f".{stage}.lock",
+        lambda pid: (
+            f"{final}: another run is writing this stage now (pid {pid}); wait for it to finish, or stop it, "
+            "then run again"
+        ),
+    )
 
 
 class StageRun:
@@ -296,7 +322,7 @@ class StageRun:
             return False
         os.utime(self.final / MANIFEST)
         if self.publish:  # what a killed forced rerun left (folders, checkpoints) goes too, unless a run is writing
-            lock = _StageLock(self.exp_dir / f".{self.stage}.lock", self.final)
+            lock = _stage_lock(self.exp_dir, self.stage, self.final)
             try:
                 lock.acquire()
             except UserError:
@@ -329,7 +355,7 @@ class StageRun:
         self._fingerprint = self.fingerprint()
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         if self.publish:
-            self._lock = _StageLock(self.exp_dir / f".{self.stage}.lock", self.final)
+            self._lock = _stage_lock(self.exp_dir, self.stage, self.final)
             self._lock.acquire()
             self._clear_stale()
         self.out.mkdir(parents=True)

@@ -134,7 +134,7 @@ def test_every_shipped_config_and_variant_validates():
     assert len([line for line in proc.stdout.splitlines() if line.startswith("ok: ")]) == expected
     assert "(variant reference)" in proc.stdout
 
-    from stages.preprocess.fetch import REGISTRY
+    from fetch.registry import REGISTRY
 
     fetched = {f"data/{name}/{f['path']}" for name, ds in REGISTRY.items() for f in ds["files"]}
     for c in configs:

@@ -1,4 +1,4 @@
-"""stages.preprocess.fetch: resumable, checksummed downloads, tested against a local HTTP server only.
+"""fetch (python -m fetch, make fetch): resumable, checksummed downloads, tested against a local HTTP server only.
 
 Every test talks to a threaded ``http.server`` on 127.0.0.1 (an ephemeral port) that serves files the test writes,
 honours ``Range: bytes=N-`` (unless told not to) and counts the requests and bytes it served. The registries used
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.preprocess import fetch
+from fetch import cli, download, registry
+from shared.errors import UserError
 
 from ..support import REPO
 
@@ -130,7 +132,15 @@ class _Server(ThreadingHTTPServer):
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     """No proxy (it would take 127.0.0.1 elsewhere), no mirror from the caller's shell, loopback connections only."""
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", fetch.MIRROR_ENV):
+    for var in (
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        download.MIRROR_ENV,
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "*")
     monkeypatch.setenv("NO_PROXY", "*")
@@ -180,7 +190,7 @@ def _registry(*files: dict, verified: bool = True) -> dict:
 
 
 def _run(reg: dict, dest: Path, *extra: str) -> int:
-    return fetch.main(["toy", "--dest", str(dest), "--timeout", "10", *extra], registry=reg)
+    return cli.main(["toy", "--dest", str(dest), "--timeout", "10", *extra], registry=reg)
 
 
 def _error_lines(err: str) -> list[str]:
@@ -393,7 +403,7 @@ def test_connection_lost_midway_keeps_the_part_and_the_next_run_resumes(server, 
 
 
 def test_unknown_dataset_exits_2(tmp_path, capsys):
-    assert fetch.main(["no-such-dataset", "--dest", str(tmp_path)]) == 2
+    assert cli.main(["no-such-dataset", "--dest", str(tmp_path)]) == 2
     [line] = _error_lines(capsys.readouterr().err)
     assert "no-such-dataset" in line and "--list" in line
 
@@ -405,18 +415,33 @@ def test_unverified_dataset_warns(server, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "says"),
     [
-        {"name": "f", "url": "http://127.0.0.1:1/f", "path": "../escape.txt"},
-        {"name": "f", "url": "http://127.0.0.1:1/f", "path": "/abs.txt"},
-        {"name": "f", "url": "ftp://127.0.0.1/f", "path": "f.txt"},
-        {"name": "f", "url": "http://127.0.0.1:1/f", "path": "f.txt", "sha256": "not-hex"},
+        ({"name": "f", "url": "http://127.0.0.1:1/f", "path": "../escape.txt"}, "path must be a relative file path"),
+        ({"name": "f", "url": "http://127.0.0.1:1/f", "path": "/abs.txt"}, "path must be a relative file path"),
+        ({"name": "f", "url": "http://127.0.0.1:1/f", "path": "SHA256SUMS"}, "path must be a relative file path"),
+        ({"name": "f", "url": "ftp://127.0.0.1/f", "path": "f.txt"}, "url must be http(s)"),
+        ({"name": "f", "path": "f.txt"}, "missing 'url'"),
+        ({"name": "f", "url": "", "path": "f.txt"}, "missing 'url'"),
+        ({"name": "f", "url": "http://127.0.0.1:1/f", "path": "f.txt", "sha256": "not-hex"}, "'sha256' is not"),
+        ({"name": "f", "url": "http://127.0.0.1:1/f", "path": "f.txt", "md5": "A" * 32}, "'md5' is not"),
+        ({"name": "f", "url": "http://127.0.0.1:1/f", "path": "f.txt", "size": -1}, "'size' must be"),
+        ({"name": "f", "url": "http://127.0.0.1:1/f", "path": "f.txt", "sizes": 1}, "unknown key 'sizes'"),
     ],
 )
-def test_malformed_registry_entries_are_refused(tmp_path, capsys, bad):
-    assert fetch.main(["toy", "--dest", str(tmp_path)], registry={"toy": {"files": [bad]}}) == 2
-    assert len(_error_lines(capsys.readouterr().err)) == 1
+def test_malformed_registry_entries_are_refused(tmp_path, capsys, bad, says):
+    assert cli.main(["toy", "--dest", str(tmp_path)], registry={"toy": {"files": [bad]}}) == 2
+    [line] = _error_lines(capsys.readouterr().err)
+    assert "dataset 'toy', file 'f'" in line and says in line, line
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_registry_without_files_or_with_duplicates_is_refused():
+    with pytest.raises(UserError, match=r"^registry: dataset 'toy' has no 'files' list$"):
+        registry.check_registry({"toy": {"description": "x"}})
+    twice = {"name": "f", "url": "http://127.0.0.1:1/f", "path": "f.txt"}
+    with pytest.raises(UserError, match=r"^registry: dataset 'toy', file 'g': duplicate name or path$"):
+        registry.check_registry({"toy": {"files": [twice, {**twice, "name": "g"}]}})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -431,9 +456,9 @@ PANCAN_SUMS = {
 
 
 def test_builtin_registry_is_well_formed():
-    fetch.check_registry(fetch.REGISTRY)
-    assert {"gtex-v8", "gse85217", "gbm-smartseq2"} <= set(fetch.REGISTRY)
-    gtex = fetch.REGISTRY["gtex-v8"]["files"]
+    registry.check_registry(registry.REGISTRY)
+    assert {"gtex-v8", "gse85217", "gbm-smartseq2"} <= set(registry.REGISTRY)
+    gtex = registry.REGISTRY["gtex-v8"]["files"]
     counts = [f for f in gtex if f["path"].startswith("gene_reads_2017-06-05_v8_")]
     assert len(counts) == 54 == len({f["path"] for f in counts})
     assert all(
@@ -442,31 +467,166 @@ def test_builtin_registry_is_well_formed():
         for f in counts
     )
     assert any(f["path"] == "GTEx_Analysis_v8_Annotations_SampleAttributesDS.txt" for f in gtex)
-    assert all(fetch.gtex_slug(t) == s for t, s in fetch.GTEX_V8_TISSUES)
-    for name, ds in fetch.REGISTRY.items():  # no invented checksums: only GDC publishes them (its PanCanAtlas manifest)
+    slugs = {f["name"]: f["path"] for f in counts}  # the slug rule where the tissue names are least regular
+    for tissue, slug in (
+        ("Adipose - Visceral (Omentum)", "adipose_visceral_omentum"),
+        ("Brain - Spinal cord (cervical c-1)", "brain_spinal_cord_cervical_c-1"),
+        ("Cells - EBV-transformed lymphocytes", "cells_ebv-transformed_lymphocytes"),
+        ("Skin - Not Sun Exposed (Suprapubic)", "skin_not_sun_exposed_suprapubic"),
+    ):
+        assert registry.gtex_slug(tissue) == slug and slugs[slug] == f"gene_reads_2017-06-05_v8_{slug}.gct.gz"
+    assert [f["name"] for f in gtex if f.get("optional")] == ["all-tissues"]
+    # no invented checksums: only GDC publishes them (its PanCanAtlas manifest)
+    for name, ds in registry.REGISTRY.items():
         assert all(f["url"].startswith("https://") for f in ds["files"])
         sums = {f["path"]: (f.get("md5"), f.get("size")) for f in ds["files"] if f.get("md5") or f.get("sha256")}
         assert ds["verified"] and sums == (PANCAN_SUMS if name == "tcga-pancan" else {}), name
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# fetch/datasets.yaml: read, validated and expanded at import
+# ---------------------------------------------------------------------------------------------------------------
+
+_GOOD_YAML = """\
+toy:
+  description: a test dataset
+  homepage: http://127.0.0.1/
+  verified: true
+  notes: what the files hold
+  tissue_files:
+    tissues: [Brain - Cortex, Whole Blood]
+    name: "{slug}"
+    path: "reads_{slug}.gct.gz"
+    url: "http://127.0.0.1:1/by-tissue/{path}"
+  files:
+    - name: attributes
+      url: http://127.0.0.1:1/attributes.txt
+      path: attributes.txt
+      md5: "0123456789abcdef0123456789abcdef"
+      size: 12
+      optional: true
+"""
+
+
+def test_the_builtin_yaml_loads_into_the_registry():
+    assert registry.DATASETS_FILE == REPO / "fetch" / "datasets.yaml"
+    assert registry.load_registry() == registry.REGISTRY
+    assert registry.load_registry(registry.DATASETS_FILE) == registry.REGISTRY
+
+
+def test_a_yaml_dataset_expands_tissue_files_first_and_keeps_only_the_keys_it_states(tmp_path):
+    path = tmp_path / "datasets.yaml"
+    path.write_text(_GOOD_YAML)
+    assert registry.load_registry(path) == {
+        "toy": {
+            "description": "a test dataset",
+            "homepage": "http://127.0.0.1/",
+            "verified": True,
+            "notes": "what the files hold",
+            "files": [
+                {"name": "brain_cortex", "url": "http://127.0.0.1:1/by-tissue/reads_brain_cortex.gct.gz",
+                 "path": "reads_brain_cortex.gct.gz"},
+                {"name": "whole_blood", "url": "http://127.0.0.1:1/by-tissue/reads_whole_blood.gct.gz",
+                 "path": "reads_whole_blood.gct.gz"},
+                {"name": "attributes", "url": "http://127.0.0.1:1/attributes.txt", "path": "attributes.txt",
+                 "md5": "0123456789abcdef0123456789abcdef", "size": 12, "optional": True},
+            ],
+        }
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        ("path: attributes.txt", "path: ../attributes.txt", "file 'attributes': path must be a relative file path"),
+        ("      url: http://127.0.0.1:1/attributes.txt\n", "", "file 'attributes': missing 'url'"),
+        ("url: http://127.0.0.1:1/attributes.txt", "ur1: http://127.0.0.1:1/attributes.txt", "unknown key 'ur1'"),
+        ('md5: "0123456789abcdef0123456789abcdef"', "md5: 1234", "file 'attributes': 'md5' is not a lower-case hex"),
+        ("size: 12", "size: -12", "file 'attributes': 'size' must be a number of bytes"),
+        ("verified: true", "verified: yes please", "verified: Input should be a valid boolean"),
+        ('url: "http://127.0.0.1:1/by-tissue/{path}"', 'url: "http://h/{tissu}"', "tissue_files.url: bad template"),
+        ('path: "reads_{slug}.gct.gz"', 'path: "a/../{slug}"', "file 'brain_cortex': path must be a relative file"),
+        ("path: attributes.txt", "path: reads_whole_blood.gct.gz", "file 'attributes': duplicate name or path"),
+        ("  files:\n", "  filez:\n", "unknown key 'filez'"),
+    ],
+)
+def test_a_malformed_yaml_entry_is_a_one_line_error_naming_dataset_and_key(tmp_path, old, new, says):
+    assert old in _GOOD_YAML
+    path = tmp_path / "datasets.yaml"
+    path.write_text(_GOOD_YAML.replace(old, new, 1))
+    with pytest.raises(UserError) as info:
+        registry.load_registry(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}: dataset 'toy'") and says in message, message
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("toy: [\n", "line 2: not valid YAML"),
+        ("- toy\n", "expected a mapping of dataset names"),
+        ("toy:\n  description: no files\n", "dataset 'toy' has no 'files' list"),
+        ("toy: 3\n", "dataset 'toy': the dataset: Input should be a valid dictionary"),
+    ],
+)
+def test_a_malformed_yaml_file_is_a_one_line_error(tmp_path, text, says):
+    path = tmp_path / "datasets.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        registry.load_registry(path)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(path)) and says in str(info.value)
+
+
+def test_cli_with_a_malformed_builtin_yaml_is_one_line_and_exit_2(tmp_path):
+    """python -m fetch reads fetch/datasets.yaml as it starts: a copy of the package with a broken entry."""
+    shutil.copytree(REPO / "fetch", tmp_path / "fetch", ignore=shutil.ignore_patterns("__pycache__"))
+    yaml_file = tmp_path / "fetch" / "datasets.yaml"
+    yaml_file.write_text(yaml_file.read_text().replace("path: TCGA-CDR-SupplementalTableS1.xlsx", "path: ../x.xlsx"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fetch", "--list"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    [line] = _error_lines(proc.stderr)
+    assert line.startswith("error: fetch/datasets.yaml: dataset 'tcga-pancan', file 'clinical-cdr': path must"), line
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One fetch per dataset folder
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_a_second_fetch_of_the_same_dataset_stops_at_once(server, tmp_path, capsys):
+    reg = _registry({"name": "f", "url": server.add("f.txt", b"x"), "path": "f.txt"})
+    (tmp_path / "toy").mkdir()
+    with cli.dataset_lock(tmp_path / "toy"):  # another fetch holds the folder
+        assert _run(reg, tmp_path) == 2
+        [line] = _error_lines(capsys.readouterr().err)
+        assert "another fetch is writing this dataset" in line and str(tmp_path / "toy") in line
+        assert server.requests == [] and not (tmp_path / "toy" / "f.txt").exists()
+    assert _run(reg, tmp_path) == 0
+    assert (tmp_path / "toy" / "f.txt").read_bytes() == b"x"
+    assert not (tmp_path / "toy" / cli.LOCK_FILE).exists()  # released and removed
+
+
 def test_mirror_replaces_scheme_and_host():
     url = "https://ftp.ncbi.nlm.nih.gov/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz?x=1"
     assert (
-        fetch.resolve_url(url, "http://127.0.0.1:8000")
+        download.resolve_url(url, "http://127.0.0.1:8000")
         == "http://127.0.0.1:8000/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz?x=1"
     )
     assert (
-        fetch.resolve_url(url, "http://127.0.0.1:8000/pre/")
+        download.resolve_url(url, "http://127.0.0.1:8000/pre/")
         == "http://127.0.0.1:8000/pre/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz?x=1"
     )
-    assert fetch.resolve_url(url, "") == url
+    assert download.resolve_url(url, "") == url
 
 
 def test_builtin_dataset_through_the_mirror(server, tmp_path, monkeypatch):
     data = _payload(40_000)
     server.add("geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz", data)
-    monkeypatch.setenv(fetch.MIRROR_ENV, server.base)
-    assert fetch.main(["gse85217", "--dest", str(tmp_path), "--only", "series-matrix", "--timeout", "10"]) == 0
+    monkeypatch.setenv(download.MIRROR_ENV, server.base)
+    assert cli.main(["gse85217", "--dest", str(tmp_path), "--only", "series-matrix", "--timeout", "10"]) == 0
     assert (tmp_path / "gse85217" / "GSE85217_series_matrix.txt.gz").read_bytes() == data
     assert [r["path"] for r in server.requests] == [
         "/geo/series/GSE85nnn/GSE85217/matrix/GSE85217_series_matrix.txt.gz"
@@ -475,9 +635,9 @@ def test_builtin_dataset_through_the_mirror(server, tmp_path, monkeypatch):
 
 def _cli(*args: str, mirror: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env.update({fetch.MIRROR_ENV: mirror, "no_proxy": "*", "NO_PROXY": "*", "ONCOXAI_PROGRESS": "0"})
+    env.update({download.MIRROR_ENV: mirror, "no_proxy": "*", "NO_PROXY": "*", "ONCOXAI_PROGRESS": "0"})
     return subprocess.run(
-        [sys.executable, "-m", "stages.preprocess.fetch", *args],
+        [sys.executable, "-m", "fetch", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -550,13 +710,13 @@ def test_gdc_manifest_files_land_in_id_folders_with_published_md5_and_size(serve
     manifest = _manifest(
         tmp_path, [(i, n, hashlib.md5(d).hexdigest(), len(d)) for i, n, d in zip(ids, names, data, strict=False)]
     )
-    monkeypatch.setenv(fetch.MIRROR_ENV, server.base)
+    monkeypatch.setenv(download.MIRROR_ENV, server.base)
     # the connection drops after 30,000 bytes of the first file: the run fails, the next one resumes
     server.drop_after[f"/data/{ids[0]}"] = 30_000
-    assert fetch.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 2
+    assert cli.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 2
     del server.drop_after[f"/data/{ids[0]}"]
     server.reset_counts()
-    assert fetch.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 0
+    assert cli.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 0
     for file_id, name, payload in zip(ids, names, data, strict=False):
         assert (tmp_path / "gdc" / file_id / name).read_bytes() == payload
     assert server.requests[0]["range"] == "bytes=30000-" and server.bytes_served == 40_000 + 50_000
@@ -565,14 +725,14 @@ def test_gdc_manifest_files_land_in_id_folders_with_published_md5_and_size(serve
 def test_gdc_manifest_size_mismatch_and_bad_manifest(server, tmp_path, monkeypatch, capsys):
     payload = _payload(10_000, seed=5)
     server.add("data/abc", payload)
-    monkeypatch.setenv(fetch.MIRROR_ENV, server.base)
+    monkeypatch.setenv(download.MIRROR_ENV, server.base)
     manifest = _manifest(tmp_path, [("abc", "x.tsv", hashlib.md5(payload).hexdigest(), 9_000)])
-    assert fetch.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 2
+    assert cli.main(["--manifest", str(manifest), "--dest", str(tmp_path), "--timeout", "10"]) == 2
     [line] = _error_lines(capsys.readouterr().err)
     assert "10000 bytes downloaded" in line and "9000 published" in line
     assert not list((tmp_path / "gdc").rglob("x.tsv*"))
     bad = tmp_path / "not_a_manifest.txt"
     bad.write_text("file\tname\n")
-    assert fetch.main(["--manifest", str(bad), "--dest", str(tmp_path)]) == 2
+    assert cli.main(["--manifest", str(bad), "--dest", str(tmp_path)]) == 2
     [line] = _error_lines(capsys.readouterr().err)
     assert str(bad) in line and "not a GDC manifest" in line
