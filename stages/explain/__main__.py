@@ -329,60 +329,60 @@ def explain_method(
     return result, gene_class_means
 
 
-def run(run: StageRun) -> None:
+def run(stage: StageRun) -> None:
     keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py)
-    exp = run.exp
+    exp = stage.exp
     p: Explain = exp.section("explain")
     device = choose_device(exp.device)
-    run.device = describe_device(device)
+    stage.device = describe_device(device)
     summary = {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
     where: dict[str, str] = {}
-    bio = biology.Context(run.exp_dir, p.biology, exp.seed) if p.biology.enabled else None
+    bio = biology.Context(stage.exp_dir, p.biology, exp.seed) if p.biology.enabled else None
     baselines = []
-    for stage, folder in run.providers("classifiers", required=True).items():
+    for trainer, folder in stage.providers("classifiers", required=True).items():
         for entry in json.loads((folder / "models.json").read_text()):
             name = entry["name"]
             if entry.get("kind") == "baseline" and entry.get("framework") == "sklearn":
                 baselines.append(name)
             if entry.get("framework") != FRAMEWORK or entry.get("kind") == "baseline":
                 summary["not_explained"][name] = (
-                    f"{entry.get('framework')} {entry.get('kind')} model of {stage}: "
+                    f"{entry.get('framework')} {entry.get('kind')} model of {trainer}: "
                     f"explain computes attributions of {FRAMEWORK} networks"
                 )
                 continue
             if entry.get("input", {}).get("kind") not in INPUT_KINDS:
                 summary["not_explained"][name] = (
-                    f"{entry['input'].get('kind')} model of {stage}: explained by its "
+                    f"{entry['input'].get('kind')} model of {trainer}: explained by its "
                     f"trainer (explain reads {' and '.join(INPUT_KINDS)} inputs)"
                 )
                 continue
             if name in where:
                 raise UserError(
-                    f"two classifier providers name a model '{name}' ({where[name]} and {stage}): rename one"
+                    f"two classifier providers name a model '{name}' ({where[name]} and {trainer}): rename one"
                 )
-            where[name] = stage
+            where[name] = trainer
             summary["models"][name] = {
-                "provider": stage,
-                **explain_model(name, folder / entry["folder"], run.exp_dir, run.out, p, device, exp.seed, bio),
+                "provider": trainer,
+                **explain_model(name, folder / entry["folder"], stage.exp_dir, stage.out, p, device, exp.seed, bio),
             }
     if bio is not None and baselines and p.biology.baselines:
-        summary["baselines_biology"] = baselines_biology(run, bio, baselines)
+        summary["baselines_biology"] = baselines_biology(stage, bio, baselines)
     seconds = [m["biology"]["seconds"] for m in summary["models"].values() if "biology" in m]
     if bio is not None:
         seconds.append(summary.get("baselines_biology", {}).get("seconds", 0.0))
         summary["biology_seconds"] = round(sum(seconds), 2)
-        run.record(biology_seconds=summary["biology_seconds"])
-    write_json_atomic(run.out / "metrics.json", summary)
+        stage.record(biology_seconds=summary["biology_seconds"])
+    write_json_atomic(stage.out / "metrics.json", summary)
 
 
-def baselines_biology(run: StageRun, bio: biology.Context, names: list[str]) -> dict:
+def baselines_biology(stage: StageRun, bio: biology.Context, names: list[str]) -> dict:
     """The baselines' own importances (refit on the training split) through the same checks as the methods'."""
     t0 = time.time()
-    datasets = run.providers("dataset")
+    datasets = stage.providers("dataset")
     if not datasets:
         return {}
     folder = next(iter(datasets.values()))
-    rel = folder.relative_to(run.exp_dir)
+    rel = folder.relative_to(stage.exp_dir)
     dataset = json.loads((folder / "dataset.json").read_text())
     if not (folder / "vectors.npy").is_file():
         return {}
@@ -392,11 +392,11 @@ def baselines_biology(run: StageRun, bio: biology.Context, names: list[str]) -> 
     spec = {"input": {"kind": "vector", "array": f"{rel}/vectors.npy", "samples": f"{rel}/samples.csv"}}
     prepared = bio.prepared(spec, genes, symbols, dataset["classes"])
     rankings = {
-        name: (importances.baseline_importances(name, prepared[0], run.exp.seed, bio.p.permutation_repeats), True)
+        name: (importances.baseline_importances(name, prepared[0], stage.exp.seed, bio.p.permutation_repeats), True)
         for name in names
     }
     result = biology.assess_model(
-        "baselines", bio, spec, genes, symbols, dataset["classes"], rankings, run.out / "baselines" / "biology"
+        "baselines", bio, spec, genes, symbols, dataset["classes"], rankings, stage.out / "baselines" / "biology"
     )
     result.pop("tables")
     result.pop("de")

@@ -53,11 +53,11 @@ def _prepare(X, cols: np.ndarray, cfg: Expression, p: Preprocess):
     return to_log1p(X[:, cols], cfg.scale, p.target_sum)
 
 
-def run(run: StageRun) -> None:
-    exp = run.exp
+def run(stage: StageRun) -> None:
+    exp = stage.exp
     cfg: Expression = exp.section("expression")
     p: Preprocess = exp.section("preprocess")
-    out = run.out
+    out = stage.out
 
     adata, backed = open_expression(cfg)
     log.info(
@@ -226,7 +226,7 @@ def run(run: StageRun) -> None:
             "counts": json.loads(counts.to_json()),
         },
     )
-    run.record(
+    stage.record(
         n_samples=n_obs,
         n_train=int(len(train)),
         n_test=int(is_test.sum()),

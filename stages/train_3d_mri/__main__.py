@@ -86,12 +86,12 @@ def loader(data, labels, rows, batch_size: int, augment=None, sampler=None, pin:
 
 
 def train(
-    run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist
+    stage: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist
 ) -> tuple[ModelResult, list, Protocol]:
     from .network import trainable_parameters
     from .volumes import augmentation
 
-    seed = run.exp.seed
+    seed = stage.exp.seed
     proto = Protocol(
         samples,
         list(CLASSES),
@@ -137,9 +137,9 @@ def train(
         )
         train_loader = loader(data, labels, tr_rows, p.batch_size, augment, sampler, pin=on_gpu)
         val_loader = loader(data, labels, va_rows, p.batch_size, pin=on_gpu)
-        ckpt = run.checkpoints / p.model / f"r{r}k{k}.pt"
+        ckpt = stage.checkpoints / p.model / f"r{r}k{k}.pt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(log_dir=str(run.out / p.model / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
+        writer = SummaryWriter(log_dir=str(stage.out / p.model / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
         try:
             hist, stopper = train_fold(
                 model,
@@ -182,7 +182,7 @@ def train(
     return result, members, proto
 
 
-def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, test_proba: np.ndarray) -> dict:
+def explain(stage: StageRun, p: Train3dMri, data, proto: Protocol, members: list, test_proba: np.ndarray) -> dict:
     """Grad-CAM of the predicted and the true class for every test patient: NIfTI in the patient's space, the
     localisation table and summary, and the overlay figure."""
     from .gradcam import DESCRIPTION, grad_cams, localisation, plot_overlays, summarise
@@ -191,7 +191,7 @@ def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, 
 
     t0 = time.time()
     layer = cam_layer(members[0], p.size, p.grad_cam.layer, p.grad_cam.min_size)
-    folder = run.out / p.model / METHOD
+    folder = stage.out / p.model / METHOD
     (folder / "nifti").mkdir(parents=True)
     rows, figure = [], []
     shown = {c: 0 for c in range(len(CLASSES))}
@@ -279,19 +279,19 @@ def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, 
     }
 
 
-def run(run: StageRun) -> None:
+def run(stage: StageRun) -> None:
     keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py); MONAI would import it
-    exp = run.exp
+    exp = stage.exp
     mri: Mri = exp.section("mri")
     p: Train3dMri = exp.section("train_3d_mri")
     from .volumes import prepare
 
     patients = find_cohort(mri)
     dist = distributed.setup(exp.device)
-    run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
+    stage.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
     t0 = time.time()
     data = prepare(
-        patients, p.size, p.spacing, run.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume, p.normalisation
+        patients, p.size, p.spacing, stage.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume, p.normalisation
     )
     log.info(
         "%d of %d exams in the model's grid %s in %.1f s",
@@ -312,22 +312,22 @@ def run(run: StageRun) -> None:
         if status != "included":
             log.info("left out: %d exam%s (%s)", n, "s" if n > 1 else "", status)
     samples = split_patients(data.patients, p.test_fraction, exp.seed)
-    result, members, proto = train(run, p, mri, data, samples, dist)
+    result, members, proto = train(stage, p, mri, data, samples, dist)
     if not dist.is_main:
         return
-    headline = write_result(run.out, proto, result)
-    write_models_index(run.out, [result])
+    headline = write_result(stage.out, proto, result)
+    write_models_index(stage.out, [result])
     table = table.merge(samples[["sample", "split"]].rename(columns={"sample": "exam"}), on="exam", how="left")
-    table.to_csv(run.out / "cohort.csv", index=False)
+    table.to_csv(stage.out / "cohort.csv", index=False)
     explanations = {
         "target": "predicted and true class",
         "split": "held-out test",
-        "models": {p.model: explain(run, p, data, proto, members, result.test_proba)},
+        "models": {p.model: explain(stage, p, data, proto, members, result.test_proba)},
         "not_explained": {},
     }
-    write_json_atomic(run.out / "metrics.json", explanations)
+    write_json_atomic(stage.out / "metrics.json", explanations)
     loc = explanations["models"][p.model]["methods"][METHOD]["localisation"]
-    run.record(
+    stage.record(
         cohort={
             "found": len(patients),
             "included": int(counts.get("included", 0)),

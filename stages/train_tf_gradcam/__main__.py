@@ -103,7 +103,7 @@ def check_before_training(p: TrainTfGradcam, data: Images) -> dict | None:
     return None
 
 
-def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: StageRun, seed: int):
+def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, stage: StageRun, seed: int):
     import keras
 
     from . import networks
@@ -127,7 +127,7 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
         stop = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=p.patience, restore_best_weights=True, start_from_epoch=p.min_epochs
         )
-        board = keras.callbacks.TensorBoard(log_dir=str(run.out / arch / "tensorboard" / f"r{r}k{k}"))
+        board = keras.callbacks.TensorBoard(log_dir=str(stage.out / arch / "tensorboard" / f"r{r}k{k}"))
         t0 = time.time()
         fit = model.fit(
             data.x(tr_rows),
@@ -187,7 +187,7 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
             "layout": "channels_last (the stored (n, C, H, W) array transposed)",
             "samples": f"{data.folder.name}/samples.csv",
             "features": f"{data.folder.name}/genes.csv",
-            **({"gene_map": f"{run.stage}/pixel_genes.npz"} if data.gmap is not None else {}),
+            **({"gene_map": f"{stage.stage}/pixel_genes.npz"} if data.gmap is not None else {}),
         },
     }
 
@@ -341,15 +341,15 @@ def threshold_picker(
     return pd.DataFrame(rows, columns=["sample", "class", "prediction", "gene", "score", "rank"])
 
 
-def run(run: StageRun) -> None:
+def run(stage: StageRun) -> None:
     import tensorflow as tf
 
-    exp = run.exp
+    exp = stage.exp
     p: TrainTfGradcam = exp.section("train_tf_gradcam")
-    data = Images(run.provider("dataset"))
+    data = Images(stage.provider("dataset"))
     markers = check_before_training(p, data)
     gpus = tf.config.list_physical_devices("GPU")
-    run.device = f"tensorflow {tf.__version__} on " + (f"{len(gpus)} GPU(s)" if gpus else "CPU")
+    stage.device = f"tensorflow {tf.__version__} on " + (f"{len(gpus)} GPU(s)" if gpus else "CPU")
     proto = Protocol(
         data.samples,
         data.classes,
@@ -361,17 +361,17 @@ def run(run: StageRun) -> None:
     )
     results, explanations = [], {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
     for arch in p.models:
-        result, members = train(arch, p, data, proto, run, exp.seed)
+        result, members = train(arch, p, data, proto, stage, exp.seed)
         results.append(result)
-        write_result(run.out, proto, result)
+        write_result(stage.out, proto, result)
         if p.explain.methods:
-            explanations["models"][arch] = explain(arch, members, p, data, proto, run.out, markers)
-    write_models_index(run.out, results)
+            explanations["models"][arch] = explain(arch, members, p, data, proto, stage.out, markers)
+    write_models_index(stage.out, results)
     for name in ("pixel_genes.npz", "dataset.json"):
         if (data.folder / name).is_file():
-            shutil.copy2(data.folder / name, run.out / name)
-    write_json_atomic(run.out / "metrics.json", explanations)
-    run.record(
+            shutil.copy2(data.folder / name, stage.out / name)
+    write_json_atomic(stage.out / "metrics.json", explanations)
+    stage.record(
         models={
             r.name: {"arch": r.spec["arch"], "n_parameters": r.n_parameters, "kind": r.kind, "framework": "tensorflow"}
             for r in results

@@ -72,24 +72,24 @@ def model_spec(arch: str, p: TrainTorch, data: PreparedData, data_dir: str, own_
 class Run:
     """Everything shared by the models of one run: the protocol's rows, the data, device, outputs."""
 
-    def __init__(self, run: StageRun, p: TrainTorch, data: PreparedData, dist: distributed.Dist, data_dir: str):
-        self.run, self.p, self.data, self.dist, self.data_dir = run, p, data, dist, data_dir
+    def __init__(self, stage: StageRun, p: TrainTorch, data: PreparedData, dist: distributed.Dist, data_dir: str):
+        self.stage, self.p, self.data, self.dist, self.data_dir = stage, p, data, dist, data_dir
         self.proto = Protocol(
             data.samples,
             data.classes,
             p.folds,
             p.repeats,
-            run.exp.seed,
+            stage.exp.seed,
             key="train_torch.folds",
             small_classes_key=(data.dataset.get("small_classes") or {}).get("key"),
         )
 
 
 def train_deep(ctx: Run, arch: str) -> ModelResult:
-    p, data, dist, run, proto = ctx.p, ctx.data, ctx.dist, ctx.run, ctx.proto
-    seed = run.exp.seed
+    p, data, dist, stage, proto = ctx.p, ctx.data, ctx.dist, ctx.stage, ctx.proto
+    seed = stage.exp.seed
     inputs = data.inputs(arch)
-    spec = model_spec(arch, p, data, ctx.data_dir, run.stage)
+    spec = model_spec(arch, p, data, ctx.data_dir, stage.stage)
     pretrained = False
     if arch in IMAGE_PRETRAINABLE and p.pretrained == "auto":
         pretrained = cached_weights_file(arch) is not None
@@ -146,9 +146,9 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
         val_loader = make_loader(
             inputs, data.labels, va_rows, p.batch_size, num_workers=p.num_workers, pin_memory=on_gpu
         )
-        ckpt = run.checkpoints / arch / f"r{r}k{k}.pt"
+        ckpt = stage.checkpoints / arch / f"r{r}k{k}.pt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(log_dir=str(run.out / arch / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
+        writer = SummaryWriter(log_dir=str(stage.out / arch / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
         try:
             hist, stopper = train_fold(
                 model,
@@ -191,18 +191,18 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
     )
 
 
-def run(run: StageRun) -> None:
+def run(stage: StageRun) -> None:
     keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py)
-    exp = run.exp
+    exp = stage.exp
     p: TrainTorch = exp.section("train_torch")
-    pre = run.provider("dataset")
+    pre = stage.provider("dataset")
     data = load_prepared(pre)
     dist = distributed.setup(exp.device)
-    run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
-    ctx = Run(run, p, data, dist, pre.name)
+    stage.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
+    ctx = Run(stage, p, data, dist, pre.name)
 
     for arch in p.models:  # every model fits its input before any trains
-        check_input_size(model_spec(arch, p, data, pre.name, run.stage), "train_torch")
+        check_input_size(model_spec(arch, p, data, pre.name, stage.stage), "train_torch")
     results = [train_deep(ctx, arch) for arch in p.models]
     if p.baselines and dist.is_main:
         if data.vectors is None:
@@ -210,12 +210,12 @@ def run(run: StageRun) -> None:
         results += [train_baseline(ctx.proto, name, data.vectors, exp.seed) for name in p.baselines]
     if not dist.is_main:
         return
-    summary = {r.name: write_result(run.out, ctx.proto, r) for r in results}
-    write_models_index(run.out, results)
+    summary = {r.name: write_result(stage.out, ctx.proto, r) for r in results}
+    write_models_index(stage.out, results)
     for name in ("pixel_genes.npz", "dataset.json"):
         if (pre / name).is_file():  # a transductive transform has no pixel->gene map
-            shutil.copy2(pre / name, run.out / name)
-    run.record(
+            shutil.copy2(pre / name, stage.out / name)
+    stage.record(
         models={
             r.name: {
                 "arch": r.spec["arch"],
