@@ -236,7 +236,7 @@ def biology_section(model: str, entry: dict, folder: Path, figures: Path) -> tup
 
 def run(stage: StageRun) -> None:
     exp = stage.exp
-    p: Report = exp.section("report")
+    settings: Report = exp.section("report")
     out = stage.out
     figures = out / "figures"
     figures.mkdir()
@@ -320,7 +320,7 @@ def run(stage: StageRun) -> None:
                     else pd.DataFrame(columns=["class", "rank", "gene", "score"])
                 )
                 top_tables = [
-                    (cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
+                    (cls, _html_table(g.head(settings.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
                     for cls, g in ranking.groupby("class", sort=False)
                 ]
                 key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
@@ -424,7 +424,7 @@ def run(stage: StageRun) -> None:
 
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
-        title=p.title,
+        title=settings.title,
         experiment=exp.name,
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         commit=first["git_commit"],
@@ -450,7 +450,7 @@ def run(stage: StageRun) -> None:
         out / "summary.json",
         {
             "experiment": exp.name,
-            "title": p.title,
+            "title": settings.title,
             "evaluated_on": "held-out test split",
             "n_test": n_test,
             "small_classes": data.get("small_classes"),

@@ -75,9 +75,9 @@ def detect_orientation(row_ids, col_ids, label_ids, path, labels_path) -> str:
     return orientation
 
 
-def no_barcode(cfg: Expression, example, labels) -> UserError:
+def no_barcode(expression: Expression, example, labels) -> UserError:
     return UserError(
-        f"{cfg.path}: no sample barcode (e.g. {example!r}) matches a sample id of {cfg.labels} "
+        f"{expression.path}: no sample barcode (e.g. {example!r}) matches a sample id of {expression.labels} "
         f"(e.g. {labels.index[0] if len(labels) else None!r}); the labels' ids must be the matrix "
         "barcodes or a TCGA prefix of them such as TCGA-02-0047-01"
     )
@@ -226,28 +226,29 @@ def orient(table: Table, orientation: str, path) -> tuple[np.ndarray, list[str],
 
 
 def read_labels(
-    cfg: Expression,
+    expression: Expression,
     derive_donor: bool = False,
     path=None,
     sample_column: str | None = None,
     extra: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """The labels table (``path``, default ``cfg.labels``) -> DataFrame indexed by sample id (str) with the
+    """The labels table (``path``, default ``expression.labels``) -> DataFrame indexed by sample id (str) with the
     ``label_key`` (and ``group_key``, and any ``extra`` columns present) columns.
 
-    Sample ids are in ``sample_column`` (default: ``cfg.sample_column``, else the first column). A Single Cell
-    Portal metadata file's second header row (``TYPE``, group/numeric) is skipped. With ``cfg.phenotypes`` (GTEx
+    Sample ids are in ``sample_column`` (default: ``expression.sample_column``, else the first column). A Single Cell
+    Portal metadata file's second header row (``TYPE``, group/numeric) is skipped. With ``expression.phenotypes`` (GTEx
     subject phenotypes), label and group columns may come from that table, joined through each sample's donor.
     With ``derive_donor``, a missing ``group_key`` column is derived from the GTEx sample ids (see ``gtex_donor``).
     """
     from .gtex import gtex_donor  # GTEx's id rule; imported here, as gtex.py reads its tables through this module
 
-    path = path or cfg.labels
+    path = path or expression.labels
     if path is None:
         raise UserError(
-            f"expression.labels is required with format '{cfg.format}': a CSV/TSV table of sample id -> {cfg.label_key}"
+            f"expression.labels is required with format '{expression.format}': a CSV/TSV table of sample id -> "
+            f"{expression.label_key}"
         )
-    sheet = read_excel(path, cfg.label_key) if is_xlsx(path) else None
+    sheet = read_excel(path, expression.label_key) if is_xlsx(path) else None
     if sheet is not None:
         columns = list(sheet.columns)
     else:
@@ -256,25 +257,27 @@ def read_labels(
             raise UserError(f"{path}: the labels file is empty; expected a header row, then one row per sample")
         sep = sniff_sep(lines[0], default_sep(path))
         columns = split(lines[0], sep)
-    sample_column = sample_column or cfg.sample_column or columns[0]
-    phenotypes = read_phenotypes(cfg.phenotypes) if cfg.phenotypes else None
+    sample_column = sample_column or expression.sample_column or columns[0]
+    phenotypes = read_phenotypes(expression.phenotypes) if expression.phenotypes else None
     available = columns + ([] if phenotypes is None else list(phenotypes.columns))
-    derive = derive_donor and cfg.group_key not in available
+    derive = derive_donor and expression.group_key not in available
     if sample_column not in columns:
         raise UserError(
             f"{path}: expression.sample_column '{sample_column}' is not a column of the labels table "
             f"(have: {columns[:20]}{' ...' if len(columns) > 20 else ''})"
         )
-    for key, name in (("label_key", cfg.label_key), ("group_key", None if derive else cfg.group_key)):
+    for key, name in (("label_key", expression.label_key), ("group_key", None if derive else expression.group_key)):
         if name is not None and name not in available:
-            where = "the labels table" + ("" if phenotypes is None else f" or of {cfg.phenotypes}")
+            where = "the labels table" + ("" if phenotypes is None else f" or of {expression.phenotypes}")
             raise UserError(
                 f"{path}: expression.{key} '{name}' is not a column of {where} "
                 f"(have: {available[:20]}{' ...' if len(available) > 20 else ''})"
             )
     wanted = list(
         dict.fromkeys(
-            c for c in (sample_column, cfg.label_key, None if derive else cfg.group_key, *extra) if c in columns
+            c
+            for c in (sample_column, expression.label_key, None if derive else expression.group_key, *extra)
+            if c in columns
         )
     )
     if sheet is not None:
@@ -287,23 +290,23 @@ def read_labels(
     table.index.name = None
     if len(table) and table.index[0] == "TYPE":  # Single Cell Portal metadata: NAME header, then TYPE row
         table = table.iloc[1:]
-    if cfg.group_key == sample_column:  # e.g. TCGA patients: the row id is also the group
-        table[cfg.group_key] = table.index
+    if expression.group_key == sample_column:  # e.g. TCGA patients: the row id is also the group
+        table[expression.group_key] = table.index
     check_unique(table.index, f"sample ids (column '{sample_column}')", path)
     if phenotypes is not None:
         donors = [gtex_donor(s) for s in table.index]
-        for key in (cfg.label_key, cfg.group_key):
+        for key in (expression.label_key, expression.group_key):
             if key is not None and key not in table and key in phenotypes:
                 values = phenotypes[key].reindex(donors)
                 if key == "SEX":  # GTEx's data dictionary: 1 = male, 2 = female
                     values = values.replace({"1": "male", "2": "female"})
                 table[key] = values.to_numpy()
     if derive:
-        table[cfg.group_key] = [gtex_donor(s) for s in table.index]
+        table[expression.group_key] = [gtex_donor(s) for s in table.index]
         log.info(
             "%s: no '%s' column; donors derived from the sample ids (GTEX-1117F-0226-... -> GTEX-1117F)",
             path,
-            cfg.group_key,
+            expression.group_key,
         )
     return table
 
@@ -394,28 +397,29 @@ def check_unique(ids, what: str, path) -> None:
         raise UserError(f"{path}: duplicate {what}, e.g. {dups[0]!r} ({len(dups)} repeated); each id must be unique")
 
 
-def check_obs(adata, cfg: Expression, source) -> None:
+def check_obs(adata, expression: Expression, source) -> None:
     """obs[label_key] -> obs['label'] (str), obs[group_key] -> obs['group'] (str); ``source`` is their file."""
-    if cfg.label_key not in adata.obs:
+    if expression.label_key not in adata.obs:
         raise UserError(
-            f"{source}: expression.label_key '{cfg.label_key}' is not an obs column (have: {list(adata.obs.columns)})"
+            f"{source}: expression.label_key '{expression.label_key}' is not an obs column "
+            f"(have: {list(adata.obs.columns)})"
         )
-    labels = adata.obs[cfg.label_key]
+    labels = adata.obs[expression.label_key]
     if labels.isna().any():
         raise UserError(
-            f"{source}: '{cfg.label_key}' has {int(labels.isna().sum())} missing labels "
+            f"{source}: '{expression.label_key}' has {int(labels.isna().sum())} missing labels "
             f"(e.g. sample {labels.index[labels.isna()][0]!r}); drop or fill them"
         )
     adata.obs["label"] = labels.astype(str).values
-    if cfg.group_key is not None:
-        if cfg.group_key not in adata.obs:
+    if expression.group_key is not None:
+        if expression.group_key not in adata.obs:
             raise UserError(
-                f"{source}: expression.group_key '{cfg.group_key}' is not an obs column "
+                f"{source}: expression.group_key '{expression.group_key}' is not an obs column "
                 f"(have: {list(adata.obs.columns)})"
             )
-        adata.obs["group"] = adata.obs[cfg.group_key].astype(str).values
-    check_unique(adata.obs_names, "sample ids (obs names)", cfg.path)
-    check_unique(adata.var_names, "gene ids (var names)", cfg.path)
+        adata.obs["group"] = adata.obs[expression.group_key].astype(str).values
+    check_unique(adata.obs_names, "sample ids (obs names)", expression.path)
+    check_unique(adata.var_names, "gene ids (var names)", expression.path)
 
 
 def check_values(X, row_ids, col_ids, path, negatives_ok: bool, axes=("sample", "gene"), missing_ok=False) -> None:
