@@ -20,6 +20,8 @@ from torch import nn
 
 from shared.logs import get_logger, progress
 
+from .distributed import Dist
+
 log = get_logger(__name__)
 
 
@@ -60,6 +62,16 @@ class TrainSettings:
     input_dropout: float = 0.0
     mixed_precision: bool = False
     channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class FoldRecords:
+    """Where one fold's training is recorded: its name in the log lines, the checkpoint written after every epoch
+    (and resumed from when it is there), and the TensorBoard writer (None: no events)."""
+
+    desc: str = "train"
+    checkpoint: Path | None = None
+    writer: object | None = None
 
 
 def to_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
@@ -163,21 +175,19 @@ def train_fold(
     model,
     train_loader,
     val_loader,
-    device,
-    settings: TrainSettings,
     loss_fn,
-    *,
-    checkpoint: Path | None = None,
-    writer=None,
-    desc: str = "train",
-    reduce=None,
-    is_main: bool = True,
+    settings: TrainSettings,
+    dist: Dist,
+    records: FoldRecords | None = None,
 ) -> tuple[list[dict], EarlyStopping]:
     """Train with early stopping on validation loss; the best state is restored before returning.
 
-    ``model`` may be wrapped in DistributedDataParallel (then ``reduce`` sums statistics over ranks and only
-    the main rank writes checkpoints and TensorBoard events).
+    ``model`` may be wrapped in DistributedDataParallel (then ``dist.reduce`` sums statistics over ranks and only
+    the main rank writes checkpoints and TensorBoard events); the batches go to ``dist.device``.
     """
+    records = records or FoldRecords()
+    device, reduce = dist.device, dist.reduce
+    checkpoint, writer, desc = records.checkpoint, records.writer, records.desc
     params = model.parameters()
     if settings.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -236,7 +246,7 @@ def train_fold(
             val_acc,
         )
         stop = stopper.step(epoch, val_loss, model)
-        if checkpoint is not None and is_main:
+        if checkpoint is not None and dist.is_main:
             _save_checkpoint(
                 checkpoint,
                 model=model.state_dict(),

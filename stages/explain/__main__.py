@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from shared.artifacts import StageRun, write_json_atomic
-from shared.attribution_figures import plot_class_maps, plot_samples, plot_top_genes_heatmap
+from shared.attribution_figures import ShownSamples, plot_class_maps, plot_samples, plot_top_genes_heatmap
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
 from shared.evaluation.rankings import read_markers, write_gene_rankings
@@ -23,7 +23,7 @@ from shared.stage import main
 from . import biology
 from .attributions import attribute_chunks
 from .biology import importances
-from .inputs import ModelInputs, subset, symbols_of
+from .inputs import ExplainedModel, ModelInputs, subset, symbols_of
 from .methods import METHODS, make_method
 from .params import Explain
 from .quality import trust
@@ -129,9 +129,9 @@ def explain_model(
     )
     kind = data.kind if data.kind == "vector" else ("image" if data.array.ndim == 4 else "volume")
     h5ad = None if gene_names is None else open_anndata(out / name / "attributions.h5ad", data, classes, settings)
+    explained = ExplainedModel(model, name, data, classes, markers, device, seed)
     try:
         gene_means: dict[str, np.ndarray] = {}
-        cache: dict = {}
         for method_name in settings.methods:
             reason = METHODS[method_name].not_applicable(kind, spec.get("arch"))
             if reason is not None:
@@ -139,19 +139,7 @@ def explain_model(
                 log.info("%s: %s skipped (%s)", name, method_name, reason)
                 continue
             result, means = explain_method(
-                model,
-                name,
-                method_name,
-                data,
-                classes,
-                markers,
-                settings,
-                device,
-                seed,
-                out / name / method_name,
-                h5ad,
-                entry["per_sample_arrays"],
-                cache,
+                explained, method_name, settings, out / name / method_name, h5ad, entry["per_sample_arrays"]
             )
             entry["methods"][method_name] = result
             if means is not None:
@@ -184,26 +172,20 @@ def explain_model(
 
 
 def explain_method(
-    model,
-    name: str,
+    explained: ExplainedModel,
     method_name: str,
-    data: ModelInputs,
-    classes: list[str],
-    markers,
     settings: Explain,
-    device,
-    seed: int,
     folder: Path,
     h5ad: AnnDataFile | None,
     arrays: bool,
-    cache: dict,
 ) -> tuple[dict, np.ndarray | None]:
     """One method on every explained sample, ``settings.chunk_size`` samples at a time: per chunk the attributions,
     their genes, the class sums, the per-sample top genes and (``arrays``) the per-sample arrays are written and the
     rows the trust checks and figures read are kept; then the class maps, rankings, figures and trust checks. Returns
     the method's metrics entry and its (n_classes, n_genes) class-mean gene attributions (None without genes)."""
+    name, data, classes = explained.name, explained.data, explained.classes
     (folder / "figures").mkdir(parents=True)
-    method = make_method(method_name, model, settings, data, device, seed)
+    method = make_method(method_name, explained.model, settings, data, explained.device, explained.seed)
     gene_names = data.gene_names
     n, nc = len(data.labels), len(classes)
     dtype = np.dtype(settings.attribution_dtype)
@@ -228,13 +210,13 @@ def explain_method(
             writers.append(genes_file := NpyRows(folder / "sample_genes.npy", (n, len(gene_names)), dtype))
         writers.append(top_file := CsvRows(folder / "sample_top_genes.csv", PER_SAMPLE_COLUMNS))
         layer = h5ad.dense(f"layers/{method_name}", dtype) if h5ad is not None else None
-    torch.manual_seed(seed)
+    torch.manual_seed(explained.seed)
     try:
         for start, attr in attribute_chunks(
             method,
             data.array,
             data.labels,
-            device,
+            explained.device,
             settings.batch_size,
             settings.chunk_size,
             f"{name} {method_name}",
@@ -280,7 +262,7 @@ def explain_method(
     if gene_names is not None:
         gene_class_means = genes_means.result()
         table, ranking, scores = write_gene_rankings(
-            folder, gene_class_means, classes, gene_names, markers, settings.top_k, settings.precision_k
+            folder, gene_class_means, classes, gene_names, explained.markers, settings.top_k, settings.precision_k
         )
         result.update(scores)
         plot_top_genes_heatmap(
@@ -290,7 +272,7 @@ def explain_method(
             f"{name} · {method_name}: each class's top {settings.top_k} genes across all classes",
             signed=method.signed,
         )
-        if markers is not None:
+        if explained.markers is not None:
             log.info(
                 "%s %s: planted-marker precision@%d = %.3f (per class %s)",
                 name,
@@ -320,19 +302,21 @@ def explain_method(
     )
     if len(shown):
         plot_samples(
-            data.array[shown] * data.scale,
-            kept[shown],
-            data.samples["sample"].to_numpy()[shown],
-            np.asarray(classes)[data.labels[shown]],
-            np.asarray(classes)[data.proba[shown].argmax(1)],
-            None if gene_names is None else kept_genes[shown],
-            gene_names,
+            ShownSamples(
+                inputs=data.array[shown] * data.scale,
+                attr=kept[shown],
+                names=data.samples["sample"].to_numpy()[shown],
+                labels=np.asarray(classes)[data.labels[shown]],
+                predictions=np.asarray(classes)[data.proba[shown].argmax(1)],
+                sample_genes=None if gene_names is None else kept_genes[shown],
+                gene_names=gene_names,
+            ),
             data.genes_table,
             folder / "figures" / "samples.png",
             f"{name} · {method_name}: held-out test samples, input beside its attribution",
             signed=method.signed,
         )
-    result.update(trust(model, method_name, settings, data, kept, classes, device, seed, folder, cache))
+    result.update(trust(explained, method_name, settings, kept, folder))
     return result, gene_class_means
 
 

@@ -23,7 +23,7 @@ from shared.evaluation.rankings import class_means
 from shared.logs import get_logger
 
 from .attributions import members, training_mean
-from .inputs import ModelInputs, subset
+from .inputs import ExplainedModel, ModelInputs, subset
 from .methods import METHODS, make_method
 from .params import Explain
 
@@ -217,21 +217,12 @@ def agreement(class_scores: list[np.ndarray], classes: list[str], k: int) -> dic
 
 
 # ------------------------------------------------------------------------------------ the checks of a method
-def trust(
-    model,
-    method_name: str,
-    settings: Explain,
-    data: ModelInputs,
-    attr,
-    classes: list[str],
-    device,
-    seed: int,
-    folder: Path,
-    cache: dict,
-) -> dict:
+def trust(explained: ExplainedModel, method_name: str, settings: Explain, attr, folder: Path) -> dict:
     """Faithfulness, sanity and stability figures of one method (each on a bounded subset of the explained
-    samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); ``cache`` keeps
-    the random order's curves, the same reference for every method of a model."""
+    samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); the model's
+    ``cache`` keeps the random order's curves, the same reference for every method of a model."""
+    model, data, classes, cache = explained.model, explained.data, explained.classes, explained.cache
+    device, seed = explained.device, explained.seed
     out: dict = {}
     method_cls = METHODS[method_name]
     if settings.faithfulness.enabled:

@@ -23,7 +23,7 @@ from shared.logs import get_logger
 from shared.models import Ensemble, save_classifier
 from shared.stage import main
 from shared.torch_training import distributed
-from shared.torch_training.fit import TrainSettings, predict_proba, train_fold
+from shared.torch_training.fit import FoldRecords, TrainSettings, predict_proba, train_fold
 from shared.torch_training.losses import balanced_weights, make_loss
 from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
 
@@ -153,14 +153,10 @@ def train(
                 model,
                 train_loader,
                 val_loader,
-                dist.device,
-                training,
                 loss_fn,
-                checkpoint=ckpt,
-                writer=writer,
-                desc=f"{settings.model} r{r} fold {k + 1}/{len(proto.splits)}",
-                reduce=dist.reduce,
-                is_main=dist.is_main,
+                training,
+                dist,
+                FoldRecords(f"{settings.model} r{r} fold {k + 1}/{len(proto.splits)}", ckpt, writer),
             )
         finally:
             if writer is not None:

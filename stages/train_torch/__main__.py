@@ -29,7 +29,7 @@ from shared.models import (
 )
 from shared.stage import main
 from shared.torch_training import distributed
-from shared.torch_training.fit import TrainSettings, predict_proba, train_fold
+from shared.torch_training.fit import FoldRecords, TrainSettings, predict_proba, train_fold
 from shared.torch_training.losses import balanced_weights, make_loss
 from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
 
@@ -168,14 +168,10 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
                 model,
                 train_loader,
                 val_loader,
-                dist.device,
-                training,
                 loss_fn,
-                checkpoint=ckpt,
-                writer=writer,
-                desc=f"{arch} r{r} fold {k + 1}/{settings.folds}",
-                reduce=dist.reduce,
-                is_main=dist.is_main,
+                training,
+                dist,
+                FoldRecords(f"{arch} r{r} fold {k + 1}/{settings.folds}", ckpt, writer),
             )
         finally:
             if writer is not None:

@@ -23,7 +23,7 @@ from shared.logs import get_logger
 
 from ..params import Expression
 from ..textfiles import open_text, reading, split
-from .tables import assemble, check_unique, join_labels, matrix_header, orient, read_matrix
+from .tables import MatrixFile, assemble, check_unique, join_labels, matrix_header, orient, read_matrix
 
 log = get_logger(__name__)
 
@@ -181,11 +181,8 @@ def read(expression: Expression):
                 "file); set expression.path to that file and expression.labels to this series matrix"
             )
         table = read_matrix(
-            series_path,
+            MatrixFile(series_path, sep="\t", skiprows=series.table_line, nrows=series.table_rows),
             expression.negatives_ok,
-            sep="\t",
-            skiprows=series.table_line,
-            nrows=series.table_rows,
             missing_ok=missing_ok,
             transpose=True,
         )
@@ -217,11 +214,8 @@ def read(expression: Expression):
             )
         symbol = symbol_column(header[:first])
         table = read_matrix(
-            expression.path,
+            MatrixFile(expression.path, sep=sep, n_id_columns=first, info_column=symbol),
             expression.negatives_ok,
-            sep=sep,
-            n_id_columns=first,
-            info_column=symbol,
             missing_ok=missing_ok,
             transpose=True,
         )

@@ -13,7 +13,7 @@ from shared.errors import UserError
 
 from ..params import Expression
 from ..textfiles import head
-from .tables import assemble, check_unique, join_labels, log_left_out, read_labels, read_matrix
+from .tables import MatrixFile, assemble, check_unique, join_labels, log_left_out, read_labels, read_matrix
 
 
 def gtex_tissue_name(tissue: str) -> str:
@@ -60,16 +60,11 @@ def read(expression: Expression):
     start = 0
     for path, (declared, _file_samples, lead) in zip(paths, headers, strict=False):
         table = read_matrix(
-            path,
+            MatrixFile(path, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead, expected_rows=declared),
             expression.negatives_ok,
-            sep="\t",
-            skiprows=2,
-            n_id_columns=2 + lead,
-            first_id=lead,
             missing_ok=expression.missing == "drop_genes",
             keep_column=known.__contains__,
             transpose=True,
-            expected_rows=declared,
         )
         if len(table.row_ids) != declared:
             raise UserError(

@@ -3,6 +3,7 @@ orientation, the checks every reader's result passes, and the gene filter."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -105,37 +106,48 @@ def matrix_header(path, sep: str | None, default_sep: str, skiprows: int) -> tup
     return header, sep
 
 
+@dataclass(frozen=True)
+class MatrixFile:
+    """A delimited matrix file (plain or gzip) and its layout as its format describes it: after ``skiprows`` lines,
+    a header of column ids (separated by ``sep``; None: sniffed from the header, ``default_sep`` when that cannot
+    tell), then one row per id (``nrows`` rows, default: to the end of the file; ``expected_rows``: the number the
+    file declares, when it does). The first ``n_id_columns`` columns are not values: column ``first_id`` holds the
+    row ids and ``info_column`` (default: the next one, when it is among them) ``row_info`` (other id columns are
+    skipped)."""
+
+    path: str | Path
+    sep: str | None = None
+    default_sep: str = ","
+    skiprows: int = 0
+    n_id_columns: int = 1
+    first_id: int = 0
+    info_column: int | None = None
+    nrows: int | None = None
+    expected_rows: int | None = None
+
+
 def read_matrix(
-    path,
+    matrix: MatrixFile,
     negatives_ok: bool,
-    sep: str | None = None,
-    default_sep: str = ",",
-    skiprows: int = 0,
-    n_id_columns: int = 1,
-    first_id: int = 0,
-    info_column: int | None = None,
-    nrows: int | None = None,
     missing_ok: bool = False,
     keep_column=None,
     keep_row=None,
     transpose: bool = False,
-    expected_rows: int | None = None,
 ) -> Table:
-    """A delimited matrix file -> Table. After ``skiprows`` lines: a header of column ids, then one row per id
-    (``nrows`` rows, default: to the end of the file).
+    """A delimited matrix file -> Table; every cell after the id columns must be a number.
 
-    The first ``n_id_columns`` columns are not values: column ``first_id`` holds the row ids and ``info_column``
-    (default: the next one, when it is among them) ``row_info`` (other id columns are skipped); every other
-    cell must be a number. ``keep_column(id)`` / ``keep_row(id)``: value columns / rows for which it is false
-    are left out as the file is read (streamed in blocks, ``streaming.stream_matrix``: only the kept values are
-    ever stored, as float32; ``expected_rows``, when the file declares its rows, lets the blocks go straight into
-    the result). ``transpose``: the values are stored columns-first, so that ``values.T`` (the
-    samples x genes matrix of a genes x samples file) costs no copy. Values are checked block by block
-    (NaN/inf unless ``missing_ok`` allows NaN, negatives unless ``negatives_ok``).
+    ``keep_column(id)`` / ``keep_row(id)``: value columns / rows for which it is false are left out as the file is
+    read (streamed in blocks, ``streaming.stream_matrix``: only the kept values are ever stored, as float32; the
+    file's ``expected_rows``, when it declares them, lets the blocks go straight into the result). ``transpose``:
+    the values are stored columns-first, so that ``values.T`` (the samples x genes matrix of a genes x samples
+    file) costs no copy. Values are checked block by block (NaN/inf unless ``missing_ok`` allows NaN, negatives
+    unless ``negatives_ok``).
     """
-    from ..streaming import NonNumeric, stream_matrix
+    from ..streaming import MatrixSource, NonNumeric, stream_matrix
 
-    header, sep = matrix_header(path, sep, default_sep, skiprows)
+    path, skiprows, n_id_columns, first_id = matrix.path, matrix.skiprows, matrix.n_id_columns, matrix.first_id
+    header, sep = matrix_header(path, matrix.sep, matrix.default_sep, skiprows)
+    info_column = matrix.info_column
     if info_column is None and n_id_columns > first_id + 1:
         info_column = first_id + 1
     if len(header) <= n_id_columns:
@@ -156,21 +168,23 @@ def read_matrix(
 
     try:
         streamed = stream_matrix(
-            path,
-            sep,
-            skiprows + 1,
-            len(header),
-            first_id,
-            info_column,
+            MatrixSource(
+                path,
+                sep,
+                skiprows=skiprows + 1,
+                n_columns=len(header),
+                id_column=first_id,
+                info_column=info_column,
+                nrows=matrix.nrows,
+                expected_rows=matrix.expected_rows,
+            ),
             value_columns,
             transpose,
-            nrows=nrows,
             keep_row=keep_row,
             check=check,
-            expected_rows=expected_rows,
         )
     except NonNumeric as exc:
-        raise non_numeric(path, sep, skiprows + 1, first_id, exc.column, header, nrows) from None
+        raise non_numeric(path, sep, skiprows + 1, first_id, exc.column, header, matrix.nrows) from None
     if not streamed.row_ids:
         if keep_row is not None:
             raise UserError(f"{path}: no row of the matrix is a labelled sample; check the labels' sample ids")

@@ -11,7 +11,17 @@ from shared.logs import get_logger
 
 from ..params import Expression
 from ..textfiles import default_sep
-from .tables import assemble, join_labels, log_left_out, matrix_header, no_barcode, orient, read_labels, read_matrix
+from .tables import (
+    MatrixFile,
+    assemble,
+    join_labels,
+    log_left_out,
+    matrix_header,
+    no_barcode,
+    orient,
+    read_labels,
+    read_matrix,
+)
 
 log = get_logger(__name__)
 
@@ -86,9 +96,8 @@ def read(expression: Expression):
             )
         raise no_barcode(expression, header[1] if len(header) > 1 else None, labels)
     table = read_matrix(
-        expression.path,
+        MatrixFile(expression.path, sep=sep),
         expression.negatives_ok,
-        sep=sep,
         missing_ok=expression.missing == "drop_genes",
         keep_column=kept.__contains__ if kept is not None else None,
         keep_row=labelled if orientation == "samples_x_genes" else None,

@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..params import Expression
 from .tables import (
+    MatrixFile,
     assemble,
     detect_orientation,
     join_labels,
@@ -34,9 +35,8 @@ def read(expression: Expression):
         orientation = peek_orientation(expression.path, header, sep, known)
     keep = (lambda sample: sample in known) if orientation != "auto" else None
     table = read_matrix(
-        expression.path,
+        MatrixFile(expression.path, sep=sep),
         expression.negatives_ok,
-        sep=sep,
         missing_ok=expression.missing == "drop_genes",
         keep_column=keep if orientation == "genes_x_samples" else None,
         keep_row=keep if orientation == "samples_x_genes" else None,
