@@ -105,7 +105,7 @@ def _child(exp: str, out: str, methods: str, arrays_max: str) -> dict:
     from stages.explain.__main__ import explain_model
     from stages.explain.params import Explain
 
-    p = Explain.model_validate(
+    settings = Explain.model_validate(
         {
             "methods": methods.split(","),
             "biology": {"enabled": False},
@@ -115,7 +115,7 @@ def _child(exp: str, out: str, methods: str, arrays_max: str) -> dict:
     )
     t0 = time.perf_counter()
     entry = explain_model(
-        "small_cnn", Path(exp) / "train_torch" / "small_cnn", Path(exp), Path(out), p, torch.device("cpu"), 0
+        "small_cnn", Path(exp) / "train_torch" / "small_cnn", Path(exp), Path(out), settings, torch.device("cpu"), 0
     )
     return {
         "seconds": time.perf_counter() - t0,

@@ -49,7 +49,7 @@ def _ours(model, images_path: Path, labels, batch: int, device, settings: TrainS
     loss_fn = nn.CrossEntropyLoss()
     _sync(device)
     start = time.perf_counter()
-    run_epoch(model, loader, device, loss_fn, optimizer, s=settings)
+    run_epoch(model, loader, device, loss_fn, optimizer, settings=settings)
     _sync(device)
     return len(labels) / (time.perf_counter() - start)
 

@@ -3,6 +3,7 @@ classes, per-sample maps, deletion curves; for vectors, images and volumes alike
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -130,14 +131,23 @@ def plot_top_genes_heatmap(
     plt.close(fig)
 
 
+@dataclass(frozen=True)
+class ShownSamples:
+    """The samples a figure shows, one row each: the model's inputs and their attribution maps, the sample names and
+    their true and predicted classes (the captions), and with genes the attributions per gene (``sample_genes``,
+    (n, n_genes); ``gene_names`` names its columns)."""
+
+    inputs: np.ndarray
+    attr: np.ndarray
+    names: np.ndarray
+    labels: np.ndarray
+    predictions: np.ndarray
+    sample_genes: np.ndarray | None = None
+    gene_names: np.ndarray | None = None
+
+
 def plot_samples(
-    inputs: np.ndarray,
-    attr: np.ndarray,
-    names,
-    labels,
-    predictions,
-    sample_genes: np.ndarray | None,
-    gene_names,
+    samples: ShownSamples,
     gene_pixels: pd.DataFrame | None,
     path: Path,
     title: str,
@@ -145,8 +155,10 @@ def plot_samples(
     n_marked: int = 5,
 ) -> None:
     """A few samples, one row each: the input beside its attribution map, the sample's top ``n_marked`` genes
-    circled (radius by score) and named (images with a gene map). Vectors: the sample's top genes as bars, each with
-    its input value. Volumes: both projected to a plane."""
+    circled (radius by score) and named (images with a gene map: ``gene_pixels``: gene, row, col). Vectors: the
+    sample's top genes as bars, each with its input value. Volumes: both projected to a plane."""
+    inputs, attr, sample_genes, gene_names = samples.inputs, samples.attr, samples.sample_genes, samples.gene_names
+    names, labels, predictions = samples.names, samples.labels, samples.predictions
     n = len(inputs)
     vector = inputs.ndim == 2
     where = gene_pixels.set_index("gene") if gene_pixels is not None and {"row", "col"} <= set(gene_pixels) else None

@@ -20,6 +20,8 @@ from torch import nn
 
 from shared.logs import get_logger, progress
 
+from .distributed import Dist
+
 log = get_logger(__name__)
 
 
@@ -62,6 +64,16 @@ class TrainSettings:
     channels_last: bool = False
 
 
+@dataclass(frozen=True)
+class FoldRecords:
+    """Where one fold's training is recorded: its name in the log lines, the checkpoint written after every epoch
+    (and resumed from when it is there), and the TensorBoard writer (None: no events)."""
+
+    desc: str = "train"
+    checkpoint: Path | None = None
+    writer: object | None = None
+
+
 def to_input(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     """A batch on the device as float: uint8 images scaled to [0, 1], float arrays as they are (the model spec's
     ``input.scale`` records the same rule for explain)."""
@@ -79,19 +91,19 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def run_epoch(
-    model, loader, device, loss_fn, optimizer=None, scheduler=None, s: TrainSettings | None = None, reduce=None
+    model, loader, device, loss_fn, optimizer=None, scheduler=None, settings: TrainSettings | None = None, reduce=None
 ) -> tuple[float, float]:
     """One pass; trains when an optimizer is given. Returns (mean loss, accuracy) over every rank's samples."""
-    s = s or TrainSettings(epochs=1, lr=0, weight_decay=0)
+    settings = settings or TrainSettings(epochs=1, lr=0, weight_decay=0)
     model.train(optimizer is not None)
     # loss sum, correct, n: accumulated on the device, read once per epoch (no host sync per batch)
     total = torch.zeros(3, dtype=torch.float64, device=device)
     with torch.set_grad_enabled(optimizer is not None):
         for x, y in loader:
-            x, y = to_input(x, device, s.channels_last), y.to(device)
-            if optimizer is not None and s.input_dropout > 0:
-                x = x * (torch.rand_like(x) >= s.input_dropout)
-            with _autocast(device, s.mixed_precision):
+            x, y = to_input(x, device, settings.channels_last), y.to(device)
+            if optimizer is not None and settings.input_dropout > 0:
+                x = x * (torch.rand_like(x) >= settings.input_dropout)
+            with _autocast(device, settings.mixed_precision):
                 logits = model(x)
             loss = loss_fn(logits.float(), y)
             if optimizer is not None:
@@ -163,32 +175,30 @@ def train_fold(
     model,
     train_loader,
     val_loader,
-    device,
-    s: TrainSettings,
     loss_fn,
-    *,
-    checkpoint: Path | None = None,
-    writer=None,
-    desc: str = "train",
-    reduce=None,
-    is_main: bool = True,
+    settings: TrainSettings,
+    dist: Dist,
+    records: FoldRecords | None = None,
 ) -> tuple[list[dict], EarlyStopping]:
     """Train with early stopping on validation loss; the best state is restored before returning.
 
-    ``model`` may be wrapped in DistributedDataParallel (then ``reduce`` sums statistics over ranks and only
-    the main rank writes checkpoints and TensorBoard events).
+    ``model`` may be wrapped in DistributedDataParallel (then ``dist.reduce`` sums statistics over ranks and only
+    the main rank writes checkpoints and TensorBoard events); the batches go to ``dist.device``.
     """
+    records = records or FoldRecords()
+    device, reduce = dist.device, dist.reduce
+    checkpoint, writer, desc = records.checkpoint, records.writer, records.desc
     params = model.parameters()
-    if s.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     else:
-        optimizer = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = None
-    if s.schedule == "onecycle":
+    if settings.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=s.lr, epochs=s.epochs, steps_per_epoch=max(1, len(train_loader))
+            optimizer, max_lr=settings.lr, epochs=settings.epochs, steps_per_epoch=max(1, len(train_loader))
         )
-    stopper = EarlyStopping(s.patience, s.min_delta)
+    stopper = EarlyStopping(settings.patience, settings.min_delta)
     history: list[dict] = []
     start = 0
     if checkpoint is not None and checkpoint.is_file():
@@ -205,11 +215,11 @@ def train_fold(
             stopper.restore(model)
             return history, stopper
     sampler = getattr(train_loader, "sampler", None)
-    for epoch in progress(range(start, s.epochs), desc, unit="epoch"):
+    for epoch in progress(range(start, settings.epochs), desc, unit="epoch"):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
-        train_loss, train_acc = run_epoch(model, train_loader, device, loss_fn, optimizer, scheduler, s, reduce)
-        val_loss, val_acc = run_epoch(model, val_loader, device, loss_fn, s=s)
+        train_loss, train_acc = run_epoch(model, train_loader, device, loss_fn, optimizer, scheduler, settings, reduce)
+        val_loss, val_acc = run_epoch(model, val_loader, device, loss_fn, settings=settings)
         lr_now = optimizer.param_groups[0]["lr"]
         history.append(
             {
@@ -236,7 +246,7 @@ def train_fold(
             val_acc,
         )
         stop = stopper.step(epoch, val_loss, model)
-        if checkpoint is not None and is_main:
+        if checkpoint is not None and dist.is_main:
             _save_checkpoint(
                 checkpoint,
                 model=model.state_dict(),

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from shared.artifacts import StageRun, write_json_atomic
-from shared.attribution_figures import plot_class_maps, plot_samples, plot_top_genes_heatmap
+from shared.attribution_figures import ShownSamples, plot_class_maps, plot_samples, plot_top_genes_heatmap
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
 from shared.evaluation.rankings import read_markers, write_gene_rankings
@@ -23,7 +23,7 @@ from shared.stage import main
 from . import biology
 from .attributions import attribute_chunks
 from .biology import importances
-from .inputs import ModelInputs, subset, symbols_of
+from .inputs import ExplainedModel, ModelInputs, subset, symbols_of
 from .methods import METHODS, make_method
 from .params import Explain
 from .quality import trust
@@ -69,7 +69,14 @@ def per_sample_top(
 
 
 def explain_model(
-    name: str, folder: Path, exp_dir: Path, out: Path, p: Explain, device, seed: int, bio: biology.Context | None = None
+    name: str,
+    folder: Path,
+    exp_dir: Path,
+    out: Path,
+    settings: Explain,
+    device,
+    seed: int,
+    bio: biology.Context | None = None,
 ) -> dict:
     """Every configured method for one trained model, then the biology checks of its rankings (``bio``); returns
     its metrics entry. The held-out samples are read, explained and written a chunk at a time (``explain_method``):
@@ -82,13 +89,13 @@ def explain_model(
     entry = {
         "arch": spec["arch"],
         "input": data.kind,
-        "samples": "correctly classified" if p.correct_only else "all",
+        "samples": "correctly classified" if settings.correct_only else "all",
         "n_test": int(len(data.labels)),
-        "n_explained": int(correct.sum() if p.correct_only else len(correct)),
+        "n_explained": int(correct.sum() if settings.correct_only else len(correct)),
         "methods": {},
         "not_applicable": {},
     }
-    if p.correct_only:
+    if settings.correct_only:
         data = data.take(np.flatnonzero(correct))
         log.info(
             "%s: explaining the %d of %d held-out test samples it classifies correctly",
@@ -101,7 +108,7 @@ def explain_model(
                 f"explain.correct_only: model '{name}' classifies no held-out test sample correctly; "
                 "set explain.correct_only: false"
             )
-    entry["per_sample_arrays"] = len(data.labels) <= p.per_sample.arrays_max_samples
+    entry["per_sample_arrays"] = len(data.labels) <= settings.per_sample.arrays_max_samples
     if not entry["per_sample_arrays"]:
         log.info(
             "%s: %d samples explained, more than per_sample.arrays_max_samples (%d): no attributions.npy or "
@@ -109,42 +116,30 @@ def explain_model(
             "complete)",
             name,
             len(data.labels),
-            p.per_sample.arrays_max_samples,
+            settings.per_sample.arrays_max_samples,
         )
     gene_names = data.gene_names
     entry["gene_map"] = gene_names is not None
     if gene_names is None:
         log.info("%s: the '%s' inputs have no pixel->gene map: attributions stay in input space", name, data.kind)
     markers = (
-        read_markers(p.markers, classes, gene_names, symbols_of(data, gene_names))
-        if p.markers and gene_names is not None
+        read_markers(settings.markers, classes, gene_names, symbols_of(data, gene_names))
+        if settings.markers and gene_names is not None
         else None
     )
     kind = data.kind if data.kind == "vector" else ("image" if data.array.ndim == 4 else "volume")
-    h5ad = None if gene_names is None else open_anndata(out / name / "attributions.h5ad", data, classes, p)
+    h5ad = None if gene_names is None else open_anndata(out / name / "attributions.h5ad", data, classes, settings)
+    explained = ExplainedModel(model, name, data, classes, markers, device, seed)
     try:
         gene_means: dict[str, np.ndarray] = {}
-        cache: dict = {}
-        for method_name in p.methods:
+        for method_name in settings.methods:
             reason = METHODS[method_name].not_applicable(kind, spec.get("arch"))
             if reason is not None:
                 entry["not_applicable"][method_name] = reason
                 log.info("%s: %s skipped (%s)", name, method_name, reason)
                 continue
             result, means = explain_method(
-                model,
-                name,
-                method_name,
-                data,
-                classes,
-                markers,
-                p,
-                device,
-                seed,
-                out / name / method_name,
-                h5ad,
-                entry["per_sample_arrays"],
-                cache,
+                explained, method_name, settings, out / name / method_name, h5ad, entry["per_sample_arrays"]
             )
             entry["methods"][method_name] = result
             if means is not None:
@@ -166,7 +161,7 @@ def explain_model(
                 tables, de = result.pop("tables"), result.pop("de")
                 entry["biology"] = result
         if h5ad is not None and gene_means:
-            finish_anndata(h5ad, gene_names, classes, gene_means, entry, p, de, tables)
+            finish_anndata(h5ad, gene_names, classes, gene_means, entry, settings, de, tables)
         elif h5ad is not None:
             h5ad.abort()
     except BaseException:
@@ -177,39 +172,33 @@ def explain_model(
 
 
 def explain_method(
-    model,
-    name: str,
+    explained: ExplainedModel,
     method_name: str,
-    data: ModelInputs,
-    classes: list[str],
-    markers,
-    p: Explain,
-    device,
-    seed: int,
+    settings: Explain,
     folder: Path,
     h5ad: AnnDataFile | None,
     arrays: bool,
-    cache: dict,
 ) -> tuple[dict, np.ndarray | None]:
-    """One method on every explained sample, ``p.chunk_size`` samples at a time: per chunk the attributions, their
-    genes, the class sums, the per-sample top genes and (``arrays``) the per-sample arrays are written and the rows
-    the trust checks and figures read are kept; then the class maps, rankings, figures and trust checks. Returns
+    """One method on every explained sample, ``settings.chunk_size`` samples at a time: per chunk the attributions,
+    their genes, the class sums, the per-sample top genes and (``arrays``) the per-sample arrays are written and the
+    rows the trust checks and figures read are kept; then the class maps, rankings, figures and trust checks. Returns
     the method's metrics entry and its (n_classes, n_genes) class-mean gene attributions (None without genes)."""
+    name, data, classes = explained.name, explained.data, explained.classes
     (folder / "figures").mkdir(parents=True)
-    method = make_method(method_name, model, p, data, device, seed)
+    method = make_method(method_name, explained.model, settings, data, explained.device, explained.seed)
     gene_names = data.gene_names
     n, nc = len(data.labels), len(classes)
-    dtype = np.dtype(p.attribution_dtype)
+    dtype = np.dtype(settings.attribution_dtype)
     shown = (
-        subset(data.labels, p.per_sample.figure_per_class * len(classes))
-        if p.per_sample.figure_per_class
+        subset(data.labels, settings.per_sample.figure_per_class * len(classes))
+        if settings.per_sample.figure_per_class
         else np.zeros(0, dtype=int)
     )
     read_later = [shown]
-    if p.faithfulness.enabled:
-        read_later.append(subset(data.labels, p.faithfulness.max_samples))
-    if p.sanity.enabled:
-        read_later.append(subset(data.labels, p.sanity.max_samples))
+    if settings.faithfulness.enabled:
+        read_later.append(subset(data.labels, settings.faithfulness.max_samples))
+    if settings.sanity.enabled:
+        read_later.append(subset(data.labels, settings.sanity.max_samples))
     kept, kept_genes = KeptRows(np.concatenate(read_later)), KeptRows(shown)
     attr_means, genes_means = ClassMeans(nc), ClassMeans(nc)
     writers: list = []
@@ -221,15 +210,15 @@ def explain_method(
             writers.append(genes_file := NpyRows(folder / "sample_genes.npy", (n, len(gene_names)), dtype))
         writers.append(top_file := CsvRows(folder / "sample_top_genes.csv", PER_SAMPLE_COLUMNS))
         layer = h5ad.dense(f"layers/{method_name}", dtype) if h5ad is not None else None
-    torch.manual_seed(seed)
+    torch.manual_seed(explained.seed)
     try:
         for start, attr in attribute_chunks(
             method,
             data.array,
             data.labels,
-            device,
-            p.batch_size,
-            p.chunk_size,
+            explained.device,
+            settings.batch_size,
+            settings.chunk_size,
             f"{name} {method_name}",
             scale=data.scale,
         ):
@@ -255,8 +244,8 @@ def explain_method(
                     classes,
                     gene_names,
                     method.signed,
-                    p.per_sample.top_k,
-                    p.per_sample.threshold,
+                    settings.per_sample.top_k,
+                    settings.per_sample.threshold,
                 )
             )
         for w in writers:
@@ -265,7 +254,7 @@ def explain_method(
         for w in writers:
             w.abort()
         raise
-    result = {"top_k": p.top_k, "signed": method.signed, "description": method.description}
+    result = {"top_k": settings.top_k, "signed": method.signed, "description": method.description}
     if getattr(method, "layer_name", None):
         result["layer"] = method.layer_name
     ranking = pd.DataFrame(columns=["class", "rank", "gene", "score"])
@@ -273,23 +262,23 @@ def explain_method(
     if gene_names is not None:
         gene_class_means = genes_means.result()
         table, ranking, scores = write_gene_rankings(
-            folder, gene_class_means, classes, gene_names, markers, p.top_k, p.precision_k
+            folder, gene_class_means, classes, gene_names, explained.markers, settings.top_k, settings.precision_k
         )
         result.update(scores)
         plot_top_genes_heatmap(
             table,
             ranking,
             folder / "figures" / "top_genes_heatmap.png",
-            f"{name} · {method_name}: each class's top {p.top_k} genes across all classes",
+            f"{name} · {method_name}: each class's top {settings.top_k} genes across all classes",
             signed=method.signed,
         )
-        if markers is not None:
+        if explained.markers is not None:
             log.info(
                 "%s %s: planted-marker precision@%d = %.3f (per class %s)",
                 name,
                 method_name,
-                p.precision_k,
-                result[f"marker_precision_at_{p.precision_k}"],
+                settings.precision_k,
+                result[f"marker_precision_at_{settings.precision_k}"],
                 json.dumps(result["per_class_precision"]),
             )
     class_maps = attr_means.result().astype(np.float32)
@@ -313,76 +302,80 @@ def explain_method(
     )
     if len(shown):
         plot_samples(
-            data.array[shown] * data.scale,
-            kept[shown],
-            data.samples["sample"].to_numpy()[shown],
-            np.asarray(classes)[data.labels[shown]],
-            np.asarray(classes)[data.proba[shown].argmax(1)],
-            None if gene_names is None else kept_genes[shown],
-            gene_names,
+            ShownSamples(
+                inputs=data.array[shown] * data.scale,
+                attr=kept[shown],
+                names=data.samples["sample"].to_numpy()[shown],
+                labels=np.asarray(classes)[data.labels[shown]],
+                predictions=np.asarray(classes)[data.proba[shown].argmax(1)],
+                sample_genes=None if gene_names is None else kept_genes[shown],
+                gene_names=gene_names,
+            ),
             data.genes_table,
             folder / "figures" / "samples.png",
             f"{name} · {method_name}: held-out test samples, input beside its attribution",
             signed=method.signed,
         )
-    result.update(trust(model, method_name, p, data, kept, classes, device, seed, folder, cache))
+    result.update(trust(explained, method_name, settings, kept, folder))
     return result, gene_class_means
 
 
-def run(run: StageRun) -> None:
+def run(stage: StageRun) -> None:
     keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py)
-    exp = run.exp
-    p: Explain = exp.section("explain")
+    exp = stage.exp
+    settings: Explain = exp.section("explain")
     device = choose_device(exp.device)
-    run.device = describe_device(device)
+    stage.device = describe_device(device)
     summary = {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
     where: dict[str, str] = {}
-    bio = biology.Context(run.exp_dir, p.biology, exp.seed) if p.biology.enabled else None
+    bio = biology.Context(stage.exp_dir, settings.biology, exp.seed) if settings.biology.enabled else None
     baselines = []
-    for stage, folder in run.providers("classifiers", required=True).items():
+    for trainer, folder in stage.providers("classifiers", required=True).items():
         for entry in json.loads((folder / "models.json").read_text()):
             name = entry["name"]
             if entry.get("kind") == "baseline" and entry.get("framework") == "sklearn":
                 baselines.append(name)
             if entry.get("framework") != FRAMEWORK or entry.get("kind") == "baseline":
                 summary["not_explained"][name] = (
-                    f"{entry.get('framework')} {entry.get('kind')} model of {stage}: "
+                    f"{entry.get('framework')} {entry.get('kind')} model of {trainer}: "
                     f"explain computes attributions of {FRAMEWORK} networks"
                 )
                 continue
             if entry.get("input", {}).get("kind") not in INPUT_KINDS:
                 summary["not_explained"][name] = (
-                    f"{entry['input'].get('kind')} model of {stage}: explained by its "
+                    f"{entry['input'].get('kind')} model of {trainer}: explained by its "
                     f"trainer (explain reads {' and '.join(INPUT_KINDS)} inputs)"
                 )
                 continue
             if name in where:
                 raise UserError(
-                    f"two classifier providers name a model '{name}' ({where[name]} and {stage}): rename one"
+                    f"two classifier providers name a model '{name}' ({where[name]} and {trainer}): rename one"
                 )
-            where[name] = stage
+            where[name] = trainer
             summary["models"][name] = {
-                "provider": stage,
-                **explain_model(name, folder / entry["folder"], run.exp_dir, run.out, p, device, exp.seed, bio),
+                "provider": trainer,
+                **explain_model(
+                    name, folder / entry["folder"], stage.exp_dir, stage.out, settings, device, exp.seed, bio
+                ),
             }
-    if bio is not None and baselines and p.biology.baselines:
-        summary["baselines_biology"] = baselines_biology(run, bio, baselines)
+    if bio is not None and baselines and settings.biology.baselines:
+        summary["baselines_biology"] = baselines_biology(stage, bio, baselines)
     seconds = [m["biology"]["seconds"] for m in summary["models"].values() if "biology" in m]
     if bio is not None:
         seconds.append(summary.get("baselines_biology", {}).get("seconds", 0.0))
         summary["biology_seconds"] = round(sum(seconds), 2)
-        run.record(biology_seconds=summary["biology_seconds"])
-    write_json_atomic(run.out / "metrics.json", summary)
+        stage.record(biology_seconds=summary["biology_seconds"])
+    write_json_atomic(stage.out / "metrics.json", summary)
 
 
-def baselines_biology(run: StageRun, bio: biology.Context, names: list[str]) -> dict:
+def baselines_biology(stage: StageRun, bio: biology.Context, names: list[str]) -> dict:
     """The baselines' own importances (refit on the training split) through the same checks as the methods'."""
     t0 = time.time()
-    datasets = run.providers("dataset")
+    datasets = stage.providers("dataset")
     if not datasets:
         return {}
     folder = next(iter(datasets.values()))
-    rel = folder.relative_to(run.exp_dir)
+    rel = folder.relative_to(stage.exp_dir)
     dataset = json.loads((folder / "dataset.json").read_text())
     if not (folder / "vectors.npy").is_file():
         return {}
@@ -392,11 +385,14 @@ def baselines_biology(run: StageRun, bio: biology.Context, names: list[str]) -> 
     spec = {"input": {"kind": "vector", "array": f"{rel}/vectors.npy", "samples": f"{rel}/samples.csv"}}
     prepared = bio.prepared(spec, genes, symbols, dataset["classes"])
     rankings = {
-        name: (importances.baseline_importances(name, prepared[0], run.exp.seed, bio.p.permutation_repeats), True)
+        name: (
+            importances.baseline_importances(name, prepared[0], stage.exp.seed, bio.settings.permutation_repeats),
+            True,
+        )
         for name in names
     }
     result = biology.assess_model(
-        "baselines", bio, spec, genes, symbols, dataset["classes"], rankings, run.out / "baselines" / "biology"
+        "baselines", bio, spec, genes, symbols, dataset["classes"], rankings, stage.out / "baselines" / "biology"
     )
     result.pop("tables")
     result.pop("de")

@@ -1,10 +1,11 @@
 """What explain reads of a model: its held-out test inputs (``ModelInputs``, found through the model's spec), the
-rows of them a check uses (``subset``), the training samples some methods compare with (``background``), and the
-genes' symbols."""
+rows of them a check uses (``subset``), the training samples some methods compare with (``background``), the
+genes' symbols, and the model under explanation with what its methods share (``ExplainedModel``)."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,23 @@ class ModelInputs:
             return attr.reshape(len(attr), -1)
         values = None if self.gene_values is None else self.gene_values[slice(None) if rows is None else rows]
         return self.gmap.gene_attributions(attr, values)
+
+
+@dataclass(frozen=True)
+class ExplainedModel:
+    """One trained model under explanation and what every method of it shares: its name, the held-out inputs it is
+    explained on and their classes, the planted markers its rankings are scored against (None without), the device
+    and seed of the attributions, and ``cache``: what the trust checks compute once per model (the random order's
+    faithfulness curves, the reference of every method)."""
+
+    model: torch.nn.Module
+    name: str
+    data: ModelInputs
+    classes: list[str]
+    markers: dict[str, set[str]] | None
+    device: torch.device
+    seed: int
+    cache: dict = field(default_factory=dict)
 
 
 def subset(labels: np.ndarray, n: int) -> np.ndarray:

@@ -388,10 +388,10 @@ def owners(key: str) -> list[str]:
     return [m.name for m in METHODS.values() if m.options_key == key]
 
 
-def make_method(method_name: str, net, p: Explain, data: ModelInputs, device, seed: int):
+def make_method(method_name: str, net, settings: Explain, data: ModelInputs, device, seed: int):
     """The method ``method_name`` of the network ``net`` (the model, a fold model or a randomised copy) with its
     configured options and, for methods that compare with training samples, their seeded draw (the same draw for
     every network)."""
-    cls, options = METHODS[method_name], p.options(method_name)
+    cls, options = METHODS[method_name], settings.options(method_name)
     background = data.background(options.background, seed, device) if cls.needs_background else None
     return cls(net, options, background)

@@ -23,7 +23,7 @@ from shared.evaluation.rankings import class_means
 from shared.logs import get_logger
 
 from .attributions import members, training_mean
-from .inputs import ModelInputs, subset
+from .inputs import ExplainedModel, ModelInputs, subset
 from .methods import METHODS, make_method
 from .params import Explain
 
@@ -217,38 +217,29 @@ def agreement(class_scores: list[np.ndarray], classes: list[str], k: int) -> dic
 
 
 # ------------------------------------------------------------------------------------ the checks of a method
-def trust(
-    model,
-    method_name: str,
-    p: Explain,
-    data: ModelInputs,
-    attr,
-    classes: list[str],
-    device,
-    seed: int,
-    folder: Path,
-    cache: dict,
-) -> dict:
+def trust(explained: ExplainedModel, method_name: str, settings: Explain, attr, folder: Path) -> dict:
     """Faithfulness, sanity and stability figures of one method (each on a bounded subset of the explained
-    samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); ``cache`` keeps
-    the random order's curves, the same reference for every method of a model."""
+    samples; ``attr[rows]`` their attributions: an array or the ``KeptRows`` of explain_method); the model's
+    ``cache`` keeps the random order's curves, the same reference for every method of a model."""
+    model, data, classes, cache = explained.model, explained.data, explained.classes, explained.cache
+    device, seed = explained.device, explained.seed
     out: dict = {}
     method_cls = METHODS[method_name]
-    if p.faithfulness.enabled:
+    if settings.faithfulness.enabled:
         t0 = time.time()
-        rows = subset(data.labels, p.faithfulness.max_samples)
+        rows = subset(data.labels, settings.faithfulness.max_samples)
         x, target = data.tensors(rows, device)
         if "random" not in cache:
-            cache["random"] = random_curves(model, x, target, p.faithfulness.steps, seed)
+            cache["random"] = random_curves(model, x, target, settings.faithfulness.steps, seed)
         f = faithfulness(
             model,
             x,
             target,
             attr[rows],
             method_cls.signed,
-            p.faithfulness.steps,
+            settings.faithfulness.steps,
             seed,
-            p.faithfulness.margin,
+            settings.faithfulness.margin,
             reference=cache["random"],
         )
         aucs = ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc")
@@ -264,7 +255,7 @@ def trust(
         plot_faithfulness(f, folder / "figures" / "faithfulness.png", method_name)
         out["faithfulness"] = {
             "n_samples": int(len(rows)),
-            "steps": p.faithfulness.steps,
+            "steps": settings.faithfulness.steps,
             **{k: float(table[k].mean()) for k in aucs},
             **{
                 k: f[k]
@@ -288,22 +279,22 @@ def trust(
             out["faithfulness"]["random_insertion_auc"],
             "" if f["better_than_random"] else ": NO BETTER THAN RANDOM",
         )
-    if p.sanity.enabled:
+    if settings.sanity.enabled:
         t0 = time.time()
-        rows = subset(data.labels, p.sanity.max_samples)
+        rows = subset(data.labels, settings.sanity.max_samples)
         x, target = data.tensors(rows, device)
-        make = lambda net: make_method(method_name, net, p, data, device, seed)  # noqa: E731
+        make = lambda net: make_method(method_name, net, settings, data, device, seed)  # noqa: E731
         r = randomisation(model, make, x, target, attr[rows], seed)
         pd.DataFrame(
             [{"step": i + 1, **c} for i, c in enumerate(r["cascade"])]
             + [{"step": "all", "randomised_down_to": "all at once", "spearman": r["all_at_once"]}]
         ).to_csv(folder / "sanity.csv", index=False)
-        insensitive = bool(r["all_at_once"] >= p.sanity.threshold)
+        insensitive = bool(r["all_at_once"] >= settings.sanity.threshold)
         out["sanity"] = {
             "n_samples": int(len(rows)),
             "spearman_all_at_once": r["all_at_once"],
             "cascade": r["cascade"],
-            "threshold": p.sanity.threshold,
+            "threshold": settings.sanity.threshold,
             "insensitive_to_model": insensitive,
             "seconds": round(time.time() - t0, 2),
         }
@@ -313,33 +304,37 @@ def trust(
             r["all_at_once"],
             ": INSENSITIVE TO THE MODEL" if insensitive else "",
         )
-    if p.stability.enabled:
-        out["stability"] = stability(model, method_name, p, data, classes, device, seed)
+    if settings.stability.enabled:
+        out["stability"] = stability(model, method_name, settings, data, classes, device, seed)
     return out
 
 
-def stability(model, method_name: str, p: Explain, data: ModelInputs, classes: list[str], device, seed: int) -> dict:
+def stability(
+    model, method_name: str, settings: Explain, data: ModelInputs, classes: list[str], device, seed: int
+) -> dict:
     """How much a class's top genes depend on the fold model explained (each fold model explained on its own) and,
     for stochastic methods (SmoothGrad), on the random draws (the method run again with other seeds)."""
     t0 = time.time()
-    rows = subset(data.labels, p.stability.max_samples)
+    rows = subset(data.labels, settings.stability.max_samples)
     x, target = data.tensors(rows, device)
 
     def class_scores(net, draw_seed: int) -> np.ndarray:
         torch.manual_seed(draw_seed)
-        method = make_method(method_name, net, p, data, device, seed)
+        method = make_method(method_name, net, settings, data, device, seed)
         attr = method.attribute(x.clone().requires_grad_(True), target).detach().cpu().numpy()
         return class_means(data.to_genes(attr, rows), data.labels[rows], len(classes))
 
     out: dict = {"n_samples": int(len(rows))}
     folds = members(model)
     if len(folds) > 1:
-        out["folds"] = agreement([class_scores(m, seed) for m in folds], classes, p.top_k)
+        out["folds"] = agreement([class_scores(m, seed) for m in folds], classes, settings.top_k)
     if METHODS[method_name].stochastic:
-        out["draws"] = agreement([class_scores(model, seed + d) for d in range(p.stability.draws)], classes, p.top_k)
+        out["draws"] = agreement(
+            [class_scores(model, seed + d) for d in range(settings.stability.draws)], classes, settings.top_k
+        )
     out["seconds"] = round(time.time() - t0, 2)
     shown = {
-        k: f"Spearman {v['spearman']:.3f}, top {p.top_k} shared {v['shared_top_k']:.2f}"
+        k: f"Spearman {v['spearman']:.3f}, top {settings.top_k} shared {v['shared_top_k']:.2f}"
         for k, v in out.items()
         if isinstance(v, dict)
     }
@@ -347,6 +342,6 @@ def stability(model, method_name: str, p: Explain, data: ModelInputs, classes: l
         "%s: stability across fold models: %s%s",
         method_name,
         shown.get("folds", "n/a (one model)"),
-        f"; across {p.stability.draws} draws: {shown['draws']}" if "draws" in shown else "",
+        f"; across {settings.stability.draws} draws: {shown['draws']}" if "draws" in shown else "",
     )
     return out

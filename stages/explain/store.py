@@ -240,7 +240,7 @@ def _write_elem():
 
 
 # ------------------------------------------------------------------------------ attributions.h5ad, for scanpy
-def open_anndata(path: Path, data: ModelInputs, classes: list[str], p: Explain) -> AnnDataFile:
+def open_anndata(path: Path, data: ModelInputs, classes: list[str], settings: Explain) -> AnnDataFile:
     """attributions.h5ad begun: obs the explained samples (label, prediction, p_true_class, correct, split), var the
     genes (and their symbols), X the gene values as the model saw them (vectors; for images the values they were
     rendered from), written a chunk of samples at a time; each method then adds its layer (``explain_method``)."""
@@ -264,8 +264,8 @@ def open_anndata(path: Path, data: ModelInputs, classes: list[str], p: Explain) 
         if values is not None:
             x = h5ad.dense("X", np.float32)
             scale = data.scale if data.kind == "vector" else 1.0
-            for start in range(0, len(data.labels), p.chunk_size):
-                x.write(np.asarray(values[start : start + p.chunk_size], dtype=np.float32) * np.float32(scale))
+            for start in range(0, len(data.labels), settings.chunk_size):
+                x.write(np.asarray(values[start : start + settings.chunk_size], dtype=np.float32) * np.float32(scale))
     except BaseException:
         h5ad.abort()
         raise
@@ -278,7 +278,7 @@ def finish_anndata(
     classes: list[str],
     gene_means: dict[str, np.ndarray],
     entry: dict,
-    p: Explain,
+    settings: Explain,
     de: dict | None = None,
     tables: dict | None = None,
 ) -> None:
@@ -292,7 +292,9 @@ def finish_anndata(
         "top_genes": {
             m: {
                 c: genes[
-                    np.argsort(-np.nan_to_num(varm[f"{m}_class_means"][:, k], nan=-np.inf), kind="stable")[: p.top_k]
+                    np.argsort(-np.nan_to_num(varm[f"{m}_class_means"][:, k], nan=-np.inf), kind="stable")[
+                        : settings.top_k
+                    ]
                 ]
                 for k, c in enumerate(classes)
             }
@@ -307,7 +309,7 @@ def finish_anndata(
         {m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r} for m, r in entry["methods"].items()},
         default=float,
     )
-    uns["config"] = json.dumps(p.model_dump(mode="json"))
+    uns["config"] = json.dumps(settings.model_dump(mode="json"))
     for result in (de or {}).values():
         uns[result["key"]] = result["uns"]
     if tables:

@@ -38,46 +38,48 @@ log = get_logger("stages.preprocess")
 FIT_ROWS = 20000  # training samples kept in memory to fit gene selection (hvg) and the layout on
 
 
-def _gene_columns(cfg: Expression, var_names) -> np.ndarray:
-    if not cfg.gene_filter:
+def _gene_columns(expression: Expression, var_names) -> np.ndarray:
+    if not expression.gene_filter:
         return np.arange(len(var_names))
-    wanted = read_gene_filter(cfg.gene_filter)
+    wanted = read_gene_filter(expression.gene_filter)
     keep = np.flatnonzero([strip_version(g) in wanted for g in var_names])
     if not len(keep):
-        raise UserError(f"{cfg.gene_filter}: no gene of the filter matches a gene id of {cfg.path}")
+        raise UserError(f"{expression.gene_filter}: no gene of the filter matches a gene id of {expression.path}")
     log.info("gene filter kept %d of %d genes", len(keep), len(var_names))
     return keep
 
 
-def _prepare(X, cols: np.ndarray, cfg: Expression, p: Preprocess):
-    return to_log1p(X[:, cols], cfg.scale, p.target_sum)
+def _prepare(X, cols: np.ndarray, expression: Expression, settings: Preprocess):
+    return to_log1p(X[:, cols], expression.scale, settings.target_sum)
 
 
-def run(run: StageRun) -> None:
-    exp = run.exp
-    cfg: Expression = exp.section("expression")
-    p: Preprocess = exp.section("preprocess")
-    out = run.out
+def run(stage: StageRun) -> None:
+    exp = stage.exp
+    expression: Expression = exp.section("expression")
+    settings: Preprocess = exp.section("preprocess")
+    out = stage.out
 
-    adata, backed = open_expression(cfg)
+    adata, backed = open_expression(expression)
     log.info(
         "read %s: %d samples x %d genes, %d classes%s",
-        cfg.path,
+        expression.path,
         adata.n_obs,
         adata.n_vars,
         adata.obs["label"].nunique(),
         " (backed, in chunks)" if backed else "",
     )
-    cols = _gene_columns(cfg, adata.var_names)
+    cols = _gene_columns(expression, adata.var_names)
     labels = adata.obs["label"].to_numpy().astype(str)
     if len(set(labels)) < 2:
         raise UserError(
-            f"{cfg.labels or cfg.path}: expression.label_key '{cfg.label_key}' holds one class only "
-            f"({labels[0]!r}); a classifier needs at least two: choose another label column"
+            f"{expression.labels or expression.path}: expression.label_key '{expression.label_key}' holds one class "
+            f"only ({labels[0]!r}); a classifier needs at least two: choose another label column"
         )
     groups = adata.obs["group"].to_numpy().astype(str) if "group" in adata.obs else None
-    small = p.small_classes
-    kept, left_out = apply_small_class_policy(labels, small.policy, small.min_samples, source=cfg.labels or cfg.path)
+    small = settings.small_classes
+    kept, left_out = apply_small_class_policy(
+        labels, small.policy, small.min_samples, source=expression.labels or expression.path
+    )
     if left_out:
         log.warning(
             "left out %d classes with fewer than preprocess.small_classes.min_samples=%d samples (%d samples): %s",
@@ -92,7 +94,7 @@ def run(run: StageRun) -> None:
     n_obs = len(labels)
     classes = sorted(np.unique(labels))
     label_index = np.searchsorted(classes, labels)
-    is_test = holdout_split(labels, groups, p.test_size, exp.seed)
+    is_test = holdout_split(labels, groups, settings.test_size, exp.seed)
     train = np.flatnonzero(~is_test)
     fit_rows = sample_rows(train, FIT_ROWS, exp.seed)
 
@@ -101,35 +103,35 @@ def run(run: StageRun) -> None:
     logged = LoggedCheck()
     fit_parts = []
     for start, stop, X in progress(
-        _kept(iter_chunks(adata, p.chunk_size, cfg, backed), kept), "statistics", unit="chunk"
+        _kept(iter_chunks(adata, settings.chunk_size, expression, backed), kept), "statistics", unit="chunk"
     ):
-        if cfg.scale == "counts":
+        if expression.scale == "counts":
             logged.update(X)
-        Xn = _prepare(X, cols, cfg, p)
+        Xn = _prepare(X, cols, expression, settings)
         moments.update(Xn[~is_test[start:stop]])
         in_fit = fit_rows[(fit_rows >= start) & (fit_rows < stop)] - start
         fit_parts.append(Xn[in_fit])
     fit_X = sp.vstack(fit_parts).tocsr() if sp.issparse(fit_parts[0]) else np.vstack(fit_parts)
-    if warning := logged.warning(cfg.path):
+    if warning := logged.warning(expression.path):
         log.warning(warning)
 
-    if p.gene_selection == "hvg":
-        genes_idx = highly_variable_genes(fit_X, p.n_genes)
+    if settings.gene_selection == "hvg":
+        genes_idx = highly_variable_genes(fit_X, settings.n_genes)
     else:
-        genes_idx = top_variance_genes(moments.var, p.n_genes)
+        genes_idx = top_variance_genes(moments.var, settings.n_genes)
     genes = np.asarray(adata.var_names[cols[genes_idx]]).astype(str)
     scaler = MinMaxScaler(moments.min[genes_idx].astype(np.float32), moments.max[genes_idx].astype(np.float32))
-    log.info("kept %d genes (%s, training split)", len(genes), p.gene_selection)
+    log.info("kept %d genes (%s, training split)", len(genes), settings.gene_selection)
 
-    transform = build_transform(p)
+    transform = build_transform(settings)
     if not transform.transductive:
         transform.fit(scaler.transform(fit_X[:, genes_idx]), genes, exp.seed)
     del fit_X, fit_parts
 
-    aug = p.augmentation
+    aug = settings.augmentation
     plan = augmentation_plan(label_index[train], aug.min_samples) if aug.method != "none" else {}
     if plan and transform.transductive:
-        raise UserError(f"preprocess.augmentation: not possible with the transductive '{p.transform}' transform")
+        raise UserError(f"preprocess.augmentation: not possible with the transductive '{settings.transform}' transform")
     n_aug = sum(plan.values())
     n_total = n_obs + n_aug
     if n_aug:
@@ -147,7 +149,7 @@ def run(run: StageRun) -> None:
     with contextlib.ExitStack() as stack:
         vec_w = (
             stack.enter_context(NpyWriter(out / "vectors.npy", (n_total, len(genes)), np.float32))
-            if p.save_vectors or not transform.makes_images
+            if settings.save_vectors or not transform.makes_images
             else None
         )
         img_w = (
@@ -155,9 +157,9 @@ def run(run: StageRun) -> None:
             if transform.makes_images and not transform.transductive
             else None
         )
-        chunks = _kept(iter_chunks(adata, p.chunk_size, cfg, False), kept)
+        chunks = _kept(iter_chunks(adata, settings.chunk_size, expression, False), kept)
         for start, stop, X in progress(chunks, "images", unit="chunk"):
-            values = scaler.transform(_prepare(X, cols, cfg, p)[:, genes_idx])
+            values = scaler.transform(_prepare(X, cols, expression, settings)[:, genes_idx])
             if vec_w:
                 vec_w.write(values)
             if img_w:
@@ -186,8 +188,8 @@ def run(run: StageRun) -> None:
         transform.fit_all(np.vstack(all_values), exp.seed)
         del all_values
         with NpyWriter(out / "images.npy", (n_total, *transform.image_shape), np.uint8) as img_w:
-            for start in range(0, n_total, p.chunk_size):
-                img_w.write(to_uint8(transform.render(slice(start, min(start + p.chunk_size, n_total)))))
+            for start in range(0, n_total, settings.chunk_size):
+                img_w.write(to_uint8(transform.render(slice(start, min(start + settings.chunk_size, n_total)))))
 
     samples = pd.DataFrame(
         {
@@ -218,15 +220,15 @@ def run(run: StageRun) -> None:
             **transform.describe(),
             "gene_map": "pixel_genes.npz" if transform.gene_map is not None else None,
             "vectors": "vectors.npy" if vec_w else None,
-            "input_scale": cfg.scale,
-            "label_key": cfg.label_key,
-            "group_key": cfg.group_key,
+            "input_scale": expression.scale,
+            "label_key": expression.label_key,
+            "group_key": expression.group_key,
             "n_augmented": n_aug,
             "small_classes": small_classes,
             "counts": json.loads(counts.to_json()),
         },
     )
-    run.record(
+    stage.record(
         n_samples=n_obs,
         n_train=int(len(train)),
         n_test=int(is_test.sum()),

@@ -13,31 +13,31 @@ from .formats.tables import check_obs, check_values
 from .params import Expression
 
 
-def open_expression(cfg: Expression):
+def open_expression(expression: Expression):
     """Return ``(adata, backed)``. A plain .h5ad (X, no layer/raw) is opened backed: rows are read in chunks."""
-    if cfg.format != "h5ad" or cfg.layer is not None or cfg.use_raw:
-        return read_expression(cfg), False
+    if expression.format != "h5ad" or expression.layer is not None or expression.use_raw:
+        return read_expression(expression), False
     import anndata as ad
 
     try:
-        adata = ad.read_h5ad(cfg.path, backed="r")
+        adata = ad.read_h5ad(expression.path, backed="r")
     except Exception as exc:  # h5py raises many types for truncated or foreign files
         raise UserError(
-            f"{cfg.path}: cannot read as .h5ad ({type(exc).__name__}: {exc}); is the file complete?"
+            f"{expression.path}: cannot read as .h5ad ({type(exc).__name__}: {exc}); is the file complete?"
         ) from None
     if adata.n_obs == 0 or adata.n_vars == 0:
-        raise UserError(f"{cfg.path}: empty matrix ({adata.n_obs} samples x {adata.n_vars} genes)")
-    check_obs(adata, cfg, source=cfg.path)
+        raise UserError(f"{expression.path}: empty matrix ({adata.n_obs} samples x {adata.n_vars} genes)")
+    check_obs(adata, expression, source=expression.path)
     return adata, True
 
 
-def iter_chunks(adata, chunk_size: int, cfg: Expression, backed: bool) -> Iterator[tuple[int, int, object]]:
+def iter_chunks(adata, chunk_size: int, expression: Expression, backed: bool) -> Iterator[tuple[int, int, object]]:
     """Yield ``(start, stop, X[start:stop])``; chunks of a backed file have their values checked as they come."""
     for start in range(0, adata.n_obs, chunk_size):
         stop = min(start + chunk_size, adata.n_obs)
         X = adata.X[start:stop]
         if backed:
-            check_values(X, adata.obs_names[start:stop], adata.var_names, cfg.path, cfg.negatives_ok)
+            check_values(X, adata.obs_names[start:stop], adata.var_names, expression.path, expression.negatives_ok)
         yield start, stop, X
 
 

@@ -12,6 +12,8 @@ uninitialised array and freed one by one, so the peak stays near one copy of the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -58,31 +60,44 @@ class Streamed(NamedTuple):
     rows_left_out: int  # by keep_row
 
 
+@dataclass(frozen=True)
+class MatrixSource:
+    """The data rows of a delimited matrix file (plain or gzip), as ``stream_matrix`` reads them: they start after
+    ``skiprows`` lines (the header is read by the caller) and have ``n_columns`` fields separated by ``sep``; column
+    ``id_column`` holds the row id and ``info_column`` a second annotation. ``nrows``: stop after that many rows (a
+    GEO series matrix's table is followed by an end marker, skipped). ``expected_rows``: the number of rows the file
+    declares, when it does (the blocks then go straight into the result)."""
+
+    path: str | Path
+    sep: str
+    skiprows: int
+    n_columns: int
+    id_column: int
+    info_column: int | None = None
+    nrows: int | None = None
+    expected_rows: int | None = None
+
+
 def stream_matrix(
-    path,
-    sep: str,
-    skiprows: int,
-    n_columns: int,
-    id_column: int,
-    info_column: int | None,
+    source: MatrixSource,
     value_columns: list[int],
     transpose: bool,
-    nrows: int | None = None,
     keep_row: Callable[[str], bool] | None = None,
     check: Callable[[np.ndarray, list[str], list[int]], None] | None = None,
     block_bytes: int | None = None,
-    expected_rows: int | None = None,
 ) -> Streamed:
-    """The data rows of a matrix file after ``skiprows`` lines (the header is read by the caller).
+    """The data rows of ``source``; only ``value_columns`` (positions, in file order) are converted, as numbers.
 
-    Each row has ``n_columns`` fields; column ``id_column`` holds the row id and ``info_column`` a second
-    annotation; only ``value_columns`` (positions, in file order) are converted, as numbers. ``nrows``: stop after
-    that many rows (a GEO series matrix's table is followed by an end marker, skipped). ``keep_row(id)``: rows
-    for which it is false are dropped as they are read. ``check(block, row_ids, value_columns)`` sees each
-    block (float32, rows x kept columns) before it is stored. A non-numeric cell raises ``NonNumeric``.
+    ``keep_row(id)``: rows for which it is false are dropped as they are read. ``check(block, row_ids,
+    value_columns)`` sees each block (float32, rows x kept columns) before it is stored. A non-numeric cell raises
+    ``NonNumeric``.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
+    path, sep, skiprows = source.path, source.sep, source.skiprows
+    n_columns, id_column, info_column = source.n_columns, source.id_column, source.info_column
+    nrows, expected_rows = source.nrows, source.expected_rows
 
     names = [f"c{i}" for i in range(n_columns)]
     id_names = [names[id_column]] + ([names[info_column]] if info_column is not None else [])
@@ -115,9 +130,9 @@ def stream_matrix(
     pa.set_memory_pool(pool)
     with reading(path, "the matrix"):
         try:
-            source = pa.input_stream(str(path), compression=compression(path))
+            stream = pa.input_stream(str(path), compression=compression(path))
             reader = pacsv.open_csv(
-                source, read_options=read, parse_options=parse, convert_options=convert, memory_pool=pool
+                stream, read_options=read, parse_options=parse, convert_options=convert, memory_pool=pool
             )
             for batch in reader:
                 if nrows is not None and len(row_ids) + batch.num_rows > nrows:

@@ -46,9 +46,9 @@ def _faithful(faith: dict) -> str:
     return f"NO: {' and '.join(failed)} no better than random"
 
 
-def data_summary(run: StageRun, classifiers: dict[str, Path]) -> dict:
+def data_summary(stage: StageRun, classifiers: dict[str, Path]) -> dict:
     """Classes and sizes from the dataset provider when there is one, else from the classifiers' own metrics."""
-    datasets = run.providers("dataset")
+    datasets = stage.providers("dataset")
     if datasets:
         dataset = json.loads((next(iter(datasets.values())) / "dataset.json").read_text())
         counts = dataset["counts"]
@@ -234,32 +234,32 @@ def biology_section(model: str, entry: dict, folder: Path, figures: Path) -> tup
     }, summary
 
 
-def run(run: StageRun) -> None:
-    exp = run.exp
-    p: Report = exp.section("report")
-    out = run.out
+def run(stage: StageRun) -> None:
+    exp = stage.exp
+    settings: Report = exp.section("report")
+    out = stage.out
     figures = out / "figures"
     figures.mkdir()
-    classifiers = run.providers("classifiers", required=True)
-    data = data_summary(run, classifiers)
+    classifiers = stage.providers("classifiers", required=True)
+    data = data_summary(stage, classifiers)
     n_test = data["n_test"]
 
     models, summary_models, scored = [], {}, []
-    for stage, provider in classifiers.items():
+    for trainer, provider in classifiers.items():
         for entry in json.loads((provider / "models.json").read_text()):
             name = entry["name"]
             if name in summary_models:
                 raise UserError(
                     f"two classifier providers name a model '{name}' "
-                    f"({summary_models[name]['provider']} and {stage}): rename one"
+                    f"({summary_models[name]['provider']} and {trainer}): rename one"
                 )
-            section, metrics = model_section(name, {**entry, "provider": stage}, provider / entry["folder"], figures)
+            section, metrics = model_section(name, {**entry, "provider": trainer}, provider / entry["folder"], figures)
             models.append(section)
             scored.append({"name": name, "folds": metrics["folds"], "splits": metrics.get("splits")})
             summary_models[name] = {
                 k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc", "macro_precision", "macro_recall")
             }
-            summary_models[name].update(kind=entry["kind"], provider=stage, at_chance=section["at_chance"])
+            summary_models[name].update(kind=entry["kind"], provider=trainer, at_chance=section["at_chance"])
     overview = pd.DataFrame(
         [
             {
@@ -300,7 +300,7 @@ def run(run: StageRun) -> None:
 
     explanations, summary_expl, trust_rows = [], {}, []
     biology, summary_bio, biology_absent = [], {}, {}
-    for _stage, provider in run.providers("explanations").items():
+    for _stage, provider in stage.providers("explanations").items():
         ex_metrics = json.loads((provider / "metrics.json").read_text())
         bio_entries = {name: e["biology"] for name, e in ex_metrics["models"].items() if e.get("biology")}
         if ex_metrics.get("baselines_biology"):
@@ -320,7 +320,7 @@ def run(run: StageRun) -> None:
                     else pd.DataFrame(columns=["class", "rank", "gene", "score"])
                 )
                 top_tables = [
-                    (cls, _html_table(g.head(p.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
+                    (cls, _html_table(g.head(settings.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
                     for cls, g in ranking.groupby("class", sort=False)
                 ]
                 key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
@@ -407,11 +407,11 @@ def run(run: StageRun) -> None:
                     summary_expl[f"{name}/{method}"]["stability"] = {k: v for k, v in stab.items() if k != "seconds"}
 
     provenance = []
-    for stage in exp.upstream("report"):
-        manifest = read_manifest(run.upstream(stage))
+    for upstream in exp.upstream("report"):
+        manifest = read_manifest(stage.upstream(upstream))
         provenance.append(
             {
-                "stage": stage,
+                "stage": upstream,
                 "wall_time_s": manifest["wall_time_s"],
                 "device": manifest["device"],
                 "fingerprint": manifest["fingerprint"],
@@ -424,7 +424,7 @@ def run(run: StageRun) -> None:
 
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
     html = env.get_template("index.html").render(
-        title=p.title,
+        title=settings.title,
         experiment=exp.name,
         generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         commit=first["git_commit"],
@@ -450,7 +450,7 @@ def run(run: StageRun) -> None:
         out / "summary.json",
         {
             "experiment": exp.name,
-            "title": p.title,
+            "title": settings.title,
             "evaluated_on": "held-out test split",
             "n_test": n_test,
             "small_classes": data.get("small_classes"),

@@ -23,7 +23,7 @@ from shared.logs import get_logger
 from shared.models import Ensemble, save_classifier
 from shared.stage import main
 from shared.torch_training import distributed
-from shared.torch_training.fit import TrainSettings, predict_proba, train_fold
+from shared.torch_training.fit import FoldRecords, TrainSettings, predict_proba, train_fold
 from shared.torch_training.losses import balanced_weights, make_loss
 from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
 
@@ -34,37 +34,41 @@ log = get_logger("stages.train_3d_mri")
 METHOD = "grad_cam"
 
 
-def model_spec(p: Train3dMri, mri: Mri, pretrained: bool) -> dict:
+def model_spec(settings: Train3dMri, mri: Mri, pretrained: bool) -> dict:
     return {
-        "arch": p.model,
+        "arch": settings.model,
         "channels": list(CHANNELS),
         "classes": list(CLASSES),
         "n_classes": len(CLASSES),
-        "input_shape": [len(CHANNELS), *p.size],
-        "trainable_blocks": p.trainable_blocks,
+        "input_shape": [len(CHANNELS), *settings.size],
+        "trainable_blocks": settings.trainable_blocks,
         "pretrained": pretrained,
         "input": {
             "kind": "mri",
             "spatial_dims": 3,
             "channels": list(CHANNELS),
-            "size": list(p.size),
-            "spacing": p.spacing,
+            "size": list(settings.size),
+            "spacing": settings.spacing,
             "orientation": "RAS (ToCanonical)",
             "layout": mri.layout,
-            "normalisation": {"zscore": "z-score", "robust": "minus the median, over IQR / 1.349"}[p.normalisation]
+            "normalisation": {"zscore": "z-score", "robust": "minus the median, over IQR / 1.349"}[
+                settings.normalisation
+            ]
             + " per channel inside the brain (voxels where any sequence is non-zero)",
         },
     }
 
 
-def build_member(spec: dict, p: Train3dMri, on_gpu: bool):
+def build_member(spec: dict, settings: Train3dMri, on_gpu: bool):
     from .network import build, load_pretrained
 
     net = build({**spec, "pretrained": False})
-    if p.pretrained_weights:
-        load_pretrained(net, p.pretrained_weights)
-    net.freeze(p.trainable_blocks, keep_statistics=bool(p.pretrained_weights))
-    net.checkpointing = p.gradient_checkpointing == "on" or (p.gradient_checkpointing == "auto" and on_gpu)
+    if settings.pretrained_weights:
+        load_pretrained(net, settings.pretrained_weights)
+    net.freeze(settings.trainable_blocks, keep_statistics=bool(settings.pretrained_weights))
+    net.checkpointing = settings.gradient_checkpointing == "on" or (
+        settings.gradient_checkpointing == "auto" and on_gpu
+    )
     return net
 
 
@@ -86,35 +90,35 @@ def loader(data, labels, rows, batch_size: int, augment=None, sampler=None, pin:
 
 
 def train(
-    run: StageRun, p: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist
+    stage: StageRun, settings: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist
 ) -> tuple[ModelResult, list, Protocol]:
     from .network import trainable_parameters
     from .volumes import augmentation
 
-    seed = run.exp.seed
+    seed = stage.exp.seed
     proto = Protocol(
         samples,
         list(CLASSES),
-        p.folds,
-        p.repeats,
+        settings.folds,
+        settings.repeats,
         seed,
         key="train_3d_mri.folds",
-        validation_fraction=p.validation_fraction,
+        validation_fraction=settings.validation_fraction,
     )
     on_gpu = dist.device.type == "cuda"
-    spec = model_spec(p, mri, bool(p.pretrained_weights))
-    s = TrainSettings(
-        epochs=p.epochs,
-        lr=p.lr,
-        weight_decay=p.weight_decay,
+    spec = model_spec(settings, mri, bool(settings.pretrained_weights))
+    training = TrainSettings(
+        epochs=settings.epochs,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
         optimizer="adamw",
         schedule="onecycle",
-        patience=p.patience,
-        mixed_precision=p.mixed_precision and on_gpu,
+        patience=settings.patience,
+        mixed_precision=settings.mixed_precision and on_gpu,
     )
     labels = proto.labels
-    test_loader = loader(data, labels, proto.test_rows, p.batch_size, pin=on_gpu)
-    augment = augmentation(p.augment)
+    test_loader = loader(data, labels, proto.test_rows, settings.batch_size, pin=on_gpu)
+    augment = augmentation(settings.augment)
     from torch.utils.tensorboard import SummaryWriter
 
     members, folds, history, cv = [], [], [], []
@@ -122,44 +126,44 @@ def train(
         tr_rows, va_rows = proto.fold_rows(tr, va)
         fold_seed = seed + 1000 * r + k
         torch.manual_seed(fold_seed)
-        net = build_member(spec, p, on_gpu).to(dist.device)
+        net = build_member(spec, settings, on_gpu).to(dist.device)
         spec["trainable_parameters"] = trainable_parameters(net)
         model = dist.wrap(net)
-        weights = balanced_weights(labels[tr_rows], 2) if p.class_weights == "balanced" else None
-        loss_fn = make_loss(p.loss, weights, 0.0, p.focal_gamma).to(dist.device)
+        weights = balanced_weights(labels[tr_rows], 2) if settings.class_weights == "balanced" else None
+        loss_fn = make_loss(settings.loss, weights, 0.0, settings.focal_gamma).to(dist.device)
         sampler = EpochShuffle(
             len(tr_rows),
             fold_seed,
-            p.batch_size,
+            settings.batch_size,
             rank=dist.rank,
             world=dist.world,
-            weights=class_balanced_weights(labels[tr_rows], 2) if p.sampler == "weighted" else None,
+            weights=class_balanced_weights(labels[tr_rows], 2) if settings.sampler == "weighted" else None,
         )
-        train_loader = loader(data, labels, tr_rows, p.batch_size, augment, sampler, pin=on_gpu)
-        val_loader = loader(data, labels, va_rows, p.batch_size, pin=on_gpu)
-        ckpt = run.checkpoints / p.model / f"r{r}k{k}.pt"
+        train_loader = loader(data, labels, tr_rows, settings.batch_size, augment, sampler, pin=on_gpu)
+        val_loader = loader(data, labels, va_rows, settings.batch_size, pin=on_gpu)
+        ckpt = stage.checkpoints / settings.model / f"r{r}k{k}.pt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(log_dir=str(run.out / p.model / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
+        writer = (
+            SummaryWriter(log_dir=str(stage.out / settings.model / "tensorboard" / f"r{r}k{k}"))
+            if dist.is_main
+            else None
+        )
         try:
             hist, stopper = train_fold(
                 model,
                 train_loader,
                 val_loader,
-                dist.device,
-                s,
                 loss_fn,
-                checkpoint=ckpt,
-                writer=writer,
-                desc=f"{p.model} r{r} fold {k + 1}/{len(proto.splits)}",
-                reduce=dist.reduce,
-                is_main=dist.is_main,
+                training,
+                dist,
+                FoldRecords(f"{settings.model} r{r} fold {k + 1}/{len(proto.splits)}", ckpt, writer),
             )
         finally:
             if writer is not None:
                 writer.close()
         distributed.barrier()
-        val_proba = predict_proba(net, val_loader, dist.device, mixed_precision=s.mixed_precision)
-        test_proba = predict_proba(net, test_loader, dist.device, mixed_precision=s.mixed_precision)
+        val_proba = predict_proba(net, val_loader, dist.device, mixed_precision=training.mixed_precision)
+        test_proba = predict_proba(net, test_loader, dist.device, mixed_precision=training.mixed_precision)
         history += [{"repeat": r, "fold": k, **h} for h in hist]
         cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
         folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, stopper.best_epoch, len(hist)))
@@ -167,7 +171,7 @@ def train(
     ensemble = Ensemble(members).to(dist.device).eval()
     test_proba = predict_proba(ensemble, test_loader, dist.device)
     result = ModelResult(
-        name=p.model,
+        name=settings.model,
         kind="deep",
         framework="torch",
         spec=spec,
@@ -176,13 +180,15 @@ def train(
         test_proba=test_proba,
         n_parameters=sum(t.numel() for t in members[0].parameters()),
         history=pd.DataFrame(history),
-        pretrained=bool(p.pretrained_weights),
+        pretrained=bool(settings.pretrained_weights),
         save=lambda folder: save_classifier(folder, spec, members),
     )
     return result, members, proto
 
 
-def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, test_proba: np.ndarray) -> dict:
+def explain(
+    stage: StageRun, settings: Train3dMri, data, proto: Protocol, members: list, test_proba: np.ndarray
+) -> dict:
     """Grad-CAM of the predicted and the true class for every test patient: NIfTI in the patient's space, the
     localisation table and summary, and the overlay figure."""
     from .gradcam import DESCRIPTION, grad_cams, localisation, plot_overlays, summarise
@@ -190,8 +196,8 @@ def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, 
     from .volumes import to_native
 
     t0 = time.time()
-    layer = cam_layer(members[0], p.size, p.grad_cam.layer, p.grad_cam.min_size)
-    folder = run.out / p.model / METHOD
+    layer = cam_layer(members[0], settings.size, settings.grad_cam.layer, settings.grad_cam.min_size)
+    folder = stage.out / settings.model / METHOD
     (folder / "nifti").mkdir(parents=True)
     rows, figure = [], []
     shown = {c: 0 for c in range(len(CLASSES))}
@@ -222,7 +228,7 @@ def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, 
                     "nifti": f"nifti/{patient.id}_{CLASSES[target]}.nii.gz",
                 }
             )
-        if data.has_mask[row] and shown[label] < p.grad_cam.figure_per_class:
+        if data.has_mask[row] and shown[label] < settings.grad_cam.figure_per_class:
             shown[label] += 1
             loc = rows[-2]
             figure.append(
@@ -246,7 +252,7 @@ def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, 
         plot_overlays(
             figure,
             folder / "figures" / "overlays.png",
-            f"{p.model} Grad-CAM ({layer}) of the predicted class on held-out patients",
+            f"{settings.model} Grad-CAM ({layer}) of the predicted class on held-out patients",
         )
     summary = summarise(rows)
     for kind, entry in summary.items():
@@ -261,7 +267,7 @@ def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, 
             entry["p_sign_test"],
         )
     return {
-        "arch": p.model,
+        "arch": settings.model,
         "input": "mri",
         "samples": "all",
         "target": "predicted and true class",
@@ -279,25 +285,30 @@ def explain(run: StageRun, p: Train3dMri, data, proto: Protocol, members: list, 
     }
 
 
-def run(run: StageRun) -> None:
+def run(stage: StageRun) -> None:
     keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py); MONAI would import it
-    exp = run.exp
+    exp = stage.exp
     mri: Mri = exp.section("mri")
-    p: Train3dMri = exp.section("train_3d_mri")
+    settings: Train3dMri = exp.section("train_3d_mri")
     from .volumes import prepare
 
     patients = find_cohort(mri)
     dist = distributed.setup(exp.device)
-    run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
+    stage.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
     t0 = time.time()
     data = prepare(
-        patients, p.size, p.spacing, run.checkpoints / f"volumes-rank{dist.rank}", mri.on_bad_volume, p.normalisation
+        patients,
+        settings.size,
+        settings.spacing,
+        stage.checkpoints / f"volumes-rank{dist.rank}",
+        mri.on_bad_volume,
+        settings.normalisation,
     )
     log.info(
         "%d of %d exams in the model's grid %s in %.1f s",
         len(data.patients),
         len(patients),
-        p.size,
+        settings.size,
         time.time() - t0,
     )
     table = cohort_table(patients, Path(mri.root))
@@ -311,39 +322,39 @@ def run(run: StageRun) -> None:
     for status, n in counts.items():
         if status != "included":
             log.info("left out: %d exam%s (%s)", n, "s" if n > 1 else "", status)
-    samples = split_patients(data.patients, p.test_fraction, exp.seed)
-    result, members, proto = train(run, p, mri, data, samples, dist)
+    samples = split_patients(data.patients, settings.test_fraction, exp.seed)
+    result, members, proto = train(stage, settings, mri, data, samples, dist)
     if not dist.is_main:
         return
-    headline = write_result(run.out, proto, result)
-    write_models_index(run.out, [result])
+    headline = write_result(stage.out, proto, result)
+    write_models_index(stage.out, [result])
     table = table.merge(samples[["sample", "split"]].rename(columns={"sample": "exam"}), on="exam", how="left")
-    table.to_csv(run.out / "cohort.csv", index=False)
+    table.to_csv(stage.out / "cohort.csv", index=False)
     explanations = {
         "target": "predicted and true class",
         "split": "held-out test",
-        "models": {p.model: explain(run, p, data, proto, members, result.test_proba)},
+        "models": {settings.model: explain(stage, settings, data, proto, members, result.test_proba)},
         "not_explained": {},
     }
-    write_json_atomic(run.out / "metrics.json", explanations)
-    loc = explanations["models"][p.model]["methods"][METHOD]["localisation"]
-    run.record(
+    write_json_atomic(stage.out / "metrics.json", explanations)
+    loc = explanations["models"][settings.model]["methods"][METHOD]["localisation"]
+    stage.record(
         cohort={
             "found": len(patients),
             "included": int(counts.get("included", 0)),
             "left_out": {k: int(v) for k, v in counts.items() if k != "included"},
         },
         models={
-            p.model: {
-                "arch": p.model,
+            settings.model: {
+                "arch": settings.model,
                 "n_parameters": result.n_parameters,
                 "trainable_parameters": result.spec["trainable_parameters"],
                 "input_shape": result.spec["input_shape"],
                 "kind": "deep",
             }
         },
-        arguments=p.model_dump(mode="json"),
-        headline={p.model: headline["test"]},
+        arguments=settings.model_dump(mode="json"),
+        headline={settings.model: headline["test"]},
         localisation=loc,
     )
 

@@ -220,18 +220,18 @@ class Volumes(Dataset):
     """(x float32 (4, *size), label) of the given rows; training rows are augmented on every draw."""
 
     def __init__(self, prepared: Prepared, labels: np.ndarray, rows: np.ndarray, augment=None):
-        self.p, self.labels, self.rows, self.augment = prepared, labels, np.asarray(rows), augment
+        self.prepared, self.labels, self.rows, self.augment = prepared, labels, np.asarray(rows), augment
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int):
         row = self.rows[i]
-        x = torch.from_numpy(np.asarray(self.p.x[row], dtype=np.float32))
+        x = torch.from_numpy(np.asarray(self.prepared.x[row], dtype=np.float32))
         if self.augment is not None:
             import torchio as tio
 
-            x = self.augment(tio.ScalarImage(tensor=x, affine=self.p.affines[row])).data.float()
+            x = self.augment(tio.ScalarImage(tensor=x, affine=self.prepared.affines[row])).data.float()
         return x, int(self.labels[row])
 
 

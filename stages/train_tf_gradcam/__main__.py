@@ -83,27 +83,27 @@ def predict(models, x: np.ndarray, batch_size: int) -> np.ndarray:
     return softmax(np.mean([m.predict(x, batch_size=batch_size, verbose=0) for m in models], axis=0))
 
 
-def check_before_training(p: TrainTfGradcam, data: Images) -> dict | None:
+def check_before_training(settings: TrainTfGradcam, data: Images) -> dict | None:
     """Errors a user should see before any training: deep models on small images, the CAM layer, gene rankings
     without a gene map, markers. Returns the markers."""
     from . import networks
 
-    for arch in p.models:
-        model = networks.build(arch, data.shape, len(data.classes), p.dropout)
-        if p.explain.methods and p.explain.methods != ["guided_backprop"]:
-            networks.target_layer(model, p.explain.layer)
-    if p.explain.methods and data.gmap is None:
+    for arch in settings.models:
+        model = networks.build(arch, data.shape, len(data.classes), settings.dropout)
+        if settings.explain.methods and settings.explain.methods != ["guided_backprop"]:
+            networks.target_layer(model, settings.explain.layer)
+    if settings.explain.methods and data.gmap is None:
         raise UserError(
             f"train_tf_gradcam.explain.methods: preprocess.transform '{data.dataset.get('transform')}' "
             "has no pixel->gene map, so maps cannot be returned to genes; use a transform with one "
             "(gene-grid, deepinsight) or set train_tf_gradcam.explain.methods: []"
         )
-    if p.explain.markers and data.gmap is not None:
-        return read_markers(p.explain.markers, data.classes, data.gmap.genes)
+    if settings.explain.markers and data.gmap is not None:
+        return read_markers(settings.explain.markers, data.classes, data.gmap.genes)
     return None
 
 
-def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: StageRun, seed: int):
+def train(arch: str, settings: TrainTfGradcam, data: Images, proto: Protocol, stage: StageRun, seed: int):
     import keras
 
     from . import networks
@@ -113,28 +113,31 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
     for r, k, tr, va in proto.splits:
         tr_rows, va_rows = proto.fold_rows(tr, va)
         seed_everything(seed + 1000 * r + k)
-        model = networks.build(arch, data.shape, proto.n_classes, p.dropout)
+        model = networks.build(arch, data.shape, proto.n_classes, settings.dropout)
         model.compile(
-            optimizer=keras.optimizers.Adam(p.lr),
+            optimizer=keras.optimizers.Adam(settings.lr),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
         y = proto.labels
         weights = None
-        if p.class_weights == "balanced":
+        if settings.class_weights == "balanced":
             counts = np.bincount(y[tr_rows], minlength=proto.n_classes).astype(float)
             weights = {c: float(len(tr_rows) / (proto.n_classes * n)) for c, n in enumerate(counts) if n > 0}
         stop = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=p.patience, restore_best_weights=True, start_from_epoch=p.min_epochs
+            monitor="val_loss",
+            patience=settings.patience,
+            restore_best_weights=True,
+            start_from_epoch=settings.min_epochs,
         )
-        board = keras.callbacks.TensorBoard(log_dir=str(run.out / arch / "tensorboard" / f"r{r}k{k}"))
+        board = keras.callbacks.TensorBoard(log_dir=str(stage.out / arch / "tensorboard" / f"r{r}k{k}"))
         t0 = time.time()
         fit = model.fit(
             data.x(tr_rows),
             y[tr_rows],
             validation_data=(data.x(va_rows), y[va_rows]),
-            epochs=p.epochs,
-            batch_size=p.batch_size,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
             class_weight=weights,
             shuffle=True,
             verbose=0,
@@ -147,7 +150,7 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
             arch,
             r,
             k + 1,
-            p.folds,
+            settings.folds,
             len(h["loss"]),
             time.time() - t0,
             best + 1,
@@ -163,12 +166,12 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
                 "train_accuracy": h["accuracy"][e],
                 "val_loss": h["val_loss"][e],
                 "val_accuracy": h["val_accuracy"][e],
-                "lr": p.lr,
+                "lr": settings.lr,
             }
             for e in range(len(h["loss"]))
         ]
-        val_proba = predict([model], data.x(va_rows), p.batch_size)
-        test_proba = predict([model], x_test, p.batch_size)
+        val_proba = predict([model], data.x(va_rows), settings.batch_size)
+        test_proba = predict([model], x_test, settings.batch_size)
         cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
         folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, best, len(h["loss"])))
         members.append(model)
@@ -177,7 +180,7 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
         "input_shape": [data.shape[2], data.shape[0], data.shape[1]],
         "n_classes": proto.n_classes,
         "classes": proto.classes,
-        "dropout": p.dropout,
+        "dropout": settings.dropout,
         "input": {
             "kind": "image",
             "spatial_dims": 2,
@@ -187,7 +190,7 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
             "layout": "channels_last (the stored (n, C, H, W) array transposed)",
             "samples": f"{data.folder.name}/samples.csv",
             "features": f"{data.folder.name}/genes.csv",
-            **({"gene_map": f"{run.stage}/pixel_genes.npz"} if data.gmap is not None else {}),
+            **({"gene_map": f"{stage.stage}/pixel_genes.npz"} if data.gmap is not None else {}),
         },
     }
 
@@ -207,7 +210,7 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
         spec=spec,
         folds=pd.DataFrame(folds),
         cv=cv,
-        test_proba=predict(members, x_test, p.batch_size),
+        test_proba=predict(members, x_test, settings.batch_size),
         n_parameters=members[0].count_params(),
         history=pd.DataFrame(history),
         save=save,
@@ -215,12 +218,12 @@ def train(arch: str, p: TrainTfGradcam, data: Images, proto: Protocol, run: Stag
     return result, members
 
 
-def explain(arch: str, members, p: TrainTfGradcam, data: Images, proto: Protocol, out: Path, markers) -> dict:
+def explain(arch: str, members, settings: TrainTfGradcam, data: Images, proto: Protocol, out: Path, markers) -> dict:
     """The configured methods for the fold ensemble on every held-out test sample (its true class), in explain's
     layout: attributions, class maps, gene rankings, the reference's threshold gene picker, marker precision."""
     from . import cams, networks
 
-    ex = p.explain
+    ex = settings.explain
     rows = proto.test_rows
     labels, names = proto.labels[rows], proto.samples["sample"].to_numpy()[rows]
     x = data.x(rows)
@@ -341,42 +344,42 @@ def threshold_picker(
     return pd.DataFrame(rows, columns=["sample", "class", "prediction", "gene", "score", "rank"])
 
 
-def run(run: StageRun) -> None:
+def run(stage: StageRun) -> None:
     import tensorflow as tf
 
-    exp = run.exp
-    p: TrainTfGradcam = exp.section("train_tf_gradcam")
-    data = Images(run.provider("dataset"))
-    markers = check_before_training(p, data)
+    exp = stage.exp
+    settings: TrainTfGradcam = exp.section("train_tf_gradcam")
+    data = Images(stage.provider("dataset"))
+    markers = check_before_training(settings, data)
     gpus = tf.config.list_physical_devices("GPU")
-    run.device = f"tensorflow {tf.__version__} on " + (f"{len(gpus)} GPU(s)" if gpus else "CPU")
+    stage.device = f"tensorflow {tf.__version__} on " + (f"{len(gpus)} GPU(s)" if gpus else "CPU")
     proto = Protocol(
         data.samples,
         data.classes,
-        p.folds,
-        p.repeats,
+        settings.folds,
+        settings.repeats,
         exp.seed,
         key="train_tf_gradcam.folds",
         small_classes_key=(data.dataset.get("small_classes") or {}).get("key"),
     )
     results, explanations = [], {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
-    for arch in p.models:
-        result, members = train(arch, p, data, proto, run, exp.seed)
+    for arch in settings.models:
+        result, members = train(arch, settings, data, proto, stage, exp.seed)
         results.append(result)
-        write_result(run.out, proto, result)
-        if p.explain.methods:
-            explanations["models"][arch] = explain(arch, members, p, data, proto, run.out, markers)
-    write_models_index(run.out, results)
+        write_result(stage.out, proto, result)
+        if settings.explain.methods:
+            explanations["models"][arch] = explain(arch, members, settings, data, proto, stage.out, markers)
+    write_models_index(stage.out, results)
     for name in ("pixel_genes.npz", "dataset.json"):
         if (data.folder / name).is_file():
-            shutil.copy2(data.folder / name, run.out / name)
-    write_json_atomic(run.out / "metrics.json", explanations)
-    run.record(
+            shutil.copy2(data.folder / name, stage.out / name)
+    write_json_atomic(stage.out / "metrics.json", explanations)
+    stage.record(
         models={
             r.name: {"arch": r.spec["arch"], "n_parameters": r.n_parameters, "kind": r.kind, "framework": "tensorflow"}
             for r in results
         },
-        arguments=p.model_dump(mode="json"),
+        arguments=settings.model_dump(mode="json"),
     )
 
 

@@ -29,7 +29,7 @@ from shared.models import (
 )
 from shared.stage import main
 from shared.torch_training import distributed
-from shared.torch_training.fit import TrainSettings, predict_proba, train_fold
+from shared.torch_training.fit import FoldRecords, TrainSettings, predict_proba, train_fold
 from shared.torch_training.losses import balanced_weights, make_loss
 from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
 
@@ -40,7 +40,7 @@ log = get_logger("stages.train_torch")
 IMAGE_PRETRAINABLE = {"resnet18", "efficientnet_b0"}
 
 
-def model_spec(arch: str, p: TrainTorch, data: PreparedData, data_dir: str, own_dir: str) -> dict:
+def model_spec(arch: str, settings: TrainTorch, data: PreparedData, data_dir: str, own_dir: str) -> dict:
     """What ``model.json`` records: the architecture and its options, the classes, and the input the model reads
     (paths relative to the experiment folder; ``scale`` turns the stored array into the model's input)."""
     array = data.inputs(arch)
@@ -61,37 +61,41 @@ def model_spec(arch: str, p: TrainTorch, data: PreparedData, data_dir: str, own_
         inp["gene_values"] = f"{data_dir}/{data.dataset['vectors']}"
     spec = {"arch": arch, "input_shape": shape, "n_classes": len(data.classes), "classes": data.classes, "input": inp}
     if arch in IMAGE_PRETRAINABLE:
-        spec["stem"] = p.stem if p.stem != "auto" else ("small" if min(shape[1:]) < 64 else "imagenet")
+        spec["stem"] = settings.stem if settings.stem != "auto" else ("small" if min(shape[1:]) < 64 else "imagenet")
     if arch == "dense":
-        spec["widths"] = list(p.dense_widths) if p.dense_preset == "custom" else DENSE_PRESETS[p.dense_preset]
+        spec["widths"] = (
+            list(settings.dense_widths) if settings.dense_preset == "custom" else DENSE_PRESETS[settings.dense_preset]
+        )
     if arch in ("dense", "small_cnn"):
-        spec["dropout"] = p.dropout
+        spec["dropout"] = settings.dropout
     return spec
 
 
 class Run:
     """Everything shared by the models of one run: the protocol's rows, the data, device, outputs."""
 
-    def __init__(self, run: StageRun, p: TrainTorch, data: PreparedData, dist: distributed.Dist, data_dir: str):
-        self.run, self.p, self.data, self.dist, self.data_dir = run, p, data, dist, data_dir
+    def __init__(
+        self, stage: StageRun, settings: TrainTorch, data: PreparedData, dist: distributed.Dist, data_dir: str
+    ):
+        self.stage, self.settings, self.data, self.dist, self.data_dir = stage, settings, data, dist, data_dir
         self.proto = Protocol(
             data.samples,
             data.classes,
-            p.folds,
-            p.repeats,
-            run.exp.seed,
+            settings.folds,
+            settings.repeats,
+            stage.exp.seed,
             key="train_torch.folds",
             small_classes_key=(data.dataset.get("small_classes") or {}).get("key"),
         )
 
 
 def train_deep(ctx: Run, arch: str) -> ModelResult:
-    p, data, dist, run, proto = ctx.p, ctx.data, ctx.dist, ctx.run, ctx.proto
-    seed = run.exp.seed
+    settings, data, dist, stage, proto = ctx.settings, ctx.data, ctx.dist, ctx.stage, ctx.proto
+    seed = stage.exp.seed
     inputs = data.inputs(arch)
-    spec = model_spec(arch, p, data, ctx.data_dir, run.stage)
+    spec = model_spec(arch, settings, data, ctx.data_dir, stage.stage)
     pretrained = False
-    if arch in IMAGE_PRETRAINABLE and p.pretrained == "auto":
+    if arch in IMAGE_PRETRAINABLE and settings.pretrained == "auto":
         pretrained = cached_weights_file(arch) is not None
         if not pretrained:
             log.info(
@@ -101,22 +105,22 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
             )
     spec["pretrained"] = pretrained
     if arch == "efficientnet_b0":
-        spec["norm"] = p.norm if p.norm != "auto" else ("batch" if pretrained else "group")
+        spec["norm"] = settings.norm if settings.norm != "auto" else ("batch" if pretrained else "group")
     on_gpu = dist.device.type == "cuda"
-    s = TrainSettings(
-        epochs=p.epochs,
-        lr=p.lr,
-        weight_decay=p.weight_decay,
-        optimizer=p.optimizer,
-        schedule=p.schedule,
-        patience=p.patience,
-        min_delta=p.min_delta,
-        input_dropout=p.input_dropout,
-        mixed_precision=p.mixed_precision and on_gpu,
-        channels_last=p.channels_last and on_gpu and inputs.ndim in (4, 5),
+    training = TrainSettings(
+        epochs=settings.epochs,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        optimizer=settings.optimizer,
+        schedule=settings.schedule,
+        patience=settings.patience,
+        min_delta=settings.min_delta,
+        input_dropout=settings.input_dropout,
+        mixed_precision=settings.mixed_precision and on_gpu,
+        channels_last=settings.channels_last and on_gpu and inputs.ndim in (4, 5),
     )
     test_loader = make_loader(
-        inputs, data.labels, proto.test_rows, p.batch_size, num_workers=p.num_workers, pin_memory=on_gpu
+        inputs, data.labels, proto.test_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
     )
     from torch.utils.tensorboard import SummaryWriter
 
@@ -127,48 +131,54 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
         torch.manual_seed(fold_seed)
         mean, std = input_stats(inputs, tr_rows, spec["input"]["scale"])
         net = build_model(spec, mean, std, pretrained=pretrained).to(dist.device)
-        if s.channels_last:
+        if training.channels_last:
             net = net.to(memory_format=torch.channels_last if inputs.ndim == 4 else torch.channels_last_3d)
         model = dist.wrap(net)
-        weights = balanced_weights(data.labels[tr_rows], proto.n_classes) if p.class_weights == "balanced" else None
-        loss_fn = make_loss(p.loss, weights, p.label_smoothing, p.focal_gamma).to(dist.device)
+        weights = (
+            balanced_weights(data.labels[tr_rows], proto.n_classes) if settings.class_weights == "balanced" else None
+        )
+        loss_fn = make_loss(settings.loss, weights, settings.label_smoothing, settings.focal_gamma).to(dist.device)
         sampler = EpochShuffle(
             len(tr_rows),
             fold_seed,
-            p.batch_size,
+            settings.batch_size,
             rank=dist.rank,
             world=dist.world,
-            weights=class_balanced_weights(data.labels[tr_rows], proto.n_classes) if p.sampler == "weighted" else None,
+            weights=class_balanced_weights(data.labels[tr_rows], proto.n_classes)
+            if settings.sampler == "weighted"
+            else None,
         )
         train_loader = make_loader(
-            inputs, data.labels, tr_rows, p.batch_size, sampler=sampler, num_workers=p.num_workers, pin_memory=on_gpu
+            inputs,
+            data.labels,
+            tr_rows,
+            settings.batch_size,
+            sampler=sampler,
+            num_workers=settings.num_workers,
+            pin_memory=on_gpu,
         )
         val_loader = make_loader(
-            inputs, data.labels, va_rows, p.batch_size, num_workers=p.num_workers, pin_memory=on_gpu
+            inputs, data.labels, va_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
         )
-        ckpt = run.checkpoints / arch / f"r{r}k{k}.pt"
+        ckpt = stage.checkpoints / arch / f"r{r}k{k}.pt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(log_dir=str(run.out / arch / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
+        writer = SummaryWriter(log_dir=str(stage.out / arch / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
         try:
             hist, stopper = train_fold(
                 model,
                 train_loader,
                 val_loader,
-                dist.device,
-                s,
                 loss_fn,
-                checkpoint=ckpt,
-                writer=writer,
-                desc=f"{arch} r{r} fold {k + 1}/{p.folds}",
-                reduce=dist.reduce,
-                is_main=dist.is_main,
+                training,
+                dist,
+                FoldRecords(f"{arch} r{r} fold {k + 1}/{settings.folds}", ckpt, writer),
             )
         finally:
             if writer is not None:
                 writer.close()
         distributed.barrier()
-        val_proba = predict_proba(net, val_loader, dist.device, s.channels_last, s.mixed_precision)
-        test_proba = predict_proba(net, test_loader, dist.device, s.channels_last, s.mixed_precision)
+        val_proba = predict_proba(net, val_loader, dist.device, training.channels_last, training.mixed_precision)
+        test_proba = predict_proba(net, test_loader, dist.device, training.channels_last, training.mixed_precision)
         history += [{"repeat": r, "fold": k, **h} for h in hist]
         cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
         folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, stopper.best_epoch, len(hist)))
@@ -191,31 +201,31 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
     )
 
 
-def run(run: StageRun) -> None:
+def run(stage: StageRun) -> None:
     keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py)
-    exp = run.exp
-    p: TrainTorch = exp.section("train_torch")
-    pre = run.provider("dataset")
+    exp = stage.exp
+    settings: TrainTorch = exp.section("train_torch")
+    pre = stage.provider("dataset")
     data = load_prepared(pre)
     dist = distributed.setup(exp.device)
-    run.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
-    ctx = Run(run, p, data, dist, pre.name)
+    stage.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
+    ctx = Run(stage, settings, data, dist, pre.name)
 
-    for arch in p.models:  # every model fits its input before any trains
-        check_input_size(model_spec(arch, p, data, pre.name, run.stage), "train_torch")
-    results = [train_deep(ctx, arch) for arch in p.models]
-    if p.baselines and dist.is_main:
+    for arch in settings.models:  # every model fits its input before any trains
+        check_input_size(model_spec(arch, settings, data, pre.name, stage.stage), "train_torch")
+    results = [train_deep(ctx, arch) for arch in settings.models]
+    if settings.baselines and dist.is_main:
         if data.vectors is None:
             raise UserError("train_torch.baselines need preprocess.save_vectors: true")
-        results += [train_baseline(ctx.proto, name, data.vectors, exp.seed) for name in p.baselines]
+        results += [train_baseline(ctx.proto, name, data.vectors, exp.seed) for name in settings.baselines]
     if not dist.is_main:
         return
-    summary = {r.name: write_result(run.out, ctx.proto, r) for r in results}
-    write_models_index(run.out, results)
+    summary = {r.name: write_result(stage.out, ctx.proto, r) for r in results}
+    write_models_index(stage.out, results)
     for name in ("pixel_genes.npz", "dataset.json"):
         if (pre / name).is_file():  # a transductive transform has no pixel->gene map
-            shutil.copy2(pre / name, run.out / name)
-    run.record(
+            shutil.copy2(pre / name, stage.out / name)
+    stage.record(
         models={
             r.name: {
                 "arch": r.spec["arch"],
@@ -225,7 +235,7 @@ def run(run: StageRun) -> None:
             }
             for r in results
         },
-        arguments=p.model_dump(mode="json"),
+        arguments=settings.model_dump(mode="json"),
         headline={k: v["test"] for k, v in summary.items()},
     )
 

@@ -321,8 +321,8 @@ def check_chunked_explanations(exp, tmp_path):
     }
 
     def run(out, **over):
-        p = Explain.model_validate({**base, **over})
-        entry = explain_model("resnet18", folder, exp, out, p, torch.device("cpu"), 0)
+        settings = Explain.model_validate({**base, **over})
+        entry = explain_model("resnet18", folder, exp, out, settings, torch.device("cpu"), 0)
         return entry, out / "resnet18"
 
     one, a = run(tmp_path / "one", chunk_size=100_000)

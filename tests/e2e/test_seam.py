@@ -169,7 +169,7 @@ def test_correct_only_explains_just_the_correctly_classified_test_samples(plugge
     from stages.explain.params import Explain
 
     exp = plugged["exp"]
-    p = Explain.model_validate(
+    settings = Explain.model_validate(
         {
             "methods": ["gradient"],
             "correct_only": True,
@@ -178,7 +178,7 @@ def test_correct_only_explains_just_the_correctly_classified_test_samples(plugge
             "per_sample": {"figure_per_class": 1},
         }
     )
-    entry = explain_model("dense", exp / "train_torch" / "dense", exp, tmp_path, p, torch.device("cpu"), seed=0)
+    entry = explain_model("dense", exp / "train_torch" / "dense", exp, tmp_path, settings, torch.device("cpu"), seed=0)
     predictions = pd.read_csv(exp / "train_torch" / "dense" / "test_predictions.csv")
     n_correct = int((predictions["label"] == predictions["predicted"]).sum())
     assert entry["samples"] == "correctly classified" and entry["n_test"] == len(predictions)

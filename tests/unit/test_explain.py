@@ -204,15 +204,15 @@ def test_stability_is_perfect_for_identical_fold_models_and_not_for_unrelated_on
     rng = np.random.default_rng(0)
     x = rng.random((30, 40)).astype(np.float32)
     labels = np.arange(30) % 2
-    data, p = _vector_inputs(x, labels), Explain.model_validate({"top_k": 5, "stability": {"draws": 3}})
+    data, settings = _vector_inputs(x, labels), Explain.model_validate({"top_k": 5, "stability": {"draws": 3}})
     same = Ensemble([_dense(0, True), _dense(0, True), _dense(0, True)]).eval()
-    s = stability(same, "input_x_gradient", p, data, ["a", "b"], torch.device("cpu"), seed=0)
+    s = stability(same, "input_x_gradient", settings, data, ["a", "b"], torch.device("cpu"), seed=0)
     assert s["folds"]["n"] == 3 and s["folds"]["shared_top_k"] == 1.0 and s["folds"]["spearman"] > 0.999
     assert "draws" not in s  # a deterministic method has no draws to compare
     unrelated = Ensemble([_dense(0, True), _dense(1, False), _dense(2, False)]).eval()
-    u = stability(unrelated, "input_x_gradient", p, data, ["a", "b"], torch.device("cpu"), seed=0)
+    u = stability(unrelated, "input_x_gradient", settings, data, ["a", "b"], torch.device("cpu"), seed=0)
     assert u["folds"]["shared_top_k"] < 0.7 and u["folds"]["spearman"] < 0.5, u["folds"]
-    linear = stability(same, "smoothgrad", p, data, ["a", "b"], torch.device("cpu"), seed=0)
+    linear = stability(same, "smoothgrad", settings, data, ["a", "b"], torch.device("cpu"), seed=0)
     assert linear["draws"]["spearman"] > 0.999  # a linear model's gradient is the same at every noisy copy
     torch.manual_seed(0)
     curved = Ensemble(
@@ -222,7 +222,7 @@ def test_stability_is_perfect_for_identical_fold_models_and_not_for_unrelated_on
             ).eval()
         ]
     )
-    noisy = stability(curved, "smoothgrad", p, data, ["a", "b"], torch.device("cpu"), seed=0)
+    noisy = stability(curved, "smoothgrad", settings, data, ["a", "b"], torch.device("cpu"), seed=0)
     assert "folds" not in noisy  # one model: nothing to compare across folds
     assert noisy["draws"]["n"] == 3 and 0 < noisy["draws"]["spearman"] < 0.9999, noisy["draws"]
 

@@ -114,24 +114,36 @@ def test_gtex_v8_counts_run_through_the_protocol_of_configs_gtex():
     exactly Kidney - Medulla (4 samples); without the policy the folds stop on it, naming the key to change."""
     assert len(GTEX_V8_SMTSD) == 54 and sum(GTEX_V8_SMTSD.values()) == 17382
     exp = config.load(REPO / "configs/gtex.yaml", check_files=False)
-    p, t = exp.section("preprocess"), exp.section("train_torch")
-    assert (p.small_classes.policy, t.folds) == ("leave_out", 5)
+    preprocess, train_torch = exp.section("preprocess"), exp.section("train_torch")
+    assert (preprocess.small_classes.policy, train_torch.folds) == ("leave_out", 5)
     for sim in range(3):
         labels, donors = _gtex_labels(sim)
-        kept, left_out = apply_small_class_policy(labels, p.small_classes.policy, p.small_classes.min_samples)
+        kept, left_out = apply_small_class_policy(
+            labels, preprocess.small_classes.policy, preprocess.small_classes.min_samples
+        )
         assert left_out == {"Kidney - Medulla": 4}
         assert kept.sum() == 17382 - 4 and set(labels[~kept]) == {"Kidney - Medulla"}
-        proto = _protocol(labels[kept], donors[kept], p.test_size, t.folds, t.repeats, exp.seed)
-        assert proto.n_classes == 53 and len(proto.splits) == t.folds * t.repeats
+        proto = _protocol(
+            labels[kept], donors[kept], preprocess.test_size, train_torch.folds, train_torch.repeats, exp.seed
+        )
+        assert proto.n_classes == 53 and len(proto.splits) == train_torch.folds * train_torch.repeats
         train_labels = proto.labels[proto.train_rows]
-        assert np.bincount(train_labels).min() >= t.folds
+        assert np.bincount(train_labels).min() >= train_torch.folds
         for _, _, tr, _ in proto.splits:  # every fold trains on every class
             assert len(np.unique(train_labels[tr])) == 53
         assert not set(proto.groups[proto.test_rows]) & set(proto.groups[proto.train_rows])
 
     labels, donors = _gtex_labels(0)
     with pytest.raises(UserError) as err:
-        _protocol(labels, donors, p.test_size, t.folds, t.repeats, exp.seed, key="preprocess.small_classes")
+        _protocol(
+            labels,
+            donors,
+            preprocess.test_size,
+            train_torch.folds,
+            train_torch.repeats,
+            exp.seed,
+            key="preprocess.small_classes",
+        )
     message = str(err.value)
     assert "\n" not in message and "'Kidney - Medulla' (3 training samples of 4)" in message
     assert "fewer than train_torch.folds=5" in message

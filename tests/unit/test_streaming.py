@@ -38,7 +38,7 @@ def _write(path, lines: list[str], gz: bool) -> str:
 
 
 def _layouts(tmp_path, rng, gz: bool, missing=False):
-    """(name, file, _read_matrix kwargs, pandas.read_csv kwargs, number of id columns) per published layout."""
+    """(name, file, MatrixFile fields, pandas.read_csv kwargs, number of id columns) per published layout."""
     v = _values(rng, (len(GENES), len(SAMPLES)), missing)
 
     def rows(sep, lead=lambda i: [GENES[i]]):
@@ -134,7 +134,7 @@ def test_streamed_values_equal_pandas_on_every_layout(tmp_path, monkeypatch, gz,
         monkeypatch.setattr(streaming, "BLOCK_BYTES", block)  # a few rows per block: many blocks
     for name, path, kw, pandas_kw, n_id in _layouts(tmp_path, np.random.default_rng(0), gz):
         for transpose in (False, True):
-            table = tables.read_matrix(path, True, transpose=transpose, **kw)
+            table = tables.read_matrix(tables.MatrixFile(path, **kw), True, transpose=transpose)
             expected = (
                 pd.read_csv(
                     path,
@@ -162,7 +162,11 @@ def test_kept_columns_and_rows_only(tmp_path, monkeypatch):
     keep_s = set(SAMPLES[::2])
     keep_g = set(GENES[1::3])
     table = tables.read_matrix(
-        path, True, keep_column=keep_s.__contains__, keep_row=keep_g.__contains__, transpose=True, **kw
+        tables.MatrixFile(path, **kw),
+        True,
+        keep_column=keep_s.__contains__,
+        keep_row=keep_g.__contains__,
+        transpose=True,
     )
     assert table.col_ids == SAMPLES[::2] and table.row_ids == GENES[1::3]
     np.testing.assert_array_equal(table.values, full[1::3][:, ::2])
@@ -171,12 +175,12 @@ def test_kept_columns_and_rows_only(tmp_path, monkeypatch):
 
 def test_missing_values_as_pandas_or_refused(tmp_path):
     for name, path, kw, pandas_kw, n_id in _layouts(tmp_path, np.random.default_rng(2), False, missing=True):
-        table = tables.read_matrix(path, True, missing_ok=True, **kw)
+        table = tables.read_matrix(tables.MatrixFile(path, **kw), True, missing_ok=True)
         expected = _pandas(path, pandas_kw, n_id)
         assert np.isnan(expected).sum() == 2, name
         np.testing.assert_array_equal(table.values, expected, err_msg=name)  # NaN where pandas has NaN
         with pytest.raises(UserError, match="NaN") as err:
-            tables.read_matrix(path, True, **kw)
+            tables.read_matrix(tables.MatrixFile(path, **kw), True)
         assert path in str(err.value) and "\n" not in str(err.value)
 
 
@@ -186,7 +190,7 @@ def test_a_non_numeric_cell_is_named_with_its_row_and_column(tmp_path, monkeypat
     lines[15] = ",".join([GENES[14], "1", "1", "1.2.3", *["1"] * (len(SAMPLES) - 3)])
     path = _write(tmp_path / "bad.csv.gz", lines, True)
     with pytest.raises(UserError) as err:
-        tables.read_matrix(path, True)
+        tables.read_matrix(tables.MatrixFile(path), True)
     message = str(err.value)
     assert "'1.2.3'" in message and repr(GENES[14]) in message and repr(SAMPLES[2]) in message and "line 16" in message
 
@@ -196,5 +200,5 @@ def test_a_ragged_row_is_a_one_line_error(tmp_path):
     lines[7] += ",9"
     path = _write(tmp_path / "ragged.csv", lines, False)
     with pytest.raises(UserError, match="malformed") as err:
-        tables.read_matrix(path, True)
+        tables.read_matrix(tables.MatrixFile(path), True)
     assert path in str(err.value) and "\n" not in str(err.value)

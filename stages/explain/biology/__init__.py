@@ -38,10 +38,10 @@ class Context:
     """What the biology checks share across the models of one experiment: training data and DE per gene list, the
     retraining cache, the gene sets."""
 
-    def __init__(self, exp_dir: Path, p, seed: int):
-        self.exp_dir, self.p, self.seed = exp_dir, p, seed
+    def __init__(self, exp_dir: Path, settings, seed: int):
+        self.exp_dir, self.settings, self.seed = exp_dir, settings, seed
         self.by_genes: dict[tuple, tuple[TrainingData, dict, Retrainer]] = {}
-        self.gene_sets = read_gmt(p.gene_sets) if p.gene_sets else None
+        self.gene_sets = read_gmt(settings.gene_sets) if settings.gene_sets else None
 
     def prepared(self, spec: dict, genes, symbols, classes: list[str]):
         """(training data, DE, retrainer) of a model's genes, computed once per gene list and value source."""
@@ -66,11 +66,13 @@ class Context:
                     time.time() - t0,
                 )
                 sets = (
-                    match_gene_sets(self.gene_sets, data.genes, data.symbols, self.p.gene_sets, self.p.min_set_size)[0]
+                    match_gene_sets(
+                        self.gene_sets, data.genes, data.symbols, self.settings.gene_sets, self.settings.min_set_size
+                    )[0]
                     if self.gene_sets is not None
                     else None
                 )
-                self.by_genes[key] = (data, de, Retrainer(data, self.p.retrain_model, self.seed), sets)
+                self.by_genes[key] = (data, de, Retrainer(data, self.settings.retrain_model, self.seed), sets)
         return self.by_genes[key]
 
 
@@ -78,24 +80,26 @@ def assess_ranking(
     class_scores: np.ndarray,
     signed: bool,
     prepared,
-    p,
+    settings,
     seed: int,
     classes: list[str],
     de_scores: np.ndarray | None = None,
 ) -> dict:
-    """The checks of one ranking (n_classes x n_genes class scores) under settings ``p``: tables. The keep/remove
+    """The checks of one ranking (n_classes x n_genes class scores) under ``settings``: tables. The keep/remove
     retraining runs when ``de_scores`` (de_matrix, its DE reference) is given."""
     data, de, retrainer, sets = prepared
-    overlap = de_agreement(class_scores, signed, de, classes, p.de_k, p.permutations, seed)
+    overlap = de_agreement(class_scores, signed, de, classes, settings.de_k, settings.permutations, seed)
     out = {"de_overlap": overlap}
     if de_scores is not None:
-        out["retraining"] = keep_remove(class_scores, de_scores, p.retrain_k, retrainer, p.random_draws, seed)
+        out["retraining"] = keep_remove(
+            class_scores, de_scores, settings.retrain_k, retrainer, settings.random_draws, seed
+        )
     if sets is not None:
         tables = []
         for c, cls in enumerate(classes):
             if np.isnan(class_scores[c]).all():
                 continue
-            table = over_representation(order(class_scores[c])[: p.enrichment_k], sets, len(data.genes))
+            table = over_representation(order(class_scores[c])[: settings.enrichment_k], sets, len(data.genes))
             tables.append(table.assign(**{"class": cls}))
         out["enrichment"] = pd.concat(tables, ignore_index=True)
     return out
@@ -117,12 +121,12 @@ def json_safe(value):
     return value
 
 
-def summarise(result: dict, p) -> dict:
+def summarise(result: dict, settings) -> dict:
     """The JSON view of one ranking's checks (summary.json and metrics.json); NaN written as null."""
-    return json_safe(_summarise(result, p))
+    return json_safe(_summarise(result, settings))
 
 
-def _summarise(result: dict, p) -> dict:
+def _summarise(result: dict, settings) -> dict:
     ov = result["de_overlap"]
     out: dict = {"de_overlap": {}}
     for (method, k), g in ov.groupby(["de_method", "k"], sort=False):
@@ -134,12 +138,12 @@ def _summarise(result: dict, p) -> dict:
             "n_classes": int(len(g)),
             "per_class": {r["class"]: {"overlap": int(r["overlap"]), "p": float(r["p"])} for _, r in g.iterrows()},
         }
-    first = ov[(ov["de_method"] == "wilcoxon") & (ov["k"] == p.de_k[0])]
+    first = ov[(ov["de_method"] == "wilcoxon") & (ov["k"] == settings.de_k[0])]
     out["de_no_better_than_chance"] = bool(len(first) and not first["better_than_chance"].any())
     if "retraining" in result:
         rt = result["retraining"]
         out["retraining"] = rt.to_dict(orient="records")
-        out.update(verdict(rt, p.min_drop))
+        out.update(verdict(rt, settings.min_drop))
     if "enrichment" in result:
         out["enrichment"] = enrichment_summary(result["enrichment"])
     return out
@@ -159,11 +163,11 @@ def assess_model(
     ``folder/{de_overlap,retraining,enrichment}.csv`` and two figures; returns the JSON entry (None: no gene values
     to compare with), with the tables under ``"tables"`` and the DE result under ``"de"`` for the .h5ad."""
     t0 = time.time()
-    p = ctx.p.model_copy(
+    settings = ctx.settings.model_copy(
         update={
-            "de_k": usable_ks(ctx.p, "de_k", len(genes), name),
-            "retrain_k": usable_ks(ctx.p, "retrain_k", len(genes), name),
-            "enrichment_k": usable_ks(ctx.p, "enrichment_k", len(genes), name)[0],
+            "de_k": usable_ks(ctx.settings, "de_k", len(genes), name),
+            "retrain_k": usable_ks(ctx.settings, "retrain_k", len(genes), name),
+            "enrichment_k": usable_ks(ctx.settings, "enrichment_k", len(genes), name)[0],
         }
     )
     prepared = ctx.prepared(spec, genes, symbols, classes)
@@ -173,11 +177,11 @@ def assess_model(
     (folder / "figures").mkdir(exist_ok=True)
     de_top = de_matrix(prepared[1], classes, len(genes))
     results = {
-        m: assess_ranking(scores, signed, prepared, p, ctx.seed, classes, de_top)
+        m: assess_ranking(scores, signed, prepared, settings, ctx.seed, classes, de_top)
         for m, (scores, signed) in rankings.items()
     }
     # the DE ranking's own enrichment, the reference of the methods'
-    results_de = assess_ranking(de_top, True, prepared, p, ctx.seed, classes) if prepared[3] is not None else {}
+    results_de = assess_ranking(de_top, True, prepared, settings, ctx.seed, classes) if prepared[3] is not None else {}
     tables = {}
     for key in ("de_overlap", "retraining", "enrichment"):
         parts = [r[key].assign(method=m) for m, r in results.items() if key in r]
@@ -190,21 +194,22 @@ def assess_model(
             tables[key] = table
     plot_de_overlap(
         {m: r["de_overlap"] for m, r in results.items()},
-        p.de_k[0],
+        settings.de_k[0],
         folder / "figures" / "de_overlap.png",
-        f"{name}: each class's top {p.de_k[0]} attributed genes vs its top {p.de_k[0]} DE genes (training split)",
+        f"{name}: each class's top {settings.de_k[0]} attributed genes vs its top {settings.de_k[0]} DE genes "
+        "(training split)",
     )
     plot_keep_remove(
         {m: r["retraining"] for m, r in results.items()},
         folder / "figures" / "keep_remove.png",
-        f"{name}: {p.retrain_model} retrained on the training split with or without each method's "
+        f"{name}: {settings.retrain_model} retrained on the training split with or without each method's "
         "top genes, scored on the held-out test split",
     )
     entry = {
         "n_train": int(len(prepared[0].y_train)),
         "de_methods": list(DE_METHODS),
-        "retrain_model": p.retrain_model,
-        "methods": {m: summarise(r, p) for m, r in results.items()},
+        "retrain_model": settings.retrain_model,
+        "methods": {m: summarise(r, settings) for m, r in results.items()},
     }
     if "enrichment" in results_de:
         entry["de_enrichment"] = json_safe(enrichment_summary(results_de["enrichment"]))
@@ -216,9 +221,9 @@ def assess_model(
             "%s %s: DE overlap@%d %.1f of %d (Wilcoxon)%s",
             name,
             m,
-            p.de_k[0],
-            s["de_overlap"]["wilcoxon"][f"top_{p.de_k[0]}"]["mean_overlap"],
-            p.de_k[0],
+            settings.de_k[0],
+            s["de_overlap"]["wilcoxon"][f"top_{settings.de_k[0]}"]["mean_overlap"],
+            settings.de_k[0],
             f"; FLAGGED: {', '.join(flags)}" if flags else "",
         )
     entry["seconds"] = round(time.time() - t0, 2)

@@ -100,15 +100,15 @@ def verdict(retrain: pd.DataFrame, min_drop: float) -> dict:
     }
 
 
-def usable_ks(p, key: str, n_genes: int, model: str) -> list[int]:
+def usable_ks(settings, key: str, n_genes: int, model: str) -> list[int]:
     """The k values of ``explain.biology.<key>`` for a model of ``n_genes`` genes. A k larger than that is an error
     when the user set the list; from the default list such values are dropped (a small gene panel keeps working)."""
-    ks = getattr(p, key)
+    ks = getattr(settings, key)
     ks = ks if isinstance(ks, list) else [ks]
     too_big = [k for k in ks if k > n_genes]
     if not too_big:
         return ks
-    if getattr(p, key) != type(p).model_fields[key].get_default(call_default_factory=True):
+    if getattr(settings, key) != type(settings).model_fields[key].get_default(call_default_factory=True):
         raise UserError(
             f"explain.biology.{key}: k = {', '.join(map(str, too_big))} is larger than the {n_genes} genes "
             f"model '{model}' reads; use values up to {n_genes}"

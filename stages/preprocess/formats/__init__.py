@@ -8,7 +8,7 @@ nothing half-read is returned.
 
 Table files (csv/tsv/gct/tcga matrices and label tables) may be plain text or gzip, recognised by their content.
 
-One module per format, each with a ``read(cfg)`` (``READERS``, by ``expression.format``); what they share is in
+One module per format, each with a ``read(expression)`` (``READERS``, by ``expression.format``); what they share is in
 tables.py. Where each published layout was confirmed (none of the real files could be downloaded here; each fixture
 follows the evidence, tests/e2e/test_public_formats.py and fixtures/public.py):
 - GTEx v8 GCT 1.2 and the annotation tables: the GTEx portal's data dictionaries and downloads page; the 54
@@ -54,15 +54,17 @@ READERS = {
 }
 
 
-def read_expression(cfg: Expression):
+def read_expression(expression: Expression):
     """Return an in-memory AnnData (samples x genes) with ``obs['label']`` (str) and optional ``obs['group']`` (str)."""
-    adata = READERS[cfg.format](cfg)
-    source = {"h5ad": cfg.path, "gdc": cfg.path, "geo": cfg.labels or cfg.path}.get(cfg.format, cfg.labels)
-    check_obs(adata, cfg, source=source)
-    if cfg.format == "gct" and cfg.label_key in ("SMTSD", "SMTS"):
+    adata = READERS[expression.format](expression)
+    source = {"h5ad": expression.path, "gdc": expression.path, "geo": expression.labels or expression.path}.get(
+        expression.format, expression.labels
+    )
+    check_obs(adata, expression, source=source)
+    if expression.format == "gct" and expression.label_key in ("SMTSD", "SMTS"):
         adata.obs["label"] = [gtex_tissue_name(t) for t in adata.obs["label"]]
-    if cfg.missing == "drop_genes":
-        adata = drop_missing_genes(adata, cfg.path)
+    if expression.missing == "drop_genes":
+        adata = drop_missing_genes(adata, expression.path)
     return adata
 
 

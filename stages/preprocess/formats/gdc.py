@@ -88,40 +88,43 @@ def read_star_counts(path: Path, column: str) -> tuple[np.ndarray, np.ndarray, n
     return frame["gene_id"].to_numpy(), frame["gene_name"].fillna("").to_numpy(), frame[column].to_numpy()
 
 
-def read(cfg: Expression):
+def read(expression: Expression):
     """GDC STAR gene-counts files (one per sample, under ``files_dir``) listed by the cart's sample sheet
     (``path``) -> AnnData samples x genes; obs the sheet's columns, obs_names its Sample ID (or the file name when
     a sample has several files); var_names the GENCODE ids, ``var['symbol']`` the gene names."""
-    if cfg.files_dir is None:
+    if expression.files_dir is None:
         raise UserError(
-            f"{cfg.path}: expression.files_dir is required with format gdc: the folder the STAR counts "
+            f"{expression.path}: expression.files_dir is required with format gdc: the folder the STAR counts "
             "files were downloaded into (gdc-client download -d <folder>)"
         )
     sheet = read_labels(
-        cfg, path=cfg.path, sample_column=cfg.sample_column or "File Name", extra=("File ID", "Sample ID")
+        expression,
+        path=expression.path,
+        sample_column=expression.sample_column or "File Name",
+        extra=("File ID", "Sample ID"),
     )
     if "Sample ID" in sheet:  # a TCGA cart holds normals beside the tumours, under the same Project ID
-        other = sheet["Sample ID"].astype(str).map(tcga_sample_type).isin(set(cfg.sample_types) | {None})
-        log_other_types(cfg.path, list(sheet.loc[~other, "Sample ID"].astype(str)), cfg.sample_types)
+        other = sheet["Sample ID"].astype(str).map(tcga_sample_type).isin(set(expression.sample_types) | {None})
+        log_other_types(expression.path, list(sheet.loc[~other, "Sample ID"].astype(str)), expression.sample_types)
         if not other.any():
             raise UserError(
-                f"{cfg.path}: every sample of the sheet is of a sample type other than "
-                f"{', '.join(cfg.sample_types)} (e.g. {sheet['Sample ID'].iloc[0]}); set expression.sample_types"
+                f"{expression.path}: every sample of the sheet is of a sample type other than "
+                f"{', '.join(expression.sample_types)} (e.g. {sheet['Sample ID'].iloc[0]}); set expression.sample_types"
             )
         sheet = sheet[other]
-    folder = Path(cfg.files_dir)
+    folder = Path(expression.files_dir)
     ids = sheet["File ID"].tolist() if "File ID" in sheet else None
     found = find_count_files(folder, list(sheet.index), ids)
     if not found:
         example = f"{ids[0]}/{sheet.index[0]}" if ids else sheet.index[0]
         raise UserError(
-            f"{folder}: none of the {len(sheet)} files of {cfg.path} is there (e.g. {example}); download "
+            f"{folder}: none of the {len(sheet)} files of {expression.path} is there (e.g. {example}); download "
             "them into this folder (gdc-client download -m <manifest> -d <folder>) or fix files_dir"
         )
     if len(found) < len(sheet):
         log.info(
             "%s: %d of %d files of the sample sheet are not in %s; left out",
-            cfg.path,
+            expression.path,
             len(sheet) - len(found),
             len(sheet),
             folder,
@@ -129,7 +132,7 @@ def read(cfg: Expression):
     names = list(found)
     genes = symbols = X = None
     for i, name in enumerate(names):
-        file_genes, file_symbols, values = read_star_counts(found[name], cfg.counts_column)
+        file_genes, file_symbols, values = read_star_counts(found[name], expression.counts_column)
         if genes is None:
             genes, symbols = file_genes, file_symbols
             check_unique(genes, "gene ids (gene_id column)", found[name])
@@ -141,13 +144,13 @@ def read(cfg: Expression):
         X[i] = values
         if (i + 1) % 500 == 0:
             log.info("%s: %d of %d files read", folder, i + 1, len(names))
-    check_values(X, names, list(genes), folder, cfg.negatives_ok, missing_ok=cfg.missing == "drop_genes")
+    check_values(X, names, list(genes), folder, expression.negatives_ok, missing_ok=expression.missing == "drop_genes")
     obs = sheet.loc[names].copy()
     sample_ids = obs["Sample ID"] if "Sample ID" in obs else None
     if sample_ids is not None and sample_ids.notna().all() and sample_ids.is_unique:
         obs.index = pd.Index(sample_ids.astype(str), dtype=object)
     else:
-        log.info("%s: a sample has several files (or no Sample ID); samples are named by file", cfg.path)
+        log.info("%s: a sample has several files (or no Sample ID); samples are named by file", expression.path)
         obs.index = pd.Index(names, dtype=object)
     obs.index.name = None
     return assemble(X, obs, pd.DataFrame({"symbol": symbols}, index=pd.Index(genes, dtype=object)))

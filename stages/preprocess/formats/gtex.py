@@ -13,7 +13,7 @@ from shared.errors import UserError
 
 from ..params import Expression
 from ..textfiles import head
-from .tables import assemble, check_unique, join_labels, log_left_out, read_labels, read_matrix
+from .tables import MatrixFile, assemble, check_unique, join_labels, log_left_out, read_labels, read_matrix
 
 
 def gtex_tissue_name(tissue: str) -> str:
@@ -35,41 +35,36 @@ def gtex_donor(sample_id: str) -> str:
     return "-".join(sample_id.split("-")[:2])
 
 
-def read(cfg: Expression):
+def read(expression: Expression):
     """GTEx v8 GCT files (``path`` + ``more_paths``) concatenated by samples -> AnnData samples x genes.
 
     X float32 (n_samples_total, n_genes); var_names the ``Name`` ids (ENSEMBL with version), ``var['symbol']``
     the ``Description`` column; obs from the sample-attribute table (``labels``).
     """
-    labels = read_labels(cfg, derive_donor=cfg.group_key == "donor")
+    labels = read_labels(expression, derive_donor=expression.group_key == "donor")
     known = set(labels.index)
-    paths = [cfg.path, *cfg.more_paths]
+    paths = [expression.path, *expression.more_paths]
     headers = [read_gct_header(p) for p in paths]
     all_samples = concat_ids([h[1] for h in headers], paths)
     samples = [s for s in all_samples if s in known]
     if not samples:
         raise UserError(
-            f"{cfg.labels}: none of its sample ids (e.g. {labels.index[0] if len(labels) else None!r}) "
-            f"names a sample of {cfg.path} (e.g. {all_samples[0]!r}); check expression.sample_column "
+            f"{expression.labels}: none of its sample ids (e.g. {labels.index[0] if len(labels) else None!r}) "
+            f"names a sample of {expression.path} (e.g. {all_samples[0]!r}); check expression.sample_column "
             "(GTEx: SAMPID) and that the two files belong together"
         )
     if len(samples) < len(all_samples):
-        log_left_out(cfg.path, len(all_samples) - len(samples), len(all_samples), cfg.labels)
+        log_left_out(expression.path, len(all_samples) - len(samples), len(all_samples), expression.labels)
     n_genes = headers[0][0]
     X = genes = symbols = None
     start = 0
     for path, (declared, _file_samples, lead) in zip(paths, headers, strict=False):
         table = read_matrix(
-            path,
-            cfg.negatives_ok,
-            sep="\t",
-            skiprows=2,
-            n_id_columns=2 + lead,
-            first_id=lead,
-            missing_ok=cfg.missing == "drop_genes",
+            MatrixFile(path, sep="\t", skiprows=2, n_id_columns=2 + lead, first_id=lead, expected_rows=declared),
+            expression.negatives_ok,
+            missing_ok=expression.missing == "drop_genes",
             keep_column=known.__contains__,
             transpose=True,
-            expected_rows=declared,
         )
         if len(table.row_ids) != declared:
             raise UserError(
@@ -89,7 +84,7 @@ def read(cfg: Expression):
             X = np.empty((len(samples), n_genes), dtype=np.float32)
         X[start : start + values.shape[1]] = values.T
         start += values.shape[1]
-    obs = join_labels(samples, labels, cfg.path, cfg.labels)
+    obs = join_labels(samples, labels, expression.path, expression.labels)
     return assemble(X, obs, pd.DataFrame({"symbol": symbols}, index=genes))
 
 

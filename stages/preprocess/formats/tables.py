@@ -3,6 +3,7 @@ orientation, the checks every reader's result passes, and the gene filter."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -75,9 +76,9 @@ def detect_orientation(row_ids, col_ids, label_ids, path, labels_path) -> str:
     return orientation
 
 
-def no_barcode(cfg: Expression, example, labels) -> UserError:
+def no_barcode(expression: Expression, example, labels) -> UserError:
     return UserError(
-        f"{cfg.path}: no sample barcode (e.g. {example!r}) matches a sample id of {cfg.labels} "
+        f"{expression.path}: no sample barcode (e.g. {example!r}) matches a sample id of {expression.labels} "
         f"(e.g. {labels.index[0] if len(labels) else None!r}); the labels' ids must be the matrix "
         "barcodes or a TCGA prefix of them such as TCGA-02-0047-01"
     )
@@ -105,37 +106,48 @@ def matrix_header(path, sep: str | None, default_sep: str, skiprows: int) -> tup
     return header, sep
 
 
+@dataclass(frozen=True)
+class MatrixFile:
+    """A delimited matrix file (plain or gzip) and its layout as its format describes it: after ``skiprows`` lines,
+    a header of column ids (separated by ``sep``; None: sniffed from the header, ``default_sep`` when that cannot
+    tell), then one row per id (``nrows`` rows, default: to the end of the file; ``expected_rows``: the number the
+    file declares, when it does). The first ``n_id_columns`` columns are not values: column ``first_id`` holds the
+    row ids and ``info_column`` (default: the next one, when it is among them) ``row_info`` (other id columns are
+    skipped)."""
+
+    path: str | Path
+    sep: str | None = None
+    default_sep: str = ","
+    skiprows: int = 0
+    n_id_columns: int = 1
+    first_id: int = 0
+    info_column: int | None = None
+    nrows: int | None = None
+    expected_rows: int | None = None
+
+
 def read_matrix(
-    path,
+    matrix: MatrixFile,
     negatives_ok: bool,
-    sep: str | None = None,
-    default_sep: str = ",",
-    skiprows: int = 0,
-    n_id_columns: int = 1,
-    first_id: int = 0,
-    info_column: int | None = None,
-    nrows: int | None = None,
     missing_ok: bool = False,
     keep_column=None,
     keep_row=None,
     transpose: bool = False,
-    expected_rows: int | None = None,
 ) -> Table:
-    """A delimited matrix file -> Table. After ``skiprows`` lines: a header of column ids, then one row per id
-    (``nrows`` rows, default: to the end of the file).
+    """A delimited matrix file -> Table; every cell after the id columns must be a number.
 
-    The first ``n_id_columns`` columns are not values: column ``first_id`` holds the row ids and ``info_column``
-    (default: the next one, when it is among them) ``row_info`` (other id columns are skipped); every other
-    cell must be a number. ``keep_column(id)`` / ``keep_row(id)``: value columns / rows for which it is false
-    are left out as the file is read (streamed in blocks, ``streaming.stream_matrix``: only the kept values are
-    ever stored, as float32; ``expected_rows``, when the file declares its rows, lets the blocks go straight into
-    the result). ``transpose``: the values are stored columns-first, so that ``values.T`` (the
-    samples x genes matrix of a genes x samples file) costs no copy. Values are checked block by block
-    (NaN/inf unless ``missing_ok`` allows NaN, negatives unless ``negatives_ok``).
+    ``keep_column(id)`` / ``keep_row(id)``: value columns / rows for which it is false are left out as the file is
+    read (streamed in blocks, ``streaming.stream_matrix``: only the kept values are ever stored, as float32; the
+    file's ``expected_rows``, when it declares them, lets the blocks go straight into the result). ``transpose``:
+    the values are stored columns-first, so that ``values.T`` (the samples x genes matrix of a genes x samples
+    file) costs no copy. Values are checked block by block (NaN/inf unless ``missing_ok`` allows NaN, negatives
+    unless ``negatives_ok``).
     """
-    from ..streaming import NonNumeric, stream_matrix
+    from ..streaming import MatrixSource, NonNumeric, stream_matrix
 
-    header, sep = matrix_header(path, sep, default_sep, skiprows)
+    path, skiprows, n_id_columns, first_id = matrix.path, matrix.skiprows, matrix.n_id_columns, matrix.first_id
+    header, sep = matrix_header(path, matrix.sep, matrix.default_sep, skiprows)
+    info_column = matrix.info_column
     if info_column is None and n_id_columns > first_id + 1:
         info_column = first_id + 1
     if len(header) <= n_id_columns:
@@ -156,21 +168,23 @@ def read_matrix(
 
     try:
         streamed = stream_matrix(
-            path,
-            sep,
-            skiprows + 1,
-            len(header),
-            first_id,
-            info_column,
+            MatrixSource(
+                path,
+                sep,
+                skiprows=skiprows + 1,
+                n_columns=len(header),
+                id_column=first_id,
+                info_column=info_column,
+                nrows=matrix.nrows,
+                expected_rows=matrix.expected_rows,
+            ),
             value_columns,
             transpose,
-            nrows=nrows,
             keep_row=keep_row,
             check=check,
-            expected_rows=expected_rows,
         )
     except NonNumeric as exc:
-        raise non_numeric(path, sep, skiprows + 1, first_id, exc.column, header, nrows) from None
+        raise non_numeric(path, sep, skiprows + 1, first_id, exc.column, header, matrix.nrows) from None
     if not streamed.row_ids:
         if keep_row is not None:
             raise UserError(f"{path}: no row of the matrix is a labelled sample; check the labels' sample ids")
@@ -226,28 +240,29 @@ def orient(table: Table, orientation: str, path) -> tuple[np.ndarray, list[str],
 
 
 def read_labels(
-    cfg: Expression,
+    expression: Expression,
     derive_donor: bool = False,
     path=None,
     sample_column: str | None = None,
     extra: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """The labels table (``path``, default ``cfg.labels``) -> DataFrame indexed by sample id (str) with the
+    """The labels table (``path``, default ``expression.labels``) -> DataFrame indexed by sample id (str) with the
     ``label_key`` (and ``group_key``, and any ``extra`` columns present) columns.
 
-    Sample ids are in ``sample_column`` (default: ``cfg.sample_column``, else the first column). A Single Cell
-    Portal metadata file's second header row (``TYPE``, group/numeric) is skipped. With ``cfg.phenotypes`` (GTEx
+    Sample ids are in ``sample_column`` (default: ``expression.sample_column``, else the first column). A Single Cell
+    Portal metadata file's second header row (``TYPE``, group/numeric) is skipped. With ``expression.phenotypes`` (GTEx
     subject phenotypes), label and group columns may come from that table, joined through each sample's donor.
     With ``derive_donor``, a missing ``group_key`` column is derived from the GTEx sample ids (see ``gtex_donor``).
     """
     from .gtex import gtex_donor  # GTEx's id rule; imported here, as gtex.py reads its tables through this module
 
-    path = path or cfg.labels
+    path = path or expression.labels
     if path is None:
         raise UserError(
-            f"expression.labels is required with format '{cfg.format}': a CSV/TSV table of sample id -> {cfg.label_key}"
+            f"expression.labels is required with format '{expression.format}': a CSV/TSV table of sample id -> "
+            f"{expression.label_key}"
         )
-    sheet = read_excel(path, cfg.label_key) if is_xlsx(path) else None
+    sheet = read_excel(path, expression.label_key) if is_xlsx(path) else None
     if sheet is not None:
         columns = list(sheet.columns)
     else:
@@ -256,25 +271,27 @@ def read_labels(
             raise UserError(f"{path}: the labels file is empty; expected a header row, then one row per sample")
         sep = sniff_sep(lines[0], default_sep(path))
         columns = split(lines[0], sep)
-    sample_column = sample_column or cfg.sample_column or columns[0]
-    phenotypes = read_phenotypes(cfg.phenotypes) if cfg.phenotypes else None
+    sample_column = sample_column or expression.sample_column or columns[0]
+    phenotypes = read_phenotypes(expression.phenotypes) if expression.phenotypes else None
     available = columns + ([] if phenotypes is None else list(phenotypes.columns))
-    derive = derive_donor and cfg.group_key not in available
+    derive = derive_donor and expression.group_key not in available
     if sample_column not in columns:
         raise UserError(
             f"{path}: expression.sample_column '{sample_column}' is not a column of the labels table "
             f"(have: {columns[:20]}{' ...' if len(columns) > 20 else ''})"
         )
-    for key, name in (("label_key", cfg.label_key), ("group_key", None if derive else cfg.group_key)):
+    for key, name in (("label_key", expression.label_key), ("group_key", None if derive else expression.group_key)):
         if name is not None and name not in available:
-            where = "the labels table" + ("" if phenotypes is None else f" or of {cfg.phenotypes}")
+            where = "the labels table" + ("" if phenotypes is None else f" or of {expression.phenotypes}")
             raise UserError(
                 f"{path}: expression.{key} '{name}' is not a column of {where} "
                 f"(have: {available[:20]}{' ...' if len(available) > 20 else ''})"
             )
     wanted = list(
         dict.fromkeys(
-            c for c in (sample_column, cfg.label_key, None if derive else cfg.group_key, *extra) if c in columns
+            c
+            for c in (sample_column, expression.label_key, None if derive else expression.group_key, *extra)
+            if c in columns
         )
     )
     if sheet is not None:
@@ -287,23 +304,23 @@ def read_labels(
     table.index.name = None
     if len(table) and table.index[0] == "TYPE":  # Single Cell Portal metadata: NAME header, then TYPE row
         table = table.iloc[1:]
-    if cfg.group_key == sample_column:  # e.g. TCGA patients: the row id is also the group
-        table[cfg.group_key] = table.index
+    if expression.group_key == sample_column:  # e.g. TCGA patients: the row id is also the group
+        table[expression.group_key] = table.index
     check_unique(table.index, f"sample ids (column '{sample_column}')", path)
     if phenotypes is not None:
         donors = [gtex_donor(s) for s in table.index]
-        for key in (cfg.label_key, cfg.group_key):
+        for key in (expression.label_key, expression.group_key):
             if key is not None and key not in table and key in phenotypes:
                 values = phenotypes[key].reindex(donors)
                 if key == "SEX":  # GTEx's data dictionary: 1 = male, 2 = female
                     values = values.replace({"1": "male", "2": "female"})
                 table[key] = values.to_numpy()
     if derive:
-        table[cfg.group_key] = [gtex_donor(s) for s in table.index]
+        table[expression.group_key] = [gtex_donor(s) for s in table.index]
         log.info(
             "%s: no '%s' column; donors derived from the sample ids (GTEX-1117F-0226-... -> GTEX-1117F)",
             path,
-            cfg.group_key,
+            expression.group_key,
         )
     return table
 
@@ -394,28 +411,29 @@ def check_unique(ids, what: str, path) -> None:
         raise UserError(f"{path}: duplicate {what}, e.g. {dups[0]!r} ({len(dups)} repeated); each id must be unique")
 
 
-def check_obs(adata, cfg: Expression, source) -> None:
+def check_obs(adata, expression: Expression, source) -> None:
     """obs[label_key] -> obs['label'] (str), obs[group_key] -> obs['group'] (str); ``source`` is their file."""
-    if cfg.label_key not in adata.obs:
+    if expression.label_key not in adata.obs:
         raise UserError(
-            f"{source}: expression.label_key '{cfg.label_key}' is not an obs column (have: {list(adata.obs.columns)})"
+            f"{source}: expression.label_key '{expression.label_key}' is not an obs column "
+            f"(have: {list(adata.obs.columns)})"
         )
-    labels = adata.obs[cfg.label_key]
+    labels = adata.obs[expression.label_key]
     if labels.isna().any():
         raise UserError(
-            f"{source}: '{cfg.label_key}' has {int(labels.isna().sum())} missing labels "
+            f"{source}: '{expression.label_key}' has {int(labels.isna().sum())} missing labels "
             f"(e.g. sample {labels.index[labels.isna()][0]!r}); drop or fill them"
         )
     adata.obs["label"] = labels.astype(str).values
-    if cfg.group_key is not None:
-        if cfg.group_key not in adata.obs:
+    if expression.group_key is not None:
+        if expression.group_key not in adata.obs:
             raise UserError(
-                f"{source}: expression.group_key '{cfg.group_key}' is not an obs column "
+                f"{source}: expression.group_key '{expression.group_key}' is not an obs column "
                 f"(have: {list(adata.obs.columns)})"
             )
-        adata.obs["group"] = adata.obs[cfg.group_key].astype(str).values
-    check_unique(adata.obs_names, "sample ids (obs names)", cfg.path)
-    check_unique(adata.var_names, "gene ids (var names)", cfg.path)
+        adata.obs["group"] = adata.obs[expression.group_key].astype(str).values
+    check_unique(adata.obs_names, "sample ids (obs names)", expression.path)
+    check_unique(adata.var_names, "gene ids (var names)", expression.path)
 
 
 def check_values(X, row_ids, col_ids, path, negatives_ok: bool, axes=("sample", "gene"), missing_ok=False) -> None:

@@ -11,7 +11,17 @@ from shared.logs import get_logger
 
 from ..params import Expression
 from ..textfiles import default_sep
-from .tables import assemble, join_labels, log_left_out, matrix_header, no_barcode, orient, read_labels, read_matrix
+from .tables import (
+    MatrixFile,
+    assemble,
+    join_labels,
+    log_left_out,
+    matrix_header,
+    no_barcode,
+    orient,
+    read_labels,
+    read_matrix,
+)
 
 log = get_logger(__name__)
 
@@ -53,18 +63,18 @@ def log_other_types(path, left_out, types) -> None:
         )
 
 
-def read(cfg: Expression):
+def read(expression: Expression):
     """A TCGA matrix (genes x samples unless ``orientation`` says otherwise) plus the labels table -> AnnData.
 
     X float32 (n_samples, n_genes); var_names the whole gene ids, ``var['symbol']`` their part before '|'
     ('TP53|7157' -> 'TP53') when the ids have that form; obs_names the matrix barcodes, labelled per
     ``match_tcga_barcodes``.
     """
-    labels = read_labels(cfg)
-    orientation = "genes_x_samples" if cfg.orientation == "auto" else cfg.orientation
-    header, sep = matrix_header(cfg.path, None, default_sep(cfg.path), 0)
+    labels = read_labels(expression)
+    orientation = "genes_x_samples" if expression.orientation == "auto" else expression.orientation
+    header, sep = matrix_header(expression.path, None, default_sep(expression.path), 0)
     known = set(labels.index)  # built once: labelled() is called for every column (or row) of the matrix
-    types = set(cfg.sample_types)
+    types = set(expression.sample_types)
     other_type: set[str] = set()
 
     def labelled(barcode: str) -> bool:
@@ -79,25 +89,25 @@ def read(cfg: Expression):
         if other_type:
             example = sorted(other_type)[0]
             raise UserError(
-                f"{cfg.path}: no sample of the kept sample types ({', '.join(sorted(types))}) matches {cfg.labels}; "
+                f"{expression.path}: no sample of the kept sample types ({', '.join(sorted(types))}) matches "
+                f"{expression.labels}; "
                 f"{len(other_type)} samples of other types (e.g. {example!r}, type {example[13:15]}) are left out: "
                 "set expression.sample_types"
             )
-        raise no_barcode(cfg, header[1] if len(header) > 1 else None, labels)
+        raise no_barcode(expression, header[1] if len(header) > 1 else None, labels)
     table = read_matrix(
-        cfg.path,
-        cfg.negatives_ok,
-        sep=sep,
-        missing_ok=cfg.missing == "drop_genes",
+        MatrixFile(expression.path, sep=sep),
+        expression.negatives_ok,
+        missing_ok=expression.missing == "drop_genes",
         keep_column=kept.__contains__ if kept is not None else None,
         keep_row=labelled if orientation == "samples_x_genes" else None,
         transpose=orientation == "genes_x_samples",
     )
-    X, samples, genes = orient(table, orientation, cfg.path)
-    log_other_types(cfg.path, other_type, types)
-    log_left_out(cfg.path, table.left_out - len(other_type), len(samples) + table.left_out, cfg.labels)
+    X, samples, genes = orient(table, orientation, expression.path)
+    log_other_types(expression.path, other_type, types)
+    log_left_out(expression.path, table.left_out - len(other_type), len(samples) + table.left_out, expression.labels)
     keys = match_tcga_barcodes(samples, labels.index)
-    obs = join_labels(samples, labels, cfg.path, cfg.labels, keys=keys)
+    obs = join_labels(samples, labels, expression.path, expression.labels, keys=keys)
     var = pd.DataFrame(index=pd.Index(genes))
     if any("|" in g for g in genes):
         var["symbol"] = [g.split("|", 1)[0] for g in genes]

@@ -28,9 +28,9 @@ TRANSFORMS: dict[str, type[Transform]] = {
 }
 
 
-def build_transform(params) -> Transform:
-    """The transform named by ``params.transform`` (a ``Preprocess`` config section), unfitted."""
-    return TRANSFORMS[params.transform](params)
+def build_transform(settings) -> Transform:
+    """The transform named by ``settings.transform`` (a ``Preprocess`` config section), unfitted."""
+    return TRANSFORMS[settings.transform](settings)
 
 
 __all__ = ["TRANSFORMS", "Transform", "build_transform", "to_uint8"]

@@ -23,8 +23,8 @@ class Transform:
     transductive: ClassVar[bool] = False
     makes_images: ClassVar[bool] = True
 
-    def __init__(self, params):
-        self.params = params
+    def __init__(self, settings):
+        self.settings = settings
         self.gene_map: PixelGeneMap | None = None
         self.coords: np.ndarray | None = None  # (n_genes, 2) positions before discretisation, when there are any
 

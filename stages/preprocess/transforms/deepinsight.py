@@ -51,12 +51,12 @@ class DeepInsight(MapTransform):
     name = "deepinsight"
 
     def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
-        d = self.params.deepinsight
+        d = self.settings.deepinsight
         self.gene_map, self.coords = fit_deepinsight(
             train_values,
             genes,
-            self.params.height,
-            self.params.width,
+            self.settings.height,
+            self.settings.width,
             d.embedding,
             d.discretization,
             seed,
@@ -65,5 +65,5 @@ class DeepInsight(MapTransform):
         )
 
     def describe(self) -> dict:
-        d = self.params.deepinsight
+        d = self.settings.deepinsight
         return {**super().describe(), "embedding": d.embedding, "discretization": d.discretization}

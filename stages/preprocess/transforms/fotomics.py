@@ -57,8 +57,8 @@ class Fotomics(MapTransform):
     name = "fotomics"
 
     def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
-        f = self.params.fotomics
-        h, w = self.params.height, self.params.width
+        f = self.settings.fotomics
+        h, w = self.settings.height, self.settings.width
         log.info("Fourier coordinates of %d genes from %d training samples", train_values.shape[1], len(train_values))
         coords = fourier_coordinates(train_values, f.outliers)
         pixel_of_gene, self.coords = layout_genes(coords, h, w, f.discretization, "preprocess.fotomics.discretization")
@@ -66,5 +66,5 @@ class Fotomics(MapTransform):
         log_layout(self.gene_map, f"fotomics layout ({f.discretization})")
 
     def describe(self) -> dict:
-        f = self.params.fotomics
+        f = self.settings.fotomics
         return {**super().describe(), "discretization": f.discretization, "outliers": f.outliers}

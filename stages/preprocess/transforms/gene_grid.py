@@ -59,12 +59,12 @@ def order_1d(profiles: np.ndarray, method: str, seed: int) -> np.ndarray:
 class GeneGrid(MapTransform):
     name = "gene-grid"
 
-    def __init__(self, params):
-        super().__init__(params)
+    def __init__(self, settings):
+        super().__init__(settings)
         self.kept: np.ndarray | None = None  # gene indices in pixel order (row-major over the n x n grid)
 
     def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
-        g = self.params.gene_grid
+        g = self.settings.gene_grid
         genes = np.asarray(genes, dtype=str)
         n = grid_side(len(genes))
         if n < 2:
@@ -78,14 +78,14 @@ class GeneGrid(MapTransform):
         self.kept = kept
         weights = sp.csr_matrix((np.ones(n * n), (np.arange(n * n), kept)), shape=(n * n, len(genes)))
         self.gene_map = PixelGeneMap(weights, (1, n, n), genes)
-        if (self.params.height, self.params.width) != (n, n):
+        if (self.settings.height, self.settings.width) != (n, n):
             log.info(
                 "gene-grid images are %d x %d (floor(sqrt(%d genes))), not the configured %d x %d",
                 n,
                 n,
                 len(genes),
-                self.params.height,
-                self.params.width,
+                self.settings.height,
+                self.settings.width,
             )
         log.info(
             "gene-grid: %d of %d genes on a %d x %d grid, ordered by %s",
@@ -97,7 +97,7 @@ class GeneGrid(MapTransform):
         )
 
     def describe(self) -> dict:
-        g = self.params.gene_grid
+        g = self.settings.gene_grid
         extra = {
             "order": g.order,
             "grid_side": int(self.gene_map.image_shape[1]) if self.gene_map else None,

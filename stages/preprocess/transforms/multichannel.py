@@ -22,13 +22,13 @@ log = get_logger(__name__)
 class Multichannel(MapTransform):
     name = "multichannel"
 
-    def __init__(self, params):
-        super().__init__(params)
+    def __init__(self, settings):
+        super().__init__(settings)
         self.channel_coords: np.ndarray | None = None  # (channels, n_genes, 2) (row, col) before discretisation
 
     def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
-        m = self.params.multichannel
-        h, w = self.params.height, self.params.width
+        m = self.settings.multichannel
+        h, w = self.settings.height, self.settings.width
         profiles = training_profiles(train_values, m.max_fit_samples, seed)
         maps, coords = [], []
         for c, embedding in enumerate(m.embeddings):
@@ -50,5 +50,5 @@ class Multichannel(MapTransform):
         self.coords = None
 
     def describe(self) -> dict:
-        m = self.params.multichannel
+        m = self.settings.multichannel
         return {**super().describe(), "embeddings": list(m.embeddings), "discretization": m.discretization}

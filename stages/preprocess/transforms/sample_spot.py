@@ -65,9 +65,9 @@ class SampleSpot(Transform):
     name = "sample-spot"
     transductive = True
 
-    def __init__(self, params):
-        super().__init__(params)
-        s = params.sample_spot
+    def __init__(self, settings):
+        super().__init__(settings)
+        s = settings.sample_spot
         if s.spot > s.size:
             raise UserError(f"preprocess.sample_spot.spot ({s.spot}) must not exceed size ({s.size})")
         self.colours: np.ndarray | None = None  # (n, 3) RGB in [0, 1]: t-SNE 1, PC 1, UMAP 1
@@ -75,7 +75,7 @@ class SampleSpot(Transform):
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        size = self.params.sample_spot.size
+        size = self.settings.sample_spot.size
         return (3, size, size)
 
     def fit(self, train_values: np.ndarray, genes: np.ndarray, seed: int) -> None:
@@ -83,7 +83,7 @@ class SampleSpot(Transform):
 
     def fit_all(self, values: np.ndarray, seed: int) -> None:
         """Embed every sample and fix each one's square (position and colour)."""
-        s = self.params.sample_spot
+        s = self.settings.sample_spot
         log.info(
             "sample-spot: PCA (%d), %d-neighbour graph, UMAP and t-SNE of all %d samples",
             s.n_pcs,
@@ -100,7 +100,7 @@ class SampleSpot(Transform):
 
     def render(self, rows: np.ndarray | slice | None = None) -> np.ndarray:
         """Images of the fitted samples ``rows`` (default all): (n, 3, size, size) float32 in [0, 1]."""
-        s = self.params.sample_spot
+        s = self.settings.sample_spot
         idx = np.arange(len(self.spots))[rows if rows is not None else slice(None)]
         images = np.zeros((len(idx), 3, s.size, s.size), dtype=np.float32)
         for i, j in enumerate(idx):
@@ -113,7 +113,7 @@ class SampleSpot(Transform):
         return self.render()
 
     def describe(self) -> dict:
-        s = self.params.sample_spot
+        s = self.settings.sample_spot
         return {
             **super().describe(),
             "n_pcs": s.n_pcs,

@@ -15,18 +15,18 @@ from shared.evaluation.splits import Protocol
 from shared.stage import main
 
 
-def run(run: StageRun) -> None:
-    p = run.exp.section("train_sklearn")
-    data = run.provider("dataset") if run.exp.providers("dataset") else Path(p.data)
+def run(stage: StageRun) -> None:
+    settings = stage.exp.section("train_sklearn")
+    data = stage.provider("dataset") if stage.exp.providers("dataset") else Path(settings.data)
     samples = pd.read_csv(data / "samples.csv", dtype={"sample": str, "label": str, "group": str})
     classes = samples.drop_duplicates("label_index").sort_values("label_index")["label"].tolist()
-    proto = Protocol(samples, classes, p.folds, 1, run.exp.seed, key="train_sklearn.folds")
+    proto = Protocol(samples, classes, settings.folds, 1, stage.exp.seed, key="train_sklearn.folds")
     vectors = np.load(data / "vectors.npy", mmap_mode="r")
     result = train_sklearn(
-        proto, "knn", lambda seed: KNeighborsClassifier(p.neighbours), vectors, run.exp.seed, kind="knn"
+        proto, "knn", lambda seed: KNeighborsClassifier(settings.neighbours), vectors, stage.exp.seed, kind="knn"
     )
-    write_result(run.out, proto, result)
-    write_models_index(run.out, [result])
+    write_result(stage.out, proto, result)
+    write_models_index(stage.out, [result])
 
 
 if __name__ == "__main__":
