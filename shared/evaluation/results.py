@@ -9,6 +9,7 @@ The model files themselves (``model.json`` and weights) are the trainer's, writt
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from shared.artifacts import write_json_atomic
+from shared.errors import UserError
 from shared.logs import get_logger
 
 from .metrics import classification_metrics, confusion_table, mean_confusion, per_class_table, roc_table
@@ -154,3 +156,28 @@ def write_models_index(out: Path, results: list[ModelResult]) -> None:
             for r in results
         ],
     )
+
+
+@dataclass(frozen=True)
+class IndexedModel:
+    """One model of a classifier provider's ``models.json``: who trained it, where its files are, its entry."""
+
+    name: str
+    trainer: str
+    folder: Path
+    entry: dict
+
+
+def read_models_index(providers: dict[str, Path]) -> list[IndexedModel]:
+    """Every model of every classifier provider ({stage: folder}), in provider order; two providers naming a model
+    alike is an error (their outputs would collide downstream)."""
+    models: dict[str, IndexedModel] = {}
+    for trainer, provider in providers.items():
+        for entry in json.loads((provider / "models.json").read_text()):
+            name = entry["name"]
+            if name in models:
+                raise UserError(
+                    f"two classifier providers name a model '{name}' ({models[name].trainer} and {trainer}): rename one"
+                )
+            models[name] = IndexedModel(name, trainer, provider / entry["folder"], entry)
+    return list(models.values())

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
+from shared.dataset import measured, measured_training_rows, test_rows
 from shared.errors import UserError
 
 
@@ -141,10 +142,9 @@ class Protocol:
         s = self.samples
         self.labels = s["label_index"].to_numpy(np.int64)
         self.groups = s["group"].astype(str).to_numpy() if "group" in s else None
-        split = s["split"].to_numpy()
-        original = (s["augmented_from"].fillna("").to_numpy() == "") if "augmented_from" in s else np.ones(len(s), bool)
-        self.train_rows = np.flatnonzero((split == "train") & original)
-        self.test_rows = np.flatnonzero(split == "test")
+        original = measured(s)
+        self.train_rows = measured_training_rows(s)
+        self.test_rows = test_rows(s)
         groups = None if self.groups is None else self.groups[self.train_rows]
         self._check_class_sizes(original)
         self.splits = fold_splits(

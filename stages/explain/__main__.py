@@ -10,11 +10,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shared.artifacts import StageRun, write_json_atomic
+from shared.artifacts import StageRun
 from shared.attribution_figures import ShownSamples, plot_class_maps, plot_samples, plot_top_genes_heatmap
+from shared.dataset import Dataset
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
+from shared.evaluation.explanations import Explanations, ModelExplanations, write_explanations
 from shared.evaluation.rankings import read_markers, write_gene_rankings
+from shared.evaluation.results import read_models_index
 from shared.frameworks import keep_out
 from shared.logs import get_logger
 from shared.models import load_classifier
@@ -326,46 +329,39 @@ def run(stage: StageRun) -> None:
     settings: Explain = exp.section("explain")
     device = choose_device(exp.device)
     stage.device = describe_device(device)
-    summary = {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
-    where: dict[str, str] = {}
+    summary = Explanations()
     bio = biology.Context(stage.exp_dir, settings.biology, exp.seed) if settings.biology.enabled else None
     baselines = []
-    for trainer, folder in stage.providers("classifiers", required=True).items():
-        for entry in json.loads((folder / "models.json").read_text()):
-            name = entry["name"]
-            if entry.get("kind") == "baseline" and entry.get("framework") == "sklearn":
-                baselines.append(name)
-            if entry.get("framework") != FRAMEWORK or entry.get("kind") == "baseline":
-                summary["not_explained"][name] = (
-                    f"{entry.get('framework')} {entry.get('kind')} model of {trainer}: "
-                    f"explain computes attributions of {FRAMEWORK} networks"
-                )
-                continue
-            if entry.get("input", {}).get("kind") not in INPUT_KINDS:
-                summary["not_explained"][name] = (
-                    f"{entry['input'].get('kind')} model of {trainer}: explained by its "
-                    f"trainer (explain reads {' and '.join(INPUT_KINDS)} inputs)"
-                )
-                continue
-            if name in where:
-                raise UserError(
-                    f"two classifier providers name a model '{name}' ({where[name]} and {trainer}): rename one"
-                )
-            where[name] = trainer
-            summary["models"][name] = {
+    for indexed in read_models_index(stage.providers("classifiers", required=True)):
+        name, trainer, entry = indexed.name, indexed.trainer, indexed.entry
+        if entry.get("kind") == "baseline" and entry.get("framework") == "sklearn":
+            baselines.append(name)
+        if entry.get("framework") != FRAMEWORK or entry.get("kind") == "baseline":
+            summary.not_explained[name] = (
+                f"{entry.get('framework')} {entry.get('kind')} model of {trainer}: "
+                f"explain computes attributions of {FRAMEWORK} networks"
+            )
+            continue
+        if entry.get("input", {}).get("kind") not in INPUT_KINDS:
+            summary.not_explained[name] = (
+                f"{entry['input'].get('kind')} model of {trainer}: explained by its "
+                f"trainer (explain reads {' and '.join(INPUT_KINDS)} inputs)"
+            )
+            continue
+        summary.models[name] = ModelExplanations.from_json(
+            {
                 "provider": trainer,
-                **explain_model(
-                    name, folder / entry["folder"], stage.exp_dir, stage.out, settings, device, exp.seed, bio
-                ),
+                **explain_model(name, indexed.folder, stage.exp_dir, stage.out, settings, device, exp.seed, bio),
             }
+        )
     if bio is not None and baselines and settings.biology.baselines:
-        summary["baselines_biology"] = baselines_biology(stage, bio, baselines)
-    seconds = [m["biology"]["seconds"] for m in summary["models"].values() if "biology" in m]
+        summary.baselines_biology = baselines_biology(stage, bio, baselines)
+    seconds = [m.biology["seconds"] for m in summary.models.values() if m.biology]
     if bio is not None:
-        seconds.append(summary.get("baselines_biology", {}).get("seconds", 0.0))
-        summary["biology_seconds"] = round(sum(seconds), 2)
-        stage.record(biology_seconds=summary["biology_seconds"])
-    write_json_atomic(stage.out / "metrics.json", summary)
+        seconds.append((summary.baselines_biology or {}).get("seconds", 0.0))
+        summary.biology_seconds = round(sum(seconds), 2)
+        stage.record(biology_seconds=summary.biology_seconds)
+    write_explanations(stage.out, summary)
 
 
 def baselines_biology(stage: StageRun, bio: biology.Context, names: list[str]) -> dict:
@@ -374,16 +370,14 @@ def baselines_biology(stage: StageRun, bio: biology.Context, names: list[str]) -
     datasets = stage.providers("dataset")
     if not datasets:
         return {}
-    folder = next(iter(datasets.values()))
-    rel = folder.relative_to(stage.exp_dir)
-    dataset = json.loads((folder / "dataset.json").read_text())
-    if not (folder / "vectors.npy").is_file():
+    dataset = Dataset.open(next(iter(datasets.values())))
+    if dataset.vectors() is None:
         return {}
-    genes_table = pd.read_csv(folder / "genes.csv", dtype={"gene": str})
+    genes_table = dataset.genes()
     genes = genes_table["gene"].to_numpy()
     symbols = genes_table["symbol"].astype(str).to_numpy() if "symbol" in genes_table else None
-    spec = {"input": {"kind": "vector", "array": f"{rel}/vectors.npy", "samples": f"{rel}/samples.csv"}}
-    prepared = bio.prepared(spec, genes, symbols, dataset["classes"])
+    spec = {"input": dataset.model_input("vector")}
+    prepared = bio.prepared(spec, genes, symbols, dataset.classes)
     rankings = {
         name: (
             importances.baseline_importances(name, prepared[0], stage.exp.seed, bio.settings.permutation_repeats),
@@ -392,7 +386,7 @@ def baselines_biology(stage: StageRun, bio: biology.Context, names: list[str]) -
         for name in names
     }
     result = biology.assess_model(
-        "baselines", bio, spec, genes, symbols, dataset["classes"], rankings, stage.out / "baselines" / "biology"
+        "baselines", bio, spec, genes, symbols, dataset.classes, rankings, stage.out / "baselines" / "biology"
     )
     result.pop("tables")
     result.pop("de")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shared.dataset import measured_training_rows, read_samples, test_rows
 from shared.genemap import PixelGeneMap
 
 from .attributions import to_tensor
@@ -27,15 +28,14 @@ class ModelInputs:
     def __init__(self, exp_dir: Path, spec: dict):
         inp = spec["input"]
         self.kind, self.scale = inp["kind"], float(inp.get("scale", 1.0))
-        samples = pd.read_csv(exp_dir / inp["samples"], dtype={"sample": str, "label": str})
-        rows = np.flatnonzero(samples["split"].to_numpy() == "test")
+        samples = read_samples(exp_dir / inp["samples"])
+        rows = test_rows(samples)
         self.samples = samples.iloc[rows].reset_index(drop=True)
         self.labels = samples["label_index"].to_numpy()[rows]
         # read a chunk of rows at a time (explain_method), so the test split's size does not bound memory
         self.array = LazyRows(exp_dir / inp["array"], rows)
         # the training samples as measured (not augmented copies): the reference distribution of some methods
-        real = samples["augmented_from"].isna() if "augmented_from" in samples else True
-        self._training = (exp_dir / inp["array"], np.flatnonzero((samples["split"] == "train") & real))
+        self._training = (exp_dir / inp["array"], measured_training_rows(samples))
         self._backgrounds: dict = {}
         self.gmap = PixelGeneMap.load(exp_dir / inp["gene_map"]) if inp.get("gene_map") else None
         self.gene_values = LazyRows(exp_dir / inp["gene_values"], rows) if inp.get("gene_values") else None

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from shared.artifacts import StageRun, write_json_atomic
+from shared import dataset
+from shared.artifacts import StageRun
 from shared.errors import UserError
 from shared.evaluation.splits import apply_small_class_policy, holdout_split
 from shared.logs import get_logger, progress
@@ -148,12 +149,12 @@ def run(stage: StageRun) -> None:
     all_values = [] if transform.transductive else None
     with contextlib.ExitStack() as stack:
         vec_w = (
-            stack.enter_context(NpyWriter(out / "vectors.npy", (n_total, len(genes)), np.float32))
+            stack.enter_context(NpyWriter(out / dataset.VECTORS, (n_total, len(genes)), np.float32))
             if settings.save_vectors or not transform.makes_images
             else None
         )
         img_w = (
-            stack.enter_context(NpyWriter(out / "images.npy", (n_total, *transform.image_shape), np.uint8))
+            stack.enter_context(NpyWriter(out / dataset.IMAGES, (n_total, *transform.image_shape), np.uint8))
             if transform.makes_images and not transform.transductive
             else None
         )
@@ -187,7 +188,7 @@ def run(stage: StageRun) -> None:
     if transform.transductive:  # fitted on every sample at once, then rendered chunk by chunk
         transform.fit_all(np.vstack(all_values), exp.seed)
         del all_values
-        with NpyWriter(out / "images.npy", (n_total, *transform.image_shape), np.uint8) as img_w:
+        with NpyWriter(out / dataset.IMAGES, (n_total, *transform.image_shape), np.uint8) as img_w:
             for start in range(0, n_total, settings.chunk_size):
                 img_w.write(to_uint8(transform.render(slice(start, min(start + settings.chunk_size, n_total)))))
 
@@ -204,22 +205,22 @@ def run(stage: StageRun) -> None:
     samples["augmented_from"] = ""
     if aug_frame is not None:
         samples = pd.concat([samples, aug_frame], ignore_index=True)
-    samples.to_csv(out / "samples.csv", index=False)
+    dataset.write_samples(out / dataset.SAMPLES, samples)
     _write_genes(out, adata, cols[genes_idx], genes, scaler, transform)
 
     counts = samples.groupby(["split", "label"]).size().unstack(fill_value=0)
     # the policy, and the classes it left out with their sample counts: train_torch names the key in its error on a
     # class too small for its folds, the report lists them
     small_classes = {"key": "preprocess.small_classes", **small.model_dump(), "left_out": left_out}
-    write_json_atomic(
-        out / "dataset.json",
+    dataset.write_info(
+        out,
         {
             "classes": classes,
             "image_shape": list(transform.image_shape) if transform.image_shape else None,
             "n_genes": int(len(genes)),
             **transform.describe(),
-            "gene_map": "pixel_genes.npz" if transform.gene_map is not None else None,
-            "vectors": "vectors.npy" if vec_w else None,
+            "gene_map": dataset.GENE_MAP if transform.gene_map is not None else None,
+            "vectors": dataset.VECTORS if vec_w else None,
             "input_scale": expression.scale,
             "label_key": expression.label_key,
             "group_key": expression.group_key,
@@ -283,8 +284,8 @@ def _write_genes(out, adata, var_idx, genes, scaler, transform) -> None:
         on_map = np.diff(w.indptr) > 0
         c, r, col = np.unravel_index(np.asarray(w.argmax(axis=0)).ravel(), gmap.image_shape)
         table["channel"], table["row"], table["col"] = (np.where(on_map, a, -1) for a in (c, r, col))
-        gmap.save(out / "pixel_genes.npz")
-    table.to_csv(out / "genes.csv", index=False)
+        gmap.save(out / dataset.GENE_MAP)
+    table.to_csv(out / dataset.GENES, index=False)
     if transform.coords is not None:
         pd.DataFrame({"gene": genes, "row": transform.coords[:, 0], "col": transform.coords[:, 1]}).to_csv(
             out / "gene_coords.csv", index=False

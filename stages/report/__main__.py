@@ -14,8 +14,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from shared.artifacts import StageRun, read_manifest, write_json_atomic
-from shared.errors import UserError
+from shared.dataset import INFO, read_info
 from shared.evaluation.compare import compare_all
+from shared.evaluation.explanations import read_explanations
+from shared.evaluation.results import read_models_index
 from shared.stage import main
 
 from .params import Report
@@ -39,43 +41,38 @@ def _html_table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> Markup:
     return Markup(f'<div class="scroll">{table}</div>')
 
 
-def _faithful(faith: dict) -> str:
-    if faith["better_than_random"]:
-        return "yes"
-    failed = [k for k in ("deletion", "insertion") if not faith[f"{k}_better_than_random"]]
-    return f"NO: {' and '.join(failed)} no better than random"
-
-
 def data_summary(stage: StageRun, classifiers: dict[str, Path]) -> dict:
-    """Classes and sizes from the dataset provider when there is one, else from the classifiers' own metrics."""
+    """Classes and sizes from the dataset layout's summary (shared.dataset): the dataset provider's, else a
+    classifier provider's own (a trainer that reads its data itself, as the MRI stage does, writes one); else only
+    the classes and the test size from the first model's metrics."""
     datasets = stage.providers("dataset")
-    if datasets:
-        dataset = json.loads((next(iter(datasets.values())) / "dataset.json").read_text())
-        counts = dataset["counts"]
+    source = next(iter(datasets.values()), None) or next(
+        (folder for folder in classifiers.values() if (folder / INFO).is_file()), None
+    )
+    if source is not None:
+        dataset = read_info(source)
+        counts = dataset.get("counts", {})
         rows = [
             {"class": c, "train": counts.get(c, {}).get("train", 0), "test": counts.get(c, {}).get("test", 0)}
             for c in dataset["classes"]
         ]
         n_test = sum(r["test"] for r in rows)
         return {
+            "n_genes": None,
+            "transform": None,
+            "image_shape": None,
+            "cohort": None,
             **dataset,
             "counts": rows,
             "n_test": n_test,
             "n_samples": n_test + sum(r["train"] for r in rows),
             "small_classes": small_classes_summary(dataset),
         }
-    first = next(
-        (
-            (folder, entry)
-            for folder in classifiers.values()
-            for entry in json.loads((folder / "models.json").read_text())
-        ),
-        None,
-    )
+    first = next(iter(read_models_index(classifiers)), None)
     if first is None:
         return {"classes": [], "counts": [], "n_test": 0, "n_samples": None}
-    metrics = json.loads((first[0] / first[1]["folder"] / "metrics.json").read_text())
-    out = {
+    metrics = json.loads((first.folder / "metrics.json").read_text())
+    return {
         "classes": metrics.get("classes", []),
         "counts": [],
         "n_test": metrics["test"]["n"],
@@ -85,23 +82,6 @@ def data_summary(stage: StageRun, classifiers: dict[str, Path]) -> dict:
         "image_shape": None,
         "cohort": None,
     }
-    cohort = first[0] / "cohort.csv"
-    if cohort.is_file():  # an MRI trainer: who was included, who was left out and why
-        table = pd.read_csv(cohort, dtype=str, keep_default_na=False)
-        used = table[table["status"] == "included"]
-        out["counts"] = [
-            {
-                "class": c,
-                "train": int(((used["label"] == c) & (used["split"] == "train")).sum()),
-                "test": int(((used["label"] == c) & (used["split"] == "test")).sum()),
-            }
-            for c in out["classes"]
-        ]
-        reasons = table.loc[table["status"] != "included", "status"].str.replace(
-            r"^(bad volume|no IDH value).*", r"\1", regex=True
-        )
-        out["cohort"] = {"found": len(table), "included": len(used), "left_out": reasons.value_counts().to_dict()}
-    return out
 
 
 def small_classes_summary(dataset: dict) -> dict | None:
@@ -245,21 +225,17 @@ def run(stage: StageRun) -> None:
     n_test = data["n_test"]
 
     models, summary_models, scored = [], {}, []
-    for trainer, provider in classifiers.items():
-        for entry in json.loads((provider / "models.json").read_text()):
-            name = entry["name"]
-            if name in summary_models:
-                raise UserError(
-                    f"two classifier providers name a model '{name}' "
-                    f"({summary_models[name]['provider']} and {trainer}): rename one"
-                )
-            section, metrics = model_section(name, {**entry, "provider": trainer}, provider / entry["folder"], figures)
-            models.append(section)
-            scored.append({"name": name, "folds": metrics["folds"], "splits": metrics.get("splits")})
-            summary_models[name] = {
-                k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc", "macro_precision", "macro_recall")
-            }
-            summary_models[name].update(kind=entry["kind"], provider=trainer, at_chance=section["at_chance"])
+    for indexed in read_models_index(classifiers):
+        name = indexed.name
+        section, metrics = model_section(name, {**indexed.entry, "provider": indexed.trainer}, indexed.folder, figures)
+        models.append(section)
+        scored.append({"name": name, "folds": metrics["folds"], "splits": metrics.get("splits")})
+        summary_models[name] = {
+            k: metrics["test"][k] for k in ("accuracy", "macro_f1", "macro_auc", "macro_precision", "macro_recall")
+        }
+        summary_models[name].update(
+            kind=indexed.entry["kind"], provider=indexed.trainer, at_chance=section["at_chance"]
+        )
     overview = pd.DataFrame(
         [
             {
@@ -300,19 +276,17 @@ def run(stage: StageRun) -> None:
 
     explanations, summary_expl, trust_rows = [], {}, []
     biology, summary_bio, biology_absent = [], {}, {}
-    for _stage, provider in stage.providers("explanations").items():
-        ex_metrics = json.loads((provider / "metrics.json").read_text())
-        bio_entries = {name: e["biology"] for name, e in ex_metrics["models"].items() if e.get("biology")}
-        if ex_metrics.get("baselines_biology"):
-            bio_entries["baselines"] = ex_metrics["baselines_biology"]
+    for provider in stage.providers("explanations").values():
+        provided = read_explanations(provider)
+        bio_entries = {name: e.biology for name, e in provided.models.items() if e.biology}
+        if provided.baselines_biology:
+            bio_entries["baselines"] = provided.baselines_biology
         for name, bio_entry in bio_entries.items():
             section, summary_bio[name] = biology_section(name, bio_entry, provider / name / "biology", figures)
             biology.append(section)
-        biology_absent.update(
-            {name: e["biology_absent"] for name, e in ex_metrics["models"].items() if e.get("biology_absent")}
-        )
-        for name, model_entry in ex_metrics["models"].items():
-            for method, entry in model_entry["methods"].items():
+        biology_absent.update({name: e.biology_absent for name, e in provided.models.items() if e.biology_absent})
+        for name, model_entry in provided.models.items():
+            for method, entry in model_entry.methods.items():
                 folder = provider / name / method
                 ranking = (
                     pd.read_csv(folder / "top_genes.csv", dtype={"gene": str})
@@ -323,30 +297,28 @@ def run(stage: StageRun) -> None:
                     (cls, _html_table(g.head(settings.top_genes_shown)[["rank", "gene", "score"]], "{:.3g}"))
                     for cls, g in ranking.groupby("class", sort=False)
                 ]
-                key = next((k for k in entry if k.startswith("marker_precision_at_")), None)
-                faith, sanity, stab = entry.get("faithfulness"), entry.get("sanity"), entry.get("stability")
-                loc = (entry.get("localisation") or {}).get("predicted")
-                folds_stab = (stab or {}).get("folds") or {}
+                k = entry.precision_k
+                faith, sanity, stab = entry.faithfulness, entry.sanity, entry.stability
+                loc = (entry.localisation or {}).get("predicted")
+                folds_stab = (stab.folds if stab else None) or {}
                 trust_rows.append(
                     {
                         "model": name,
                         "method": method,
-                        f"marker precision@{key.rsplit('_', 1)[1]}" if key else "marker precision": entry.get(key),
-                        "deletion AUC": faith and faith["deletion_auc"],
-                        "random deletion AUC": faith and faith["random_deletion_auc"],
-                        "insertion AUC": faith and faith["insertion_auc"],
-                        "random insertion AUC": faith and faith["random_insertion_auc"],
-                        "faithful (vs random)": None if not faith else _faithful(faith),
-                        "rank corr. with randomised model": sanity and sanity["spearman_all_at_once"],
-                        "model-sensitive": None
-                        if not sanity
-                        else ("NO: insensitive to the model" if sanity["insensitive_to_model"] else "yes"),
+                        f"marker precision@{k}" if k else "marker precision": entry.precision,
+                        "deletion AUC": faith and faith.deletion_auc,
+                        "random deletion AUC": faith and faith.random_deletion_auc,
+                        "insertion AUC": faith and faith.insertion_auc,
+                        "random insertion AUC": faith and faith.random_insertion_auc,
+                        "faithful (vs random)": faith and faith.verdict(),
+                        "rank corr. with randomised model": sanity and sanity.spearman_all_at_once,
+                        "model-sensitive": sanity and sanity.verdict(),
                         "fold models: Spearman": folds_stab.get("spearman"),
                         "fold models: top-k shared": folds_stab.get("shared_top_k"),
-                        "random draws: top-k shared": ((stab or {}).get("draws") or {}).get("shared_top_k"),
-                        "CAM share in tumour mask": loc and loc.get("cam_in_mask_mean"),
-                        "mask's share of the brain (chance)": loc and loc.get("chance_mean"),
-                        "patients above chance": loc and f"{loc['above_chance']} of {loc['n']}",
+                        "random draws: top-k shared": ((stab.draws if stab else None) or {}).get("shared_top_k"),
+                        "CAM share in tumour mask": loc and loc.cam_in_mask_mean,
+                        "mask's share of the brain (chance)": loc and loc.chance_mean,
+                        "patients above chance": loc and f"{loc.above_chance} of {loc.n}",
                     }
                 )
                 pngs = {}
@@ -359,52 +331,27 @@ def run(stage: StageRun) -> None:
                         "model": name,
                         "method": method,
                         "at_chance": summary_models.get(name, {}).get("at_chance", False),
-                        "description": entry.get("description", method)
+                        "description": entry.description
                         + (
                             ""
-                            if model_entry.get("gene_map", True)
+                            if model_entry.gene_map is not False
                             else " These inputs have no pixel-to-gene map (a transductive sample image): the maps "
                             "show where in the input the model looked, not which genes."
                         ),
-                        "samples": model_entry.get("samples", "all"),
-                        "precision": entry.get(key) if key else None,
-                        "k": key.rsplit("_", 1)[1] if key else None,
-                        "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if key else None,
+                        "samples": model_entry.samples,
+                        "precision": entry.precision,
+                        "k": k,
+                        "precision_html": _html_table(pd.read_csv(folder / "marker_precision.csv")) if k else None,
                         "pngs": pngs,
                         "top_tables": top_tables,
-                        "faithfulness": faith,
-                        "sanity": sanity,
-                        "stability": stab,
-                        "layer": entry.get("layer"),
-                        "localisation": entry.get("localisation"),
+                        "faithfulness": faith and faith.to_json(),
+                        "sanity": sanity and sanity.to_json(),
+                        "stability": stab and stab.to_json(),
+                        "layer": entry.layer,
+                        "localisation": entry.to_json().get("localisation"),
                     }
                 )
-                summary_expl[f"{name}/{method}"] = {
-                    k: v for k, v in entry.items() if k not in ("top_k", "signed", "description", "seconds")
-                }
-                summary_expl[f"{name}/{method}"]["samples"] = model_entry.get("samples", "all")
-                if faith:
-                    summary_expl[f"{name}/{method}"]["faithfulness"] = {
-                        k: faith[k]
-                        for k in (
-                            "deletion_auc",
-                            "random_deletion_auc",
-                            "insertion_auc",
-                            "random_insertion_auc",
-                            "p_deletion",
-                            "p_insertion",
-                            "deletion_better_than_random",
-                            "insertion_better_than_random",
-                            "better_than_random",
-                            "per_class",
-                        )
-                    }
-                if sanity:
-                    summary_expl[f"{name}/{method}"]["sanity"] = {
-                        k: sanity[k] for k in ("spearman_all_at_once", "cascade", "insensitive_to_model")
-                    }
-                if stab:
-                    summary_expl[f"{name}/{method}"]["stability"] = {k: v for k, v in stab.items() if k != "seconds"}
+                summary_expl[f"{name}/{method}"] = entry.headline() | {"samples": model_entry.samples}
 
     provenance = []
     for upstream in exp.upstream("report"):

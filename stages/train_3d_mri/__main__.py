@@ -14,8 +14,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from shared.artifacts import StageRun, write_json_atomic
+from shared.artifacts import StageRun
+from shared.dataset import write_info
 from shared.devices import describe_device
+from shared.evaluation.explanations import Explanations, ModelExplanations, write_explanations
 from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result
 from shared.evaluation.splits import Protocol
 from shared.frameworks import keep_out
@@ -330,20 +332,32 @@ def run(stage: StageRun) -> None:
     write_models_index(stage.out, [result])
     table = table.merge(samples[["sample", "split"]].rename(columns={"sample": "exam"}), on="exam", how="left")
     table.to_csv(stage.out / "cohort.csv", index=False)
-    explanations = {
-        "target": "predicted and true class",
-        "split": "held-out test",
-        "models": {settings.model: explain(stage, settings, data, proto, members, result.test_proba)},
-        "not_explained": {},
+    cohort = {
+        "found": len(patients),
+        "included": int(counts.get("included", 0)),
+        "left_out": {k: int(v) for k, v in counts.items() if k != "included"},
     }
-    write_json_atomic(stage.out / "metrics.json", explanations)
-    loc = explanations["models"][settings.model]["methods"][METHOD]["localisation"]
-    stage.record(
-        cohort={
-            "found": len(patients),
-            "included": int(counts.get("included", 0)),
-            "left_out": {k: int(v) for k, v in counts.items() if k != "included"},
+    by_split = samples.groupby(["label", "split"]).size()
+    write_info(
+        stage.out,
+        {
+            "classes": list(CLASSES),
+            "counts": {c: {s: int(by_split.get((c, s), 0)) for s in ("train", "test")} for c in CLASSES},
+            "cohort": cohort,
         },
+    )
+    explanations = Explanations(
+        target="predicted and true class",
+        models={
+            settings.model: ModelExplanations.from_json(
+                explain(stage, settings, data, proto, members, result.test_proba)
+            )
+        },
+    )
+    write_explanations(stage.out, explanations)
+    loc = explanations.models[settings.model].methods[METHOD].to_json()["localisation"]
+    stage.record(
+        cohort=cohort,
         models={
             settings.model: {
                 "arch": settings.model,

@@ -133,6 +133,11 @@ STAGE = StageSpec(
             "value as written, label, status (included or why left out), split",
         ),
         Output(
+            "dataset.json",
+            "the dataset's summary in the dataset layout (shared.dataset): classes, exams per class and split, and "
+            "the cohort (exams found, included, left out by reason)",
+        ),
+        Output(
             "metrics.json",
             "explanations in explain's layout: per model, Grad-CAM's description, layer and "
             "localisation (CAM energy inside the tumour mask vs the mask's share of the brain)",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -16,9 +15,11 @@ os.environ.setdefault(
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from shared.artifacts import StageRun, write_json_atomic  # noqa: E402
+from shared.artifacts import StageRun  # noqa: E402
 from shared.attribution_figures import plot_class_maps, plot_top_genes_heatmap  # noqa: E402
+from shared.dataset import Dataset  # noqa: E402
 from shared.errors import UserError  # noqa: E402
+from shared.evaluation.explanations import Explanations, ModelExplanations, write_explanations  # noqa: E402
 from shared.evaluation.rankings import class_means, read_markers, write_gene_rankings  # noqa: E402
 from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result  # noqa: E402
 from shared.evaluation.splits import Protocol  # noqa: E402
@@ -35,25 +36,21 @@ class Images:
     """preprocess's images as Keras reads them: (n, H, W, C) float32 in [0, 1], with the samples and the gene map."""
 
     def __init__(self, folder: Path):
-        self.folder = folder
-        self.dataset = json.loads((folder / "dataset.json").read_text())
-        if not (folder / "images.npy").is_file():
+        self.source = Dataset.open(folder)
+        self.folder, self.dataset, self.samples = folder, self.source.info, self.source.samples
+        stored = self.source.images()
+        if stored is None:
             raise UserError(
                 f"train_tf_gradcam: preprocess.transform '{self.dataset.get('transform')}' makes no images; "
                 "use an image transform (gene-grid, deepinsight, ...)"
             )
-        self.stored = np.load(folder / "images.npy", mmap_mode="r")  # (n, C, H, W) uint8
-        self.samples = pd.read_csv(
-            folder / "samples.csv", dtype={"sample": str, "label": str, "group": str, "augmented_from": str}
-        )
-        self.samples["augmented_from"] = self.samples.get("augmented_from", pd.Series(dtype=str)).fillna("")
-        self.classes = list(self.dataset["classes"])
-        self.labels = self.samples["label_index"].to_numpy(np.int64)
+        self.stored = stored  # (n, C, H, W) uint8
+        self.classes = self.source.classes
+        self.labels = self.source.labels
         self.shape = (int(self.stored.shape[2]), int(self.stored.shape[3]), int(self.stored.shape[1]))
-        self.gmap = PixelGeneMap.load(folder / "pixel_genes.npz") if (folder / "pixel_genes.npz").is_file() else None
-        self.values = np.load(folder / "vectors.npy", mmap_mode="r") if (folder / "vectors.npy").is_file() else None
-        genes = folder / "genes.csv"
-        self.genes_table = pd.read_csv(genes, dtype={"gene": str}) if genes.is_file() else None
+        self.gmap = self.source.gene_map()
+        self.values = self.source.vectors()
+        self.genes_table = self.source.genes()
 
     def x(self, rows: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(
@@ -181,17 +178,9 @@ def train(arch: str, settings: TrainTfGradcam, data: Images, proto: Protocol, st
         "n_classes": proto.n_classes,
         "classes": proto.classes,
         "dropout": settings.dropout,
-        "input": {
-            "kind": "image",
-            "spatial_dims": 2,
-            "array": f"{data.folder.name}/images.npy",
-            "dtype": "uint8",
-            "scale": 1 / 255,
-            "layout": "channels_last (the stored (n, C, H, W) array transposed)",
-            "samples": f"{data.folder.name}/samples.csv",
-            "features": f"{data.folder.name}/genes.csv",
-            **({"gene_map": f"{stage.stage}/pixel_genes.npz"} if data.gmap is not None else {}),
-        },
+        "input": data.source.model_input(
+            "image", trainer=stage.stage, layout="channels_last (the stored (n, C, H, W) array transposed)"
+        ),
     }
 
     def save(folder: Path) -> None:
@@ -362,18 +351,18 @@ def run(stage: StageRun) -> None:
         key="train_tf_gradcam.folds",
         small_classes_key=(data.dataset.get("small_classes") or {}).get("key"),
     )
-    results, explanations = [], {"target": "true class", "split": "held-out test", "models": {}, "not_explained": {}}
+    results, explanations = [], Explanations()
     for arch in settings.models:
         result, members = train(arch, settings, data, proto, stage, exp.seed)
         results.append(result)
         write_result(stage.out, proto, result)
         if settings.explain.methods:
-            explanations["models"][arch] = explain(arch, members, settings, data, proto, stage.out, markers)
+            explanations.models[arch] = ModelExplanations.from_json(
+                explain(arch, members, settings, data, proto, stage.out, markers)
+            )
     write_models_index(stage.out, results)
-    for name in ("pixel_genes.npz", "dataset.json"):
-        if (data.folder / name).is_file():
-            shutil.copy2(data.folder / name, stage.out / name)
-    write_json_atomic(stage.out / "metrics.json", explanations)
+    data.source.copy_map_to(stage.out)
+    write_explanations(stage.out, explanations)
     stage.record(
         models={
             r.name: {"arch": r.spec["arch"], "n_parameters": r.n_parameters, "kind": r.kind, "framework": "tensorflow"}

@@ -5,9 +5,6 @@ Also runs under torchrun (DistributedDataParallel): ``torchrun --nproc-per-node 
 
 from __future__ import annotations
 
-import shutil
-
-import numpy as np
 import pandas as pd
 import torch
 
@@ -40,25 +37,11 @@ log = get_logger("stages.train_torch")
 IMAGE_PRETRAINABLE = {"resnet18", "efficientnet_b0"}
 
 
-def model_spec(arch: str, settings: TrainTorch, data: PreparedData, data_dir: str, own_dir: str) -> dict:
+def model_spec(arch: str, settings: TrainTorch, data: PreparedData, own_dir: str) -> dict:
     """What ``model.json`` records: the architecture and its options, the classes, and the input the model reads
     (paths relative to the experiment folder; ``scale`` turns the stored array into the model's input)."""
-    array = data.inputs(arch)
-    shape = list(array.shape[1:])
-    vector = arch == "dense"
-    inp = {
-        "kind": "vector" if vector else "image",
-        "spatial_dims": len(shape) - 1,
-        "array": f"{data_dir}/{'vectors.npy' if vector else 'images.npy'}",
-        "dtype": str(array.dtype),
-        "scale": 1 / 255 if array.dtype == np.uint8 else 1.0,
-        "samples": f"{data_dir}/samples.csv",
-        "features": f"{data_dir}/genes.csv",
-    }
-    if not vector and data.dataset.get("gene_map"):
-        inp["gene_map"] = f"{own_dir}/pixel_genes.npz"
-    if not vector and data.dataset.get("vectors"):
-        inp["gene_values"] = f"{data_dir}/{data.dataset['vectors']}"
+    shape = list(data.inputs(arch).shape[1:])
+    inp = data.source.model_input("vector" if arch == "dense" else "image", trainer=own_dir)
     spec = {"arch": arch, "input_shape": shape, "n_classes": len(data.classes), "classes": data.classes, "input": inp}
     if arch in IMAGE_PRETRAINABLE:
         spec["stem"] = settings.stem if settings.stem != "auto" else ("small" if min(shape[1:]) < 64 else "imagenet")
@@ -74,10 +57,8 @@ def model_spec(arch: str, settings: TrainTorch, data: PreparedData, data_dir: st
 class Run:
     """Everything shared by the models of one run: the protocol's rows, the data, device, outputs."""
 
-    def __init__(
-        self, stage: StageRun, settings: TrainTorch, data: PreparedData, dist: distributed.Dist, data_dir: str
-    ):
-        self.stage, self.settings, self.data, self.dist, self.data_dir = stage, settings, data, dist, data_dir
+    def __init__(self, stage: StageRun, settings: TrainTorch, data: PreparedData, dist: distributed.Dist):
+        self.stage, self.settings, self.data, self.dist = stage, settings, data, dist
         self.proto = Protocol(
             data.samples,
             data.classes,
@@ -93,7 +74,7 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
     settings, data, dist, stage, proto = ctx.settings, ctx.data, ctx.dist, ctx.stage, ctx.proto
     seed = stage.exp.seed
     inputs = data.inputs(arch)
-    spec = model_spec(arch, settings, data, ctx.data_dir, stage.stage)
+    spec = model_spec(arch, settings, data, stage.stage)
     pretrained = False
     if arch in IMAGE_PRETRAINABLE and settings.pretrained == "auto":
         pretrained = cached_weights_file(arch) is not None
@@ -209,10 +190,10 @@ def run(stage: StageRun) -> None:
     data = load_prepared(pre)
     dist = distributed.setup(exp.device)
     stage.device = describe_device(dist.device) + (f", {dist.world} processes" if dist.world > 1 else "")
-    ctx = Run(stage, settings, data, dist, pre.name)
+    ctx = Run(stage, settings, data, dist)
 
     for arch in settings.models:  # every model fits its input before any trains
-        check_input_size(model_spec(arch, settings, data, pre.name, stage.stage), "train_torch")
+        check_input_size(model_spec(arch, settings, data, stage.stage), "train_torch")
     results = [train_deep(ctx, arch) for arch in settings.models]
     if settings.baselines and dist.is_main:
         if data.vectors is None:
@@ -222,9 +203,7 @@ def run(stage: StageRun) -> None:
         return
     summary = {r.name: write_result(stage.out, ctx.proto, r) for r in results}
     write_models_index(stage.out, results)
-    for name in ("pixel_genes.npz", "dataset.json"):
-        if (pre / name).is_file():  # a transductive transform has no pixel->gene map
-            shutil.copy2(pre / name, stage.out / name)
+    data.source.copy_map_to(stage.out)
     stage.record(
         models={
             r.name: {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +10,16 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from shared.dataset import Dataset as PreparedDataset
 from shared.errors import UserError
 from shared.torch_training.sampling import EpochShuffle
 
 
 @dataclass
 class PreparedData:
+    """The dataset (shared.dataset) as train_torch reads it, its arrays opened once."""
+
+    source: PreparedDataset
     images: np.ndarray | None  # (n_samples, channels, height, width) uint8, memory-mapped
     vectors: np.ndarray | None  # (n_samples, n_genes) float32 in [0, 1], memory-mapped
     labels: np.ndarray  # (n_samples,) int64
@@ -40,26 +43,8 @@ class PreparedData:
 
 
 def load_prepared(folder: Path) -> PreparedData:
-    dataset = json.loads((folder / "dataset.json").read_text())
-    images = np.load(folder / "images.npy", mmap_mode="r") if (folder / "images.npy").is_file() else None
-    vectors = np.load(folder / "vectors.npy", mmap_mode="r") if (folder / "vectors.npy").is_file() else None
-    samples = pd.read_csv(
-        folder / "samples.csv", dtype={"sample": str, "label": str, "group": str, "augmented_from": str}
-    )
-    if "augmented_from" not in samples:
-        samples["augmented_from"] = ""
-    samples["augmented_from"] = samples["augmented_from"].fillna("")
-    groups = samples["group"].to_numpy() if "group" in samples else None
-    return PreparedData(
-        images,
-        vectors,
-        samples["label_index"].to_numpy(np.int64),
-        groups,
-        samples["split"].to_numpy(),
-        samples,
-        list(dataset["classes"]),
-        dataset,
-    )
+    ds = PreparedDataset.open(folder)
+    return PreparedData(ds, ds.images(), ds.vectors(), ds.labels, ds.groups, ds.split, ds.samples, ds.classes, ds.info)
 
 
 class MemmapRows(Dataset):

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from shared.dataset import measured_training_rows, read_samples, test_rows
+
 DE_METHODS = ("wilcoxon", "t-test")
 
 
@@ -33,12 +35,8 @@ class TrainingData:
         if source is None:
             return None
         scale = float(inp.get("scale", 1.0)) if inp["kind"] == "vector" else 1.0
-        samples = pd.read_csv(exp_dir / inp["samples"], dtype={"sample": str, "label": str})
-        original = (
-            samples["augmented_from"].isna() if "augmented_from" in samples else pd.Series(True, index=samples.index)
-        )
-        train = np.flatnonzero((samples["split"] == "train").to_numpy() & original.to_numpy())
-        test = np.flatnonzero((samples["split"] == "test").to_numpy())
+        samples = read_samples(exp_dir / inp["samples"])
+        train, test = measured_training_rows(samples), test_rows(samples)
         values = np.load(exp_dir / source, mmap_mode="r")
         labels = samples["label_index"].to_numpy()
 

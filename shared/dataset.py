@@ -1,0 +1,161 @@
+"""The dataset hand-off: the folder the ``dataset`` role provides (preprocess writes it), read by the trainers,
+explain and report through this module only, so each file has one writer and one reader.
+
+Files, relative to the provider's folder (``outputs/<experiment>/preprocess/``):
+
+- ``samples.csv``: one row per sample, in the arrays' row order: ``sample`` (id, text), ``label`` (text),
+  ``label_index`` (into ``classes``), ``split`` (``train`` | ``test``), ``group`` (optional: a donor or patient,
+  never cut by a split) and ``augmented_from`` (the training sample an augmented copy was made from; empty for a
+  measured sample).
+- ``dataset.json``: ``classes`` and what the arrays hold (transform, image shape, genes, the input scale, the
+  label and group keys, the class counts per split, the small-class policy).
+- ``images.npy`` (n, C, H, W) uint8 and ``vectors.npy`` (n, n_genes) float32 in [0, 1], each when made.
+- ``genes.csv``: ``gene`` in ``vectors.npy``'s column order (optional ``symbol``, the pixel, the training scaling).
+- ``pixel_genes.npz``: the pixel->gene map (``shared.genemap.PixelGeneMap``), for transforms that have one.
+
+A trained model's ``model.json`` points at these files through its ``input`` spec (``model_input``); explain reads
+a model's inputs from that spec, so a model can read a dataset that is not its trainer's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import write_json_atomic
+
+SAMPLES = "samples.csv"
+INFO = "dataset.json"
+IMAGES = "images.npy"
+VECTORS = "vectors.npy"
+GENES = "genes.csv"
+GENE_MAP = "pixel_genes.npz"
+
+#: samples.csv's text columns: ids and labels stay text ('001' stays '001', 'NA' stays a label)
+TEXT_COLUMNS = ("sample", "label", "group", "augmented_from")
+
+
+def read_samples(path: str | Path) -> pd.DataFrame:
+    """samples.csv as every reader sees it: the text columns as text, ``augmented_from`` always present ('' for a
+    measured sample), ``group`` only when the dataset has groups."""
+    samples = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False, na_values=[])
+    if "augmented_from" not in samples:
+        samples["augmented_from"] = ""
+    return samples
+
+
+def write_samples(path: str | Path, samples: pd.DataFrame) -> None:
+    missing = {"sample", "label", "label_index", "split"} - set(samples)
+    assert not missing, f"samples.csv needs {sorted(missing)}"
+    samples.to_csv(path, index=False)
+
+
+def measured(samples: pd.DataFrame) -> np.ndarray:
+    """Which rows are measured samples, not augmented copies (a table without ``augmented_from`` has no copies)."""
+    if "augmented_from" not in samples:
+        return np.ones(len(samples), bool)
+    return samples["augmented_from"].fillna("").to_numpy() == ""
+
+
+def measured_training_rows(samples: pd.DataFrame) -> np.ndarray:
+    """The training split's measured samples (augmented copies left out): what the folds split, what a method
+    compares with, what differential expression is computed on."""
+    return np.flatnonzero((samples["split"] == "train").to_numpy() & measured(samples))
+
+
+def test_rows(samples: pd.DataFrame) -> np.ndarray:
+    """The held-out test split's rows (never augmented)."""
+    return np.flatnonzero(samples["split"].to_numpy() == "test")
+
+
+def write_info(folder: Path, info: dict[str, Any]) -> None:
+    assert "classes" in info, "dataset.json needs its classes"
+    write_json_atomic(folder / INFO, info)
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / INFO).read_text())
+
+
+@dataclass
+class Dataset:
+    """A provider's dataset folder, read: ``info`` (dataset.json) and ``samples`` (samples.csv) at once, the arrays,
+    the genes and the map on demand (the arrays memory-mapped)."""
+
+    folder: Path
+    info: dict[str, Any]
+    samples: pd.DataFrame
+
+    @classmethod
+    def open(cls, folder: Path) -> Dataset:
+        return cls(folder, read_info(folder), read_samples(folder / SAMPLES))
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info["classes"])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.samples["label_index"].to_numpy(np.int64)
+
+    @property
+    def split(self) -> np.ndarray:
+        return self.samples["split"].to_numpy()
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        return self.samples["group"].to_numpy() if "group" in self.samples else None
+
+    def _array(self, name: str) -> np.ndarray | None:
+        path = self.folder / name
+        return np.load(path, mmap_mode="r") if path.is_file() else None
+
+    def images(self) -> np.ndarray | None:
+        return self._array(IMAGES)
+
+    def vectors(self) -> np.ndarray | None:
+        return self._array(VECTORS)
+
+    def genes(self) -> pd.DataFrame | None:
+        path = self.folder / GENES
+        return pd.read_csv(path, dtype={"gene": str, "symbol": str}) if path.is_file() else None
+
+    def gene_map(self):
+        from .genemap import PixelGeneMap
+
+        path = self.folder / GENE_MAP
+        return PixelGeneMap.load(path) if path.is_file() else None
+
+    def copy_map_to(self, folder: Path) -> None:
+        """A trainer keeps the map its models were trained through (and dataset.json) beside them."""
+        for name in (GENE_MAP, INFO):
+            if (self.folder / name).is_file():
+                shutil.copy2(self.folder / name, folder / name)
+
+    def model_input(self, kind: str, trainer: str | None = None, **extra: Any) -> dict[str, Any]:
+        """The ``input`` spec of a model reading this dataset (paths relative to the experiment folder, which holds
+        the dataset's folder): ``vector`` reads vectors.npy as it is, ``image`` reads images.npy scaled by 1/255,
+        with the map the ``trainer`` stage copied beside its models and the gene values the images were made from."""
+        rel = self.folder.name
+        array = self.vectors() if kind == "vector" else self.images()
+        assert array is not None, f"{self.folder}: no {VECTORS if kind == 'vector' else IMAGES}"
+        spec: dict[str, Any] = {
+            "kind": kind,
+            "spatial_dims": array.ndim - 2,
+            "array": f"{rel}/{VECTORS if kind == 'vector' else IMAGES}",
+            "dtype": str(array.dtype),
+            "scale": 1 / 255 if array.dtype == np.uint8 else 1.0,
+            "samples": f"{rel}/{SAMPLES}",
+            "features": f"{rel}/{GENES}",
+        }
+        if kind == "image" and trainer is not None and self.info.get("gene_map"):
+            spec["gene_map"] = f"{trainer}/{GENE_MAP}"
+        if kind == "image" and self.info.get("vectors"):
+            spec["gene_values"] = f"{rel}/{self.info['vectors']}"
+        return spec | extra
