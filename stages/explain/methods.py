@@ -311,18 +311,10 @@ class GradCAM(Method):
         return out
 
     def cam(self, inputs, target):
-        # captum.attr.LayerGradCam per fold model (of the ensemble's logit), up-sampled (bilinear / trilinear,
-        # align_corners=False) and summed before the ReLU
-        import torch
-        from captum.attr import LayerAttribution, LayerGradCam
+        # shared.cam: the fold models' layers through the ensemble's logit, summed, ReLU, then up-sampled
+        from shared.cam import grad_cam
 
-        total = None
-        for layer in self.layers(inputs):
-            cam = LayerGradCam(self.model, layer).attribute(inputs, target=target, relu_attributions=False)
-            mode = "bilinear" if inputs.ndim == 4 else "trilinear"
-            up = LayerAttribution.interpolate(cam, tuple(inputs.shape[2:]), interpolate_mode=mode)
-            total = up if total is None else total + up
-        return torch.relu(total)
+        return grad_cam(self.model, self.layers(inputs), inputs, target)
 
     def attribute(self, inputs, target):
         return self.cam(inputs, target).expand_as(inputs).contiguous()

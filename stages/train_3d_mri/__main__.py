@@ -193,7 +193,9 @@ def explain(
 ) -> dict:
     """Grad-CAM of the predicted and the true class for every test patient: NIfTI in the patient's space, the
     localisation table and summary, and the overlay figure."""
-    from .gradcam import DESCRIPTION, grad_cams, localisation, plot_overlays, summarise
+    from shared.evaluation.localisation import localisation, summarise
+
+    from .gradcam import DESCRIPTION, grad_cams, plot_overlays
     from .network import cam_layer
     from .volumes import to_native
 

@@ -1,11 +1,5 @@
-"""3-D Grad-CAM (Captum's LayerGradCam on 5-D inputs) and how much of it falls on the tumour.
-
-For each fold model the CAM of a class is the ReLU-free weighted sum of the layer's feature maps (weights: the
-spatially averaged gradients of that class's logit); the fold models' maps are averaged, then the ReLU keeps the
-evidence for the class (Selvaraju et al.), and the map is trilinearly up-sampled to the model's grid. Localisation
-is the share of the CAM's energy (its sum over the brain) that lies inside the tumour mask, beside the share a map
-spread evenly over the brain would put there (the mask's volume over the brain's): a ratio above 1 means the map
-prefers the tumour.
+"""The MRI stage's Grad-CAM: the maps of its fold models (shared.cam, the implementation explain uses too), scored
+against the tumour mask (shared.evaluation.localisation), and the overlay figure.
 """
 
 from __future__ import annotations
@@ -13,6 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+
+from shared.cam import grad_cam
+from shared.models import Ensemble
 
 DESCRIPTION = (
     "Grad-CAM (3-D): the chosen layer's feature maps weighted by the class logit's mean gradient, ReLU, "
@@ -22,60 +19,13 @@ DESCRIPTION = (
 
 
 def grad_cams(members: list[nn.Module], layer: str, x: torch.Tensor, target: int) -> np.ndarray:
-    """(n, *spatial) non-negative CAMs of class ``target`` for the batch ``x``, on the input grid."""
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    total = None
+    """(n, *spatial) non-negative CAMs of class ``target`` for the batch ``x``, on the input grid: the fold models'
+    mean (their ensemble's Grad-CAM at the layer of each)."""
     for net in members:
         net.eval()
-        module = dict(net.named_modules())[layer]
-        cam = LayerGradCam(net, module).attribute(x, target=target, relu_attributions=False)
-        cam = cam.detach()
-        total = cam if total is None else total + cam
-    cam = torch.relu(total / len(members))
-    cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="trilinear")
-    return cam[:, 0].cpu().numpy()
-
-
-def localisation(cam: np.ndarray, tumour: np.ndarray, brain: np.ndarray) -> dict:
-    """CAM share inside the tumour (within the brain), the chance share, and their ratio (NaN for an empty map)."""
-    inside = brain & tumour
-    energy = float(cam[brain].sum())
-    chance = float(inside.sum() / max(brain.sum(), 1))
-    share = float(cam[inside].sum() / energy) if energy > 0 else float("nan")
-    return {"cam_in_mask": share, "chance": chance, "ratio": share / chance if chance > 0 else float("nan")}
-
-
-def summarise(rows: list[dict]) -> dict:
-    """Mean share and chance over patients (per target), how many patients beat chance, and a one-sided sign
-    test of share > chance."""
-    from scipy.stats import binomtest
-
-    out = {}
-    for target in ("predicted", "true"):
-        sel = [r for r in rows if r["target"] == target and np.isfinite(r["cam_in_mask"])]
-        if not sel:
-            continue
-        share = np.array([r["cam_in_mask"] for r in sel])
-        chance = np.array([r["chance"] for r in sel])
-        above = int((share > chance).sum())
-        out[target] = {
-            "n": len(sel),
-            "cam_in_mask_mean": float(share.mean()),
-            "chance_mean": float(chance.mean()),
-            "ratio_mean": float(np.mean(share / chance)),
-            "above_chance": above,
-            "p_sign_test": float(binomtest(above, len(sel), 0.5, alternative="greater").pvalue),
-            "per_class": {
-                c: {
-                    "n": int(sum(r["class"] == c for r in sel)),
-                    "cam_in_mask_mean": float(np.mean([r["cam_in_mask"] for r in sel if r["class"] == c])),
-                    "chance_mean": float(np.mean([r["chance"] for r in sel if r["class"] == c])),
-                }
-                for c in sorted({r["class"] for r in sel})
-            },
-        }
-    return out
+    layers = [dict(net.named_modules())[layer] for net in members]
+    cam = grad_cam(Ensemble(members), layers, x, target)
+    return cam.detach()[:, 0].cpu().numpy()
 
 
 def plot_overlays(entries: list[dict], path, title: str) -> None:

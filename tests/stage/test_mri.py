@@ -289,7 +289,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 
 def test_localisation_share_against_chance():
-    from stages.train_3d_mri.gradcam import localisation
+    from shared.evaluation.localisation import localisation
 
     brain = np.zeros((10, 10, 10), bool)
     brain[1:9, 1:9, 1:9] = True
