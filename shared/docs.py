@@ -9,9 +9,11 @@ makes, at build time, so nothing generated is committed and re-measuring rewrite
 - ``stages``: each stage's roles, config sections and outputs, from its ``StageSpec``;
 - ``methods``: explain's attribution methods, from their declarations (stages/explain/methods.py);
 - ``test-times``: the measured test runs, from docs/data/test-times.yaml;
-- ``benchmarks``: ``make bench``'s headline figures, from docs/data/benchmarks.yaml.
+- ``benchmarks``: ``make bench``'s headline figures, from docs/data/benchmarks.yaml;
+- ``demo-models``, ``demo-methods``: a demo run's held-out scores and trust figures, from docs/data/demo.json.
 
-    python -m shared.docs NAME      # print one generated part (config, stages, methods, test-times, benchmarks)
+    python -m shared.docs show NAME    # print one generated part
+    python -m shared.docs record-demo outputs/demo/report/summary.json --commit C   # the demo page's figures
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import argparse
 import ast
 import inspect
+import json
 import re
 import sys
 import textwrap
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -261,6 +265,93 @@ def methods_section() -> str:
     return "\n".join(lines) + "\n"
 
 
+DEMO = DATA / "demo.json"
+
+
+def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
+    """The figures the demo page shows, kept from a demo run's summary.json (``python -m shared.docs record-demo``):
+    each model's held-out scores and each method's trust figures, with where and when they were measured."""
+    summary = json.loads(Path(summary_path).read_text())
+    methods = {}
+    for key, e in summary.get("explanations", {}).items():
+        faith, sanity, stab = e.get("faithfulness") or {}, e.get("sanity") or {}, e.get("stability") or {}
+        k = next((k for k in e if k.startswith("marker_precision_at_")), None)
+        methods[key] = {
+            "layer": e.get("layer"),
+            "precision_k": int(k.rsplit("_", 1)[1]) if k else None,
+            "precision": e.get(k) if k else None,
+            **{
+                f: faith.get(f)
+                for f in ("deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc")
+            },
+            **{f: faith.get(f) for f in ("p_deletion", "p_insertion", "deletion_better_than_random")},
+            "insertion_better_than_random": faith.get("insertion_better_than_random"),
+            "sanity_spearman": sanity.get("spearman_all_at_once"),
+            "insensitive_to_model": sanity.get("insensitive_to_model"),
+            "folds_shared_top_k": (stab.get("folds") or {}).get("shared_top_k"),
+            "draws_shared_top_k": (stab.get("draws") or {}).get("shared_top_k"),
+        }
+    models = {
+        name: {k: m[k] for k in ("macro_f1", "accuracy", "macro_auc", "kind")} for name, m in summary["models"].items()
+    }
+    record = {
+        "experiment": summary["experiment"],
+        "commit": commit,
+        "date": __import__("datetime").date.today().isoformat(),
+        "machine": machine,
+        "n_test": summary["n_test"],
+        "models": models,
+        "methods": methods,
+    }
+    return record
+
+
+def _demo() -> dict:
+    return json.loads(DEMO.read_text())
+
+
+def demo_models_section() -> str:
+    demo = _demo()
+    lines = [
+        f"Measured {demo['date']} at commit {demo['commit']} on the {demo['n_test']} held-out test samples "
+        f"(`docs/data/demo.json`):",
+        "",
+        "| model | kind | macro-F1 | accuracy | macro ROC-AUC |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, m in demo["models"].items():
+        lines.append(f"| {name} | {m['kind']} | {m['macro_f1']:.3f} | {m['accuracy']:.3f} | {m['macro_auc']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def demo_methods_section() -> str:
+    demo = _demo()
+
+    def num(value, fmt="{:.3f}") -> str:
+        return "" if value is None else fmt.format(value)
+
+    lines = [
+        "| method | marker precision@k | deletion AUC (random) | insertion AUC (random) | faithful | "
+        "corr. with randomised model | top-k shared by fold models (by random draws) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, m in demo["methods"].items():
+        failed = [w for w in ("deletion", "insertion") if m[f"{w}_better_than_random"] is False]
+        faithful = "yes" if not failed else f"**no: {' and '.join(failed)} not shown better than random**"
+        sanity = num(m["sanity_spearman"], "{:.2f}") + (
+            " **: insensitive to the model**" if m["insensitive_to_model"] else ""
+        )
+        shared = num(m["folds_shared_top_k"], "{:.2f}") + (
+            f" ({m['draws_shared_top_k']:.2f})" if m["draws_shared_top_k"] is not None else ""
+        )
+        name = key.split("/", 1)[1] + (f" ({m['layer']})" if m["layer"] else "")
+        deletion = f"{num(m['deletion_auc'])} ({num(m['random_deletion_auc'])})"
+        insertion = f"{num(m['insertion_auc'])} ({num(m['random_insertion_auc'])})"
+        precision = num(m["precision"], "{:.2f}")
+        lines.append(f"| {name} | {precision} | {deletion} | {insertion} | {faithful} | {sanity} | {shared} |")
+    return "\n".join(lines) + "\n"
+
+
 #: marker name -> what makes it
 GENERATED: dict[str, Callable[[], str]] = {
     "config": config_section,
@@ -268,6 +359,8 @@ GENERATED: dict[str, Callable[[], str]] = {
     "methods": methods_section,
     "test-times": test_times_section,
     "benchmarks": benchmarks_section,
+    "demo-models": demo_models_section,
+    "demo-methods": demo_methods_section,
 }
 
 
@@ -285,9 +378,22 @@ def render(markdown: str, page: str = "<page>") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.docs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=sorted(GENERATED), help="the generated part to print")
+    sub = parser.add_subparsers(dest="command", required=True)
+    show = sub.add_parser("show", help="print one generated part")
+    show.add_argument("name", choices=sorted(GENERATED))
+    record = sub.add_parser("record-demo", help="keep a demo run's figures in docs/data/demo.json for the demo page")
+    record.add_argument("summary", help="the run's report/summary.json (configs/demo.yaml)")
+    record.add_argument("--commit", required=True, help="the commit the run was made at")
+    record.add_argument("--images-per-s", type=float, default=None, help="python -m bench.train's figure, if known")
     args = parser.parse_args(argv)
-    sys.stdout.write(GENERATED[args.name]())
+    if args.command == "show":
+        sys.stdout.write(GENERATED[args.name]())
+        return 0
+    machine = {"train_images_per_s": args.images_per_s, "cores": __import__("os").cpu_count()}
+    from .artifacts import write_json_atomic
+
+    write_json_atomic(DEMO, record_demo(Path(args.summary), args.commit, machine))
+    print(f"wrote {DEMO.relative_to(REPO_ROOT)}")
     return 0
 
 

@@ -88,3 +88,38 @@ def test_readme_is_short_and_its_links_resolve():
     for target in re.findall(r"\]\(([^)#]+)", text):
         if "://" not in target:
             assert (REPO / target).exists(), target
+
+
+def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp_path):
+    """The demo page's tables come from docs/data/demo.json, which record-demo makes from a run's summary.json."""
+    import json
+
+    faith = {
+        "deletion_auc": 0.2,
+        "random_deletion_auc": 0.6,
+        "insertion_auc": 0.8,
+        "random_insertion_auc": 0.6,
+        "p_deletion": 0.01,
+        "p_insertion": 0.2,
+        "deletion_better_than_random": True,
+        "insertion_better_than_random": False,
+    }
+    summary = {
+        "experiment": "demo",
+        "n_test": 10,
+        "models": {"m": {"macro_f1": 0.9, "accuracy": 0.8, "macro_auc": 1.0, "kind": "deep", "provider": "t"}},
+        "explanations": {
+            "m/saliency": {
+                "faithfulness": faith,
+                "sanity": {"spearman_all_at_once": 0.7, "insensitive_to_model": True},
+                "stability": {"folds": {"shared_top_k": 0.5}, "draws": {"shared_top_k": 0.9}},
+                "marker_precision_at_10": 0.95,
+            }
+        },
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    record = docs.record_demo(tmp_path / "summary.json", "abc1234", {"train_images_per_s": None, "cores": 2})
+    assert record["models"] == {"m": {"macro_f1": 0.9, "accuracy": 0.8, "macro_auc": 1.0, "kind": "deep"}}
+    method = record["methods"]["m/saliency"]
+    assert method["precision_k"] == 10 and method["precision"] == 0.95 and method["insensitive_to_model"]
+    assert method["insertion_better_than_random"] is False and method["draws_shared_top_k"] == 0.9
