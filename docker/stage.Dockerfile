@@ -17,11 +17,14 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 ARG PARENT=runtime
 
+# The venv keeps only pip: the build stage installs as the non-root user into a prefix and cannot replace what the
+# venv holds, so the setuptools that `venv` adds would block an extra that pins another one (train_tf_gradcam's).
 FROM ${BASE_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 oncoxai \
  && useradd --no-log-init --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
       --shell /usr/sbin/nologin oncoxai \
- && python3 -m venv /opt/venv
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools
 # A non-root user with a read-only root file system needs its home, caches and config under /tmp (a tmpfs when
 # run by make); TORCH_HOME/hub/checkpoints is where ImageNet weights are looked for (make mounts the host's).
 ENV PATH=/opt/venv/bin:$PATH \
