@@ -11,7 +11,7 @@
 # BASE_IMAGE: any Debian-like image with python3 (>= 3.11) and its venv module. The default is public; where no
 # registry is reachable, docker/base.sh makes one offline. For TensorFlow on a GPU, build train_tf_gradcam on a CUDA
 # base with `tensorflow` in its extra.
-# PARENT: what the stage's packages go on: `runtime` (below: BASE_IMAGE with an empty venv and the user), or the
+# PARENT: what the stage's packages go on: `runtime` (below: BASE_IMAGE with a venv holding only pip, and the user), or the
 # shared torch image (oncoxai-torch, docker/torch.Dockerfile: the same runtime with torch) for the stages whose extra
 # needs torch, which then share its 5 GB of layers.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
