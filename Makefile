@@ -32,8 +32,9 @@ RUNNER ?= local
 ifeq ($(filter local docker,$(RUNNER)),)
 $(error RUNNER must be local or docker, not '$(RUNNER)')
 endif
-export RUNNER VENV IMAGE_PREFIX
-CONTAINERS := $(PYTHON) -m shared.containers
+export VENV IMAGE_PREFIX
+# `$(CONTAINERS) run-stage --dry-run STAGE CONFIG` prints the command a stage runs with.
+CONTAINERS := $(PYTHON) -m shared.containers --runner $(RUNNER)
 # $(1): stage, $(2): resolved config
 RUN_STAGE = $(CONTAINERS) run-stage $(1) $(2)
 CONTROL = $(CONTAINERS) control --config $(CONFIG)

@@ -7,16 +7,17 @@ check that refuses an image older than the tree. Standard library only, and noth
 ``__init__`` imports nothing): it runs with the system ``python3`` of a collaborator who has Docker and the image
 tarballs but no ``.venv``::
 
-    python3 -m shared.containers run-stage STAGE CONFIG        # make's RUN_STAGE
-    python3 -m shared.containers control [--config FILE] MODULE [ARG ...]   # make's CONTROL: python -m MODULE
+    python3 -m shared.containers [--runner R] run-stage STAGE CONFIG        # make's RUN_STAGE
+    python3 -m shared.containers [--runner R] control [--config FILE] MODULE [ARG ...]   # make's CONTROL
     python3 -m shared.containers images                        # one line per image: name, image, hash, build args
     python3 -m shared.containers source-hash NAME              # NAME: a stage or "torch"
     python3 -m shared.containers check-image NAME ...          # exit 1 unless each image is current
     python3 -m shared.containers gpu-flags                     # what `docker info` offers
     run-stage and control take --dry-run: print the command instead of running it
 
-The runner is ``RUNNER``: ``local`` (the default: ``$VENV/bin/python``, ``.venv`` unless set) or ``docker``; nothing
-switches it by what happens to be installed. With ``docker``, a stage runs as
+The runner is ``--runner`` (make passes its ``RUNNER``), else ``$RUNNER``: ``local`` (the default:
+``$VENV/bin/python``, ``.venv`` unless set) or ``docker``; nothing switches it by what happens to be installed.
+With ``docker``, a stage runs as
 
     docker run --rm --network none --user UID:GID [GPU flags] --read-only --tmpfs /tmp:exec --shm-size 2g \\
       -v $PWD/data:/app/data:ro -v $PWD/outputs:/app/outputs [-v <torch checkpoints>:/opt/torch/hub/checkpoints:ro] \\
@@ -348,6 +349,7 @@ def _docker_settings(args: argparse.Namespace, environ: Mapping[str, str], repo:
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="python3 -m shared.containers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runner", help="local or docker (default: $RUNNER, else local)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run-stage", help="run one stage (RUNNER=local: the .venv; docker: its image)")
     p.add_argument("stage")
@@ -365,6 +367,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     p.add_argument("names", nargs="+")
     sub.add_parser("gpu-flags", help="the docker run flags for the engine's GPUs (docker info)")
     args = parser.parse_args(argv)
+    if args.runner is not None:
+        environ = {**environ, "RUNNER": args.runner}
     repo = Path.cwd()
     prefix = environ.get("IMAGE_PREFIX") or "oncoxai"
     try:

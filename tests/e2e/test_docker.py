@@ -117,15 +117,15 @@ def test_docker_runner_mounts_runs_as_the_caller_without_network(small_data, tmp
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    runs = [line for line in proc.stdout.splitlines() if "shared.containers run-stage" in line]
-    assert [line.split()[4:] for line in runs] == [[s, f"{out}/t/config.yaml"] for s in STAGES], proc.stdout
+    runs = [line for line in proc.stdout.splitlines() if "shared.containers --runner docker run-stage" in line]
+    assert [line.split()[6:] for line in runs] == [[s, f"{out}/t/config.yaml"] for s in STAGES], proc.stdout
     from shared.artifacts import git_commit
 
     for stage, line in zip(STAGES, runs, strict=True):
         dry = subprocess.run(
-            [*line.split()[:4], "--dry-run", *line.split()[4:]],
+            [*line.split()[:6], "--dry-run", *line.split()[6:]],
             cwd=REPO,
-            env={**env, "RUNNER": "docker"},
+            env=env,
             capture_output=True,
             text=True,
             timeout=60,

@@ -163,6 +163,10 @@ def test_the_runner_is_local_unless_docker_is_asked_for(capsys, monkeypatch):
     assert code == 0 and out.startswith("docker run --rm --network none ") and "oncoxai-report --config c.yaml" in out
     code, _, err = _main(capsys, "run-stage", "--dry-run", "report", "c.yaml", RUNNER="podman")
     assert code == 1 and err.strip() == "error: RUNNER must be local or docker, not 'podman'"
+    code, out, _ = _main(capsys, "--runner", "docker", "run-stage", "--dry-run", "report", "c.yaml", GPU_FLAGS="")
+    assert code == 0 and out.startswith("docker run ")  # make passes its RUNNER as --runner
+    code, out, _ = _main(capsys, "--runner", "local", "run-stage", "--dry-run", "report", "c.yaml", RUNNER="docker")
+    assert code == 0 and out.startswith(f"{REPO}/.venv/bin/python -m stages.report")
 
 
 def test_control_uses_the_venv_when_there_is_one_even_with_docker(capsys, monkeypatch, tmp_path):
