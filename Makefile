@@ -20,63 +20,25 @@ TEST_WORKERS ?= 2
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # Where make save-images writes the image tarballs and make load-images reads them.
 IMAGES_DIR ?= dist/images
-# Containers (RUNNER=docker, make images, make test-docker; docs/how-to/containers.md).
+# Containers (make images, make test-docker; docs/how-to/containers.md). BASE_IMAGE: the images' base.
 BASE_IMAGE ?=
-DOCKER_USER ?= $$(id -u):$$(id -g)
-DOCKER_SHM_SIZE ?= 2g
-DOCKER_RUN_FLAGS ?=
-# Settings that change numerics or threading, passed on to the containers when set here: with OpenBLAS told a
-# core type (OPENBLAS_CORETYPE) locally but detecting another in a container, results differ in the last bits.
-DOCKER_PASS_ENV ?= OMP_NUM_THREADS OPENBLAS_NUM_THREADS OPENBLAS_CORETYPE OPENBLAS_L2_SIZE MKL_NUM_THREADS MKL_CBWR \
-	NUMBA_NUM_THREADS NUMEXPR_NUM_THREADS PYTHONHASHSEED CUBLAS_WORKSPACE_CONFIG CUDA_VISIBLE_DEVICES
 
-# RUNNER: docker when an engine answers and the stage images are built, else local.
-RUNNER ?= $(shell docker image inspect $(IMAGE_PREFIX)-preprocess >/dev/null 2>&1 && echo docker || echo local)
-
-ifeq ($(RUNNER),docker)
-# The GPUs the engine offers (docker/gpu_flags.py): --gpus all with the NVIDIA runtime registered,
-# --device nvidia.com/gpu=all where the GPUs are CDI devices only, nothing without either. Override:
-# GPU_FLAGS= (CPU) or GPU_FLAGS='--gpus device=1'.
-ifeq ($(origin GPU_FLAGS),undefined)
-GPU_FLAGS := $(shell docker info --format '{{json .}}' 2>/dev/null | python3 docker/gpu_flags.py 2>/dev/null)
-endif
-# The same commit string a local run records (shared.artifacts.git_commit): HEAD, "-dirty" with local changes.
-GIT_COMMIT := $(shell c=$$(git rev-parse HEAD 2>/dev/null) || { echo unknown; exit 0; }; \
-	if [ -n "$$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then echo $$c-dirty; else echo $$c; fi)
-# The outputs volume: outputs/, or $$ONCOXAI_OUTPUTS (relative to here or absolute), mounted where the resolved
-# config's paths point inside the container (whose working directory is /app).
-OUT_ROOT := $(patsubst ./%,%,$(patsubst %/,%,$(or $(ONCOXAI_OUTPUTS),outputs)))
-OUT_MOUNT := $(if $(filter /%,$(OUT_ROOT)),$(OUT_ROOT),/app/$(OUT_ROOT))
-# ImageNet weights that a local run would find (train_torch.pretrained: auto), read-only.
-TORCH_CHECKPOINTS := $(or $(TORCH_HOME),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/torch)/hub/checkpoints
-TORCH_MOUNT := $(if $(wildcard $(TORCH_CHECKPOINTS)),-v $(TORCH_CHECKPOINTS):/opt/torch/hub/checkpoints:ro)
-# $(1): stage, $(2): resolved config. data/ read-only, outputs/ read-write, as the calling user, no network, a
-# read-only root file system with a tmpfs /tmp (HOME and caches; see docker/*.Dockerfile); an image built from
-# other sources than this stage's in this tree is refused (docker/check-image.sh; make images rebuilds what changed).
-RUN_STAGE = bash docker/check-image.sh $(IMAGE_PREFIX)-$(subst _,-,$(1)) "$$(bash docker/source-hash.sh $(1))" && \
-	docker run --rm --network none --user $(DOCKER_USER) $(GPU_FLAGS) --read-only --tmpfs /tmp:exec \
-	--shm-size $(DOCKER_SHM_SIZE) $(DOCKER_RUN_FLAGS) \
-	-v $(CURDIR)/data:/app/data:ro -v $(abspath $(OUT_ROOT)):$(OUT_MOUNT) $(TORCH_MOUNT) \
-	-e ONCOXAI_OUTPUTS=$(OUT_ROOT) -e ONCOXAI_GIT_COMMIT=$(GIT_COMMIT) -e ONCOXAI_PROGRESS \
-	$(strip $(foreach v,$(DOCKER_PASS_ENV),$(if $(filter environment%,$(origin $(v))),-e $(v)))) \
-	$(IMAGE_PREFIX)-$(subst _,-,$(1)) --config $(2)
-# The project's own commands (planning, bundle, index page): the local .venv when there is one, else the report
-# image, so that a collaborator with Docker, make and the image tarballs needs no Python stack. The config file is
-# mounted where the container sees it under the same path.
-CONFIG_MOUNT := $(if $(filter /%,$(CONFIG)),$(CONFIG),/app/$(patsubst ./%,%,$(CONFIG)))
-CONTROL = $(if $(wildcard $(PY)),$(PY) -m,mkdir -p $(OUT_ROOT) && bash docker/check-image.sh $(IMAGE_PREFIX)-report \
-	"$$(bash docker/source-hash.sh report)" && docker run --rm --network none --user $(DOCKER_USER) --read-only \
-	--tmpfs /tmp -v $(CURDIR)/data:/app/data:ro -v $(abspath $(OUT_ROOT)):$(OUT_MOUNT) \
-	-v $(abspath $(CONFIG)):$(CONFIG_MOUNT):ro -e ONCOXAI_OUTPUTS=$(OUT_ROOT) -e ONCOXAI_GIT_COMMIT=$(GIT_COMMIT) \
-	--entrypoint python $(IMAGE_PREFIX)-report -m)
-NEEDS_VENV :=
-else ifeq ($(RUNNER),local)
-RUN_STAGE = $(PY) -m stages.$(1) --config $(2)
-CONTROL = $(PY) -m
-NEEDS_VENV := $(STAMP)
-else
+# RUNNER: how stages and the project's own commands (planning, bundle, index page) run: local (the default: .venv)
+# or docker (one image per stage; planning in .venv when there is one, else in the report image). shared/containers.py
+# builds the commands (the docker run line, its mounts, user, GPU flags, environment, commit string); settings such as
+# DOCKER_USER, GPU_FLAGS, DOCKER_RUN_FLAGS, DOCKER_SHM_SIZE and DOCKER_PASS_ENV reach it from the environment or
+# make's command line. Standard library only: it runs with $(PYTHON) where there is no .venv.
+RUNNER ?= local
+ifeq ($(filter local docker,$(RUNNER)),)
 $(error RUNNER must be local or docker, not '$(RUNNER)')
 endif
+export VENV IMAGE_PREFIX
+# `$(CONTAINERS) run-stage --dry-run STAGE CONFIG` prints the command a stage runs with.
+CONTAINERS := $(PYTHON) -m shared.containers --runner $(RUNNER)
+# $(1): stage, $(2): resolved config
+RUN_STAGE = $(CONTAINERS) run-stage $(1) $(2)
+CONTROL = $(CONTAINERS) control --config $(CONFIG)
+NEEDS_VENV := $(if $(filter local,$(RUNNER)),$(STAMP))
 
 .PHONY: help setup fixture demo all docs test test-fast clean clean-demo images test-docker lint fetch bench bundle \
 	check-report save-images load-images index

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds the images: the shared torch image first (docker/torch.Dockerfile), then one per stage
-# (docker/<stage>.Dockerfile -> ${IMAGE_PREFIX}-<stage with - for _>). Called by `make images`.
+# Builds the images: the shared torch image first (docker/torch.Dockerfile), then one per stage from the template
+# docker/stage.Dockerfile (${IMAGE_PREFIX}-<stage with - for _>). Called by `make images`. Which images there are,
+# their build arguments (STAGE, EXTRA, IMAGE_NAME, PARENT: the torch image for the stages whose extra needs torch)
+# and their source hashes come from `python3 -m shared.containers images`; this script streams the context, builds
+# and times.
 #
 # Environment:
 #   IMAGE_PREFIX   image names (default oncoxai)
 #   BASE_IMAGE     the base of every image (default: the Dockerfiles' public python:3.11-slim-bookworm;
 #                  docker/base.sh makes one offline)
-#   STAGES         which stage images (default: every docker/<stage>.Dockerfile)
-#   REBUILD        1: build every image even when its label org.oncoxai.source (docker/source-hash.sh NAME, a hash
-#                  of that image's own sources) says it is current; by default such an image is kept as it is
+#   STAGES         which stage images (default: every stage)
+#   REBUILD        1: build every image even when its label org.oncoxai.source (a hash of that image's own sources,
+#                  python3 -m shared.containers source-hash NAME) says it is current; by default such an image is kept
 #   BUILD_NETWORK  network of the build containers (default host: pip reaches the index as the host does)
 #   DOCKER_BUILDKIT  default 0: the Dockerfiles need nothing of BuildKit, and Debian's docker.io has no buildx
 #   BUILD_LANES    2 (default): the torch lane (torch image, then its stages) and the other stages build side by
@@ -33,9 +36,11 @@ logs=${BUILD_LOG_DIR:-.cache/docker/build-logs}
 export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
 mkdir -p "$logs"
 
-if [[ -z ${STAGES:-} ]]; then
-  STAGES=$(for f in docker/*.Dockerfile; do f=${f##*/}; f=${f%.Dockerfile}; [[ $f == torch ]] || echo "$f"; done)
-fi
+# name image parent source-hash dockerfile build-args..., the torch image first
+mapfile -t specs < <(IMAGE_PREFIX=$prefix python3 -m shared.containers images)
+[[ ${#specs[@]} -gt 1 ]] || { echo "error: python3 -m shared.containers images listed no stage" >&2; exit 1; }
+all_stages=$(printf '%s\n' "${specs[@]:1}" | cut -d' ' -f1)
+STAGES=${STAGES:-$all_stages}
 
 # -- the build host's pip settings -------------------------------------------------------------------------
 host_python=python3
@@ -98,26 +103,27 @@ context() {
     pyproject.toml constraints.txt README.md shared stages docker/install.py docker/build-pip docker/*.Dockerfile \
     "${cert_member[@]}" "${lock_member[@]}"
 }
-
 size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
-
-build() {  # build NAME DOCKERFILE [docker build args...]
-  local name=$1 file=$2 image=$prefix-$1 log=$logs/$1.log start=$SECONDS hash current uses_torch
-  shift 2
-  hash=$(bash docker/source-hash.sh "$(basename "$file" .Dockerfile)")
+build() {  # build "name image parent hash dockerfile build-args..." [docker build args...]
+  local name image parent hash file log start=$SECONDS current
+  local -a spec_args
+  read -r name image parent hash file _ <<<"$1"
+  read -r -a spec_args <<<"$(cut -d' ' -f6- <<<"$1")"
+  shift
+  log=$logs/${image#"$prefix"-}.log
   current=$(docker image inspect -f '{{index .Config.Labels "org.oncoxai.source"}}' "$image" 2>/dev/null || true)
-  uses_torch=0
-  grep -q '^ARG TORCH_IMAGE' "$file" && uses_torch=1
-  if [[ ${REBUILD:-0} != 1 && $current == "$hash" && ( $uses_torch == 0 || $torch_built == 0 ) ]]; then
+  if [[ ${REBUILD:-0} != 1 && $current == "$hash" && ( $parent != torch || $torch_built == 0 ) ]]; then
     docker tag "$image" "$image:$version-$hash"
     echo "kept $image: built from these sources ($image:$version-$hash)"
     return 0
   fi
   [[ $name == torch ]] && torch_built=1
-  echo "building $image ($file)"
+  local -a build_arg_flags=()
+  for arg in "${spec_args[@]}"; do [[ -n $arg ]] && build_arg_flags+=(--build-arg "$arg"); done
+  echo "building $image ($file${spec_args[*]:+: ${spec_args[*]}})"
   if ! context | docker build --force-rm --network "$network" -f "$file" -t "$image" -t "$image:$version-$hash" \
       --label "org.oncoxai.source=$hash" --label "org.opencontainers.image.version=$version" \
-      "${build_args[@]}" "$@" - >"$log" 2>&1; then
+      "${build_args[@]}" "${build_arg_flags[@]}" "$@" - >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "error: building $image failed (full log: $log)" >&2
     exit 1
@@ -127,32 +133,28 @@ build() {  # build NAME DOCKERFILE [docker build args...]
   printf '%s\t%s\t%s\t%s\n' "$image" "$size" "$seconds" "$(date -u +%FT%TZ)" >>"$logs/images.tsv"
   echo "built $image ($image:$version-$hash): ${size} MB, ${seconds} s"
 }
-
 torch_built=0  # a rebuilt torch image means new base layers: its stage images are rebuilt on it
 base_arg=()
 [[ -n ${BASE_IMAGE:-} ]] && base_arg=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
-torch_stages=() other_stages=()
+torch_specs=() other_specs=()
 for stage in $STAGES; do
-  if [[ ! -f docker/$stage.Dockerfile ]]; then
-    echo "error: no docker/$stage.Dockerfile" >&2
+  spec=$(printf '%s\n' "${specs[@]:1}" | awk -v s="$stage" '$1 == s') || true
+  if [[ -z $spec ]]; then
+    echo "error: no stage '$stage' (the stages: $(echo $all_stages))" >&2
     exit 1
   fi
-  if grep -q '^ARG TORCH_IMAGE' "docker/$stage.Dockerfile"; then torch_stages+=("$stage"); else other_stages+=("$stage"); fi
+  if [[ $(cut -d' ' -f3 <<<"$spec") == torch ]]; then torch_specs+=("$spec"); else other_specs+=("$spec"); fi
 done
 # Two lanes: the torch image and the stages built on it, one after the other; beside them the stages on the base
 # image. Builds are mostly downloads, unpacking and layer writes, so two at a time finish sooner even on two cores
-# (BUILD_LANES=1: one after the other).
+# (BUILD_LANES=1: one after the other). Every build gets BASE_IMAGE: the template's runtime stage names it.
 torch_lane() {
-  [[ ${#torch_stages[@]} -gt 0 ]] || return 0
-  build torch docker/torch.Dockerfile "${base_arg[@]}"
-  for stage in "${torch_stages[@]}"; do
-    build "${stage//_/-}" "docker/$stage.Dockerfile" --build-arg "TORCH_IMAGE=$prefix-torch"
-  done
+  [[ ${#torch_specs[@]} -gt 0 ]] || return 0
+  build "${specs[0]}" "${base_arg[@]}"
+  for spec in "${torch_specs[@]}"; do build "$spec" "${base_arg[@]}"; done
 }
 other_lane() {
-  for stage in "${other_stages[@]}"; do
-    build "${stage//_/-}" "docker/$stage.Dockerfile" "${base_arg[@]}"
-  done
+  for spec in "${other_specs[@]}"; do build "$spec" "${base_arg[@]}"; done
 }
 if [[ ${BUILD_LANES:-2} == 1 ]]; then
   torch_lane

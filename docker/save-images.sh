@@ -5,22 +5,21 @@
 # Writes DIR/${IMAGE_PREFIX}-images-<version>.tar (both tags of every image: :latest and :<version>-<source hash>)
 # and DIR/SHA256SUMS, each under a temporary name first: a failed or interrupted save leaves nothing that looks
 # finished. Refuses, naming the image, when an image is missing or was built from other sources than this tree
-# (run make images first): a collaborator must get what this tree runs.
+# (run make images first; python3 -m shared.containers check-image): a collaborator must get what this tree runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:?usage: docker/save-images.sh DIR}
 prefix=${IMAGE_PREFIX:-oncoxai}
 version=${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)}
 
-names=() sources=()
-while read -r name source; do names+=("$name"); sources+=("$source"); done < <(bash docker/image-names.sh)
+# name image parent source-hash ..., one line per image (shared/containers.py)
+mapfile -t specs < <(IMAGE_PREFIX=$prefix python3 -m shared.containers images)
+IMAGE_PREFIX=$prefix python3 -m shared.containers check-image $(printf '%s\n' "${specs[@]}" | cut -d' ' -f1)
 refs=()
-for i in "${!names[@]}"; do
-  name=${names[$i]}
-  hash=$(bash docker/source-hash.sh "${sources[$i]}")
-  bash docker/check-image.sh "$prefix-$name" "$hash"
-  docker tag "$prefix-$name" "$prefix-$name:$version-$hash"
-  refs+=("$prefix-$name:latest" "$prefix-$name:$version-$hash")
+for spec in "${specs[@]}"; do
+  read -r _ image _ hash _ <<<"$spec"
+  docker tag "$image" "$image:$version-$hash"
+  refs+=("$image:latest" "$image:$version-$hash")
 done
 
 mkdir -p "$dir"
@@ -35,5 +34,5 @@ mv -f "$tmp" "$dir/$tarball"
 printf '%s  %s\n' "$sum" "$tarball" >"$dir/.SHA256SUMS.tmp-$$"
 mv -f "$dir/.SHA256SUMS.tmp-$$" "$dir/SHA256SUMS"
 size=$(stat -c %s "$dir/$tarball")
-echo "saved ${#names[@]} images (${refs[*]}) to $dir/$tarball: $((size / 1000000)) MB in $((SECONDS - start)) s"
+echo "saved ${#specs[@]} images (${refs[*]}) to $dir/$tarball: $((size / 1000000)) MB in $((SECONDS - start)) s"
 echo "sha256 $sum"

@@ -9,6 +9,8 @@
 - ``evaluation``: the protocol, framework-free: splits, the classifier result layout, metrics, comparisons,
   baselines, rankings and marker scores.
 - ``sources``: which files each stage runs (its import closure), for fingerprints, make and image hashes.
+- ``containers``: how make runs a stage or the project's own commands, locally or in the images (standard
+  library only, like ``sources``).
 - ``docs``: the documentation site's generated parts (config reference, stage outputs, methods, measured figures).
 
 Nothing here imports a stage, and nothing here imports torch at module level except ``models``. The synthetic

@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from typing import Any
 
 from .config import Experiment
 from .errors import UserError
+from .sources import git_commit
 
 MANIFEST = "manifest.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -137,26 +137,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def git_commit() -> str:
-    """The commit of the code that ran (``ONCOXAI_GIT_COMMIT`` when set by a container runner)."""
-    if env := os.environ.get("ONCOXAI_GIT_COMMIT"):
-        return env
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return head.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def code_hash(stage: str) -> str:

@@ -7,7 +7,8 @@ and the package data beside the stage's code (templates). Nothing else: editing 
 or another stage changes no stage's sources.
 
 Used by the stage fingerprint (``shared.artifacts.code_hash``), by the make plan (a stage's prerequisites) and by
-the container images (``docker/source-hash.sh``: one hash per image). Standard library only, so that it runs
+the container images (``shared.containers``: one hash per image). ``git_commit`` is the commit string every
+manifest records, and the one ``shared.containers`` hands to a container. Standard library only, so that it runs
 without the project's environment::
 
     python3 -m shared.sources list STAGE     # the files, one per line, relative to the repository
@@ -19,6 +20,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import subprocess
 import sys
 from functools import cache
 from pathlib import Path
@@ -117,6 +119,26 @@ def files_hash(paths: list[Path]) -> str:
         digest.update(display(path).encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """The commit of the code that ran (``ONCOXAI_GIT_COMMIT`` when set by a container runner)."""
+    if env := os.environ.get("ONCOXAI_GIT_COMMIT"):
+        return env
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

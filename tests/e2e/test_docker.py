@@ -61,23 +61,24 @@ def test_workflow_passes_actionlint():
 
 
 # -- the Dockerfiles' shape ------------------------------------------------------------------------------------
-def test_one_dockerfile_per_stage_with_its_own_extra_entrypoint_and_user():
-    from shared.config import discover_stages
-
-    for stage in discover_stages():
-        path = REPO / "docker" / f"{stage}.Dockerfile"
-        assert path.is_file(), f"no {path.relative_to(REPO)}: every stage has an image (copy a stage's Dockerfile)"
-        ins = _instructions(path)
-        first_from = next(i for i, (word, _) in enumerate(ins) if word == "FROM")
-        args = [arg for word, arg in ins[:first_from] if word == "ARG"]
-        assert any(a.startswith(("BASE_IMAGE=", "TORCH_IMAGE=")) for a in args), f"{path.name}: ARG BASE_IMAGE"
-        runs = " ".join(arg for word, arg in ins if word == "RUN")
-        assert f"--extra {stage}" in runs, f"{path.name} must install only the `{stage}` extra"
-        assert [arg for word, arg in ins if word == "ENTRYPOINT"][-1] == f'["python", "-m", "stages.{stage}"]'
-        user = [arg for word, arg in ins if word == "USER"][-1]
-        assert user.split(":")[0] not in ("root", "0"), f"{path.name}: the image runs as a non-root user"
-        if stage in TORCH_STAGES:
-            assert "FROM ${TORCH_IMAGE}" in {f"{w} {a}" for w, a in ins}, f"{path.name}: build on the torch image"
+def test_one_template_builds_every_stage_with_its_own_extra_entrypoint_and_user():
+    """docker/stage.Dockerfile: the stage, its extra and its parent (BASE_IMAGE's runtime, or the torch image) are
+    build arguments (shared.containers.images); the image runs python -m stages.<STAGE> as a non-root user."""
+    assert sorted(p.name for p in _dockerfiles()) == ["stage.Dockerfile", "torch.Dockerfile"]
+    ins = _instructions(REPO / "docker" / "stage.Dockerfile")
+    first_from = next(i for i, (word, _) in enumerate(ins) if word == "FROM")
+    assert {"BASE_IMAGE=python:3.11-slim-bookworm", "PARENT=runtime"} <= {a for w, a in ins[:first_from] if w == "ARG"}
+    froms = [a for w, a in ins if w == "FROM"]
+    assert froms == ["${BASE_IMAGE} AS runtime", "${PARENT} AS build", "${PARENT}"]
+    runs = " ".join(arg for word, arg in ins if word == "RUN")
+    assert '--extra "${EXTRA:?' in runs, "each image installs only its stage's extra"
+    final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM") :]
+    assert ("ENV", "USER=oncoxai LOGNAME=oncoxai TF_CPP_MIN_LOG_LEVEL=3 ONCOXAI_STAGE=${STAGE}") in final
+    entrypoint = json.loads([arg for word, arg in final if word == "ENTRYPOINT"][-1])
+    assert entrypoint[:2] == ["/bin/sh", "-c"] and 'exec python -m "stages.${ONCOXAI_STAGE:?}" "$@"' in entrypoint[2]
+    starts = [i for i, (word, _) in enumerate(ins) if word == "FROM"]
+    for part in (ins[starts[0] : starts[1]], final):  # the runtime stage and the final one run as the image's user
+        assert [arg for word, arg in part if word == "USER"][-1] == "10001:10001"
 
 
 def test_dockerfiles_bake_in_no_host_paths_and_keep_pip_settings_in_the_build_stage():
@@ -104,31 +105,39 @@ def test_dockerfiles_bake_in_no_host_paths_and_keep_pip_settings_in_the_build_st
 
 # -- the docker runner's command -------------------------------------------------------------------------------
 def test_docker_runner_mounts_runs_as_the_caller_without_network(small_data, tmp_path):
+    """make hands each stage to shared.containers (tests/unit/test_containers.py checks the command it builds)."""
     cfg = write_config(tmp_path / "c.yaml", small_data, stages=STAGES)
     out = tmp_path / "outputs"
-    env = {**os.environ, "ONCOXAI_OUTPUTS": str(out)}
+    env = {**os.environ, "ONCOXAI_OUTPUTS": str(out), "GPU_FLAGS": ""}
     proc = subprocess.run(
-        ["make", "--no-print-directory", "-n", "-C", str(REPO), "all", f"CONFIG={cfg}", "RUNNER=docker", "GPU_FLAGS="],
+        ["make", "--no-print-directory", "-n", "-C", str(REPO), "all", f"CONFIG={cfg}", "RUNNER=docker"],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    runs = [line for line in proc.stdout.splitlines() if "docker run" in line]
-    assert len(runs) == len(STAGES), proc.stdout
+    runs = [line for line in proc.stdout.splitlines() if "shared.containers --runner docker run-stage" in line]
+    assert [line.split()[6:] for line in runs] == [[s, f"{out}/t/config.yaml"] for s in STAGES], proc.stdout
     from shared.artifacts import git_commit
 
-    for stage, line in zip(STAGES, runs, strict=False):
-        assert "--network none" in line and "--read-only" in line and "--tmpfs /tmp" in line
-        assert "--user $(id -u):$(id -g)" in line
-        assert f"-v {REPO}/data:/app/data:ro" in line
-        assert f"-v {out}:{out} " in line and f"-e ONCOXAI_OUTPUTS={out} " in line
-        assert f"-e ONCOXAI_GIT_COMMIT={git_commit()} " in line
-        assert line.startswith(f"bash docker/check-image.sh {PREFIX}-{stage.replace('_', '-')} "), (
-            "stale images refused"
+    for stage, line in zip(STAGES, runs, strict=True):
+        dry = subprocess.run(
+            [*line.split()[:6], "--dry-run", *line.split()[6:]],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
-        assert line.rstrip().endswith(f"{PREFIX}-{stage.replace('_', '-')} --config {out}/t/config.yaml")
+        assert dry.returncode == 0, dry.stderr
+        command = dry.stdout.strip()
+        assert "--network none" in command and "--read-only" in command and "--tmpfs /tmp" in command
+        assert f"--user {os.getuid()}:{os.getgid()}" in command
+        assert f"-v {REPO}/data:/app/data:ro" in command
+        assert f"-v {out}:{out} " in command and f"-e ONCOXAI_OUTPUTS={out} " in command
+        assert f"-e ONCOXAI_GIT_COMMIT={git_commit()} " in command
+        assert command.endswith(f"{PREFIX}-{stage.replace('_', '-')} --config {out}/t/config.yaml")
 
 
 # -- make test-docker: the images reproduce the local run ------------------------------------------------------
@@ -314,6 +323,12 @@ def test_second_docker_run_does_no_work(runs):
     assert stamps == {s: (exp / s / "manifest.json").stat().st_mtime_ns for s in STAGES}
 
 
+def _source_hash(name: str) -> str:
+    from shared.containers import source_hash
+
+    return source_hash(name)
+
+
 def _inspect(image: str) -> dict:
     proc = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -328,10 +343,9 @@ def test_images_are_non_root_labelled_and_share_the_torch_layers():
         info = _inspect(f"{PREFIX}-{stage.replace('_', '-')}")
         config = info["Config"]
         assert config["User"] == "10001:10001" and config["WorkingDir"] == "/app"
-        assert config["Entrypoint"] == ["python", "-m", f"stages.{stage}"]
-        source = subprocess.run(
-            ["bash", "docker/source-hash.sh", stage], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
+        assert config["Entrypoint"][:2] == ["/bin/sh", "-c"] and f"ONCOXAI_STAGE={stage}" in config["Env"]
+        assert config["Labels"]["org.opencontainers.image.title"] == f"{PREFIX}-{stage.replace('_', '-')}"
+        source = _source_hash(stage)
         assert len(source) == 16 and config["Labels"]["org.oncoxai.source"] == source
         layers = info["RootFS"]["Layers"]
         if stage in TORCH_STAGES:
@@ -379,9 +393,7 @@ def _version() -> str:
 @docker_only
 def test_images_carry_the_version_and_source_tags():
     for name in ("torch", *(s.replace("_", "-") for s in (*STAGES, "train_tf_gradcam", "train_3d_mri"))):
-        source = subprocess.run(
-            ["bash", "docker/source-hash.sh", name.replace("-", "_")], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
+        source = _source_hash(name.replace("-", "_"))
         tagged = _inspect(f"{PREFIX}-{name}:{_version()}-{source}")
         assert tagged["Id"] == _inspect(f"{PREFIX}-{name}:latest")["Id"], name
 

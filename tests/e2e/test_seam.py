@@ -374,15 +374,19 @@ def pd_empty():
 
 
 def test_an_image_is_rebuilt_only_when_its_own_sources_change(tmp_path):
-    """docker/source-hash.sh NAME labels each image with a hash of its own sources; make images keeps an image
-    whose label is current."""
+    """`python3 -m shared.containers source-hash NAME` labels each image with a hash of its own sources; make images
+    keeps an image whose label is current. The stage template is a source of every stage image."""
     repo = _copy_tree(tmp_path / "repo")
     names = ("torch", "preprocess", "train_torch", "explain", "report")
 
     def hashes():
         return {
             n: subprocess.run(
-                ["bash", "docker/source-hash.sh", n], cwd=repo, capture_output=True, text=True, check=True
+                ["python3", "-m", "shared.containers", "source-hash", n],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout.strip()
             for n in names
         }
@@ -396,6 +400,7 @@ def test_an_image_is_rebuilt_only_when_its_own_sources_change(tmp_path):
         "shared/evaluation/compare.py": {"report"},
         "shared/evaluation/results.py": {"train_torch"},
         "docker/torch.Dockerfile": {"torch", "train_torch", "explain"},
+        "docker/stage.Dockerfile": {"preprocess", "train_torch", "explain", "report"},
     }
     for path, touched in edits.items():
         with open(repo / path, "a") as fh:

@@ -8,9 +8,9 @@ The whole hand-off with a real engine (save, a clean engine, load, make all RUNN
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,47 +23,44 @@ INFO = REPO / "tests" / "data" / "docker-info"
 @pytest.mark.parametrize(
     ("recorded", "flags"),
     [
-        ("nvidia-runtime.json", "--gpus all"),  # nvidia-container-toolkit's runtime registered
-        ("cdi-only.json", "--device nvidia.com/gpu=all"),  # GPUs as CDI devices only (Docker >= 28)
-        ("none.json", ""),  # this machine's engine: runc only
-        ("no-engine.json", ""),  # no engine answers: the client's empty info
+        ("nvidia-runtime.json", ["--gpus", "all"]),  # nvidia-container-toolkit's runtime registered
+        ("cdi-only.json", ["--device", "nvidia.com/gpu=all"]),  # GPUs as CDI devices only (Docker >= 28)
+        ("none.json", []),  # this machine's engine: runc only
+        ("no-engine.json", []),  # no engine answers: the client's empty info
     ],
 )
 def test_gpu_flags_from_recorded_docker_info(recorded, flags):
-    proc = subprocess.run(
-        [sys.executable, "docker/gpu_flags.py"],
-        cwd=REPO,
-        input=(INFO / recorded).read_text(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 0 and proc.stdout.strip() == flags
+    from shared.containers import gpu_flags
+
+    assert gpu_flags(json.loads((INFO / recorded).read_text())) == flags
 
 
-def test_gpu_flags_on_garbage_is_no_gpu():
-    proc = subprocess.run(
-        [sys.executable, "docker/gpu_flags.py"],
-        cwd=REPO,
-        input="Cannot connect\n",
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+def test_gpu_flags_on_garbage_is_no_gpu(tmp_path):
+    from shared.containers import gpu_flags
+
+    assert gpu_flags(["not", "a", "mapping"]) == [] and gpu_flags({"DiscoveredDevices": ["x"]}) == []
+    fake = _fake_docker(tmp_path, info="Cannot connect\n")
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    proc = _containers("gpu-flags", env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == ""
 
 
-def test_makefile_takes_gpu_flags_from_the_engine_unless_overridden(tmp_path):
-    """make RUNNER=docker puts the detected flags in every docker run, and GPU_FLAGS=... overrides them."""
+def test_a_stage_run_takes_gpu_flags_from_the_engine_unless_overridden(tmp_path):
+    """RUNNER=docker puts the detected flags in every docker run, and GPU_FLAGS=... (even empty) overrides them."""
     fake = _fake_docker(tmp_path, info=(INFO / "cdi-only.json").read_text())
-    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
-    show = ["make", "--no-print-directory", "-C", str(REPO), "-p", "-q", "RUNNER=docker", "help"]
-    printed = subprocess.run(show, env=env, capture_output=True, text=True, timeout=120).stdout
-    assert "GPU_FLAGS := --device nvidia.com/gpu=all" in printed
-    printed = subprocess.run(
-        [*show, "GPU_FLAGS=--gpus device=1"], env=env, capture_output=True, text=True, timeout=120
-    ).stdout
-    assert "GPU_FLAGS = --gpus device=1" in printed
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "RUNNER": "docker"}
+    env.pop("GPU_FLAGS", None)
+    show = ("run-stage", "--dry-run", "explain", "outputs/x/config.yaml")
+    assert " --device nvidia.com/gpu=all " in _containers(*show, env=env).stdout
+    assert " --gpus device=1 " in _containers(*show, env={**env, "GPU_FLAGS": "--gpus device=1"}).stdout
+    printed = _containers(*show, env={**env, "GPU_FLAGS": ""}).stdout
+    assert "--gpus" not in printed and "--device" not in printed
+
+
+def _containers(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["python3", "-m", "shared.containers", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _fake_docker(tmp_path: Path, info: str = "{}", inspect_ok: bool = True) -> Path:
@@ -73,7 +70,7 @@ def _fake_docker(tmp_path: Path, info: str = "{}", inspect_ok: bool = True) -> P
     (tmp_path / "info.json").write_text(info)
     script = bin_dir / "docker"
     image = (
-        "img=${@: -1}; img=${img#oncoxai-}; cd " + str(REPO) + " && bash docker/source-hash.sh ${img//-/_}"
+        f"img=${{@: -1}}; img=${{img#oncoxai-}}; cd {REPO} && python3 -m shared.containers source-hash ${{img//-/_}}"
         if inspect_ok
         else "exit 1"
     )
@@ -99,7 +96,7 @@ def _tarballs(tmp_path: Path) -> Path:
 
 
 def _loads(tmp_path: Path) -> list[str]:
-    """The `docker load` calls the fake docker saw (make itself asks `docker image inspect` to pick RUNNER)."""
+    """The `docker load` calls the fake docker saw."""
     log = tmp_path / "calls.log"
     return [line for line in log.read_text().splitlines() if line.startswith("load")] if log.is_file() else []
 

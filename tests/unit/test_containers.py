@@ -1,0 +1,235 @@
+"""shared.containers: the container command lines as pure functions (settings in, argv out), the runner choice,
+the images' build arguments and source hashes, and that the module runs on the standard library alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared import containers
+from shared.containers import ContainerError, Settings, control_command, images, stage_command
+
+from ..support import REPO
+
+REPO_DIR = Path("/home/u/oncoxai")
+
+
+def _settings(**kw) -> Settings:
+    base = dict(repo=REPO_DIR, user="1000:1000", commit="abc123")
+    return Settings(**{**base, **kw})
+
+
+def _pairs(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_a_stage_runs_as_the_user_without_network_on_a_read_only_root():
+    argv = stage_command("train_torch", "outputs/demo/config.yaml", _settings())
+    assert argv[:3] == ["docker", "run", "--rm"]
+    assert _pairs(argv, "--network") == ["none"] and _pairs(argv, "--user") == ["1000:1000"]
+    assert "--read-only" in argv and _pairs(argv, "--tmpfs") == ["/tmp:exec"] and _pairs(argv, "--shm-size") == ["2g"]
+    assert argv[-3:] == ["oncoxai-train-torch", "--config", "outputs/demo/config.yaml"]
+
+
+def test_data_is_mounted_read_only_and_the_outputs_read_write():
+    volumes = _pairs(stage_command("preprocess", "c.yaml", _settings()), "-v")
+    assert volumes == [f"{REPO_DIR}/data:/app/data:ro", f"{REPO_DIR}/outputs:/app/outputs"]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "volume", "inside"),
+    [
+        ("outputs", f"{REPO_DIR}/outputs:/app/outputs", "outputs"),
+        ("./outputs/", f"{REPO_DIR}/outputs:/app/outputs", "outputs"),
+        ("runs/today", f"{REPO_DIR}/runs/today:/app/runs/today", "runs/today"),
+        ("/scratch/out/", "/scratch/out:/scratch/out", "/scratch/out"),  # absolute: the same path inside
+    ],
+)
+def test_the_outputs_folder_relative_or_absolute(outputs, volume, inside):
+    argv = stage_command("report", "c.yaml", _settings(outputs=outputs))
+    assert _pairs(argv, "-v")[1] == volume
+    assert f"ONCOXAI_OUTPUTS={inside}" in _pairs(argv, "-e")
+
+
+def test_an_outputs_folder_outside_the_tree_must_be_absolute():
+    with pytest.raises(ContainerError, match="absolute path"):
+        stage_command("report", "c.yaml", _settings(outputs="../elsewhere"))
+
+
+def test_the_commit_is_passed_and_settings_only_when_set():
+    s = _settings(env={"OMP_NUM_THREADS": "2", "ONCOXAI_PROGRESS": "0", "UNRELATED": "1"})
+    env = _pairs(stage_command("explain", "c.yaml", s), "-e")
+    assert env == ["ONCOXAI_OUTPUTS=outputs", "ONCOXAI_GIT_COMMIT=abc123", "ONCOXAI_PROGRESS", "OMP_NUM_THREADS"]
+    env = _pairs(stage_command("explain", "c.yaml", _settings(env={})), "-e")
+    assert env == ["ONCOXAI_OUTPUTS=outputs", "ONCOXAI_GIT_COMMIT=abc123"]
+    s = _settings(env={"OMP_NUM_THREADS": "2", "FOO": "x"}, pass_env=("FOO",))  # DOCKER_PASS_ENV replaces the list
+    assert _pairs(stage_command("explain", "c.yaml", s), "-e")[2:] == ["FOO"]
+
+
+def test_gpu_flags_run_flags_and_the_torch_checkpoints():
+    s = _settings(
+        gpu_flags=("--gpus", "all"),
+        run_flags=("--cpus", "2"),
+        shm_size="8g",
+        torch_checkpoints=Path("/home/u/.cache/torch/hub/checkpoints"),
+    )
+    argv = stage_command("train_torch", "c.yaml", s)
+    assert argv[argv.index("--gpus") + 1] == "all" and argv.index("--gpus") < argv.index("--read-only")
+    assert _pairs(argv, "--cpus") == ["2"] and _pairs(argv, "--shm-size") == ["8g"]
+    assert _pairs(argv, "-v")[-1] == "/home/u/.cache/torch/hub/checkpoints:/opt/torch/hub/checkpoints:ro"
+    assert "--gpus" not in stage_command("train_torch", "c.yaml", _settings())
+
+
+def test_settings_from_the_environment(tmp_path):
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    env = {
+        "DOCKER_USER": "4242:4242",
+        "GPU_FLAGS": "--gpus device=1",
+        "DOCKER_RUN_FLAGS": "--cpus 2",
+        "DOCKER_SHM_SIZE": "4g",
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "IMAGE_PREFIX": "mine",
+        "ONCOXAI_OUTPUTS": "/abs/out",
+    }
+    s = Settings.from_env(env, REPO_DIR)
+    assert (s.user, s.gpu_flags, s.run_flags, s.shm_size, s.prefix, s.outputs) == (
+        "4242:4242",
+        ("--gpus", "device=1"),
+        ("--cpus", "2"),
+        "4g",
+        "mine",
+        "/abs/out",
+    )
+    assert s.torch_checkpoints == checkpoints and s.pass_env == containers.PASS_ENV
+    s = Settings.from_env({"HOME": str(tmp_path / "nobody"), "GPU_FLAGS": ""}, REPO_DIR)
+    assert s.gpu_flags == () and s.torch_checkpoints is None and s.outputs == "outputs" and s.prefix == "oncoxai"
+    assert s.user.count(":") == 1 and s.commit  # the caller's uid:gid; the commit string of shared.sources
+    from shared.artifacts import git_commit
+
+    assert s.commit == git_commit()
+
+
+@pytest.mark.parametrize(
+    ("config", "mount"),
+    [
+        ("configs/demo.yaml", "configs/demo.yaml:/app/configs/demo.yaml:ro"),
+        ("./configs/demo.yaml", "configs/demo.yaml:/app/configs/demo.yaml:ro"),
+        (None, None),
+    ],
+)
+def test_control_runs_python_in_the_report_image_with_the_config_mounted(tmp_path, config, mount):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.yaml").write_text("name: demo\n")
+    argv = control_command(["shared.pipeline", "plan", "configs/demo.yaml"], _settings(repo=tmp_path), config)
+    assert _pairs(argv, "--network") == ["none"] and "--read-only" in argv and _pairs(argv, "--tmpfs") == ["/tmp"]
+    assert argv[argv.index("--entrypoint") :] == [
+        "--entrypoint",
+        "python",
+        "oncoxai-report",
+        "-m",
+        "shared.pipeline",
+        "plan",
+        "configs/demo.yaml",
+    ]
+    volumes = _pairs(argv, "-v")
+    assert volumes[:2] == [f"{tmp_path}/data:/app/data:ro", f"{tmp_path}/outputs:/app/outputs"]
+    assert volumes[2:] == ([f"{tmp_path}/{mount}"] if mount else [])
+
+
+def test_an_absolute_config_is_mounted_at_its_path_and_a_missing_one_not_at_all(tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: x\n")
+    s = _settings(repo=tmp_path)
+    assert _pairs(control_command(["m"], s, str(config)), "-v")[-1] == f"{config}:{config}:ro"
+    assert len(_pairs(control_command(["m"], s, str(tmp_path / "missing.yaml")), "-v")) == 2  # never a folder
+
+
+def _main(capsys, *args, **environ) -> tuple[int, str, str]:
+    code = containers.main(list(args), environ=environ)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_runner_is_local_unless_docker_is_asked_for(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    code, out, _ = _main(capsys, "run-stage", "--dry-run", "report", "outputs/d/config.yaml")
+    assert code == 0 and out.strip() == f"{REPO}/.venv/bin/python -m stages.report --config outputs/d/config.yaml"
+    code, out, _ = _main(capsys, "run-stage", "--dry-run", "report", "c.yaml", RUNNER="docker", GPU_FLAGS="")
+    assert code == 0 and out.startswith("docker run --rm --network none ") and "oncoxai-report --config c.yaml" in out
+    code, _, err = _main(capsys, "run-stage", "--dry-run", "report", "c.yaml", RUNNER="podman")
+    assert code == 1 and err.strip() == "error: RUNNER must be local or docker, not 'podman'"
+    code, out, _ = _main(capsys, "--runner", "docker", "run-stage", "--dry-run", "report", "c.yaml", GPU_FLAGS="")
+    assert code == 0 and out.startswith("docker run ")  # make passes its RUNNER as --runner
+    code, out, _ = _main(capsys, "--runner", "local", "run-stage", "--dry-run", "report", "c.yaml", RUNNER="docker")
+    assert code == 0 and out.startswith(f"{REPO}/.venv/bin/python -m stages.report")
+
+
+def test_control_uses_the_venv_when_there_is_one_even_with_docker(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO)
+    code, out, _ = _main(capsys, "control", "--dry-run", "stages.report.experiments", RUNNER="docker", VENV=".venv")
+    assert code == 0 and out.strip() == f"{REPO}/.venv/bin/python -m stages.report.experiments"
+    args = ("control", "--dry-run", "--config", "configs/demo.yaml", "shared.pipeline", "plan", "configs/demo.yaml")
+    code, out, _ = _main(capsys, *args, "--set", "a=1", RUNNER="docker", VENV=str(tmp_path / "none"))
+    assert (
+        code == 0 and out.startswith("docker run ") and "--entrypoint python oncoxai-report -m shared.pipeline" in out
+    )
+    assert out.rstrip().endswith("plan configs/demo.yaml --set a=1")
+    assert f"-v {REPO}/configs/demo.yaml:/app/configs/demo.yaml:ro" in out
+
+
+def test_every_stage_has_an_image_from_the_template_the_torch_stages_on_the_torch_image():
+    from shared.config import discover_stages
+
+    built = images("oncoxai")
+    assert built[0].name == "torch" and built[0].dockerfile == "docker/torch.Dockerfile"
+    stages = {im.name: im for im in built[1:]}
+    assert set(stages) == set(discover_stages())
+    for name, im in stages.items():
+        assert im.dockerfile == "docker/stage.Dockerfile" and im.image == f"oncoxai-{name.replace('_', '-')}"
+        args = dict(a.split("=", 1) for a in im.build_args)
+        assert args["STAGE"] == name and args["EXTRA"] == name and args["IMAGE_NAME"] == im.image
+        assert (args.get("PARENT") == "oncoxai-torch") == (im.parent == "torch")
+    assert {n for n, im in stages.items() if im.parent == "torch"} == {"train_torch", "explain", "train_3d_mri"}
+    assert len({im.source_hash for im in built}) == len(built) and all(len(im.source_hash) == 16 for im in built)
+
+
+def test_the_extras_read_without_tomllib_as_with_it():
+    text = (REPO / "pyproject.toml").read_text()
+    for extra in ("torch", "preprocess", "train_torch", "train_tf_gradcam", "report", "all", "missing"):
+        assert containers._extra_requirements_plain(text, extra) == containers.extra_requirements(text, extra)
+
+
+def test_the_module_imports_nothing_but_the_standard_library():
+    """A collaborator without .venv runs it with the system python3: shared/__init__ must stay light."""
+    code = (
+        "import sys; before = set(sys.modules); import shared.containers; "
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
+        "print(sorted(new - set(sys.stdlib_module_names) - {'shared'}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and json.loads(proc.stdout.replace("'", '"')) == [], proc.stdout + proc.stderr
+
+
+def test_make_picks_no_runner_by_itself(tmp_path):
+    """RUNNER is local whatever images exist: a docker that has every image changes nothing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "docker").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "-p", "-q", "help"], env=env, capture_output=True, text=True
+    )
+    assert "\nRUNNER = local\n" in proc.stdout or "\nRUNNER := local\n" in proc.stdout
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), "help", "RUNNER=auto"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "RUNNER must be local or docker, not 'auto'" in proc.stderr
