@@ -126,11 +126,10 @@ class Dataset:
         path = self.folder / GENES
         return pd.read_csv(path, dtype={"gene": str, "symbol": str}) if path.is_file() else None
 
-    def gene_map(self):
-        from .genemap import PixelGeneMap
-
+    def gene_map_path(self) -> Path | None:
+        """The pixel->gene map's file (read with ``shared.genemap.PixelGeneMap.load``), or None without one."""
         path = self.folder / GENE_MAP
-        return PixelGeneMap.load(path) if path.is_file() else None
+        return path if path.is_file() else None
 
     def copy_map_to(self, folder: Path) -> None:
         """A trainer keeps the map its models were trained through (and dataset.json) beside them."""

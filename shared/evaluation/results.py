@@ -9,7 +9,6 @@ The model files themselves (``model.json`` and weights) are the trainer's, writt
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from shared.artifacts import write_json_atomic
-from shared.errors import UserError
 from shared.logs import get_logger
 
 from .metrics import classification_metrics, confusion_table, mean_confusion, per_class_table, roc_table
+from .models_index import MODELS_INDEX
 from .splits import Protocol
 
 log = get_logger(__name__)
@@ -144,7 +143,7 @@ def write_result(out: Path, proto: Protocol, result: ModelResult) -> dict:
 def write_models_index(out: Path, results: list[ModelResult]) -> None:
     """``models.json``: one entry per model (name, kind, framework, folder, input) -- the classifier role's index."""
     write_json_atomic(
-        out / "models.json",
+        out / MODELS_INDEX,
         [
             {
                 "name": r.name,
@@ -156,28 +155,3 @@ def write_models_index(out: Path, results: list[ModelResult]) -> None:
             for r in results
         ],
     )
-
-
-@dataclass(frozen=True)
-class IndexedModel:
-    """One model of a classifier provider's ``models.json``: who trained it, where its files are, its entry."""
-
-    name: str
-    trainer: str
-    folder: Path
-    entry: dict
-
-
-def read_models_index(providers: dict[str, Path]) -> list[IndexedModel]:
-    """Every model of every classifier provider ({stage: folder}), in provider order; two providers naming a model
-    alike is an error (their outputs would collide downstream)."""
-    models: dict[str, IndexedModel] = {}
-    for trainer, provider in providers.items():
-        for entry in json.loads((provider / "models.json").read_text()):
-            name = entry["name"]
-            if name in models:
-                raise UserError(
-                    f"two classifier providers name a model '{name}' ({models[name].trainer} and {trainer}): rename one"
-                )
-            models[name] = IndexedModel(name, trainer, provider / entry["folder"], entry)
-    return list(models.values())

@@ -16,8 +16,8 @@ from shared.dataset import Dataset
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
 from shared.evaluation.explanations import Explanations, ModelExplanations, write_explanations
+from shared.evaluation.models_index import read_models_index
 from shared.evaluation.rankings import read_markers, write_gene_rankings
-from shared.evaluation.results import read_models_index
 from shared.frameworks import keep_out
 from shared.logs import get_logger
 from shared.models import load_classifier

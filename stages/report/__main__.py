@@ -17,7 +17,7 @@ from shared.artifacts import StageRun, read_manifest, write_json_atomic
 from shared.dataset import INFO, read_info
 from shared.evaluation.compare import compare_all
 from shared.evaluation.explanations import read_explanations
-from shared.evaluation.results import read_models_index
+from shared.evaluation.models_index import read_models_index
 from shared.stage import main
 
 from .params import Report

@@ -48,7 +48,8 @@ class Images:
         self.classes = self.source.classes
         self.labels = self.source.labels
         self.shape = (int(self.stored.shape[2]), int(self.stored.shape[3]), int(self.stored.shape[1]))
-        self.gmap = self.source.gene_map()
+        gene_map = self.source.gene_map_path()
+        self.gmap = PixelGeneMap.load(gene_map) if gene_map is not None else None
         self.values = self.source.vectors()
         self.genes_table = self.source.genes()
 

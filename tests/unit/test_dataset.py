@@ -54,7 +54,7 @@ def test_a_dataset_folder_opens_with_its_arrays_and_gives_the_model_input_spec(t
     np.save(folder / dataset.VECTORS, np.zeros((10, 16), np.float32))
     ds = dataset.Dataset.open(folder)
     assert ds.classes == ["B", "NA"] and list(ds.labels[:5]) == [1, 1, 1, 1, 0] and ds.groups[0] == "d1"
-    assert ds.images().shape == (10, 1, 4, 4) and ds.genes() is None and ds.gene_map() is None
+    assert ds.images().shape == (10, 1, 4, 4) and ds.genes() is None and ds.gene_map_path() is None
     image = ds.model_input("image", trainer="train_torch")
     assert image == {
         "kind": "image",

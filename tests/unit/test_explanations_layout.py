@@ -15,7 +15,7 @@ from shared.evaluation.explanations import (
     read_explanations,
     write_explanations,
 )
-from shared.evaluation.results import read_models_index
+from shared.evaluation.models_index import read_models_index
 
 pytestmark = pytest.mark.unit
 
