@@ -33,20 +33,18 @@ log = get_logger("stages.train_tf_gradcam")
 
 
 class Images:
-    """preprocess's images as Keras reads them: (n, H, W, C) float32 in [0, 1], with the samples and the gene map."""
+    """preprocess's images as Keras reads them: (n, H, W, C) float32 in [0, 1], with the gene map, the gene values
+    and genes.csv; the samples, classes and dataset.json are read through ``source``."""
 
     def __init__(self, folder: Path):
         self.source = Dataset.open(folder)
-        self.folder, self.dataset, self.samples = folder, self.source.info, self.source.samples
         stored = self.source.images()
         if stored is None:
             raise UserError(
-                f"train_tf_gradcam: preprocess.transform '{self.dataset.get('transform')}' makes no images; "
+                f"train_tf_gradcam: preprocess.transform '{self.source.info.get('transform')}' makes no images; "
                 "use an image transform (gene-grid, deepinsight, ...)"
             )
         self.stored = stored  # (n, C, H, W) uint8
-        self.classes = self.source.classes
-        self.labels = self.source.labels
         self.shape = (int(self.stored.shape[2]), int(self.stored.shape[3]), int(self.stored.shape[1]))
         gene_map = self.source.gene_map_path()
         self.gmap = PixelGeneMap.load(gene_map) if gene_map is not None else None
@@ -87,17 +85,17 @@ def check_before_training(settings: TrainTfGradcam, data: Images) -> dict | None
     from . import networks
 
     for arch in settings.models:
-        model = networks.build(arch, data.shape, len(data.classes), settings.dropout)
+        model = networks.build(arch, data.shape, len(data.source.classes), settings.dropout)
         if settings.explain.methods and settings.explain.methods != ["guided_backprop"]:
             networks.target_layer(model, settings.explain.layer)
     if settings.explain.methods and data.gmap is None:
         raise UserError(
-            f"train_tf_gradcam.explain.methods: preprocess.transform '{data.dataset.get('transform')}' "
+            f"train_tf_gradcam.explain.methods: preprocess.transform '{data.source.info.get('transform')}' "
             "has no pixel->gene map, so maps cannot be returned to genes; use a transform with one "
             "(gene-grid, deepinsight) or set train_tf_gradcam.explain.methods: []"
         )
     if settings.explain.markers and data.gmap is not None:
-        return read_markers(settings.explain.markers, data.classes, data.gmap.genes)
+        return read_markers(settings.explain.markers, data.source.classes, data.gmap.genes)
     return None
 
 
@@ -344,13 +342,13 @@ def run(stage: StageRun) -> None:
     gpus = tf.config.list_physical_devices("GPU")
     stage.device = f"tensorflow {tf.__version__} on " + (f"{len(gpus)} GPU(s)" if gpus else "CPU")
     proto = Protocol(
-        data.samples,
-        data.classes,
+        data.source.samples,
+        data.source.classes,
         settings.folds,
         settings.repeats,
         exp.seed,
         key="train_tf_gradcam.folds",
-        small_classes_key=(data.dataset.get("small_classes") or {}).get("key"),
+        small_classes_key=(data.source.info.get("small_classes") or {}).get("key"),
     )
     results, explanations = [], Explanations()
     for arch in settings.models:

@@ -42,7 +42,8 @@ def model_spec(arch: str, settings: TrainTorch, data: PreparedData, own_dir: str
     (paths relative to the experiment folder; ``scale`` turns the stored array into the model's input)."""
     shape = list(data.inputs(arch).shape[1:])
     inp = data.source.model_input("vector" if arch == "dense" else "image", trainer=own_dir)
-    spec = {"arch": arch, "input_shape": shape, "n_classes": len(data.classes), "classes": data.classes, "input": inp}
+    classes = data.source.classes
+    spec = {"arch": arch, "input_shape": shape, "n_classes": len(classes), "classes": classes, "input": inp}
     if arch in IMAGE_PRETRAINABLE:
         spec["stem"] = settings.stem if settings.stem != "auto" else ("small" if min(shape[1:]) < 64 else "imagenet")
     if arch == "dense":
@@ -60,20 +61,20 @@ class Run:
     def __init__(self, stage: StageRun, settings: TrainTorch, data: PreparedData, dist: distributed.Dist):
         self.stage, self.settings, self.data, self.dist = stage, settings, data, dist
         self.proto = Protocol(
-            data.samples,
-            data.classes,
+            data.source.samples,
+            data.source.classes,
             settings.folds,
             settings.repeats,
             stage.exp.seed,
             key="train_torch.folds",
-            small_classes_key=(data.dataset.get("small_classes") or {}).get("key"),
+            small_classes_key=(data.source.info.get("small_classes") or {}).get("key"),
         )
 
 
 def train_deep(ctx: Run, arch: str) -> ModelResult:
     settings, data, dist, stage, proto = ctx.settings, ctx.data, ctx.dist, ctx.stage, ctx.proto
     seed = stage.exp.seed
-    inputs = data.inputs(arch)
+    inputs, labels = data.inputs(arch), data.source.labels
     spec = model_spec(arch, settings, data, stage.stage)
     pretrained = False
     if arch in IMAGE_PRETRAINABLE and settings.pretrained == "auto":
@@ -101,7 +102,7 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
         channels_last=settings.channels_last and on_gpu and inputs.ndim in (4, 5),
     )
     test_loader = make_loader(
-        inputs, data.labels, proto.test_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
+        inputs, labels, proto.test_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
     )
     from torch.utils.tensorboard import SummaryWriter
 
@@ -115,9 +116,7 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
         if training.channels_last:
             net = net.to(memory_format=torch.channels_last if inputs.ndim == 4 else torch.channels_last_3d)
         model = dist.wrap(net)
-        weights = (
-            balanced_weights(data.labels[tr_rows], proto.n_classes) if settings.class_weights == "balanced" else None
-        )
+        weights = balanced_weights(labels[tr_rows], proto.n_classes) if settings.class_weights == "balanced" else None
         loss_fn = make_loss(settings.loss, weights, settings.label_smoothing, settings.focal_gamma).to(dist.device)
         sampler = EpochShuffle(
             len(tr_rows),
@@ -125,13 +124,13 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
             settings.batch_size,
             rank=dist.rank,
             world=dist.world,
-            weights=class_balanced_weights(data.labels[tr_rows], proto.n_classes)
+            weights=class_balanced_weights(labels[tr_rows], proto.n_classes)
             if settings.sampler == "weighted"
             else None,
         )
         train_loader = make_loader(
             inputs,
-            data.labels,
+            labels,
             tr_rows,
             settings.batch_size,
             sampler=sampler,
@@ -139,7 +138,7 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
             pin_memory=on_gpu,
         )
         val_loader = make_loader(
-            inputs, data.labels, va_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
+            inputs, labels, va_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
         )
         ckpt = stage.checkpoints / arch / f"r{r}k{k}.pt"
         ckpt.parent.mkdir(parents=True, exist_ok=True)

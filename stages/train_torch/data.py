@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -17,17 +16,12 @@ from shared.torch_training.sampling import EpochShuffle
 
 @dataclass
 class PreparedData:
-    """The dataset (shared.dataset) as train_torch reads it, its arrays opened once."""
+    """The dataset (shared.dataset) as train_torch reads it, its arrays opened once; the samples, labels, classes
+    and dataset.json are read through ``source``."""
 
     source: PreparedDataset
     images: np.ndarray | None  # (n_samples, channels, height, width) uint8, memory-mapped
     vectors: np.ndarray | None  # (n_samples, n_genes) float32 in [0, 1], memory-mapped
-    labels: np.ndarray  # (n_samples,) int64
-    groups: np.ndarray | None
-    split: np.ndarray  # (n_samples,) 'train' | 'test'
-    samples: pd.DataFrame
-    classes: list[str]
-    dataset: dict
 
     def inputs(self, arch: str) -> np.ndarray:
         """The array a model reads: vectors for the dense network, images for the rest."""
@@ -37,14 +31,15 @@ class PreparedData:
             return self.vectors
         if self.images is None:
             raise UserError(
-                f"train_torch.models: '{arch}' needs images; preprocess.transform is '{self.dataset.get('transform')}'"
+                f"train_torch.models: '{arch}' needs images; "
+                f"preprocess.transform is '{self.source.info.get('transform')}'"
             )
         return self.images
 
 
 def load_prepared(folder: Path) -> PreparedData:
     ds = PreparedDataset.open(folder)
-    return PreparedData(ds, ds.images(), ds.vectors(), ds.labels, ds.groups, ds.split, ds.samples, ds.classes, ds.info)
+    return PreparedData(ds, ds.images(), ds.vectors())
 
 
 class MemmapRows(Dataset):
