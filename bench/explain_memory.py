@@ -40,6 +40,7 @@ def write_experiment(exp: Path, n_test: int, n_train: int = 256, seed: int = 0, 
     the model's folder."""
     import torch
 
+    from shared.dataset import GENE_MAP, VECTORS, Dataset
     from shared.genemap import PixelGeneMap
     from shared.models import build_model, save_classifier
     from stages.explain.store import NpyRows
@@ -54,14 +55,15 @@ def write_experiment(exp: Path, n_test: int, n_train: int = 256, seed: int = 0, 
     pd.DataFrame({"gene": genes}).to_csv(data / "genes.csv", index=False)
     n = n_train + n_test
     labels = np.arange(n) % CLASSES
-    pd.DataFrame(
+    samples = pd.DataFrame(
         {
             "sample": [f"S{i:07d}" for i in range(n)],
             "label": [f"class{c}" for c in labels],
             "label_index": labels,
             "split": ["train"] * n_train + ["test"] * n_test,
         }
-    ).to_csv(data / "samples.csv", index=False)
+    )
+    samples.to_csv(data / "samples.csv", index=False)
     values = NpyRows(data / "vectors.npy", (n, GENES), np.float32)
     images = NpyRows(data / "images.npy", (n, 1, SIZE, SIZE), np.uint8)
     shift = rng.random((CLASSES, GENES)).astype(np.float32)  # each class a profile of its own
@@ -72,23 +74,17 @@ def write_experiment(exp: Path, n_test: int, n_train: int = 256, seed: int = 0, 
         images.write(np.round(gmap.render(v) * 255).astype(np.uint8))
     values.close()
     images.close()
+    classes = [f"class{c}" for c in range(CLASSES)]
+    # the input spec as the trainers write it, from dataset.json's keys held in memory (no dataset.json is written);
+    # the map lies in the model's folder
+    ds = Dataset(data, {"classes": classes, "gene_map": GENE_MAP, "vectors": VECTORS}, samples)
     spec = {
         "arch": "small_cnn",
         "input_shape": [1, SIZE, SIZE],
         "n_classes": CLASSES,
-        "classes": [f"class{c}" for c in range(CLASSES)],
+        "classes": classes,
         "dropout": 0.5,
-        "input": {
-            "kind": "image",
-            "spatial_dims": 2,
-            "array": "preprocess/images.npy",
-            "dtype": "uint8",
-            "scale": 1 / 255,
-            "samples": "preprocess/samples.csv",
-            "features": "preprocess/genes.csv",
-            "gene_map": "train_torch/small_cnn/pixel_genes.npz",
-            "gene_values": "preprocess/vectors.npy",
-        },
+        "input": ds.model_input("image", trainer=model_dir.relative_to(exp).as_posix()),
     }
     members = []
     for k in range(1):
