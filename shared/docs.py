@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime
 import inspect
 import json
+import os
 import re
 import sys
 import textwrap
@@ -297,7 +299,7 @@ def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
     record = {
         "experiment": summary["experiment"],
         "commit": commit,
-        "date": __import__("datetime").date.today().isoformat(),
+        "date": datetime.date.today().isoformat(),
         "machine": machine,
         "n_test": summary["n_test"],
         "models": models,
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "show":
         sys.stdout.write(GENERATED[args.name]())
         return 0
-    machine = {"train_images_per_s": args.images_per_s, "cores": __import__("os").cpu_count()}
+    machine = {"train_images_per_s": args.images_per_s, "cores": os.cpu_count()}
     from .artifacts import write_json_atomic
 
     write_json_atomic(DEMO, record_demo(Path(args.summary), args.commit, machine))
