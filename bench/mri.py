@@ -38,8 +38,8 @@ def one_step(model: str, size: int, batch: int, trainable_blocks: int | None, de
     keep_out()
     import torch
 
+    from shared.models3d import EfficientNet3d, trainable_parameters
     from shared.torch_training.losses import FocalLoss
-    from stages.train_3d_mri.network import EfficientNet3d, trainable_parameters
 
     torch.manual_seed(0)
     dev = torch.device(device)

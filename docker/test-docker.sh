@@ -19,7 +19,7 @@
 #     a non-root user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root): planning runs in
 #     the report image, so no Python stack is used; then make bundle there, twice (the same bytes)
 #  4b. the TensorFlow stage: configs/demo_tcga.yaml cut to preprocess -> train_tf_gradcam -> report and 3 epochs
-#  4c. the MRI stage: configs/demo_mri.yaml (train_3d_mri -> report) with 2 epochs
+#  4c. the MRI stage: configs/demo_mri.yaml (train_3d_mri -> explain -> report) with 2 epochs
 #     (TEST_DOCKER_TF_ARGS), run locally and with RUNNER=docker
 #  5. pytest -m docker tests/e2e/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE
 #     (default 1e-6: the runs are expected to be bit-identical), same package versions and commit in the

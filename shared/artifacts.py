@@ -103,6 +103,19 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def replace_or_copy(source: str | Path, target: str | Path) -> None:
+    """Move ``source`` to ``target``: a rename on one file system (no data copied), else a copy through a temporary
+    file and a rename, the source then removed."""
+    try:
+        os.replace(source, target)
+    except OSError:
+        target = Path(target)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        Path(source).unlink()
+
+
 def write_if_changed(path: str | Path, text: str) -> bool:
     """Atomically write ``text`` unless the file already holds it (keeps mtimes stable for make)."""
     path = Path(path)

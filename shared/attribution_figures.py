@@ -201,6 +201,37 @@ def plot_samples(
     plt.close(fig)
 
 
+def plot_volume_overlays(entries: list[dict], path: Path, title: str) -> None:
+    """Volumes: rows of patients, columns of the three orthogonal planes through the tumour's centre of mass (the
+    brain's without a tumour mask): FLAIR in grey, the map (absolute, scaled to its maximum) in colour, the tumour
+    mask's outline in white. entries: patient, label, predicted, flair, cam, tumour, brain, share, chance."""
+    fig, axes = plt.subplots(len(entries), 3, figsize=(7.5, 2.6 * len(entries)), squeeze=False)
+    for row, e in zip(axes, entries, strict=False):
+        where = e["tumour"] if e["tumour"].any() else e["brain"]
+        centre = [int(round(c)) for c in np.argwhere(where).mean(axis=0)]
+        cam = e["cam"] / (e["cam"].max() or 1.0)
+        for ax, axis, name in zip(row, range(3), ("sagittal", "coronal", "axial"), strict=False):
+            take = [slice(None)] * 3
+            take[axis] = centre[axis]
+            flair, c, mask = (np.rot90(a[tuple(take)]) for a in (e["flair"], cam, e["tumour"]))
+            ax.imshow(flair, cmap="gray")
+            ax.imshow(np.ma.masked_less(c, 0.05), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            if mask.any():
+                ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if axis == 0:
+                ax.set_ylabel(f"{e['patient']}\ntrue {e['label']}\npred. {e['predicted']}", fontsize=7)
+            ax.set_title(
+                f"{name}: in mask {e['share']:.2f} (chance {e['chance']:.2f})" if axis == 1 else name, fontsize=7
+            )
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_faithfulness(result: dict, path: Path, method: str) -> None:
     """Mean deletion and insertion curves of a method beside a random order's."""
     fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.0))

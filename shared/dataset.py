@@ -13,6 +13,15 @@ Files, relative to the provider's folder (``outputs/<experiment>/preprocess/``):
 - ``genes.csv``: ``gene`` in ``vectors.npy``'s column order (optional ``symbol``, the pixel, the training scaling).
 - ``pixel_genes.npz``: the pixel->gene map (``shared.genemap.PixelGeneMap``), for transforms that have one.
 
+A volume dataset (train_3d_mri writes one, ``outputs/<experiment>/train_3d_mri/``) has the same ``samples.csv``
+(one row per exam; ``tumour_mask``: whether the exam has a tumour segmentation) and ``dataset.json``, and:
+
+- ``volumes.npy`` (n, C, D, H, W) float16: the exams on the model's grid, normalised as ``model.json`` says.
+- ``masks.npy`` (n, 2, D, H, W) uint8: channel 0 the brain (1 inside), channel 1 the tumour segmentation's labels
+  as the release writes them (BraTS: 1 necrotic core, 2 oedema, 3 or 4 enhancing; 0 outside the tumour).
+- ``grids.npz``: ``model_affine`` (n, 4, 4), each exam's grid in the model's space, and ``native_affine`` (n, 4, 4)
+  and ``native_shape`` (n, 3), its own scan's grid, to return maps to it (``shared.nifti``).
+
 A trained model's ``model.json`` points at these files through its ``input`` spec (``model_input``); explain reads
 a model's inputs from that spec, so a model can read a dataset that is not its trainer's.
 """
@@ -36,6 +45,11 @@ IMAGES = "images.npy"
 VECTORS = "vectors.npy"
 GENES = "genes.csv"
 GENE_MAP = "pixel_genes.npz"
+VOLUMES = "volumes.npy"
+MASKS = "masks.npy"
+GRIDS = "grids.npz"
+#: the channels of masks.npy
+MASK_CHANNELS = ("brain", "tumour")
 
 #: samples.csv's text columns: ids and labels stay text ('001' stays '001', 'NA' stays a label)
 TEXT_COLUMNS = ("sample", "label", "group", "augmented_from")
@@ -122,6 +136,9 @@ class Dataset:
     def vectors(self) -> np.ndarray | None:
         return self._array(VECTORS)
 
+    def volumes(self) -> np.ndarray | None:
+        return self._array(VOLUMES)
+
     def genes(self) -> pd.DataFrame | None:
         path = self.folder / GENES
         return pd.read_csv(path, dtype={"gene": str, "symbol": str}) if path.is_file() else None
@@ -137,22 +154,30 @@ class Dataset:
             if (self.folder / name).is_file():
                 shutil.copy2(self.folder / name, folder / name)
 
-    def model_input(self, kind: str, trainer: str | None = None, **extra: Any) -> dict[str, Any]:
+    def model_input(
+        self, kind: str, trainer: str | None = None, provider: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """The ``input`` spec of a model reading this dataset (paths relative to the experiment folder, which holds
         the dataset's folder): ``vector`` reads vectors.npy as it is, ``image`` reads images.npy scaled by 1/255,
-        with the map the ``trainer`` stage copied beside its models and the gene values the images were made from."""
-        rel = self.folder.name
-        array = self.vectors() if kind == "vector" else self.images()
-        assert array is not None, f"{self.folder}: no {VECTORS if kind == 'vector' else IMAGES}"
+        with the map the ``trainer`` stage copied beside its models and the gene values the images were made from;
+        ``volume`` reads volumes.npy as it is, with its masks and grids. ``provider``: the folder's name once
+        published (a stage describing its own outputs while writing them)."""
+        rel = provider or self.folder.name
+        name = {"vector": VECTORS, "image": IMAGES, "volume": VOLUMES}[kind]
+        array = self._array(name)
+        assert array is not None, f"{self.folder}: no {name}"
         spec: dict[str, Any] = {
             "kind": kind,
             "spatial_dims": array.ndim - 2,
-            "array": f"{rel}/{VECTORS if kind == 'vector' else IMAGES}",
+            "array": f"{rel}/{name}",
             "dtype": str(array.dtype),
             "scale": 1 / 255 if array.dtype == np.uint8 else 1.0,
             "samples": f"{rel}/{SAMPLES}",
-            "features": f"{rel}/{GENES}",
         }
+        if kind == "volume":
+            spec.update(masks=f"{rel}/{MASKS}", mask_channels=list(MASK_CHANNELS), grids=f"{rel}/{GRIDS}")
+        else:
+            spec["features"] = f"{rel}/{GENES}"
         if kind == "image" and trainer is not None and self.info.get("gene_map"):
             spec["gene_map"] = f"{trainer}/{GENE_MAP}"
         if kind == "image" and self.info.get("vectors"):

@@ -10,9 +10,10 @@ makes, at build time, so nothing generated is committed and re-measuring rewrite
 - ``methods``: explain's attribution methods, from their declarations (stages/explain/methods.py);
 - ``test-times``: the measured test runs, from docs/data/test-times.yaml;
 - ``benchmarks``: ``make bench``'s headline figures, from docs/data/benchmarks.yaml;
-- ``demo-models``, ``demo-methods``: a demo run's held-out scores and trust figures, from docs/data/demo.json.
+- ``demo-models EXPERIMENT``, ``demo-methods EXPERIMENT``: a demo run's held-out scores and trust figures (the
+  tumour-mask localisation too, for volumes), from docs/data/demos/EXPERIMENT.json.
 
-    python -m shared.docs show NAME    # print one generated part
+    python -m shared.docs show NAME [ARGUMENT]    # print one generated part
     python -m shared.docs record-demo outputs/demo/report/summary.json --commit C   # the demo page's figures
 """
 
@@ -41,7 +42,7 @@ from .sources import REPO_ROOT
 DATA = REPO_ROOT / "docs" / "data"
 TEST_TIMES = DATA / "test-times.yaml"
 BENCHMARKS = DATA / "benchmarks.yaml"
-MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- generated: ([a-z-]+)(?: ([a-z0-9_]+))? -->$", re.MULTILINE)
 
 
 def _own_stages() -> dict[str, StageSpec]:
@@ -267,7 +268,7 @@ def methods_section() -> str:
     return "\n".join(lines) + "\n"
 
 
-DEMO = DATA / "demo.json"
+DEMOS = DATA / "demos"
 
 
 def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
@@ -292,6 +293,8 @@ def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
             "insensitive_to_model": sanity.get("insensitive_to_model"),
             "folds_shared_top_k": (stab.get("folds") or {}).get("shared_top_k"),
             "draws_shared_top_k": (stab.get("draws") or {}).get("shared_top_k"),
+            # volumes: the map's share of the tumour mask against chance, for the first target scored
+            "localisation": next(iter((e.get("localisation") or {}).values()), None),
         }
     models = {
         name: {k: m[k] for k in ("macro_f1", "accuracy", "macro_auc", "kind")} for name, m in summary["models"].items()
@@ -308,15 +311,15 @@ def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
     return record
 
 
-def _demo() -> dict:
-    return json.loads(DEMO.read_text())
+def _demo(experiment: str) -> dict:
+    return json.loads((DEMOS / f"{experiment}.json").read_text())
 
 
-def demo_models_section() -> str:
-    demo = _demo()
+def demo_models_section(experiment: str = "demo") -> str:
+    demo = _demo(experiment)
     lines = [
         f"Measured {demo['date']} at commit {demo['commit']} on the {demo['n_test']} held-out test samples "
-        f"(`docs/data/demo.json`):",
+        f"(`docs/data/demos/{experiment}.json`):",
         "",
         "| model | kind | macro-F1 | accuracy | macro ROC-AUC |",
         "| --- | --- | --- | --- | --- |",
@@ -326,16 +329,18 @@ def demo_models_section() -> str:
     return "\n".join(lines) + "\n"
 
 
-def demo_methods_section() -> str:
-    demo = _demo()
+def demo_methods_section(experiment: str = "demo") -> str:
+    demo = _demo(experiment)
 
     def num(value, fmt="{:.3f}") -> str:
         return "" if value is None else fmt.format(value)
 
+    volumes = any(m.get("localisation") for m in demo["methods"].values())
     lines = [
         "| method | marker precision@k | deletion AUC (random) | insertion AUC (random) | faithful | "
-        "corr. with randomised model | top-k shared by fold models (by random draws) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "corr. with randomised model | top-k shared by fold models (by random draws) |"
+        + (" share of the map in the tumour mask (chance), patients above chance, sign test p |" if volumes else ""),
+        "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if volumes else ""),
     ]
     for key, m in demo["methods"].items():
         failed = [w for w in ("deletion", "insertion") if m[f"{w}_better_than_random"] is False]
@@ -350,7 +355,16 @@ def demo_methods_section() -> str:
         deletion = f"{num(m['deletion_auc'])} ({num(m['random_deletion_auc'])})"
         insertion = f"{num(m['insertion_auc'])} ({num(m['random_insertion_auc'])})"
         precision = num(m["precision"], "{:.2f}")
-        lines.append(f"| {name} | {precision} | {deletion} | {insertion} | {faithful} | {sanity} | {shared} |")
+        row = f"| {name} | {precision} | {deletion} | {insertion} | {faithful} | {sanity} | {shared} |"
+        if volumes:
+            loc = m.get("localisation")
+            row += (
+                f" {loc['cam_in_mask_mean']:.3f} ({loc['chance_mean']:.3f}), {loc['above_chance']} of {loc['n']}, "
+                f"p = {loc['p_sign_test']:.2g} |"
+                if loc
+                else " |"
+            )
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 
@@ -370,10 +384,10 @@ def render(markdown: str, page: str = "<page>") -> str:
     """The page with each ``<!-- generated: NAME -->`` line replaced by its part; an unknown NAME is an error."""
 
     def part(match: re.Match) -> str:
-        name = match.group(1)
+        name, argument = match.group(1), match.group(2)
         if name not in GENERATED:
             raise ValueError(f"{page}: unknown generated part '{name}' (known: {', '.join(GENERATED)})")
-        return GENERATED[name]().rstrip("\n")
+        return GENERATED[name](*([argument] if argument else [])).rstrip("\n")
 
     return MARKER.sub(part, markdown)
 
@@ -383,19 +397,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="print one generated part")
     show.add_argument("name", choices=sorted(GENERATED))
-    record = sub.add_parser("record-demo", help="keep a demo run's figures in docs/data/demo.json for the demo page")
-    record.add_argument("summary", help="the run's report/summary.json (configs/demo.yaml)")
+    show.add_argument("argument", nargs="?", help="the part's argument (demo-models, demo-methods: the experiment)")
+    record = sub.add_parser("record-demo", help="keep a demo run's figures in docs/data/demos/ for the demo page")
+    record.add_argument("summary", help="a demo run's report/summary.json (written to docs/data/demos/EXPERIMENT.json)")
     record.add_argument("--commit", required=True, help="the commit the run was made at")
     record.add_argument("--images-per-s", type=float, default=None, help="python -m bench.train's figure, if known")
     args = parser.parse_args(argv)
     if args.command == "show":
-        sys.stdout.write(GENERATED[args.name]())
+        sys.stdout.write(GENERATED[args.name](*([args.argument] if args.argument else [])))
         return 0
     machine = {"train_images_per_s": args.images_per_s, "cores": os.cpu_count()}
     from .artifacts import write_json_atomic
 
-    write_json_atomic(DEMO, record_demo(Path(args.summary), args.commit, machine))
-    print(f"wrote {DEMO.relative_to(REPO_ROOT)}")
+    record = record_demo(Path(args.summary), args.commit, machine)
+    path = DEMOS / f"{record['experiment']}.json"
+    write_json_atomic(path, record)
+    print(f"wrote {path.relative_to(REPO_ROOT)}")
     return 0
 
 

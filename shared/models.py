@@ -210,10 +210,15 @@ def build_model(
 ) -> nn.Module:
     """Any classifier of the project from its spec (what ``model.json`` records).
 
-    spec: ``arch`` (resnet18, efficientnet_b0, small_cnn, dense), ``input_shape`` ([C, H, W] or [n_genes]),
+    spec: ``arch`` (resnet18, efficientnet_b0, small_cnn, dense; efficientnet-b0 ... b7 for volumes, see
+    ``shared.models3d``), ``input_shape`` ([C, H, W], [C, D, H, W] or [n_genes]),
     ``n_classes`` and the arch's options (``stem``, ``norm``; ``widths``, ``dropout``).
     """
     arch, shape, n_classes = spec["arch"], list(spec["input_shape"]), spec["n_classes"]
+    if arch.startswith("efficientnet-b"):  # MONAI's 3-D EfficientNet (train_3d_mri); volumes come normalised
+        from .models3d import build
+
+        return _no_inplace_relu(build(spec))
     spatial_dims = 0 if arch == "dense" else len(shape) - 1
     mean = mean if mean is not None else [0.0] * shape[0]
     std = std if std is not None else [1.0] * shape[0]
@@ -226,7 +231,8 @@ def build_model(
     elif arch == "dense":
         net = DenseNet(shape[0], list(spec["widths"]), n_classes, spec.get("dropout", 0.5))
     else:
-        raise UserError(f"unknown architecture '{arch}' (known: {', '.join([*IMAGE_ARCHS, 'small_cnn', 'dense'])})")
+        known = ", ".join([*IMAGE_ARCHS, "small_cnn", "dense", "efficientnet-b0 ... b7"])
+        raise UserError(f"unknown architecture '{arch}' (known: {known})")
     return nn.Sequential(Standardize(mean, std, spatial_dims), net)
 
 

@@ -1,4 +1,5 @@
-"""python -m stages.explain --config FILE: attributions, class maps, gene rankings, marker precision."""
+"""python -m stages.explain --config FILE: attributions, class maps, gene rankings, marker precision, and the trust
+checks; for volumes with masks, the tumour-mask localisation and the maps in each patient's space."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import pandas as pd
 import torch
 
 from shared.artifacts import StageRun
-from shared.attribution_figures import ShownSamples, plot_class_maps, plot_samples, plot_top_genes_heatmap
+from shared.attribution_figures import (
+    ShownSamples,
+    plot_class_maps,
+    plot_samples,
+    plot_top_genes_heatmap,
+    plot_volume_overlays,
+)
 from shared.dataset import Dataset
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
@@ -31,10 +38,11 @@ from .methods import METHODS, make_method
 from .params import Explain
 from .quality import trust
 from .store import AnnDataFile, ClassMeans, CsvRows, KeptRows, NpyRows, finish_anndata, open_anndata
+from .volumes import VolumeChecks
 
 log = get_logger("stages.explain")
-#: the inputs explain reads (preprocess's images and vectors); a trainer with other inputs (MRI) explains its own
-INPUT_KINDS = ("image", "vector")
+#: the inputs explain reads (preprocess's images and vectors, train_3d_mri's volumes)
+INPUT_KINDS = ("image", "vector", "volume")
 #: the model files explain can load (shared.models.load_classifier); other frameworks explain their own models
 FRAMEWORK = "torch"
 
@@ -150,9 +158,10 @@ def explain_model(
         tables, de = {}, None
         if bio is not None and gene_names is None:
             entry["biology_absent"] = (
-                "its inputs have no pixel->gene map (a sample-spot image): there are no gene "
-                "rankings to compare with differential expression or gene sets"
-            )
+                "its inputs are volumes"
+                if kind == "volume"
+                else "its inputs have no pixel->gene map (a sample-spot image)"
+            ) + ": there are no gene rankings to compare with differential expression or gene sets"
         elif bio is not None and gene_means:
             rankings = {m: (g, METHODS[m].signed) for m, g in gene_means.items()}
             result = biology.assess_model(
@@ -213,6 +222,7 @@ def explain_method(
             writers.append(genes_file := NpyRows(folder / "sample_genes.npy", (n, len(gene_names)), dtype))
         writers.append(top_file := CsvRows(folder / "sample_top_genes.csv", PER_SAMPLE_COLUMNS))
         layer = h5ad.dense(f"layers/{method_name}", dtype) if h5ad is not None else None
+    volumes = VolumeChecks(data, classes, method.signed, folder, nifti=arrays) if data.masks is not None else None
     torch.manual_seed(explained.seed)
     try:
         for start, attr in attribute_chunks(
@@ -231,6 +241,8 @@ def explain_method(
             kept.offer(start, attr)
             if arrays:
                 attr_file.write(attr)
+            if volumes is not None:
+                volumes.add(attr, rows)
             if gene_names is None:
                 continue
             genes = data.to_genes(attr, rows).astype(np.float32)
@@ -303,7 +315,15 @@ def explain_method(
         signed=method.signed,
         feature_names=gene_names,
     )
-    if len(shown):
+    if volumes is not None:
+        result["localisation"] = volumes.finish()
+    if len(shown) and volumes is not None:
+        plot_volume_overlays(
+            volumes.overlay_entries(shown, kept[shown]),
+            folder / "figures" / "overlays.png",
+            f"{name} · {method_name}: held-out patients, the map's planes through the tumour",
+        )
+    elif len(shown):
         plot_samples(
             ShownSamples(
                 inputs=data.array[shown] * data.scale,

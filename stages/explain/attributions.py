@@ -11,6 +11,7 @@ of a removed input.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from contextlib import contextmanager
 
 import numpy as np
@@ -36,20 +37,23 @@ def training_mean(model: nn.Module, like: torch.Tensor) -> torch.Tensor:
 
 def spatial_layers(member: nn.Module, example: torch.Tensor) -> list[str]:
     """Names of the member's modules whose output keeps spatial extent (> 1 voxel), in the order their forward
-    ends (a block after its children); Grad-CAM's automatic layer is the last of them."""
-    order: list[str] = []
+    ends (a block after its children); Grad-CAM's automatic layer is the last of them. A module called more than
+    once in a forward pass (MONAI's EfficientNet applies one activation module after its stem and its head) has no
+    single feature map and is left out."""
+    calls: list[tuple[str, bool]] = []
     hooks = []
     for name, module in member.named_modules():
         if name and not isinstance(module, Standardize):
             hooks.append(
                 module.register_forward_hook(
-                    lambda m, i, out, name=name: (
-                        order.append(name)
-                        if isinstance(out, torch.Tensor)
-                        and out.ndim == example.ndim
-                        and out.shape[1] > 1
-                        and int(np.prod(out.shape[2:])) > 1
-                        else None
+                    lambda m, i, out, name=name: calls.append(
+                        (
+                            name,
+                            isinstance(out, torch.Tensor)
+                            and out.ndim == example.ndim
+                            and out.shape[1] > 1
+                            and int(np.prod(out.shape[2:])) > 1,
+                        )
                     )
                 )
             )
@@ -59,7 +63,8 @@ def spatial_layers(member: nn.Module, example: torch.Tensor) -> list[str]:
     finally:
         for h in hooks:
             h.remove()
-    return order
+    times = Counter(name for name, _ in calls)
+    return [name for name, spatial in calls if spatial and times[name] == 1]
 
 
 class _OnePerCall(nn.Module):

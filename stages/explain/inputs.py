@@ -21,9 +21,9 @@ from .store import LazyRows
 
 class ModelInputs:
     """The held-out test inputs a model reads, found through its spec (``model.json``'s ``input``; paths relative
-    to the experiment folder): the stored array (its test rows, read when indexed) and its scaling, the samples, and
-    for genes the names, the pixel->gene map and the gene values the images were rendered from. ``take(rows)`` keeps
-    some of the samples."""
+    to the experiment folder): the stored array (its test rows, read when indexed) and its scaling, the samples, for
+    genes the names, the pixel->gene map and the gene values the images were rendered from, and for volumes the
+    masks and grids. ``take(rows)`` keeps some of the samples."""
 
     def __init__(self, exp_dir: Path, spec: dict):
         inp = spec["input"]
@@ -46,6 +46,16 @@ class ModelInputs:
         )
         self.features = None if self.genes_table is None else self.genes_table["gene"].to_numpy()
         self.proba: np.ndarray | None = None
+        # volumes (shared.dataset's volume layout): the brain and tumour masks, each exam's grids, the channel names
+        self.masks = LazyRows(exp_dir / inp["masks"], rows) if inp.get("masks") else None
+        self.has_mask = (
+            samples["tumour_mask"].to_numpy(bool)[rows] if "tumour_mask" in samples else np.ones(len(rows), bool)
+        )
+        self.grids = None
+        if inp.get("grids"):
+            with np.load(exp_dir / inp["grids"]) as grids:
+                self.grids = {k: grids[k][rows] for k in grids.files}
+        self.channels = inp.get("channels")
 
     def take(self, rows: np.ndarray) -> ModelInputs:
         out = copy.copy(self)
@@ -53,6 +63,9 @@ class ModelInputs:
         out.labels, out.array = self.labels[rows], self.array.take(rows, axis=0)
         out.gene_values = None if self.gene_values is None else self.gene_values.take(rows, axis=0)
         out.proba = None if self.proba is None else self.proba[rows]
+        out.masks = None if self.masks is None else self.masks.take(rows, axis=0)
+        out.has_mask = self.has_mask[rows]
+        out.grids = None if self.grids is None else {k: v[rows] for k, v in self.grids.items()}
         return out
 
     def tensors(self, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,6 +82,8 @@ class ModelInputs:
         return self._backgrounds[key]
 
     def predict(self, model, device, batch: int = 256) -> np.ndarray:
+        # at most ``batch`` samples, and at most 2**27 input values (512 MB as float32: a few volumes) a batch
+        batch = max(1, min(batch, 2**27 // max(1, int(np.prod(self.array.file_shape[1:])))))
         with torch.no_grad():
             self.proba = np.concatenate(
                 [

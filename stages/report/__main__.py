@@ -299,7 +299,8 @@ def run(stage: StageRun) -> None:
                 ]
                 k = entry.precision_k
                 faith, sanity, stab = entry.faithfulness, entry.sanity, entry.stability
-                loc = (entry.localisation or {}).get("predicted")
+                # the first target scored (explain's maps are of the true class; a plugged-in provider may differ)
+                loc = next(iter((entry.localisation or {}).values()), None)
                 folds_stab = (stab.folds if stab else None) or {}
                 trust_rows.append(
                     {
@@ -316,7 +317,7 @@ def run(stage: StageRun) -> None:
                         "fold models: Spearman": folds_stab.get("spearman"),
                         "fold models: top-k shared": folds_stab.get("shared_top_k"),
                         "random draws: top-k shared": ((stab.draws if stab else None) or {}).get("shared_top_k"),
-                        "CAM share in tumour mask": loc and loc.cam_in_mask_mean,
+                        "map share in tumour mask": loc and loc.cam_in_mask_mean,
                         "mask's share of the brain (chance)": loc and loc.chance_mean,
                         "patients above chance": loc and f"{loc.above_chance} of {loc.n}",
                     }

@@ -1,5 +1,8 @@
 """python -m stages.train_3d_mri --config FILE: IDH status from 4-channel brain MRI with a partly frozen 3-D
-EfficientNet, the shared protocol (held-out test patients), and 3-D Grad-CAM scored against the tumour mask.
+EfficientNet (shared.models3d) and the shared protocol (held-out test patients). It provides the classifiers and
+their volume dataset (shared.dataset: the exams on the model's grid, the brain and tumour masks, each exam's own
+grid); explain computes the attributions (3-D Grad-CAM and the rest), scores them against the tumour mask and
+returns them to each patient's space.
 
 Also runs under torchrun (DistributedDataParallel): ``torchrun --nproc-per-node 2 -m stages.train_3d_mri ...``.
 """
@@ -9,15 +12,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
 from shared.artifacts import StageRun
-from shared.dataset import write_info
+from shared.dataset import SAMPLES, Dataset, write_info, write_samples
 from shared.devices import describe_device
-from shared.evaluation.explanations import Explanations, ModelExplanations, write_explanations
 from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result
 from shared.evaluation.splits import Protocol
 from shared.frameworks import keep_out
@@ -33,7 +34,6 @@ from .cohort import CHANNELS, CLASSES, cohort_table, find_cohort, split_patients
 from .params import Mri, Train3dMri
 
 log = get_logger("stages.train_3d_mri")
-METHOD = "grad_cam"
 
 
 def model_spec(settings: Train3dMri, mri: Mri, pretrained: bool) -> dict:
@@ -45,8 +45,8 @@ def model_spec(settings: Train3dMri, mri: Mri, pretrained: bool) -> dict:
         "input_shape": [len(CHANNELS), *settings.size],
         "trainable_blocks": settings.trainable_blocks,
         "pretrained": pretrained,
-        "input": {
-            "kind": "mri",
+        "input": {  # the dataset's files are added once written (Dataset.model_input)
+            "kind": "volume",
             "spatial_dims": 3,
             "channels": list(CHANNELS),
             "size": list(settings.size),
@@ -62,7 +62,7 @@ def model_spec(settings: Train3dMri, mri: Mri, pretrained: bool) -> dict:
 
 
 def build_member(spec: dict, settings: Train3dMri, on_gpu: bool):
-    from .network import build, load_pretrained
+    from shared.models3d import build, load_pretrained  # MONAI: imported after keep_out (run)
 
     net = build({**spec, "pretrained": False})
     if settings.pretrained_weights:
@@ -94,7 +94,8 @@ def loader(data, labels, rows, batch_size: int, augment=None, sampler=None, pin:
 def train(
     stage: StageRun, settings: Train3dMri, mri: Mri, data, samples: pd.DataFrame, dist
 ) -> tuple[ModelResult, list, Protocol]:
-    from .network import trainable_parameters
+    from shared.models3d import trainable_parameters
+
     from .volumes import augmentation
 
     seed = stage.exp.seed
@@ -188,107 +189,6 @@ def train(
     return result, members, proto
 
 
-def explain(
-    stage: StageRun, settings: Train3dMri, data, proto: Protocol, members: list, test_proba: np.ndarray
-) -> dict:
-    """Grad-CAM of the predicted and the true class for every test patient: NIfTI in the patient's space, the
-    localisation table and summary, and the overlay figure."""
-    from shared.evaluation.localisation import localisation, summarise
-
-    from .gradcam import DESCRIPTION, grad_cams, plot_overlays
-    from .network import cam_layer
-    from .volumes import to_native
-
-    t0 = time.time()
-    layer = cam_layer(members[0], settings.size, settings.grad_cam.layer, settings.grad_cam.min_size)
-    folder = stage.out / settings.model / METHOD
-    (folder / "nifti").mkdir(parents=True)
-    rows, figure = [], []
-    shown = {c: 0 for c in range(len(CLASSES))}
-    for j, row in enumerate(proto.test_rows):
-        patient = data.patients[row]
-        x = torch.from_numpy(np.asarray(data.x[row : row + 1], dtype=np.float32))
-        label, predicted = int(proto.labels[row]), int(test_proba[j].argmax())
-        cams = {}
-        for target in sorted({predicted, label}):
-            cams[target] = grad_cams(members, layer, x, target)[0]
-            to_native(cams[target], data.affines[row], patient.files["FLAIR"]).to_filename(
-                folder / "nifti" / f"{patient.id}_{CLASSES[target]}.nii.gz"
-            )
-        for kind, target in (("predicted", predicted), ("true", label)):
-            loc = (
-                localisation(cams[target], data.tumour[row], data.brain[row])
-                if data.has_mask[row]
-                else {"cam_in_mask": float("nan"), "chance": float("nan"), "ratio": float("nan")}
-            )
-            rows.append(
-                {
-                    "patient": patient.id,
-                    "label": CLASSES[label],
-                    "predicted": CLASSES[predicted],
-                    "target": kind,
-                    "class": CLASSES[target],
-                    **loc,
-                    "nifti": f"nifti/{patient.id}_{CLASSES[target]}.nii.gz",
-                }
-            )
-        if data.has_mask[row] and shown[label] < settings.grad_cam.figure_per_class:
-            shown[label] += 1
-            loc = rows[-2]
-            figure.append(
-                {
-                    "patient": patient.id,
-                    "label": CLASSES[label],
-                    "predicted": CLASSES[predicted],
-                    "flair": data.x[row, 0].astype(np.float32),
-                    "cam": cams[predicted],
-                    "tumour": data.tumour[row],
-                    "brain": data.brain[row],
-                    "share": loc["cam_in_mask"],
-                    "chance": loc["chance"],
-                }
-            )
-    table = pd.DataFrame(rows)
-    table.to_csv(folder / "localisation.csv", index=False)
-    if figure:
-        (folder / "figures").mkdir()
-        figure.sort(key=lambda e: e["label"])
-        plot_overlays(
-            figure,
-            folder / "figures" / "overlays.png",
-            f"{settings.model} Grad-CAM ({layer}) of the predicted class on held-out patients",
-        )
-    summary = summarise(rows)
-    for kind, entry in summary.items():
-        log.info(
-            "Grad-CAM (%s class) in the tumour mask: %.3f of the map on average vs %.3f by chance (%d of %d "
-            "patients above chance, sign test p = %.2g)",
-            kind,
-            entry["cam_in_mask_mean"],
-            entry["chance_mean"],
-            entry["above_chance"],
-            entry["n"],
-            entry["p_sign_test"],
-        )
-    return {
-        "arch": settings.model,
-        "input": "mri",
-        "samples": "all",
-        "target": "predicted and true class",
-        "methods": {
-            METHOD: {
-                "description": DESCRIPTION,
-                "layer": layer,
-                "signed": False,
-                "n_patients": int(len(proto.test_rows)),
-                "n_without_mask": int((~data.has_mask[proto.test_rows]).sum()),
-                "localisation": summary,
-                "seconds": round(time.time() - t0, 1),
-            }
-        },
-    }
-
-
 def run(stage: StageRun) -> None:
     keep_out()  # TensorFlow never loads in a torch stage process (see shared/frameworks.py); MONAI would import it
     exp = stage.exp
@@ -330,8 +230,9 @@ def run(stage: StageRun) -> None:
     result, members, proto = train(stage, settings, mri, data, samples, dist)
     if not dist.is_main:
         return
-    headline = write_result(stage.out, proto, result)
-    write_models_index(stage.out, [result])
+    samples["tumour_mask"] = data.has_mask
+    write_samples(stage.out / SAMPLES, samples)
+    data.write_dataset(stage.out)
     table = table.merge(samples[["sample", "split"]].rename(columns={"sample": "exam"}), on="exam", how="left")
     table.to_csv(stage.out / "cohort.csv", index=False)
     cohort = {
@@ -348,16 +249,9 @@ def run(stage: StageRun) -> None:
             "cohort": cohort,
         },
     )
-    explanations = Explanations(
-        target="predicted and true class",
-        models={
-            settings.model: ModelExplanations.from_json(
-                explain(stage, settings, data, proto, members, result.test_proba)
-            )
-        },
-    )
-    write_explanations(stage.out, explanations)
-    loc = explanations.models[settings.model].methods[METHOD].to_json()["localisation"]
+    result.spec["input"] = Dataset.open(stage.out).model_input("volume", provider=stage.stage) | result.spec["input"]
+    headline = write_result(stage.out, proto, result)
+    write_models_index(stage.out, [result])
     stage.record(
         cohort=cohort,
         models={
@@ -371,7 +265,6 @@ def run(stage: StageRun) -> None:
         },
         arguments=settings.model_dump(mode="json"),
         headline={settings.model: headline["test"]},
-        localisation=loc,
     )
 
 

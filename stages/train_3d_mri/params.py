@@ -1,4 +1,4 @@
-"""Config sections read by train_3d_mri: ``mri`` (the cohort) and ``train_3d_mri`` (model, training, Grad-CAM)."""
+"""Config sections read by train_3d_mri: ``mri`` (the cohort) and ``train_3d_mri`` (model, training)."""
 
 from __future__ import annotations
 
@@ -56,16 +56,6 @@ class Augment(Section):
     intensity: float = Field(0.5, ge=0, le=1)
 
 
-class GradCam(Section):
-    #: the layer whose activations and gradients make the map: auto: the deepest block stage whose feature map is
-    #: at least ``min_size`` voxels along every axis; else a module name (_blocks.4, _conv_head)
-    layer: str = "auto"
-    #: layer: auto picks the deepest stage whose map has at least this many voxels a side
-    min_size: int = Field(4, ge=1)
-    #: overlays (three orthogonal slices through the tumour) of this many test patients per class in the report
-    figure_per_class: int = Field(2, ge=0)
-
-
 class Train3dMri(Section):
     #: MONAI's 3-D EfficientNet variant
     model: Literal[EFFICIENTNETS] = "efficientnet-b0"  # type: ignore[valid-type]
@@ -114,15 +104,14 @@ class Train3dMri(Section):
     #: weighted: classes drawn equally often (WeightedRandomSampler's draw, seeded per epoch); shuffle: permutation
     sampler: Literal["weighted", "shuffle"] = "weighted"
     augment: Augment = Field(default_factory=Augment)
-    grad_cam: GradCam = Field(default_factory=GradCam)
 
 
 STAGE = StageSpec(
     name="train_3d_mri",
-    provides=("classifiers", "explanations"),
+    provides=("classifiers",),
     sections={"mri": Mri, "train_3d_mri": Train3dMri},
     outputs=(
-        Output("models.json", "the classifier index (input kind mri)"),
+        Output("models.json", "the classifier index (input kind volume)"),
         *CLASSIFIER_OUTPUTS,
         Output("{model}/model.json", "architecture, classes, frozen layers, the input grid and the sequences"),
         Output("{model}/member*.pt", "one state_dict per fold model (torch.load(weights_only=True))"),
@@ -137,26 +126,11 @@ STAGE = StageSpec(
             "the dataset's summary in the dataset layout (shared.dataset): classes, exams per class and split, and "
             "the cohort (exams found, included, left out by reason)",
         ),
-        Output(
-            "metrics.json",
-            "explanations in explain's layout: per model, Grad-CAM's description, layer and "
-            "localisation (CAM energy inside the tumour mask vs the mask's share of the brain)",
-        ),
-        Output(
-            "{model}/{method}/localisation.csv",
-            "per test patient and target (predicted, true class): CAM "
-            "share inside the tumour mask, the chance share, their ratio",
-        ),
-        Output(
-            "{model}/{method}/nifti/*.nii.gz",
-            "the CAM of each test patient and target in the patient's original space (its FLAIR's grid and affine)",
-        ),
-        Output(
-            "{model}/{method}/figures/overlays.png",
-            "three orthogonal slices through the tumour: FLAIR, the CAM and the mask outline",
-            when="figure_per_class > 0",
-        ),
+        Output("samples.csv", "one row per included exam: sample, label, label_index, split, tumour_mask (and group)"),
+        Output("volumes.npy", "(n, 4, *size) float16: the exams on the model's grid, normalised (the dataset layout)"),
+        Output("masks.npy", "(n, 2, *size) uint8: the brain and the tumour segmentation's labels on the model's grid"),
+        Output("grids.npz", "per exam: the model grid's affine, its own scan's affine and shape"),
     ),
-    description="3-D EfficientNet on 4-channel MRI (FLAIR, T1, T1c, T2) for IDH status; 3-D Grad-CAM vs the "
-    "tumour mask",
+    description="3-D EfficientNet on 4-channel MRI (FLAIR, T1, T1c, T2) for IDH status, and its volume dataset "
+    "(explain scores the maps against the tumour mask)",
 )

@@ -6,7 +6,8 @@ spacing and crops or pads about the brain's centre (``CropOrPad(mask_name='brain
 to the configured size; each channel is then normalised inside the brain (voxels where any sequence is non-zero:
 both releases are skull-stripped): z-scored (``ZNormalization``) or by its median and inter-quartile range
 (``robust_normalise``). The results go into one memory-mapped array (n, 4, *size) float16, so a cohort of any
-size trains in bounded memory. Augmentation (flips, affine, elastic, intensity) is drawn per training patient and
+size trains in bounded memory; with the masks and grids it becomes the stage's dataset (``shared.dataset``'s volume
+layout), which explain reads. Augmentation (flips, affine, elastic, intensity) is drawn per training patient and
 epoch from torch's generator, which the fold checkpoints carry, and is never applied to validation or test patients.
 """
 
@@ -130,15 +131,38 @@ def subject(volumes: dict[str, tuple[np.ndarray, np.ndarray]]):
 
 @dataclass
 class Prepared:
-    """The included patients in the model's grid: x (n, 4, *size) float16 memory-mapped, tumour and brain masks
-    (n, *size) bool, the model-grid affines (n, 4, 4), and which patients have a tumour mask."""
+    """The included patients in the model's grid: x (n, 4, *size) float16 memory-mapped (in ``path``), the tumour
+    mask's labels (n, *size) uint8 (0 outside the tumour) and the brain (n, *size) bool, the model-grid affines
+    (n, 4, 4), each exam's own grid (its FLAIR's affine and shape), and which patients have a tumour mask."""
 
     patients: list[Patient]
     x: np.ndarray
+    path: Path
     tumour: np.ndarray
     brain: np.ndarray
     affines: np.ndarray
+    native_affines: np.ndarray
+    native_shapes: np.ndarray
     has_mask: np.ndarray
+
+    def write_dataset(self, folder: Path) -> None:
+        """volumes.npy (moved from the scratch folder: no copy), masks.npy and grids.npz, in the dataset layout."""
+        from shared.artifacts import replace_or_copy
+        from shared.dataset import GRIDS, MASKS, VOLUMES
+
+        replace_or_copy(self.path, folder / VOLUMES)
+        masks = np.lib.format.open_memmap(
+            folder / MASKS, mode="w+", dtype=np.uint8, shape=(len(self.brain), 2, *self.brain.shape[1:])
+        )
+        masks[:, 0], masks[:, 1] = self.brain, self.tumour
+        masks.flush()
+        del masks
+        np.savez(
+            folder / GRIDS,
+            model_affine=self.affines,
+            native_affine=self.native_affines,
+            native_shape=self.native_shapes,
+        )
 
 
 def prepare(
@@ -157,9 +181,10 @@ def prepare(
     x = np.lib.format.open_memmap(
         scratch / "volumes.npy", mode="w+", dtype=np.float16, shape=(len(included), len(CHANNELS), *size)
     )
-    tumour = np.zeros((len(included), *size), bool)
+    tumour = np.zeros((len(included), *size), np.uint8)
     brain = np.zeros((len(included), *size), bool)
-    affines = np.zeros((len(included), 4, 4))
+    affines, native_affines = np.zeros((len(included), 4, 4)), np.zeros((len(included), 4, 4))
+    native_shapes = np.zeros((len(included), 3), np.int64)
     keep = []
     for i, patient in enumerate(progress(included, "volumes", unit="patient")):
         try:
@@ -175,8 +200,9 @@ def prepare(
         volume = np.stack([done[c].data[0].numpy() for c in CHANNELS])
         x[i] = (robust_normalise(volume, brain[i]) if normalisation == "robust" else volume).astype(np.float16)
         if "mask" in volumes:
-            tumour[i] = done["mask"].data[0].numpy() > 0
+            tumour[i] = done["mask"].data[0].numpy().astype(np.uint8)  # the labels, resampled nearest (LabelMap)
         affines[i] = done["FLAIR"].affine
+        native_affines[i], native_shapes[i] = volumes["FLAIR"][1], volumes["FLAIR"][0].shape[:3]
         keep.append(i)
     keep = np.asarray(keep, dtype=np.int64)
     x.flush()
@@ -192,7 +218,15 @@ def prepare(
         (scratch / "volumes.kept.npy").replace(scratch / "volumes.npy")
         x = np.load(scratch / "volumes.npy", mmap_mode="r")
     return Prepared(
-        kept, x, tumour[keep], brain[keep], affines[keep], np.array([p.mask is not None for p in kept], bool)
+        kept,
+        x,
+        scratch / "volumes.npy",
+        tumour[keep],
+        brain[keep],
+        affines[keep],
+        native_affines[keep],
+        native_shapes[keep],
+        np.array([p.mask is not None for p in kept], bool),
     )
 
 
@@ -233,18 +267,3 @@ class Volumes(Dataset):
 
             x = self.augment(tio.ScalarImage(tensor=x, affine=self.prepared.affines[row])).data.float()
         return x, int(self.labels[row])
-
-
-def to_native(cam: np.ndarray, model_affine: np.ndarray, reference: Path):
-    """A map on the model's grid -> a NIfTI image on the grid of ``reference`` (the patient's own FLAIR: its shape
-    and affine), resampled by world coordinates, so it overlays the scan in ITK-SNAP or 3D Slicer."""
-    import nibabel as nib
-    import torchio as tio
-
-    image = tio.ScalarImage(tensor=torch.from_numpy(cam[None].astype(np.float32)), affine=model_affine)
-    ref = nib.load(str(reference))
-    target = tio.ScalarImage(tensor=torch.zeros((1, *ref.shape[:3])), affine=ref.affine)
-    native = tio.Resample(target, image_interpolation="linear")(image)
-    out = nib.Nifti1Image(np.clip(native.data[0].numpy(), 0, None).astype(np.float32), ref.affine)
-    out.header.set_xyzt_units("mm")
-    return out

@@ -255,8 +255,8 @@ def test_tensorflow_stage_in_its_container_matches_the_local_run():
 @pytest.mark.docker
 @docker_only
 def test_mri_stage_in_its_container_matches_the_local_run():
-    """The MRI image (torch base + MONAI, TorchIO, nibabel) reads the cohort mounted read-only and gives the local
-    metrics, localisation and NIfTI grids."""
+    """The MRI image (torch base + MONAI, TorchIO, nibabel) reads the cohort mounted read-only, and the explain
+    image its volume model, giving the local metrics and localisation."""
     if "ONCOXAI_MRI_LOCAL_OUTPUTS" not in os.environ:
         pytest.skip("make test-docker runs the MRI experiment")
     docker = Path(os.environ["ONCOXAI_DOCKER_OUTPUTS"]) / "demo_mri"

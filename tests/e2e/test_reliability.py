@@ -869,7 +869,7 @@ def test_the_mri_stage_killed_at_random_points_reruns_to_the_uninterrupted_resul
     import time
 
     cfg = _mri_config(cohort, name="rel_mri")
-    cfg["train_3d_mri"].update(size=[32, 32, 32], epochs=2, trainable_blocks=5, grad_cam={"figure_per_class": 1})
+    cfg["train_3d_mri"].update(size=[32, 32, 32], epochs=2, trainable_blocks=5)
     config = tmp_path / "mri.yaml"
     config.write_text(yaml.safe_dump(cfg))
     reference, outputs = tmp_path / "reference", tmp_path / "outputs"

@@ -1,5 +1,6 @@
 """train_3d_mri: the releases' layouts and ids, what is left out and why, bad volumes, the model grid and back,
-freezing and checkpointing, Grad-CAM localisation, and the stage end to end (one process and two under torchrun)."""
+freezing and checkpointing, and the stage end to end with explain's volume checks (the tumour-mask localisation, the
+maps in each patient's space) and the report (one process, and training under torchrun)."""
 
 from __future__ import annotations
 
@@ -183,7 +184,8 @@ def test_a_bad_volume_is_a_one_line_error_naming_the_file_or_skipped_and_counted
 
 
 def test_volumes_are_reoriented_robustly_normalised_in_the_brain_and_maps_return_to_the_patients_space(ucsf, tmp_path):
-    from stages.train_3d_mri.volumes import prepare, to_native
+    from shared.nifti import to_native
+    from stages.train_3d_mri.volumes import prepare
 
     patients = [p for p in find_cohort(_mri(*ucsf)) if p.status == "included"][:3]
     zscored = prepare(patients, [32, 32, 32], None, tmp_path / "z", "error")
@@ -197,10 +199,19 @@ def test_volumes_are_reoriented_robustly_normalised_in_the_brain_and_maps_return
         q1, median, q3 = np.percentile(inside, [25, 50, 75], axis=1)
         assert np.allclose(median, 0, atol=0.02) and np.allclose((q3 - q1) / 1.349, 1, atol=0.02)
         assert nib.aff2axcodes(data.affines[i]) == ("R", "A", "S")  # stored L, P, S: reoriented
-        # the tumour mask in the model's grid, sent back, lands on the patient's own mask
-        native = to_native(data.tumour[i].astype(np.float32), data.affines[i], patients[i].files["FLAIR"])
+        # the tumour mask in the model's grid, sent back through the recorded grids, lands on the patient's own mask
         ref = nib.load(patients[i].files["FLAIR"])
+        assert tuple(data.native_shapes[i]) == ref.shape and np.allclose(data.native_affines[i], ref.affine)
+        native = to_native(
+            (data.tumour[i] > 0).astype(np.float32),
+            data.affines[i],
+            data.native_shapes[i],
+            data.native_affines[i],
+            signed=False,
+        )
         assert native.shape == ref.shape and np.allclose(native.affine, ref.affine)
+        # the labels survive the model grid (nearest resampling): the fixture's necrotic, oedema, enhancing labels
+        assert set(np.unique(data.tumour[i])) - {0} <= set(np.unique(np.asarray(nib.load(patients[i].mask).dataobj)))
         mask = np.asarray(nib.load(patients[i].mask).dataobj) > 0
         back = native.get_fdata() > 0.5
         dice = 2 * (back & mask).sum() / (back.sum() + mask.sum())
@@ -229,7 +240,7 @@ def test_robust_normalisation_keeps_normal_tissue_where_a_large_tumour_would_mov
 
 
 def test_freezing_leaves_the_last_blocks_and_head_trainable_and_keeps_pretrained_statistics(tmp_path):
-    from stages.train_3d_mri.network import EfficientNet3d, load_pretrained, trainable_parameters
+    from shared.models3d import EfficientNet3d, load_pretrained, trainable_parameters
 
     full = EfficientNet3d("efficientnet-b0")
     frozen = EfficientNet3d("efficientnet-b0")
@@ -269,7 +280,7 @@ def test_freezing_leaves_the_last_blocks_and_head_trainable_and_keeps_pretrained
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
-    from stages.train_3d_mri.network import EfficientNet3d
+    from shared.models3d import EfficientNet3d
 
     torch.manual_seed(0)
     a = EfficientNet3d("efficientnet-b0")
@@ -312,7 +323,7 @@ def _config(tmp_path, root, table, **train) -> tuple:
         "name": "m",
         "seed": 0,
         "device": "cpu",
-        "stages": ["train_3d_mri", "report"],
+        "stages": ["train_3d_mri", "explain", "report"],
         "mri": {"root": str(root), "layout": "ucsf-pdgm", "metadata": str(table)},
         "train_3d_mri": {
             "size": [32, 32, 32],
@@ -321,6 +332,13 @@ def _config(tmp_path, root, table, **train) -> tuple:
             "trainable_blocks": 2,
             "augment": {"elastic": 0.0},
             **train,
+        },
+        "explain": {
+            "methods": ["grad_cam", "saliency"],
+            "grad_cam": {"layer": "_blocks.2"},
+            "batch_size": 8,
+            "sanity": {"max_samples": 4},
+            "biology": {"enabled": False},
         },
         "report": {},
     }
@@ -335,7 +353,7 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
     from ..support import check_declared_outputs
 
     path, env, exp = _config(tmp_path, *ucsf)
-    run_stages(path, env, "train_3d_mri", "report")
+    run_stages(path, env, "train_3d_mri", "explain", "report")
     out = exp / "train_3d_mri"
     check_declared_outputs(out, "train_3d_mri")
     cohort = pd.read_csv(out / "cohort.csv", dtype=str, keep_default_na=False)
@@ -351,24 +369,76 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
     assert model["trainable_blocks"] == 2 and model["trainable_parameters"] == 3591838  # the last 2 stages + head
     member = torch.load(out / "efficientnet-b0" / "member0.pt", weights_only=True)
     assert "_fc.weight" in member
-    loc = pd.read_csv(out / "efficientnet-b0" / "grad_cam" / "localisation.csv")
-    assert len(loc) == 2 * len(test) and set(loc["target"]) == {"predicted", "true"}
-    for row in loc.itertuples():  # each map sits on its patient's own grid, with its FLAIR's affine
-        cam = nib.load(out / "efficientnet-b0" / "grad_cam" / row.nifti)
-        flair = nib.load(next((ucsf[0] / f"{row.patient}_nifti").glob("*_FLAIR.nii.gz")))
-        assert cam.shape == flair.shape and np.allclose(cam.affine, flair.affine)
-        assert np.asarray(cam.dataobj).min() >= 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    # the volume dataset: the exams' rows in samples.csv order, the masks as the fixture's labels, the grids
+    assert model["input"]["kind"] == "volume" and model["input"]["array"] == "train_3d_mri/volumes.npy"
+    samples = pd.read_csv(out / "samples.csv", dtype={"sample": str})
+    volumes, masks = np.load(out / "volumes.npy", mmap_mode="r"), np.load(out / "masks.npy", mmap_mode="r")
+    assert volumes.shape == (38, 4, 32, 32, 32) and volumes.dtype == np.float16 and masks.shape == (38, 2, 32, 32, 32)
+    assert set(np.unique(masks[:, 1])) <= {0, 1, 2, 4} and (masks[:, 1][masks[:, 0] == 0] == 0).all()
+    assert samples["tumour_mask"].all() and samples["sample"].is_unique and len(samples) == 38
+
+    # explain: every test exam's maps scored against its tumour mask, and written back to its own scan's grid
+    explained = exp / "explain" / "efficientnet-b0"
+    for method in ("grad_cam", "saliency"):
+        loc = pd.read_csv(explained / method / "localisation.csv", dtype={"sample": str, "target": str})
+        assert sorted(loc["sample"]) == sorted(test["exam"]) and set(loc["target"]) == {"true"}
+        # an empty map (Grad-CAM of a barely trained network can be all zero after its ReLU) has no share: NaN
+        share = loc["cam_in_mask"].dropna()
+        assert ((share >= 0) & (share <= 1)).all() and (method == "grad_cam" or len(share) == len(loc))
+        assert np.allclose(loc["ratio"], loc["cam_in_mask"] / loc["chance"], equal_nan=True)
+        for row in loc.itertuples():
+            nifti = nib.load(explained / method / row.nifti)
+            flair = nib.load(next((ucsf[0] / f"{row.sample}_nifti").glob("*_FLAIR.nii.gz")))
+            assert nifti.shape == flair.shape and np.allclose(nifti.affine, flair.affine)
+            if method == "grad_cam":  # unsigned: non-negative
+                assert np.asarray(nifti.dataobj).min() >= 0
+        assert (explained / method / "figures" / "overlays.png").is_file()
+    metrics = json.loads((exp / "explain" / "metrics.json").read_text())
     entry = metrics["models"]["efficientnet-b0"]["methods"]["grad_cam"]
-    assert entry["localisation"]["predicted"]["n"] == len(test)
-    assert entry["localisation"]["predicted"]["chance_mean"] == pytest.approx(
-        loc[loc.target == "predicted"]["chance"].mean()
-    )
+    loc = pd.read_csv(explained / "grad_cam" / "localisation.csv").dropna(subset=["cam_in_mask"])
+    assert entry["layer"] == "_blocks.2" and entry["localisation"]["true"]["n"] == len(loc)
+    assert entry["localisation"]["true"]["chance_mean"] == pytest.approx(loc["chance"].mean())
+    assert entry["localisation"]["true"]["above_chance"] == int((loc["cam_in_mask"] > loc["chance"]).sum())
+    assert {"faithfulness", "sanity"} <= set(entry)
     summary = json.loads((exp / "report" / "summary.json").read_text())
     assert summary["models"]["efficientnet-b0"]["kind"] == "deep"
     assert summary["explanations"]["efficientnet-b0/grad_cam"]["localisation"] == entry["localisation"]
     html = (exp / "report" / "index.html").read_text()
     assert "38 included" in html and "1 missing T1c" in html and "inside the tumour mask" in html
+
+
+def test_the_explained_grad_cam_of_a_volume_is_the_fold_models_mean_map_scored_against_the_mask(tmp_path):
+    """explain's volume checks on a tiny 3-D network: the localisation of each exam is the share of its map's
+    energy inside the tumour, computed by hand here."""
+    from stages.explain.volumes import VolumeChecks, volume_map
+
+    attr = np.zeros((2, 2, 4, 4, 4), np.float32)
+    attr[0, :, 0, 0, 0] = [1.0, 3.0]  # 4 of energy in the tumour voxel
+    attr[0, 0, 3, 3, 3] = -4.0  # 4 outside it (absolute values count)
+    attr[1, 1, 2, 2, 2] = 2.0  # all of it outside
+    masks = np.zeros((2, 2, 4, 4, 4), np.uint8)
+    masks[:, 0] = 1
+    masks[:, 1, 0, 0, 0] = 2
+
+    class Data:  # what VolumeChecks reads of ModelInputs
+        samples = pd.DataFrame({"sample": ["a", "b"]})
+        labels = np.array([0, 1])
+        proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+        has_mask = np.array([True, True])
+        grids = None
+        channels = ["FLAIR", "T1"]
+
+        def __init__(self):
+            self.masks, self.array = masks, attr
+
+    checks = VolumeChecks(Data(), ["wt", "mut"], signed=True, folder=tmp_path, nifti=False)
+    checks.add(attr, np.arange(2))
+    summary = checks.finish()
+    table = pd.read_csv(tmp_path / "localisation.csv")
+    assert table["cam_in_mask"].tolist() == pytest.approx([0.5, 0.0])
+    assert table["chance"].tolist() == pytest.approx([1 / 64, 1 / 64])
+    assert summary["true"]["above_chance"] == 1 and summary["true"]["n"] == 2
+    assert volume_map(attr, signed=True)[0, 0, 0, 0] == 4.0 and volume_map(attr, signed=False)[0, 0, 0, 0] == 2.0
 
 
 @pytest.mark.slow

@@ -90,8 +90,8 @@ def test_readme_is_short_and_its_links_resolve():
             assert (REPO / target).exists(), target
 
 
-def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp_path):
-    """The demo page's tables come from docs/data/demo.json, which record-demo makes from a run's summary.json."""
+def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp_path, monkeypatch):
+    """The demo page's tables come from docs/data/demos/EXPERIMENT.json, made by record-demo from a run's summary."""
     import json
 
     faith = {
@@ -114,6 +114,15 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
                 "sanity": {"spearman_all_at_once": 0.7, "insensitive_to_model": True},
                 "stability": {"folds": {"shared_top_k": 0.5}, "draws": {"shared_top_k": 0.9}},
                 "marker_precision_at_10": 0.95,
+                "localisation": {
+                    "true": {
+                        "n": 18,
+                        "cam_in_mask_mean": 0.25,
+                        "chance_mean": 0.16,
+                        "above_chance": 18,
+                        "p_sign_test": 4e-6,
+                    }
+                },
             }
         },
     }
@@ -123,3 +132,10 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
     method = record["methods"]["m/saliency"]
     assert method["precision_k"] == 10 and method["precision"] == 0.95 and method["insensitive_to_model"]
     assert method["insertion_better_than_random"] is False and method["draws_shared_top_k"] == 0.9
+    assert method["localisation"]["above_chance"] == 18
+    # the page's table, from the recorded file: a volume model's rows get the localisation column
+    monkeypatch.setattr(docs, "DEMOS", tmp_path)
+    (tmp_path / "demo.json").write_text(json.dumps(record))
+    table = docs.render("<!-- generated: demo-methods demo -->")
+    assert "tumour mask" in table and "0.250 (0.160), 18 of 18, p = 4e-06" in table
+    assert "**no: insertion not shown better than random**" in table

@@ -1,4 +1,6 @@
-"""MONAI's 3-D EfficientNet (B0-B7), partly frozen for small GPUs, with optional gradient checkpointing.
+"""The volume classifier: MONAI's 3-D EfficientNet (B0-B7), partly frozen for small GPUs, with optional gradient
+checkpointing. train_3d_mri trains it; ``shared.models.build_model`` rebuilds it from ``model.json`` (arch
+``efficientnet-b<k>``) for explain.
 
 Freezing keeps the stem and all but the last ``trainable_blocks`` of the seven block stages fixed; the head (the
 1x1 head convolution, its norm and the classifier) always trains. Frozen parameters take no gradient and keep no
@@ -15,8 +17,8 @@ from monai.networks.nets import EfficientNetBN
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from shared.errors import UserError
-from shared.logs import get_logger
+from .errors import UserError
+from .logs import get_logger
 
 log = get_logger(__name__)
 N_STAGES = 7
@@ -116,28 +118,3 @@ def load_pretrained(net: nn.Module, path: str) -> dict:
 
 def trainable_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
-
-
-def cam_layer(net: EfficientNet3d, size: list[int], layer: str, min_size: int) -> str:
-    """The Grad-CAM layer: a named module, or (auto) the deepest block stage (or the head convolution) whose
-    feature map is at least ``min_size`` voxels along every axis for this input size."""
-    names = dict(net.named_modules())
-    if layer != "auto":
-        if layer not in names:
-            stages = ", ".join(f"_blocks.{i}" for i in range(N_STAGES))
-            raise UserError(f"train_3d_mri.grad_cam.layer: no module '{layer}' (e.g. {stages}, _conv_head)")
-        return layer
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [
-        names[n].register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[2:])))
-        for n in (*(f"_blocks.{i}" for i in range(N_STAGES)), "_conv_head")
-    ]
-    was_training = net.training
-    net.eval()
-    with torch.no_grad():
-        net(torch.zeros(1, net._conv_stem.in_channels, *size))
-    net.train(was_training)
-    for h in hooks:
-        h.remove()
-    fitting = [n for n in shapes if min(shapes[n]) >= min_size]
-    return fitting[-1] if fitting else "_blocks.0"

@@ -1,0 +1,104 @@
+"""What explain adds for volume inputs whose dataset has masks and grids (train_3d_mri's, ``shared.dataset``): each
+explained exam's map scored against its tumour mask (``shared.evaluation.localisation``, a trust check), returned to
+the exam's own scan as NIfTI (``shared.nifti``), and drawn over the FLAIR.
+
+A method's map of an exam is its attributions over the channels: their sum for a signed method (positive: evidence
+for the class), their mean for an unsigned one (Grad-CAM's map itself, which is the same in every channel). The
+localisation scores the map's energy, the absolute attributions summed over the channels, as the maps are read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from shared.evaluation.localisation import localisation, summarise
+
+from .inputs import ModelInputs
+
+NIFTI = "nifti"
+
+
+def volume_map(attr: np.ndarray, signed: bool) -> np.ndarray:
+    """(n, C, D, H, W) attributions -> (n, D, H, W) maps."""
+    return attr.sum(1) if signed else attr.mean(1)
+
+
+class VolumeChecks:
+    """Collects, chunk by chunk, one method's localisation rows and writes its NIfTI maps; ``finish`` writes
+    localisation.csv and returns the summary (per target: mean share against chance, patients above, sign test)."""
+
+    def __init__(self, data: ModelInputs, classes: list[str], signed: bool, folder: Path, nifti: bool):
+        self.data, self.classes, self.signed, self.folder = data, classes, signed, folder
+        self.nifti = nifti and data.grids is not None
+        self.rows: list[dict] = []
+        if self.nifti:
+            (folder / NIFTI).mkdir(parents=True, exist_ok=True)
+
+    def add(self, attr: np.ndarray, rows: np.ndarray) -> None:
+        data = self.data
+        masks = data.masks[rows]
+        energy = np.abs(attr).sum(1)
+        maps = volume_map(attr, self.signed) if self.nifti else None
+        for j, row in enumerate(rows):
+            sample = str(data.samples["sample"].iat[row])
+            label, predicted = int(data.labels[row]), int(data.proba[row].argmax())
+            brain, tumour = masks[j, 0] > 0, masks[j, 1] > 0
+            loc = (
+                localisation(energy[j], tumour, brain)
+                if data.has_mask[row]
+                else {"cam_in_mask": float("nan"), "chance": float("nan"), "ratio": float("nan")}
+            )
+            nifti = ""
+            if self.nifti:
+                from shared.nifti import to_native
+
+                grid = {k: v[row] for k, v in data.grids.items()}
+                nifti = f"{NIFTI}/{sample}.nii.gz"
+                to_native(
+                    maps[j], grid["model_affine"], grid["native_shape"], grid["native_affine"], self.signed
+                ).to_filename(self.folder / nifti)
+            self.rows.append(
+                {
+                    "sample": sample,
+                    "label": self.classes[label],
+                    "predicted": self.classes[predicted],
+                    # explain's attributions are of the true class
+                    "target": "true",
+                    "class": self.classes[label],
+                    **loc,
+                    "nifti": nifti,
+                }
+            )
+
+    def finish(self) -> dict:
+        import pandas as pd
+
+        pd.DataFrame(self.rows).to_csv(self.folder / "localisation.csv", index=False)
+        return summarise(self.rows)
+
+    def overlay_entries(self, rows: np.ndarray, attr: np.ndarray) -> list[dict]:
+        """What ``plot_volume_overlays`` draws for the exams ``rows`` (their attributions ``attr``)."""
+        data, by_sample = self.data, {r["sample"]: r for r in self.rows}
+        channels = list(data.channels or [])
+        flair = channels.index("FLAIR") if "FLAIR" in channels else 0
+        masks, inputs = data.masks[rows], data.array[rows]
+        maps = np.abs(volume_map(attr, self.signed))
+        out = []
+        for j, row in enumerate(rows):
+            sample = str(data.samples["sample"].iat[row])
+            out.append(
+                {
+                    "patient": sample,
+                    "label": by_sample[sample]["label"],
+                    "predicted": by_sample[sample]["predicted"],
+                    "flair": np.asarray(inputs[j, flair], np.float32),
+                    "cam": maps[j],
+                    "tumour": masks[j, 1] > 0,
+                    "brain": masks[j, 0] > 0,
+                    "share": by_sample[sample]["cam_in_mask"],
+                    "chance": by_sample[sample]["chance"],
+                }
+            )
+        return out
