@@ -41,7 +41,7 @@ CONTROL = $(CONTAINERS) control --config $(CONFIG)
 NEEDS_VENV := $(if $(filter local,$(RUNNER)),$(STAMP))
 
 .PHONY: help setup fixture demo all docs test test-fast clean clean-demo images test-docker lint fetch bench bundle \
-	check-report save-images load-images index
+	check-report save-images load-images index workflow
 help: ## list the targets
 	@echo "usage: make <target> [CONFIG=configs/<experiment>.yaml] [ARGS='--set key=value ...'] [RUNNER=local|docker]"
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -85,6 +85,19 @@ all: $(NEEDS_VENV) ## run the whole pipeline for CONFIG [VARIANT=reference] (sta
 stage-%: $(NEEDS_VENV) ## run one stage (and what it needs): stage-preprocess, stage-train-torch, stage-train-tf-gradcam, stage-train-3d-mri, stage-explain, stage-report
 	plan=$$($(CONTROL) shared.pipeline plan $(CONFIG) $(ARGS) $(if $(VARIANT),--variant $(VARIANT)) --stage $(subst -,_,$*)); \
 	$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) -f $$plan pipeline-$(subst -,_,$*) RUNNER=$(RUNNER)
+
+# The Snakemake workflow (shared/workflow.py, docs/how-to/cluster.md): every experiment of CONFIGS (default: CONFIG),
+# VARIANTS ('all': the config as written and each variant; or names, 'default' for the config as written; default:
+# VARIANT) and SEEDS, one rule per stage per experiment, run here on CORES cores (default: all) with SNAKEMAKE_ARGS.
+CONFIGS ?= $(CONFIG)
+VARIANTS ?= $(VARIANT)
+SEEDS ?=
+CORES ?=
+SNAKEMAKE_ARGS ?=
+workflow: $(STAMP) ## generate the Snakemake workflow for CONFIGS='a.yaml b.yaml' [VARIANTS=all SEEDS='0 1'] and run it here [CORES=2 SNAKEMAKE_ARGS=-n]
+	$(PY) -m shared.workflow run $(CONFIGS) $(ARGS) \
+	  $(if $(filter all,$(VARIANTS)),--all-variants,$(foreach v,$(VARIANTS),--variant $(v))) \
+	  $(if $(SEEDS),--seeds $(SEEDS)) $(if $(CORES),--cores $(CORES)) $(if $(SNAKEMAKE_ARGS),-- $(SNAKEMAKE_ARGS))
 
 test: $(STAMP) ## ruff, then the test suite: the unit, stage and e2e layers (tests/unit, tests/stage, tests/e2e) [TEST_WORKERS=2 processes]
 	PYTHON=$(PYTHON) bash docker/lint.sh ruff

@@ -134,6 +134,39 @@ def _section_models(specs: dict[str, StageSpec]) -> dict[str, type[Section]]:
     return models
 
 
+class Resources(Section):
+    """What the Snakemake workflow (`python -m shared.workflow`, docs/how-to/cluster.md) asks its executor for, for one
+    stage, e.g. `resources: {train_torch: {gpus: 1, mem_mb: 32000}}`. A key left out (null) takes the stage's default
+    (the table in docs/how-to/cluster.md). Make ignores this section, and no stage's fingerprint includes it."""
+
+    #: CPU cores for the stage's job (Snakemake's threads; SLURM's --cpus-per-task; locally capped at --cores)
+    threads: int | None = Field(None, ge=1)
+    #: memory for the job in MB (Snakemake's mem_mb; SLURM's --mem)
+    mem_mb: int | None = Field(None, ge=1)
+    #: GPUs for the job (Snakemake's gpu resource: the SLURM executor asks sbatch for them, the Kubernetes one puts
+    #: them in the pod's request); 0: none. With device auto the stage uses the GPU it is given
+    gpus: int | None = Field(None, ge=0)
+    #: wall-time limit in minutes (Snakemake's runtime; SLURM's --time)
+    runtime: int | None = Field(None, ge=1)
+    #: further Snakemake resources, passed as they are: slurm_partition, slurm_account, slurm_extra, a Kubernetes
+    #: machine_type ...
+    extra: dict[str, str | int] = Field(default_factory=dict)
+
+
+#: Each stage's resources where its config sets none (``resources:`` overrides them key by key); a stage not listed
+#: (one plugged in through ONCOXAI_STAGE_PATH) gets ``DEFAULT_RESOURCES["*"]``. No GPU by default: a job that asks
+#: for one waits forever where there is none, and every stage runs on CPU; ask for one per stage in the config.
+DEFAULT_RESOURCES: dict[str, dict[str, int]] = {
+    "preprocess": {"threads": 4, "mem_mb": 16000, "gpus": 0, "runtime": 120},
+    "train_torch": {"threads": 8, "mem_mb": 16000, "gpus": 0, "runtime": 720},
+    "train_tf_gradcam": {"threads": 8, "mem_mb": 16000, "gpus": 0, "runtime": 720},
+    "train_3d_mri": {"threads": 8, "mem_mb": 32000, "gpus": 0, "runtime": 1440},
+    "explain": {"threads": 8, "mem_mb": 16000, "gpus": 0, "runtime": 720},
+    "report": {"threads": 1, "mem_mb": 4000, "gpus": 0, "runtime": 30},
+    "*": {"threads": 4, "mem_mb": 8000, "gpus": 0, "runtime": 120},
+}
+
+
 def _has_required_fields(model: type[BaseModel]) -> bool:
     return any(f.is_required() for f in model.model_fields.values())
 
@@ -149,6 +182,8 @@ class Experiment:
     sections: dict[str, Section]
     specs: dict[str, StageSpec]
     source: str
+    #: per stage, what the Snakemake workflow asks for (only the stages the config names; see resources_for)
+    resources: dict[str, Resources] = field(default_factory=dict)
 
     def section(self, key: str) -> Section:
         try:
@@ -186,8 +221,20 @@ class Experiment:
             dirs.extend(_input_files(self.sections[key], INPUT_DIR))
         return dirs
 
+    def resources_for(self, stage: str) -> dict[str, Any]:
+        """The stage's Snakemake resources: its ``DEFAULT_RESOURCES`` with the config's ``resources.<stage>`` keys over
+        them (``extra`` merged in as further resources)."""
+        out: dict[str, Any] = dict(DEFAULT_RESOURCES.get(stage, DEFAULT_RESOURCES["*"]))
+        given = self.resources.get(stage)
+        if given is not None:
+            out.update({k: v for k, v in given.model_dump(exclude={"extra"}).items() if v is not None})
+            out.update(given.extra)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "seed": self.seed, "device": self.device, "stages": list(self.stages)}
+        if self.resources:
+            out["resources"] = {k: r.model_dump(mode="json", exclude_defaults=True) for k, r in self.resources.items()}
         for key, sec in self.sections.items():
             out[key] = sec.model_dump(mode="json")
         return out
@@ -301,6 +348,12 @@ TOP_KEYS: dict[str, tuple[Any, Any, str]] = {
     "seed": (int, 0, "seeds numpy, torch, Python and TensorFlow, the splits and every random draw"),
     "device": (str, "auto", "auto (CUDA when present) | cpu | cuda | cuda:1 ..."),
     "stages": (list[str], ..., "the stages to run, e.g. [preprocess, train_torch, explain, report]"),
+    "resources": (
+        dict[str, Resources],
+        {},
+        "per stage, the threads, memory, GPUs and run time the Snakemake workflow asks for (see `resources.<stage>` "
+        "below); make ignores it",
+    ),
 }
 
 
@@ -333,6 +386,9 @@ def validate(raw: Any, source: str = "<config>", check_files: bool = True) -> Ex
                     f"config error in {source}: stages: '{stage}' needs a stage that provides {role} "
                     f"({' or '.join(known) or 'none is installed'}); add one to stages"
                 )
+    for stage in model.resources:
+        if stage not in specs:
+            raise UserError(f"config error in {source}: resources: unknown stage '{stage}' (known: {', '.join(specs)})")
     sections: dict[str, Section] = {}
     for stage in enabled:
         for key in specs[stage].sections:
@@ -348,6 +404,7 @@ def validate(raw: Any, source: str = "<config>", check_files: bool = True) -> Ex
         sections=sections,
         specs=specs,
         source=source,
+        resources=dict(model.resources),
     )
     if check_files:
         for stage in exp.stages:

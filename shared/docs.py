@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from .config import ROLES, TOP_KEYS, Section, StageSpec, _section_models, discover_stages
+from .config import ROLES, TOP_KEYS, Resources, Section, StageSpec, _section_models, discover_stages
 from .sources import REPO_ROOT
 
 DATA = REPO_ROOT / "docs" / "data"
@@ -129,6 +129,8 @@ def type_text(annotation: Any) -> str:
         return f"mapping {type_text(args[0])} → {type_text(args[1])}"
     if args and (origin is typing.Union or type(annotation).__name__ == "UnionType"):
         return " \\| ".join("null" if a is type(None) else type_text(a) for a in args)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
     return {str: "text", int: "integer", float: "number", bool: "true \\| false"}.get(annotation, str(annotation))
 
 
@@ -186,6 +188,9 @@ def config_section() -> str:
     for key, (kind, default, text) in TOP_KEYS.items():
         shown = "required" if default is ... or hasattr(default, "metadata") else f"`{default}`"
         lines.append(f"| `{key}` | {type_text(kind)} | {shown} | {_cell(text)} |")
+    lines += [""] + _section_tables(
+        "resources.<stage>", Resources, 2, reader="the Snakemake workflow (shared.workflow)"
+    )
     specs = _own_stages()
     models = _section_models(specs)
     for stage, spec in specs.items():

@@ -41,6 +41,7 @@ LONGEST_FIRST = (
     "test_mri.py",
     "test_bench.py",
     "test_train.py",
+    "test_workflow.py",
     "test_public_formats.py",
     "test_biology.py",
     "test_preprocess.py",

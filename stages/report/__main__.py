@@ -20,6 +20,7 @@ from shared.evaluation.explanations import read_explanations
 from shared.evaluation.models_index import read_models_index
 from shared.stage import main
 
+from .multiqc import write_custom_content
 from .params import Report
 from .plots import plot_confusion, plot_history, plot_mean_confusion, plot_roc
 
@@ -413,6 +414,7 @@ def run(stage: StageRun) -> None:
             "biology_absent": biology_absent,
         },
     )
+    write_custom_content(out, json.loads((out / "summary.json").read_text()), comparison)  # MultiQC's custom content
 
 
 if __name__ == "__main__":

@@ -28,6 +28,15 @@ STAGE = StageSpec(
         Output("summary.json", "headline figures: models, comparisons, explanations (docs/reference/summary-json.md)"),
         Output("figures/*.png", "the figures embedded in the page, for slides and papers"),
         Output(
+            "multiqc/*_models_mqc.yaml",
+            "the held-out scores table as MultiQC custom content (a MultiQC report run over the outputs shows it)",
+        ),
+        Output(
+            "multiqc/*_comparisons_mqc.yaml",
+            "the paired comparisons as MultiQC custom content",
+            when="two or more models compared on the same folds",
+        ),
+        Output(
             "screenshot.png",
             "a full-page screenshot of index.html in headless Chromium (make check-report)",
             when="after the browser check",
