@@ -53,7 +53,10 @@ def runs(tmp_path_factory, small_data):
     proc = _snakemake(args, env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     # the make route: the plan's resolved config, then each stage as make's RUN_STAGE runs it locally
-    make_env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "make")}
+    # Snakemake exports each job's threads (min(rule threads, --cores) = 2 here) as OMP_NUM_THREADS and its kin, which
+    # replace the test worker's own share; the make route gets the same, so both sum in the same order
+    threads = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "2")
+    make_env = {**os.environ, **threads, "ONCOXAI_OUTPUTS": str(tmp / "make")}
     plan = [sys.executable, "-m", "shared.pipeline", "plan", "configs/demo.yaml", *args]
     planned = subprocess.run(plan, cwd=REPO, env=make_env, capture_output=True, text=True, check=True)
     assert planned.stdout.strip().endswith("pipeline.mk")
