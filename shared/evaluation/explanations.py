@@ -48,8 +48,8 @@ class _Record:
                 continue
             if isinstance(value, _Record):
                 value = value.to_json()
-            elif isinstance(value, dict) and value and all(isinstance(v, _Record) for v in value.values()):
-                value = {k: v.to_json() for k, v in value.items()}
+            elif isinstance(value, dict) and all(isinstance(v, _Record) for v in value.values()):
+                value = {k: v.to_json() for k, v in value.items()}  # an empty one is kept: {}
             out[f.name] = value
         return out | getattr(self, "extra", {})
 
@@ -225,11 +225,6 @@ class ModelExplanations(_Record):
 
     NESTED: ClassVar[dict[str, Any]] = {"methods": (MethodExplanation, True)}
 
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        out["methods"] = {k: v.to_json() for k, v in self.methods.items()}  # kept when empty
-        return out
-
 
 @dataclass
 class Explanations(_Record):
@@ -242,11 +237,6 @@ class Explanations(_Record):
     extra: dict = field(default_factory=dict)
 
     NESTED: ClassVar[dict[str, Any]] = {"models": (ModelExplanations, True)}
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        out["models"] = {k: v.to_json() for k, v in self.models.items()}
-        return out
 
 
 def write_explanations(folder: Path, explanations: Explanations) -> None:

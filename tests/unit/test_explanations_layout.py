@@ -142,3 +142,10 @@ def test_models_index_reads_every_provider_and_refuses_a_name_twice(tmp_path):
         UserError, match="two classifier providers name a model 'resnet18' \\(train_torch and train_extra\\)"
     ):
         read_models_index(providers)
+
+
+def test_empty_collections_of_records_are_written_as_empty_objects():
+    """A model with no method applicable, an experiment with no model explained: {} in metrics.json, not absent."""
+    empty = Explanations(models={"m": ModelExplanations(arch="dense")}).to_json()
+    assert empty["models"]["m"]["methods"] == {} and Explanations().to_json()["models"] == {}
+    assert Explanations.from_json(empty).models["m"].methods == {}
