@@ -23,14 +23,15 @@ IMAGES_DIR ?= dist/images
 # Containers (make images, make test-docker; docs/how-to/containers.md). BASE_IMAGE: the images' base.
 BASE_IMAGE ?=
 
-# RUNNER: how stages and the project's own commands (planning, bundle, index page) run: local (the default: .venv)
-# or docker (one image per stage; planning in .venv when there is one, else in the report image). shared/containers.py
+# RUNNER: how stages and the project's own commands (planning, bundle, index page) run: local (the default: .venv),
+# docker (one image per stage; planning in .venv when there is one, else in the report image) or apptainer (the same
+# images as dist/sif/*.sif, made by make sif; shared/apptainer.py). shared/containers.py
 # builds the commands (the docker run line, its mounts, user, GPU flags, environment, commit string); settings such as
 # DOCKER_USER, GPU_FLAGS, DOCKER_RUN_FLAGS, DOCKER_SHM_SIZE and DOCKER_PASS_ENV reach it from the environment or
 # make's command line. Standard library only: it runs with $(PYTHON) where there is no .venv.
 RUNNER ?= local
-ifeq ($(filter local docker,$(RUNNER)),)
-$(error RUNNER must be local or docker, not '$(RUNNER)')
+ifeq ($(filter local docker apptainer,$(RUNNER)),)
+$(error RUNNER must be local, docker or apptainer, not '$(RUNNER)')
 endif
 export VENV IMAGE_PREFIX
 # `$(CONTAINERS) run-stage --dry-run STAGE CONFIG` prints the command a stage runs with.
@@ -41,9 +42,9 @@ CONTROL = $(CONTAINERS) control --config $(CONFIG)
 NEEDS_VENV := $(if $(filter local,$(RUNNER)),$(STAMP))
 
 .PHONY: help setup fixture demo all docs test test-fast clean clean-demo images test-docker lint fetch bench bundle \
-	check-report save-images load-images index workflow
+	check-report save-images load-images sif index workflow
 help: ## list the targets
-	@echo "usage: make <target> [CONFIG=configs/<experiment>.yaml] [ARGS='--set key=value ...'] [RUNNER=local|docker]"
+	@echo "usage: make <target> [CONFIG=configs/<experiment>.yaml] [ARGS='--set key=value ...'] [RUNNER=local|docker|apptainer]"
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-22s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
@@ -131,6 +132,9 @@ save-images: ## write every image (current with this tree) to one docker-save ta
 
 load-images: ## check IMAGES_DIR's SHA256SUMS, then docker load its tarballs (a collaborator's first step)
 	bash docker/load-images.sh $(IMAGES_DIR)
+
+sif: ## Apptainer images from make save-images' tarball: dist/sif/<image>.def, then apptainer build each .sif [ARCHIVE=...]
+	$(PYTHON) -m shared.apptainer build $(or $(ARCHIVE),$(IMAGES_DIR)/$(IMAGE_PREFIX)-images-$(VERSION).tar) --prefix $(IMAGE_PREFIX) --version $(VERSION)
 
 test-docker: ## build every image and check that make all RUNNER=docker reproduces the local demo, TF and MRI runs
 	IMAGE_PREFIX=$(IMAGE_PREFIX) BASE_IMAGE=$(BASE_IMAGE) PYTHON=$(PYTHON) bash docker/test-docker.sh

@@ -16,7 +16,8 @@ tarballs but no ``.venv``::
     run-stage and control take --dry-run: print the command instead of running it
 
 The runner is ``--runner`` (make passes its ``RUNNER``), else ``$RUNNER``: ``local`` (the default:
-``$VENV/bin/python``, ``.venv`` unless set) or ``docker``; nothing switches it by what happens to be installed.
+``$VENV/bin/python``, ``.venv`` unless set), ``docker`` or ``apptainer`` (the images as .sif files, for clusters
+without Docker: ``shared.apptainer``); nothing switches it by what happens to be installed.
 With ``docker``, a stage runs as
 
     docker run --rm --network none --user UID:GID [GPU flags] --read-only --tmpfs /tmp:exec --shm-size 2g \\
@@ -46,7 +47,7 @@ from pathlib import Path
 
 from .sources import REPO_ROOT, files_hash, git_commit, stage_sources
 
-RUNNERS = ("local", "docker")
+RUNNERS = ("local", "docker", "apptainer")
 TEMPLATE = "docker/stage.Dockerfile"
 TORCH_DOCKERFILE = "docker/torch.Dockerfile"
 #: what every image is built from besides its code (and the Dockerfiles)
@@ -316,7 +317,7 @@ def control_command(module_args: Sequence[str], s: Settings, config: str | None 
 def runner(environ: Mapping[str, str]) -> str:
     value = environ.get("RUNNER") or "local"
     if value not in RUNNERS:
-        raise ContainerError(f"RUNNER must be local or docker, not '{value}'")
+        raise ContainerError(f"RUNNER must be local, docker or apptainer, not '{value}'")
     return value
 
 
@@ -349,7 +350,7 @@ def _docker_settings(args: argparse.Namespace, environ: Mapping[str, str], repo:
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="python3 -m shared.containers", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runner", help="local or docker (default: $RUNNER, else local)")
+    parser.add_argument("--runner", help="local, docker or apptainer (default: $RUNNER, else local)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run-stage", help="run one stage (RUNNER=local: the .venv; docker: its image)")
     p.add_argument("stage")
@@ -386,6 +387,14 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             if runner(environ) == "local":
                 python = _venv_python(environ, repo)
                 return _run([str(python), "-m", f"stages.{args.stage}", "--config", args.config], args.dry_run, False)
+            if runner(environ) == "apptainer":
+                from . import apptainer
+
+                s = _docker_settings(args, environ, repo, gpus=False)
+                if not args.dry_run:
+                    apptainer.check_sif(args.stage, s)
+                command = apptainer.stage_command(args.stage, args.config, s, apptainer.wants_gpu(environ))
+                return _run(command, args.dry_run, True)
             s = _docker_settings(args, environ, repo, gpus=True)
             if not args.dry_run:
                 check_image(args.stage, s.prefix)
@@ -396,6 +405,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             if runner(environ) == "local" or python.is_file():
                 return _run([str(python), "-m", *module], args.dry_run, False)
             s = _docker_settings(args, environ, repo, gpus=False)
+            if runner(environ) == "apptainer":
+                from . import apptainer
+
+                if not args.dry_run:
+                    apptainer.check_sif(CONTROL_STAGE, s)
+                return _run(apptainer.control_command(module, s, args.config), args.dry_run, True)
             if not args.dry_run:
                 check_image(CONTROL_STAGE, s.prefix)
             return _run(control_command(module, s, args.config), args.dry_run, True)

@@ -162,7 +162,7 @@ def test_the_runner_is_local_unless_docker_is_asked_for(capsys, monkeypatch):
     code, out, _ = _main(capsys, "run-stage", "--dry-run", "report", "c.yaml", RUNNER="docker", GPU_FLAGS="")
     assert code == 0 and out.startswith("docker run --rm --network none ") and "oncoxai-report --config c.yaml" in out
     code, _, err = _main(capsys, "run-stage", "--dry-run", "report", "c.yaml", RUNNER="podman")
-    assert code == 1 and err.strip() == "error: RUNNER must be local or docker, not 'podman'"
+    assert code == 1 and err.strip() == "error: RUNNER must be local, docker or apptainer, not 'podman'"
     code, out, _ = _main(capsys, "--runner", "docker", "run-stage", "--dry-run", "report", "c.yaml", GPU_FLAGS="")
     assert code == 0 and out.startswith("docker run ")  # make passes its RUNNER as --runner
     code, out, _ = _main(capsys, "--runner", "local", "run-stage", "--dry-run", "report", "c.yaml", RUNNER="docker")
@@ -207,7 +207,7 @@ def test_the_extras_read_without_tomllib_as_with_it():
 def test_the_module_imports_nothing_but_the_standard_library():
     """A collaborator without .venv runs it with the system python3: shared/__init__ must stay light."""
     code = (
-        "import sys; before = set(sys.modules); import shared.containers; "
+        "import sys; before = set(sys.modules); import shared.containers, shared.apptainer; "
         "new = {m.split('.')[0] for m in set(sys.modules) - before}; "
         "print(sorted(new - set(sys.stdlib_module_names) - {'shared'}))"
     )
@@ -232,4 +232,4 @@ def test_make_picks_no_runner_by_itself(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert proc.returncode != 0 and "RUNNER must be local or docker, not 'auto'" in proc.stderr
+    assert proc.returncode != 0 and "RUNNER must be local, docker or apptainer, not 'auto'" in proc.stderr
