@@ -347,18 +347,25 @@ def demo_methods_section(experiment: str = "demo") -> str:
         + (" share of the map in the tumour mask (chance), patients above chance, sign test p |" if volumes else ""),
         "| --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if volumes else ""),
     ]
+    several = len({key.split("/", 1)[0] for key in demo["methods"]}) > 1
     for key, m in demo["methods"].items():
         failed = [w for w in ("deletion", "insertion") if m[f"{w}_better_than_random"] is False]
         faithful = "yes" if not failed else f"**no: {' and '.join(failed)} not shown better than random**"
+        if m["deletion_auc"] is None:  # a provider that does not run the check (train_tf_gradcam)
+            faithful = "not measured"
         sanity = num(m["sanity_spearman"], "{:.2f}") + (
             " **: insensitive to the model**" if m["insensitive_to_model"] else ""
         )
         shared = num(m["folds_shared_top_k"], "{:.2f}") + (
             f" ({m['draws_shared_top_k']:.2f})" if m["draws_shared_top_k"] is not None else ""
         )
-        name = key.split("/", 1)[1] + (f" ({m['layer']})" if m["layer"] else "")
-        deletion = f"{num(m['deletion_auc'])} ({num(m['random_deletion_auc'])})"
-        insertion = f"{num(m['insertion_auc'])} ({num(m['random_insertion_auc'])})"
+        name = (key if several else key.split("/", 1)[1]) + (f" ({m['layer']})" if m["layer"] else "")
+        deletion = (
+            f"{num(m['deletion_auc'])} ({num(m['random_deletion_auc'])})" if m["deletion_auc"] is not None else ""
+        )
+        insertion = (
+            f"{num(m['insertion_auc'])} ({num(m['random_insertion_auc'])})" if m["insertion_auc"] is not None else ""
+        )
         precision = num(m["precision"], "{:.2f}")
         row = f"| {name} | {precision} | {deletion} | {insertion} | {faithful} | {sanity} | {shared} |"
         if volumes:

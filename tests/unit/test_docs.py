@@ -139,3 +139,10 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
     table = docs.render("<!-- generated: demo-methods demo -->")
     assert "tumour mask" in table and "0.250 (0.160), 18 of 18, p = 4e-06" in table
     assert "**no: insertion not shown better than random**" in table
+    # a provider that runs no faithfulness check (train_tf_gradcam) is "not measured", not "yes"; two models: named
+    record["methods"]["k/grad_cam"] = {k: None for k in method} | {"precision": 0.05, "layer": "conv1"}
+    (tmp_path / "demo.json").write_text(json.dumps(record))
+    rows = docs.render("<!-- generated: demo-methods demo -->").splitlines()
+    assert rows[-1].startswith("| k/grad_cam (conv1) | 0.05 |  |  | not measured |") and rows[-2].startswith(
+        "| m/saliency"
+    )
