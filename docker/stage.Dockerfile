@@ -1,4 +1,4 @@
-# Every stage image, from one template: python -m stages.<STAGE> with only the dependencies of pyproject.toml's
+# Every stage image, from one template: python -m oncoxai.stages.<STAGE> with only the dependencies of pyproject.toml's
 # <EXTRA> extra, pinned to the whole project's resolution so that a container gives the same result as the local
 # .venv. make images builds one per stage (docker/images.sh; the build arguments come from
 # `python3 -m shared.containers images`), e.g. by hand:
@@ -54,7 +54,10 @@ COPY docker/build-pip/ /tmp/build-pip/
 COPY docker/install.py pyproject.toml constraints.txt ./
 RUN python install.py deps --extra "${EXTRA:?build with --build-arg EXTRA=NAME}" --prefix /tmp/deps \
  && python install.py backend
-COPY pyproject.toml README.md /tmp/code/
+# the project installs as the package oncoxai (setup.py): its __init__ makes shared and stages importable by those
+# names inside it (the image needs neither the command line nor fetch and the fixtures)
+COPY pyproject.toml setup.py README.md /tmp/code/
+COPY oncoxai/__init__.py /tmp/code/oncoxai/
 COPY shared/ /tmp/code/shared/
 COPY stages/ /tmp/code/stages/
 RUN python install.py code /tmp/code --prefix /tmp/code-install
@@ -76,6 +79,6 @@ COPY --from=build /tmp/code-install/ /opt/venv/
 WORKDIR /app
 USER 10001:10001
 LABEL org.opencontainers.image.title="${IMAGE_NAME}" \
-      org.opencontainers.image.description="oncoxai stage ${STAGE}: python -m stages.${STAGE} --config FILE"
-ENTRYPOINT ["/bin/sh", "-c", "exec python -m \"stages.${ONCOXAI_STAGE:?}\" \"$@\"", "--"]
+      org.opencontainers.image.description="oncoxai stage ${STAGE}: python -m oncoxai.stages.${STAGE} --config FILE"
+ENTRYPOINT ["/bin/sh", "-c", "exec python -m \"oncoxai.stages.${ONCOXAI_STAGE:?}\" \"$@\"", "--"]
 CMD ["--help"]

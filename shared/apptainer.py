@@ -39,6 +39,7 @@ from .containers import (
     ContainerError,
     Settings,
     images,
+    installed,
     outputs_volume,
 )
 
@@ -64,7 +65,7 @@ def definition(name: str, image: str, tag: str, archive: str | Path) -> str:
             "",
             "%runscript",
             "    cd /app",
-            f'    exec python -m stages.{name} "$@"',
+            f'    exec python -m oncoxai.stages.{name} "$@"',
             "",
             "%help",
             f"    The oncoxai {name} stage: apptainer run <image> --config CONFIG, with data/ and the outputs bound",
@@ -142,7 +143,7 @@ def control_command(module_args: list[str], s: Settings, config: str | None = No
         str(sif_path(CONTROL_STAGE, sif_dir, s.prefix)),
         "python",
         "-m",
-        *module_args,
+        *installed(module_args),
     ]
 
 

@@ -51,7 +51,7 @@ RUNNERS = ("local", "docker", "apptainer")
 TEMPLATE = "docker/stage.Dockerfile"
 TORCH_DOCKERFILE = "docker/torch.Dockerfile"
 #: what every image is built from besides its code (and the Dockerfiles)
-BUILD_FILES = ("pyproject.toml", "constraints.txt", "docker/install.py")
+BUILD_FILES = ("pyproject.toml", "setup.py", "oncoxai/__init__.py", "constraints.txt", "docker/install.py")
 SOURCE_LABEL = "org.oncoxai.source"
 #: the stage whose image runs the project's own commands when there is no .venv
 CONTROL_STAGE = "report"
@@ -299,6 +299,11 @@ def stage_command(stage: str, config: str, s: Settings) -> list[str]:
     ]  # fmt: skip
 
 
+def installed(module_args: Sequence[str]) -> list[str]:
+    """MODULE ARGS as an image runs them: the project is installed there as the package oncoxai (setup.py)."""
+    return [f"oncoxai.{module_args[0]}", *module_args[1:]]
+
+
 def control_command(module_args: Sequence[str], s: Settings, config: str | None = None) -> list[str]:
     """``python -m MODULE ARGS`` in the report image, the config file (when given and there) mounted where the
     container sees it under the same path."""
@@ -309,7 +314,7 @@ def control_command(module_args: Sequence[str], s: Settings, config: str | None 
             volumes += ["-v", f"{host}:{inside}:ro"]
     return [
         "docker", "run", "--rm", "--network", "none", "--user", s.user, "--read-only", "--tmpfs", "/tmp",
-        *volumes, *env, "--entrypoint", "python", image_name(CONTROL_STAGE, s.prefix), "-m", *module_args,
+        *volumes, *env, "--entrypoint", "python", image_name(CONTROL_STAGE, s.prefix), "-m", *installed(module_args),
     ]  # fmt: skip
 
 

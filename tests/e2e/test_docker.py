@@ -63,7 +63,8 @@ def test_workflow_passes_actionlint():
 # -- the Dockerfiles' shape ------------------------------------------------------------------------------------
 def test_one_template_builds_every_stage_with_its_own_extra_entrypoint_and_user():
     """docker/stage.Dockerfile: the stage, its extra and its parent (BASE_IMAGE's runtime, or the torch image) are
-    build arguments (shared.containers.images); the image runs python -m stages.<STAGE> as a non-root user."""
+    build arguments (shared.containers.images); the image runs python -m oncoxai.stages.<STAGE> as a non-root
+    user."""
     assert sorted(p.name for p in _dockerfiles()) == ["stage.Dockerfile", "torch.Dockerfile"]
     ins = _instructions(REPO / "docker" / "stage.Dockerfile")
     first_from = next(i for i, (word, _) in enumerate(ins) if word == "FROM")
@@ -75,7 +76,8 @@ def test_one_template_builds_every_stage_with_its_own_extra_entrypoint_and_user(
     final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM") :]
     assert ("ENV", "USER=oncoxai LOGNAME=oncoxai TF_CPP_MIN_LOG_LEVEL=3 ONCOXAI_STAGE=${STAGE}") in final
     entrypoint = json.loads([arg for word, arg in final if word == "ENTRYPOINT"][-1])
-    assert entrypoint[:2] == ["/bin/sh", "-c"] and 'exec python -m "stages.${ONCOXAI_STAGE:?}" "$@"' in entrypoint[2]
+    assert entrypoint[:2] == ["/bin/sh", "-c"]
+    assert 'exec python -m "oncoxai.stages.${ONCOXAI_STAGE:?}" "$@"' in entrypoint[2]
     starts = [i for i, (word, _) in enumerate(ins) if word == "FROM"]
     for part in (ins[starts[0] : starts[1]], final):  # the runtime stage and the final one run as the image's user
         assert [arg for word, arg in part if word == "USER"][-1] == "10001:10001"

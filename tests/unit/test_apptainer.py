@@ -34,7 +34,7 @@ def test_each_stage_image_gets_a_definition_naming_its_versioned_tag_in_the_arch
         # containers/image's docker-archive:PATH:REFERENCE, the tag make save-images gives every image
         assert lines[1] == f"From: {archive}:{stages[name].image}:0.1.0-{stages[name].source_hash}"
         run = lines[lines.index("%runscript") + 1 : lines.index("%runscript") + 3]
-        assert run == ["    cd /app", f'    exec python -m stages.{name} "$@"']
+        assert run == ["    cd /app", f'    exec python -m oncoxai.stages.{name} "$@"']
         assert f"    org.oncoxai.source {stages[name].source_hash}" in lines
 
 
@@ -88,7 +88,14 @@ def test_make_all_runner_apptainer_runs_the_stages_and_commands_from_the_sif_fil
     assert (
         code == 0 and _pairs(argv, "--pwd") == ["/app"] and f"{REPO}/configs/demo.yaml:/app/configs/demo.yaml:ro" in out
     )
-    assert argv[-6:] == ["dist/sif/oncoxai-report.sif", "python", "-m", "shared.pipeline", "plan", "configs/demo.yaml"]
+    assert argv[-6:] == [
+        "dist/sif/oncoxai-report.sif",
+        "python",
+        "-m",
+        "oncoxai.shared.pipeline",
+        "plan",
+        "configs/demo.yaml",
+    ]
     # a missing image: one line naming it and how to make it
     code, _, err = _main(
         capsys, "--runner", "apptainer", "run-stage", "report", "c.yaml", ONCOXAI_OUTPUTS=str(tmp_path)

@@ -132,7 +132,7 @@ def test_control_runs_python_in_the_report_image_with_the_config_mounted(tmp_pat
         "python",
         "oncoxai-report",
         "-m",
-        "shared.pipeline",
+        "oncoxai.shared.pipeline",  # installed in the image inside the package oncoxai (setup.py)
         "plan",
         "configs/demo.yaml",
     ]
@@ -176,7 +176,9 @@ def test_control_uses_the_venv_when_there_is_one_even_with_docker(capsys, monkey
     args = ("control", "--dry-run", "--config", "configs/demo.yaml", "shared.pipeline", "plan", "configs/demo.yaml")
     code, out, _ = _main(capsys, *args, "--set", "a=1", RUNNER="docker", VENV=str(tmp_path / "none"))
     assert (
-        code == 0 and out.startswith("docker run ") and "--entrypoint python oncoxai-report -m shared.pipeline" in out
+        code == 0
+        and out.startswith("docker run ")
+        and "--entrypoint python oncoxai-report -m oncoxai.shared.pipeline" in out
     )
     assert out.rstrip().endswith("plan configs/demo.yaml --set a=1")
     assert f"-v {REPO}/configs/demo.yaml:/app/configs/demo.yaml:ro" in out
