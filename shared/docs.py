@@ -281,7 +281,7 @@ def benchmarks_section() -> str:
     return "\n".join(lines)
 
 
-def bench_entry(path: Path, commit: str, machine: dict) -> dict:
+def bench_entry(path: Path, commit: str, machine: dict, note: str | None = None) -> dict:
     """The Benchmarks page's entry for one benchmark's JSON (outputs/bench/NAME.json): its figures as bench/NAME.py's
     ``headline`` reads them, with that module's ``WHAT`` and ``REFERENCE``, the command, the date the file was
     written, the commit and the machine."""
@@ -305,7 +305,7 @@ def bench_entry(path: Path, commit: str, machine: dict) -> dict:
         "reference": module.REFERENCE,
         "what": " ".join(module.WHAT.split()),
         "figures": figures,
-    }
+    } | ({"note": note} if note else {})
 
 
 def _train_images_per_s(paths: list[Path]) -> float | None:
@@ -335,10 +335,17 @@ def _entry_text(entry: dict) -> str:
     return textwrap.indent(dumped, "  ")
 
 
-def record_bench(paths: list[Path], commit: str, images_per_s: float | None = None, target: Path | None = None):
+def record_bench(
+    paths: list[Path],
+    commit: str,
+    images_per_s: float | None = None,
+    target: Path | None = None,
+    note: str | None = None,
+) -> list[dict]:
     """Add one entry per benchmark JSON to docs/data/benchmarks.yaml (``target``), replacing an entry of the same
     file and commit, and leaving every other entry as it is; written atomically. The machine's speed is
-    ``images_per_s`` or else train.json's, when that is among ``paths`` (measured in the same run)."""
+    ``images_per_s`` or else train.json's, when that is among ``paths`` (measured in the same run); ``note``, what
+    the page should say about the run (the machine was loaded, say)."""
     import yaml
 
     from .artifacts import write_text_atomic
@@ -346,7 +353,7 @@ def record_bench(paths: list[Path], commit: str, images_per_s: float | None = No
     target = Path(target or BENCHMARKS)
     speed = round(images_per_s) if images_per_s is not None else _train_images_per_s(paths)
     machine = {"train_images_per_s": speed, "cores": os.cpu_count()}
-    entries = [bench_entry(Path(p), commit, machine) for p in paths]
+    entries = [bench_entry(Path(p), commit, machine, note) for p in paths]
     head, blocks = _entry_blocks(target.read_text())
     for entry in entries:
         text = _entry_text(entry)
@@ -533,13 +540,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="python -m bench.train's CPU images/s on this machine (default: train.json's, when among the results)",
     )
+    bench.add_argument("--note", default=None, help="said beside the machine, e.g. that other work shared the CPU")
     args = parser.parse_args(argv)
     if args.command == "show":
         sys.stdout.write(GENERATED[args.name](*([args.argument] if args.argument else [])))
         return 0
     if args.command == "record-bench":
         try:
-            entries = record_bench([Path(p) for p in args.results], args.commit, args.images_per_s)
+            entries = record_bench([Path(p) for p in args.results], args.commit, args.images_per_s, note=args.note)
         except (ValueError, OSError) as error:
             print(f"record-bench: {error}", file=sys.stderr)
             return 2

@@ -198,8 +198,10 @@ def test_record_bench_adds_a_generated_entry_that_the_benchmarks_page_renders(tm
     runs = [b for b in docs._load(data)["benchmarks"] if b.get("generated")]
     assert len(runs) == 1 and runs[0]["figures"][0]["ours"] == 500 and runs[0]["machine"]["train_images_per_s"] == 321
     assert data.read_text().startswith(original)
-    assert docs.main(["record-bench", str(train), "--commit", "def5678"]) == 0
+    assert docs.main(["record-bench", str(train), "--commit", "def5678", "--note", "the CPU was shared"]) == 0
     assert [b["commit"] for b in docs._load(data)["benchmarks"] if b.get("generated")] == ["abc1234+dirty", "def5678"]
+    assert "at commit def5678" in (page := docs.render("<!-- generated: benchmarks -->\n"))
+    assert "train images/s; the CPU was shared." in page
 
     # a file no benchmark writes is refused, and nothing is written
     before = data.read_text()
