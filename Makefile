@@ -146,7 +146,11 @@ fetch: $(STAMP) ## download a public dataset into data/<DATASET>/, resumable (in
 	@test -n "$(DATASET)$(MANIFEST)" || { echo "usage: make fetch DATASET=gtex-v8|gse85217|gbm-smartseq2|tcga-pancan [ONLY='lung ...'] [LIST=1], or make fetch DATASET=gdc MANIFEST=gdc_manifest.txt"; exit 2; }
 	$(PY) -m fetch $(DATASET) --dest data $(if $(MANIFEST),--manifest $(MANIFEST)) $(if $(ONLY),--only $(ONLY)) $(if $(LIST),--list --sizes)
 
-bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,layout,loaders,train,explain,explain_memory,wide,mri}.json
+# The commit make bench measures (+dirty: tracked files changed, docs/data/benchmarks.yaml aside, which the run
+# itself rewrites); make expands a recipe before running its first line, so this is the commit at the start.
+BENCH_NAMES := preprocess layout loaders train explain explain_memory wide mri
+BENCH_COMMIT = $(shell git rev-parse --short HEAD)$(shell git diff --quiet HEAD -- . ':(exclude)docs/data/benchmarks.yaml' || echo +dirty)
+bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/{preprocess,layout,loaders,train,explain,explain_memory,wide,mri}.json, their headline figures -> docs/data/benchmarks.yaml
 	$(PY) -m bench.preprocess all
 	$(PY) -m bench.layout
 	$(PY) -m bench.loaders
@@ -155,6 +159,7 @@ bench: $(STAMP) ## benchmarks side by side with the references -> outputs/bench/
 	$(PY) -m bench.explain_memory
 	$(PY) -m bench.wide
 	$(PY) -m bench.mri
+	$(PY) -m shared.docs record-bench $(foreach n,$(BENCH_NAMES),outputs/bench/$(n).json) --commit $(BENCH_COMMIT)
 
 clean-demo: ## remove the demos' fixtures and outputs
 	rm -rf outputs/demo data/demo outputs/demo_tcga data/demo_tcga outputs/demo_mri data/demo_mri

@@ -31,8 +31,15 @@ import pandas as pd
 
 from shared.artifacts import write_json_atomic
 
+from .figures import count, gib, row
+
 DEFAULT_OUT = Path("outputs/bench/explain_memory.json")
 GENES, SIZE, CLASSES = 1024, 32, 5
+WHAT = (
+    "explain on large test sets: 1,024 genes on 32 x 32 images, a small_cnn, saliency and Grad-CAM with their "
+    "arrays, rankings, tables, attributions.h5ad and trust checks, each size in a fresh process."
+)
+REFERENCE = "the same stage on 10x fewer samples"
 
 
 def write_experiment(exp: Path, n_test: int, n_train: int = 256, seed: int = 0, block: int = 10_000) -> Path:
@@ -168,6 +175,30 @@ def run(sizes: tuple[int, ...], methods: str, tmp: Path | None = None) -> dict:
         "explain_peak_rss_growth": round(high["peak_rss_bytes"] / low["peak_rss_bytes"], 3),
         "samples_ratio": max(sizes) / min(sizes),
     }
+
+
+def headline(doc: dict) -> list[dict]:
+    """The Benchmarks page's rows: peak RSS at each size and its growth (the < 2x bar), the files written, the
+    wall time and the samples explained per second at the largest size."""
+    sizes = sorted(doc["sizes"].items(), key=lambda kv: int(kv[0]))
+    names = " and ".join(count(n) for n, _ in sizes)
+    methods = doc.get("methods") or []
+    largest = sizes[-1][1]
+    rate = largest["n_explained"] / largest["seconds"]
+    return [
+        row(
+            f"peak RSS at {names} samples (GiB)",
+            ", ".join(f"{gib(e['peak_rss_bytes'])}" for _, e in sizes),
+            ratio=f"{doc['explain_peak_rss_growth']:.2f}x for {doc['samples_ratio']:.0f}x the samples",
+            bar="< 2x",
+        ),
+        row("files written (GiB)", ", ".join(f"{gib(e['output_bytes'])}" for _, e in sizes)),
+        row(
+            "wall time (s)",
+            ", ".join(f"{e['seconds']:.0f}" for _, e in sizes)
+            + f" ({rate:.0f} samples/s at {count(sizes[-1][0])}, {len(methods)} methods: {', '.join(methods)})",
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

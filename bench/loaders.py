@@ -36,8 +36,15 @@ import numpy as np
 
 from shared.artifacts import write_json_atomic
 
+from .figures import count, faster, gib, row
+
 DEFAULT_OUT = Path("outputs/bench/loaders.json")
 GTEX_SAMPLES = 17_382
+WHAT = (
+    "Reading a GTEx-layout GCT (56,200 genes; 500, 1,000 and 2,000 samples; gzip; integer counts) with "
+    "expression.format gct, each reader in a fresh process."
+)
+REFERENCE = "pandas.read_csv(path, sep='\\t', skiprows=2, index_col=[0, 1])"
 
 
 def write_gtex_like(folder: Path, n_genes: int, n_samples: int, seed: int = 0) -> tuple[Path, Path]:
@@ -160,6 +167,52 @@ def run_loaders(
         projection["kept_float32_bytes"] = n_genes * project * 4
         doc["projected"] = projection
     return doc
+
+
+def headline(doc: dict) -> list[dict]:
+    """The Benchmarks page's rows: the loader's working memory per byte kept (the straight-line fit over the sizes),
+    peak and time at the largest size beside pandas', and both projected to the full matrix."""
+    rows = []
+    if "peak_rss_ratio" in doc:
+        rows.append(
+            row(
+                "working memory (peak RSS above the start), straight-line fit",
+                f"{doc['peak_rss_ratio']:.2f} x the kept float32 matrix + {doc['peak_rss_fixed_bytes'] / 2**20:.0f} "
+                "MiB",
+                bar="< 1.5x",
+            )
+        )
+    largest = max(doc["sizes"], key=int)
+    e = doc["sizes"][largest]
+    rows.append(
+        row(
+            f"peak at {count(largest)} samples (GiB)",
+            gib(e["ours"]["peak_rss_bytes"]),
+            gib(e["pandas"]["peak_rss_bytes"]),
+            f"{e['ours']['peak_rss_bytes'] / e['pandas']['peak_rss_bytes']:.2f}",
+        )
+    )
+    speedups = [s["read_speedup_vs_pandas"] for s in doc["sizes"].values()]
+    rows.append(
+        row(
+            f"time at {count(largest)} samples (s)",
+            round(e["ours"]["seconds"], 1),
+            round(e["pandas"]["seconds"], 1),
+            faster(e["read_speedup_vs_pandas"], 2)
+            + (f" ({min(speedups):.2f}-{max(speedups):.2f}x over all sizes)" if len(speedups) > 1 else ""),
+        )
+    )
+    p = doc.get("projected")
+    if p:
+        where = "GTEx v8's " if p["samples"] == GTEX_SAMPLES else ""
+        rows.append(
+            row(
+                f"projected to {where}{count(p['samples'])} samples",
+                f"{p['ours_seconds']:.0f} s, {gib(p['ours_peak_rss_bytes'], 1)} GiB",
+                f"{p['pandas_seconds']:.0f} s, {gib(p['pandas_peak_rss_bytes'], 1)} GiB",
+            )
+        )
+    return rows
 
 
 def table(doc: dict) -> str:

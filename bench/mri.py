@@ -25,6 +25,15 @@ from pathlib import Path
 
 from shared.artifacts import write_json_atomic
 
+from .figures import row
+
+WHAT = (
+    "Training steps of train_3d_mri's EfficientNet-B0 at the reference's input (2 x 4 x 128^3), frozen (the last 2 "
+    "of 7 block stages and the head train) against full fine-tuning, each in a fresh process (CPU: peak RSS during "
+    "the first step; GPU: CUDA's max allocated bytes)."
+)
+REFERENCE = "full fine-tuning of the same network"
+
 
 def _rss() -> int:
     with open("/proc/self/statm") as f:
@@ -161,6 +170,34 @@ def main(argv: list[str] | None = None) -> int:
         f"{out['trainable_params_ratio_frozen_vs_full']:.3f} -> {args.out}"
     )
     return 0
+
+
+def headline(result: dict) -> list[dict]:
+    """The Benchmarks page's rows: a training step's memory (the <= 1/3 target), trainable parameters and step
+    time, frozen beside full fine-tuning."""
+    frozen, full = result["frozen"], result["full"]
+    shape = " x ".join(str(n) for n in result["input"])
+    return [
+        row(
+            f"step memory (MiB; {result['model']}, input {shape}, {result['device']})",
+            round(frozen["peak_step_memory_bytes"] / 2**20),
+            round(full["peak_step_memory_bytes"] / 2**20),
+            round(result["peak_memory_ratio_frozen_vs_full"], 3),
+            "≤ 1/3",
+        ),
+        row(
+            "trainable parameters",
+            f"{frozen['trainable_params'] / 1e6:.2f} M",
+            f"{full['trainable_params'] / 1e6:.2f} M",
+            round(result["trainable_params_ratio_frozen_vs_full"], 3),
+        ),
+        row(
+            "step time (s)",
+            frozen["step_seconds"],
+            full["step_seconds"],
+            round(result["step_time_ratio_frozen_vs_full"], 2),
+        ),
+    ]
 
 
 def _has_cuda() -> bool:

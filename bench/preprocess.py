@@ -26,6 +26,8 @@ from pathlib import Path
 
 from shared.artifacts import write_json_atomic
 
+from .figures import count, faster, row
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO / "outputs" / "bench" / "preprocess.json"
 HEADLINE = (
@@ -39,6 +41,14 @@ TARGETS = {
     "fit_speedup_vs_pydeepinsight": ">= 1",
     "million_cells_peak_rss_gb": "< 4",
 }
+
+WHAT = (
+    "DeepInsight fit and transform on the same matrix (4,000 samples x 2,000 genes, same embedding, 64 x 64 images), "
+    "ours beside pyDeepInsight's; and the preprocess stage itself on 100,000 to 1,000,000 cells read from backed "
+    ".h5ad files, each size in a fresh process (wall time, peak RSS)."
+)
+REFERENCE = "pyDeepInsight's ImageTransformer (fit and transform) on the same matrix, embedding and image size"
+COMMAND = "python -m bench.preprocess all"
 
 
 def machine() -> dict:
@@ -171,6 +181,79 @@ def table(doc: dict) -> str:
             )
     lines.append("headline: " + ", ".join(f"{k} = {doc[k]}" for k in HEADLINE))
     return "\n".join(lines)
+
+
+def headline(doc: dict) -> list[dict]:
+    """The Benchmarks page's rows: the transform per discretisation (ms on the whole matrix) and over batch sizes,
+    to float32 images, each fit; then the million cells through the stage and the time's straight-line fit."""
+    rows = []
+    c, m = doc.get("compare"), doc.get("million")
+    if c:
+        for disc, t in c["transform"].items():
+            rows.append(
+                row(
+                    f"transform, discretization {disc}, {count(t['rows'])} rows (ms)",
+                    round(t["ours_s"] * 1e3, 1),
+                    round(t["pydeepinsight_s"] * 1e3, 1),
+                    faster(t["speedup"]),
+                    "≥ 10x" if disc == min(c["transform"], key=lambda d: c["transform"][d]["speedup"]) else None,
+                )
+            )
+        by_rows = [(int(n), r["speedup"]) for t in c["transform"].values() for n, r in t.get("by_rows", {}).items()]
+        if by_rows:
+            sizes = sorted({n for n, _ in by_rows})
+            low, high = min(s for _, s in by_rows), max(s for _, s in by_rows)
+            rows.append(
+                row(
+                    f"transform, {' and '.join(count(n) for n in sizes)} rows",
+                    ratio=f"{low:.0f}x to {high:.0f}x faster",
+                )
+            )
+        floats = [(disc, t["float32"]["speedup"]) for disc, t in c["transform"].items() if "float32" in t]
+        if floats:
+            rows.append(
+                row(
+                    "transform to float32 images instead of uint8",
+                    ratio=", ".join(f"{s:.1f}x faster ({disc})" for disc, s in floats),
+                )
+            )
+        for key, f in c["fit"].items():
+            rows.append(
+                row(
+                    f"fit, embedding/discretization {key} (s)",
+                    round(f["ours_s"], 2),
+                    round(f["pydeepinsight_s"], 2),
+                    f"{f['speedup']:.2f}x",
+                )
+            )
+        if c["fit"]:
+            worst = min(f["speedup"] for f in c["fit"].values())
+            rows.append(row("fit, the worst configuration", ratio=f"{worst:.2f}x", bar="≥ 1x"))
+    if m:
+        largest = m.get("largest_run") or next(
+            (r for r in m["sizes"] if r["n_cells"] == 1_000_000 and r["returncode"] == 0), None
+        )
+        if largest:
+            h, w = m["image"]
+            rows.append(
+                row(
+                    f"{count(largest['n_cells'])} cells x {count(m['n_genes'])} genes through the stage (backed "
+                    f".h5ad, {m['embedding']}/{m['discretization']}, {h} x {w})",
+                    f"{largest['seconds']:.1f} s, peak RSS {largest['peak_rss_gb']:.2f} GB",
+                    bar="< 4 GB",
+                )
+            )
+        if "linear_fit" in m:
+            f = m["linear_fit"]
+            cells = ", ".join(count(r["n_cells"]) for r in m["sizes"] if r["returncode"] == 0)
+            rows.append(
+                row(
+                    f"time by cells ({cells})",
+                    f"{f['fixed_seconds']:.1f} s fixed + {f['seconds_per_million_cells']:.1f} s per million cells "
+                    f"(largest residual {f['max_relative_residual'] * 100:.1f}%)",
+                )
+            )
+    return rows
 
 
 def _sizes(text: str) -> tuple[int, ...]:

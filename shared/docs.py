@@ -9,12 +9,14 @@ makes, at build time, so nothing generated is committed and re-measuring rewrite
 - ``stages``: each stage's roles, config sections and outputs, from its ``StageSpec``;
 - ``methods``: explain's attribution methods, from their declarations (stages/explain/methods.py);
 - ``test-times``: the measured test runs, from docs/data/test-times.yaml;
-- ``benchmarks``: ``make bench``'s headline figures, from docs/data/benchmarks.yaml;
+- ``benchmarks``: ``make bench``'s headline figures, from docs/data/benchmarks.yaml (each run's entry written by
+  ``record-bench`` from outputs/bench/NAME.json through bench/NAME.py's ``headline``; the oldest carried by hand);
 - ``demo-models EXPERIMENT``, ``demo-methods EXPERIMENT``: a demo run's held-out scores and trust figures (the
   tumour-mask localisation too, for volumes), from docs/data/demos/EXPERIMENT.json.
 
     python -m shared.docs show NAME [ARGUMENT]    # print one generated part
     python -m shared.docs record-demo outputs/demo/report/summary.json --commit C   # the demo page's figures
+    python -m shared.docs record-bench outputs/bench/train.json [...] --commit C     # the Benchmarks page's
 """
 
 from __future__ import annotations
@@ -209,8 +211,17 @@ def _load(path) -> Any:
 
 
 def _machine(machine: dict) -> str:
+    """A table cell under the heading "machine: train images/s (cores)"."""
     speed = machine.get("train_images_per_s")
     return f"{'not recorded' if speed is None else speed} ({machine.get('cores', '?')})"
+
+
+def _machine_words(machine: dict) -> str:
+    """The same facts in a sentence: "2 cores, 296 train images/s"."""
+    cores, speed = machine.get("cores"), machine.get("train_images_per_s")
+    cores_text = "cores not recorded" if cores is None else f"{cores} cores"
+    speed_text = "train images/s not recorded" if speed is None else f"{speed} train images/s"
+    return f"{cores_text}, {speed_text}"
 
 
 def test_times_section() -> str:
@@ -237,22 +248,132 @@ def test_times_section() -> str:
 
 
 def benchmarks_section() -> str:
-    """One table per benchmark of docs/data/benchmarks.yaml: what was measured, ours, the reference, the ratio."""
-    lines: list[str] = []
+    """One section per benchmark file of docs/data/benchmarks.yaml, its runs newest (last in the file) first, each
+    a table: what was measured, ours, the reference, the ratio, the bar."""
+    by_file: dict[str, list[dict]] = {}
     for bench in _load(BENCHMARKS)["benchmarks"]:
-        lines += [f"### `{bench['file']}`", "", bench["what"].strip(), ""]
-        lines += [
-            f"Reference: {bench['reference']}. Command: `{bench['command']}`. Measured {bench['date']}; machine: "
-            f"{_machine(bench['machine'])} train images/s (cores){'; ' + bench['note'] if bench.get('note') else ''}.",
-            "",
-            "| measure | ours | reference | ratio | bar |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for row in bench["figures"]:
-            cells = [row["measure"], *(str(row.get(k, "")) for k in ("ours", "reference", "ratio", "bar"))]
-            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-        lines.append("")
+        by_file.setdefault(bench["file"], []).append(bench)
+    lines: list[str] = []
+    for file, runs in by_file.items():
+        lines += [f"### `{file}`", ""]
+        for bench in reversed(runs):
+            when = (
+                f"Measured {bench['date']} at commit {bench['commit']}, recorded from `outputs/bench/{file}` by "
+                "`python -m shared.docs record-bench`"
+                if bench.get("generated")
+                else f"Measured {bench['date']}, carried over by hand from the README's earlier prose"
+            )
+            note = f"; {bench['note']}" if bench.get("note") else ""
+            lines += [
+                f"**{when}**; machine: {_machine_words(bench['machine'])}{note}.",
+                "",
+                bench["what"].strip(),
+                "",
+                f"Reference: {bench['reference']}. Command: `{bench['command']}`.",
+                "",
+                "| measure | ours | reference | ratio | bar |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            for row in bench["figures"]:
+                cells = [row["measure"], *(str(row.get(k, "")) for k in ("ours", "reference", "ratio", "bar"))]
+                lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            lines.append("")
     return "\n".join(lines)
+
+
+def bench_entry(path: Path, commit: str, machine: dict, note: str | None = None) -> dict:
+    """The Benchmarks page's entry for one benchmark's JSON (outputs/bench/NAME.json): its figures as bench/NAME.py's
+    ``headline`` reads them, with that module's ``WHAT`` and ``REFERENCE``, the command, the date the file was
+    written, the commit and the machine."""
+    import importlib
+
+    path = Path(path)
+    try:
+        module = importlib.import_module(f"bench.{path.stem}")
+    except ModuleNotFoundError as error:
+        raise ValueError(f"{path}: no benchmark bench/{path.stem}.py to read it ({error})") from None
+    if not callable(getattr(module, "headline", None)):
+        raise ValueError(f"{path}: bench/{path.stem}.py has no headline(result) to read it")
+    figures = module.headline(json.loads(path.read_text()))
+    return {
+        "file": path.name,
+        "command": getattr(module, "COMMAND", f"python -m bench.{path.stem}"),
+        "date": datetime.date.fromtimestamp(path.stat().st_mtime).isoformat(),
+        "commit": commit,
+        "generated": True,
+        "machine": machine,
+        "reference": module.REFERENCE,
+        "what": " ".join(module.WHAT.split()),
+        "figures": figures,
+    } | ({"note": note} if note else {})
+
+
+def _train_images_per_s(paths: list[Path]) -> float | None:
+    """python -m bench.train's CPU images/s, when its train.json is among the files recorded together (one run)."""
+    train = next((Path(p) for p in paths if Path(p).name == "train.json"), None)
+    if train is None:
+        return None
+    doc = json.loads(train.read_text())
+    speed = (doc.get("cpu") or doc).get("ours_images_per_s")
+    return None if speed is None else round(speed)
+
+
+def _entry_blocks(text: str) -> tuple[str, list[str]]:
+    """docs/data/benchmarks.yaml split, as text, into what precedes the first entry and one block per entry (from
+    its ``  - `` line to the next), so that an update keeps every other entry exactly as written."""
+    starts = [m.start() for m in re.finditer(r"^  - ", text, re.MULTILINE)]
+    if not starts:
+        return text, []
+    ends = starts[1:] + [len(text)]
+    return text[: starts[0]], [text[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def _entry_text(entry: dict) -> str:
+    import yaml
+
+    dumped = yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, width=1 << 16, default_flow_style=None)
+    return textwrap.indent(dumped, "  ")
+
+
+def record_bench(
+    paths: list[Path],
+    commit: str,
+    images_per_s: float | None = None,
+    target: Path | None = None,
+    note: str | None = None,
+) -> list[dict]:
+    """Add one entry per benchmark JSON to docs/data/benchmarks.yaml (``target``), replacing an entry of the same
+    file and commit, and leaving every other entry as it is; written atomically. The machine's speed is
+    ``images_per_s`` or else train.json's, when that is among ``paths`` (measured in the same run); ``note``, what
+    the page should say about the run (the machine was loaded, say)."""
+    import yaml
+
+    from .artifacts import write_text_atomic
+
+    target = Path(target or BENCHMARKS)
+    speed = round(images_per_s) if images_per_s is not None else _train_images_per_s(paths)
+    machine = {"train_images_per_s": speed, "cores": os.cpu_count()}
+    entries = [bench_entry(Path(p), commit, machine, note) for p in paths]
+    head, blocks = _entry_blocks(target.read_text())
+    for entry in entries:
+        text = _entry_text(entry)
+        same = [
+            i
+            for i, block in enumerate(blocks)
+            if (old := yaml.safe_load("benchmarks:\n" + block)["benchmarks"][0]).get("generated")
+            and (old["file"], old["commit"]) == (entry["file"], entry["commit"])
+        ]
+        if same:
+            blocks[same[0]] = text
+        else:
+            if blocks and not blocks[-1].endswith("\n"):
+                blocks[-1] += "\n"
+            blocks.append(text)
+    out = head + "".join(blocks)
+    if yaml.safe_load(out)["benchmarks"] != [yaml.safe_load("benchmarks:\n" + b)["benchmarks"][0] for b in blocks]:
+        raise RuntimeError(f"{target}: the updated text does not read back as its entries")
+    write_text_atomic(target, out)
+    return entries
 
 
 def methods_section() -> str:
@@ -414,9 +535,32 @@ def main(argv: list[str] | None = None) -> int:
     record.add_argument("summary", help="a demo run's report/summary.json (written to docs/data/demos/EXPERIMENT.json)")
     record.add_argument("--commit", required=True, help="the commit the run was made at")
     record.add_argument("--images-per-s", type=float, default=None, help="python -m bench.train's figure, if known")
+    bench = sub.add_parser(
+        "record-bench",
+        help="keep benchmark runs' headline figures in docs/data/benchmarks.yaml for the Benchmarks page",
+    )
+    bench.add_argument("results", nargs="+", help="outputs/bench/NAME.json files of one run (read by bench/NAME.py)")
+    bench.add_argument("--commit", required=True, help="the commit the run was made at (+dirty: with changes)")
+    bench.add_argument(
+        "--images-per-s",
+        type=float,
+        default=None,
+        help="python -m bench.train's CPU images/s on this machine (default: train.json's, when among the results)",
+    )
+    bench.add_argument("--note", default=None, help="said beside the machine, e.g. that other work shared the CPU")
     args = parser.parse_args(argv)
     if args.command == "show":
         sys.stdout.write(GENERATED[args.name](*([args.argument] if args.argument else [])))
+        return 0
+    if args.command == "record-bench":
+        try:
+            entries = record_bench([Path(p) for p in args.results], args.commit, args.images_per_s, note=args.note)
+        except (ValueError, OSError) as error:
+            print(f"record-bench: {error}", file=sys.stderr)
+            return 2
+        for entry in entries:
+            print(f"recorded {entry['file']} ({len(entry['figures'])} figures) at {entry['commit']}")
+        print(f"wrote {os.path.relpath(BENCHMARKS)}")
         return 0
     machine = {"train_images_per_s": args.images_per_s, "cores": os.cpu_count()}
     from .artifacts import write_json_atomic

@@ -13,6 +13,20 @@ if importlib.util.find_spec("pyDeepInsight") is None:
     pytest.skip("pyDeepInsight is not installed (the bench extra)", allow_module_level=True)
 
 
+def _headline(out) -> dict[str, dict]:
+    """The Benchmarks page's rows for a benchmark's real JSON, through the entry record-bench writes (bench/NAME.py's
+    headline), read back from its YAML text; by measure."""
+    import yaml
+
+    from shared import docs
+
+    entry = docs.bench_entry(out, "test", {"train_images_per_s": None, "cores": 1})
+    assert yaml.safe_load(docs._entry_text(entry))[0] == entry
+    rows = entry["figures"]
+    assert rows and all(r["measure"] and len(r) > 1 for r in rows)
+    return {r["measure"]: r for r in rows}
+
+
 def test_compare_writes_the_headline_keys_and_placement(tmp_path):
     from bench.preprocess import HEADLINE, main
 
@@ -56,6 +70,9 @@ def test_compare_writes_the_headline_keys_and_placement(tmp_path):
             cost = place["same_convention_cost"]
             assert cost["ours"] == pytest.approx(cost["pydeepinsight"], rel=1e-9)
         assert place["pixel_values"]["same_layout_max_abs_diff"] < 1e-5
+    rows = _headline(out)
+    assert {"transform, discretization bin, 300 rows (ms)", "fit, embedding/discretization pca/lsa (s)"} <= set(rows)
+    assert not any("cells" in m for m in rows)  # the million cells were not run
 
 
 def test_explain_bench_writes_its_headline_key(tmp_path):
@@ -84,6 +101,7 @@ def test_explain_bench_writes_its_headline_key(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["explain_speedup_vs_per_sample_loop"] > 0
     assert doc["max_abs_difference"] < 1e-4  # both compute the same attributions
+    assert _headline(out)["samples/s (12 samples, batches of 4, cpu)"]["ours"] > 0
 
 
 def test_layout_bench_writes_fit_speed_and_quality_for_both(tmp_path):
@@ -96,6 +114,11 @@ def test_layout_bench_writes_fit_speed_and_quality_for_both(tmp_path):
     for side in ("ours", "theirs"):
         assert 0.5 < entry[side]["trustworthiness"] <= 1.0  # better than random coordinates (about 0.5)
         assert 0.0 < entry[side]["unique_pixel_share"] <= 1.0
+    assert list(_headline(out)) == [
+        "fit at 150 genes (s; Barnes-Hut on both sides)",
+        "trustworthiness at 150 genes",
+        "genes alone on a pixel at 150 genes",
+    ]
 
 
 def test_loaders_bench_reads_the_same_matrix_both_ways(tmp_path):
@@ -109,6 +132,7 @@ def test_loaders_bench_reads_the_same_matrix_both_ways(tmp_path):
         assert entry["ours"]["shape"] == entry["pandas"]["shape"] == [int(n), 400]
         assert entry["ours"]["dtype"] == "float32"
     assert doc["read_speedup_vs_pandas"] > 0 and "peak_rss_ratio" in doc and doc["projected"]["samples"] == 17382
+    assert "projected to GTEx v8's 17,382 samples" in _headline(out)
 
 
 def test_explain_memory_bench_explains_every_test_sample_at_each_size(tmp_path):
@@ -122,6 +146,7 @@ def test_explain_memory_bench_explains_every_test_sample_at_each_size(tmp_path):
     assert large["output_bytes"] > small["output_bytes"] > 0 and small["peak_rss_bytes"] > 0
     assert doc["explain_peak_rss_growth"] > 0 and doc["samples_ratio"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["explain_memory.json"]  # the experiments are removed
+    assert _headline(out)["peak RSS at 40 and 80 samples (GiB)"]["bar"] == "< 2x"
 
 
 def test_wide_bench_runs_every_stage_on_all_genes(tmp_path):
@@ -134,3 +159,16 @@ def test_wide_bench_runs_every_stage_on_all_genes(tmp_path):
     assert all(s["peak_rss_gib"] > 0 for s in doc["stages"].values())
     assert set(doc["models"]) == {"dense", "logistic_regression", "random_forest"}
     assert all(0 <= m["macro_f1"] <= 1 for m in doc["models"].values())
+    assert "peak RSS, whole pipeline (GiB; 300 samples x 400 genes, 1 epoch)" in _headline(out)
+
+
+def test_train_bench_compares_both_loops_and_reads_as_headline_rows(tmp_path):
+    from bench.train import main
+
+    out = tmp_path / "train.json"
+    args = ["--samples", "64", "--size", "8", "--batch-size", "32", "--repeats", "1"]
+    assert main([*args, "--dense-genes", "50", "--dense-samples", "64", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["cpu"]["ours_images_per_s"] > 0 and doc["dense"]["50"]["throughput_ratio_vs_plain_loop"] > 0
+    rows = _headline(out)
+    assert list(rows) == ["ResNet-18 images/s (8 x 8, batch 32, CPU)", "dense network (small) samples/s at 50 genes"]

@@ -146,3 +146,89 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
     assert rows[-1].startswith("| k/grad_cam (conv1) | 0.05 |  |  | not measured |") and rows[-2].startswith(
         "| m/saliency"
     )
+
+
+def _train_json(path, ours=399.4, plain=387.0):
+    import json
+
+    cpu = {
+        "device": "cpu",
+        "arch": "resnet18",
+        "samples": 1024,
+        "image": [1, 32, 32],
+        "batch_size": 64,
+        "ours_images_per_s": ours,
+        "plain_images_per_s": plain,
+        "throughput_ratio_vs_plain_loop": ours / plain,
+    }
+    dense = {
+        "genes": 2000,
+        "preset": "small",
+        "ours_samples_per_s": 1.0,
+        "plain_samples_per_s": 2.0,
+        "throughput_ratio_vs_plain_loop": 0.5,
+    }
+    path.write_text(json.dumps({**cpu, "cpu": cpu, "cpu_threads": 2, "dense": {"2000": dense}}))
+    return path
+
+
+def test_record_bench_adds_a_generated_entry_that_the_benchmarks_page_renders(tmp_path, monkeypatch):
+    """make bench's last step: each outputs/bench/NAME.json through bench/NAME.py's headline into
+    docs/data/benchmarks.yaml; the hand-carried entries stay as written, and the page shows the new run first."""
+    data = tmp_path / "benchmarks.yaml"
+    original = (REPO / "docs" / "data" / "benchmarks.yaml").read_text()
+    data.write_text(original)
+    kept = len(docs._load(data)["benchmarks"])
+    monkeypatch.setattr(docs, "BENCHMARKS", data)
+    results = tmp_path / "bench"
+    results.mkdir()
+    train = _train_json(results / "train.json")
+    assert docs.main(["record-bench", str(train), "--commit", "abc1234+dirty"]) == 0
+    text = data.read_text()
+    assert text.startswith(original)  # every earlier entry kept, byte for byte
+    entry = docs._load(data)["benchmarks"][-1]
+    assert entry["generated"] is True and (entry["file"], entry["commit"]) == ("train.json", "abc1234+dirty")
+    assert entry["machine"] == {"train_images_per_s": 399, "cores": os.cpu_count()}  # from the same run's train.json
+    assert entry["figures"][0]["ours"] == 399 and entry["command"] == "python -m bench.train"
+
+    page = docs.render("<!-- generated: benchmarks -->\n")
+    section = page[page.index("### `train.json`") :]
+    section = section[: section.index("### ", 4)]
+    assert section.index("at commit abc1234+dirty") < section.index("carried over by hand")  # newest first
+    assert f"machine: {os.cpu_count()} cores, 399 train images/s." in section
+    assert "| ResNet-18 images/s (32 x 32, batch 64, CPU) | 399 | 387 | 1.03 |  |" in section
+    assert "machine: 2 cores, train images/s not recorded." in page  # a hand-carried entry without the speed
+    assert "train images/s (cores)" not in page  # the old garbled "not recorded (2) train images/s (cores)"
+
+    # the same file at the same commit again: its entry is replaced, not repeated; another commit adds one
+    _train_json(train, ours=500.0)
+    assert docs.main(["record-bench", str(train), "--commit", "abc1234+dirty", "--images-per-s", "321"]) == 0
+    runs = docs._load(data)["benchmarks"][kept:]
+    assert len(runs) == 1 and runs[0]["figures"][0]["ours"] == 500 and runs[0]["machine"]["train_images_per_s"] == 321
+    assert data.read_text().startswith(original)
+    assert docs.main(["record-bench", str(train), "--commit", "def5678", "--note", "the CPU was shared"]) == 0
+    assert [b["commit"] for b in docs._load(data)["benchmarks"][kept:]] == ["abc1234+dirty", "def5678"]
+    assert "at commit def5678" in (page := docs.render("<!-- generated: benchmarks -->\n"))
+    assert "train images/s; the CPU was shared." in page
+
+    # a file no benchmark writes is refused, and nothing is written
+    before = data.read_text()
+    (results / "nope.json").write_text("{}")
+    assert docs.main(["record-bench", str(results / "nope.json"), "--commit", "x"]) == 2
+    assert data.read_text() == before
+
+
+def test_every_benchmark_make_bench_runs_has_a_headline():
+    """make bench records every JSON it writes: each of its benchmarks reads its own (bench/NAME.py's headline)."""
+    import importlib
+
+    text = (REPO / "Makefile").read_text()
+    names = re.search(r"^BENCH_NAMES := (.+)$", text, re.M).group(1).split()
+    recipe = text[text.index("\nbench:") :].split("\n\n")[0]
+    assert [
+        re.search(r"-m bench\.(\w+)", line).group(1) for line in recipe.splitlines() if "-m bench." in line
+    ] == names
+    assert "record-bench" in recipe.splitlines()[-1]
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        assert callable(module.headline) and module.WHAT and module.REFERENCE, name
