@@ -34,6 +34,7 @@ LAYERS = ("unit", "stage", "e2e")
 # The longest files first (make test hands whole files to the workers in this order), so that no long file starts
 # last while the other worker idles. Within a file the order is the file's own.
 LONGEST_FIRST = (
+    "test_slurm.py",  # mostly waiting on the SLURM executor's status polls: started first, it overlaps the rest
     "test_pipeline.py",
     "test_reliability.py",
     "test_seam.py",

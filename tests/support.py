@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -145,3 +146,39 @@ def kill_at_points(cmd: list[str], env: dict, seconds: float, fractions, tries: 
                 break
             base = time.monotonic() - start
     return killed
+
+
+def shrunk_demo_args(data: Path) -> list[str]:
+    """``--set`` options that cut configs/demo.yaml to seconds on the small fixture (``small_data``): one epoch, two
+    folds, one baseline, one method (the workflow tests, tests/stage/test_workflow.py and tests/e2e/test_slurm.py)."""
+    sets = {
+        "expression.path": data / "expression.h5ad",
+        "explain.markers": data / "markers.csv",
+        "explain.biology.gene_sets": data / "gene_sets.gmt",
+        "preprocess.deepinsight.embedding": "pca",
+        "train_torch.epochs": 1,
+        "train_torch.folds": 2,
+        "train_torch.baselines": "[logistic_regression]",
+        "explain.methods": "[gradient]",
+        "explain.faithfulness.max_samples": 12,
+        "explain.sanity.enabled": "false",
+        "explain.stability.enabled": "false",
+        "explain.biology.enabled": "false",
+    }
+    return [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
+
+
+def json_differences(a, b, path="") -> list[str]:
+    """Where two JSON values differ (numbers beyond 1e-9)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{path}: keys {sorted(set(a) ^ set(b))}"]
+        return [d for k in a for d in json_differences(a[k], b[k], f"{path}.{k}")]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: lengths {len(a)} != {len(b)}"]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in json_differences(x, y, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float):
+        same = (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+        return [] if same else [f"{path}: {a} != {b}"]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]

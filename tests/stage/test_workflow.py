@@ -7,7 +7,6 @@ custom-content sections."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -15,29 +14,10 @@ import sys
 
 import pytest
 
-from ..support import REPO, check_declared_outputs, run_stages
+from ..support import REPO, check_declared_outputs, json_differences, run_stages, shrunk_demo_args
 
 pytestmark = pytest.mark.slow
 STAGES = ("preprocess", "train_torch", "explain", "report")
-
-
-def _shrink(data) -> list[str]:
-    """configs/demo.yaml on the small fixture, cut to seconds: one epoch, two folds, one baseline, one method."""
-    sets = {
-        "expression.path": data / "expression.h5ad",
-        "explain.markers": data / "markers.csv",
-        "explain.biology.gene_sets": data / "gene_sets.gmt",
-        "preprocess.deepinsight.embedding": "pca",
-        "train_torch.epochs": 1,
-        "train_torch.folds": 2,
-        "train_torch.baselines": "[logistic_regression]",
-        "explain.methods": "[gradient]",
-        "explain.faithfulness.max_samples": 12,
-        "explain.sanity.enabled": "false",
-        "explain.stability.enabled": "false",
-        "explain.biology.enabled": "false",
-    }
-    return [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
 
 
 def _snakemake(args: list[str], env: dict) -> subprocess.CompletedProcess:
@@ -48,7 +28,7 @@ def _snakemake(args: list[str], env: dict) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, small_data):
     tmp = tmp_path_factory.mktemp("workflow")
-    args = _shrink(small_data)
+    args = shrunk_demo_args(small_data)
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "snakemake")}
     proc = _snakemake(args, env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -64,22 +44,6 @@ def runs(tmp_path_factory, small_data):
     return {"tmp": tmp, "args": args, "env": env, "log": proc.stderr}
 
 
-def _close(a, b, path="") -> list[str]:
-    """Where two JSON values differ (numbers beyond 1e-9)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            return [f"{path}: keys {sorted(set(a) ^ set(b))}"]
-        return [d for k in a for d in _close(a[k], b[k], f"{path}.{k}")]
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return [f"{path}: lengths {len(a)} != {len(b)}"]
-        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _close(x, y, f"{path}[{i}]")]
-    if isinstance(a, float) and isinstance(b, float):
-        same = (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-        return [] if same else [f"{path}: {a} != {b}"]
-    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
-
-
 def test_snakemake_run_equals_the_make_route(runs):
     exp = runs["tmp"] / "snakemake" / "demo"
     for stage in STAGES:
@@ -87,7 +51,7 @@ def test_snakemake_run_equals_the_make_route(runs):
         check_declared_outputs(exp / stage, stage)
     snake = json.loads((exp / "report" / "summary.json").read_text())
     made = json.loads((runs["tmp"] / "make" / "demo" / "report" / "summary.json").read_text())
-    assert not _close(snake, made), _close(snake, made)[:10]
+    assert not json_differences(snake, made), json_differences(snake, made)[:10]
     # the same fingerprint (downstream ones name their upstream manifests' paths, which differ between the two)
     prints = [
         json.loads((runs["tmp"] / r / "demo/preprocess/manifest.json").read_text()) for r in ("snakemake", "make")
