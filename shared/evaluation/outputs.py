@@ -18,6 +18,11 @@ CLASSIFIER_OUTPUTS = (
     Output("{model}/test_predictions.csv", "sample, label, predicted, p_<class> on the held-out test split"),
     Output("{model}/cv_predictions.csv", "repeat, fold, sample, label, predicted, p_<class> out of fold"),
     Output(
+        "{model}/test_conformal.csv",
+        "split-conformal prediction sets of the held-out test (calibrated out of fold): sample, label, predicted, "
+        "set (classes joined by |), set_size, covered",
+    ),
+    Output(
         "{model}/history.csv",
         "fold, epoch, train/validation loss and accuracy, learning rate",
         when="models trained by epochs",

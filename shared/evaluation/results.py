@@ -2,7 +2,9 @@
 
 A trainer builds one ``ModelResult`` per model and calls ``write_result``; it writes under ``<stage>/<model>/``:
 ``metrics.json``, ``folds.csv``, ``per_class.csv``, ``confusion_matrix.csv``, ``confusion_matrix_cv_mean.csv``,
-``roc.csv``, ``test_predictions.csv``, ``cv_predictions.csv`` and, for a model trained by epochs, ``history.csv``.
+``roc.csv``, ``test_predictions.csv``, ``cv_predictions.csv``, ``test_conformal.csv`` (split-conformal prediction
+sets of the held-out test, calibrated on the out-of-fold predictions: ``shared.evaluation.conformal``) and, for a model
+trained by epochs, ``history.csv``.
 The model files themselves (``model.json`` and weights) are the trainer's, written by its ``save`` callback.
 ``write_models_index`` then writes the stage's ``models.json``, which is how report and explain find the models.
 """
@@ -20,6 +22,7 @@ import pandas as pd
 from shared.artifacts import write_json_atomic
 from shared.logs import get_logger
 
+from .conformal import DEFAULT_COVERAGE, conformal_sets, out_of_fold
 from .metrics import classification_metrics, confusion_table, mean_confusion, per_class_table, roc_table
 from .models_index import MODELS_INDEX
 from .splits import Protocol
@@ -86,8 +89,34 @@ def predictions(proto: Protocol, rows: np.ndarray, proba: np.ndarray) -> pd.Data
     return frame
 
 
-def write_result(out: Path, proto: Protocol, result: ModelResult) -> dict:
-    """Every output of one model under ``out/<name>/``; returns its ``metrics.json`` content."""
+def conformal(
+    proto: Protocol, result: ModelResult, coverage: float = DEFAULT_COVERAGE, by_class: bool = False
+) -> tuple[dict, pd.DataFrame]:
+    """Split-conformal prediction sets of the held-out test samples at ``coverage``, calibrated on the model's
+    out-of-fold predictions (a row's repeats averaged): (figures for ``metrics.json``, ``test_conformal.csv``)."""
+    rows, cal_proba = out_of_fold(result.cv)
+    return conformal_sets(
+        cal_proba,
+        proto.labels[rows],
+        result.test_proba,
+        proto.labels[proto.test_rows],
+        proto.samples["sample"].astype(str).to_numpy()[proto.test_rows],
+        proto.classes,
+        coverage,
+        by_class,
+        seed=proto.seed,
+    )
+
+
+def write_result(
+    out: Path,
+    proto: Protocol,
+    result: ModelResult,
+    conformal_coverage: float = DEFAULT_COVERAGE,
+    conformal_by_class: bool = False,
+) -> dict:
+    """Every output of one model under ``out/<name>/``; returns its ``metrics.json`` content. ``conformal_coverage``
+    and ``conformal_by_class``: the trainer's settings of the conformal prediction sets."""
     folder = out / result.name
     folder.mkdir(parents=True, exist_ok=True)
     classes, labels = proto.classes, proto.labels
@@ -114,6 +143,8 @@ def write_result(out: Path, proto: Protocol, result: ModelResult) -> dict:
     cv_pred.insert(0, "fold", cv_frame["fold"].to_numpy())
     cv_pred.insert(0, "repeat", cv_frame["repeat"].to_numpy())
     cv_pred.to_csv(folder / "cv_predictions.csv", index=False)
+    conformal_figures, conformal_table = conformal(proto, result, conformal_coverage, conformal_by_class)
+    conformal_table.to_csv(folder / "test_conformal.csv", index=False)
     protocol = proto.describe()
     metrics = {
         "model": result.name,
@@ -127,15 +158,20 @@ def write_result(out: Path, proto: Protocol, result: ModelResult) -> dict:
         "folds": result.folds.to_dict(orient="records"),
         "n_parameters": result.n_parameters,
         "pretrained": result.pretrained,
+        "conformal": conformal_figures,
     }
     write_json_atomic(folder / "metrics.json", metrics)
     log.info(
-        "%s: held-out test (%d samples) accuracy %.3f, macro-F1 %.3f, macro AUC %.3f",
+        "%s: held-out test (%d samples) accuracy %.3f, macro-F1 %.3f, macro AUC %.3f; conformal sets at %.0f%%: "
+        "coverage %.3f, mean size %.2f",
         result.name,
         test["n"],
         test["accuracy"],
         test["macro_f1"],
         test["macro_auc"],
+        100 * conformal_coverage,
+        conformal_figures["coverage"],
+        conformal_figures["mean_set_size"],
     )
     return metrics
 

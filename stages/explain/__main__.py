@@ -139,7 +139,16 @@ def explain_model(
         else None
     )
     kind = data.kind if data.kind == "vector" else ("image" if data.array.ndim == 4 else "volume")
-    h5ad = None if gene_names is None else open_anndata(out / name / "attributions.h5ad", data, classes, settings)
+    conformal = (
+        pd.read_csv(folder / "test_conformal.csv", dtype={"sample": str, "set": str}, keep_default_na=False)
+        if (folder / "test_conformal.csv").is_file()
+        else None
+    )
+    h5ad = (
+        None
+        if gene_names is None
+        else open_anndata(out / name / "attributions.h5ad", data, classes, settings, conformal)
+    )
     explained = ExplainedModel(model, name, data, classes, markers, device, seed)
     try:
         gene_means: dict[str, np.ndarray] = {}

@@ -228,7 +228,7 @@ STAGE = StageSpec(
         ),
         Output(
             "{model}/attributions.h5ad",
-            "AnnData for scanpy: obs the test samples (label, prediction), var the "
+            "AnnData for scanpy: obs the test samples (label, prediction, conformal_set, conformal_set_size), var the "
             "genes, one layer per method (every explained sample; "
             "attribution_dtype), varm class means, uns top genes and the "
             "trust figures; with biology.enabled uns['rank_genes_groups'] (Wilcoxon, "

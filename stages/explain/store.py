@@ -18,9 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from shared.logs import get_logger
+
 if TYPE_CHECKING:
     from .inputs import ModelInputs
     from .params import Explain
+
+log = get_logger(__name__)
 
 
 class LazyRows:
@@ -240,10 +244,14 @@ def _write_elem():
 
 
 # ------------------------------------------------------------------------------ attributions.h5ad, for scanpy
-def open_anndata(path: Path, data: ModelInputs, classes: list[str], settings: Explain) -> AnnDataFile:
-    """attributions.h5ad begun: obs the explained samples (label, prediction, p_true_class, correct, split), var the
-    genes (and their symbols), X the gene values as the model saw them (vectors; for images the values they were
-    rendered from), written a chunk of samples at a time; each method then adds its layer (``explain_method``)."""
+def open_anndata(
+    path: Path, data: ModelInputs, classes: list[str], settings: Explain, conformal: pd.DataFrame | None = None
+) -> AnnDataFile:
+    """attributions.h5ad begun: obs the explained samples (label, prediction, p_true_class, correct, split, and with
+    the trainer's ``test_conformal.csv`` given as ``conformal``: conformal_set, the classes of the sample's conformal
+    prediction set joined by '|', '' for an empty set, and conformal_set_size), var the genes (and their symbols), X
+    the gene values as the model saw them (vectors; for images the values they were rendered from), written a chunk
+    of samples at a time; each method then adds its layer (``explain_method``)."""
     proba = data.proba
     obs = pd.DataFrame(
         {
@@ -255,6 +263,14 @@ def open_anndata(path: Path, data: ModelInputs, classes: list[str], settings: Ex
         },
         index=pd.Index(data.samples["sample"].astype(str).to_numpy(), name="sample"),
     )
+    if conformal is not None:
+        by_sample = conformal.assign(sample=conformal["sample"].astype(str)).set_index("sample")
+        found = obs.index.isin(by_sample.index)
+        if not found.all():  # a trainer's table of other samples: say nothing rather than something wrong
+            log.warning("conformal sets: %d explained samples not in test_conformal.csv; left out", (~found).sum())
+        else:
+            obs["conformal_set"] = by_sample["set"].reindex(obs.index).fillna("").astype(str).to_numpy()
+            obs["conformal_set_size"] = by_sample["set_size"].reindex(obs.index).to_numpy(np.int64)
     var = pd.DataFrame(index=pd.Index(np.asarray(data.gene_names).astype(str), name="gene"))
     if data.genes_table is not None and "symbol" in data.genes_table:
         var["symbol"] = data.genes_table["symbol"].astype(str).to_numpy()

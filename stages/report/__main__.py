@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -145,6 +146,63 @@ def model_section(name: str, entry: dict, folder: Path, figures: Path) -> tuple[
     }, metrics
 
 
+def conformal_summary(figures: dict) -> dict:
+    """summary.json's view of a model's conformal prediction sets (metrics.json's ``conformal``)."""
+    keys = ("target_coverage", "coverage", "mean_set_size", "n", "n_single", "n_empty", "n_ambiguous")
+    return {k: figures[k] for k in keys} | {
+        "calibration": figures["calibration"],
+        "coverage_p": figures["coverage_p"],
+        "off_target": figures["off_target"],
+        "per_class": {
+            c: {k: v[k] for k in ("n", "coverage", "mean_set_size")} for c, v in figures["per_class"].items()
+        },
+    }
+
+
+def conformal_section(name: str, metrics: dict, folder: Path) -> dict | None:
+    """The report's view of one model's conformal sets: its row of the coverage table, its per-class table, and
+    the held-out samples whose set is not a single class (empty or ambiguous); None for a model whose trainer
+    wrote none (a result from before the sets were written)."""
+    figures = metrics.get("conformal")
+    table_path = folder / "test_conformal.csv"
+    if not figures or not table_path.is_file():
+        return None
+    table = pd.read_csv(table_path, dtype={"sample": str, "label": str, "predicted": str, "set": str})
+    table["set"] = table["set"].fillna("")
+    flagged = table[table["set_size"] != 1].copy()
+    flagged["set"] = flagged["set"].map(lambda s: s.replace("|", ", ") if s else "(empty)")
+    flagged["why"] = np.where(flagged["set_size"] == 0, "no class reaches the threshold", "ambiguous")
+    per_class = pd.DataFrame(
+        [{"class": c, **{k: v[k] for k in ("n", "coverage", "mean_set_size")}} for c, v in figures["per_class"].items()]
+    )
+    return {
+        "model": name,
+        "figures": figures,
+        "row": {
+            "model": name,
+            "target coverage": figures["target_coverage"],
+            "coverage": figures["coverage"],
+            "mean set size": figures["mean_set_size"],
+            "single class": figures["n_single"],
+            "empty": figures["n_empty"],
+            "ambiguous": figures["n_ambiguous"],
+            "test samples": figures["n"],
+            "p (exchangeable)": figures["coverage_p"],
+            "off target": "yes" if figures["off_target"] else "no",
+            "calibration": f"{figures['calibration']}, {figures['n_calibration']} out-of-fold samples",
+        },
+        "per_class_html": _html_table(per_class),
+        "flagged_html": _html_table(
+            flagged[["sample", "label", "predicted", "set", "set_size", "covered", "why"]].rename(
+                columns={"set_size": "set size", "covered": "label in set"}
+            )
+        )
+        if len(flagged)
+        else None,
+        "n_flagged": int(len(flagged)),
+    }
+
+
 FLAG_TEXT = {
     "de_no_better_than_chance": "top genes no closer to DE than random genes",
     "keep_no_better_than_random": "kept genes predict no better than random genes",
@@ -225,7 +283,7 @@ def run(stage: StageRun) -> None:
     data = data_summary(stage, classifiers)
     n_test = data["n_test"]
 
-    models, summary_models, scored = [], {}, []
+    models, summary_models, scored, conformal_models = [], {}, [], []
     for indexed in read_models_index(classifiers):
         name = indexed.name
         section, metrics = model_section(name, {**indexed.entry, "provider": indexed.trainer}, indexed.folder, figures)
@@ -237,6 +295,10 @@ def run(stage: StageRun) -> None:
         summary_models[name].update(
             kind=indexed.entry["kind"], provider=indexed.trainer, at_chance=section["at_chance"]
         )
+        conformal = conformal_section(name, metrics, indexed.folder)
+        if conformal is not None:
+            conformal_models.append(conformal)
+            summary_models[name]["conformal"] = conformal_summary(metrics["conformal"])
     overview = pd.DataFrame(
         [
             {
@@ -391,6 +453,10 @@ def run(stage: StageRun) -> None:
         total_wall_time=sum(s["wall_time_s"] for s in provenance),
         config_yaml=yaml.safe_dump(exp.to_dict(), sort_keys=False),
         trust_html=_html_table(pd.DataFrame(trust_rows).dropna(axis=1, how="all")) if trust_rows else None,
+        conformal_models=conformal_models,
+        conformal_html=_html_table(pd.DataFrame([c["row"] for c in conformal_models]), "{:.3g}")
+        if conformal_models
+        else None,
         biology=biology,
         biology_absent=biology_absent,
     )

@@ -250,7 +250,7 @@ def run(stage: StageRun) -> None:
         },
     )
     result.spec["input"] = Dataset.open(stage.out).model_input("volume", provider=stage.stage) | result.spec["input"]
-    headline = write_result(stage.out, proto, result)
+    headline = write_result(stage.out, proto, result, settings.conformal_coverage, settings.conformal_by_class)
     write_models_index(stage.out, [result])
     stage.record(
         cohort=cohort,

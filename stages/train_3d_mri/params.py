@@ -87,6 +87,12 @@ class Train3dMri(Section):
     validation_fraction: float = Field(0.15, gt=0, lt=1)
     #: repeated k-fold: the folds drawn again with other seeds
     repeats: int = Field(1, ge=1)
+    #: split-conformal prediction sets of the held-out test (test_conformal.csv, metrics.json's conformal): the
+    #: share of samples whose set should hold the true class, calibrated on the out-of-fold predictions
+    conformal_coverage: float = Field(0.9, gt=0, lt=1)
+    #: calibrate one threshold per class (Mondrian), so each class is covered at conformal_coverage; needs about
+    #: 1/(1 - conformal_coverage) training samples a class or more. false: one threshold, coverage over all samples
+    conformal_by_class: bool = False
     #: most epochs (early stopping may end training sooner)
     epochs: int = Field(30, ge=1)
     #: patients per training step

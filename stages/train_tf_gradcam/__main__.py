@@ -354,7 +354,7 @@ def run(stage: StageRun) -> None:
     for arch in settings.models:
         result, members = train(arch, settings, data, proto, stage, exp.seed)
         results.append(result)
-        write_result(stage.out, proto, result)
+        write_result(stage.out, proto, result, settings.conformal_coverage, settings.conformal_by_class)
         if settings.explain.methods:
             explanations.models[arch] = ModelExplanations.from_json(
                 explain(arch, members, settings, data, proto, stage.out, markers)

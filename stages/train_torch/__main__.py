@@ -200,7 +200,10 @@ def run(stage: StageRun) -> None:
         results += [train_baseline(ctx.proto, name, data.vectors, exp.seed) for name in settings.baselines]
     if not dist.is_main:
         return
-    summary = {r.name: write_result(stage.out, ctx.proto, r) for r in results}
+    summary = {
+        r.name: write_result(stage.out, ctx.proto, r, settings.conformal_coverage, settings.conformal_by_class)
+        for r in results
+    }
     write_models_index(stage.out, results)
     data.source.copy_map_to(stage.out)
     stage.record(

@@ -39,6 +39,12 @@ class TrainTorch(Section):
     folds: int = Field(5, ge=2)
     #: repeated k-fold: more paired scores for the model comparison
     repeats: int = Field(1, ge=1)
+    #: split-conformal prediction sets of the held-out test (test_conformal.csv, metrics.json's conformal): the
+    #: share of samples whose set should hold the true class, calibrated on the out-of-fold predictions
+    conformal_coverage: float = Field(0.9, gt=0, lt=1)
+    #: calibrate one threshold per class (Mondrian), so each class is covered at conformal_coverage; needs about
+    #: 1/(1 - conformal_coverage) training samples a class or more. false: one threshold, coverage over all samples
+    conformal_by_class: bool = False
     #: most epochs per fold (early stopping may end a fold sooner)
     epochs: int = Field(30, ge=1)
     #: samples per training step

@@ -147,7 +147,16 @@ def test_attributions_open_in_scanpy_with_the_readme_line(pipeline):
     assert set(adata.layers) == methods and adata.n_vars == 256
     assert {f"{m}_class_means" for m in methods} <= set(adata.varm)
     assert {"top_genes", "trust", "config", "classes", "methods"} <= set(adata.uns)
-    assert {"label", "prediction", "p_true_class", "correct", "split"} <= set(adata.obs)
+    assert {"label", "prediction", "p_true_class", "correct", "split", "conformal_set", "conformal_set_size"} <= set(
+        adata.obs
+    )
+    sets = pd.read_csv(
+        pipeline["exp"] / "train_torch" / "resnet18" / "test_conformal.csv",
+        dtype={"sample": str},
+        keep_default_na=False,
+    ).set_index("sample")
+    assert (adata.obs["conformal_set"] == sets.loc[adata.obs_names, "set"].to_numpy()).all()
+    assert (adata.obs["conformal_set_size"] == sets.loc[adata.obs_names, "set_size"].to_numpy()).all()
     trust = json.loads(adata.uns["trust"])
     assert set(trust["gradient"]) == {"faithfulness", "sanity", "stability"}
     page = (REPO / "docs" / "concepts" / "explanations.md").read_text()

@@ -80,6 +80,35 @@ def test_every_label_and_gene_name_is_escaped(hostile):
     check_declared_outputs(hostile / "t" / "report", "report")  # and nothing the report does not declare
 
 
+def test_conformal_sets_reach_summary_report_and_h5ad(hostile):
+    """Each model's conformal coverage and set size in summary.json, the per-sample trust section listing the held-out
+    samples whose set is not a single class (their class names escaped), and each explained sample's set in obs."""
+    import anndata as ad
+    import pandas as pd
+
+    exp = hostile / "t"
+    summary = json.loads((exp / "report" / "summary.json").read_text())
+    html = (exp / "report" / "index.html").read_text()
+    assert "<h2>Per-sample trust</h2>" in html
+    for name in ("dense", "logistic_regression"):
+        conformal = summary["models"][name]["conformal"]
+        sets = pd.read_csv(exp / "train_torch" / name / "test_conformal.csv", keep_default_na=False)
+        assert conformal["target_coverage"] == 0.9 and conformal["n"] == len(sets) == summary["n_test"]
+        assert conformal["coverage"] == pytest.approx(sets["covered"].mean())
+        assert conformal["mean_set_size"] == pytest.approx(sets["set_size"].mean())
+        assert set(conformal["per_class"]) == set(HOSTILE_CLASSES) | {"Non-malignant"}
+        flagged = sets[sets["set_size"] != 1]
+        assert f"{name}: {len(flagged)} of {len(sets)} held-out samples not a single class" in html
+        for sample in flagged["sample"].astype(str):
+            assert f"<td>{sample}</td>" in html
+    adata = ad.read_h5ad(exp / "explain" / "dense" / "attributions.h5ad")
+    sets = pd.read_csv(
+        exp / "train_torch" / "dense" / "test_conformal.csv", dtype={"sample": str}, keep_default_na=False
+    ).set_index("sample")
+    assert (adata.obs["conformal_set"].to_numpy() == sets.loc[adata.obs_names, "set"].to_numpy()).all()
+    assert (adata.obs["conformal_set_size"].to_numpy() == sets.loc[adata.obs_names, "set_size"].to_numpy()).all()
+
+
 def test_the_page_in_a_real_browser_shows_names_as_text(hostile):
     browser_or_skip()
     from playwright.sync_api import sync_playwright

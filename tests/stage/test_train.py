@@ -19,7 +19,7 @@ from scipy import stats
 from shared.evaluation.compare import compare_models, corrected_resampled_ttest, wilcoxon, wilcoxon_min_p
 from shared.torch_training.fit import EarlyStopping
 
-from ..support import REPO, write_config
+from ..support import REPO, check_declared_outputs, write_config
 
 DENSE = {
     "models": ["dense"],
@@ -135,6 +135,21 @@ def test_baselines_share_the_folds_and_beat_chance(tmp_path, prepared):
     )
     pairs = compare_all([{"name": m["model"], "folds": m["folds"], "splits": m["splits"]} for m in (dense, metrics)])
     assert len(pairs) == 1 and pairs[0]["comparable"] and pairs[0]["a"] == "dense" and pairs[0]["n_folds"] == 3
+    # split-conformal sets of every held-out test sample, calibrated out of fold, at the default 90%
+    sets = pd.read_csv(out / "t" / "train_torch" / "dense" / "test_conformal.csv", keep_default_na=False)
+    test_ids = samples.loc[samples["split"] == "test", "sample"].astype(str)
+    assert list(sets.columns) == ["sample", "label", "predicted", "set", "set_size", "covered"]
+    assert sorted(sets["sample"].astype(str)) == sorted(test_ids)
+    assert (sets["set_size"] == [len(s.split("|")) if s else 0 for s in sets["set"]]).all()
+    assert (sets["covered"] == [lab in s.split("|") for lab, s in zip(sets["label"], sets["set"], strict=True)]).all()
+    figures = dense["conformal"]
+    assert (
+        figures["target_coverage"] == 0.9
+        and figures["n"] == len(test_ids) == figures["n_single"] + figures["n_empty"] + figures["n_ambiguous"]
+    )
+    assert figures["coverage"] == pytest.approx(sets["covered"].mean())
+    assert figures["n_calibration"] == len(samples[samples["split"] == "train"])
+    check_declared_outputs(out / "t" / "train_torch", "train_torch")
 
 
 def test_resume_after_kill_gives_the_same_result(tmp_path, prepared):
