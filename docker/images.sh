@@ -100,7 +100,8 @@ fi
 context() {
   tar -c --owner=0 --group=0 --numeric-owner --mtime=2020-01-01 --sort=name \
     --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
-    pyproject.toml constraints.txt README.md shared stages docker/install.py docker/build-pip docker/*.Dockerfile \
+    pyproject.toml setup.py oncoxai/__init__.py constraints.txt README.md shared stages docker/install.py docker/build-pip \
+    docker/*.Dockerfile \
     "${cert_member[@]}" "${lock_member[@]}"
 }
 size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
