@@ -1,5 +1,5 @@
 """mkdocs hook (mkdocs.yml ``hooks:``): fills each page's ``<!-- generated: NAME -->`` lines from the code's
-declarations and docs/data/ (shared/docs.py), at build time."""
+declarations and docs/data/ (shared/docs/), at build time."""
 
 import sys
 from pathlib import Path

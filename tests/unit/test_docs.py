@@ -134,7 +134,7 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
     assert method["insertion_better_than_random"] is False and method["draws_shared_top_k"] == 0.9
     assert method["localisation"]["above_chance"] == 18
     # the page's table, from the recorded file: a volume model's rows get the localisation column
-    monkeypatch.setattr(docs, "DEMOS", tmp_path)
+    monkeypatch.setattr(docs.records, "DEMOS", tmp_path)  # read there when a part is made
     (tmp_path / "demo.json").write_text(json.dumps(record))
     table = docs.render("<!-- generated: demo-methods demo -->")
     assert "tumour mask" in table and "0.250 (0.160), 18 of 18, p = 4e-06" in table
@@ -179,7 +179,7 @@ def test_record_bench_adds_a_generated_entry_that_the_benchmarks_page_renders(tm
     original = (REPO / "docs" / "data" / "benchmarks.yaml").read_text()
     data.write_text(original)
     kept = len(docs._load(data)["benchmarks"])
-    monkeypatch.setattr(docs, "BENCHMARKS", data)
+    monkeypatch.setattr(docs.records, "BENCHMARKS", data)  # read there, by record-bench too
     results = tmp_path / "bench"
     results.mkdir()
     train = _train_json(results / "train.json")
