@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -83,22 +82,68 @@ def _summary(outputs: Path, experiment: str = "demo") -> dict:
 
 @pytest.fixture(scope="module")
 def routes(cluster, small_data, tmp_path_factory):
-    """The shrunk demo through Snakemake on this machine, then on the cluster; their wall times."""
+    """The shrunk demo through Snakemake on this machine, then on the cluster with train_torch's job cancelled once
+    the stage has written part of its folder (the run fails) and the same command run again (it completes): one
+    SLURM route that is checked both for equality with the local run and for the clean rerun."""
     tmp = tmp_path_factory.mktemp("routes")
     args = [*shrunk_demo_args(small_data), *_resources(2)]
     local, local_s = _run(None, args, tmp / "local")
     assert local.returncode == 0, local.stderr[-3000:]
-    on_slurm, slurm_s = _run(cluster, args, tmp / "slurm")
-    assert on_slurm.returncode == 0, on_slurm.stderr[-4000:] + cluster.log_tail()
-    print(f"\nshrunk demo: local Snakemake {local_s:.1f} s, SLURM executor {slurm_s:.1f} s")
+    outputs = tmp / "slurm"
+    before = {j["id"] for j in cluster.jobs()}
+    start = time.monotonic()
+    proc = _workflow(cluster, args, outputs, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    victim = _cancel_train_torch(cluster, proc, outputs / "demo", before)
+    failed_s = time.monotonic() - start
+    first_jobs = [j for j in cluster.jobs() if j["id"] not in before]
+    rerun, rerun_s = _run(cluster, args, outputs)
+    assert rerun.returncode == 0, rerun.stderr[-4000:] + cluster.log_tail()
+    # squeue forgets a finished job after MinJobAge: the states are read now
+    seen = before | {j["id"] for j in first_jobs}
+    second_jobs = [j for j in cluster.jobs() if j["id"] not in seen]
+    victim["state"] = {j["id"]: j["state"] for j in first_jobs}.get(victim["id"])
+    print(
+        f"\nshrunk demo: local Snakemake {local_s:.1f} s; on SLURM, train_torch's job cancelled "
+        f"{victim['after_s']:.1f} s into the run, which failed after {failed_s:.1f} s; the rerun took {rerun_s:.1f} s"
+    )
     return {
         "tmp": tmp,
         "data": small_data,
         "args": args,
-        "log": on_slurm.stderr,
-        "local_s": local_s,
-        "slurm_s": slurm_s,
+        "first_jobs": first_jobs,
+        "second_jobs": second_jobs,
+        "victim": victim,
+        "log": rerun.stderr,
     }
+
+
+def _cancel_train_torch(cluster: Cluster, proc: subprocess.Popen, exp: Path, before: set) -> dict:
+    """Cancels train_torch's job once it runs and the stage has written dataset.json; waits for the run to end.
+    Returns the job's id, when it was cancelled, the run's exit status and output."""
+    start = time.monotonic()
+    train, victim = exp / "train_torch", None
+    try:
+        while time.monotonic() - start < 600 and proc.poll() is None:
+            running = [
+                j
+                for j in cluster.jobs()
+                if j["id"] not in before and j["comment"] == "rule_demo__train_torch" and j["state"] == "RUNNING"
+            ]
+            if running and (train / "dataset.json").exists() and _stage_running("train_torch", exp / "config.yaml"):
+                victim = {"id": running[0]["id"], "after_s": time.monotonic() - start}
+                assert cluster.run("scancel", victim["id"], timeout=30).returncode == 0
+                break
+            time.sleep(0.2)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert victim is not None, "train_torch's job was never seen running"
+    assert proc.returncode != 0, out[-3000:]
+    assert not (train / "manifest.json").exists()
+    assert not _stage_running("train_torch", exp / "config.yaml"), "scancel left the stage running"
+    return {**victim, "returncode": proc.returncode, "output": out}
 
 
 def test_slurm_run_equals_the_local_run(routes, cluster):
@@ -107,8 +152,9 @@ def test_slurm_run_equals_the_local_run(routes, cluster):
         check_declared_outputs(exp / stage, stage)
     differences = json_differences(_summary(routes["tmp"] / "slurm"), _summary(routes["tmp"] / "local"))
     assert not differences, differences[:10]
-    # every stage ran as a SLURM job of its own, and ended COMPLETED
-    jobs = {j["comment"]: j for j in cluster.jobs()}
+    # every stage ran as a SLURM job of its own and ended COMPLETED (preprocess in the first run, the rest in the rerun)
+    jobs = {j["comment"]: j for j in routes["second_jobs"]}
+    jobs["rule_demo__preprocess"] = next(j for j in routes["first_jobs"] if j["comment"] == "rule_demo__preprocess")
     for stage in STAGES:
         assert jobs[f"rule_demo__{stage}"]["state"] == "COMPLETED", jobs
     assert "Submitted batch job" in routes["log"] or "has been submitted with SLURM jobid" in routes["log"]
@@ -152,57 +198,14 @@ def _stage_running(stage: str, config: Path) -> bool:
     return False
 
 
-def test_a_cancelled_job_is_rerun_cleanly(routes, cluster, tmp_path):
-    """train_torch's job cancelled once the stage has written part of its folder: the run fails; the same command
-    again runs train_torch and what follows it, and gives the local run's summary. The SLURM route's resolved config
-    and preprocess result are copied in first (times kept, so Snakemake finds preprocess up to date): one job less."""
-    outputs = tmp_path / "killed"
-    done = routes["tmp"] / "slurm" / "demo"
-    (outputs / "demo").mkdir(parents=True)
-    shutil.copy2(done / "config.yaml", outputs / "demo" / "config.yaml")
-    shutil.copytree(done / "preprocess", outputs / "demo" / "preprocess")
-    before = {j["id"] for j in cluster.jobs()}
-    proc = _workflow(cluster, routes["args"], outputs, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    start = time.monotonic()
-    train = outputs / "demo" / "train_torch"
-    victim = None
-    try:
-        while time.monotonic() - start < 600 and proc.poll() is None:
-            running = [
-                j
-                for j in cluster.jobs()
-                if j["id"] not in before and j["comment"] == "rule_demo__train_torch" and j["state"] == "RUNNING"
-            ]
-            if (
-                running
-                and (train / "dataset.json").exists()
-                and _stage_running("train_torch", outputs / "demo" / "config.yaml")
-            ):
-                victim = running[0]["id"]
-                cancelled_at = time.monotonic() - start
-                assert cluster.run("scancel", victim, timeout=30).returncode == 0
-                break
-            time.sleep(0.2)
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert victim is not None, "train_torch's job was never seen running"
-    assert proc.returncode != 0, out[-3000:]
-    assert not (train / "manifest.json").exists()
-    assert not _stage_running("train_torch", outputs / "demo" / "config.yaml"), "scancel left the stage running"
-    state = {j["id"]: j["state"] for j in cluster.jobs()}[victim]
-    assert state == "CANCELLED", state
-    assert not [j for j in cluster.jobs() if j["id"] not in before and j["comment"] == "rule_demo__preprocess"]
-    failed_s = time.monotonic() - start
-    rerun, rerun_s = _run(cluster, routes["args"], outputs)
-    assert rerun.returncode == 0, rerun.stderr[-4000:] + cluster.log_tail()
-    for stage in STAGES:
-        check_declared_outputs(outputs / "demo" / stage, stage)
-    differences = json_differences(_summary(outputs), _summary(routes["tmp"] / "local"))
-    assert not differences, differences[:10]
-    print(
-        f"\nkill and rerun: train_torch's job cancelled {cancelled_at:.1f} s into the run, which failed after "
-        f"{failed_s:.1f} s; the rerun took {rerun_s:.1f} s"
-    )
+def test_a_cancelled_job_is_rerun_cleanly(routes):
+    """The cancelled job ends CANCELLED and fails its run; the same command again submits train_torch and what
+    follows it, not preprocess, which finished in the first run; the rerun's summary equals the local run's
+    (test_slurm_run_equals_the_local_run)."""
+    victim = routes["victim"]
+    assert victim["state"] == "CANCELLED", routes["first_jobs"]
+    first = {j["comment"]: j for j in routes["first_jobs"]}
+    assert first["rule_demo__preprocess"]["state"] == "COMPLETED", first
+    assert "rule_demo__explain" not in first and "rule_demo__report" not in first, first
+    second = [j["comment"] for j in routes["second_jobs"]]
+    assert sorted(second) == sorted(f"rule_demo__{s}" for s in STAGES[1:]), second
