@@ -12,7 +12,8 @@ makes, at build time, so nothing generated is committed and re-measuring rewrite
 - ``benchmarks``: ``make bench``'s headline figures, from docs/data/benchmarks.yaml (each run's entry written by
   ``record-bench`` from outputs/bench/NAME.json through bench/NAME.py's ``headline``; the oldest carried by hand);
 - ``demo-models EXPERIMENT``, ``demo-methods EXPERIMENT``: a demo run's held-out scores and trust figures (the
-  tumour-mask localisation too, for volumes), from docs/data/demos/EXPERIMENT.json.
+  tumour-mask localisation too, for volumes), from docs/data/demos/EXPERIMENT.json; ``demo-subregions
+  EXPERIMENT``: a volume demo's map energy per class and tumour sub-region, from the same file.
 
     python -m shared.docs show NAME [ARGUMENT]    # print one generated part
     python -m shared.docs record-demo outputs/demo/report/summary.json --commit C   # the demo page's figures
@@ -421,6 +422,8 @@ def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
             "draws_shared_top_k": (stab.get("draws") or {}).get("shared_top_k"),
             # volumes: the map's share of the tumour mask against chance, for the first target scored
             "localisation": next(iter((e.get("localisation") or {}).values()), None),
+            # volumes: the same per class and tumour sub-region (BraTS labels)
+            "subregions": (e.get("subregions") or {}).get("per_class"),
         }
     models = {
         name: {k: m[k] for k in ("macro_f1", "accuracy", "macro_auc", "kind")} for name, m in summary["models"].items()
@@ -501,6 +504,41 @@ def demo_methods_section(experiment: str = "demo") -> str:
     return "\n".join(lines) + "\n"
 
 
+def demo_subregions_section(experiment: str = "demo_mri") -> str:
+    """A volume demo's map energy per class and tumour sub-region against the region's share of the brain, from
+    the recorded file (a line saying so where the recorded run has none)."""
+    from shared.evaluation.localisation import BRATS_REGIONS
+
+    demo = _demo(experiment)
+    recorded = {key: m["subregions"] for key, m in demo["methods"].items() if m.get("subregions")}
+    if not recorded:
+        return f"(`docs/data/demos/{experiment}.json` records no sub-region table.)\n"
+    several = len({key.split("/", 1)[0] for key in recorded}) > 1
+    lines = [
+        "| method | class | region | map's energy share (region's share of the brain) | exams above | "
+        "sign test p (two-sided) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, per_class in recorded.items():
+        name = key if several else key.split("/", 1)[1]
+        for cls, per_region in per_class.items():
+            for region, r in per_region.items():
+                what = f"{region} ({BRATS_REGIONS[region].description})" if region in BRATS_REGIONS else region
+                lines.append(
+                    f"| {name} | {cls} | {what} | {r['energy_share_mean']:.3f} ({r['volume_share_mean']:.3f}) | "
+                    f"{r['above_chance']} of {r['n']} | {r['p_sign_test']:.2g} |"
+                )
+    # the smallest p of an exact two-sided sign test over n exams is 2 / 2^n: below 0.05 only from 6 exams on
+    small = sorted({r["n"] for pc in recorded.values() for pr in pc.values() for r in pr.values() if r["n"] < 6})
+    if small:
+        lines += [
+            "",
+            f"With {' or '.join(map(str, small))} exams a row cannot reach p < 0.05: an exact two-sided sign test's "
+            "smallest p over n exams is 2 / 2ⁿ.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 #: marker name -> what makes it
 GENERATED: dict[str, Callable[[], str]] = {
     "config": config_section,
@@ -510,6 +548,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "benchmarks": benchmarks_section,
     "demo-models": demo_models_section,
     "demo-methods": demo_methods_section,
+    "demo-subregions": demo_subregions_section,
 }
 
 
@@ -530,7 +569,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="print one generated part")
     show.add_argument("name", choices=sorted(GENERATED))
-    show.add_argument("argument", nargs="?", help="the part's argument (demo-models, demo-methods: the experiment)")
+    show.add_argument(
+        "argument", nargs="?", help="the part's argument (demo-models, demo-methods, demo-subregions: the experiment)"
+    )
     record = sub.add_parser("record-demo", help="keep a demo run's figures in docs/data/demos/ for the demo page")
     record.add_argument("summary", help="a demo run's report/summary.json (written to docs/data/demos/EXPERIMENT.json)")
     record.add_argument("--commit", required=True, help="the commit the run was made at")
