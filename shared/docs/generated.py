@@ -6,7 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .records import benchmarks_section, demo_methods_section, demo_models_section, test_times_section
+from .records import (
+    benchmarks_section,
+    demo_methods_section,
+    demo_models_section,
+    demo_subregions_section,
+    test_times_section,
+)
 from .reference import config_section, methods_section, stages_section
 
 MARKER = re.compile(r"^<!-- generated: ([a-z-]+)(?: ([a-z0-9_]+))? -->$", re.MULTILINE)
@@ -21,6 +27,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "benchmarks": benchmarks_section,
     "demo-models": demo_models_section,
     "demo-methods": demo_methods_section,
+    "demo-subregions": demo_subregions_section,
 }
 
 

@@ -229,6 +229,8 @@ def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
             "draws_shared_top_k": (stab.get("draws") or {}).get("shared_top_k"),
             # volumes: the map's share of the tumour mask against chance, for the first target scored
             "localisation": next(iter((e.get("localisation") or {}).values()), None),
+            # volumes: the same per class and tumour sub-region (BraTS labels)
+            "subregions": (e.get("subregions") or {}).get("per_class"),
         }
     models = {
         name: {k: m[k] for k in ("macro_f1", "accuracy", "macro_auc", "kind")} for name, m in summary["models"].items()
@@ -306,4 +308,39 @@ def demo_methods_section(experiment: str = "demo") -> str:
                 else " |"
             )
         lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def demo_subregions_section(experiment: str = "demo_mri") -> str:
+    """A volume demo's map energy per class and tumour sub-region against the region's share of the brain, from
+    the recorded file (a line saying so where the recorded run has none)."""
+    from shared.evaluation.localisation import BRATS_REGIONS
+
+    demo = _demo(experiment)
+    recorded = {key: m["subregions"] for key, m in demo["methods"].items() if m.get("subregions")}
+    if not recorded:
+        return f"(`docs/data/demos/{experiment}.json` records no sub-region table.)\n"
+    several = len({key.split("/", 1)[0] for key in recorded}) > 1
+    lines = [
+        "| method | class | region | map's energy share (region's share of the brain) | exams above | "
+        "sign test p (two-sided) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, per_class in recorded.items():
+        name = key if several else key.split("/", 1)[1]
+        for cls, per_region in per_class.items():
+            for region, r in per_region.items():
+                what = f"{region} ({BRATS_REGIONS[region].description})" if region in BRATS_REGIONS else region
+                lines.append(
+                    f"| {name} | {cls} | {what} | {r['energy_share_mean']:.3f} ({r['volume_share_mean']:.3f}) | "
+                    f"{r['above_chance']} of {r['n']} | {r['p_sign_test']:.2g} |"
+                )
+    # the smallest p of an exact two-sided sign test over n exams is 2 / 2^n: below 0.05 only from 6 exams on
+    small = sorted({r["n"] for pc in recorded.values() for pr in pc.values() for r in pr.values() if r["n"] < 6})
+    if small:
+        lines += [
+            "",
+            f"With {' or '.join(map(str, small))} exams a row cannot reach p < 0.05: an exact two-sided sign test's "
+            "smallest p over n exams is 2 / 2ⁿ.",
+        ]
     return "\n".join(lines) + "\n"

@@ -9,11 +9,13 @@ live here once::
     ModelExplanations       provider, arch, input, samples, n_test, n_explained, gene_map, per_sample_arrays,
                             methods {method: MethodExplanation}, not_applicable {method: why}, biology | biology_absent
     MethodExplanation       description, signed, top_k, layer, marker precision (``marker_precision_at_<k>``,
-                            ``per_class_precision``), faithfulness, sanity, stability, localisation, seconds
+                            ``per_class_precision``), faithfulness, sanity, stability, localisation, subregions,
+                            seconds
     Faithfulness            deletion / insertion AUCs against a random order, one-sided p-values, verdicts
     Sanity                  rank correlation with a randomised model (all at once, cascade), the verdict
     Stability               top-k agreement between fold models and between random draws
     Localisation            a volume map's energy share in the tumour mask against chance, per target class
+    Subregions              the same per tumour sub-region (BraTS labels), per class and region
 
 A key a record does not know is kept in its ``extra`` and written back, so a plugged-in provider may record more;
 what report shows and summary.json holds is decided by the records (``headline``), not by literal keys in report.
@@ -162,6 +164,23 @@ class Localisation(_Record):
 
 
 @dataclass
+class Subregions(_Record):
+    """A volume map's energy share in each tumour sub-region against the region's share of the brain (chance):
+    ``regions`` {name: labels, description}, ``per_class`` {class: {region: n, energy_share_mean,
+    volume_share_mean, ratio_mean, above_chance, p_sign_test (two-sided)}} over the held-out exams that have the
+    region, for the maps of the ``target`` class (shared.evaluation.localisation.summarise_subregions)."""
+
+    per_class: dict
+    regions: dict | None = None
+    target: str | None = None
+    seconds: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def headline(self) -> dict:
+        return {k: v for k, v in self.to_json().items() if k != "seconds"}
+
+
+@dataclass
 class MethodExplanation(_Record):
     description: str
     signed: bool
@@ -171,6 +190,7 @@ class MethodExplanation(_Record):
     sanity: Sanity | None = None
     stability: Stability | None = None
     localisation: dict[str, Localisation] | None = None
+    subregions: Subregions | None = None
     seconds: float | None = None
     #: marker_precision_at_<k>, per_class_precision, n_patients ... (written by the rankings and the trainers)
     extra: dict = field(default_factory=dict)
@@ -180,6 +200,7 @@ class MethodExplanation(_Record):
         "sanity": (Sanity, False),
         "stability": (Stability, False),
         "localisation": (Localisation, True),
+        "subregions": (Subregions, False),
     }
 
     @property
@@ -197,7 +218,7 @@ class MethodExplanation(_Record):
         """The method's entry in summary.json: every figure, without what describes the run (its description,
         signedness, top_k, time) and with the trust checks' headline figures."""
         out = {k: v for k, v in self.to_json().items() if k not in ("top_k", "signed", "description", "seconds")}
-        for name in ("faithfulness", "sanity", "stability"):
+        for name in ("faithfulness", "sanity", "stability", "subregions"):
             check = getattr(self, name)
             if check is not None:
                 out[name] = check.headline()

@@ -5,11 +5,36 @@ For one map, the share of its energy (its sum over the brain) inside the tumour 
 evenly over the brain would put there (the mask's volume over the brain's): a ratio above 1 means the map prefers
 the tumour. Over the held-out patients, the mean share and chance, how many patients beat chance, and a one-sided
 sign test of share > chance, per target class (the predicted or the true one) and per class.
+
+Per tumour sub-region (``subregions``, ``summarise_subregions``): the same share and chance for each region of the
+BraTS segmentation the exam has (``BRATS_REGIONS``), so a map can be read as leaning on the enhancing rim, the core
+or the oedema; per class and region, the exams above chance and a two-sided sign test (a map may also avoid a
+region). An exam without a region (a tumour without enhancement) is left out of that region's test: it has no share
+to compare, and a zero would count as a map avoiding it.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class Region(NamedTuple):
+    """One tumour sub-region of a segmentation: the label values that mark it and what it is."""
+
+    labels: tuple[int, ...]
+    description: str
+
+
+#: The BraTS sub-regions, by their BraTS abbreviations. Label 1 is the necrotic core (NCR) of BraTS 2021 and the
+#: necrotic and non-enhancing core (NCR/NET) of the releases before; the enhancing tumour is 4 up to BraTS 2021 and
+#: 3 in BraTS 2023 (shared/dataset.py documents masks.npy's labels so).
+BRATS_REGIONS: dict[str, Region] = {
+    "NCR/NET": Region((1,), "necrotic / non-enhancing tumour core"),
+    "ED": Region((2,), "peritumoral oedema"),
+    "ET": Region((3, 4), "enhancing tumour"),
+}
 
 
 def localisation(cam: np.ndarray, tumour: np.ndarray, brain: np.ndarray) -> dict:
@@ -50,4 +75,57 @@ def summarise(rows: list[dict]) -> dict:
                 for c in sorted({r["class"] for r in sel})
             },
         }
+    return out
+
+
+def subregions(
+    energy: np.ndarray, labels: np.ndarray, brain: np.ndarray, regions: dict[str, Region] = BRATS_REGIONS
+) -> dict[str, dict]:
+    """Per region the exam has inside the brain: the share of the map's energy there (``energy_share``, NaN for an
+    empty map), the region's share of the brain (``volume_share``, what a map spread evenly would put there) and
+    their ratio. ``energy``: the non-negative map; ``labels``: the segmentation's label values, voxel by voxel.
+    A region with no voxel is absent from the result, not a zero."""
+    inside = labels[brain].astype(np.intp)
+    size = max(int(inside.max(initial=0)), *(max(r.labels) for r in regions.values())) + 1
+    voxels = np.bincount(inside, minlength=size)
+    weights = np.bincount(inside, weights=energy[brain].astype(np.float64), minlength=size)
+    total, brain_voxels = float(weights.sum()), max(len(inside), 1)
+    out = {}
+    for name, region in regions.items():
+        count = int(voxels[list(region.labels)].sum())
+        if not count:
+            continue
+        chance = count / brain_voxels
+        share = float(weights[list(region.labels)].sum() / total) if total > 0 else float("nan")
+        out[name] = {"energy_share": share, "volume_share": chance, "ratio": share / chance}
+    return out
+
+
+def summarise_subregions(rows: list[dict], regions: dict[str, Region] = BRATS_REGIONS) -> dict:
+    """Per class and region: the exams that have the region (``n``; empty maps left out too), the mean energy and
+    volume shares and ratio, how many exams put more of the map there than chance, and an exact two-sided sign test
+    of share against chance (ties dropped, as a sign test does). ``rows``: {"class", "region", "energy_share",
+    "volume_share"} per exam and region present (``subregions``'s output, one row per region)."""
+    from scipy.stats import binomtest
+
+    out: dict[str, dict] = {}
+    for c in sorted({r["class"] for r in rows}):
+        per_region = {}
+        for name in regions:
+            sel = [r for r in rows if r["class"] == c and r["region"] == name and np.isfinite(r["energy_share"])]
+            if not sel:
+                continue
+            share = np.array([r["energy_share"] for r in sel])
+            chance = np.array([r["volume_share"] for r in sel])
+            above, below = int((share > chance).sum()), int((share < chance).sum())
+            per_region[name] = {
+                "n": len(sel),
+                "energy_share_mean": float(share.mean()),
+                "volume_share_mean": float(chance.mean()),
+                "ratio_mean": float(np.mean(share / chance)),
+                "above_chance": above,
+                "p_sign_test": float(binomtest(above, above + below, 0.5).pvalue) if above + below else 1.0,
+            }
+        if per_region:
+            out[c] = per_region
     return out

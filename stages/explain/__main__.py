@@ -325,7 +325,7 @@ def explain_method(
         feature_names=gene_names,
     )
     if volumes is not None:
-        result["localisation"] = volumes.finish()
+        result.update(volumes.finish())
     if len(shown) and volumes is not None:
         plot_volume_overlays(
             volumes.overlay_entries(shown, kept[shown]),

@@ -166,9 +166,9 @@ STAGE = StageSpec(
     outputs=(
         Output(
             "metrics.json",
-            "per model and method: its description, whether it is signed, marker precision, "
-            "faithfulness, sanity and stability, the biology checks (DE overlap, keep/remove, "
-            "enrichment, flags); the models left unexplained and why; biology_seconds",
+            "per model and method: its description, whether it is signed, marker precision, faithfulness, sanity "
+            "and stability, for volumes the localisation and the sub-regions, the biology checks (DE overlap, "
+            "keep/remove, enrichment, flags); the models left unexplained and why; biology_seconds",
         ),
         Output(
             "{model}/{method}/attributions.npy",
@@ -225,6 +225,28 @@ STAGE = StageSpec(
             "{model}/{method}/sanity.csv",
             "rank correlation of the trained and the randomised model's attributions, block by block and all at once",
             when="sanity.enabled",
+        ),
+        Output(
+            "{model}/{method}/localisation.csv",
+            "per exam: the share of the map's energy inside the tumour mask, the mask's share of the brain (chance), "
+            "their ratio, the NIfTI map's path",
+            when="volume inputs with masks",
+        ),
+        Output(
+            "{model}/{method}/subregions.csv",
+            "per exam and tumour sub-region it has (BraTS: NCR/NET, ED, ET): the map's energy share there, the "
+            "region's share of the brain (chance), their ratio; volumes have no genes, hence no .h5ad",
+            when="volume inputs with masks",
+        ),
+        Output(
+            "{model}/{method}/nifti/*.nii.gz",
+            "each exam's map on its own scan's grid",
+            when="volume inputs with grids and n_explained <= per_sample.arrays_max_samples",
+        ),
+        Output(
+            "{model}/{method}/figures/overlays.png",
+            "per_sample.figure_per_class exams per class: the map over the FLAIR, the tumour outlined",
+            when="volume inputs with masks and per_sample.figure_per_class > 0",
         ),
         Output(
             "{model}/attributions.h5ad",

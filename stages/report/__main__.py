@@ -17,7 +17,7 @@ from markupsafe import Markup
 from shared.artifacts import StageRun, read_manifest, write_json_atomic
 from shared.dataset import INFO, read_info
 from shared.evaluation.compare import compare_all
-from shared.evaluation.explanations import read_explanations
+from shared.evaluation.explanations import Subregions, read_explanations
 from shared.evaluation.models_index import read_models_index
 from shared.stage import main
 
@@ -201,6 +201,26 @@ def conformal_section(name: str, metrics: dict, folder: Path) -> dict | None:
         else None,
         "n_flagged": int(len(flagged)),
     }
+
+
+def subregion_table(sub: Subregions) -> Markup:
+    """A volume method's energy share per class and tumour sub-region beside the region's share of the brain (what
+    a map spread evenly would put there), the exams above it and the two-sided sign test."""
+    regions = sub.regions or {}
+    rows = [
+        {
+            "class": cls,
+            "region": f"{region} ({regions[region]['description']})" if region in regions else region,
+            "map's energy share": f"{r['energy_share_mean']:.3f}",
+            "region's volume share (chance)": f"{r['volume_share_mean']:.3f}",
+            "mean ratio": f"{r['ratio_mean']:.2f}",
+            "exams above chance": f"{r['above_chance']} of {r['n']}",
+            "sign test p (two-sided)": f"{r['p_sign_test']:.2g}",
+        }
+        for cls, per_region in sub.per_class.items()
+        for region, r in per_region.items()
+    ]
+    return _html_table(pd.DataFrame(rows))
 
 
 FLAG_TEXT = {
@@ -413,6 +433,13 @@ def run(stage: StageRun) -> None:
                         "stability": stab and stab.to_json(),
                         "layer": entry.layer,
                         "localisation": entry.to_json().get("localisation"),
+                        "subregions": entry.subregions and entry.subregions.target,
+                        "subregions_html": subregion_table(entry.subregions)
+                        if entry.subregions and entry.subregions.per_class
+                        else None,
+                        "subregions_csv": f"{provider.name}/{name}/{method}/subregions.csv"
+                        if (folder / "subregions.csv").is_file()
+                        else None,
                     }
                 )
                 summary_expl[f"{name}/{method}"] = entry.headline() | {"samples": model_entry.samples}

@@ -393,6 +393,14 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
             if method == "grad_cam":  # unsigned: non-negative
                 assert np.asarray(nifti.dataobj).min() >= 0
         assert (explained / method / "figures" / "overlays.png").is_file()
+        # per sub-region: a row per exam and BraTS region it has; mutant tumours have no enhancing tumour
+        regions = pd.read_csv(explained / method / "subregions.csv", dtype={"sample": str})
+        assert set(regions["sample"]) == set(test["exam"]) and set(regions["region"]) <= {"NCR/NET", "ED", "ET"}
+        assert not ((regions["class"] == "mutant") & (regions["region"] == "ET")).any()
+        wildtype = regions[regions["class"] == "wildtype"]
+        assert set(wildtype.loc[wildtype["region"] == "ET", "sample"]) == set(wildtype["sample"])
+        assert np.allclose(regions["ratio"], regions["energy_share"] / regions["volume_share"], equal_nan=True)
+    check_declared_outputs(exp / "explain", "explain")
     metrics = json.loads((exp / "explain" / "metrics.json").read_text())
     entry = metrics["models"]["efficientnet-b0"]["methods"]["grad_cam"]
     loc = pd.read_csv(explained / "grad_cam" / "localisation.csv").dropna(subset=["cam_in_mask"])
@@ -403,13 +411,25 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
     summary = json.loads((exp / "report" / "summary.json").read_text())
     assert summary["models"]["efficientnet-b0"]["kind"] == "deep"
     assert summary["explanations"]["efficientnet-b0/grad_cam"]["localisation"] == entry["localisation"]
+    # the sub-region table: metrics.json's counts are the CSV's exams with a share, summary.json keeps it (no time)
+    sub = metrics["models"]["efficientnet-b0"]["methods"]["saliency"]["subregions"]
+    regions = pd.read_csv(explained / "saliency" / "subregions.csv").dropna(subset=["energy_share"])
+    counts = regions.groupby(["class", "region"]).size()
+    assert {(c, r): v["n"] for c, per in sub["per_class"].items() for r, v in per.items()} == counts.to_dict()
+    above = (regions["energy_share"] > regions["volume_share"]).groupby([regions["class"], regions["region"]]).sum()
+    assert {(c, r): v["above_chance"] for c, per in sub["per_class"].items() for r, v in per.items()} == above.to_dict()
+    assert summary["explanations"]["efficientnet-b0/saliency"]["subregions"] == {
+        k: v for k, v in sub.items() if k != "seconds"
+    }
     html = (exp / "report" / "index.html").read_text()
     assert "38 included" in html and "1 missing T1c" in html and "inside the tumour mask" in html
+    assert "The map per tumour sub-region" in html and "enhancing tumour" in html and "no .h5ad" in html
 
 
 def test_the_explained_grad_cam_of_a_volume_is_the_fold_models_mean_map_scored_against_the_mask(tmp_path):
     """explain's volume checks on a tiny 3-D network: the localisation of each exam is the share of its map's
-    energy inside the tumour, computed by hand here."""
+    energy inside the tumour, and its sub-region table the share in each BraTS label it has, computed by hand
+    here."""
     from stages.explain.volumes import VolumeChecks, volume_map
 
     attr = np.zeros((2, 2, 4, 4, 4), np.float32)
@@ -418,7 +438,8 @@ def test_the_explained_grad_cam_of_a_volume_is_the_fold_models_mean_map_scored_a
     attr[1, 1, 2, 2, 2] = 2.0  # all of it outside
     masks = np.zeros((2, 2, 4, 4, 4), np.uint8)
     masks[:, 0] = 1
-    masks[:, 1, 0, 0, 0] = 2
+    masks[:, 1, 0, 0, 0] = 2  # one oedema voxel each
+    masks[0, 1, 1, 1, 1] = 4  # and exam a an enhancing one, without energy
 
     class Data:  # what VolumeChecks reads of ModelInputs
         samples = pd.DataFrame({"sample": ["a", "b"]})
@@ -436,8 +457,31 @@ def test_the_explained_grad_cam_of_a_volume_is_the_fold_models_mean_map_scored_a
     summary = checks.finish()
     table = pd.read_csv(tmp_path / "localisation.csv")
     assert table["cam_in_mask"].tolist() == pytest.approx([0.5, 0.0])
-    assert table["chance"].tolist() == pytest.approx([1 / 64, 1 / 64])
-    assert summary["true"]["above_chance"] == 1 and summary["true"]["n"] == 2
+    assert table["chance"].tolist() == pytest.approx([2 / 64, 1 / 64])
+    assert summary["localisation"]["true"]["above_chance"] == 1 and summary["localisation"]["true"]["n"] == 2
+    # per sub-region: exam a's oedema and enhancing voxel, exam b's oedema (it has no enhancing tumour: no row)
+    regions = pd.read_csv(tmp_path / "subregions.csv", keep_default_na=False, na_values=[""])
+    assert regions[["sample", "class", "region"]].values.tolist() == [
+        ["a", "wt", "ED"],
+        ["a", "wt", "ET"],
+        ["b", "mut", "ED"],
+    ]
+    assert regions["energy_share"].tolist() == pytest.approx([0.5, 0.0, 0.0])
+    assert regions["volume_share"].tolist() == pytest.approx([1 / 64] * 3)
+    sub = summary["subregions"]
+    assert sub["target"] == "true" and sub["regions"]["ET"] == {"labels": [3, 4], "description": "enhancing tumour"}
+    assert set(sub["per_class"]) == {"wt", "mut"} and set(sub["per_class"]["mut"]) == {"ED"}
+    assert sub["per_class"]["wt"]["ED"] == pytest.approx(
+        {
+            "n": 1,
+            "energy_share_mean": 0.5,
+            "volume_share_mean": 1 / 64,
+            "ratio_mean": 32.0,
+            "above_chance": 1,
+            "p_sign_test": 1.0,
+        }
+    )
+    assert sub["per_class"]["wt"]["ET"]["above_chance"] == 0 and sub["seconds"] >= 0
     assert volume_map(attr, signed=True)[0, 0, 0, 0] == 4.0 and volume_map(attr, signed=False)[0, 0, 0, 0] == 2.0
 
 

@@ -123,6 +123,31 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
                         "p_sign_test": 4e-6,
                     }
                 },
+                "subregions": {
+                    "target": "true",
+                    "per_class": {
+                        "wildtype": {
+                            "ET": {
+                                "n": 13,
+                                "energy_share_mean": 0.063,
+                                "volume_share_mean": 0.03,
+                                "ratio_mean": 2.2,
+                                "above_chance": 13,
+                                "p_sign_test": 0.00024,
+                            }
+                        },
+                        "mutant": {
+                            "NCR/NET": {
+                                "n": 5,
+                                "energy_share_mean": 0.074,
+                                "volume_share_mean": 0.038,
+                                "ratio_mean": 1.9,
+                                "above_chance": 5,
+                                "p_sign_test": 0.0625,
+                            }
+                        },
+                    },
+                },
             }
         },
     }
@@ -139,6 +164,11 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
     table = docs.render("<!-- generated: demo-methods demo -->")
     assert "tumour mask" in table and "0.250 (0.160), 18 of 18, p = 4e-06" in table
     assert "**no: insertion not shown better than random**" in table
+    # a volume demo's sub-region table, from the same file
+    regions = docs.render("<!-- generated: demo-subregions demo -->")
+    assert "| saliency | wildtype | ET (enhancing tumour) | 0.063 (0.030) | 13 of 13 | 0.00024 |" in regions
+    assert "| saliency | mutant | NCR/NET (necrotic / non-enhancing tumour core) | 0.074 (0.038) | 5 of 5 |" in regions
+    assert "With 5 exams a row cannot reach p < 0.05" in regions
     # a provider that runs no faithfulness check (train_tf_gradcam) is "not measured", not "yes"; two models: named
     record["methods"]["k/grad_cam"] = {k: None for k in method} | {"precision": 0.05, "layer": "conv1"}
     (tmp_path / "demo.json").write_text(json.dumps(record))

@@ -63,6 +63,23 @@ MRI_METHOD = {
             "per_class": {},
         }
     },
+    "subregions": {
+        "per_class": {
+            "wildtype": {
+                "ET": {
+                    "n": 13,
+                    "energy_share_mean": 0.06,
+                    "volume_share_mean": 0.03,
+                    "ratio_mean": 2.2,
+                    "above_chance": 13,
+                    "p_sign_test": 0.0002,
+                }
+            }
+        },
+        "regions": {"ET": {"labels": [3, 4], "description": "enhancing tumour"}},
+        "target": "true",
+        "seconds": 0.003,
+    },
     "seconds": 3.0,
 }
 
@@ -101,6 +118,7 @@ def test_records_round_trip_through_json_and_keep_unknown_keys(tmp_path):
     assert method.faithfulness.deletion_auc == 0.2 and method.sanity.insensitive_to_model
     assert method.extra["a_key_a_plugged_in_provider_adds"] == [1, 2]
     assert back.models["effnet"].methods["grad_cam"].localisation["predicted"].above_chance == 8
+    assert back.models["effnet"].methods["grad_cam"].subregions.per_class["wildtype"]["ET"]["above_chance"] == 13
     assert back.models["effnet"].extra == {"target": "both"}
 
 
@@ -115,6 +133,9 @@ def test_verdicts_and_what_summary_json_keeps():
     assert set(headline["sanity"]) == {"spearman_all_at_once", "cascade", "insensitive_to_model"}
     assert headline["stability"] == {"n_samples": 40, "folds": {"spearman": 0.5, "shared_top_k": 0.4}}
     assert headline["marker_precision_at_10"] == 0.9 and headline["layer"] == "layer3"
+    # a volume method's sub-region table, without the time it took
+    mri = MethodExplanation.from_json(MRI_METHOD).headline()
+    assert mri["subregions"] == {k: v for k, v in MRI_METHOD["subregions"].items() if k != "seconds"}
 
 
 def test_a_record_missing_a_figure_it_needs_is_refused():
