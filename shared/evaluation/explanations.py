@@ -7,7 +7,8 @@ live here once::
     Explanations            target, split, models {name: ModelExplanations}, not_explained {name: why},
                             baselines_biology, biology_seconds
     ModelExplanations       provider, arch, input, samples, n_test, n_explained, gene_map, per_sample_arrays,
-                            methods {method: MethodExplanation}, not_applicable {method: why}, biology | biology_absent
+                            methods {method: MethodExplanation}, not_applicable {method: why}, biology | biology_absent,
+                            shortcuts (the shortcut audit)
     MethodExplanation       description, signed, top_k, layer, marker precision (``marker_precision_at_<k>``,
                             ``per_class_precision``), faithfulness, sanity, stability, localisation, subregions,
                             seconds
@@ -242,9 +243,34 @@ class ModelExplanations(_Record):
     gene_map: bool | None = None
     biology: dict | None = None
     biology_absent: str | None = None
+    #: the shortcut audit (stages/explain/shortcuts.py): predictions and each method's top genes against the class
+    #: and each nuisance variable; ``flagged``; or ``skipped`` with the reason
+    shortcuts: dict | None = None
     extra: dict = field(default_factory=dict)
 
     NESTED: ClassVar[dict[str, Any]] = {"methods": (MethodExplanation, True)}
+
+    def shortcuts_headline(self) -> dict | None:
+        """What summary.json keeps of the audit: per feature set the class's and each nuisance's skill and p, the
+        flags; not the run's time or the permutations' mean."""
+        if self.shortcuts is None or "skipped" in self.shortcuts:
+            return self.shortcuts
+
+        def brief(result: dict) -> dict:
+            keep = ("kind", "score", "chance", "skill", "p", "n", "skipped")
+            return {
+                "class": {k: v for k, v in result["class"].items() if k in keep},
+                "nuisances": {n: {k: v for k, v in r.items() if k in keep} for n, r in result["nuisances"].items()},
+                "flags": result["flags"],
+            }
+
+        s = self.shortcuts
+        return {
+            "nuisances": s["nuisances"],
+            "predictions": brief(s["predictions"]),
+            "methods": {m: brief(r) for m, r in s["methods"].items()},
+            "flagged": s["flagged"],
+        }
 
 
 @dataclass

@@ -37,6 +37,7 @@ from .inputs import ExplainedModel, ModelInputs, subset, symbols_of
 from .methods import METHODS, make_method
 from .params import Explain
 from .quality import trust
+from .shortcuts import audit_model
 from .store import AnnDataFile, ClassMeans, CsvRows, KeptRows, NpyRows, finish_anndata, open_anndata
 from .volumes import VolumeChecks
 
@@ -106,6 +107,7 @@ def explain_model(
         "methods": {},
         "not_applicable": {},
     }
+    held_out = data  # every held-out row: the shortcut audit's
     if settings.correct_only:
         data = data.take(np.flatnonzero(correct))
         log.info(
@@ -164,6 +166,8 @@ def explain_model(
             entry["methods"][method_name] = result
             if means is not None:
                 gene_means[method_name] = means
+        if settings.shortcuts.enabled and kind != "volume":
+            entry["shortcuts"] = audit_model(held_out, gene_means, settings.shortcuts, seed)
         tables, de = {}, None
         if bio is not None and gene_names is None:
             entry["biology_absent"] = (

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shared.dataset import measured_training_rows, read_samples, test_rows
+from shared.dataset import COVARIATES, measured_training_rows, read_samples, test_rows
+from shared.errors import UserError
 from shared.genemap import PixelGeneMap
 
 from .attributions import to_tensor
@@ -56,6 +57,8 @@ class ModelInputs:
             with np.load(exp_dir / inp["grids"]) as grids:
                 self.grids = {k: grids[k][rows] for k in grids.files}
         self.channels = inp.get("channels")
+        # the nuisance variables preprocess carried (covariates.csv beside samples.csv; None for older datasets)
+        self.covariates = read_covariates(exp_dir / inp["samples"], samples, rows)
 
     def take(self, rows: np.ndarray) -> ModelInputs:
         out = copy.copy(self)
@@ -66,6 +69,7 @@ class ModelInputs:
         out.masks = None if self.masks is None else self.masks.take(rows, axis=0)
         out.has_mask = self.has_mask[rows]
         out.grids = None if self.grids is None else {k: v[rows] for k, v in self.grids.items()}
+        out.covariates = None if self.covariates is None else self.covariates.iloc[rows].reset_index(drop=True)
         return out
 
     def tensors(self, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,6 +113,18 @@ class ModelInputs:
             return attr.reshape(len(attr), -1)
         values = None if self.gene_values is None else self.gene_values[slice(None) if rows is None else rows]
         return self.gmap.gene_attributions(attr, values)
+
+
+def read_covariates(samples_path: Path, samples: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame | None:
+    """The ``rows`` of the dataset's covariates.csv (shared.dataset), as text, without its ``sample`` column; None
+    when the dataset has none. Its rows are samples.csv's, in order: a file that disagrees is an error."""
+    path = samples_path.parent / COVARIATES
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "sample" not in table or not table["sample"].equals(samples["sample"].astype(str).reset_index(drop=True)):
+        raise UserError(f"{path}: its sample column is not samples.csv's, row for row; rerun preprocess")
+    return table.drop(columns="sample").iloc[rows].reset_index(drop=True)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,23 @@ class PerSample(Section):
     arrays_max_samples: int = Field(50_000, ge=0)
 
 
+class Shortcuts(Section):
+    """The shortcut audit (shared.evaluation.shortcuts): whether each method's top genes, and the model's own
+    predictions, predict a nuisance variable (the group key; preprocess's covariates: expression.covariates and the
+    library size) better than chance and better than they predict the class, on the held-out test rows."""
+
+    #: false: no shortcut audit
+    enabled: bool = True
+    #: genes per class whose union is a method's feature set
+    top_k: int = Field(10, ge=1)
+    #: permutations of each target for its p-value (the smallest p is 1 / (permutations + 1))
+    permutations: int = Field(200, ge=1)
+    #: cross-validation folds on the held-out rows (fewer where a category has fewer rows)
+    folds: int = Field(5, ge=2)
+    #: significance level, split over the nuisance variables tested (Bonferroni)
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+
 class Biology(Section):
     """Do the explanations agree with biology? DE beside every ranking, keep/remove retraining, gene-set
     enrichment (stages/explain/biology/)."""
@@ -126,6 +143,7 @@ class ExplainSettings(Section):
     sanity: Sanity = Field(default_factory=Sanity)
     stability: Stability = Field(default_factory=Stability)
     per_sample: PerSample = Field(default_factory=PerSample)
+    shortcuts: Shortcuts = Field(default_factory=Shortcuts)
     biology: Biology = Field(default_factory=Biology)
 
     @model_validator(mode="after")

@@ -298,10 +298,10 @@ def finish_anndata(
     de: dict | None = None,
     tables: dict | None = None,
 ) -> None:
-    """attributions.h5ad completed, for scanpy: varm the class means of each method's layer, uns the top genes and
-    the trust figures; with the biology checks, uns['rank_genes_groups'] (Wilcoxon, training split; scanpy's own
-    layout, so sc.pl.rank_genes_groups and sc.get.rank_genes_groups_df read it), uns['rank_genes_groups_t-test']
-    and uns['biology'] (the tables)."""
+    """attributions.h5ad completed, for scanpy: varm the class means of each method's layer, uns the top genes, the
+    trust figures and the shortcut audit (JSON); with the biology checks, uns['rank_genes_groups'] (Wilcoxon,
+    training split; scanpy's own layout, so sc.pl.rank_genes_groups and sc.get.rank_genes_groups_df read it),
+    uns['rank_genes_groups_t-test'] and uns['biology'] (the tables)."""
     varm = {f"{m}_class_means": g.T.astype(np.float32) for m, g in gene_means.items()}
     genes = np.asarray(gene_names).astype(str)
     uns: dict = {
@@ -325,6 +325,8 @@ def finish_anndata(
         {m: {k: r[k] for k in ("faithfulness", "sanity", "stability") if k in r} for m, r in entry["methods"].items()},
         default=float,
     )
+    if entry.get("shortcuts") is not None:  # the shortcut audit, as explain's metrics.json holds it
+        uns["shortcuts"] = json.dumps(entry["shortcuts"], default=float)
     uns["config"] = json.dumps(settings.model_dump(mode="json"))
     for result in (de or {}).values():
         uns[result["key"]] = result["uns"]

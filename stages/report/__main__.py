@@ -24,6 +24,7 @@ from shared.stage import main
 from .multiqc import write_custom_content
 from .params import Report
 from .plots import plot_confusion, plot_history, plot_mean_confusion, plot_roc
+from .shortcuts import shortcut_rows
 
 #: a model whose held-out macro ROC-AUC is below this learned (next to) nothing; its explanations explain noise
 CHANCE_AUC = 0.6
@@ -358,6 +359,7 @@ def run(stage: StageRun) -> None:
     )
 
     explanations, summary_expl, trust_rows = [], {}, []
+    shortcut_table, summary_shortcuts = [], {}
     biology, summary_bio, biology_absent = [], {}, {}
     for provider in stage.providers("explanations").values():
         provided = read_explanations(provider)
@@ -369,6 +371,9 @@ def run(stage: StageRun) -> None:
             biology.append(section)
         biology_absent.update({name: e.biology_absent for name, e in provided.models.items() if e.biology_absent})
         for name, model_entry in provided.models.items():
+            if model_entry.shortcuts is not None:
+                shortcut_table += shortcut_rows(name, model_entry.shortcuts)
+                summary_shortcuts[name] = model_entry.shortcuts_headline()
             for method, entry in model_entry.methods.items():
                 folder = provider / name / method
                 ranking = (
@@ -486,6 +491,7 @@ def run(stage: StageRun) -> None:
         else None,
         biology=biology,
         biology_absent=biology_absent,
+        shortcuts_html=_html_table(pd.DataFrame(shortcut_table).fillna("")) if shortcut_table else None,
     )
     (out / "index.html").write_text(html)
     write_json_atomic(
@@ -505,6 +511,7 @@ def run(stage: StageRun) -> None:
             "explanations": summary_expl,
             "biology": summary_bio,
             "biology_absent": biology_absent,
+            "shortcuts": summary_shortcuts,
         },
     )
     write_custom_content(out, json.loads((out / "summary.json").read_text()), comparison)  # MultiQC's custom content
