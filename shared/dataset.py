@@ -7,8 +7,14 @@ Files, relative to the provider's folder (``outputs/<experiment>/preprocess/``):
   ``label_index`` (into ``classes``), ``split`` (``train`` | ``test``), ``group`` (optional: a donor or patient,
   never cut by a split) and ``augmented_from`` (the training sample an augmented copy was made from; empty for a
   measured sample).
+- ``covariates.csv``: one row per row of ``samples.csv``, in its order: ``sample``, then each column named in
+  dataset.json's ``covariates`` (sample metadata such as batch, sex or sequencing centre, as text, empty where
+  missing), then the QC covariates preprocess computed from the matrix as read (``total_counts``, the library size,
+  for counts; ``n_genes_by_counts``, the genes above zero, for every scale but normalized). Augmented copies have
+  empty covariates and no QC values. What explain's shortcut audit tests the model's genes against (with
+  ``group``); datasets written before it have no such file.
 - ``dataset.json``: ``classes`` and what the arrays hold (transform, image shape, genes, the input scale, the
-  label and group keys, the class counts per split, the small-class policy).
+  label and group keys, the covariates named, the class counts per split, the small-class policy).
 - ``images.npy`` (n, C, H, W) uint8 and ``vectors.npy`` (n, n_genes) float32 in [0, 1], each when made.
 - ``genes.csv``: ``gene`` in ``vectors.npy``'s column order (optional ``symbol``, the pixel, the training scaling).
 - ``pixel_genes.npz``: the pixel->gene map (``shared.genemap.PixelGeneMap``), for transforms that have one.
@@ -38,12 +44,14 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import write_json_atomic
+from .errors import UserError
 
 SAMPLES = "samples.csv"
 INFO = "dataset.json"
 IMAGES = "images.npy"
 VECTORS = "vectors.npy"
 GENES = "genes.csv"
+COVARIATES = "covariates.csv"
 GENE_MAP = "pixel_genes.npz"
 VOLUMES = "volumes.npy"
 MASKS = "masks.npy"
@@ -69,6 +77,28 @@ def write_samples(path: str | Path, samples: pd.DataFrame) -> None:
     missing = {"sample", "label", "label_index", "split"} - set(samples)
     assert not missing, f"samples.csv needs {sorted(missing)}"
     samples.to_csv(path, index=False)
+
+
+def write_covariates(path: str | Path, covariates: pd.DataFrame) -> None:
+    """covariates.csv: ``sample`` first, then the covariates; missing values are written as empty cells."""
+    assert list(covariates.columns[:1]) == ["sample"], "covariates.csv starts with the sample column"
+    covariates.to_csv(path, index=False)
+
+
+def read_covariates(path: str | Path, named: list[str], samples: pd.DataFrame) -> pd.DataFrame:
+    """covariates.csv as every reader sees it: ``sample`` and the ``named`` covariates as text ('' where missing:
+    'NA' stays a value), every other column (the QC covariates) as float64 with NaN where missing; its rows checked
+    to be ``samples``' rows."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[])
+    for column in table.columns:
+        if column != "sample" and column not in named:
+            table[column] = pd.to_numeric(table[column].replace("", np.nan)).astype(np.float64)
+    if list(table["sample"]) != list(samples["sample"].astype(str)):
+        raise UserError(
+            f"{path}: its rows are not those of {SAMPLES} beside it ({len(table)} vs {len(samples)} rows); the "
+            "dataset folder is inconsistent: run preprocess again"
+        )
+    return table
 
 
 def measured(samples: pd.DataFrame) -> np.ndarray:
@@ -139,6 +169,15 @@ class Dataset:
 
     def volumes(self) -> np.ndarray | None:
         return self._array(VOLUMES)
+
+    def covariates(self) -> pd.DataFrame | None:
+        """covariates.csv in samples.csv's row order (``read_covariates``): ``sample``, the named covariates (text),
+        the QC covariates (float64; NaN for augmented copies), or None for a dataset written before preprocess
+        wrote it."""
+        path = self.folder / COVARIATES
+        if not path.is_file():
+            return None
+        return read_covariates(path, list(self.info.get("covariates") or []), self.samples)
 
     def genes(self) -> pd.DataFrame | None:
         path = self.folder / GENES

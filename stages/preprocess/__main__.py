@@ -21,6 +21,7 @@ from shared.logs import get_logger, progress
 from shared.stage import main
 
 from .augment import augment, augmentation_plan
+from .covariates import QCAccumulator, covariates_table, named_covariates
 from .formats.tables import read_gene_filter, strip_version
 from .normalize import (
     GeneMoments,
@@ -77,6 +78,7 @@ def run(stage: StageRun) -> None:
             f"only ({labels[0]!r}); a classifier needs at least two: choose another label column"
         )
     groups = adata.obs["group"].to_numpy().astype(str) if "group" in adata.obs else None
+    named = named_covariates(adata.obs, expression.covariates)
     small = settings.small_classes
     kept, left_out = apply_small_class_policy(
         labels, small.policy, small.min_samples, source=expression.labels or expression.path
@@ -91,6 +93,7 @@ def run(stage: StageRun) -> None:
         )
         labels = labels[kept]
         groups = None if groups is None else groups[kept]
+        named = named[kept]
     obs_names = np.asarray(adata.obs_names).astype(str)[kept]
     n_obs = len(labels)
     classes = sorted(np.unique(labels))
@@ -99,13 +102,16 @@ def run(stage: StageRun) -> None:
     train = np.flatnonzero(~is_test)
     fit_rows = sample_rows(train, FIT_ROWS, exp.seed)
 
-    # pass 1: value checks, training moments, and the training subsample the layout is fitted on
+    # pass 1: value checks, QC covariates (every gene, as read), training moments, and the training subsample the
+    # layout is fitted on
     moments = GeneMoments(len(cols))
     logged = LoggedCheck()
+    qc = QCAccumulator(expression.scale)
     fit_parts = []
     for start, stop, X in progress(
         _kept(iter_chunks(adata, settings.chunk_size, expression, backed), kept), "statistics", unit="chunk"
     ):
+        qc.update(X)
         if expression.scale == "counts":
             logged.update(X)
         Xn = _prepare(X, cols, expression, settings)
@@ -206,6 +212,8 @@ def run(stage: StageRun) -> None:
     if aug_frame is not None:
         samples = pd.concat([samples, aug_frame], ignore_index=True)
     dataset.write_samples(out / dataset.SAMPLES, samples)
+    augmented = [] if aug_frame is None else list(aug_frame["sample"])
+    dataset.write_covariates(out / dataset.COVARIATES, covariates_table(obs_names, named, qc.result(), augmented))
     _write_genes(out, adata, cols[genes_idx], genes, scaler, transform)
 
     counts = samples.groupby(["split", "label"]).size().unstack(fill_value=0)
@@ -224,6 +232,7 @@ def run(stage: StageRun) -> None:
             "input_scale": expression.scale,
             "label_key": expression.label_key,
             "group_key": expression.group_key,
+            "covariates": list(expression.covariates),
             "n_augmented": n_aug,
             "small_classes": small_classes,
             "counts": json.loads(counts.to_json()),

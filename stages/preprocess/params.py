@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from shared.config import InputDir, InputFile, Output, Section, StageSpec
+
+#: covariates.csv's own columns (the sample id and the QC covariates preprocess computes): not metadata names
+RESERVED_COVARIATES = ("sample", "total_counts", "n_genes_by_counts")
 
 
 class Expression(Section):
@@ -32,6 +35,10 @@ class Expression(Section):
     label_key: str
     #: optional: splits never cut a group
     group_key: str | None = None
+    #: optional: further sample-metadata columns (batch, sex, sequencing centre, ...) carried to the dataset's
+    #: covariates.csv for explain's shortcut audit; looked up where label_key is (h5ad obs, the labels table or GTEx
+    #: phenotypes, the GEO characteristics, the GDC sample sheet); missing values are allowed (left empty)
+    covariates: list[str] = Field(default_factory=list)
     #: h5ad: use this layer instead of X
     layer: str | None = None
     #: h5ad: or use .raw
@@ -79,6 +86,33 @@ class Expression(Section):
                 "scale: counts for false (or log1p, log2_tpm10: see docs/reference/configuration.md)"
             )
         return data
+
+    @field_validator("covariates")
+    @classmethod
+    def _covariates(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        """A covariate is a nuisance variable the model's genes should not predict, so never the label itself; its
+        name must not clash with covariates.csv's own columns; repeats are dropped."""
+        label_key = info.data.get("label_key")
+        for name in names:
+            if name == label_key:
+                raise ValueError(
+                    f"'{name}' is expression.label_key itself: the label is what the genes should predict, a "
+                    "covariate what they should not; remove it from covariates"
+                )
+            if name in RESERVED_COVARIATES:
+                raise ValueError(
+                    f"'{name}' is a column covariates.csv writes itself ({', '.join(RESERVED_COVARIATES)}); "
+                    "rename that metadata column"
+                )
+        return list(dict.fromkeys(names))
+
+    def metadata_keys(self) -> list[tuple[str, str]]:
+        """(config key, column name) of every sample-metadata column a format looks up: label_key, group_key when
+        set, then each covariate; each loader checks and reads these, so a new kind of column needs no new case."""
+        keys = [("label_key", self.label_key)]
+        if self.group_key is not None:
+            keys.append(("group_key", self.group_key))
+        return keys + [("covariates", name) for name in self.covariates]
 
     @property
     def negatives_ok(self) -> bool:
@@ -232,7 +266,12 @@ STAGE = StageSpec(
             when="a transform with a gene map (not sample-spot or vector)",
         ),
         Output("gene_coords.csv", "each gene's embedded 2-D position and its pixel", when="an embedding transform"),
-        Output("dataset.json", "classes, image shape, transform, counts per split and class"),
+        Output(
+            "covariates.csv",
+            "sample, then each expression.covariates column (text, empty where missing) and the QC covariates "
+            "total_counts and n_genes_by_counts as the scale allows; samples.csv's rows, empty for augmented rows",
+        ),
+        Output("dataset.json", "classes, image shape, transform, counts per split and class, the covariates named"),
     ),
     description="expression data -> normalised matrix -> images with the pixel->gene map",
 )

@@ -234,3 +234,59 @@ def test_tutorial_config_reads_real_single_cell_data(tmp_path, monkeypatch):
     low, high = genes["train_min"].to_numpy(), genes["train_max"].to_numpy()
     expected = np.clip((values[rows] - low) / np.where(high > low, high - low, 1.0), 0, 1)
     np.testing.assert_allclose(np.load(folder / "vectors.npy"), expected, atol=1e-4)
+
+
+def test_covariates_csv_holds_the_named_and_qc_covariates_in_samples_order(tmp_path, small_data, monkeypatch):
+    """covariates.csv: the obs column named in expression.covariates (text, '' where missing) and the QC covariates
+    of each sample's raw counts (every gene, before the gene selection), computed chunk by chunk from the backed
+    file, in samples.csv's order; augmented copies have empty covariates and no QC values."""
+    from shared.dataset import Dataset
+
+    from ..support import check_declared_outputs
+
+    adata = ad.read_h5ad(small_data / "expression.h5ad")
+    batch = np.random.default_rng(3).choice(["b1", "b2", "b3"], adata.n_obs).astype(object)
+    batch[::37] = None
+    adata.obs["batch"] = pd.Categorical(batch)
+    (tmp_path / "cov").mkdir()
+    adata.write_h5ad(tmp_path / "cov" / "expression.h5ad")
+    expression = {
+        "path": str(tmp_path / "cov" / "expression.h5ad"),
+        "label_key": "tumour_state",
+        "group_key": "donor",
+        "covariates": ["batch"],
+    }
+    section = {"n_genes": 64, "transform": "vector", "chunk_size": 128}
+    section["augmentation"] = {"method": "interpolate", "min_samples": 150}
+    cfg = write_config(tmp_path / "c.yaml", tmp_path / "cov", expression=expression, preprocess=section)
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "out"))
+    _preprocess(cfg)
+    folder = tmp_path / "out" / "t" / "preprocess"
+    check_declared_outputs(folder, "preprocess")
+    ds = Dataset.open(folder)
+    assert ds.info["covariates"] == ["batch"] and ds.info["group_key"] == "donor"
+    table = ds.covariates()
+    assert list(table.columns) == ["sample", "batch", "total_counts", "n_genes_by_counts"]
+    assert list(table["sample"]) == list(ds.samples["sample"])
+    copies = ds.samples["augmented_from"].to_numpy() != ""
+    assert copies.any() and (table.loc[copies, "batch"] == "").all()
+    assert table.loc[copies, ["total_counts", "n_genes_by_counts"]].isna().all().all()
+    measured = table[~copies]
+    rows = adata.obs_names.get_indexer(measured["sample"])
+    expected = np.where(pd.isna(batch[rows]), "", batch[rows].astype(str))
+    assert list(measured["batch"]) == list(expected) and (measured["batch"] == "").any()
+    X = adata.X[rows].toarray().astype(np.float64)
+    np.testing.assert_array_equal(measured["total_counts"].to_numpy(), X.sum(1))
+    np.testing.assert_array_equal(measured["n_genes_by_counts"].to_numpy(), (X > 0).sum(1))
+
+    # a covariate the file does not have: one line naming it, the file and the columns there are; exit 2, no output
+    cfg = write_config(
+        tmp_path / "e.yaml", tmp_path / "cov", expression={**expression, "covariates": ["sex"]}, preprocess=section
+    )
+    monkeypatch.setenv("ONCOXAI_OUTPUTS", str(tmp_path / "err"))
+    proc = run_stage("preprocess", cfg, {**os.environ})
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "expression.covariates 'sex' is not an obs column" in lines[0] and "'batch'" in lines[0]
+    assert str(tmp_path / "cov" / "expression.h5ad") in lines[0]
+    assert not (tmp_path / "err" / "t" / "preprocess").exists()

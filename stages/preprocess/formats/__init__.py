@@ -2,9 +2,10 @@
 
 Every reader returns samples x genes: X numeric (float32 for the table formats; what the file holds for .h5ad),
 obs_names the unique sample ids, var_names the unique gene ids, ``var['symbol']`` where the format carries
-symbols, and obs holding the label (and group) columns of its label source. ``read_expression`` then adds
-``obs['label']`` and ``obs['group']`` as strings. A bad input stops with a one-line ``UserError`` naming the file;
-nothing half-read is returned.
+symbols, and obs holding the label (and group, and covariate) columns of its label source (the loaders look up
+``Expression.metadata_keys``). ``read_expression`` then adds ``obs['label']`` and ``obs['group']`` as strings and
+each covariate as ``obs['covariate:<name>']`` (text, '' where missing). A bad input stops with a one-line
+``UserError`` naming the file; nothing half-read is returned.
 
 Table files (csv/tsv/gct/tcga matrices and label tables) may be plain text or gzip, recognised by their content.
 
@@ -55,7 +56,8 @@ READERS = {
 
 
 def read_expression(expression: Expression):
-    """Return an in-memory AnnData (samples x genes) with ``obs['label']`` (str) and optional ``obs['group']`` (str)."""
+    """Return an in-memory AnnData (samples x genes) with ``obs['label']`` (str), optional ``obs['group']`` (str) and
+    ``obs['covariate:<name>']`` per covariate (``check_obs``)."""
     adata = READERS[expression.format](expression)
     source = {"h5ad": expression.path, "gdc": expression.path, "geo": expression.labels or expression.path}.get(
         expression.format, expression.labels

@@ -113,12 +113,15 @@ def read_series_matrix(path) -> SeriesMatrix:
 
 
 def label_column(series: SeriesMatrix, key: str, path, what: str = "label_key") -> str:
-    """``key`` if it is a characteristic or a ``!Sample_`` field of the series, else a one-line error."""
+    """``key`` if it is a characteristic or a ``!Sample_`` field of the series, else a one-line error naming the
+    characteristic keys (and, for a covariate, which is often a field such as ``source_name_ch1``, the fields)."""
     if key in series.samples.columns:
         return key
+    fields = [c for c in series.samples.columns if c not in series.keys]
+    also = f" and the !Sample_ fields {fields}" if what == "covariates" else ""
     raise UserError(
         f"{path}: expression.{what} '{key}' is not a characteristic of the samples (the "
-        f"!Sample_characteristics_ch1 keys are {series.keys or 'none'}); set it to one of them"
+        f"!Sample_characteristics_ch1 keys are {series.keys or 'none'}{also}); set it to one of them"
     )
 
 
@@ -170,9 +173,8 @@ def read(expression: Expression):
             "expression.labels to the series' GSE..._series_matrix.txt.gz"
         )
     series = read_series_matrix(series_path)
-    for key, what in ((expression.label_key, "label_key"), (expression.group_key, "group_key")):
-        if key is not None:
-            label_column(series, key, series_path, what)
+    for what, key in expression.metadata_keys():
+        label_column(series, key, series_path, what)
     missing_ok = expression.missing == "drop_genes"
     if expression.labels is None or Path(expression.labels).resolve() == Path(expression.path).resolve():
         if series.table_line is None:

@@ -247,12 +247,13 @@ def read_labels(
     extra: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """The labels table (``path``, default ``expression.labels``) -> DataFrame indexed by sample id (str) with the
-    ``label_key`` (and ``group_key``, and any ``extra`` columns present) columns.
+    ``label_key`` (and ``group_key``, the ``covariates``, and any ``extra`` columns present) columns, as text.
 
     Sample ids are in ``sample_column`` (default: ``expression.sample_column``, else the first column). A Single Cell
     Portal metadata file's second header row (``TYPE``, group/numeric) is skipped. With ``expression.phenotypes`` (GTEx
-    subject phenotypes), label and group columns may come from that table, joined through each sample's donor.
-    With ``derive_donor``, a missing ``group_key`` column is derived from the GTEx sample ids (see ``gtex_donor``).
+    subject phenotypes), label, group and covariate columns may come from that table, joined through each sample's
+    donor. With ``derive_donor``, a missing ``group_key`` column is derived from the GTEx sample ids (see
+    ``gtex_donor``). A metadata column (``Expression.metadata_keys``) that is in neither table is an error.
     """
     from .gtex import gtex_donor  # GTEx's id rule; imported here, as gtex.py reads its tables through this module
 
@@ -280,20 +281,16 @@ def read_labels(
             f"{path}: expression.sample_column '{sample_column}' is not a column of the labels table "
             f"(have: {columns[:20]}{' ...' if len(columns) > 20 else ''})"
         )
-    for key, name in (("label_key", expression.label_key), ("group_key", None if derive else expression.group_key)):
-        if name is not None and name not in available:
+    metadata = [(key, name) for key, name in expression.metadata_keys() if not (derive and key == "group_key")]
+    for key, name in metadata:
+        if name not in available:
             where = "the labels table" + ("" if phenotypes is None else f" or of {expression.phenotypes}")
             raise UserError(
                 f"{path}: expression.{key} '{name}' is not a column of {where} "
                 f"(have: {available[:20]}{' ...' if len(available) > 20 else ''})"
             )
-    wanted = list(
-        dict.fromkeys(
-            c
-            for c in (sample_column, expression.label_key, None if derive else expression.group_key, *extra)
-            if c in columns
-        )
-    )
+    names = [name for _, name in metadata]
+    wanted = list(dict.fromkeys(c for c in (sample_column, *names, *extra) if c in columns))
     if sheet is not None:
         table = sheet[wanted]
     else:
@@ -304,13 +301,14 @@ def read_labels(
     table.index.name = None
     if len(table) and table.index[0] == "TYPE":  # Single Cell Portal metadata: NAME header, then TYPE row
         table = table.iloc[1:]
-    if expression.group_key == sample_column:  # e.g. TCGA patients: the row id is also the group
-        table[expression.group_key] = table.index
+    for name in names:
+        if name == sample_column:  # e.g. TCGA patients: the row id is also the group
+            table[name] = table.index
     check_unique(table.index, f"sample ids (column '{sample_column}')", path)
     if phenotypes is not None:
         donors = [gtex_donor(s) for s in table.index]
-        for key in (expression.label_key, expression.group_key):
-            if key is not None and key not in table and key in phenotypes:
+        for key in names:
+            if key not in table and key in phenotypes:
                 values = phenotypes[key].reindex(donors)
                 if key == "SEX":  # GTEx's data dictionary: 1 = male, 2 = female
                     values = values.replace({"1": "male", "2": "female"})
@@ -411,13 +409,22 @@ def check_unique(ids, what: str, path) -> None:
         raise UserError(f"{path}: duplicate {what}, e.g. {dups[0]!r} ({len(dups)} repeated); each id must be unique")
 
 
+#: the prefix of the obs columns ``check_obs`` copies each covariate to (clear of 'label', 'group' and the source's
+#: own columns)
+COVARIATE_PREFIX = "covariate:"
+
+
 def check_obs(adata, expression: Expression, source) -> None:
-    """obs[label_key] -> obs['label'] (str), obs[group_key] -> obs['group'] (str); ``source`` is their file."""
-    if expression.label_key not in adata.obs:
-        raise UserError(
-            f"{source}: expression.label_key '{expression.label_key}' is not an obs column "
-            f"(have: {list(adata.obs.columns)})"
-        )
+    """obs[label_key] -> obs['label'] (str), obs[group_key] -> obs['group'] (str), each covariate ``c`` ->
+    obs['covariate:c'] (str, '' where missing: unlike labels, a covariate may be missing); ``source`` is their
+    file."""
+    for key, name in expression.metadata_keys():
+        if name not in adata.obs:
+            raise UserError(
+                f"{source}: expression.{key} '{name}' is not an obs column (have: {list(adata.obs.columns)})"
+            )
+    for name in expression.covariates:  # copied first: 'label' or 'group' may be a covariate's own name
+        adata.obs[COVARIATE_PREFIX + name] = as_text(adata.obs[name])
     labels = adata.obs[expression.label_key]
     if labels.isna().any():
         raise UserError(
@@ -426,14 +433,16 @@ def check_obs(adata, expression: Expression, source) -> None:
         )
     adata.obs["label"] = labels.astype(str).values
     if expression.group_key is not None:
-        if expression.group_key not in adata.obs:
-            raise UserError(
-                f"{source}: expression.group_key '{expression.group_key}' is not an obs column "
-                f"(have: {list(adata.obs.columns)})"
-            )
         adata.obs["group"] = adata.obs[expression.group_key].astype(str).values
     check_unique(adata.obs_names, "sample ids (obs names)", expression.path)
     check_unique(adata.var_names, "gene ids (var names)", expression.path)
+
+
+def as_text(column: pd.Series) -> np.ndarray:
+    """A metadata column as text, as read ('7.5', 'male'), and '' for a missing value (NaN, None, a missing
+    category)."""
+    missing = column.isna().to_numpy()
+    return np.where(missing, "", column.astype(object).astype(str).to_numpy()).astype(object)
 
 
 def check_values(X, row_ids, col_ids, path, negatives_ok: bool, axes=("sample", "gene"), missing_ok=False) -> None:
