@@ -56,7 +56,6 @@ GENE_MAP = "pixel_genes.npz"
 VOLUMES = "volumes.npy"
 MASKS = "masks.npy"
 GRIDS = "grids.npz"
-COVARIATES = "covariates.csv"
 #: the channels of masks.npy
 MASK_CHANNELS = ("brain", "tumour")
 

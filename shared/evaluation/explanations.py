@@ -253,11 +253,11 @@ class ModelExplanations(_Record):
     def shortcuts_headline(self) -> dict | None:
         """What summary.json keeps of the audit: per feature set the class's and each nuisance's skill and p, the
         flags; not the run's time or the permutations' mean."""
-        if self.shortcuts is None or "skipped" in self.shortcuts:
+        if self.shortcuts is None or "skipped" in self.shortcuts or "volume" in self.shortcuts:
             return self.shortcuts
 
         def brief(result: dict) -> dict:
-            keep = ("kind", "score", "chance", "skill", "p", "n", "skipped")
+            keep = ("kind", "score", "chance", "skill", "p", "p_within_class", "skill_beyond_class", "n", "skipped")
             return {
                 "class": {k: v for k, v in result["class"].items() if k in keep},
                 "nuisances": {n: {k: v for k, v in r.items() if k in keep} for n, r in result["nuisances"].items()},

@@ -46,6 +46,53 @@ def localisation(cam: np.ndarray, tumour: np.ndarray, brain: np.ndarray) -> dict
     return {"cam_in_mask": share, "chance": chance, "ratio": share / chance if chance > 0 else float("nan")}
 
 
+#: voxels from each face of the volume that make its border: where padding and the crop's edge are, and no tumour
+BORDER = 2
+#: the edge checks of the shortcut audit: a map's share outside the brain mask and in the volume's border
+EDGES = ("outside_brain", "border")
+
+
+def edge_shares(energy: np.ndarray, brain: np.ndarray, border: int = BORDER) -> dict:
+    """A map's energy share outside the brain mask and in the volume's ``border`` (its outermost voxels on every
+    face), each beside its voxel share (what a map spread evenly over the volume would put there); NaN for an empty
+    map. A model that reads the background or the edge of the crop, not the brain, shows here."""
+    edge = np.ones(energy.shape, bool)
+    edge[tuple(slice(border, n - border) for n in energy.shape)] = False
+    total = float(energy.sum())
+    out = {}
+    for name, where in (("outside_brain", ~brain), ("border", edge)):
+        out[name] = float(energy[where].sum() / total) if total > 0 else float("nan")
+        out[f"{name}_chance"] = float(where.mean())
+    return out
+
+
+def summarise_edges(rows: list[dict], alpha: float = 0.05) -> dict:
+    """Per edge check: the exams, mean share and chance, how many exams put more of the map there than chance, a
+    one-sided sign test of share > chance; ``flags``: the checks significant at ``alpha`` with a mean share above
+    chance. ``rows``: ``edge_shares``'s output per exam."""
+    from scipy.stats import binomtest
+
+    out: dict = {}
+    for name in EDGES:
+        sel = [r for r in rows if np.isfinite(r[name])]
+        if not sel:
+            continue
+        share = np.array([r[name] for r in sel])
+        chance = np.array([r[f"{name}_chance"] for r in sel])
+        above = int((share > chance).sum())
+        out[name] = {
+            "n": len(sel),
+            "share_mean": float(share.mean()),
+            "chance_mean": float(chance.mean()),
+            "above_chance": above,
+            "p_sign_test": float(binomtest(above, len(sel), 0.5, alternative="greater").pvalue),
+        }
+    out["flags"] = [
+        n for n in EDGES if n in out and out[n]["p_sign_test"] < alpha and out[n]["share_mean"] > out[n]["chance_mean"]
+    ]
+    return out
+
+
 def summarise(rows: list[dict]) -> dict:
     """Per target ("predicted", "true"): mean share and chance over patients, how many beat chance, a one-sided sign
     test of share > chance, and per class. ``rows``: {"target", "class", "cam_in_mask", "chance"} per patient."""

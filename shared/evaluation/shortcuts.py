@@ -4,15 +4,18 @@ chance, and more than they carry the class?
 
 Each question is a cross-validated ridge model on the held-out test rows only (the model never saw them): features
 (the top genes' values, or the predicted class probabilities), standardised on each training fold, predict a target
-(the class; each nuisance variable). A categorical target is scored by balanced accuracy, whose chance level is
-1 / levels; a numeric one by the out-of-fold R², whose chance level is 0. Both become a *skill* on one scale, 0 at
-chance and 1 at perfect ((score - chance) / (1 - chance)), so that a nuisance can be set against the class. The
+(the class; each nuisance variable). A categorical target is scored by balanced accuracy, a numeric one by the
+out-of-fold R². Both become a *skill* on one scale, 0 at chance and 1 at perfect ((score - chance) / (1 - chance),
+chance being the mean score of the permuted targets: about 1 / levels for categories, below 0 for R²), so that a
+nuisance can be set against the class. The
 p-value is a permutation test of the target (``permutations`` draws, sklearn's ``permutation_test_score`` rule
 (1 + draws at least as good) / (1 + draws)); written here rather than with sklearn because ridge's fit is linear in
 the target, so one solve per fold scores every permuted target at once (sklearn refits per draw: 200x slower).
 
-A model is flagged when a nuisance is carried significantly (p below ``alpha`` / the number of nuisances, Bonferroni)
-*and* with more skill than the class: its explanations then describe the nuisance more than the biology.
+A feature set is flagged when it carries a nuisance beyond the class (the nuisance permuted within each class, so
+that a nuisance travelling with the class, a batch holding most of one tumour type, is the null; p below ``alpha`` /
+the number of nuisances, Bonferroni) *and* with more skill than the class: its explanations then describe the
+nuisance more than the biology.
 """
 
 from __future__ import annotations
@@ -82,6 +85,23 @@ def _scores(X: np.ndarray, ys: np.ndarray, levels, folds, alpha: float) -> np.nd
     return 1.0 - ((pred - ys) ** 2).sum(0) / np.where(sst > 0, sst, 1.0)
 
 
+def _permutations(n: int, count: int, strata: np.ndarray | None, seed: int) -> np.ndarray:
+    """(n, 1 + count) row orders: the identity, then ``count`` permutations (each within ``strata`` when given)."""
+    rng = np.random.default_rng(seed)
+    draws = np.empty((n, 1 + count), dtype=np.intp)
+    draws[:, 0] = np.arange(n)
+    for i in range(1, count + 1):
+        if strata is None:
+            draws[:, i] = rng.permutation(n)
+        else:
+            order = np.arange(n)
+            for value in np.unique(strata):
+                members = np.flatnonzero(strata == value)
+                order[members] = members[rng.permutation(len(members))]
+            draws[:, i] = order
+    return draws
+
+
 def cv_skill(
     X: np.ndarray,
     target: pd.Series | np.ndarray,
@@ -91,9 +111,12 @@ def cv_skill(
     n_folds: int = 5,
     alpha: float = 1.0,
     seed: int = 0,
+    strata: np.ndarray | None = None,
 ) -> dict:
-    """How well ``X`` predicts ``target`` out of fold, against permutations of the target. Rows with a missing
-    target are left out, and categories with a single row; the folds are at most the smallest category's rows.
+    """How well ``X`` predicts ``target`` out of fold, against permutations of the target (within each of
+    ``strata``'s values when given: the null of a target carried only through the strata, e.g. the class). Rows
+    with a missing target are left out, and categories with a single row; the folds are at most the smallest
+    category's rows.
     Returns the score (balanced accuracy or R²), its chance level, the skill, the permutation p and the rows used;
     ``skipped`` with the reason where the target cannot be tested (one category left, too few rows)."""
     values = pd.Series(np.asarray(target, dtype=object))
@@ -107,17 +130,14 @@ def cv_skill(
         if len(levels) < 2:
             return {"kind": kind, "skipped": f"{len(levels)} category with two or more held-out rows"}
         n_folds = int(min(n_folds, np.bincount(y).min()))
-        chance = 1.0 / len(levels)
     else:
         rows = np.flatnonzero(present)
         y = pd.to_numeric(values.iloc[rows]).to_numpy(np.float64)
         levels = None
         n_folds = min(n_folds, len(rows) // 2)
-        chance = 0.0
     if len(rows) < 6 or n_folds < 2:
         return {"kind": kind, "skipped": f"{len(rows)} held-out rows, too few to cross-validate"}
-    rng = np.random.default_rng(seed)
-    draws = np.stack([np.arange(len(rows))] + [rng.permutation(len(rows)) for _ in range(permutations)], 1)
+    draws = _permutations(len(rows), permutations, None if strata is None else np.asarray(strata)[rows], seed)
     folds = _folds(y, kind, n_folds, seed)
     Xr, k = X[rows], (len(levels) if levels is not None else 1)
     # the target and its permutations in batches of columns: (rows x draws x levels) stays under ~20M numbers
@@ -126,13 +146,16 @@ def cv_skill(
         [_scores(Xr, y[draws[:, i : i + step]], levels, folds, alpha) for i in range(0, draws.shape[1], step)]
     )
     observed, null = float(scores[0]), scores[1:]
+    # chance: what the same procedure scores on the permuted targets (about 1 / levels for categories; below 0 for
+    # R², which a ridge fitted to noise drives negative out of fold)
+    chance = float(null.mean())
     return {
         "kind": kind,
         "score": observed,
         "chance": chance,
         "skill": (observed - chance) / (1.0 - chance),
         "p": float((1 + (null >= observed).sum()) / (1 + len(null))),
-        "null_mean": float(null.mean()) if len(null) else float("nan"),
+        "null_mean": chance,
         "n": int(len(rows)),
         "levels": None if levels is None else int(len(levels)),
         "folds": int(n_folds),
@@ -150,8 +173,11 @@ def audit(
     seed: int = 0,
 ) -> dict:
     """One feature set (a method's top genes, or the predicted probabilities) against the class ``labels`` and each
-    column of ``nuisances`` (row-aligned). Returns ``class``, ``nuisances`` (name -> cv_skill), the flagged
-    nuisances (significant after Bonferroni and with more skill than the class) and ``flagged``."""
+    column of ``nuisances`` (row-aligned). Returns ``class``, ``nuisances`` (name -> cv_skill, with
+    ``p_within_class`` and ``skill_beyond_class``: the same against the target permuted within each class), the
+    flagged nuisances and ``flagged``. A nuisance is flagged when the features carry it beyond the class
+    (``p_within_class`` below ``alpha`` / the nuisances tested) and carry it better than they carry the class: a
+    nuisance that only travels with the class (a batch that holds most of one tumour type) is not flagged."""
     options = dict(permutations=permutations, n_folds=n_folds, seed=seed)
     cls = cv_skill(features, labels, "categorical", **options)
     out: dict = {"class": cls, "nuisances": {}}
@@ -160,12 +186,18 @@ def audit(
         kind = target_kind(column)
         if kind == "continuous" and name in LOG_SCALED:
             column = np.log1p(pd.to_numeric(column, errors="coerce").clip(lower=0))
-        out["nuisances"][name] = cv_skill(features, column, kind, **options)
+        result = cv_skill(features, column, kind, **options)
+        if "skipped" not in result:
+            # the same target permuted within each class: what the features carry of it beyond the class
+            within = cv_skill(features, column, kind, strata=labels, **options)
+            result["p_within_class"] = within["p"]
+            result["skill_beyond_class"] = (result["score"] - within["null_mean"]) / (1.0 - within["null_mean"])
+        out["nuisances"][name] = result
     tested = {k: v for k, v in out["nuisances"].items() if "skipped" not in v}
     threshold = alpha / max(len(tested), 1)
     class_skill = cls.get("skill", 0.0) if "skipped" not in cls else 0.0
     out["alpha"], out["threshold"] = alpha, threshold
-    out["flags"] = sorted(k for k, v in tested.items() if v["p"] < threshold and v["skill"] > class_skill)
+    out["flags"] = sorted(k for k, v in tested.items() if v["p_within_class"] < threshold and v["skill"] > class_skill)
     out["flagged"] = bool(out["flags"])
     return out
 

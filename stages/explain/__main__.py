@@ -168,6 +168,12 @@ def explain_model(
                 gene_means[method_name] = means
         if settings.shortcuts.enabled and kind != "volume":
             entry["shortcuts"] = audit_model(held_out, gene_means, settings.shortcuts, seed)
+        edges = {m: r.pop("shortcuts") for m, r in entry["methods"].items() if "shortcuts" in r}
+        if settings.shortcuts.enabled and edges:  # volumes: the maps' share outside the brain and at the edge
+            entry["shortcuts"] = {
+                "volume": edges,
+                "flagged": [f"{m}: {n}" for m, e in edges.items() for n in e["flags"]],
+            }
         tables, de = {}, None
         if bio is not None and gene_names is None:
             entry["biology_absent"] = (

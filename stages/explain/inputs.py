@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shared.dataset import COVARIATES, measured_training_rows, read_samples, test_rows
-from shared.errors import UserError
+from shared.dataset import COVARIATES, measured_training_rows, read_info, read_samples, test_rows
+from shared.dataset import read_covariates as dataset_covariates
 from shared.genemap import PixelGeneMap
 
 from .attributions import to_tensor
@@ -116,15 +116,15 @@ class ModelInputs:
 
 
 def read_covariates(samples_path: Path, samples: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame | None:
-    """The ``rows`` of the dataset's covariates.csv (shared.dataset), as text, without its ``sample`` column; None
-    when the dataset has none. Its rows are samples.csv's, in order: a file that disagrees is an error."""
-    path = samples_path.parent / COVARIATES
-    if not path.is_file():
+    """The ``rows`` of the dataset's covariates.csv (``shared.dataset.read_covariates``: the named covariates as
+    text, the QC ones as numbers) without its ``sample`` column; None when the dataset has none."""
+    folder = samples_path.parent
+    if not (folder / COVARIATES).is_file():
         return None
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "sample" not in table or not table["sample"].equals(samples["sample"].astype(str).reset_index(drop=True)):
-        raise UserError(f"{path}: its sample column is not samples.csv's, row for row; rerun preprocess")
-    return table.drop(columns="sample").iloc[rows].reset_index(drop=True)
+    named = list(read_info(folder).get("covariates") or [])
+    return (
+        dataset_covariates(folder / COVARIATES, named, samples).drop(columns="sample").iloc[rows].reset_index(drop=True)
+    )
 
 
 @dataclass(frozen=True)

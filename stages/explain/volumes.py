@@ -20,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.evaluation.localisation import BRATS_REGIONS, localisation, subregions, summarise, summarise_subregions
+from shared.evaluation.localisation import (
+    BRATS_REGIONS,
+    edge_shares,
+    localisation,
+    subregions,
+    summarise,
+    summarise_edges,
+    summarise_subregions,
+)
 
 from .inputs import ModelInputs
 
@@ -77,7 +85,7 @@ class VolumeChecks:
                 "target": "true",
                 "class": self.classes[label],
             }
-            self.rows.append({**exam, **loc, "nifti": nifti})
+            self.rows.append({**exam, **loc, **edge_shares(energy[j], brain), "nifti": nifti})
             if data.has_mask[row]:
                 t0 = time.perf_counter()
                 regions = subregions(energy[j], masks[j, 1], brain)
@@ -96,6 +104,8 @@ class VolumeChecks:
         seconds = self.region_seconds + time.perf_counter() - t0
         return {
             "localisation": summarise(self.rows),
+            # the shortcut audit's edge checks; explain_model gathers them into the model's shortcuts entry
+            "shortcuts": summarise_edges(self.rows),
             "subregions": {
                 "target": "true",
                 "regions": {

@@ -299,6 +299,24 @@ def test_gradient_checkpointing_gives_the_same_gradients():
             assert torch.allclose(pa.grad, pb.grad, rtol=1e-4, atol=1e-6), name
 
 
+def test_edge_shares_find_a_map_on_the_background_and_the_border():
+    from shared.evaluation.localisation import edge_shares, summarise_edges
+
+    brain = np.zeros((16, 16, 16), bool)
+    brain[4:12, 4:12, 4:12] = True
+    even = edge_shares(np.ones(brain.shape), brain)
+    assert even["outside_brain"] == pytest.approx(even["outside_brain_chance"]) == pytest.approx(1 - 512 / 4096)
+    assert even["border"] == pytest.approx(even["border_chance"]) == pytest.approx(1 - 12**3 / 16**3)
+    rng = np.random.default_rng(0)
+    on_brain = [edge_shares(rng.random(brain.shape) * brain, brain) for _ in range(8)]
+    assert summarise_edges(on_brain)["flags"] == []
+    edge = np.zeros(brain.shape)
+    edge[0] = 1.0  # a map on the volume's first plane: background and border
+    leaning = [edge_shares(edge + 0.1 * rng.random(brain.shape), brain) for _ in range(8)]
+    result = summarise_edges(leaning)
+    assert result["flags"] == ["outside_brain", "border"] and result["border"]["p_sign_test"] == pytest.approx(1 / 256)
+
+
 def test_localisation_share_against_chance():
     from shared.evaluation.localisation import localisation
 
@@ -421,7 +439,20 @@ def test_the_stage_end_to_end_with_its_report(ucsf, tmp_path):
     assert summary["explanations"]["efficientnet-b0/saliency"]["subregions"] == {
         k: v for k, v in sub.items() if k != "seconds"
     }
+    # the shortcut audit's edge checks: each method's share outside the brain and at the border, per exam in
+    # localisation.csv, summarised with a sign test in the model's shortcuts entry and summary.json
+    shortcuts = metrics["models"]["efficientnet-b0"]["shortcuts"]
+    for method in ("grad_cam", "saliency"):
+        loc = pd.read_csv(explained / method / "localisation.csv").dropna(subset=["outside_brain"])
+        edge = shortcuts["volume"][method]["outside_brain"]
+        assert edge["n"] == len(loc) and edge["above_chance"] == int(
+            (loc["outside_brain"] > loc["outside_brain_chance"]).sum()
+        )
+        assert ((loc["border"] >= 0) & (loc["border"] <= 1)).all() and (loc["border_chance"] > 0).all()
+    assert shortcuts["flagged"] == [f"{m}: {f}" for m, e in shortcuts["volume"].items() for f in e["flags"]]
+    assert summary["shortcuts"]["efficientnet-b0"] == shortcuts
     html = (exp / "report" / "index.html").read_text()
+    assert "Shortcut audit" in html and "outside brain (chance)" in html
     assert "38 included" in html and "1 missing T1c" in html and "inside the tumour mask" in html
     assert "The map per tumour sub-region" in html and "enhancing tumour" in html and "no .h5ad" in html
 

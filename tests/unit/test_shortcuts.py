@@ -28,7 +28,9 @@ def test_scores_equal_scikit_learns_ridge_on_the_same_folds():
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
     pred = cross_val_predict(make_pipeline(StandardScaler(), RidgeClassifier(alpha=1.0)), X, y, cv=folds)
     assert got["score"] == pytest.approx(balanced_accuracy_score(y, pred), abs=1e-12)
-    assert got["skill"] == pytest.approx((got["score"] - 1 / 3) / (2 / 3))
+    # chance: the permuted targets' mean score, near 1 / 3 for three balanced-accuracy classes
+    assert got["chance"] == pytest.approx(1 / 3, abs=0.05)
+    assert got["skill"] == pytest.approx((got["score"] - got["chance"]) / (1 - got["chance"]))
     t = X[:, 1] + rng.normal(size=len(X))
     got = cv_skill(X, t, "continuous", permutations=20)
     pred = cross_val_predict(
@@ -77,3 +79,24 @@ def test_target_kinds_and_top_gene_union():
     means = np.array([[0.9, 0.1, 0.5, np.nan], [0.0, 0.2, 0.1, 0.8]])
     assert top_gene_columns(means, 2).tolist() == [0, 1, 2, 3]
     assert top_gene_columns(means, 1).tolist() == [0, 3]
+
+
+def test_a_nuisance_that_only_travels_with_the_class_is_not_flagged():
+    """Six classes in two families (a strong program each, weak markers within), and a batch holding most of one
+    family: genes that read only the classes predict the batch better than the class itself, but no better once
+    the batch is permuted within each class, so it is not flagged; genes of the batch's own are, and it is."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 6, 480)
+    family = y < 3
+    batch = np.where(rng.random(len(y)) < np.where(family, 0.97, 0.03), "b2", "b1")
+    X = rng.normal(size=(len(y), 12))
+    X[:, 0] += 2.0 * family
+    X[:, 1] += 2.0 * ~family
+    X[:, 2:8] += 0.5 * (y[:, None] == np.arange(6)[None, :])  # weak markers of each class, nothing of the batch
+    result = audit(X, y, pd.DataFrame({"batch": batch}), permutations=99)
+    carried = result["nuisances"]["batch"]
+    assert carried["p"] == pytest.approx(0.01) and carried["skill"] > result["class"]["skill"]  # marginally: yes
+    assert carried["p_within_class"] > 0.05 and not result["flagged"], result  # beyond the class: no
+    X[:, 8:12] += 2.0 * (batch == "b2")[:, None]
+    shortcut = audit(X, y, pd.DataFrame({"batch": batch}), permutations=99)
+    assert shortcut["nuisances"]["batch"]["p_within_class"] == pytest.approx(0.01) and shortcut["flags"] == ["batch"]
