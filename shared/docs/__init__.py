@@ -13,7 +13,8 @@ makes, at build time, so nothing generated is committed and re-measuring rewrite
   ``record-bench`` from outputs/bench/NAME.json through bench/NAME.py's ``headline``; the oldest carried by hand);
 - ``demo-models EXPERIMENT``, ``demo-methods EXPERIMENT``: a demo run's held-out scores and trust figures (the
   tumour-mask localisation too, for volumes), from docs/data/demos/EXPERIMENT.json; ``demo-subregions
-  EXPERIMENT``: a volume demo's map energy per class and tumour sub-region, from the same file.
+  EXPERIMENT``: a volume demo's map energy per class and tumour sub-region, ``demo-shortcuts EXPERIMENT``: a demo's
+  shortcut audit, from the same file.
 
 The parts by concern: ``reference`` (``config``, ``stages``, ``methods``: from the code's declarations), ``records``
 (``test-times``, ``benchmarks``, ``demo-*``: from docs/data/, and the ``record_*`` that write it), ``generated``
@@ -45,6 +46,7 @@ from .records import (
     benchmarks_section,
     demo_methods_section,
     demo_models_section,
+    demo_shortcuts_section,
     demo_subregions_section,
     record_bench,
     record_demo,
@@ -88,6 +90,7 @@ __all__ = [
     "benchmarks_section",
     "config_section",
     "demo_methods_section",
+    "demo_shortcuts_section",
     "demo_subregions_section",
     "demo_models_section",
     "field_comments",

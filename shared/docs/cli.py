@@ -19,9 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="print one generated part")
     show.add_argument("name", choices=sorted(GENERATED))
-    show.add_argument(
-        "argument", nargs="?", help="the part's argument (demo-models, demo-methods, demo-subregions: the experiment)"
-    )
+    show.add_argument("argument", nargs="?", help="the part's argument (the demo-* parts: the experiment)")
     record = sub.add_parser("record-demo", help="keep a demo run's figures in docs/data/demos/ for the demo page")
     record.add_argument("summary", help="a demo run's report/summary.json (written to docs/data/demos/EXPERIMENT.json)")
     record.add_argument("--commit", required=True, help="the commit the run was made at")

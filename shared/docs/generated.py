@@ -10,6 +10,7 @@ from .records import (
     benchmarks_section,
     demo_methods_section,
     demo_models_section,
+    demo_shortcuts_section,
     demo_subregions_section,
     test_times_section,
 )
@@ -28,6 +29,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "demo-models": demo_models_section,
     "demo-methods": demo_methods_section,
     "demo-subregions": demo_subregions_section,
+    "demo-shortcuts": demo_shortcuts_section,
 }
 
 

@@ -243,6 +243,8 @@ def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
         "n_test": summary["n_test"],
         "models": models,
         "methods": methods,
+        # the shortcut audit's headline per model (summary.json's), when the run made one
+        "shortcuts": summary.get("shortcuts") or None,
     }
     return record
 
@@ -343,4 +345,23 @@ def demo_subregions_section(experiment: str = "demo_mri") -> str:
             f"With {' or '.join(map(str, small))} exams a row cannot reach p < 0.05: an exact two-sided sign test's "
             "smallest p over n exams is 2 / 2ⁿ.",
         ]
+    return "\n".join(lines) + "\n"
+
+
+def demo_shortcuts_section(experiment: str = "demo") -> str:
+    """A demo run's shortcut audit (the report's table, from the recorded file): per model and feature set the
+    class's and each nuisance's skill and permutation p, and the flags; a line saying so where the run has none."""
+    import pandas as pd
+
+    from shared.evaluation.shortcuts import table_rows
+
+    recorded = _demo(experiment).get("shortcuts")
+    if not recorded:
+        return f"(`docs/data/demos/{experiment}.json` records no shortcut audit.)\n"
+    rows = [row for model, audit in recorded.items() for row in table_rows(model, audit)]
+    table = pd.DataFrame(rows).fillna("")
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + " --- |" * len(table.columns)]
+    lines += [
+        "| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in table.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"

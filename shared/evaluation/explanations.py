@@ -267,8 +267,9 @@ class ModelExplanations(_Record):
         s = self.shortcuts
         return {
             "nuisances": s["nuisances"],
+            "top_k": s["top_k"],
             "predictions": brief(s["predictions"]),
-            "methods": {m: brief(r) for m, r in s["methods"].items()},
+            "methods": {m: brief(r) | {"genes": r["genes"]} for m, r in s["methods"].items()},
             "flagged": s["flagged"],
         }
 

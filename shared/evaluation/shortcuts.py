@@ -208,3 +208,50 @@ def top_gene_columns(class_means: np.ndarray, k: int) -> np.ndarray:
     means = np.nan_to_num(np.asarray(class_means, np.float64), nan=-np.inf)
     top = np.argsort(-means, axis=1, kind="stable")[:, :k]
     return np.unique(top)
+
+
+# -- the audit as table rows (the report's table, the docs' demo table) ------------------------------------------
+
+
+def _cell(result: dict) -> str:
+    if "skipped" in result:
+        return f"not tested ({result['skipped']})"
+    return f"{result['skill']:.2f} (p {result['p']:.2g})"
+
+
+def _edge(e: dict) -> str:
+    share = f"{e['share_mean']:.3f} ({e['chance_mean']:.3f})"
+    return f"{share}, {e['above_chance']} of {e['n']} above, p {e['p_sign_test']:.2g}"
+
+
+def table_rows(model: str, audit: dict) -> list[dict]:
+    """Rows of a table of one model's audit (explain's entry or summary.json's headline of it): per feature set the
+    class's and each nuisance's skill and p, and the flags; for volumes, each method's edge checks; one row saying
+    why for a skipped audit."""
+    if "skipped" in audit:
+        return [{"model": model, "features": "", "class": f"not audited: {audit['skipped']}"}]
+    if "volume" in audit:  # volumes: each method's map outside the brain and at the volume's border
+        return [
+            {
+                "model": model,
+                "features": f"{method}: map energy",
+                **{
+                    f"{edge.replace('_', ' ')} (chance)": _edge(e[edge])
+                    for edge in ("outside_brain", "border")
+                    if edge in e
+                },
+                "flagged": ", ".join(e["flags"]) or "no",
+            }
+            for method, e in audit["volume"].items()
+        ]
+    sets = [("predicted probabilities", audit["predictions"])] + [
+        (f"{method}: top {audit['top_k']} genes per class ({r['genes']} genes)", r)
+        for method, r in audit["methods"].items()
+    ]
+    rows = []
+    for what, result in sets:
+        row = {"model": model, "features": what, "class": _cell(result["class"])}
+        row.update({name: _cell(r) for name, r in result["nuisances"].items()})
+        row["flagged"] = ", ".join(result["flags"]) or "no"
+        rows.append(row)
+    return rows

@@ -19,12 +19,12 @@ from shared.dataset import INFO, read_info
 from shared.evaluation.compare import compare_all
 from shared.evaluation.explanations import Subregions, read_explanations
 from shared.evaluation.models_index import read_models_index
+from shared.evaluation.shortcuts import table_rows as shortcut_table_rows
 from shared.stage import main
 
 from .multiqc import write_custom_content
 from .params import Report
 from .plots import plot_confusion, plot_history, plot_mean_confusion, plot_roc
-from .shortcuts import shortcut_rows
 
 #: a model whose held-out macro ROC-AUC is below this learned (next to) nothing; its explanations explain noise
 CHANCE_AUC = 0.6
@@ -372,7 +372,7 @@ def run(stage: StageRun) -> None:
         biology_absent.update({name: e.biology_absent for name, e in provided.models.items() if e.biology_absent})
         for name, model_entry in provided.models.items():
             if model_entry.shortcuts is not None:
-                shortcut_table += shortcut_rows(name, model_entry.shortcuts)
+                shortcut_table += shortcut_table_rows(name, model_entry.shortcuts)
                 summary_shortcuts[name] = model_entry.shortcuts_headline()
             for method, entry in model_entry.methods.items():
                 folder = provider / name / method

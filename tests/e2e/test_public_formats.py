@@ -599,6 +599,21 @@ def test_gtex_layout_fixture_through_make_all(tmp_path):
     summary = json.loads((exp / "report" / "summary.json").read_text())
     assert summary["models"]["resnet18"]["macro_f1"] >= 0.8, summary["models"]
     assert (exp / "report" / "index.html").is_file()
+    # the shipped config's covariates, read as GTEx publishes them, reach the shortcut audit: the collection site and
+    # RIN from the sample attributes, sex and age from the subject phenotypes through the donor, and the library size
+    audit = summary["shortcuts"]["resnet18"]
+    assert audit["nuisances"] == {
+        "group": "categorical",
+        "SMCENTER": "categorical",
+        "SMRIN": "continuous",
+        "SEX": "categorical",
+        "AGE": "categorical",
+        "total_counts": "continuous",
+        "n_genes_by_counts": "categorical"
+        if audit["nuisances"]["n_genes_by_counts"] == "categorical"
+        else "continuous",
+    }
+    assert not audit["flagged"], audit["flagged"]  # the fixture's nuisances are drawn apart from the tissues
 
 
 def _published(dataset: str, root: Path) -> tuple[dict, dict]:
