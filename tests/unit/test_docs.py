@@ -178,6 +178,37 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
     )
 
 
+def test_demo_shortcuts_renders_the_recorded_audit(tmp_path, monkeypatch):
+    """record-demo keeps summary.json's shortcut audit; the demo page's table shows each feature set's skills and
+    flags from it, and says so where the recorded run has none."""
+    import json
+
+    def result(skill, p, flags=()):
+        nuisance = {"kind": "categorical", "score": 0.9, "chance": 0.5, "skill": skill, "p": p, "p_within_class": p}
+        cls = {"kind": "categorical", "score": 0.6, "chance": 0.25, "skill": 0.47, "p": 0.005}
+        return {"class": cls, "nuisances": {"batch": nuisance}, "flags": list(flags)}
+
+    audit = {
+        "nuisances": {"batch": "categorical"},
+        "top_k": 10,
+        "predictions": result(0.1, 0.3),
+        "methods": {"saliency": result(0.95, 0.005, ["batch"]) | {"genes": 26}},
+        "flagged": ["saliency: batch"],
+    }
+    summary = {"experiment": "demo", "n_test": 10, "models": {}, "explanations": {}, "shortcuts": {"m": audit}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    record = docs.record_demo(tmp_path / "summary.json", "abc1234", {"train_images_per_s": None, "cores": 2})
+    assert record["shortcuts"] == {"m": audit}
+    monkeypatch.setattr(docs.records, "DEMOS", tmp_path)
+    (tmp_path / "demo.json").write_text(json.dumps(record))
+    rows = docs.render("<!-- generated: demo-shortcuts demo -->").splitlines()
+    assert rows[0] == "| model | features | class | batch | flagged |"
+    assert rows[2] == "| m | predicted probabilities | 0.47 (p 0.005) | 0.10 (p 0.3) | no |"
+    assert rows[3] == "| m | saliency: top 10 genes per class (26 genes) | 0.47 (p 0.005) | 0.95 (p 0.005) | batch |"
+    (tmp_path / "demo.json").write_text(json.dumps(record | {"shortcuts": None}))
+    assert "records no shortcut audit" in docs.render("<!-- generated: demo-shortcuts demo -->")
+
+
 def _train_json(path, ours=399.4, plain=387.0):
     import json
 
