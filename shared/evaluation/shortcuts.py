@@ -128,7 +128,8 @@ def cv_skill(
         rows = np.flatnonzero(present & values.astype(str).isin(keep_levels).to_numpy())
         levels, y = np.unique(values.iloc[rows].astype(str), return_inverse=True)
         if len(levels) < 2:
-            return {"kind": kind, "skipped": f"{len(levels)} category with two or more held-out rows"}
+            what = ("no value", "one value")[len(levels)]
+            return {"kind": kind, "skipped": f"{what} with two or more held-out rows (two are needed)"}
         n_folds = int(min(n_folds, np.bincount(y).min()))
     else:
         rows = np.flatnonzero(present)
