@@ -8,7 +8,7 @@ live here once::
                             baselines_biology, biology_seconds
     ModelExplanations       provider, arch, input, samples, n_test, n_explained, gene_map, per_sample_arrays,
                             methods {method: MethodExplanation}, not_applicable {method: why}, biology | biology_absent,
-                            shortcuts (the shortcut audit)
+                            shortcuts (the shortcut audit), sample_trust (per-sample trust: counts per reason)
     MethodExplanation       description, signed, top_k, layer, marker precision (``marker_precision_at_<k>``,
                             ``per_class_precision``), faithfulness, sanity, stability, localisation, subregions,
                             seconds
@@ -246,9 +246,18 @@ class ModelExplanations(_Record):
     #: the shortcut audit (stages/explain/shortcuts.py): predictions and each method's top genes against the class
     #: and each nuisance variable; ``flagged``; or ``skipped`` with the reason
     shortcuts: dict | None = None
+    #: per-sample trust (stages/explain/sample_trust.py): n, n_distrusted, reasons {reason: samples}, method, top_k,
+    #: the thresholds, how many samples each signal was computed for, not_computed {signal: why}, table, seconds
+    sample_trust: dict | None = None
     extra: dict = field(default_factory=dict)
 
     NESTED: ClassVar[dict[str, Any]] = {"methods": (MethodExplanation, True)}
+
+    def sample_trust_headline(self) -> dict | None:
+        """What summary.json keeps of the per-sample trust: every figure but the run's time."""
+        if self.sample_trust is None:
+            return None
+        return {k: v for k, v in self.sample_trust.items() if k != "seconds"}
 
     def shortcuts_headline(self) -> dict | None:
         """What summary.json keeps of the audit: per feature set the class's and each nuisance's skill and p, the

@@ -1,5 +1,6 @@
-"""python -m stages.explain --config FILE: attributions, class maps, gene rankings, marker precision, and the trust
-checks; for volumes with masks, the tumour-mask localisation and the maps in each patient's space."""
+"""python -m stages.explain --config FILE: attributions, class maps, gene rankings, marker precision, the trust
+checks and the per-sample trust table; for volumes with masks, the tumour-mask localisation and the maps in each
+patient's space."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from .inputs import ExplainedModel, ModelInputs, subset, symbols_of
 from .methods import METHODS, make_method
 from .params import Explain
 from .quality import trust
+from .sample_trust import obs_columns, sample_trust
 from .shortcuts import audit_model
 from .store import AnnDataFile, ClassMeans, CsvRows, KeptRows, NpyRows, finish_anndata, open_anndata
 from .volumes import VolumeChecks
@@ -174,6 +176,12 @@ def explain_model(
                 "volume": edges,
                 "flagged": [f"{m}: {n}" for m, e in edges.items() for n in e["flags"]],
             }
+        if settings.per_sample.trust:  # after the methods: it reads the trust method's faithfulness.csv
+            table, entry["sample_trust"] = sample_trust(
+                explained, settings, exp_dir, spec, conformal, list(entry["methods"]), out / name
+            )
+            if h5ad is not None:
+                h5ad.add_obs(obs_columns(table))
         tables, de = {}, None
         if bio is not None and gene_names is None:
             entry["biology_absent"] = (

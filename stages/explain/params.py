@@ -55,7 +55,8 @@ class Stability(Section):
 
 
 class PerSample(Section):
-    """Per-sample results: the top-genes table and the figure of a few samples."""
+    """Per-sample results: the top-genes table, the figure of a few samples, and the per-sample trust table (which
+    samples' prediction or map not to trust, and why)."""
 
     #: genes listed per sample in sample_top_genes.csv
     top_k: int = Field(10, ge=1)
@@ -67,6 +68,21 @@ class PerSample(Section):
     #: written when at most this many samples are explained; above it they are not (the class means, rankings,
     #: sample_top_genes.csv and the h5ad layers always are)
     arrays_max_samples: int = Field(50_000, ge=0)
+    #: false: no per-sample trust table ({model}/sample_trust.csv, its obs columns; stages/explain/sample_trust.py)
+    trust: bool = True
+    #: the method whose per-sample maps are compared between fold models and whose deletion AUC is read; default the
+    #: first gradient-based method in explain.methods
+    trust_method: MethodName | None = None
+    #: samples (classes in turn) explained by every fold model for the per-sample fold agreement (of their top_k
+    #: genes); the others have none. 0: none
+    trust_max_samples: int = Field(256, ge=0)
+    #: a sample whose top_k genes the fold models share less than this fraction of (mean over pairs) is flagged
+    min_fold_agreement: float = Field(0.5, ge=0, le=1)
+    #: nearest measured training samples listed per sample (gene values the model read, Euclidean)
+    neighbours: int = Field(3, ge=1)
+    #: a sample farther from its nearest training sample than this quantile of the training samples' own
+    #: leave-one-out nearest distances is flagged "unlike any training sample"
+    ood_quantile: float = Field(0.99, gt=0, le=1)
 
 
 class Shortcuts(Section):
@@ -145,6 +161,16 @@ class ExplainSettings(Section):
     per_sample: PerSample = Field(default_factory=PerSample)
     shortcuts: Shortcuts = Field(default_factory=Shortcuts)
     biology: Biology = Field(default_factory=Biology)
+
+    @model_validator(mode="after")
+    def _trust_method_is_run(self) -> ExplainSettings:
+        """per_sample.trust_method names one of the methods run."""
+        chosen = self.per_sample.trust_method
+        if chosen is not None and chosen not in self.methods:
+            raise ValueError(
+                f"per_sample.trust_method: {chosen!r} is not in explain.methods ({', '.join(self.methods)})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _options_of_chosen_methods(self) -> ExplainSettings:
@@ -267,8 +293,17 @@ STAGE = StageSpec(
             when="volume inputs with masks and per_sample.figure_per_class > 0",
         ),
         Output(
+            "{model}/sample_trust.csv",
+            "per explained sample: label, prediction and its probability, conformal set and size, the fold models' "
+            "shared fraction of its top genes, its deletion AUC beside its random order's, its nearest measured "
+            "training samples (ids;labels;distances), whether they carry the prediction, the out-of-distribution flag, "
+            "and distrust: the reasons not to trust its prediction or map ('' when none)",
+            when="per_sample.trust",
+        ),
+        Output(
             "{model}/attributions.h5ad",
-            "AnnData for scanpy: obs the test samples (label, prediction, conformal_set, conformal_set_size), var the "
+            "AnnData for scanpy: obs the test samples (label, prediction, conformal_set, conformal_set_size, and with "
+            "per_sample.trust sample_trust.csv's columns), var the "
             "genes, one layer per method (every explained sample; "
             "attribution_dtype), varm class means, uns top genes and the "
             "trust figures; with biology.enabled uns['rank_genes_groups'] (Wilcoxon, "

@@ -186,7 +186,8 @@ class KeptRows:
 
 class AnnDataFile:
     """An ``.h5ad`` written in parts, for scanpy: ``start`` writes obs and var (anndata's own writer), ``dense`` adds
-    X or a layer as an HDF5 dataset filled a block of rows at a time (anndata's dense-array encoding), ``finish``
+    X or a layer as an HDF5 dataset filled a block of rows at a time (anndata's dense-array encoding), ``add_obs``
+    joins obs columns computed later, ``finish``
     writes varm and uns (``anndata``'s ``write_elem``) and renames the file into place."""
 
     def __init__(self, path: Path, obs: pd.DataFrame, var: pd.DataFrame):
@@ -208,6 +209,22 @@ class AnnDataFile:
         )
         ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "array", "0.2.0"
         return _Dataset(ds)
+
+    def add_obs(self, columns: pd.DataFrame) -> None:
+        """Columns added to obs after ``start`` (indexed by obs's index, in its order): obs read back with anndata's
+        reader, the columns joined, and obs written again with anndata's encoding (text, numbers, nullable
+        booleans and integers as ``anndata.read_h5ad`` reads them)."""
+        try:
+            from anndata.io import read_elem  # anndata >= 0.11
+        except ImportError:
+            from anndata.experimental import read_elem
+        obs = read_elem(self.file["obs"])
+        if not columns.index.astype(str).equals(obs.index.astype(str)):
+            raise ValueError(f"{self.path.name}: obs columns for other samples than obs's")
+        for name in columns.columns:
+            obs[name] = columns[name].array  # its dtype kept (nullable booleans and integers)
+        del self.file["obs"]
+        _write_elem()(self.file, "obs", obs)
 
     def finish(self, elems: dict) -> None:
         """elems: {key: value} written with anndata's encoding (e.g. 'varm': {...}, 'uns': {...})."""
@@ -327,6 +344,8 @@ def finish_anndata(
     )
     if entry.get("shortcuts") is not None:  # the shortcut audit, as explain's metrics.json holds it
         uns["shortcuts"] = json.dumps(entry["shortcuts"], default=float)
+    if entry.get("sample_trust") is not None:  # the per-sample trust summary (its columns are in obs)
+        uns["sample_trust"] = json.dumps(entry["sample_trust"], default=float)
     uns["config"] = json.dumps(settings.model_dump(mode="json"))
     for result in (de or {}).values():
         uns[result["key"]] = result["uns"]

@@ -204,6 +204,58 @@ def conformal_section(name: str, metrics: dict, folder: Path) -> dict | None:
     }
 
 
+#: samples listed per model in the report's table of samples to distrust (the rest are in sample_trust.csv)
+DISTRUST_SHOWN = 50
+
+
+def sample_trust_section(name: str, figures: dict, folder: Path, relative: str) -> dict:
+    """The report's view of one model's per-sample trust (explain's sample_trust.csv in ``folder``): the count of
+    samples per reason, and the first ``DISTRUST_SHOWN`` samples with a reason to distrust them (the count of the
+    rest and the CSV's path, ``relative`` to the outputs, beside them)."""
+    path = folder / figures.get("table", "sample_trust.csv")
+    table = (
+        pd.read_csv(path, dtype={"sample": str, "conformal_set": str, "distrust": str}, keep_default_na=False)
+        if path.is_file()
+        else pd.DataFrame(columns=["distrust"])
+    )
+    flagged = table[table["distrust"] != ""]
+    shown = flagged.head(DISTRUST_SHOWN)
+    columns = {
+        "sample": "sample",
+        "label": "label",
+        "prediction": "prediction",
+        "p_prediction": "p(prediction)",
+        "conformal_set": "conformal set",
+        "fold_top_k_shared": "fold top-k shared",
+        "deletion_auc": "deletion AUC",
+        "random_deletion_auc": "random deletion AUC",
+        "neighbour_labels": "neighbours' labels",
+        "nearest_distance": "nearest distance",
+        "distrust": "why not to trust it",
+    }
+    shown = shown[[c for c in columns if c in shown]].rename(columns=columns)
+    if "conformal set" in shown:
+        shown["conformal set"] = shown["conformal set"].map(lambda v: v.replace("|", ", ") if v else "(empty)")
+    thresholds = figures.get("thresholds", {})
+    return {
+        "model": name,
+        "n": figures.get("n"),
+        "n_distrusted": figures.get("n_distrusted", len(flagged)),
+        "method": figures.get("method"),
+        "top_k": figures.get("top_k"),
+        "thresholds": thresholds,
+        "not_computed": figures.get("not_computed", {}),
+        "n_fold_agreement": figures.get("n_fold_agreement"),
+        "n_faithfulness": figures.get("n_faithfulness"),
+        "reasons_html": _html_table(
+            pd.DataFrame([{"reason": r, "samples": c} for r, c in figures.get("reasons", {}).items()])
+        ),
+        "flagged_html": _html_table(shown, "{:.3g}") if len(shown) else None,
+        "n_rest": max(0, len(flagged) - len(shown)),
+        "csv": relative,
+    }
+
+
 def subregion_table(sub: Subregions) -> Markup:
     """A volume method's energy share per class and tumour sub-region beside the region's share of the brain (what
     a map spread evenly would put there), the exams above it and the two-sided sign test."""
@@ -360,6 +412,7 @@ def run(stage: StageRun) -> None:
 
     explanations, summary_expl, trust_rows = [], {}, []
     shortcut_table, summary_shortcuts = [], {}
+    sample_trust, summary_sample_trust = [], {}
     biology, summary_bio, biology_absent = [], {}, {}
     for provider in stage.providers("explanations").values():
         provided = read_explanations(provider)
@@ -374,6 +427,16 @@ def run(stage: StageRun) -> None:
             if model_entry.shortcuts is not None:
                 shortcut_table += shortcut_table_rows(name, model_entry.shortcuts)
                 summary_shortcuts[name] = model_entry.shortcuts_headline()
+            if model_entry.sample_trust is not None:
+                sample_trust.append(
+                    sample_trust_section(
+                        name,
+                        model_entry.sample_trust,
+                        provider / name,
+                        f"{provider.name}/{name}/{model_entry.sample_trust.get('table', 'sample_trust.csv')}",
+                    )
+                )
+                summary_sample_trust[name] = model_entry.sample_trust_headline()
             for method, entry in model_entry.methods.items():
                 folder = provider / name / method
                 ranking = (
@@ -486,6 +549,7 @@ def run(stage: StageRun) -> None:
         config_yaml=yaml.safe_dump(exp.to_dict(), sort_keys=False),
         trust_html=_html_table(pd.DataFrame(trust_rows).dropna(axis=1, how="all")) if trust_rows else None,
         conformal_models=conformal_models,
+        sample_trust=sample_trust,
         conformal_html=_html_table(pd.DataFrame([c["row"] for c in conformal_models]), "{:.3g}")
         if conformal_models
         else None,
@@ -512,6 +576,7 @@ def run(stage: StageRun) -> None:
             "biology": summary_bio,
             "biology_absent": biology_absent,
             "shortcuts": summary_shortcuts,
+            "sample_trust": summary_sample_trust,
         },
     )
     write_custom_content(out, json.loads((out / "summary.json").read_text()), comparison)  # MultiQC's custom content

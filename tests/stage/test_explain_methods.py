@@ -76,3 +76,43 @@ def test_deeplift_and_gradient_shap_run_with_every_trust_check(explained):
     check_declared_outputs(explained / "explain", "explain")
     html = (explained / "report" / "index.html").read_text()
     assert "DeepLIFT (Shrikumar et al. 2017)" in html and "GradientSHAP (Lundberg &amp; Lee 2017)" in html
+
+
+def test_sample_trust_table_for_every_explained_sample_and_in_the_h5ad_obs(explained):
+    import anndata as ad
+    import pandas as pd
+
+    from shared.dataset import read_samples
+    from stages.explain.sample_trust import COLUMNS, REASONS
+
+    metrics = json.loads((explained / "explain" / "metrics.json").read_text())
+    samples = read_samples(explained / "preprocess" / "samples.csv")
+    training = set(samples["sample"][(samples["split"] == "train") & (samples["augmented_from"] == "")])
+    summary = json.loads((explained / "report" / "summary.json").read_text())
+    for model in ("dense", "resnet18"):
+        entry = metrics["models"][model]["sample_trust"]
+        table = pd.read_csv(
+            explained / "explain" / model / "sample_trust.csv",
+            dtype={"sample": str, "distrust": str, "neighbours": str, "ood": str},
+            keep_default_na=False,
+        )
+        assert list(table.columns) == COLUMNS
+        assert len(table) == entry["n"] == metrics["models"][model]["n_explained"]
+        assert entry["method"] == "deeplift"  # the first gradient-based method configured
+        # every explained sample within the default budget: each fold pair's agreement, 3 measured training
+        # neighbours, the faithfulness check's samples' deletion AUCs
+        assert entry["n_fold_agreement"] == len(table) and table["fold_top_k_shared"].between(0, 1).all()
+        assert entry["n_faithfulness"] == 12 and (table["deletion_auc"] != "").sum() == 12
+        assert all(len(n.split(";")) == 3 and set(n.split(";")) <= training for n in table["neighbours"])
+        assert table["ood"].isin(["True", "False"]).all()
+        assert entry["reasons"] == {r: int(table["distrust"].str.contains(r, regex=False).sum()) for r in REASONS}
+        assert summary["sample_trust"][model]["reasons"] == entry["reasons"]
+        obs = ad.read_h5ad(explained / "explain" / model / "attributions.h5ad", backed="r").obs
+        assert list(obs.index) == list(table["sample"])
+        for column in set(COLUMNS) - {"sample"}:
+            assert column in obs, column
+        assert obs["distrust"].astype(str).tolist() == table["distrust"].tolist()
+        assert obs["neighbours"].astype(str).tolist() == table["neighbours"].tolist()
+        assert obs["ood"].astype(str).tolist() == table["ood"].tolist()
+    html = (explained / "report" / "index.html").read_text()
+    assert "Samples whose prediction or map should not be trusted" in html and "sample_trust.csv" in html
