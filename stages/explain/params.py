@@ -76,8 +76,9 @@ class PerSample(Section):
     #: samples (classes in turn) explained by every fold model for the per-sample fold agreement (of their top_k
     #: genes); the others have none. 0: none
     trust_max_samples: int = Field(256, ge=0)
-    #: a sample whose top_k genes the fold models share less than this fraction of (mean over pairs) is flagged
-    min_fold_agreement: float = Field(0.5, ge=0, le=1)
+    #: a sample whose top_k genes the fold models share no more of than random gene lists would (the chance of as
+    #: many shared genes at or above this) is flagged "fold models disagree on its top genes"
+    fold_agreement_alpha: float = Field(0.05, gt=0, lt=1)
     #: nearest measured training samples listed per sample (gene values the model read, Euclidean)
     neighbours: int = Field(3, ge=1)
     #: a sample farther from its nearest training sample than this quantile of the training samples' own

@@ -11,8 +11,9 @@ The signals, each computed on held-out samples only, against references from the
   (``per_sample.trust_method``; default the first gradient-based method configured), the top ``per_sample.top_k``
   genes under each (highest score first, as sample_top_genes.csv ranks them), and the **shared fraction**
   ``|A ∩ B| / k`` averaged over the pairs of fold models (the measure the stability check uses for class
-  rankings; not Jaccard). Below ``per_sample.min_fold_agreement`` the sample's top genes depend on which training
-  folds a model saw, not only on the sample. Budgeted: ``per_sample.trust_max_samples`` samples (classes in turn,
+  rankings; not Jaccard). When random gene lists would share as much (``agreement_p``: a hypergeometric tail, at
+  or above ``per_sample.fold_agreement_alpha``), the sample's top genes depend on which training folds a model saw,
+  not on the sample: the fold models disagree. Budgeted: ``per_sample.trust_max_samples`` samples (classes in turn,
   as the other checks choose theirs); the others NaN.
 - **Deletion AUC** (the faithfulness check's faithfulness.csv for the same method, for the samples it used; NaN
   otherwise): the map is "no more faithful than random" when its deletion AUC is not below the sample's own random
@@ -86,6 +87,7 @@ COLUMNS = [
     "conformal_set",
     "conformal_set_size",
     "fold_top_k_shared",
+    "fold_agreement_p",
     "deletion_auc",
     "random_deletion_auc",
     "map_beats_random",
@@ -120,6 +122,24 @@ def fold_top_k_shared(per_model: list[np.ndarray], k: int) -> np.ndarray:
     return np.mean(shared, axis=0)
 
 
+def agreement_p(shared: np.ndarray, k: int, n_genes: int, n_models: int) -> np.ndarray:
+    """How likely random gene lists would share as much: for each sample's mean shared fraction over the pairs of
+    ``n_models`` models, P(S >= its total shared count), S the sum over the pairs of independent hypergeometric
+    overlaps of two random ``k``-gene lists out of ``n_genes`` (the pairs share models, so they are not independent;
+    the sum is the usual approximation). NaN where ``shared`` is."""
+    from scipy.stats import hypergeom
+
+    pairs = n_models * (n_models - 1) // 2
+    pmf = hypergeom.pmf(np.arange(k + 1), n_genes, k, k)
+    total = pmf
+    for _ in range(pairs - 1):
+        total = np.convolve(total, pmf)
+    tail = np.cumsum(total[::-1])[::-1]  # tail[s] = P(S >= s)
+    shared = np.asarray(shared, dtype=float)
+    counts = np.rint(np.nan_to_num(shared, nan=0.0) * k * pairs).astype(int).clip(0, len(tail) - 1)
+    return np.where(np.isnan(shared), np.nan, tail[counts])
+
+
 class TrainingNeighbours:
     """The measured training samples in the gene values the model read, for nearest-neighbour look-ups, and the
     out-of-distribution threshold: the ``quantile`` of their own leave-one-out nearest-neighbour distances."""
@@ -152,14 +172,14 @@ def neighbours_agree(neighbour_labels: np.ndarray, predicted: np.ndarray) -> np.
     return votes * 2 > neighbour_labels.shape[1]
 
 
-def reasons(table: pd.DataFrame, min_fold_agreement: float) -> pd.Series:
+def reasons(table: pd.DataFrame, fold_alpha: float) -> pd.Series:
     """The ``distrust`` column: each row's reasons joined by '; ' ('' when none); a signal not computed for a row
     (NaN, missing) is no reason."""
     size = pd.to_numeric(table["conformal_set_size"], errors="coerce").astype(float)
     flags = {
         EMPTY_SET: size == 0,
         AMBIGUOUS_SET: size > 1,
-        FOLDS_DISAGREE: table["fold_top_k_shared"] < min_fold_agreement,
+        FOLDS_DISAGREE: table["fold_agreement_p"] >= fold_alpha,
         UNFAITHFUL: table["map_beats_random"].astype("boolean").eq(False),
         OOD: table["ood"].astype("boolean"),
         NEIGHBOURS_DISAGREE: table["neighbours_agree"].astype("boolean").eq(False),
@@ -254,7 +274,7 @@ def sample_trust(
         if not found.all():
             not_computed["conformal"] = f"{int((~found).sum())} samples not in test_conformal.csv"
     method = choose_method(settings, ran)
-    table["fold_top_k_shared"] = np.nan
+    table["fold_top_k_shared"] = table["fold_agreement_p"] = np.nan
     table["deletion_auc"] = table["random_deletion_auc"] = np.nan
     table["map_beats_random"] = pd.array([pd.NA] * n, dtype="boolean")
     n_folds = len(members(explained.model))
@@ -270,7 +290,10 @@ def sample_trust(
         elif n_folds < 2:
             not_computed["fold_agreement"] = "one model: no fold models to compare"
         elif len(fold_rows):
-            table.loc[fold_rows, "fold_top_k_shared"] = per_fold_agreement(explained, method, settings, fold_rows)
+            shared = per_fold_agreement(explained, method, settings, fold_rows)
+            table.loc[fold_rows, "fold_top_k_shared"] = shared
+            k = min(ps.top_k, len(data.gene_names))
+            table.loc[fold_rows, "fold_agreement_p"] = agreement_p(shared, k, len(data.gene_names), n_folds)
         faith_csv = out / method / "faithfulness.csv"
         if faith_csv.is_file():
             faith = pd.read_csv(faith_csv, dtype={"sample": str}).set_index("sample")
@@ -311,7 +334,7 @@ def sample_trust(
         table["nearest_distance"] = dist[:, 0]
         table["neighbours_agree"] = pd.array(neighbours_agree(train_labels[idx], predicted), dtype="boolean")
         table["ood"] = pd.array(index.out_of_distribution(dist[:, 0]), dtype="boolean")
-    table["distrust"] = reasons(table, ps.min_fold_agreement)
+    table["distrust"] = reasons(table, ps.fold_agreement_alpha)
     table = table[COLUMNS]
     write_table(table, out / TABLE)
     counts = {r: int(table["distrust"].str.contains(r, regex=False).sum()) for r in REASONS}
@@ -326,7 +349,7 @@ def sample_trust(
         "n_faithfulness": int(table["deletion_auc"].notna().sum()),
         "n_neighbours": int(table["nearest_distance"].notna().sum()),
         "thresholds": {
-            "min_fold_agreement": ps.min_fold_agreement,
+            "fold_agreement_alpha": ps.fold_agreement_alpha,
             "faithfulness_margin": settings.faithfulness.margin,
             "neighbours": ps.neighbours,
             "ood_quantile": ps.ood_quantile,

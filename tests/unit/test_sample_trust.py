@@ -18,6 +18,7 @@ from stages.explain.sample_trust import (
     OOD,
     UNFAITHFUL,
     TrainingNeighbours,
+    agreement_p,
     choose_method,
     fold_top_k_shared,
     neighbours_agree,
@@ -77,18 +78,33 @@ def test_fold_top_k_overlap_is_the_mean_over_pairs_of_the_shared_fraction():
     assert np.isnan(fold_top_k_shared([a], 5)).all()  # one model: nothing to compare
 
 
+def test_fold_agreement_is_judged_against_random_gene_lists():
+    """Two random 10-gene lists out of 256 share 0.39 genes on average: sharing 1 of 10 is what chance gives, 3 of
+    10 is not; over three models' three pairs the counts add up."""
+    from scipy.stats import hypergeom
+
+    p = agreement_p(np.array([0.1, 0.3, 1.0, np.nan]), 10, 256, 2)
+    assert p[0] == pytest.approx(hypergeom.sf(0, 256, 10, 10)) and p[0] > 0.05
+    assert p[1] == pytest.approx(hypergeom.sf(2, 256, 10, 10)) and p[1] < 0.01
+    assert p[2] < 1e-15 and np.isnan(p[3])
+    # three models: a mean of 0.2 shared is 6 genes over three pairs
+    rng = np.random.default_rng(0)
+    draws = hypergeom.rvs(256, 10, 10, size=(200_000, 3), random_state=rng).sum(1)
+    assert agreement_p(np.array([0.2]), 10, 256, 3)[0] == pytest.approx((draws >= 6).mean(), abs=0.002)
+
+
 def test_reasons_name_each_planted_signal_and_a_signal_not_computed_is_none():
     na = pd.NA
     table = pd.DataFrame(
         {
             "conformal_set_size": pd.array([1, 0, 2, 1, 1, na, 1], dtype="Int64"),
-            "fold_top_k_shared": [0.9, 0.9, 0.9, 0.2, np.nan, 0.9, 0.9],
+            "fold_agreement_p": [0.001, 0.001, 0.001, 0.3, np.nan, 0.001, 0.001],
             "map_beats_random": pd.array([True, True, True, True, False, na, True], dtype="boolean"),
             "ood": pd.array([False, False, False, False, False, True, na], dtype="boolean"),
             "neighbours_agree": pd.array([True, True, True, True, True, False, na], dtype="boolean"),
         }
     )
-    assert reasons(table, 0.5).tolist() == [
+    assert reasons(table, 0.05).tolist() == [
         "",
         EMPTY_SET,
         AMBIGUOUS_SET,
