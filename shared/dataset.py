@@ -18,6 +18,11 @@ Files, relative to the provider's folder (``outputs/<experiment>/preprocess/``):
 - ``images.npy`` (n, C, H, W) uint8 and ``vectors.npy`` (n, n_genes) float32 in [0, 1], each when made.
 - ``genes.csv``: ``gene`` in ``vectors.npy``'s column order (optional ``symbol``, the pixel, the training scaling).
 - ``pixel_genes.npz``: the pixel->gene map (``shared.genemap.PixelGeneMap``), for transforms that have one.
+- ``layouts/<name>/images.npy`` and ``layouts/<name>/pixel_genes.npz`` (and ``gene_coords.csv``): the same samples
+  through another layout of the same genes (``preprocess.layout_sensitivity``: another seed, or another embedding),
+  recorded in dataset.json's ``layouts`` {name: seed, embedding, genes_moved (share of genes on another pixel than
+  in the main layout), the files}; the key is absent when there are none. A model trained on one reads it through
+  ``model_input(..., layout=name)``.
 
 A volume dataset (train_3d_mri writes one, ``outputs/<experiment>/train_3d_mri/``) has the same ``samples.csv``
 (one row per exam; ``tumour_mask``: whether the exam has a tumour segmentation) and ``dataset.json``, and:
@@ -56,6 +61,7 @@ GENE_MAP = "pixel_genes.npz"
 VOLUMES = "volumes.npy"
 MASKS = "masks.npy"
 GRIDS = "grids.npz"
+LAYOUTS = "layouts"
 #: the channels of masks.npy
 MASK_CHANNELS = ("brain", "tumour")
 
@@ -182,6 +188,16 @@ class Dataset:
         path = self.folder / GENES
         return pd.read_csv(path, dtype={"gene": str, "symbol": str}) if path.is_file() else None
 
+    def layouts(self) -> dict[str, dict[str, Any]]:
+        """The other layouts of the layout-sensitivity check (dataset.json's ``layouts``): name -> seed, embedding,
+        genes_moved and the files, relative to this folder; {} when there are none."""
+        return dict(self.info.get(LAYOUTS) or {})
+
+    def copy_layout_map_to(self, name: str, folder: Path) -> None:
+        """A trainer keeps the map of a layout its models were trained through beside them (as ``copy_map_to``)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.folder / self.layouts()[name]["gene_map"], folder / GENE_MAP)
+
     def gene_map_path(self) -> Path | None:
         """The pixel->gene map's file (read with ``shared.genemap.PixelGeneMap.load``), or None without one."""
         path = self.folder / GENE_MAP
@@ -194,15 +210,25 @@ class Dataset:
                 shutil.copy2(self.folder / name, folder / name)
 
     def model_input(
-        self, kind: str, trainer: str | None = None, provider: str | None = None, **extra: Any
+        self,
+        kind: str,
+        trainer: str | None = None,
+        provider: str | None = None,
+        layout: str | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
         """The ``input`` spec of a model reading this dataset (paths relative to the experiment folder, which holds
         the dataset's folder): ``vector`` reads vectors.npy as it is, ``image`` reads images.npy scaled by 1/255,
         with the map the ``trainer`` stage copied beside its models and the gene values the images were made from;
         ``volume`` reads volumes.npy as it is, with its masks and grids. ``provider``: the folder's name once
-        published (a stage describing its own outputs while writing them)."""
+        published (a stage describing its own outputs while writing them). ``layout``: an image model trained on
+        one of the other layouts (``layouts``) reads that layout's images, with its map copied by the trainer to
+        ``<trainer>/layouts/<layout>/``."""
         rel = provider or self.folder.name
         name = {"vector": VECTORS, "image": IMAGES, "volume": VOLUMES}[kind]
+        if layout is not None:
+            assert kind == "image", "only images have other layouts"
+            name = self.layouts()[layout]["images"]
         array = self._array(name)
         assert array is not None, f"{self.folder}: no {name}"
         spec: dict[str, Any] = {
@@ -218,7 +244,9 @@ class Dataset:
         else:
             spec["features"] = f"{rel}/{GENES}"
         if kind == "image" and trainer is not None and self.info.get("gene_map"):
-            spec["gene_map"] = f"{trainer}/{GENE_MAP}"
+            spec["gene_map"] = f"{trainer}/{GENE_MAP}" if layout is None else f"{trainer}/{LAYOUTS}/{layout}/{GENE_MAP}"
+        if layout is not None:
+            spec["layout"] = layout
         if kind == "image" and self.info.get("vectors"):
             spec["gene_values"] = f"{rel}/{self.info['vectors']}"
         return spec | extra

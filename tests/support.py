@@ -150,7 +150,8 @@ def kill_at_points(cmd: list[str], env: dict, seconds: float, fractions, tries: 
 
 def shrunk_demo_args(data: Path) -> list[str]:
     """``--set`` options that cut configs/demo.yaml to seconds on the small fixture (``small_data``): one epoch, two
-    folds, one baseline, one method (the workflow tests, tests/stage/test_workflow.py and tests/e2e/test_slurm.py)."""
+    folds, one baseline, one method, no other layout (the workflow tests, tests/stage/test_workflow.py and
+    tests/e2e/test_slurm.py)."""
     sets = {
         "expression.path": data / "expression.h5ad",
         "explain.markers": data / "markers.csv",
@@ -164,6 +165,7 @@ def shrunk_demo_args(data: Path) -> list[str]:
         "explain.sanity.enabled": "false",
         "explain.stability.enabled": "false",
         "explain.biology.enabled": "false",
+        "preprocess.layout_sensitivity.layouts": 0,  # the demo's extra layout model: tested in tests/stage
     }
     return [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
 

@@ -8,7 +8,8 @@ live here once::
                             baselines_biology, biology_seconds
     ModelExplanations       provider, arch, input, samples, n_test, n_explained, gene_map, per_sample_arrays,
                             methods {method: MethodExplanation}, not_applicable {method: why}, biology | biology_absent,
-                            shortcuts (the shortcut audit), sample_trust (per-sample trust: counts per reason)
+                            shortcuts (the shortcut audit), sample_trust (per-sample trust: counts per reason),
+                            layout_sensitivity (LayoutSensitivity)
     MethodExplanation       description, signed, top_k, layer, marker precision (``marker_precision_at_<k>``,
                             ``per_class_precision``), faithfulness, sanity, stability, localisation, subregions,
                             seconds
@@ -17,6 +18,7 @@ live here once::
     Stability               top-k agreement between fold models and between random draws
     Localisation            a volume map's energy share in the tumour mask against chance, per target class
     Subregions              the same per tumour sub-region (BraTS labels), per class and region
+    LayoutSensitivity       the model's class gene rankings against those of models trained on other layouts
 
 A key a record does not know is kept in its ``extra`` and written back, so a plugged-in provider may record more;
 what report shows and summary.json holds is decided by the records (``headline``), not by literal keys in report.
@@ -182,6 +184,35 @@ class Subregions(_Record):
 
 
 @dataclass
+class LayoutSensitivity(_Record):
+    """Does the explanation survive a change of layout? (shared.evaluation.layout_sensitivity) One ``method``'s class
+    rankings of the models trained on other layouts (``layouts`` {layout: model, seed, embedding, genes_moved,
+    accuracy, macro_f1, spearman, top_k_overlap, per_class, marker_precision, per_class_precision}) and of the
+    same-layout ``control`` (the main model's first fold model) against the ``main`` model's (accuracy, macro_f1,
+    marker precision); ``per_class`` the verdicts (median and smallest top-k overlap over the layouts, median
+    Spearman, the control's overlap, robust), ``not_robust`` the classes marked; or ``skipped`` with the reason."""
+
+    method: str | None = None
+    top_k: int | None = None
+    precision_k: int | None = None
+    threshold: float | None = None
+    n_samples: int | None = None
+    n_test: int | None = None
+    main: dict | None = None
+    control: dict | None = None
+    layouts: dict | None = None
+    per_class: dict | None = None
+    not_robust: list | None = None
+    skipped: str | None = None
+    seconds: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def headline(self) -> dict:
+        """summary.json's entry: every figure and verdict, not the run's time."""
+        return {k: v for k, v in self.to_json().items() if k != "seconds"}
+
+
+@dataclass
 class MethodExplanation(_Record):
     description: str
     signed: bool
@@ -249,9 +280,14 @@ class ModelExplanations(_Record):
     #: per-sample trust (stages/explain/sample_trust.py): n, n_distrusted, reasons {reason: samples}, method, top_k,
     #: the thresholds, how many samples each signal was computed for, not_computed {signal: why}, table, seconds
     sample_trust: dict | None = None
+    #: the layout-sensitivity check: the model's class rankings against models trained on other layouts
+    layout_sensitivity: LayoutSensitivity | None = None
     extra: dict = field(default_factory=dict)
 
-    NESTED: ClassVar[dict[str, Any]] = {"methods": (MethodExplanation, True)}
+    NESTED: ClassVar[dict[str, Any]] = {
+        "methods": (MethodExplanation, True),
+        "layout_sensitivity": (LayoutSensitivity, False),
+    }
 
     def sample_trust_headline(self) -> dict | None:
         """What summary.json keeps of the per-sample trust: every figure but the run's time."""

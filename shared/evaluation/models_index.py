@@ -12,6 +12,8 @@ from pathlib import Path
 from shared.errors import UserError
 
 MODELS_INDEX = "models.json"
+#: the layout-sensitivity check's models (``write_layouts_index``): a trainer writes it only when it trained some
+LAYOUTS_INDEX = "layouts.json"
 
 
 @dataclass(frozen=True)
@@ -37,3 +39,14 @@ def read_models_index(providers: dict[str, Path]) -> list[IndexedModel]:
                 )
             models[name] = IndexedModel(name, trainer, provider / entry["folder"], entry)
     return list(models.values())
+
+
+def read_layouts_index(providers: dict[str, Path]) -> list[IndexedModel]:
+    """The layout-sensitivity check's models of every classifier provider that trained some (``layouts.json``):
+    entries name the model they vary (``model``) and the ``layout``; [] when there are none."""
+    out = []
+    for trainer, provider in providers.items():
+        path = provider / LAYOUTS_INDEX
+        if path.is_file():
+            out += [IndexedModel(e["name"], trainer, provider / e["folder"], e) for e in json.loads(path.read_text())]
+    return out

@@ -24,7 +24,7 @@ from shared.logs import get_logger
 
 from .conformal import DEFAULT_COVERAGE, conformal_sets, out_of_fold
 from .metrics import classification_metrics, confusion_table, mean_confusion, per_class_table, roc_table
-from .models_index import MODELS_INDEX
+from .models_index import LAYOUTS_INDEX, MODELS_INDEX
 from .splits import Protocol
 
 log = get_logger(__name__)
@@ -191,3 +191,11 @@ def write_models_index(out: Path, results: list[ModelResult]) -> None:
             for r in results
         ],
     )
+
+
+def write_layouts_index(out: Path, entries: list[dict]) -> None:
+    """``layouts.json``: the layout-sensitivity check's models (one member of a model trained on another layout of
+    the genes), apart from models.json so that the main models' tables and comparisons are unchanged; each entry as
+    models.json's (name, kind, framework, folder, input) plus the model it varies, the layout and its held-out test
+    metrics."""
+    write_json_atomic(out / LAYOUTS_INDEX, entries)

@@ -24,7 +24,7 @@ from shared.dataset import Dataset
 from shared.devices import choose_device, describe_device
 from shared.errors import UserError
 from shared.evaluation.explanations import Explanations, ModelExplanations, write_explanations
-from shared.evaluation.models_index import read_models_index
+from shared.evaluation.models_index import IndexedModel, read_layouts_index, read_models_index
 from shared.evaluation.rankings import read_markers, write_gene_rankings
 from shared.frameworks import keep_out
 from shared.logs import get_logger
@@ -35,6 +35,7 @@ from . import biology
 from .attributions import attribute_chunks
 from .biology import importances
 from .inputs import ExplainedModel, ModelInputs, subset, symbols_of
+from .layouts import layout_sensitivity
 from .methods import METHODS, make_method
 from .params import Explain
 from .quality import trust
@@ -91,10 +92,12 @@ def explain_model(
     device,
     seed: int,
     bio: biology.Context | None = None,
+    variants: list[IndexedModel] = (),
 ) -> dict:
-    """Every configured method for one trained model, then the biology checks of its rankings (``bio``); returns
-    its metrics entry. The held-out samples are read, explained and written a chunk at a time (``explain_method``):
-    memory does not grow with their number beyond a few numbers per sample."""
+    """Every configured method for one trained model, then its layout-sensitivity check (``variants``: its trainer's
+    models of it on other layouts) and the biology checks of its rankings (``bio``); returns its metrics entry. The
+    held-out samples are read, explained and written a chunk at a time (``explain_method``): memory does not grow
+    with their number beyond a few numbers per sample."""
     model, spec = load_classifier(folder, device)
     data = ModelInputs(exp_dir, spec)
     classes = spec["classes"]
@@ -110,8 +113,9 @@ def explain_model(
         "not_applicable": {},
     }
     held_out = data  # every held-out row: the shortcut audit's
+    rows = np.flatnonzero(correct) if settings.correct_only else np.arange(len(correct))  # the explained ones
     if settings.correct_only:
-        data = data.take(np.flatnonzero(correct))
+        data = data.take(rows)
         log.info(
             "%s: explaining the %d of %d held-out test samples it classifies correctly",
             name,
@@ -182,6 +186,15 @@ def explain_model(
             )
             if h5ad is not None:
                 h5ad.add_obs(obs_columns(table))
+        if variants and settings.layout_sensitivity.enabled:
+            method = settings.layout_method
+            entry["layout_sensitivity"] = (
+                layout_sensitivity(
+                    explained, held_out, rows, gene_means[method], list(variants), exp_dir, settings, out / name
+                )
+                if method in gene_means
+                else {"skipped": f"{method} gave no gene ranking of {name} ({entry['not_applicable'].get(method)})"}
+            )
         tables, de = {}, None
         if bio is not None and gene_names is None:
             entry["biology_absent"] = (
@@ -379,7 +392,9 @@ def run(stage: StageRun) -> None:
     summary = Explanations()
     bio = biology.Context(stage.exp_dir, settings.biology, exp.seed) if settings.biology.enabled else None
     baselines = []
-    for indexed in read_models_index(stage.providers("classifiers", required=True)):
+    classifiers = stage.providers("classifiers", required=True)
+    layout_models = read_layouts_index(classifiers)  # the layout-sensitivity check's (preprocess.layout_sensitivity)
+    for indexed in read_models_index(classifiers):
         name, trainer, entry = indexed.name, indexed.trainer, indexed.entry
         if entry.get("kind") == "baseline" and entry.get("framework") == "sklearn":
             baselines.append(name)
@@ -398,7 +413,17 @@ def run(stage: StageRun) -> None:
         summary.models[name] = ModelExplanations.from_json(
             {
                 "provider": trainer,
-                **explain_model(name, indexed.folder, stage.exp_dir, stage.out, settings, device, exp.seed, bio),
+                **explain_model(
+                    name,
+                    indexed.folder,
+                    stage.exp_dir,
+                    stage.out,
+                    settings,
+                    device,
+                    exp.seed,
+                    bio,
+                    [v for v in layout_models if v.trainer == trainer and v.entry["model"] == name],
+                ),
             }
         )
     if bio is not None and baselines and settings.biology.baselines:

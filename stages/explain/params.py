@@ -103,6 +103,22 @@ class Shortcuts(Section):
     alpha: float = Field(0.05, gt=0, lt=1)
 
 
+class LayoutSensitivity(Section):
+    """Does the explanation survive a change of layout? When the trainer trained models on other layouts of the
+    genes (preprocess.layout_sensitivity), each is explained with one method and its class gene rankings are set
+    against the main model's (shared.evaluation.layout_sensitivity); no trust checks are run on them."""
+
+    #: false: the layout models are not explained
+    enabled: bool = True
+    #: the one method the layout models are explained with (one of explain.methods); null: the first of
+    #: explain.methods
+    method: MethodName | None = None  # type: ignore[valid-type]
+    #: a class's top genes are marked "not robust to layout" when the median over the layouts of the share of its
+    #: top_k genes the layout's model also ranks in its top_k is below this: most of the list would not be reported
+    #: again after a change of layout
+    threshold: float = Field(0.5, gt=0, le=1)
+
+
 class Biology(Section):
     """Do the explanations agree with biology? DE beside every ranking, keep/remove retraining, gene-set
     enrichment (stages/explain/biology/)."""
@@ -161,6 +177,7 @@ class ExplainSettings(Section):
     stability: Stability = Field(default_factory=Stability)
     per_sample: PerSample = Field(default_factory=PerSample)
     shortcuts: Shortcuts = Field(default_factory=Shortcuts)
+    layout_sensitivity: LayoutSensitivity = Field(default_factory=LayoutSensitivity)
     biology: Biology = Field(default_factory=Biology)
 
     @model_validator(mode="after")
@@ -186,6 +203,22 @@ class ExplainSettings(Section):
                     " or ".join(methods),
                 )
         return self
+
+    @model_validator(mode="after")
+    def _layout_method(self) -> ExplainSettings:
+        """The layout models are compared with the main model's ranking of the same method, so it must be run."""
+        method = self.layout_sensitivity.method
+        if method is not None and method not in self.methods:
+            raise ValueError(
+                f"explain.layout_sensitivity.method: '{method}' is not in explain.methods ({', '.join(self.methods)}); "
+                "the main model's ranking by it is what the layouts are compared with: add it there or choose one"
+            )
+        return self
+
+    @property
+    def layout_method(self) -> str:
+        """The method the layout models are explained with."""
+        return self.layout_sensitivity.method or self.methods[0]
 
     def options(self, method: str):
         """The options section ``method`` reads (Grad-CAM's serves Guided Grad-CAM too), or None."""
@@ -213,7 +246,8 @@ STAGE = StageSpec(
             "metrics.json",
             "per model and method: its description, whether it is signed, marker precision, faithfulness, sanity "
             "and stability, for volumes the localisation and the sub-regions, the biology checks (DE overlap, "
-            "keep/remove, enrichment, flags); the models left unexplained and why; biology_seconds",
+            "keep/remove, enrichment, flags); the shortcut audit and the layout-sensitivity check per model; the "
+            "models left unexplained and why; biology_seconds",
         ),
         Output(
             "{model}/{method}/attributions.npy",
@@ -307,10 +341,18 @@ STAGE = StageSpec(
             "per_sample.trust sample_trust.csv's columns), var the "
             "genes, one layer per method (every explained sample; "
             "attribution_dtype), varm class means, uns top genes and the "
-            "trust figures; with biology.enabled uns['rank_genes_groups'] (Wilcoxon, "
+            "trust figures, uns['shortcuts'] and uns['layout_sensitivity'] (JSON, when run); with biology.enabled "
+            "uns['rank_genes_groups'] (Wilcoxon, "
             "training split, scanpy's layout), uns['rank_genes_groups_t-test'] and "
             "uns['biology'] (the three tables)",
             when="genes known",
+        ),
+        Output(
+            "{model}/layout_sensitivity.csv",
+            "model, layout, seed, embedding, genes_moved, accuracy, macro_f1, class, spearman and top_k_overlap with "
+            "the main model's ranking, marker precision: the main model, its first fold model (the same-layout "
+            "control) and each layout's model",
+            when="the trainer trained models on other layouts (preprocess.layout_sensitivity)",
         ),
         Output(
             "{model}/biology/de_overlap.csv",

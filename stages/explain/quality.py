@@ -19,6 +19,7 @@ from scipy import stats
 from torch import nn
 
 from shared.attribution_figures import plot_faithfulness
+from shared.evaluation.layout_sensitivity import top_k_agreement
 from shared.evaluation.rankings import class_means
 from shared.logs import get_logger
 
@@ -179,18 +180,6 @@ def randomisation(
         for step, name in enumerate(blocks):
             _reinitialise(dict(member.named_modules())[name], seed + 1000 + step)
     return {"cascade": cascade, "all_at_once": correlation(independent)}
-
-
-def top_k_agreement(a: np.ndarray, b: np.ndarray, k: int) -> tuple[float, float]:
-    """Two rankings' scores of the same genes (higher first) -> (Spearman correlation of the scores over all genes,
-    fraction of the top ``k`` genes they share). NaN scores (a class absent) give NaN."""
-    if np.isnan(a).all() or np.isnan(b).all():
-        return float("nan"), float("nan")
-    a, b = np.nan_to_num(a, nan=-np.inf), np.nan_to_num(b, nan=-np.inf)
-    top_a = np.argsort(-a, kind="stable")[:k]
-    top_b = np.argsort(-b, kind="stable")[:k]
-    rho = stats.spearmanr(a, b).statistic if a.std() > 0 and b.std() > 0 else float("nan")
-    return float(rho), len(np.intersect1d(top_a, top_b)) / min(k, len(a))
 
 
 def agreement(class_scores: list[np.ndarray], classes: list[str], k: int) -> dict:

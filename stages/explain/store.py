@@ -316,9 +316,9 @@ def finish_anndata(
     tables: dict | None = None,
 ) -> None:
     """attributions.h5ad completed, for scanpy: varm the class means of each method's layer, uns the top genes, the
-    trust figures and the shortcut audit (JSON); with the biology checks, uns['rank_genes_groups'] (Wilcoxon,
-    training split; scanpy's own layout, so sc.pl.rank_genes_groups and sc.get.rank_genes_groups_df read it),
-    uns['rank_genes_groups_t-test'] and uns['biology'] (the tables)."""
+    trust figures, the shortcut audit and the layout-sensitivity check (JSON); with the biology checks,
+    uns['rank_genes_groups'] (Wilcoxon, training split; scanpy's own layout, so sc.pl.rank_genes_groups and
+    sc.get.rank_genes_groups_df read it), uns['rank_genes_groups_t-test'] and uns['biology'] (the tables)."""
     varm = {f"{m}_class_means": g.T.astype(np.float32) for m, g in gene_means.items()}
     genes = np.asarray(gene_names).astype(str)
     uns: dict = {
@@ -346,6 +346,8 @@ def finish_anndata(
         uns["shortcuts"] = json.dumps(entry["shortcuts"], default=float)
     if entry.get("sample_trust") is not None:  # the per-sample trust summary (its columns are in obs)
         uns["sample_trust"] = json.dumps(entry["sample_trust"], default=float)
+    if entry.get("layout_sensitivity") is not None:  # the layout-sensitivity check, as metrics.json holds it
+        uns["layout_sensitivity"] = json.dumps(entry["layout_sensitivity"], default=float)
     uns["config"] = json.dumps(settings.model_dump(mode="json"))
     for result in (de or {}).values():
         uns[result["key"]] = result["uns"]

@@ -23,6 +23,7 @@ from shared.stage import main
 from .augment import augment, augmentation_plan
 from .covariates import QCAccumulator, covariates_table, named_covariates
 from .formats.tables import read_gene_filter, strip_version
+from .layouts import fit_layouts, layout_folder, write_layout
 from .normalize import (
     GeneMoments,
     LoggedCheck,
@@ -131,8 +132,13 @@ def run(stage: StageRun) -> None:
     log.info("kept %d genes (%s, training split)", len(genes), settings.gene_selection)
 
     transform = build_transform(settings)
+    layouts = {}  # the layout-sensitivity check's other layouts (validated in params: inductive transforms only)
     if not transform.transductive:
-        transform.fit(scaler.transform(fit_X[:, genes_idx]), genes, exp.seed)
+        fit_values = scaler.transform(fit_X[:, genes_idx])
+        transform.fit(fit_values, genes, exp.seed)
+        if settings.layout_sensitivity.enabled:
+            layouts = fit_layouts(settings, fit_values, genes, exp.seed, transform)
+        del fit_values
     del fit_X, fit_parts
 
     aug = settings.augmentation
@@ -164,6 +170,15 @@ def run(stage: StageRun) -> None:
             if transform.makes_images and not transform.transductive
             else None
         )
+        layout_w = {
+            name: (
+                t,
+                stack.enter_context(
+                    NpyWriter(layout_folder(out, name) / dataset.IMAGES, (n_total, *t.image_shape), np.uint8)
+                ),
+            )
+            for name, (t, _) in layouts.items()
+        }
         chunks = _kept(iter_chunks(adata, settings.chunk_size, expression, False), kept)
         for start, stop, X in progress(chunks, "images", unit="chunk"):
             values = scaler.transform(_prepare(X, cols, expression, settings)[:, genes_idx])
@@ -171,6 +186,8 @@ def run(stage: StageRun) -> None:
                 vec_w.write(values)
             if img_w:
                 img_w.write(transform.transform(values, np.uint8))
+            for t, w in layout_w.values():
+                w.write(t.transform(values, np.uint8))
             if all_values is not None:
                 all_values.append(values)
             if plan:
@@ -191,6 +208,8 @@ def run(stage: StageRun) -> None:
                 vec_w.write(aug_values)
             if img_w:
                 img_w.write(transform.transform(aug_values, np.uint8))
+            for t, w in layout_w.values():
+                w.write(t.transform(aug_values, np.uint8))
     if transform.transductive:  # fitted on every sample at once, then rendered chunk by chunk
         transform.fit_all(np.vstack(all_values), exp.seed)
         del all_values
@@ -220,6 +239,12 @@ def run(stage: StageRun) -> None:
     # the policy, and the classes it left out with their sample counts: train_torch names the key in its error on a
     # class too small for its folds, the report lists them
     small_classes = {"key": "preprocess.small_classes", **small.model_dump(), "left_out": left_out}
+    # the layout-sensitivity check's layouts; the key only when there are some (a dataset without is unchanged)
+    layouts_info = (
+        {"layouts": {name: {**entry, **write_layout(out, name, t, genes)} for name, (t, entry) in layouts.items()}}
+        if layouts
+        else {}
+    )
     dataset.write_info(
         out,
         {
@@ -236,6 +261,7 @@ def run(stage: StageRun) -> None:
             "n_augmented": n_aug,
             "small_classes": small_classes,
             "counts": json.loads(counts.to_json()),
+            **layouts_info,
         },
     )
     stage.record(

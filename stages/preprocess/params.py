@@ -216,6 +216,29 @@ class SmallClasses(Section):
     min_samples: int = Field(2, ge=2)
 
 
+class LayoutSensitivity(Section):
+    """Other layouts of the same genes for the layout-sensitivity check: the layout re-fitted on the same training
+    split with other seeds (and, for deepinsight, one other embedding), every sample rendered through each beside
+    the main images. train_torch trains one cheap member of each image model on each, explain compares their class
+    gene rankings with the main model's. Only for transforms whose layout is fitted once and depends on the seed
+    (deepinsight, multichannel, gene-grid); fotomics' Fourier layout has no seed, sample-spot and vector no layout."""
+
+    #: layouts re-fitted with the seeds seed+1 .. seed+layouts (0: none; each adds a layout fit, a set of images and
+    #: one model trained per image model)
+    layouts: int = Field(0, ge=0)
+    #: one more layout with this embedding in place of preprocess.deepinsight.embedding (deepinsight only; same
+    #: seed); null: none
+    embedding: Embedding | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.layouts > 0 or self.embedding is not None
+
+
+#: transforms whose layout the layout-sensitivity check can re-fit: fitted on the training split, seeded
+RELAYOUT_TRANSFORMS = ("deepinsight", "multichannel", "gene-grid")
+
+
 class Preprocess(Section):
     #: genes kept, chosen on the training split
     n_genes: int = Field(1024, ge=2)
@@ -237,10 +260,40 @@ class Preprocess(Section):
     sample_spot: SampleSpot = Field(default_factory=SampleSpot)
     augmentation: Augmentation = Field(default_factory=Augmentation)
     small_classes: SmallClasses = Field(default_factory=SmallClasses)
+    layout_sensitivity: LayoutSensitivity = Field(default_factory=LayoutSensitivity)
     #: rows per chunk: memory stays bounded whatever the number of cells
     chunk_size: int = Field(8192, ge=1)
     #: write vectors.npy (n_samples x n_genes float32); needed by the vector transform and used by explain
     save_vectors: bool = True
+
+    @model_validator(mode="after")
+    def _layout_sensitivity(self) -> Preprocess:
+        """The check re-fits the layout with other seeds (or another embedding): a transform without a fitted,
+        seeded layout would give the same images again, or none. An error, not a skip: the check was asked for."""
+        ls = self.layout_sensitivity
+        if not ls.enabled:
+            return self
+        if self.transform not in RELAYOUT_TRANSFORMS:
+            why = {
+                "fotomics": "its Fourier layout does not depend on the seed (every re-fit is the same layout)",
+                "sample-spot": "its images are transductive, with no pixel->gene map",
+                "vector": "it makes no images",
+            }[self.transform]
+            raise ValueError(
+                f"preprocess.layout_sensitivity needs a seeded gene layout ({', '.join(RELAYOUT_TRANSFORMS)}); "
+                f"transform '{self.transform}': {why}; set layouts: 0 and embedding: null"
+            )
+        if ls.embedding is not None and self.transform != "deepinsight":
+            raise ValueError(
+                f"preprocess.layout_sensitivity.embedding replaces preprocess.deepinsight.embedding: deepinsight "
+                f"only (transform is '{self.transform}'); set it to null"
+            )
+        if ls.embedding is not None and ls.embedding == self.deepinsight.embedding:
+            raise ValueError(
+                f"preprocess.layout_sensitivity.embedding: '{ls.embedding}' is preprocess.deepinsight.embedding "
+                "already; name another embedding or null"
+            )
+        return self
 
 
 STAGE = StageSpec(
@@ -271,7 +324,26 @@ STAGE = StageSpec(
             "sample, then each expression.covariates column (text, empty where missing) and the QC covariates "
             "total_counts and n_genes_by_counts as the scale allows; samples.csv's rows, empty for augmented rows",
         ),
-        Output("dataset.json", "classes, image shape, transform, counts per split and class, the covariates named"),
+        Output(
+            "layouts/*/images.npy",
+            "the samples rendered through another layout (layout_sensitivity), as images.npy",
+            when="preprocess.layout_sensitivity set",
+        ),
+        Output(
+            "layouts/*/pixel_genes.npz",
+            "that layout's pixel->gene map",
+            when="preprocess.layout_sensitivity set",
+        ),
+        Output(
+            "layouts/*/gene_coords.csv",
+            "that layout's gene positions",
+            when="preprocess.layout_sensitivity set, an embedding transform",
+        ),
+        Output(
+            "dataset.json",
+            "classes, image shape, transform, counts per split and class, the covariates named, the other layouts "
+            "(layout_sensitivity)",
+        ),
     ),
     description="expression data -> normalised matrix -> images with the pixel->gene map",
 )

@@ -22,6 +22,7 @@ from shared.evaluation.models_index import read_models_index
 from shared.evaluation.shortcuts import table_rows as shortcut_table_rows
 from shared.stage import main
 
+from .layouts import layout_rows, marked
 from .multiqc import write_custom_content
 from .params import Report
 from .plots import plot_confusion, plot_history, plot_mean_confusion, plot_roc
@@ -413,6 +414,7 @@ def run(stage: StageRun) -> None:
     explanations, summary_expl, trust_rows = [], {}, []
     shortcut_table, summary_shortcuts = [], {}
     sample_trust, summary_sample_trust = [], {}
+    layout_table, layouts_marked, summary_layouts = [], [], {}
     biology, summary_bio, biology_absent = [], {}, {}
     for provider in stage.providers("explanations").values():
         provided = read_explanations(provider)
@@ -437,6 +439,10 @@ def run(stage: StageRun) -> None:
                     )
                 )
                 summary_sample_trust[name] = model_entry.sample_trust_headline()
+            if model_entry.layout_sensitivity is not None:
+                layout_table += layout_rows(name, model_entry.layout_sensitivity, data["classes"])
+                layouts_marked += marked(name, model_entry.layout_sensitivity)
+                summary_layouts[name] = model_entry.layout_sensitivity.headline()
             for method, entry in model_entry.methods.items():
                 folder = provider / name / method
                 ranking = (
@@ -556,6 +562,8 @@ def run(stage: StageRun) -> None:
         biology=biology,
         biology_absent=biology_absent,
         shortcuts_html=_html_table(pd.DataFrame(shortcut_table).fillna("")) if shortcut_table else None,
+        layouts_html=_html_table(pd.DataFrame(layout_table).fillna("")) if layout_table else None,
+        layouts_marked=layouts_marked,
     )
     (out / "index.html").write_text(html)
     write_json_atomic(
@@ -577,6 +585,8 @@ def run(stage: StageRun) -> None:
             "biology_absent": biology_absent,
             "shortcuts": summary_shortcuts,
             "sample_trust": summary_sample_trust,
+            # only when explain ran the check (preprocess.layout_sensitivity): otherwise summary.json is as before
+            **({"layout_sensitivity": summary_layouts} if summary_layouts else {}),
         },
     )
     write_custom_content(out, json.loads((out / "summary.json").read_text()), comparison)  # MultiQC's custom content

@@ -5,14 +5,20 @@ Also runs under torchrun (DistributedDataParallel): ``torchrun --nproc-per-node 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import torch
 
 from shared.artifacts import StageRun
+from shared.dataset import LAYOUTS
 from shared.devices import describe_device
 from shared.errors import UserError
 from shared.evaluation.baselines import train_baseline
-from shared.evaluation.results import ModelResult, fold_row, write_models_index, write_result
+from shared.evaluation.metrics import classification_metrics
+from shared.evaluation.results import ModelResult, fold_row, write_layouts_index, write_models_index, write_result
 from shared.evaluation.splits import Protocol
 from shared.frameworks import keep_out
 from shared.logs import get_logger
@@ -37,11 +43,12 @@ log = get_logger("stages.train_torch")
 IMAGE_PRETRAINABLE = {"resnet18", "efficientnet_b0"}
 
 
-def model_spec(arch: str, settings: TrainTorch, data: PreparedData, own_dir: str) -> dict:
+def model_spec(arch: str, settings: TrainTorch, data: PreparedData, own_dir: str, layout: str | None = None) -> dict:
     """What ``model.json`` records: the architecture and its options, the classes, and the input the model reads
-    (paths relative to the experiment folder; ``scale`` turns the stored array into the model's input)."""
-    shape = list(data.inputs(arch).shape[1:])
-    inp = data.source.model_input("vector" if arch == "dense" else "image", trainer=own_dir)
+    (paths relative to the experiment folder; ``scale`` turns the stored array into the model's input); on another
+    ``layout`` of the genes, that layout's images and map."""
+    shape = list(data.inputs(arch, layout).shape[1:])
+    inp = data.source.model_input("vector" if arch == "dense" else "image", trainer=own_dir, layout=layout)
     classes = data.source.classes
     spec = {"arch": arch, "input_shape": shape, "n_classes": len(classes), "classes": classes, "input": inp}
     if arch in IMAGE_PRETRAINABLE:
@@ -71,15 +78,28 @@ class Run:
         )
 
 
-def train_deep(ctx: Run, arch: str) -> ModelResult:
+@dataclass
+class DeepSetup:
+    """What every member of one deep model shares: its inputs, spec, whether it starts from ImageNet weights, the
+    training settings and the held-out test loader."""
+
+    inputs: np.ndarray
+    spec: dict
+    pretrained: bool
+    training: TrainSettings
+    test_loader: object
+
+
+def deep_setup(ctx: Run, arch: str, layout: str | None = None) -> DeepSetup:
+    """The inputs and spec of ``arch`` (on the main images, or on another ``layout``'s), its initialisation and
+    training settings."""
     settings, data, dist, stage, proto = ctx.settings, ctx.data, ctx.dist, ctx.stage, ctx.proto
-    seed = stage.exp.seed
-    inputs, labels = data.inputs(arch), data.source.labels
-    spec = model_spec(arch, settings, data, stage.stage)
+    inputs, labels = data.inputs(arch, layout), data.source.labels
+    spec = model_spec(arch, settings, data, stage.stage, layout)
     pretrained = False
     if arch in IMAGE_PRETRAINABLE and settings.pretrained == "auto":
         pretrained = cached_weights_file(arch) is not None
-        if not pretrained:
+        if not pretrained and layout is None:
             log.info(
                 "no ImageNet weights for %s in the local torch cache (%s); random initialisation",
                 arch,
@@ -104,81 +124,131 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
     test_loader = make_loader(
         inputs, labels, proto.test_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
     )
+    return DeepSetup(inputs, spec, pretrained, training, test_loader)
+
+
+def fit_member(ctx: Run, setup: DeepSetup, desc: str, split, ckpt: Path, log_dir: Path | None):
+    """One fold model of a deep model: trained on the split's training rows with early stopping on its validation
+    rows, seeded by the experiment's seed and the split. Returns (the network on the CPU, its history, the early
+    stopper, the split's training and validation rows, validation and held-out test probabilities)."""
+    settings, dist, proto = ctx.settings, ctx.dist, ctx.proto
+    inputs, spec, training, labels = setup.inputs, setup.spec, setup.training, ctx.data.source.labels
+    on_gpu = dist.device.type == "cuda"
+    r, k, tr, va = split
+    tr_rows, va_rows = proto.fold_rows(tr, va)
+    fold_seed = ctx.stage.exp.seed + 1000 * r + k
+    torch.manual_seed(fold_seed)
+    mean, std = input_stats(inputs, tr_rows, spec["input"]["scale"])
+    net = build_model(spec, mean, std, pretrained=setup.pretrained).to(dist.device)
+    if training.channels_last:
+        net = net.to(memory_format=torch.channels_last if inputs.ndim == 4 else torch.channels_last_3d)
+    model = dist.wrap(net)
+    weights = balanced_weights(labels[tr_rows], proto.n_classes) if settings.class_weights == "balanced" else None
+    loss_fn = make_loss(settings.loss, weights, settings.label_smoothing, settings.focal_gamma).to(dist.device)
+    sampler = EpochShuffle(
+        len(tr_rows),
+        fold_seed,
+        settings.batch_size,
+        rank=dist.rank,
+        world=dist.world,
+        weights=class_balanced_weights(labels[tr_rows], proto.n_classes) if settings.sampler == "weighted" else None,
+    )
+    train_loader = make_loader(
+        inputs,
+        labels,
+        tr_rows,
+        settings.batch_size,
+        sampler=sampler,
+        num_workers=settings.num_workers,
+        pin_memory=on_gpu,
+    )
+    val_loader = make_loader(
+        inputs, labels, va_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
+    )
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
     from torch.utils.tensorboard import SummaryWriter
 
+    writer = SummaryWriter(log_dir=str(log_dir)) if dist.is_main and log_dir is not None else None
+    try:
+        hist, stopper = train_fold(
+            model, train_loader, val_loader, loss_fn, training, dist, FoldRecords(desc, ckpt, writer)
+        )
+    finally:
+        if writer is not None:
+            writer.close()
+    distributed.barrier()
+    val_proba = predict_proba(net, val_loader, dist.device, training.channels_last, training.mixed_precision)
+    test_proba = predict_proba(net, setup.test_loader, dist.device, training.channels_last, training.mixed_precision)
+    net = net.float().cpu().to(memory_format=torch.contiguous_format)
+    return net, hist, stopper, tr_rows, va_rows, val_proba, test_proba
+
+
+def train_deep(ctx: Run, arch: str) -> ModelResult:
+    settings, dist, stage, proto = ctx.settings, ctx.dist, ctx.stage, ctx.proto
+    setup = deep_setup(ctx, arch)
     members, folds, history, cv = [], [], [], []
-    for r, k, tr, va in proto.splits:
-        tr_rows, va_rows = proto.fold_rows(tr, va)
-        fold_seed = seed + 1000 * r + k
-        torch.manual_seed(fold_seed)
-        mean, std = input_stats(inputs, tr_rows, spec["input"]["scale"])
-        net = build_model(spec, mean, std, pretrained=pretrained).to(dist.device)
-        if training.channels_last:
-            net = net.to(memory_format=torch.channels_last if inputs.ndim == 4 else torch.channels_last_3d)
-        model = dist.wrap(net)
-        weights = balanced_weights(labels[tr_rows], proto.n_classes) if settings.class_weights == "balanced" else None
-        loss_fn = make_loss(settings.loss, weights, settings.label_smoothing, settings.focal_gamma).to(dist.device)
-        sampler = EpochShuffle(
-            len(tr_rows),
-            fold_seed,
-            settings.batch_size,
-            rank=dist.rank,
-            world=dist.world,
-            weights=class_balanced_weights(labels[tr_rows], proto.n_classes)
-            if settings.sampler == "weighted"
-            else None,
+    for split in proto.splits:
+        r, k = split[0], split[1]
+        net, hist, stopper, _, va_rows, val_proba, test_proba = fit_member(
+            ctx,
+            setup,
+            f"{arch} r{r} fold {k + 1}/{settings.folds}",
+            split,
+            stage.checkpoints / arch / f"r{r}k{k}.pt",
+            stage.out / arch / "tensorboard" / f"r{r}k{k}",
         )
-        train_loader = make_loader(
-            inputs,
-            labels,
-            tr_rows,
-            settings.batch_size,
-            sampler=sampler,
-            num_workers=settings.num_workers,
-            pin_memory=on_gpu,
-        )
-        val_loader = make_loader(
-            inputs, labels, va_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
-        )
-        ckpt = stage.checkpoints / arch / f"r{r}k{k}.pt"
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(log_dir=str(stage.out / arch / "tensorboard" / f"r{r}k{k}")) if dist.is_main else None
-        try:
-            hist, stopper = train_fold(
-                model,
-                train_loader,
-                val_loader,
-                loss_fn,
-                training,
-                dist,
-                FoldRecords(f"{arch} r{r} fold {k + 1}/{settings.folds}", ckpt, writer),
-            )
-        finally:
-            if writer is not None:
-                writer.close()
-        distributed.barrier()
-        val_proba = predict_proba(net, val_loader, dist.device, training.channels_last, training.mixed_precision)
-        test_proba = predict_proba(net, test_loader, dist.device, training.channels_last, training.mixed_precision)
         history += [{"repeat": r, "fold": k, **h} for h in hist]
         cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
         folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, stopper.best_epoch, len(hist)))
-        members.append(net.float().cpu().to(memory_format=torch.contiguous_format))
+        members.append(net)
 
     ensemble = Ensemble(members).to(dist.device).eval()
-    test_proba = predict_proba(ensemble, test_loader, dist.device)
+    test_proba = predict_proba(ensemble, setup.test_loader, dist.device)
     return ModelResult(
         name=arch,
         kind="deep",
         framework="torch",
-        spec=spec,
+        spec=setup.spec,
         folds=pd.DataFrame(folds),
         cv=cv,
         test_proba=test_proba,
         n_parameters=sum(t.numel() for t in members[0].parameters()),
         history=pd.DataFrame(history),
-        pretrained=pretrained,
-        save=lambda folder: save_classifier(folder, spec, members),
+        pretrained=setup.pretrained,
+        save=lambda folder: save_classifier(folder, setup.spec, members),
     )
+
+
+def train_layout_member(ctx: Run, arch: str, layout: str) -> dict:
+    """The layout-sensitivity check's model of ``arch`` on another ``layout`` of the genes: one member, trained
+    exactly as the main model's first fold model (the same rows, seed and settings), so that the layout is the only
+    difference between the two. Saved under ``layouts/<layout>/<arch>/`` with its map; returns its layouts.json
+    entry (its held-out test metrics, and the first fold model's beside them)."""
+    stage, proto = ctx.stage, ctx.proto
+    setup = deep_setup(ctx, arch, layout)
+    split = proto.splits[0]
+    net, hist, stopper, _, _, _, test_proba = fit_member(
+        ctx, setup, f"{arch} on layout {layout}", split, stage.checkpoints / LAYOUTS / layout / f"{arch}.pt", None
+    )
+    folder = f"{LAYOUTS}/{layout}/{arch}"
+    if ctx.dist.is_main:
+        (stage.out / folder).mkdir(parents=True, exist_ok=True)
+        save_classifier(stage.out / folder, setup.spec, [net])
+    y_test = proto.labels[proto.test_rows]
+    return {
+        "name": f"{arch}@{layout}",
+        "model": arch,
+        "layout": layout,
+        **{k: v for k, v in ctx.data.source.layouts()[layout].items() if k in ("seed", "embedding", "genes_moved")},
+        "kind": "deep",
+        "framework": "torch",
+        "folder": folder,
+        "input": setup.spec["input"],
+        "member_of": {"repeat": int(split[0]), "fold": int(split[1])},
+        "best_epoch": stopper.best_epoch,
+        "epochs_run": len(hist),
+        "test": classification_metrics(y_test, test_proba, proto.classes),
+    }
 
 
 def run(stage: StageRun) -> None:
@@ -194,6 +264,14 @@ def run(stage: StageRun) -> None:
     for arch in settings.models:  # every model fits its input before any trains
         check_input_size(model_spec(arch, settings, data, stage.stage), "train_torch")
     results = [train_deep(ctx, arch) for arch in settings.models]
+    # the layout-sensitivity check (preprocess.layout_sensitivity): one member of each image model on each other
+    # layout; vectors have no layout
+    variants = [
+        train_layout_member(ctx, arch, layout)
+        for layout in data.source.layouts()
+        for arch in settings.models
+        if arch != "dense"
+    ]
     if settings.baselines and dist.is_main:
         if data.vectors is None:
             raise UserError("train_torch.baselines need preprocess.save_vectors: true")
@@ -206,6 +284,11 @@ def run(stage: StageRun) -> None:
     }
     write_models_index(stage.out, results)
     data.source.copy_map_to(stage.out)
+    if variants:
+        for layout in data.source.layouts():
+            data.source.copy_layout_map_to(layout, stage.out / LAYOUTS / layout)
+        write_layouts_index(stage.out, variants)
+        stage.record(layout_models={v["name"]: v["test"] for v in variants})
     stage.record(
         models={
             r.name: {

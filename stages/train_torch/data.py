@@ -23,8 +23,11 @@ class PreparedData:
     images: np.ndarray | None  # (n_samples, channels, height, width) uint8, memory-mapped
     vectors: np.ndarray | None  # (n_samples, n_genes) float32 in [0, 1], memory-mapped
 
-    def inputs(self, arch: str) -> np.ndarray:
-        """The array a model reads: vectors for the dense network, images for the rest."""
+    def inputs(self, arch: str, layout: str | None = None) -> np.ndarray:
+        """The array a model reads: vectors for the dense network, images for the rest (another ``layout``'s images
+        for the layout-sensitivity check's models)."""
+        if layout is not None:
+            return np.load(self.source.folder / self.source.layouts()[layout]["images"], mmap_mode="r")
         if arch == "dense":
             if self.vectors is None:
                 raise UserError("train_torch.models: 'dense' needs preprocess.save_vectors: true")

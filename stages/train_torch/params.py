@@ -102,6 +102,23 @@ STAGE = StageSpec(
             when="images with a gene map",
         ),
         Output("dataset.json", "the dataset description the models were trained on, copied from the dataset"),
+        Output(
+            "layouts.json",
+            "the layout-sensitivity check's models: name (<model>@<layout>), the model it varies, the layout (seed, "
+            "embedding, genes moved), folder, input, held-out test metrics",
+            when="preprocess.layout_sensitivity set",
+        ),
+        Output(
+            "layouts/*/{model}/model.json",
+            "one member of each image model trained on another layout exactly as the model's first fold model",
+            when="preprocess.layout_sensitivity set",
+        ),
+        Output("layouts/*/{model}/member0.pt", "its state_dict", when="preprocess.layout_sensitivity set"),
+        Output(
+            "layouts/*/pixel_genes.npz",
+            "the other layout's pixel->gene map, copied from the dataset",
+            when="preprocess.layout_sensitivity set",
+        ),
     ),
     description="CNNs / dense network with k-fold early stopping, baselines on the same splits, held-out test",
 )
