@@ -22,7 +22,7 @@ Files, relative to the provider's folder (``outputs/<experiment>/preprocess/``):
   through another layout of the same genes (``preprocess.layout_sensitivity``: another seed, or another embedding),
   recorded in dataset.json's ``layouts`` {name: seed, embedding, genes_moved (share of genes on another pixel than
   in the main layout), the files}; the key is absent when there are none. A model trained on one reads it through
-  ``model_input(..., layout=name)``.
+  ``model_input(..., gene_layout=name)``.
 
 A volume dataset (train_3d_mri writes one, ``outputs/<experiment>/train_3d_mri/``) has the same ``samples.csv``
 (one row per exam; ``tumour_mask``: whether the exam has a tumour segmentation) and ``dataset.json``, and:
@@ -214,21 +214,22 @@ class Dataset:
         kind: str,
         trainer: str | None = None,
         provider: str | None = None,
-        layout: str | None = None,
+        gene_layout: str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         """The ``input`` spec of a model reading this dataset (paths relative to the experiment folder, which holds
         the dataset's folder): ``vector`` reads vectors.npy as it is, ``image`` reads images.npy scaled by 1/255,
         with the map the ``trainer`` stage copied beside its models and the gene values the images were made from;
         ``volume`` reads volumes.npy as it is, with its masks and grids. ``provider``: the folder's name once
-        published (a stage describing its own outputs while writing them). ``layout``: an image model trained on
-        one of the other layouts (``layouts``) reads that layout's images, with its map copied by the trainer to
-        ``<trainer>/layouts/<layout>/``."""
+        published (a stage describing its own outputs while writing them). ``gene_layout``: an image model trained
+        on one of the other gene->pixel layouts (``layouts``) reads that layout's images, with its map copied by the
+        trainer to ``<trainer>/layouts/<layout>/`` (``layout`` in ``extra`` is another thing: train_tf_gradcam's
+        memory layout, channels last)."""
         rel = provider or self.folder.name
         name = {"vector": VECTORS, "image": IMAGES, "volume": VOLUMES}[kind]
-        if layout is not None:
+        if gene_layout is not None:
             assert kind == "image", "only images have other layouts"
-            name = self.layouts()[layout]["images"]
+            name = self.layouts()[gene_layout]["images"]
         array = self._array(name)
         assert array is not None, f"{self.folder}: no {name}"
         spec: dict[str, Any] = {
@@ -244,9 +245,11 @@ class Dataset:
         else:
             spec["features"] = f"{rel}/{GENES}"
         if kind == "image" and trainer is not None and self.info.get("gene_map"):
-            spec["gene_map"] = f"{trainer}/{GENE_MAP}" if layout is None else f"{trainer}/{LAYOUTS}/{layout}/{GENE_MAP}"
-        if layout is not None:
-            spec["layout"] = layout
+            spec["gene_map"] = (
+                f"{trainer}/{GENE_MAP}" if gene_layout is None else f"{trainer}/{LAYOUTS}/{gene_layout}/{GENE_MAP}"
+            )
+        if gene_layout is not None:
+            spec["gene_layout"] = gene_layout
         if kind == "image" and self.info.get("vectors"):
             spec["gene_values"] = f"{rel}/{self.info['vectors']}"
         return spec | extra

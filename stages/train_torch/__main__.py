@@ -48,7 +48,7 @@ def model_spec(arch: str, settings: TrainTorch, data: PreparedData, own_dir: str
     (paths relative to the experiment folder; ``scale`` turns the stored array into the model's input); on another
     ``layout`` of the genes, that layout's images and map."""
     shape = list(data.inputs(arch, layout).shape[1:])
-    inp = data.source.model_input("vector" if arch == "dense" else "image", trainer=own_dir, layout=layout)
+    inp = data.source.model_input("vector" if arch == "dense" else "image", trainer=own_dir, gene_layout=layout)
     classes = data.source.classes
     spec = {"arch": arch, "input_shape": shape, "n_classes": len(classes), "classes": classes, "input": inp}
     if arch in IMAGE_PRETRAINABLE:
