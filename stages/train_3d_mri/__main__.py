@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch.utils.data import DataLoader
 
 from shared.artifacts import StageRun
@@ -26,9 +25,8 @@ from shared.logs import get_logger
 from shared.models import Ensemble, save_classifier
 from shared.stage import main
 from shared.torch_training import distributed
-from shared.torch_training.fit import FoldRecords, TrainSettings, predict_proba, train_fold
-from shared.torch_training.losses import balanced_weights, make_loss
-from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
+from shared.torch_training.fit import TrainSettings, predict_proba
+from shared.torch_training.fold import FoldPlan, fit_fold
 
 from .cohort import CHANNELS, CLASSES, cohort_table, find_cohort, split_patients
 from .params import Mri, Train3dMri
@@ -122,55 +120,42 @@ def train(
     labels = proto.labels
     test_loader = loader(data, labels, proto.test_rows, settings.batch_size, pin=on_gpu)
     augment = augmentation(settings.augment)
-    from torch.utils.tensorboard import SummaryWriter
-
     members, folds, history, cv = [], [], [], []
     for r, k, tr, va in proto.splits:
         tr_rows, va_rows = proto.fold_rows(tr, va)
-        fold_seed = seed + 1000 * r + k
-        torch.manual_seed(fold_seed)
-        net = build_member(spec, settings, on_gpu).to(dist.device)
-        spec["trainable_parameters"] = trainable_parameters(net)
-        model = dist.wrap(net)
-        weights = balanced_weights(labels[tr_rows], 2) if settings.class_weights == "balanced" else None
-        loss_fn = make_loss(settings.loss, weights, 0.0, settings.focal_gamma).to(dist.device)
-        sampler = EpochShuffle(
-            len(tr_rows),
-            fold_seed,
-            settings.batch_size,
-            rank=dist.rank,
-            world=dist.world,
-            weights=class_balanced_weights(labels[tr_rows], 2) if settings.sampler == "weighted" else None,
-        )
-        train_loader = loader(data, labels, tr_rows, settings.batch_size, augment, sampler, pin=on_gpu)
-        val_loader = loader(data, labels, va_rows, settings.batch_size, pin=on_gpu)
-        ckpt = stage.checkpoints / settings.model / f"r{r}k{k}.pt"
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        writer = (
-            SummaryWriter(log_dir=str(stage.out / settings.model / "tensorboard" / f"r{r}k{k}"))
-            if dist.is_main
-            else None
-        )
-        try:
-            hist, stopper = train_fold(
-                model,
-                train_loader,
-                val_loader,
-                loss_fn,
-                training,
-                dist,
-                FoldRecords(f"{settings.model} r{r} fold {k + 1}/{len(proto.splits)}", ckpt, writer),
+
+        def build():
+            net = build_member(spec, settings, on_gpu).to(dist.device)
+            spec["trainable_parameters"] = trainable_parameters(net)
+            return net
+
+        def loaders(sampler, tr_rows=tr_rows, va_rows=va_rows):
+            return (
+                loader(data, labels, tr_rows, settings.batch_size, augment, sampler, pin=on_gpu),
+                loader(data, labels, va_rows, settings.batch_size, pin=on_gpu),
             )
-        finally:
-            if writer is not None:
-                writer.close()
-        distributed.barrier()
-        val_proba = predict_proba(net, val_loader, dist.device, mixed_precision=training.mixed_precision)
-        test_proba = predict_proba(net, test_loader, dist.device, mixed_precision=training.mixed_precision)
-        history += [{"repeat": r, "fold": k, **h} for h in hist]
-        cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
-        folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, stopper.best_epoch, len(hist)))
-        members.append(net.float().cpu())
+
+        plan = FoldPlan(
+            desc=f"{settings.model} r{r} fold {k + 1}/{len(proto.splits)}",
+            seed=seed + 1000 * r + k,
+            labels=labels[tr_rows],
+            n_classes=len(CLASSES),
+            batch_size=settings.batch_size,
+            loss=settings.loss,
+            class_weights=settings.class_weights,
+            sampler=settings.sampler,
+            focal_gamma=settings.focal_gamma,
+            label_smoothing=0.0,
+            checkpoint=stage.checkpoints / settings.model / f"r{r}k{k}.pt",
+            log_dir=stage.out / settings.model / "tensorboard" / f"r{r}k{k}",
+        )
+        fit = fit_fold(plan, build, loaders, test_loader, training, dist)
+        history += [{"repeat": r, "fold": k, **h} for h in fit.history]
+        cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(fit.val_proba)}))
+        folds.append(
+            fold_row(proto, r, k, va_rows, fit.val_proba, fit.test_proba, fit.stopper.best_epoch, len(fit.history))
+        )
+        members.append(fit.net)
     ensemble = Ensemble(members).to(dist.device).eval()
     test_proba = predict_proba(ensemble, test_loader, dist.device)
     result = ModelResult(

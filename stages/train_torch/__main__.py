@@ -32,9 +32,8 @@ from shared.models import (
 )
 from shared.stage import main
 from shared.torch_training import distributed
-from shared.torch_training.fit import FoldRecords, TrainSettings, predict_proba, train_fold
-from shared.torch_training.losses import balanced_weights, make_loss
-from shared.torch_training.sampling import EpochShuffle, class_balanced_weights
+from shared.torch_training.fit import TrainSettings, predict_proba
+from shared.torch_training.fold import FoldPlan, fit_fold
 
 from .data import PreparedData, input_stats, load_prepared, make_loader
 from .params import TrainTorch
@@ -129,58 +128,42 @@ def deep_setup(ctx: Run, arch: str, layout: str | None = None) -> DeepSetup:
 
 def fit_member(ctx: Run, setup: DeepSetup, desc: str, split, ckpt: Path, log_dir: Path | None):
     """One fold model of a deep model: trained on the split's training rows with early stopping on its validation
-    rows, seeded by the experiment's seed and the split. Returns (the network on the CPU, its history, the early
-    stopper, the split's training and validation rows, validation and held-out test probabilities)."""
+    rows, seeded by the experiment's seed and the split. Returns its ``FoldFit`` and the split's validation rows."""
     settings, dist, proto = ctx.settings, ctx.dist, ctx.proto
     inputs, spec, training, labels = setup.inputs, setup.spec, setup.training, ctx.data.source.labels
     on_gpu = dist.device.type == "cuda"
     r, k, tr, va = split
     tr_rows, va_rows = proto.fold_rows(tr, va)
-    fold_seed = ctx.stage.exp.seed + 1000 * r + k
-    torch.manual_seed(fold_seed)
-    mean, std = input_stats(inputs, tr_rows, spec["input"]["scale"])
-    net = build_model(spec, mean, std, pretrained=setup.pretrained).to(dist.device)
-    if training.channels_last:
-        net = net.to(memory_format=torch.channels_last if inputs.ndim == 4 else torch.channels_last_3d)
-    model = dist.wrap(net)
-    weights = balanced_weights(labels[tr_rows], proto.n_classes) if settings.class_weights == "balanced" else None
-    loss_fn = make_loss(settings.loss, weights, settings.label_smoothing, settings.focal_gamma).to(dist.device)
-    sampler = EpochShuffle(
-        len(tr_rows),
-        fold_seed,
-        settings.batch_size,
-        rank=dist.rank,
-        world=dist.world,
-        weights=class_balanced_weights(labels[tr_rows], proto.n_classes) if settings.sampler == "weighted" else None,
-    )
-    train_loader = make_loader(
-        inputs,
-        labels,
-        tr_rows,
-        settings.batch_size,
-        sampler=sampler,
-        num_workers=settings.num_workers,
-        pin_memory=on_gpu,
-    )
-    val_loader = make_loader(
-        inputs, labels, va_rows, settings.batch_size, num_workers=settings.num_workers, pin_memory=on_gpu
-    )
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(log_dir=str(log_dir)) if dist.is_main and log_dir is not None else None
-    try:
-        hist, stopper = train_fold(
-            model, train_loader, val_loader, loss_fn, training, dist, FoldRecords(desc, ckpt, writer)
+    def build():
+        mean, std = input_stats(inputs, tr_rows, spec["input"]["scale"])
+        net = build_model(spec, mean, std, pretrained=setup.pretrained).to(dist.device)
+        if training.channels_last:
+            net = net.to(memory_format=torch.channels_last if inputs.ndim == 4 else torch.channels_last_3d)
+        return net
+
+    def loaders(sampler):
+        common = dict(num_workers=settings.num_workers, pin_memory=on_gpu)
+        return (
+            make_loader(inputs, labels, tr_rows, settings.batch_size, sampler=sampler, **common),
+            make_loader(inputs, labels, va_rows, settings.batch_size, **common),
         )
-    finally:
-        if writer is not None:
-            writer.close()
-    distributed.barrier()
-    val_proba = predict_proba(net, val_loader, dist.device, training.channels_last, training.mixed_precision)
-    test_proba = predict_proba(net, setup.test_loader, dist.device, training.channels_last, training.mixed_precision)
-    net = net.float().cpu().to(memory_format=torch.contiguous_format)
-    return net, hist, stopper, tr_rows, va_rows, val_proba, test_proba
+
+    plan = FoldPlan(
+        desc=desc,
+        seed=ctx.stage.exp.seed + 1000 * r + k,
+        labels=labels[tr_rows],
+        n_classes=proto.n_classes,
+        batch_size=settings.batch_size,
+        loss=settings.loss,
+        class_weights=settings.class_weights,
+        sampler=settings.sampler,
+        focal_gamma=settings.focal_gamma,
+        label_smoothing=settings.label_smoothing,
+        checkpoint=ckpt,
+        log_dir=log_dir,
+    )
+    return fit_fold(plan, build, loaders, setup.test_loader, training, dist), va_rows
 
 
 def train_deep(ctx: Run, arch: str) -> ModelResult:
@@ -189,7 +172,7 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
     members, folds, history, cv = [], [], [], []
     for split in proto.splits:
         r, k = split[0], split[1]
-        net, hist, stopper, _, va_rows, val_proba, test_proba = fit_member(
+        fit, va_rows = fit_member(
             ctx,
             setup,
             f"{arch} r{r} fold {k + 1}/{settings.folds}",
@@ -197,10 +180,12 @@ def train_deep(ctx: Run, arch: str) -> ModelResult:
             stage.checkpoints / arch / f"r{r}k{k}.pt",
             stage.out / arch / "tensorboard" / f"r{r}k{k}",
         )
-        history += [{"repeat": r, "fold": k, **h} for h in hist]
-        cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(val_proba)}))
-        folds.append(fold_row(proto, r, k, va_rows, val_proba, test_proba, stopper.best_epoch, len(hist)))
-        members.append(net)
+        history += [{"repeat": r, "fold": k, **h} for h in fit.history]
+        cv.append(pd.DataFrame({"repeat": r, "fold": k, "row": va_rows, "proba": list(fit.val_proba)}))
+        folds.append(
+            fold_row(proto, r, k, va_rows, fit.val_proba, fit.test_proba, fit.stopper.best_epoch, len(fit.history))
+        )
+        members.append(fit.net)
 
     ensemble = Ensemble(members).to(dist.device).eval()
     test_proba = predict_proba(ensemble, setup.test_loader, dist.device)
@@ -227,13 +212,13 @@ def train_layout_member(ctx: Run, arch: str, layout: str) -> dict:
     stage, proto = ctx.stage, ctx.proto
     setup = deep_setup(ctx, arch, layout)
     split = proto.splits[0]
-    net, hist, stopper, _, _, _, test_proba = fit_member(
+    fit, _ = fit_member(
         ctx, setup, f"{arch} on layout {layout}", split, stage.checkpoints / LAYOUTS / layout / f"{arch}.pt", None
     )
     folder = f"{LAYOUTS}/{layout}/{arch}"
     if ctx.dist.is_main:
         (stage.out / folder).mkdir(parents=True, exist_ok=True)
-        save_classifier(stage.out / folder, setup.spec, [net])
+        save_classifier(stage.out / folder, setup.spec, [fit.net])
     y_test = proto.labels[proto.test_rows]
     return {
         "name": f"{arch}@{layout}",
@@ -245,9 +230,9 @@ def train_layout_member(ctx: Run, arch: str, layout: str) -> dict:
         "folder": folder,
         "input": setup.spec["input"],
         "member_of": {"repeat": int(split[0]), "fold": int(split[1])},
-        "best_epoch": stopper.best_epoch,
-        "epochs_run": len(hist),
-        "test": classification_metrics(y_test, test_proba, proto.classes),
+        "best_epoch": fit.stopper.best_epoch,
+        "epochs_run": len(fit.history),
+        "test": classification_metrics(y_test, fit.test_proba, proto.classes),
     }
 
 
