@@ -26,7 +26,8 @@
 #     manifests, outputs owned by that user, a second run does nothing, the images' user, labels and layers
 #
 # TEST_DOCKER_STEPS=images stops after step 3 (no local reference, no runs): with KEEP_ENGINE_DATA=1 a later full
-# run finds the images current and keeps them (.ci/run builds them this way while make test runs).
+# run finds the images current and keeps them. TEST_DOCKER_STEPS=base does steps 1 and 2 only, without make setup
+# (nothing of it needs the local environment): .ci/run builds the base image this way while make setup runs.
 #
 # TEST_DOCKER_ARGS="--set key=value ..." gives both runs the same overrides (the local one then goes to
 # .cache/test-docker/local-outputs), e.g. to shorten them.
@@ -42,7 +43,8 @@ prefix=${IMAGE_PREFIX:-oncoxai}
 work=${TEST_DOCKER_DIR:-$repo/.cache/test-docker}
 engine_mode=${TEST_DOCKER_ENGINE:-auto}
 steps=${TEST_DOCKER_STEPS:-all}
-[[ $steps == all || $steps == images ]] || { echo "error: TEST_DOCKER_STEPS must be all or images, not '$steps'" >&2; exit 2; }
+[[ $steps == all || $steps == images || $steps == base ]] ||
+  { echo "error: TEST_DOCKER_STEPS must be all, images or base, not '$steps'" >&2; exit 2; }
 config=configs/demo.yaml
 export SUMMARY_TOLERANCE=${SUMMARY_TOLERANCE:-1e-6}
 mkdir -p "$work"
@@ -202,10 +204,12 @@ start_engine() {
 # starts and the images build; TEST_DOCKER_SERIAL=1 runs it first, alone (cleaner timings, a longer run).
 # With TEST_DOCKER_ARGS (e.g. "--set train_torch.epochs=3") both runs get those overrides, and the local
 # reference goes to .cache/test-docker/local-outputs instead of outputs/.
-phase "local environment (make setup)"
-make --no-print-directory setup PYTHON="${PYTHON:-python3}" >"$work/setup.log" 2>&1 ||
-  { tail -n 40 "$work/setup.log" >&2; echo "error: make setup failed (log: $work/setup.log)" >&2; exit 1; }
-phase_done setup
+if [[ $steps != base ]]; then
+  phase "local environment (make setup)"
+  make --no-print-directory setup PYTHON="${PYTHON:-python3}" >"$work/setup.log" 2>&1 ||
+    { tail -n 40 "$work/setup.log" >&2; echo "error: make setup failed (log: $work/setup.log)" >&2; exit 1; }
+  phase_done setup
+fi
 args=${TEST_DOCKER_ARGS:-}
 if [[ -n $args ]]; then
   local_out=$work/local-outputs
@@ -221,8 +225,8 @@ local_demo() {
     printf 'local_demo\t%s\n' "$((SECONDS - start))" >>"$timings"
 }
 local_pid=
-if [[ $steps == images ]]; then
-  log "TEST_DOCKER_STEPS=images: the engine, the base image and the images only"
+if [[ $steps != all ]]; then
+  log "TEST_DOCKER_STEPS=$steps: the engine, the base image$([[ $steps == images ]] && echo " and the images") only"
 elif [[ ${TEST_DOCKER_SERIAL:-0} == 1 ]]; then
   log "local reference: make all CONFIG=$config RUNNER=local${args:+ ARGS=\"$args\"} -> $local_out (first)"
   local_demo >"$work/local-demo.log" 2>&1 ||
@@ -255,6 +259,9 @@ else
   IMAGE_PREFIX=$prefix WORK_DIR=$work bash docker/base.sh "$base"
 fi
 phase_done base_image
+if [[ $steps == base ]]; then
+  exit 0
+fi
 
 # -- 3. the images ---------------------------------------------------------------------------------------------
 phase "make images"

@@ -170,6 +170,23 @@ def shrunk_demo_args(data: Path) -> list[str]:
     return [a for key, value in sets.items() for a in ("--set", f"{key}={value}")]
 
 
+def shrunk_demo_made(root: Path, data: Path) -> Path:
+    """The shrunk demo (``shrunk_demo_args``) as make runs it: its plan's resolved config, then each stage one after
+    the other, with the 2 OpenMP/BLAS threads a Snakemake job on 2 cores gets. Built once per test run
+    (``build_once``) and only read: the local run that the Snakemake routes (tests/stage/test_workflow.py, on this
+    machine; tests/e2e/test_slurm.py, on SLURM) must equal. Returns its experiment folder."""
+
+    def build(folder: Path) -> None:
+        threads = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "2")
+        env = {**os.environ, **threads, "ONCOXAI_OUTPUTS": str(folder)}
+        plan = [sys.executable, "-m", "shared.pipeline", "plan", "configs/demo.yaml", *shrunk_demo_args(data)]
+        planned = subprocess.run(plan, cwd=REPO, env=env, capture_output=True, text=True)
+        assert planned.returncode == 0 and planned.stdout.strip().endswith("pipeline.mk"), planned.stderr[-3000:]
+        run_stages(folder / "demo" / "config.yaml", env, "preprocess", "train_torch", "explain", "report")
+
+    return build_once(root, "shrunk-demo-made", {"data": str(data), "args": shrunk_demo_args(data)}, build) / "demo"
+
+
 def json_differences(a, b, path="") -> list[str]:
     """Where two JSON values differ (numbers beyond 1e-9)."""
     if isinstance(a, dict) and isinstance(b, dict):

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from ..support import REPO, check_declared_outputs, json_differences, run_stages, shrunk_demo_args
+from ..support import REPO, check_declared_outputs, json_differences, shared_root, shrunk_demo_args, shrunk_demo_made
 
 pytestmark = pytest.mark.slow
 STAGES = ("preprocess", "train_torch", "explain", "report")
@@ -32,16 +32,10 @@ def runs(tmp_path_factory, small_data):
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "snakemake")}
     proc = _snakemake(args, env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    # the make route: the plan's resolved config, then each stage as make's RUN_STAGE runs it locally
-    # Snakemake exports each job's threads (min(rule threads, --cores) = 2 here) as OMP_NUM_THREADS and its kin, which
-    # replace the test worker's own share; the make route gets the same, so both sum in the same order
-    threads = dict.fromkeys(("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"), "2")
-    make_env = {**os.environ, **threads, "ONCOXAI_OUTPUTS": str(tmp / "make")}
-    plan = [sys.executable, "-m", "shared.pipeline", "plan", "configs/demo.yaml", *args]
-    planned = subprocess.run(plan, cwd=REPO, env=make_env, capture_output=True, text=True, check=True)
-    assert planned.stdout.strip().endswith("pipeline.mk")
-    run_stages(tmp / "make" / "demo" / "config.yaml", make_env, *STAGES)
-    return {"tmp": tmp, "args": args, "env": env, "log": proc.stderr}
+    # the make route (built once for this and the SLURM test; Snakemake exports each job's threads, min(rule threads,
+    # --cores) = 2 here, as OMP_NUM_THREADS and its kin, and the make route gets the same, so both sum in one order)
+    made = shrunk_demo_made(shared_root(tmp_path_factory), small_data)
+    return {"tmp": tmp, "args": args, "env": env, "made": made}
 
 
 def test_snakemake_run_equals_the_make_route(runs):
@@ -50,12 +44,10 @@ def test_snakemake_run_equals_the_make_route(runs):
         assert (exp / stage / "manifest.json").is_file(), stage
         check_declared_outputs(exp / stage, stage)
     snake = json.loads((exp / "report" / "summary.json").read_text())
-    made = json.loads((runs["tmp"] / "make" / "demo" / "report" / "summary.json").read_text())
+    made = json.loads((runs["made"] / "report" / "summary.json").read_text())
     assert not json_differences(snake, made), json_differences(snake, made)[:10]
     # the same fingerprint (downstream ones name their upstream manifests' paths, which differ between the two)
-    prints = [
-        json.loads((runs["tmp"] / r / "demo/preprocess/manifest.json").read_text()) for r in ("snakemake", "make")
-    ]
+    prints = [json.loads((e / "preprocess" / "manifest.json").read_text()) for e in (exp, runs["made"])]
     assert prints[0]["fingerprint"] == prints[1]["fingerprint"]
     assert (exp / "report" / "multiqc" / "demo_models_mqc.yaml").is_file()
 
