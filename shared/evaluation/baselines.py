@@ -7,7 +7,7 @@ import pandas as pd
 
 from shared.logs import get_logger
 
-from .baseline_models import BASELINES, make_baseline
+from .baseline_models import BASELINES, make_baseline, small_problem_blas
 from .results import ModelResult, fold_row
 from .splits import Protocol
 
@@ -20,12 +20,13 @@ def fit_predict(
 ) -> list[np.ndarray]:
     """Fit a scikit-learn classifier on the training rows; class probabilities (n, n_classes) for each evaluation
     set (classes absent from the fold's training rows get 0)."""
-    model = model.fit(X_train, y_train)
     out = []
-    for X in X_eval:
-        proba = np.zeros((len(X), n_classes))
-        proba[:, model.classes_] = model.predict_proba(X)
-        out.append(proba)
+    with small_problem_blas(X_train):
+        model = model.fit(X_train, y_train)
+        for X in X_eval:
+            proba = np.zeros((len(X), n_classes))
+            proba[:, model.classes_] = model.predict_proba(X)
+            out.append(proba)
     return out
 
 

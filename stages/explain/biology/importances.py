@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.evaluation.baseline_models import make_baseline
+from shared.evaluation.baseline_models import make_baseline, small_problem_blas
 
 from .differential import TrainingData
 
@@ -16,7 +16,8 @@ def baseline_importances(name: str, data: TrainingData, seed: int, repeats: int)
     split, per class the mean fall of the true-class probability of that class's test samples when a gene's values
     are permuted across the test samples (``permutation_importance``)."""
     n_classes = len(data.classes)
-    clf = make_baseline(name, seed).fit(data.x_train, data.y_train)
+    with small_problem_blas(data.x_train):
+        clf = make_baseline(name, seed).fit(data.x_train, data.y_train)
     out = np.full((n_classes, len(data.genes)), np.nan)
     if name == "logistic_regression":
         coef = clf.coef_ if clf.coef_.shape[0] > 1 else np.vstack([-clf.coef_, clf.coef_])

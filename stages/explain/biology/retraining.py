@@ -8,7 +8,7 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from shared.errors import UserError
-from shared.evaluation.baseline_models import make_baseline
+from shared.evaluation.baseline_models import make_baseline, small_problem_blas
 from shared.logs import get_logger
 
 from .differential import TrainingData, order
@@ -39,7 +39,8 @@ class Retrainer:
             if not len(genes):
                 self.cache[key] = float("nan")
             else:
-                pred = self.fit(genes).predict(np.ascontiguousarray(self.x_test[:, genes]))
+                with small_problem_blas(self.x_train):
+                    pred = self.fit(genes).predict(np.ascontiguousarray(self.x_test[:, genes]))
                 self.cache[key] = float(
                     f1_score(
                         self.data.y_test, pred, average="macro", labels=np.unique(self.data.y_test), zero_division=0
