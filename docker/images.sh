@@ -87,9 +87,25 @@ for line in "${settings[@]}"; do
 done
 
 # -- the whole project's resolution, once for every build (docker/install.py lock) ---------------------------
+# Only when an image is to be built: with every image current (its label org.oncoxai.source is its sources' hash)
+# nothing needs it, and resolving asks the package index for every package.
+current() {  # "name image parent hash ...": the image is there, built from these sources, and REBUILD is not set
+  local name image parent hash
+  read -r name image parent hash _ <<<"$1"
+  [[ ${REBUILD:-0} != 1 ]] &&
+    [[ $(docker image inspect -f '{{index .Config.Labels "org.oncoxai.source"}}' "$image" 2>/dev/null || true) == "$hash" ]]
+}
+stale=0
+for spec in "${specs[@]}"; do
+  if [[ $spec == "${specs[0]}" ]] || grep -qx "$(cut -d' ' -f1 <<<"$spec")" <<<"${STAGES// /$'\n'}"; then
+    current "$spec" || stale=1
+  fi
+done
 lock_member=()
 mkdir -p "$extra_dir/docker/build-pip"
-if "$host_python" docker/install.py lock --out "$extra_dir/docker/build-pip/lock.txt" >"$logs/lock.log" 2>&1; then
+if [[ $stale == 0 ]]; then
+  echo "every image is built from these sources: nothing to resolve"
+elif "$host_python" docker/install.py lock --out "$extra_dir/docker/build-pip/lock.txt" >"$logs/lock.log" 2>&1; then
   lock_member=(-C "$extra_dir" docker/build-pip/lock.txt)
   echo "resolved the project once for the builds: $(wc -l <"$extra_dir/docker/build-pip/lock.txt") packages"
 else
@@ -106,14 +122,13 @@ context() {
 }
 size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
 build() {  # build "name image parent hash dockerfile build-args..." [docker build args...]
-  local name image parent hash file log start=$SECONDS current
+  local name image parent hash file log start=$SECONDS
   local -a spec_args
   read -r name image parent hash file _ <<<"$1"
   read -r -a spec_args <<<"$(cut -d' ' -f6- <<<"$1")"
   shift
   log=$logs/${image#"$prefix"-}.log
-  current=$(docker image inspect -f '{{index .Config.Labels "org.oncoxai.source"}}' "$image" 2>/dev/null || true)
-  if [[ ${REBUILD:-0} != 1 && $current == "$hash" && ( $parent != torch || $torch_built == 0 ) ]]; then
+  if current "$1" && [[ $parent != torch || $torch_built == 0 ]]; then
     docker tag "$image" "$image:$version-$hash"
     echo "kept $image: built from these sources ($image:$version-$hash)"
     return 0
