@@ -12,6 +12,7 @@ from .records import (
     demo_models_section,
     demo_shortcuts_section,
     demo_subregions_section,
+    demo_times_section,
     test_times_section,
 )
 from .reference import config_section, methods_section, stages_section
@@ -30,6 +31,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "demo-methods": demo_methods_section,
     "demo-subregions": demo_subregions_section,
     "demo-shortcuts": demo_shortcuts_section,
+    "demo-times": demo_times_section,
 }
 
 

@@ -245,8 +245,35 @@ def record_demo(summary_path: Path, commit: str, machine: dict) -> dict:
         "methods": methods,
         # the shortcut audit's headline per model (summary.json's), when the run made one
         "shortcuts": summary.get("shortcuts") or None,
+        # each stage's own wall time (its manifest's), in the order they ran: summary.json in EXPERIMENT/report/
+        "stage_seconds": _stage_seconds(Path(summary_path).resolve().parent),
     }
     return record
+
+
+def _stage_seconds(report: Path) -> dict[str, float]:
+    """Each finished stage's wall time from its manifest, in the order the stages started; ``report``: the report
+    stage's folder, beside the others (none when it is not a folder named report)."""
+    runs = []
+    for manifest in report.parent.glob("*/manifest.json") if report.name == "report" else ():
+        m = json.loads(manifest.read_text())
+        if "wall_time_s" in m:
+            runs.append((m.get("started", ""), m.get("stage", manifest.parent.name), round(float(m["wall_time_s"]), 1)))
+    return {stage: seconds for _, stage, seconds in sorted(runs)}
+
+
+def demo_times_section(experiment: str = "demo") -> str:
+    """The recorded run's stage times, with the machine's speed (train images/s) to scale them by."""
+    demo = _demo(experiment)
+    times = demo.get("stage_seconds")
+    if not times:
+        return f"The recorded run of {experiment} (`docs/data/demos/{experiment}.json`) keeps no stage times.\n"
+    parts = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in times.items())
+    return (
+        f"Measured {demo['date']} at commit {demo['commit']} on a machine of {_machine_words(demo['machine'])}: "
+        f"{parts}; {sum(times.values()):.0f} s of stage time in all (each stage's own wall time, from its manifest; "
+        "Python start-up and planning add a few seconds per stage).\n"
+    )
 
 
 def _demo(experiment: str) -> dict:

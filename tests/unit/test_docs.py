@@ -178,6 +178,31 @@ def test_record_demo_keeps_each_models_scores_and_each_methods_trust_figures(tmp
     )
 
 
+def test_record_demo_keeps_the_stage_times_and_the_page_says_them_with_the_machine(tmp_path, monkeypatch):
+    """record-demo reads each stage's wall time from the manifests beside the report's folder; the demo page's
+    times line says them in the order the stages started, with the machine's speed."""
+    import json
+
+    exp = tmp_path / "demo"
+    for stage, started, seconds in (("train_torch", "T2", 60.04), ("preprocess", "T1", 3.0), ("report", "T4", 0.7)):
+        (exp / stage).mkdir(parents=True)
+        (exp / stage / "manifest.json").write_text(
+            json.dumps({"stage": stage, "started": started, "wall_time_s": seconds})
+        )
+    (exp / "explain").mkdir()  # a stage not finished: no manifest, no time
+    summary = {"experiment": "demo", "n_test": 10, "models": {}, "explanations": {}}
+    (exp / "report" / "summary.json").write_text(json.dumps(summary))
+    record = docs.record_demo(exp / "report" / "summary.json", "abc1234", {"train_images_per_s": 399, "cores": 2})
+    assert list(record["stage_seconds"].items()) == [("preprocess", 3.0), ("train_torch", 60.0), ("report", 0.7)]
+    monkeypatch.setattr(docs.records, "DEMOS", tmp_path)
+    (tmp_path / "demo.json").write_text(json.dumps(record))
+    line = docs.render("<!-- generated: demo-times demo -->")
+    assert "on a machine of 2 cores, 399 train images/s: preprocess 3.0 s, train_torch 60.0 s, report 0.7 s;" in line
+    assert "64 s of stage time in all" in line
+    (tmp_path / "demo.json").write_text(json.dumps(record | {"stage_seconds": {}}))
+    assert "keeps no stage times" in docs.render("<!-- generated: demo-times demo -->")
+
+
 def test_demo_shortcuts_renders_the_recorded_audit(tmp_path, monkeypatch):
     """record-demo keeps summary.json's shortcut audit; the demo page's table shows each feature set's skills and
     flags from it, and says so where the recorded run has none."""
