@@ -95,12 +95,14 @@ current() {  # "name image parent hash ...": the image is there, built from thes
   [[ ${REBUILD:-0} != 1 ]] &&
     [[ $(docker image inspect -f '{{index .Config.Labels "org.oncoxai.source"}}' "$image" 2>/dev/null || true) == "$hash" ]]
 }
-stale=0
-for spec in "${specs[@]}"; do
-  if [[ $spec == "${specs[0]}" ]] || grep -qx "$(cut -d' ' -f1 <<<"$spec")" <<<"${STAGES// /$'\n'}"; then
+stale=0 torch_needed=0
+for spec in "${specs[@]:1}"; do  # the stages asked for, and the torch image when one of them is built on it
+  if grep -qx "$(cut -d' ' -f1 <<<"$spec")" <<<"${STAGES// /$'\n'}"; then
     current "$spec" || stale=1
+    [[ $(cut -d' ' -f3 <<<"$spec") == torch ]] && torch_needed=1
   fi
 done
+if [[ $torch_needed == 1 ]]; then current "${specs[0]}" || stale=1; fi
 lock_member=()
 mkdir -p "$extra_dir/docker/build-pip"
 if [[ $stale == 0 ]]; then
@@ -122,13 +124,13 @@ context() {
 }
 size_mb() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f", $1 / 1e6}'; }
 build() {  # build "name image parent hash dockerfile build-args..." [docker build args...]
-  local name image parent hash file log start=$SECONDS
+  local spec=$1 name image parent hash file log start=$SECONDS
   local -a spec_args
-  read -r name image parent hash file _ <<<"$1"
-  read -r -a spec_args <<<"$(cut -d' ' -f6- <<<"$1")"
+  read -r name image parent hash file _ <<<"$spec"
+  read -r -a spec_args <<<"$(cut -d' ' -f6- <<<"$spec")"
   shift
   log=$logs/${image#"$prefix"-}.log
-  if current "$1" && [[ $parent != torch || $torch_built == 0 ]]; then
+  if current "$spec" && [[ $parent != torch || $torch_built == 0 ]]; then
     docker tag "$image" "$image:$version-$hash"
     echo "kept $image: built from these sources ($image:$version-$hash)"
     return 0

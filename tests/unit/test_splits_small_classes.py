@@ -12,7 +12,7 @@ import pytest
 from shared import config
 from shared.errors import UserError
 from shared.evaluation.splits import Protocol, apply_small_class_policy, holdout_split, too_small_classes
-from stages.report.__main__ import small_classes_summary
+from stages.report.sections import small_classes_summary
 
 from ..support import REPO
 
