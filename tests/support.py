@@ -49,6 +49,21 @@ def write_config(path: Path, data: Path, stages=("preprocess",), **sections) -> 
     return path
 
 
+def small_deep_models(*models: str) -> dict:
+    """train_torch's section for small deep models and no baseline, trained long enough on the small fixtures to
+    find their markers (the stage tests of the explanation methods and of the layout check)."""
+    return {
+        "models": list(models),
+        "baselines": [],
+        "folds": 2,
+        "epochs": 6,
+        "batch_size": 32,
+        "dense_preset": "custom",
+        "dense_widths": [32],
+        "patience": 6,
+    }
+
+
 def stage_cmd(stage: str, config: Path, *extra: str) -> list[str]:
     """``python -m stages.<stage> --config FILE [extra]``: a stage as make runs it, in a fresh interpreter."""
     return [sys.executable, "-m", f"stages.{stage}", "--config", str(config), *extra]

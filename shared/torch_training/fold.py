@@ -38,6 +38,25 @@ class FoldPlan:
     checkpoint: Path
     log_dir: Path | None  # TensorBoard events (the main process only); None: none
 
+    @classmethod
+    def of(cls, settings, split: tuple, seed: int, labels: np.ndarray, n_classes: int, **where) -> FoldPlan:
+        """The plan of fold ``split`` = (repeat, fold) from a trainer's settings (batch_size, loss, class_weights,
+        sampler, focal_gamma and, where it has one, label_smoothing): seeded ``seed + 1000 x repeat + fold``;
+        ``labels``: the fold's training rows' labels; ``where``: desc, checkpoint, log_dir."""
+        r, k = split
+        return cls(
+            seed=seed + 1000 * r + k,
+            labels=labels,
+            n_classes=n_classes,
+            batch_size=settings.batch_size,
+            loss=settings.loss,
+            class_weights=settings.class_weights,
+            sampler=settings.sampler,
+            focal_gamma=settings.focal_gamma,
+            label_smoothing=getattr(settings, "label_smoothing", 0.0),
+            **where,
+        )
+
 
 @dataclass
 class FoldFit:

@@ -135,17 +135,13 @@ def train(
                 loader(data, labels, va_rows, settings.batch_size, pin=on_gpu),
             )
 
-        plan = FoldPlan(
+        plan = FoldPlan.of(
+            settings,
+            (r, k),
+            seed,
+            labels[tr_rows],
+            len(CLASSES),
             desc=f"{settings.model} r{r} fold {k + 1}/{len(proto.splits)}",
-            seed=seed + 1000 * r + k,
-            labels=labels[tr_rows],
-            n_classes=len(CLASSES),
-            batch_size=settings.batch_size,
-            loss=settings.loss,
-            class_weights=settings.class_weights,
-            sampler=settings.sampler,
-            focal_gamma=settings.focal_gamma,
-            label_smoothing=0.0,
             checkpoint=stage.checkpoints / settings.model / f"r{r}k{k}.pt",
             log_dir=stage.out / settings.model / "tensorboard" / f"r{r}k{k}",
         )

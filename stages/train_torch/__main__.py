@@ -149,17 +149,13 @@ def fit_member(ctx: Run, setup: DeepSetup, desc: str, split, ckpt: Path, log_dir
             make_loader(inputs, labels, va_rows, settings.batch_size, **common),
         )
 
-    plan = FoldPlan(
+    plan = FoldPlan.of(
+        settings,
+        (r, k),
+        ctx.stage.exp.seed,
+        labels[tr_rows],
+        proto.n_classes,
         desc=desc,
-        seed=ctx.stage.exp.seed + 1000 * r + k,
-        labels=labels[tr_rows],
-        n_classes=proto.n_classes,
-        batch_size=settings.batch_size,
-        loss=settings.loss,
-        class_weights=settings.class_weights,
-        sampler=settings.sampler,
-        focal_gamma=settings.focal_gamma,
-        label_smoothing=settings.label_smoothing,
         checkpoint=ckpt,
         log_dir=log_dir,
     )

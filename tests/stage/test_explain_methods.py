@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from ..support import check_declared_outputs, run_stages, write_config
+from ..support import check_declared_outputs, run_stages, small_deep_models, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +30,7 @@ def explained(tmp_path_factory):
         data,
         stages=["preprocess", "train_torch", "explain", "report"],
         preprocess={"n_genes": 144, "height": 12, "width": 12, "deepinsight": {"embedding": "pca"}},
-        train_torch={
-            "models": ["dense", "resnet18"],
-            "baselines": [],
-            "folds": 2,
-            "epochs": 6,
-            "batch_size": 32,
-            "dense_preset": "custom",
-            "dense_widths": [32],
-            "patience": 6,
-        },
+        train_torch=small_deep_models("dense", "resnet18"),
         explain={
             "methods": [*NEW, "gradient"],
             "markers": str(data / "markers.csv"),

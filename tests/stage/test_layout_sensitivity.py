@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ..support import check_declared_outputs, run_stages, write_config
+from ..support import check_declared_outputs, run_stages, small_deep_models, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -31,16 +31,7 @@ def _run(tmp, data, layout_sensitivity: dict | None):
         data,
         stages=list(STAGES),
         preprocess=preprocess,
-        train_torch={
-            "models": ["resnet18", "dense"],
-            "baselines": [],
-            "folds": 2,
-            "epochs": 6,
-            "batch_size": 32,
-            "dense_preset": "custom",
-            "dense_widths": [32],
-            "patience": 6,
-        },
+        train_torch=small_deep_models("resnet18", "dense"),
         explain={
             "methods": ["saliency", "gradient"],
             "markers": str(data / "markers.csv"),
