@@ -76,9 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
         cut = srv.drop_after.get(self.path)
         if cut is not None:  # announce the full length, send part of it, hang up
             data = data[:cut]
-        self.wfile.write(data)
-        with srv.lock:
+        with srv.lock:  # counted before the write: the client may finish reading before this thread runs again
             srv.bytes_served += len(data)
+        self.wfile.write(data)
         if cut is not None:
             self.wfile.flush()
             self.close_connection = True
