@@ -1,15 +1,16 @@
 """Installs a stage's Python dependencies inside ``docker build`` (standard library only, Python >= 3.11).
 
     python install.py lock --out FILE
-    python install.py deps --extra NAME [--no-base] [--prefix DIR]
+    python install.py deps --extra NAME[,NAME...] [--no-base] [--prefix DIR]
     python install.py backend
     python install.py code SRC [--prefix DIR]
 
-``deps`` installs the requirements of one optional-dependency extra of ``pyproject.toml`` (plus the project's
+``deps`` installs the requirements of optional-dependency extras of ``pyproject.toml`` (plus the project's
 base dependencies unless ``--no-base``; ``oncoxai[other]`` references are expanded), with ``constraints.txt``
 and with every version pinned to what pip resolves for the whole project (``.[all,dev]``, what ``make setup``
-installs locally). Each image therefore holds only its stage's packages, yet at exactly the versions the
-local environment has: the stages give the same results in a container as locally. The resolution costs a minute
+installs locally). Each image therefore holds only its stage's packages (the torch image those of every stage
+built on it), yet at exactly the versions the local environment has: the stages give the same results in a
+container as locally. The resolution costs a minute
 (pip fetches the metadata of ~200 packages); ``lock`` makes it once on the build host (docker/images.sh), which
 passes it to every build as ``/tmp/build-pip/lock.txt``; a build without one resolves for itself.
 
@@ -144,16 +145,21 @@ def deps(args: argparse.Namespace) -> None:
         else:
             pins = lock(pyproject, constraints, work)
         reqs = work / "requirements.txt"
-        wanted = requirements(pyproject, [args.extra], base=not args.no_base)
+        extras = [e.strip() for e in args.extra.split(",") if e.strip()]
+        wanted = requirements(pyproject, extras, base=not args.no_base)
         reqs.write_text("\n".join(wanted) + "\n")
         print(
-            f"installing .[{args.extra}]{'' if args.no_base else ' and the base dependencies'}: " + ", ".join(wanted),
+            f"installing .[{','.join(extras)}]{'' if args.no_base else ' and the base dependencies'}: "
+            + ", ".join(wanted),
             flush=True,
         )
         before = installed()
         target = ["--prefix", args.prefix] if args.prefix else []
         pip("install", "--no-warn-script-location", *target, "-c", str(constraints), "-c", str(pins), "-r", str(reqs))
         if args.prefix:
+            prefix = Path(args.prefix)
+            if not prefix.is_dir() or not any(prefix.iterdir()):  # all of it was in the base image: an empty layer
+                site_packages(args.prefix).mkdir(parents=True, exist_ok=True)
             after = installed()
             changed = {k: (v, after.get(k)) for k, v in before.items() if after.get(k) != v}
             if changed:
@@ -221,7 +227,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("deps", help="install an extra's requirements, pinned to the whole project's resolution")
-    d.add_argument("--extra", required=True)
+    d.add_argument("--extra", required=True, help="an extra, or several separated by commas")
     d.add_argument("--no-base", action="store_true", help="leave out the project's base dependencies")
     d.add_argument("--prefix", help="install into this prefix, skipping what the environment already has")
     d.add_argument("--pyproject", default="pyproject.toml")

@@ -1,9 +1,11 @@
-# The shared framework image of the torch stages (train_torch, explain): a venv with the torch + torchvision pair
-# of pyproject.toml's `torch` extra, installed with constraints.txt. The registry's torch 2.13.0 is the CUDA
-# build: it runs on CPU here and uses the GPU on a workstation with the NVIDIA runtime (docker run --gpus all).
+# The shared framework image of the torch stages (train_torch, explain, train_3d_mri): a venv with the torch +
+# torchvision pair of pyproject.toml's `torch` extra and the packages of every stage built on it (EXTRAS, their
+# extras, which `python3 -m shared.containers images` lists), so that those are installed once, not once per image;
+# the stage images then add only the project's code. The registry's torch 2.13.0 is the CUDA build: it runs on CPU
+# here and uses the GPU on a workstation with the NVIDIA runtime (docker run --gpus all).
 #
 #   make images                      (builds this first, then the stages)
-#   docker build -f docker/torch.Dockerfile -t oncoxai-torch .
+#   docker build -f docker/torch.Dockerfile --build-arg EXTRAS=train_torch,explain,train_3d_mri -t oncoxai-torch .
 #
 # BASE_IMAGE: any Debian-like image with python3 (>= 3.11) and its venv module. The default is public; where no
 # registry is reachable, docker/base.sh makes one offline.
@@ -16,11 +18,12 @@ ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_TRUSTED_HOST
 ARG PIP_DEFAULT_TIMEOUT=120
+ARG EXTRAS=torch
 WORKDIR /tmp/src
 COPY docker/build-pip/ /tmp/build-pip/
 COPY docker/install.py pyproject.toml constraints.txt ./
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/python install.py deps --extra torch --no-base
+ && /opt/venv/bin/python install.py deps --extra "${EXTRAS}" --no-base
 
 FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 oncoxai \
@@ -42,5 +45,5 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 USER 10001:10001
 LABEL org.opencontainers.image.title="oncoxai-torch" \
-      org.opencontainers.image.description="oncoxai: torch + torchvision (CUDA-capable build), the base of the torch stages"
+      org.opencontainers.image.description="oncoxai: torch + torchvision (CUDA-capable build) and the packages of the torch stages, their base"
 CMD ["python", "-c", "import torch, torchvision; print(torch.__version__, torchvision.__version__, 'cuda:', torch.cuda.is_available())"]

@@ -144,9 +144,17 @@ def source_hash(name: str, repo: Path = REPO_ROOT) -> str:
     return files_hash(source_files(name, repo))[:16]
 
 
+def torch_stages(repo: Path = REPO_ROOT) -> list[str]:
+    """The stages whose images build on the torch image."""
+    return [stage for stage in stage_names(repo) if on_torch(stage, repo)]
+
+
 def images(prefix: str = "oncoxai", repo: Path = REPO_ROOT) -> list[Image]:
-    """Every image, the torch image first, then one per stage from the template."""
-    out = [Image("torch", image_name("torch", prefix), TORCH_DOCKERFILE, "base", (), source_hash("torch", repo))]
+    """Every image, the torch image first, then one per stage from the template. The torch image holds the packages
+    of every stage built on it (EXTRAS: their extras), so that they are installed once, not once per image: those
+    images then add only the project's code to its layers."""
+    extras = f"EXTRAS={','.join(torch_stages(repo))}"
+    out = [Image("torch", image_name("torch", prefix), TORCH_DOCKERFILE, "base", (extras,), source_hash("torch", repo))]
     for stage in stage_names(repo):
         torch = on_torch(stage, repo)
         args = [f"STAGE={stage}", f"EXTRA={stage}", f"IMAGE_NAME={image_name(stage, prefix)}"]

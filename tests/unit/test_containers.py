@@ -197,6 +197,8 @@ def test_every_stage_has_an_image_from_the_template_the_torch_stages_on_the_torc
         assert args["STAGE"] == name and args["EXTRA"] == name and args["IMAGE_NAME"] == im.image
         assert (args.get("PARENT") == "oncoxai-torch") == (im.parent == "torch")
     assert {n for n, im in stages.items() if im.parent == "torch"} == {"train_torch", "explain", "train_3d_mri"}
+    # the torch image holds the packages of every stage on it, installed once (their images add only the code)
+    assert built[0].build_args == ("EXTRAS=explain,train_3d_mri,train_torch",)
     assert len({im.source_hash for im in built}) == len(built) and all(len(im.source_hash) == 16 for im in built)
 
 
