@@ -2,9 +2,8 @@
 # make test-docker: the containers are real. Builds every image and checks that `make all RUNNER=docker`
 # reproduces the local run of the demo.
 #
-#  0. make setup and make fixture; then the local references run in the background, one after the other, while
-#     the steps below go on (TEST_DOCKER_SERIAL=1: first, alone): make all RUNNER=local of the demo (nothing to do
-#     when outputs/demo is current) and of the TensorFlow and MRI experiments of 4b and 4c
+#  0. make setup; the local reference, make all CONFIG=configs/demo.yaml RUNNER=local (nothing to do when
+#     outputs/demo is current), runs in the background meanwhile (TEST_DOCKER_SERIAL=1: first, alone)
 #  1. an engine: the one that answers (DOCKER_HOST or the default socket), else a private dockerd started here
 #     (installing Debian's docker.io if needed) with --bridge=none --iptables=false --ip-masq=false and its own
 #     data-root, exec-root, pidfile, socket and config file, reached through DOCKER_HOST; it is stopped on exit,
@@ -20,9 +19,8 @@
 #     a non-root user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root): planning runs in
 #     the report image, so no Python stack is used; then make bundle there, twice (the same bytes)
 #  4b. the TensorFlow stage: configs/demo_tcga.yaml cut to preprocess -> train_tf_gradcam -> report and 3 epochs
-#     (TEST_DOCKER_TF_ARGS), with RUNNER=docker
 #  4c. the MRI stage: configs/demo_mri.yaml (train_3d_mri -> explain -> report) with 2 epochs
-#     (TEST_DOCKER_MRI_ARGS), with RUNNER=docker; then the local references of step 0 are waited for
+#     (TEST_DOCKER_TF_ARGS), run locally and with RUNNER=docker
 #  5. pytest -m docker tests/e2e/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE
 #     (default 1e-6: the runs are expected to be bit-identical), same package versions and commit in the
 #     manifests, outputs owned by that user, a second run does nothing, the images' user, labels and layers
@@ -86,7 +84,7 @@ print_summary() {
       echo "demo, the four stages' own wall times (manifests): docker $(stage_time "$docker_out/demo") s," \
         "local $(stage_time "$local_out/demo") s"
       echo "demo end to end: docker $(phase_time docker_demo) s$([[ $local_ran == 1 ]] &&
-        echo ", local $(phase_time local_demo) s (beside the builds and the containers' runs unless TEST_DOCKER_SERIAL=1)")"
+        echo ", local $(phase_time local_demo) s (in parallel with the builds unless TEST_DOCKER_SERIAL=1)")"
     fi
     if [[ -f $work/summary-diff.json ]]; then
       echo "local vs docker: $(tr -d '\n' <"$work/summary-diff.json" | sed -E 's/.*"max_abs_diff": ([^,]*),.*"files_byte_identical": "([^"]*)".*/largest difference in summary.json \1; \2 output files byte-identical/')"
@@ -130,7 +128,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   if [[ -n $local_pid ]] && kill -0 "$local_pid" 2>/dev/null; then
-    log "stopping the local reference runs (process group $local_pid)"
+    log "stopping the local reference run (process group $local_pid)"
     kill -TERM -- "-$local_pid" 2>/dev/null || true
     wait "$local_pid" 2>/dev/null || true
   fi
@@ -201,17 +199,15 @@ start_engine() {
   log "engine: $(docker version -f 'server {{.Server.Version}}, storage driver' 2>/dev/null) $(docker info -f '{{.Driver}}')"
 }
 
-# -- 0. the local environment, and the local references in the background --------------------------------------
-# The local references (make all RUNNER=local of the demo, then of the TensorFlow and MRI experiments of 4b and 4c)
-# run one after the other in the background while the engine starts, the images build and the containers run: the
-# containers' runs wait on the engine and on container starts, which leaves a core free. TEST_DOCKER_SERIAL=1 runs
-# them first, alone (cleaner timings, a longer run). With TEST_DOCKER_ARGS (e.g. "--set train_torch.epochs=3") both
-# demo runs get those overrides, and the local reference goes to .cache/test-docker/local-outputs instead of outputs/.
+# -- 0. the local environment, and the local reference in the background --------------------------------------
+# The local demo (make demo RUNNER=local: nothing to do when outputs/demo is current) runs while the engine
+# starts and the images build; TEST_DOCKER_SERIAL=1 runs it first, alone (cleaner timings, a longer run).
+# With TEST_DOCKER_ARGS (e.g. "--set train_torch.epochs=3") both runs get those overrides, and the local
+# reference goes to .cache/test-docker/local-outputs instead of outputs/.
 if [[ $steps != base ]]; then
-  phase "local environment (make setup, make fixture)"
-  { make --no-print-directory setup PYTHON="${PYTHON:-python3}" &&
-    make --no-print-directory fixture PYTHON="${PYTHON:-python3}"; } >"$work/setup.log" 2>&1 ||
-    { tail -n 40 "$work/setup.log" >&2; echo "error: make setup or make fixture failed (log: $work/setup.log)" >&2; exit 1; }
+  phase "local environment (make setup)"
+  make --no-print-directory setup PYTHON="${PYTHON:-python3}" >"$work/setup.log" 2>&1 ||
+    { tail -n 40 "$work/setup.log" >&2; echo "error: make setup failed (log: $work/setup.log)" >&2; exit 1; }
   phase_done setup
 fi
 args=${TEST_DOCKER_ARGS:-}
@@ -220,34 +216,24 @@ if [[ -n $args ]]; then
 else
   local_out=${ONCOXAI_OUTPUTS:-outputs}
 fi
-tf_config=configs/demo_tcga.yaml
-tf_args=${TEST_DOCKER_TF_ARGS:-"--set stages=[preprocess,train_tf_gradcam,report] --set train_tf_gradcam.epochs=3 --set train_tf_gradcam.min_epochs=0"}
-tf_local=$work/local-outputs-tf
-mri_config=configs/demo_mri.yaml
-mri_args=${TEST_DOCKER_MRI_ARGS:-"--set train_3d_mri.epochs=2"}
-mri_local=$work/local-outputs-mri
-export config args local_out timings tf_config tf_args tf_local mri_config mri_args mri_local
-local_run() {  # NAME CONFIG ARGS OUTPUTS: make all RUNNER=local, its wall time in timings.tsv as local_NAME
+export config args local_out timings
+local_demo() {
   local start=$SECONDS
-  ONCOXAI_OUTPUTS=$4 make --no-print-directory all CONFIG="$2" ARGS="$3" RUNNER=local PYTHON="${PYTHON:-python3}" &&
-    printf 'local_%s\t%s\n' "$1" "$((SECONDS - start))" >>"$timings"
-}
-local_references() {
-  rm -rf "$tf_local" "$mri_local" &&
-    local_run demo "$config" "$args" "$local_out" &&
-    local_run tf "$tf_config" "$tf_args" "$tf_local" &&
-    local_run mri "$mri_config" "$mri_args" "$mri_local"
+  make --no-print-directory fixture PYTHON="${PYTHON:-python3}" &&
+    ONCOXAI_OUTPUTS=$local_out make --no-print-directory all CONFIG="$config" ARGS="$args" RUNNER=local \
+      PYTHON="${PYTHON:-python3}" &&
+    printf 'local_demo\t%s\n' "$((SECONDS - start))" >>"$timings"
 }
 local_pid=
 if [[ $steps != all ]]; then
   log "TEST_DOCKER_STEPS=$steps: the engine, the base image$([[ $steps == images ]] && echo " and the images") only"
 elif [[ ${TEST_DOCKER_SERIAL:-0} == 1 ]]; then
-  log "local references: make all RUNNER=local of $config${args:+ (ARGS=\"$args\")} -> $local_out, $tf_config, $mri_config (first)"
-  local_references >"$work/local-demo.log" 2>&1 ||
-    { tail -n 40 "$work/local-demo.log" >&2; echo "error: a local reference run failed (log: $work/local-demo.log)" >&2; exit 1; }
+  log "local reference: make all CONFIG=$config RUNNER=local${args:+ ARGS=\"$args\"} -> $local_out (first)"
+  local_demo >"$work/local-demo.log" 2>&1 ||
+    { tail -n 40 "$work/local-demo.log" >&2; echo "error: the local demo failed (log: $work/local-demo.log)" >&2; exit 1; }
 else
-  log "local references: make all RUNNER=local of $config${args:+ (ARGS=\"$args\")} -> $local_out, $tf_config, $mri_config (in the background)"
-  setsid bash -c "$(declare -f local_run local_references); local_references" >"$work/local-demo.log" 2>&1 &
+  log "local reference: make all CONFIG=$config RUNNER=local${args:+ ARGS=\"$args\"} -> $local_out (in the background)"
+  setsid bash -c "$(declare -f local_demo); local_demo" >"$work/local-demo.log" 2>&1 &
   local_pid=$!
 fi
 
@@ -286,6 +272,20 @@ phase_done images
 if [[ $steps == images ]]; then
   exit 0
 fi
+
+# -- the local reference, finished ---------------------------------------------------------------------------
+if [[ -n $local_pid ]]; then
+  phase "waiting for the local reference"
+  if ! wait "$local_pid"; then
+    local_pid=
+    tail -n 40 "$work/local-demo.log" >&2
+    echo "error: the local demo failed (log: $work/local-demo.log)" >&2
+    exit 1
+  fi
+  local_pid=
+  phase_done wait_local
+fi
+if grep -q "run-stage" "$work/local-demo.log"; then local_ran=1; else local_ran=0; fi
 
 # -- 3b. the hand-off: tarballs, a clean engine, a collaborator's folder ------------------------------------------
 images_dir=$work/images
@@ -338,33 +338,24 @@ for i in 1 2; do
 done
 phase_done bundle
 
-# -- 4b/4c. the TensorFlow and MRI stages, each experiment short, with RUNNER=docker ------------------------------
-docker_experiment() {  # NAME CONFIG ARGS
-  local name=$1 cfg=$2 cfg_args=$3 exp_name
+# -- 4b/4c. the TensorFlow and MRI stages: each experiment short, local then RUNNER=docker -------------------------
+other_experiment() {  # NAME CONFIG ARGS LOCAL_OUT
+  local name=$1 cfg=$2 cfg_args=$3 out=$4 exp_name
   exp_name=$(basename "$cfg" .yaml)
-  phase "$name experiment ($cfg, $cfg_args): RUNNER=docker -> $docker_out"
+  rm -rf "$out"
+  phase "$name experiment ($cfg, $cfg_args): local -> $out, then RUNNER=docker -> $docker_out"
+  ONCOXAI_OUTPUTS=$out make --no-print-directory all CONFIG=$cfg ARGS="$cfg_args" RUNNER=local \
+    >"$work/local-$name.log" 2>&1 || { tail -n 40 "$work/local-$name.log" >&2; echo "error: the local $name run failed" >&2; exit 1; }
   mkdir -p "$docker_out/$exp_name"
   [[ $(id -u) == 0 ]] && chown -R "$user" "$docker_out/$exp_name"
   ONCOXAI_OUTPUTS=$docker_out make --no-print-directory all CONFIG=$cfg ARGS="$cfg_args" RUNNER=docker \
     IMAGE_PREFIX="$prefix" DOCKER_USER="$user" 2>&1 | tee "$work/docker-$name.log"
   phase_done "${name}_experiment"
 }
-docker_experiment tf "$tf_config" "$tf_args"
-docker_experiment mri "$mri_config" "$mri_args"
-
-# -- the local references, finished -------------------------------------------------------------------------------
-if [[ -n $local_pid ]]; then
-  phase "waiting for the local references"
-  if ! wait "$local_pid"; then
-    local_pid=
-    tail -n 40 "$work/local-demo.log" >&2
-    echo "error: a local reference run failed (log: $work/local-demo.log)" >&2
-    exit 1
-  fi
-  local_pid=
-  phase_done wait_local
-fi
-if grep -q "run-stage" "$work/local-demo.log"; then local_ran=1; else local_ran=0; fi
+tf_local=$work/local-outputs-tf
+other_experiment tf configs/demo_tcga.yaml "${TEST_DOCKER_TF_ARGS:-"--set stages=[preprocess,train_tf_gradcam,report] --set train_tf_gradcam.epochs=3 --set train_tf_gradcam.min_epochs=0"}" "$tf_local"
+mri_local=$work/local-outputs-mri
+other_experiment mri configs/demo_mri.yaml "${TEST_DOCKER_MRI_ARGS:-"--set train_3d_mri.epochs=2"}" "$mri_local"
 
 # -- 5. the comparison -----------------------------------------------------------------------------------------
 phase "compare with the local run (tolerance $SUMMARY_TOLERANCE)"
