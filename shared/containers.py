@@ -153,10 +153,11 @@ def images(prefix: str = "oncoxai", repo: Path = REPO_ROOT) -> list[Image]:
     """Every image, the torch image first, then one per stage from the template. The torch image holds the packages
     of every stage built on it (EXTRAS: their extras), so that they are installed once, not once per image: those
     images then add only the project's code to its layers."""
-    extras = f"EXTRAS={','.join(torch_stages(repo))}"
+    on_it = torch_stages(repo)
+    extras = f"EXTRAS={','.join(on_it)}"
     out = [Image("torch", image_name("torch", prefix), TORCH_DOCKERFILE, "base", (extras,), source_hash("torch", repo))]
     for stage in stage_names(repo):
-        torch = on_torch(stage, repo)
+        torch = stage in on_it
         args = [f"STAGE={stage}", f"EXTRA={stage}", f"IMAGE_NAME={image_name(stage, prefix)}"]
         if torch:
             args.append(f"PARENT={image_name('torch', prefix)}")
