@@ -1,6 +1,9 @@
 """End to end through make: the demo config finds the planted markers, and a second run does no work.
 
-Runs ``configs/demo.yaml`` itself (on its own fixture and output folder), so the test checks what users run.
+Runs ``configs/demo.yaml`` itself (on its own fixture and output folder), so the test checks what users run, less
+one part: the demo's layout-sensitivity member (``preprocess.layout_sensitivity``: one more t-SNE layout and a
+ResNet-18 trained on it, a quarter of train_torch's time), which no test here reads;
+tests/stage/test_layout_sensitivity.py runs that check through the four stages and checks what it writes.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def pipeline(tmp_path_factory):
     env = {**os.environ, "ONCOXAI_OUTPUTS": str(tmp / "outputs")}
     args = (
         f"ARGS=--set expression.path={data / 'expression.h5ad'} --set explain.markers={data / 'markers.csv'} "
-        f"--set explain.biology.gene_sets={data / 'gene_sets.gmt'}"
+        f"--set explain.biology.gene_sets={data / 'gene_sets.gmt'} --set preprocess.layout_sensitivity.layouts=0"
     )
     proc = _make("all", "CONFIG=configs/demo.yaml", args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
