@@ -19,8 +19,9 @@
 #     a non-root user (the calling user; uid TEST_DOCKER_UID, default 4242, when called as root): planning runs in
 #     the report image, so no Python stack is used; then make bundle there, twice (the same bytes)
 #  4b. the TensorFlow stage: configs/demo_tcga.yaml cut to preprocess -> train_tf_gradcam -> report and 3 epochs
-#  4c. the MRI stage: configs/demo_mri.yaml (train_3d_mri -> explain -> report) with 2 epochs
 #     (TEST_DOCKER_TF_ARGS), run locally and with RUNNER=docker
+#  4c. the MRI stage: configs/demo_mri.yaml (train_3d_mri -> explain -> report) with 2 epochs
+#     (TEST_DOCKER_MRI_ARGS), run locally and with RUNNER=docker
 #  5. pytest -m docker tests/e2e/test_docker.py: summary.json equal to the local one within SUMMARY_TOLERANCE
 #     (default 1e-6: the runs are expected to be bit-identical), same package versions and commit in the
 #     manifests, outputs owned by that user, a second run does nothing, the images' user, labels and layers
@@ -200,7 +201,7 @@ start_engine() {
 }
 
 # -- 0. the local environment, and the local reference in the background --------------------------------------
-# The local demo (make demo RUNNER=local: nothing to do when outputs/demo is current) runs while the engine
+# The local demo (make all CONFIG=configs/demo.yaml RUNNER=local: nothing to do when outputs/demo is current) runs while the engine
 # starts and the images build; TEST_DOCKER_SERIAL=1 runs it first, alone (cleaner timings, a longer run).
 # With TEST_DOCKER_ARGS (e.g. "--set train_torch.epochs=3") both runs get those overrides, and the local
 # reference goes to .cache/test-docker/local-outputs instead of outputs/.
