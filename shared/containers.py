@@ -13,6 +13,7 @@ tarballs but no ``.venv``::
     python3 -m shared.containers source-hash NAME              # NAME: a stage or "torch"
     python3 -m shared.containers check-image NAME ...          # exit 1 unless each image is current
     python3 -m shared.containers gpu-flags                     # what `docker info` offers
+    python3 -m shared.containers check-inputs [--write]        # exit 0: the container check's inputs are unchanged
     run-stage and control take --dry-run: print the command instead of running it
 
 The runner is ``--runner`` (make passes its ``RUNNER``), else ``$RUNNER``: ``local`` (the default:
@@ -198,6 +199,79 @@ def check_image(name: str, prefix: str = "oncoxai", repo: Path = REPO_ROOT) -> N
         )
 
 
+# -- what the container check depends on ------------------------------------------------------------------------
+#: The files whose change can make `make test-docker` fail while `make test` passes: the images' recipes, build
+#: scripts and dependency pins, how make and the runner start a container, the configs the check runs and the
+#: check itself. The stages' code is not among them: it runs alike in both places, and its one container-only
+#: failure, an import the stage's image does not install, is checked in every `make test`
+#: (tests/unit/test_containers.py). .ci/run runs the container check when any of these differs from the last check
+#: that passed (RECORD), or with CONTAINER_CHECK=always.
+CHECK_INPUTS = (
+    ".ci/run",
+    "Makefile",
+    "configs/demo.yaml",
+    "configs/demo_mri.yaml",
+    "configs/demo_tcga.yaml",
+    "constraints.txt",
+    "docker",
+    "oncoxai/__init__.py",
+    "pyproject.toml",
+    "setup.py",
+    "shared/containers.py",
+    "shared/pipeline.py",
+    "shared/sources.py",
+    "tests/e2e/test_docker.py",
+)
+#: the last container check that passed: its inputs' hashes, commit and date (written by .ci/run after it)
+RECORD = ".ci/containers-checked.json"
+
+
+def check_inputs(repo: Path = REPO_ROOT) -> dict[str, str]:
+    """sha256 of each file of CHECK_INPUTS (the files git tracks under them; every file there without git)."""
+    import hashlib
+
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "-z", "--", *CHECK_INPUTS], cwd=repo, capture_output=True, timeout=30, check=True
+        )
+        names = [n for n in proc.stdout.decode().split("\0") if n]
+    except (OSError, subprocess.SubprocessError):
+        names = [
+            str(f.relative_to(repo))
+            for entry in CHECK_INPUTS
+            for f in ([repo / entry] if (repo / entry).is_file() else sorted((repo / entry).rglob("*")))
+            if f.is_file()
+        ]
+    return {n: hashlib.sha256((repo / n).read_bytes()).hexdigest() for n in sorted(names) if (repo / n).is_file()}
+
+
+def check_changes(record: Path, repo: Path = REPO_ROOT) -> tuple[list[str], dict]:
+    """The CHECK_INPUTS files that differ from the record's (added, changed or removed), and the record ({} when
+    there is none or it cannot be read: then every file counts as changed)."""
+    try:
+        recorded = json.loads(record.read_text())
+        files = recorded["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded, files = {}, {}
+    now = check_inputs(repo)
+    return sorted(n for n in now.keys() | files.keys() if now.get(n) != files.get(n)), recorded
+
+
+def write_record(record: Path, seconds: int | None = None, repo: Path = REPO_ROOT) -> None:
+    """Record that the container check passed on these inputs (atomically: a temporary file renamed)."""
+    import datetime
+
+    entry = {
+        "commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "test_docker_s": seconds,
+        "files": check_inputs(repo),
+    }
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps(entry, indent=1) + "\n")
+    os.replace(tmp, record)
+
+
 # -- GPUs --------------------------------------------------------------------------------------------------------
 def gpu_flags(info: Mapping) -> list[str]:
     """The flags that give a container the engine's NVIDIA GPUs, from ``docker info --format '{{json .}}'``:
@@ -361,6 +435,26 @@ def _docker_settings(args: argparse.Namespace, environ: Mapping[str, str], repo:
     return s
 
 
+def _check_inputs(record: Path, write: bool, seconds: int | None, repo: Path) -> int:
+    if write:
+        write_record(record, seconds, repo)
+        print(f"{record}: the container check passed on these inputs ({len(check_inputs(repo))} files)")
+        return 0
+    changed, recorded = check_changes(record, repo)
+    if not recorded:
+        print(f"the container check runs: no record of a passed check in {record}")
+        return 1
+    if changed:
+        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        print(f"the container check runs: {shown} changed since the check that passed at {recorded.get('commit')}")
+        return 1
+    print(
+        f"the container check's inputs ({len(recorded['files'])} files: {', '.join(CHECK_INPUTS)}) are those of the "
+        f"check that passed at {recorded.get('commit')} on {recorded.get('date')} ({record})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="python3 -m shared.containers", description=__doc__.split("\n\n")[0])
@@ -381,6 +475,13 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     p = sub.add_parser("check-image", help="fail unless each image exists and was built from these sources")
     p.add_argument("names", nargs="+")
     sub.add_parser("gpu-flags", help="the docker run flags for the engine's GPUs (docker info)")
+    p = sub.add_parser(
+        "check-inputs",
+        help=f"exit 0 when the container check's inputs equal those of the last one that passed ({RECORD})",
+    )
+    p.add_argument("--record", default=RECORD, help=f"the record (default: {RECORD})")
+    p.add_argument("--write", action="store_true", help="record that the check passed on these inputs")
+    p.add_argument("--seconds", type=int, help="with --write: how long the check took")
     args = parser.parse_args(argv)
     if args.runner is not None:
         environ = {**environ, "RUNNER": args.runner}
@@ -395,6 +496,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         elif args.command == "check-image":
             for name in args.names:
                 check_image(name, prefix)
+        elif args.command == "check-inputs":
+            return _check_inputs(Path(args.record), args.write, args.seconds, repo)
         elif args.command == "gpu-flags":
             print(shlex.join(engine_gpu_flags()))
         elif args.command == "run-stage":

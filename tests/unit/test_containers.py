@@ -237,3 +237,129 @@ def test_make_picks_no_runner_by_itself(tmp_path):
         text=True,
     )
     assert proc.returncode != 0 and "RUNNER must be local, docker or apptainer, not 'auto'" in proc.stderr
+
+
+# -- what the container check depends on (.ci/run runs it when these change) -------------------------------------
+#: imports that a stage's sources hold but its image does not install, each never run by that stage
+NOT_RUN_THERE = {
+    ("*", "shared/seeding.py", "torch"): "seeds torch only when the stage has imported it",
+    ("*", "shared/seeding.py", "tensorflow"): "seeds TensorFlow only when the stage has imported it",
+    ("report", "shared/evaluation/shortcuts.py", "sklearn"): "report renders the audit (table_rows); the folds "
+    "that need scikit-learn are cut in explain, whose image has it",
+}
+
+
+def _installed_closure(requirements: list[str], pyproject: str) -> set[str]:
+    """The distributions pip installs for these requirements (this environment's metadata, no extras of theirs)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = list(requirements)
+    while todo:
+        req = Requirement(todo.pop())
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name == "oncoxai":
+            todo += [r for extra in req.extras for r in containers.extra_requirements(pyproject, extra)]
+        elif name not in seen:
+            seen.add(name)
+            todo += metadata.distribution(name).requires or []
+    return seen
+
+
+def test_every_import_a_stage_runs_is_installed_in_its_image():
+    """The container-only failure of a code change: a stage (or a shared module it imports, lazily too) importing
+    a package its image's extras do not install. Every import in the stage's sources (shared.sources, the files
+    its image is built from) must come from a distribution that its image installs."""
+    from importlib import metadata
+
+    import tomllib
+    from packaging.utils import canonicalize_name
+
+    from shared import sources
+
+    pyproject = (REPO / "pyproject.toml").read_text()
+    base = tomllib.loads(pyproject)["project"]["dependencies"]
+    provides = metadata.packages_distributions()
+    on_torch = containers.torch_stages()
+    missing = []
+    for stage in containers.stage_names():
+        extras = on_torch if stage in on_torch else [stage]  # the torch image installs every torch stage's extra
+        have = _installed_closure(
+            base + [r for e in extras for r in containers.extra_requirements(pyproject, e)], pyproject
+        )
+        for path in sources.stage_sources(stage):
+            if path.suffix != ".py":
+                continue
+            rel = path.relative_to(REPO).as_posix()
+            for name in sources._imports(path, ".".join(path.relative_to(REPO).with_suffix("").parts)):
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in sources.OWN_PACKAGES or top == "__future__":
+                    continue
+                if {(stage, rel, top), ("*", rel, top)} & NOT_RUN_THERE.keys():
+                    continue
+                if not any(canonicalize_name(d) in have for d in provides.get(top, [top])):
+                    missing.append(f"{stage}: {rel} imports {top}")
+    assert not missing, sorted(set(missing))
+    assert "scikit-learn" not in _installed_closure(containers.extra_requirements(pyproject, "report"), pyproject)
+
+
+def test_the_container_check_inputs_exist():
+    """Each entry of CHECK_INPUTS is a file or folder here: a renamed one would silently leave the check's inputs."""
+    assert all((REPO / entry).exists() for entry in containers.CHECK_INPUTS), containers.CHECK_INPUTS
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, timeout=30)
+
+
+def test_the_container_check_runs_when_its_inputs_change_and_not_for_a_stage_change(tmp_path):
+    repo = tmp_path / "repo"
+    for name, text in {
+        "docker/stage.Dockerfile": "FROM base\n",
+        "pyproject.toml": "[project]\n",
+        "stages/explain/__main__.py": "print(1)\n",
+        "notes.txt": "x\n",
+    }.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    record = repo / ".ci" / "containers-checked.json"
+    assert containers.check_changes(record, repo) == (["docker/stage.Dockerfile", "pyproject.toml"], {})
+    record.parent.mkdir()
+    record.write_text("{not json")
+    assert containers.check_changes(record, repo)[1] == {}  # unreadable: the check runs
+    containers.write_record(record, seconds=12, repo=repo)
+    written = json.loads(record.read_text())
+    assert written["test_docker_s"] == 12 and set(written["files"]) == {"docker/stage.Dockerfile", "pyproject.toml"}
+    assert containers.check_changes(record, repo)[0] == []
+    (repo / "stages/explain/__main__.py").write_text("print(2)\n")  # the stages' code: not an input
+    (repo / "notes.txt").write_text("y\n")
+    assert containers.check_changes(record, repo)[0] == []
+    (repo / "docker/stage.Dockerfile").write_text("FROM other\n")
+    (repo / "docker/new.sh").write_text("true\n")
+    (repo / "docker/untracked.log").write_text("")  # not in git: not an input
+    _git(repo, "add", "docker/new.sh")
+    assert containers.check_changes(record, repo)[0] == ["docker/new.sh", "docker/stage.Dockerfile"]
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "shared.containers", "check-inputs", *args],
+            cwd=repo,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    proc = cli()
+    assert proc.returncode == 1 and "docker/new.sh, docker/stage.Dockerfile changed since" in proc.stdout, proc
+    assert cli("--write", "--seconds", "30").returncode == 0
+    proc = cli()
+    assert proc.returncode == 0 and "are those of the check that passed at" in proc.stdout, proc
+    assert not list(record.parent.glob("*.tmp"))
