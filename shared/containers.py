@@ -202,10 +202,12 @@ def check_image(name: str, prefix: str = "oncoxai", repo: Path = REPO_ROOT) -> N
 # -- what the container check depends on ------------------------------------------------------------------------
 #: The files whose change can make `make test-docker` fail while `make test` passes: the images' recipes, build
 #: scripts and dependency pins, how make and the runner start a container, the configs the check runs and the
-#: check itself. The stages' code is not among them: it runs alike in both places, and its one container-only
-#: failure, an import the stage's image does not install, is checked in every `make test`
-#: (tests/unit/test_containers.py). .ci/run runs the container check when any of these differs from the last check
-#: that passed (RECORD), or with CONTAINER_CHECK=always.
+#: check itself. The stages' code is not among them: it runs alike in both places. Of the container-only failures a
+#: code change can bring, an import the stage's image does not install is checked in every `make test`
+#: (tests/unit/test_containers.py) and a file read from the repository instead of the volumes by the installed
+#: command's run (tests/stage/test_package.py); others (a write outside the outputs on the images' read-only root)
+#: wait for the next change to these files or a CONTAINER_CHECK=always run. .ci/run runs the container check when
+#: any of these differs from the last check that passed (RECORD), or with CONTAINER_CHECK=always.
 CHECK_INPUTS = (
     ".ci/run",
     "Makefile",
