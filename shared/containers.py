@@ -201,13 +201,15 @@ def check_image(name: str, prefix: str = "oncoxai", repo: Path = REPO_ROOT) -> N
 
 # -- what the container check depends on ------------------------------------------------------------------------
 #: The files whose change can make `make test-docker` fail while `make test` passes: the images' recipes, build
-#: scripts and dependency pins, how make and the runner start a container, the configs the check runs and the
-#: check itself. The stages' code is not among them: it runs alike in both places. Of the container-only failures a
-#: code change can bring, an import the stage's image does not install is checked in every `make test`
-#: (tests/unit/test_containers.py) and a file read from the repository instead of the volumes by the installed
-#: command's run (tests/stage/test_package.py); others (a write outside the outputs on the images' read-only root)
-#: wait for the next change to these files or a CONTAINER_CHECK=always run. .ci/run runs the container check when
-#: any of these differs from the last check that passed (RECORD), or with CONTAINER_CHECK=always.
+#: scripts and dependency pins, how make and the runner start a container and where it writes, the project's commands
+#: the report image runs, the configs the check runs and the check itself. README.md, copied into the build as the
+#: package's long description only, is not. Nor is the stages' code: it runs alike in both places. Of the
+#: container-only failures a code change can bring, an import that an image does not install is checked in every
+#: `make test` (tests/unit/test_containers.py) and a file read from the repository instead of the volumes by the
+#: installed command's run (tests/stage/test_package.py); the others (a download under --network none, a setting
+#: not passed into the container, a write outside the outputs on the read-only root, package data the build leaves
+#: out) wait for the next check: when these files change, when the record is MAX_AGE_DAYS old (the base image and
+#: the unpinned packages move), or with CONTAINER_CHECK=always.
 CHECK_INPUTS = (
     ".ci/run",
     "Makefile",
@@ -219,13 +221,19 @@ CHECK_INPUTS = (
     "oncoxai/__init__.py",
     "pyproject.toml",
     "setup.py",
+    "shared/artifacts.py",
+    "shared/bundle.py",
     "shared/containers.py",
     "shared/pipeline.py",
     "shared/sources.py",
+    "stages/report/experiments.py",
+    "tests/conftest.py",
     "tests/e2e/test_docker.py",
+    "tests/support.py",
 )
 #: the last container check that passed: its inputs' hashes, commit and date (written by .ci/run after it)
 RECORD = ".ci/containers-checked.json"
+MAX_AGE_DAYS = 7
 
 
 def check_inputs(repo: Path = REPO_ROOT) -> dict[str, str]:
@@ -247,28 +255,48 @@ def check_inputs(repo: Path = REPO_ROOT) -> dict[str, str]:
     return {n: hashlib.sha256((repo / n).read_bytes()).hexdigest() for n in sorted(names) if (repo / n).is_file()}
 
 
-def check_changes(record: Path, repo: Path = REPO_ROOT) -> tuple[list[str], dict]:
-    """The CHECK_INPUTS files that differ from the record's (added, changed or removed), and the record ({} when
-    there is none or it cannot be read: then every file counts as changed)."""
-    try:
-        recorded = json.loads(record.read_text())
-        files = recorded["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        recorded, files = {}, {}
-    now = check_inputs(repo)
-    return sorted(n for n in now.keys() | files.keys() if now.get(n) != files.get(n)), recorded
-
-
-def write_record(record: Path, seconds: int | None = None, repo: Path = REPO_ROOT) -> None:
-    """Record that the container check passed on these inputs (atomically: a temporary file renamed)."""
+def _today():
     import datetime
 
-    entry = {
-        "commit": git_commit(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-        "test_docker_s": seconds,
-        "files": check_inputs(repo),
-    }
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+def check_reasons(record: Path, repo: Path = REPO_ROOT, now: dict[str, str] | None = None) -> tuple[list[str], dict]:
+    """Why the container check must run (empty: it need not), and the record read ({} when there is none, it cannot
+    be read, or it lists no file). now: the inputs' hashes, check_inputs(repo) unless given."""
+    import datetime
+
+    try:
+        recorded = json.loads(record.read_text())
+        files, date = recorded["files"], datetime.date.fromisoformat(recorded["date"])
+        if not files:
+            raise ValueError("no files")
+    except (OSError, ValueError, KeyError, TypeError):
+        return [f"no record of a passed check in {record}"], {}
+    now = check_inputs(repo) if now is None else now
+    if not now:
+        return [f"none of {', '.join(CHECK_INPUTS)} found under {repo}"], recorded
+    changed = sorted(n for n in now.keys() | files.keys() if now.get(n) != files.get(n))
+    reasons = []
+    if changed:
+        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        reasons.append(f"{shown} changed since the check that passed at {recorded.get('commit')}")
+    if (_today() - date).days >= MAX_AGE_DAYS:
+        reasons.append(f"the last check passed on {date}, {MAX_AGE_DAYS} or more days ago")
+    return reasons, recorded
+
+
+def _head(repo: Path) -> str:
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
+        return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_record(record: Path, files: dict[str, str], seconds: int | None = None, repo: Path = REPO_ROOT) -> None:
+    """Record that the container check passed on the inputs ``files`` (their hashes when it started), atomically."""
+    entry = {"commit": _head(repo), "date": _today().isoformat(), "test_docker_s": seconds, "files": files}
     tmp = record.with_name(record.name + ".tmp")
     tmp.write_text(json.dumps(entry, indent=1) + "\n")
     os.replace(tmp, record)
@@ -437,22 +465,25 @@ def _docker_settings(args: argparse.Namespace, environ: Mapping[str, str], repo:
     return s
 
 
-def _check_inputs(record: Path, write: bool, seconds: int | None, repo: Path) -> int:
-    if write:
-        write_record(record, seconds, repo)
-        print(f"{record}: the container check passed on these inputs ({len(check_inputs(repo))} files)")
+def _check_inputs(args: argparse.Namespace, repo: Path) -> int:
+    record, now = Path(args.record), check_inputs(repo)
+    if args.write:
+        files = json.loads(Path(args.saved).read_text()) if args.saved else now
+        if files != now:
+            print(f"{record} not written: the container check's inputs changed while it ran", file=sys.stderr)
+            return 1
+        write_record(record, files, args.seconds, repo)
+        print(f"{record}: the container check passed on these inputs ({len(files)} files)")
         return 0
-    changed, recorded = check_changes(record, repo)
-    if not recorded:
-        print(f"the container check runs: no record of a passed check in {record}")
-        return 1
-    if changed:
-        shown = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
-        print(f"the container check runs: {shown} changed since the check that passed at {recorded.get('commit')}")
+    if args.save:
+        Path(args.save).write_text(json.dumps(now))
+    reasons, recorded = check_reasons(record, repo, now)
+    if reasons:
+        print(f"the container check runs: {'; '.join(reasons)}")
         return 1
     print(
-        f"the container check's inputs ({len(recorded['files'])} files: {', '.join(CHECK_INPUTS)}) are those of the "
-        f"check that passed at {recorded.get('commit')} on {recorded.get('date')} ({record})"
+        f"the container check's inputs ({len(now)} files: {', '.join(CHECK_INPUTS)}) are those of the check that "
+        f"passed at {recorded.get('commit')} on {recorded.get('date')} ({record}); CONTAINER_CHECK=always runs it"
     )
     return 0
 
@@ -477,12 +508,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     p = sub.add_parser("check-image", help="fail unless each image exists and was built from these sources")
     p.add_argument("names", nargs="+")
     sub.add_parser("gpu-flags", help="the docker run flags for the engine's GPUs (docker info)")
-    p = sub.add_parser(
-        "check-inputs",
-        help=f"exit 0 when the container check's inputs equal those of the last one that passed ({RECORD})",
-    )
-    p.add_argument("--record", default=RECORD, help=f"the record (default: {RECORD})")
-    p.add_argument("--write", action="store_true", help="record that the check passed on these inputs")
+    p = sub.add_parser("check-inputs", help=f"exit 0 when the container check need not run ({RECORD})")
+    p.add_argument("--record", default=RECORD, help=f"the record of the last check that passed (default: {RECORD})")
+    p.add_argument("--save", metavar="FILE", help="also keep the inputs' hashes in FILE (for --write --from FILE)")
+    p.add_argument("--write", action="store_true", help="record that the check passed (on --from FILE's inputs)")
+    p.add_argument("--from", dest="saved", metavar="FILE", help="with --write: the hashes kept by --save at the start")
     p.add_argument("--seconds", type=int, help="with --write: how long the check took")
     args = parser.parse_args(argv)
     if args.runner is not None:
@@ -499,7 +529,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             for name in args.names:
                 check_image(name, prefix)
         elif args.command == "check-inputs":
-            return _check_inputs(Path(args.record), args.write, args.seconds, repo)
+            return _check_inputs(args, repo)
         elif args.command == "gpu-flags":
             print(shlex.join(engine_gpu_flags()))
         elif args.command == "run-stage":

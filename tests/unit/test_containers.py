@@ -271,13 +271,88 @@ def _installed_closure(requirements: list[str], pyproject: str) -> set[str]:
     return seen
 
 
+def _third_party_imports(paths: list[Path]) -> set[tuple[str, str]]:
+    """(file relative to the repository, top-level module) of every import in these files that is neither the
+    standard library's nor the project's."""
+    from shared import sources
+
+    found = set()
+    for path in paths:
+        if path.suffix != ".py":
+            continue
+        rel = path.relative_to(REPO)
+        for name in sources._imports(path, ".".join(rel.with_suffix("").parts)):
+            top = name.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in sources.OWN_PACKAGES and top != "__future__":
+                found.add((rel.as_posix(), top))
+    return found
+
+
+def _loaded_on_import(modules: list[str]) -> set[tuple[str, str]]:
+    """(file, top-level module) of the third-party imports that importing ``modules`` runs: the imports at module
+    level (not in a function) of the repository files reached through module-level imports."""
+    import ast
+
+    from shared import sources
+
+    found: set[tuple[str, str]] = set()
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            sub = ".".join(parts[:i])
+            path = sources.module_file(sub)
+            if path is None or sub in seen:
+                continue
+            seen.add(sub)
+            tree = ast.parse(path.read_text())
+            package = sub if path.name == "__init__.py" else sub.rpartition(".")[0]
+            for node in ast.walk(ast.Module(body=_module_level(tree.body), type_ignores=[])):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+                    prefix = ".".join(base + ([node.module] if node.module else []))
+                    names = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+                else:
+                    continue
+                for n in names:
+                    top = n.split(".")[0]
+                    if top in sources.OWN_PACKAGES:
+                        todo.append(n)
+                    elif top not in sys.stdlib_module_names and top != "__future__":
+                        found.add((path.relative_to(REPO).as_posix(), top))
+    return found
+
+
+def _module_level(body: list) -> list:
+    """The statements of a module body that run on import, functions' and classes' method bodies left out."""
+    import ast
+
+    out = []
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.ClassDef):
+            out += _module_level([n for n in node.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))])
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out += _module_level(node.orelse)  # annotations only: never runs
+        else:
+            out.append(node)  # conditional imports at module level included: one branch or the other runs
+    return out
+
+
 def test_every_import_a_stage_runs_is_installed_in_its_image():
     """The container-only failure of a code change: a stage (or a shared module it imports, lazily too) importing
-    a package its image's extras do not install. Every import in the stage's sources (shared.sources, the files
-    its image is built from) must come from a distribution that its image installs."""
+    a package its image's extras do not install. Checked for every import in the files each image runs: the
+    stage's sources (shared.sources, the files its image is built from), every stage's params.py and what it imports
+    (shared.config's discover_stages imports them all in every image), and for the report image the project's
+    commands make runs in it without a .venv (CONTROL: planning, bundles, the index page)."""
+    tomllib = pytest.importorskip("tomllib")
     from importlib import metadata
 
-    import tomllib
     from packaging.utils import canonicalize_name
 
     from shared import sources
@@ -286,26 +361,26 @@ def test_every_import_a_stage_runs_is_installed_in_its_image():
     base = tomllib.loads(pyproject)["project"]["dependencies"]
     provides = metadata.packages_distributions()
     on_torch = containers.torch_stages()
+    stages = containers.stage_names()
+    declarations = _loaded_on_import([f"stages.{s}.params" for s in stages])
+    control = sources.closure(["shared.pipeline", "shared.bundle", "stages.report.experiments"])
     missing = []
-    for stage in containers.stage_names():
+    for stage in stages:
         extras = on_torch if stage in on_torch else [stage]  # the torch image installs every torch stage's extra
         have = _installed_closure(
             base + [r for e in extras for r in containers.extra_requirements(pyproject, e)], pyproject
         )
-        for path in sources.stage_sources(stage):
-            if path.suffix != ".py":
+        runs = set(sources.stage_sources(stage))
+        if stage == containers.CONTROL_STAGE:
+            runs |= set(control)
+        for rel, top in _third_party_imports(sorted(runs)) | declarations:
+            if {(stage, rel, top), ("*", rel, top)} & NOT_RUN_THERE.keys():
                 continue
-            rel = path.relative_to(REPO).as_posix()
-            for name in sources._imports(path, ".".join(path.relative_to(REPO).with_suffix("").parts)):
-                top = name.split(".")[0]
-                if top in sys.stdlib_module_names or top in sources.OWN_PACKAGES or top == "__future__":
-                    continue
-                if {(stage, rel, top), ("*", rel, top)} & NOT_RUN_THERE.keys():
-                    continue
-                if not any(canonicalize_name(d) in have for d in provides.get(top, [top])):
-                    missing.append(f"{stage}: {rel} imports {top}")
+            if not any(canonicalize_name(d) in have for d in provides.get(top, [top])):
+                missing.append(f"{stage}: {rel} imports {top}")
     assert not missing, sorted(set(missing))
     assert "scikit-learn" not in _installed_closure(containers.extra_requirements(pyproject, "report"), pyproject)
+    assert {"shared/pipeline.py", "stages/report/experiments.py"} <= {p.relative_to(REPO).as_posix() for p in control}
 
 
 def test_the_container_check_inputs_exist():
@@ -330,22 +405,34 @@ def test_the_container_check_runs_when_its_inputs_change_and_not_for_a_stage_cha
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     record = repo / ".ci" / "containers-checked.json"
-    assert containers.check_changes(record, repo) == (["docker/stage.Dockerfile", "pyproject.toml"], {})
+    assert containers.check_reasons(record, repo) == ([f"no record of a passed check in {record}"], {})
     record.parent.mkdir()
     record.write_text("{not json")
-    assert containers.check_changes(record, repo)[1] == {}  # unreadable: the check runs
-    containers.write_record(record, seconds=12, repo=repo)
+    assert containers.check_reasons(record, repo)[1] == {}  # unreadable: the check runs
+    inputs = containers.check_inputs(repo)
+    assert set(inputs) == {"docker/stage.Dockerfile", "pyproject.toml"}
+    containers.write_record(record, inputs, seconds=12, repo=repo)
     written = json.loads(record.read_text())
-    assert written["test_docker_s"] == 12 and set(written["files"]) == {"docker/stage.Dockerfile", "pyproject.toml"}
-    assert containers.check_changes(record, repo)[0] == []
+    assert written["test_docker_s"] == 12 and written["files"] == inputs
+    assert containers.check_reasons(record, repo)[0] == []
     (repo / "stages/explain/__main__.py").write_text("print(2)\n")  # the stages' code: not an input
     (repo / "notes.txt").write_text("y\n")
-    assert containers.check_changes(record, repo)[0] == []
+    assert containers.check_reasons(record, repo)[0] == []
+    assert containers.check_reasons(record, repo, now={})[0] != []  # no input found: the check runs
+    old = {**written, "date": "2020-01-01"}
+    record.write_text(json.dumps(old))
+    assert containers.check_reasons(record, repo)[0] == [
+        f"the last check passed on 2020-01-01, {containers.MAX_AGE_DAYS} or more days ago"
+    ]
+    record.write_text(json.dumps({**written, "files": {}}))
+    assert containers.check_reasons(record, repo)[1] == {}  # a record of no file: the check runs
+    record.write_text(json.dumps(written))
     (repo / "docker/stage.Dockerfile").write_text("FROM other\n")
     (repo / "docker/new.sh").write_text("true\n")
     (repo / "docker/untracked.log").write_text("")  # not in git: not an input
     _git(repo, "add", "docker/new.sh")
-    assert containers.check_changes(record, repo)[0] == ["docker/new.sh", "docker/stage.Dockerfile"]
+    reasons = containers.check_reasons(record, repo)[0]
+    assert len(reasons) == 1 and reasons[0].startswith("docker/new.sh, docker/stage.Dockerfile changed since"), reasons
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -357,9 +444,16 @@ def test_the_container_check_runs_when_its_inputs_change_and_not_for_a_stage_cha
             timeout=60,
         )
 
-    proc = cli()
+    saved = tmp_path / "inputs.json"
+    proc = cli("--save", str(saved))
     assert proc.returncode == 1 and "docker/new.sh, docker/stage.Dockerfile changed since" in proc.stdout, proc
-    assert cli("--write", "--seconds", "30").returncode == 0
+    assert json.loads(saved.read_text()) == containers.check_inputs(repo)
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\n")  # changed while the check ran: not recorded
+    proc = cli("--write", "--from", str(saved), "--seconds", "30")
+    assert proc.returncode == 1 and "changed while it ran" in proc.stderr and json.loads(record.read_text()) == written
+    assert cli("--save", str(saved)).returncode == 1
+    assert cli("--write", "--from", str(saved), "--seconds", "30").returncode == 0
     proc = cli()
     assert proc.returncode == 0 and "are those of the check that passed at" in proc.stdout, proc
+    assert json.loads(record.read_text())["test_docker_s"] == 30
     assert not list(record.parent.glob("*.tmp"))
