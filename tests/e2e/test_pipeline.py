@@ -1,11 +1,11 @@
 """End to end through make: the demo config finds the planted markers, and a second run does no work.
 
 Runs ``configs/demo.yaml`` itself (on its own fixture and output folder), so the test checks what users run, less
-two things that change no assertion here:
+two things that change no assertion here, both set in ``LIGHTER``:
 - the demo's layout-sensitivity member (``preprocess.layout_sensitivity``: one more t-SNE layout and a ResNet-18
   trained on it, a quarter of train_torch's time), which no test here reads; tests/stage/test_layout_sensitivity.py
   runs that check through the four stages and checks what it writes;
-- half of explain's sampling (``LIGHTER``): SmoothGrad's noise samples, Integrated Gradients' steps and the samples
+- half of explain's sampling: SmoothGrad's noise samples, Integrated Gradients' steps and the samples
   of the faithfulness, sanity and stability checks; every method still gets every trust figure, and the explain
   stage takes about a fifth less time.
 """
