@@ -286,17 +286,9 @@ def check_reasons(record: Path, repo: Path = REPO_ROOT, now: dict[str, str] | No
     return reasons, recorded
 
 
-def _head(repo: Path) -> str:
-    try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        return proc.stdout.strip() if proc.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def write_record(record: Path, files: dict[str, str], seconds: int | None = None, repo: Path = REPO_ROOT) -> None:
     """Record that the container check passed on the inputs ``files`` (their hashes when it started), atomically."""
-    entry = {"commit": _head(repo), "date": _today().isoformat(), "test_docker_s": seconds, "files": files}
+    entry = {"commit": git_commit(repo), "date": _today().isoformat(), "test_docker_s": seconds, "files": files}
     tmp = record.with_name(record.name + ".tmp")
     tmp.write_text(json.dumps(entry, indent=1) + "\n")
     os.replace(tmp, record)

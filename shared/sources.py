@@ -58,9 +58,10 @@ def module_file(name: str) -> Path | None:
 
 
 @cache
-def _imports(path: Path, module: str) -> tuple[str, ...]:
-    """Module names a file imports (absolute names; ``from a import b`` yields both a and a.b)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+def _imports(path: Path, module: str, tree: ast.Module | None = None) -> tuple[str, ...]:
+    """Module names a file imports (absolute names; ``from a import b`` yields both a and a.b), from ``tree`` when
+    given (a part of the file's syntax tree) or the whole file."""
+    tree = tree or ast.parse(path.read_text(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names: list[str] = []
     for node in ast.walk(tree):
@@ -121,17 +122,18 @@ def files_hash(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def git_commit() -> str:
-    """The commit of the code that ran (``ONCOXAI_GIT_COMMIT`` when set by a container runner)."""
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """The commit of the code that ran in ``repo``, "-dirty" appended when tracked files differ from it
+    (``ONCOXAI_GIT_COMMIT`` when set by a container runner)."""
     if env := os.environ.get("ONCOXAI_GIT_COMMIT"):
         return env
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            cwd=repo,
             capture_output=True,
             text=True,
             timeout=10,

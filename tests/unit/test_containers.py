@@ -308,22 +308,13 @@ def _loaded_on_import(modules: list[str]) -> set[tuple[str, str]]:
                 continue
             seen.add(sub)
             tree = ast.parse(path.read_text())
-            package = sub if path.name == "__init__.py" else sub.rpartition(".")[0]
-            for node in ast.walk(ast.Module(body=_module_level(tree.body), type_ignores=[])):
-                if isinstance(node, ast.Import):
-                    names = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom):
-                    base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
-                    prefix = ".".join(base + ([node.module] if node.module else []))
-                    names = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
-                else:
-                    continue
-                for n in names:
-                    top = n.split(".")[0]
-                    if top in sources.OWN_PACKAGES:
-                        todo.append(n)
-                    elif top not in sys.stdlib_module_names and top != "__future__":
-                        found.add((path.relative_to(REPO).as_posix(), top))
+            names = sources._imports(path, sub, ast.Module(body=_module_level(tree.body), type_ignores=[]))
+            for n in names:
+                top = n.split(".")[0]
+                if top in sources.OWN_PACKAGES:
+                    todo.append(n)
+                elif top not in sys.stdlib_module_names and top != "__future__":
+                    found.add((path.relative_to(REPO).as_posix(), top))
     return found
 
 
