@@ -58,10 +58,14 @@ def module_file(name: str) -> Path | None:
 
 
 @cache
-def _imports(path: Path, module: str, tree: ast.Module | None = None) -> tuple[str, ...]:
-    """Module names a file imports (absolute names; ``from a import b`` yields both a and a.b), from ``tree`` when
-    given (a part of the file's syntax tree) or the whole file."""
-    tree = tree or ast.parse(path.read_text(), filename=str(path))
+def _imports(path: Path, module: str) -> tuple[str, ...]:
+    """Module names the file ``path`` (module ``module``) imports: ``imported_names`` of the whole file."""
+    return imported_names(ast.parse(path.read_text(), filename=str(path)), path, module)
+
+
+def imported_names(tree: ast.AST, path: Path, module: str) -> tuple[str, ...]:
+    """Module names the syntax tree ``tree`` (the file ``path``, module ``module``, or a part of it) imports: absolute
+    names, relative imports resolved; ``from a import b`` yields both a and a.b."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names: list[str] = []
     for node in ast.walk(tree):

@@ -307,9 +307,8 @@ def _loaded_on_import(modules: list[str]) -> set[tuple[str, str]]:
             if path is None or sub in seen:
                 continue
             seen.add(sub)
-            tree = ast.parse(path.read_text())
-            names = sources._imports(path, sub, ast.Module(body=_module_level(tree.body), type_ignores=[]))
-            for n in names:
+            module_level = ast.Module(body=_module_level(ast.parse(path.read_text()).body), type_ignores=[])
+            for n in sources.imported_names(module_level, path, sub):
                 top = n.split(".")[0]
                 if top in sources.OWN_PACKAGES:
                     todo.append(n)
