@@ -30,7 +30,6 @@ named rather than hidden:
 
 from __future__ import annotations
 
-import gc
 import time
 from contextlib import contextmanager
 from unittest import mock
@@ -39,6 +38,7 @@ import numpy as np
 
 from stages.preprocess.render import MapRenderer, to_uint8
 
+from .measure import SHORT_REPEATS, alternate, best_of
 from .pdi import load_image_transformer
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -150,47 +150,6 @@ def gene_pixels(gmap) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-
-
-def _timed(fn):
-    """(seconds, result) of one call, with the garbage collector paused as timeit does (a collection is
-    expensive here, with torch's module graph loaded by pyDeepInsight, and would land in a random run)."""
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        result = fn()
-        return time.perf_counter() - t0, result
-    finally:
-        gc.enable()
-
-
-def best_of(fn, repeats: int):
-    gc.collect()
-    times, result = [], None
-    for _ in range(repeats):
-        t, result = _timed(fn)
-        times.append(t)
-    return min(times), times, result
-
-
-#: runs of anything that takes under SHORT_S seconds: short timings suffer most from a burst of load
-SHORT_S, SHORT_REPEATS = 2.0, 7
-
-
-def _alternate(fn_a, fn_b, repeats: int):
-    """Time two functions alternately, ``repeats`` times (``SHORT_REPEATS`` when the first round of both took
-    under ``SHORT_S``); returns ((best_a, times_a, last_a), (best_b, times_b, last_b))."""
-    ta, tb, ra, rb = [], [], None, None
-    rounds = repeats
-    gc.collect()
-    while len(ta) < rounds:
-        t, ra = _timed(fn_a)
-        ta.append(t)
-        t, rb = _timed(fn_b)
-        tb.append(t)
-        if len(ta) == 1 and max(ta[0], tb[0]) < SHORT_S:
-            rounds = max(repeats, SHORT_REPEATS)
-    return (min(ta), ta, ra), (min(tb), tb, rb)
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> float:
@@ -352,8 +311,8 @@ def run_compare(
     for embedding in embeddings:
         for disc in discretizations:
             extractor = Recording(pdi_extractor(embedding, seed, X.shape[1], X.shape[0]))
-            # the timed calls bind this iteration's values (default arguments), though _alternate calls them at once
-            (t_o, all_o, (gmap, rc, coords)), (t_t, all_t, it) = _alternate(
+            # the timed calls bind this iteration's values (default arguments), though alternate calls them at once
+            (t_o, all_o, (gmap, rc, coords)), (t_t, all_t, it) = alternate(
                 lambda embedding=embedding, disc=disc: ours_fit(XF, genes, height, width, embedding, disc, seed),
                 lambda extractor=extractor, disc=disc: ImageTransformer(
                     feature_extractor=extractor, discretization=disc, pixels=(height, width)
@@ -378,7 +337,7 @@ def run_compare(
     reference = embeddings[-1]  # coordinates for the layout-only fits and the placement checks
     for disc in discretizations:
         coords = fitted[f"{reference}/{disc}"][2]
-        (t_o, all_o, _), (t_t, all_t, _) = _alternate(
+        (t_o, all_o, _), (t_t, all_t, _) = alternate(
             lambda disc=disc, coords=coords: ours_fit(XF, genes, height, width, reference, disc, seed, coords=coords),
             lambda disc=disc, coords=coords: ImageTransformer(
                 feature_extractor=FixedCoordinates(coords), discretization=disc, pixels=(height, width)
@@ -402,7 +361,7 @@ def run_compare(
 
         ours(X[:8]), it.transform(X[:8], img_format="scalar")  # warm up both
         n_rep = max(repeats, SHORT_REPEATS)  # short and noisy (page faults on ~100 MB outputs): more runs
-        (t_o, all_o, img_o), (t_t, all_t, img_t) = _alternate(
+        (t_o, all_o, img_o), (t_t, all_t, img_t) = alternate(
             ours, lambda it=it: it.transform(X, img_format="scalar"), n_rep
         )
         entry = {
@@ -423,7 +382,7 @@ def run_compare(
         entry["by_rows"] = {}
         for rows in transform_rows:  # the ratio depends on the batch: per-pixel loop (theirs) vs memory traffic
             Xr = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])))
-            (r_o, _, _), (r_t, _, _) = _alternate(
+            (r_o, _, _), (r_t, _, _) = alternate(
                 lambda Xr=Xr: ours(Xr), lambda Xr=Xr, it=it: it.transform(Xr, img_format="scalar"), n_rep
             )
             entry["by_rows"][rows] = {"ours_s": r_o, "pydeepinsight_s": r_t, "speedup": r_t / r_o}

@@ -5,13 +5,13 @@
 Both compute the same attributions (captum Saliency of the true class) of the same model (shared.models.
 build_model, ResNet-18 with the demo's stem, random weights: speed does not depend on them) on the same uint8
 images: ours through ``stages.explain.attributions.attribute_batched`` (batches on the device), the reference as
-the prior art did, one sample per call. Reported: samples per second (best of ``--repeats``), their ratio
-(``explain_speedup_vs_per_sample_loop``), a check that both give the same attributions, the speed of saliency
-and of occlusion (forward passes only, windows of 3 every 2 pixels, 16 windows a pass, on ``--occlusion-samples``)
-with the model's weights in the layout explain loads them in (``shared.models.inference_layout``: channels-last
-on a CPU) beside PyTorch's default contiguous layout, and, when the demo has
-run, the time its explain stage spent on the deletion curves, the randomisation checks and the stability
-checks per method and on the biology checks (``demo_biology_seconds``). Written
+the prior art did, one sample per call. Reported: samples per second (best of ``--repeats``, the two sides timed
+in turn: ``bench.measure.alternate``), their ratio (``explain_speedup_vs_per_sample_loop``), a check that both
+give the same attributions, the speed of saliency and of occlusion (forward passes only, windows of 3 every 2
+pixels, 16 windows a pass, on ``--occlusion-samples``) with the model's weights in the layout explain loads them
+in (``shared.models.inference_layout``: channels-last on a CPU) beside PyTorch's default contiguous layout, and,
+when the demo has run, the time its explain stage spent on the deletion curves, the randomisation checks and the
+stability checks per method and on the biology checks (``demo_biology_seconds``). Written
 to ``outputs/bench/explain.json``.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from stages.explain.attributions import attribute_batched, to_tensor
 from stages.explain.methods import METHODS
 
 from .figures import faster, row
+from .measure import alternate, best_of
 
 WHAT = "explain's batched saliency (batches of 64) on a ResNet-18 (16 x 16, the demo's stem) and 199 samples, on CPU."
 REFERENCE = "the prior art's one-sample-at-a-time saliency loop (captum Saliency, one call per sample)"
@@ -54,27 +54,35 @@ def layout_name(model) -> str:
     return "contiguous" if weight.is_contiguous() else "channels-last"
 
 
-def layout_speeds(nets: dict, images, targets, scale: float, args) -> dict:
-    """Samples/s of saliency and occlusion with the weights contiguous and in explain's inference layout."""
-    cpu = torch.device("cpu")
-    n_occ = min(args.occlusion_samples, len(images))
-    out: dict = {}
-    for method, n in (("saliency", len(images)), ("occlusion", n_occ)):
-        best = {}
-        for name, net in nets.items():
-            times = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                attribute_batched(METHODS[method](net), images[:n], targets[:n], cpu, args.batch, "bench", scale=scale)
-                times.append(time.perf_counter() - t0)
-            best[name] = n / min(times)
-        out[method] = {
-            "samples": n,
-            "contiguous_samples_per_s": best["contiguous"],
-            "inference_layout_samples_per_s": best["inference_layout"],
-            "speedup": best["inference_layout"] / best["contiguous"],
+def batched(method: str, model, images: np.ndarray, targets: np.ndarray, batch: int, scale: float):
+    """A call of explain's batched attribution by ``method`` on the CPU, to be timed."""
+    return lambda: attribute_batched(
+        METHODS[method](model), images, targets, torch.device("cpu"), batch, "bench", scale=scale
+    )
+
+
+def layout_speeds(contiguous, model, images, targets, scale: float, args, saliency_s: float) -> dict:
+    """Samples/s of saliency and occlusion with the weights contiguous and in explain's inference layout
+    (``model``); ``saliency_s``: the inference layout's saliency time on every sample, measured already."""
+
+    def attribute(method, net, n):
+        return batched(method, net, images[:n], targets[:n], args.batch, scale)
+
+    n, n_occ = len(images), min(args.occlusion_samples, len(images))
+    saliency_c = best_of(attribute("saliency", contiguous, n), args.repeats)[0]
+    (occlusion_c, _, _), (occlusion_l, _, _) = alternate(
+        attribute("occlusion", contiguous, n_occ), attribute("occlusion", model, n_occ), args.repeats
+    )
+    runs = {"saliency": (n, saliency_c, saliency_s), "occlusion": (n_occ, occlusion_c, occlusion_l)}
+    return {
+        method: {
+            "samples": samples,
+            "contiguous_samples_per_s": samples / contiguous_s,
+            "inference_layout_samples_per_s": samples / layout_s,
+            "speedup": contiguous_s / layout_s,
         }
-    return out
+        for method, (samples, contiguous_s, layout_s) in runs.items()
+    }
 
 
 def demo_trust_times(path: Path) -> dict | None:
@@ -155,17 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     images = rng.integers(0, 256, size=(args.samples, 1, args.size, args.size), dtype=np.uint8)
     targets = rng.integers(0, 5, size=args.samples)
     scale = 1 / 255
-    times = {"ours": [], "per_sample": []}
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        ours = attribute_batched(
-            METHODS["saliency"](model), images, targets, torch.device("cpu"), args.batch, "bench", scale=scale
-        )
-        times["ours"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        ref = per_sample(contiguous, images, targets, scale)
-        times["per_sample"].append(time.perf_counter() - t0)
-    best = {k: min(v) for k, v in times.items()}
+    (ours_s, _, ours), (ref_s, _, ref) = alternate(
+        batched("saliency", model, images, targets, args.batch, scale),
+        lambda: per_sample(contiguous, images, targets, scale),
+        args.repeats,
+    )
     result = {
         "device": "cpu",
         "arch": args.arch,
@@ -174,13 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch,
         "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(),
-        "ours_samples_per_s": args.samples / best["ours"],
-        "per_sample_samples_per_s": args.samples / best["per_sample"],
-        "explain_speedup_vs_per_sample_loop": best["per_sample"] / best["ours"],
+        "ours_samples_per_s": args.samples / ours_s,
+        "per_sample_samples_per_s": args.samples / ref_s,
+        "explain_speedup_vs_per_sample_loop": ref_s / ours_s,
         "max_abs_difference": float(np.abs(ours - ref).max()),
         "max_relative_difference": float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30)),
         "inference_layout": layout_name(model),
-        "layouts": layout_speeds({"contiguous": contiguous, "inference_layout": model}, images, targets, scale, args),
+        "layouts": layout_speeds(contiguous, model, images, targets, scale, args, ours_s),
         "demo_trust_seconds": demo_trust_times(Path(args.demo)),
         "demo_biology_seconds": demo_biology(Path(args.demo)),
     }

@@ -9,10 +9,14 @@ with nothing but the standard library loaded (about 10 MB), so the child it fork
 ``/proc/<pid>/status`` every 0.25 s (VmRSS and the kernel's high-water mark VmHWM), waits for it with
 ``os.wait4`` and writes {returncode, seconds, peak_rss_kb (ru_maxrss), peak_rss_sampled_kb, user_s, sys_s,
 rss_timeline} to RESULT.json.
+
+Also the in-process timers the benchmarks share: ``timed`` (one call, the garbage collector paused), ``best_of``
+(the best of several calls) and ``alternate`` (two functions timed in turn).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -76,6 +80,48 @@ def _launch(result_path: str, log_path: str, cmd: list[str]) -> int:
         )
     )
     return 0
+
+
+def timed(fn):
+    """(seconds, result) of one call, with the garbage collector paused as timeit does (a collection is
+    expensive here, with torch's module graph loaded by pyDeepInsight, and would land in a random run)."""
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        result = fn()
+        return time.perf_counter() - t0, result
+    finally:
+        gc.enable()
+
+
+def best_of(fn, repeats: int):
+    """The best of ``repeats`` timed calls; returns (best, times, last result)."""
+    gc.collect()
+    times, result = [], None
+    for _ in range(repeats):
+        t, result = timed(fn)
+        times.append(t)
+    return min(times), times, result
+
+
+#: runs of anything that takes under SHORT_S seconds: short timings suffer most from a burst of load
+SHORT_S, SHORT_REPEATS = 2.0, 7
+
+
+def alternate(fn_a, fn_b, repeats: int):
+    """Time two functions alternately, ``repeats`` times (``SHORT_REPEATS`` when the first round of both took
+    under ``SHORT_S``); returns ((best_a, times_a, last_a), (best_b, times_b, last_b))."""
+    ta, tb, ra, rb = [], [], None, None
+    rounds = repeats
+    gc.collect()
+    while len(ta) < rounds:
+        t, ra = timed(fn_a)
+        ta.append(t)
+        t, rb = timed(fn_b)
+        tb.append(t)
+        if len(ta) == 1 and max(ta[0], tb[0]) < SHORT_S:
+            rounds = max(repeats, SHORT_REPEATS)
+    return (min(ta), ta, ra), (min(tb), tb, rb)
 
 
 def measure(cmd: list[str], log_path: Path, cwd: Path | None = None, env: dict | None = None) -> dict:
