@@ -213,6 +213,7 @@ def test_explain():
         "explain_speedup_vs_per_sample_loop": 9.98,
         "max_abs_difference": 1e-6,
         "max_relative_difference": 0.0043,
+        "samples_agreeing": 196 / 199,
         "demo_trust_seconds": None,
         "demo_biology_seconds": None,
     }
@@ -226,6 +227,7 @@ def test_explain():
         "bar": "20x",
     }
     assert rows[1]["ours"] == "0.004"
+    assert rows[2]["ours"] == "98%"
 
 
 def test_explain_memory():
