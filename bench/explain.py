@@ -48,13 +48,12 @@ def per_sample(model, images: np.ndarray, targets: np.ndarray, scale: float) -> 
     return out
 
 
-def samples_agreeing(ours: np.ndarray, ref: np.ndarray, tolerance: float = 1e-4) -> float:
-    """The share of samples whose map matches the loop's to ``tolerance`` of the largest attribution. Not all need
-    to: where a ReLU's input lies within float rounding of zero, another kernel (batch size, weight layout) flips its
-    gradient and that sample's map differs visibly (3 of 199 on the default run), the others agree to rounding."""
+def relative_differences(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Each sample's largest difference from the loop's map, as a fraction of the largest attribution. Not every
+    sample need agree to rounding: where a ReLU's input lies within float rounding of zero, another kernel (batch
+    size, weight layout) flips its gradient and that sample's map differs visibly (3 of 199 on the default run)."""
     scale = max(float(np.abs(ref).max()), 1e-30)
-    per_sample = np.abs(ours - ref).reshape(len(ref), -1).max(axis=1) / scale
-    return float((per_sample <= tolerance).mean())
+    return np.abs(ours - ref).reshape(len(ref), -1).max(axis=1) / scale
 
 
 def layout_name(model) -> str:
@@ -181,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: per_sample(contiguous, images, targets, scale),
         args.repeats,
     )
+    relative = relative_differences(ours, ref)
     result = {
         "device": "cpu",
         "arch": args.arch,
@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         "per_sample_samples_per_s": args.samples / ref_s,
         "explain_speedup_vs_per_sample_loop": ref_s / ours_s,
         "max_abs_difference": float(np.abs(ours - ref).max()),
-        "max_relative_difference": float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30)),
-        "samples_agreeing": samples_agreeing(ours, ref),
+        "max_relative_difference": float(relative.max()),
+        "samples_agreeing": float((relative <= 1e-4).mean()),  # the samples agreeing to 1e-4 (headline's row)
         "inference_layout": layout_name(model),
         "layouts": layout_speeds(contiguous, model, images, targets, scale, args, ours_s),
         "demo_trust_seconds": demo_trust_times(Path(args.demo)),

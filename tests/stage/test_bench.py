@@ -101,7 +101,7 @@ def test_explain_bench_writes_its_headline_key(tmp_path):
     doc = json.loads(out.read_text())
     assert doc["explain_speedup_vs_per_sample_loop"] > 0
     # both compute the same attributions: every sample's map to rounding, or all but one, whose ReLU input lies
-    # within rounding of zero on this CPU's kernels (bench.explain.samples_agreeing)
+    # within rounding of zero on this CPU's kernels (bench.explain.relative_differences)
     assert doc["samples_agreeing"] >= 11 / 12, doc["max_relative_difference"]
     assert _headline(out)["samples/s (12 samples, batches of 4, cpu)"]["ours"] > 0
 
